@@ -1,0 +1,120 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"virality/scoring"
+)
+
+// Config holds the engine's settings. Start from DefaultConfig.
+type Config struct {
+	// Model names the scoring model (scoring.Names).
+	Model string
+	// Lateness is how far behind the largest event time seen a record may
+	// be and still be applied; older records are dead-lettered as late.
+	Lateness time.Duration
+	// FutureSkew is how far an event time may lie ahead of its reference
+	// time: the record's own timestamp, or Now when it has none.
+	FutureSkew time.Duration
+	// Now is the reference time for records without a timestamp of their
+	// own (files), in ms. The caller sets it; the engine reads no clock.
+	Now int64
+	// EmitThreshold: a score is emitted when it changes by more than this
+	// fraction of the last emitted one...
+	EmitThreshold float64
+	// EmitInterval: ...or when this much event time has passed since the
+	// last record of the video.
+	EmitInterval time.Duration
+	// EmitEveryChange emits a record on every change of a video's state.
+	EmitEveryChange bool
+	// Tick is the event-time interval of trending snapshots.
+	Tick time.Duration
+	// TopK is the length of each trending list.
+	TopK int
+	// TrendingHorizon: a video is listed only while its latest like is
+	// less than this much event time before the tick.
+	TrendingHorizon time.Duration
+	// CommitEvery is the number of input records between commits.
+	CommitEvery int
+	// CacheVideos and CachePairs bound the state kept in memory.
+	CacheVideos int
+	CachePairs  int
+	// MaxAccounts bounds the accounts whose recent like counts are kept in
+	// memory; beyond it they are read back from the store when needed.
+	MaxAccounts int
+	// PairFilterBits sizes the in-memory Bloom filter that spares a store
+	// read for pairs never seen (a power of two is used).
+	PairFilterBits int
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Model:           scoring.DefaultModel,
+		Lateness:        5 * time.Minute,
+		FutureSkew:      5 * time.Minute,
+		EmitThreshold:   0.05,
+		EmitInterval:    time.Minute,
+		Tick:            10 * time.Second,
+		TopK:            100,
+		TrendingHorizon: 10 * time.Minute,
+		CommitEvery:     200_000,
+		CacheVideos:     500_000,
+		CachePairs:      1_000_000,
+		MaxAccounts:     2_000_000,
+		PairFilterBits:  1 << 27,
+	}
+}
+
+// minHalfLife bounds Lateness: a late like must never land in a decay
+// epoch already dropped as negligible (see scoring).
+var minHalfLife = time.Duration(scoring.HalfLifeMS[scoring.H5m]) * time.Millisecond
+
+// Validate reports settings a user must fix, naming the setting.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := scoring.Lookup(c.Model); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Lateness < 0 || c.Lateness > 24*minHalfLife {
+		errs = append(errs, fmt.Errorf("lateness %v must be between 0 and %v", c.Lateness, 24*minHalfLife))
+	}
+	if c.FutureSkew < 0 {
+		errs = append(errs, fmt.Errorf("future skew %v must not be negative", c.FutureSkew))
+	}
+	if c.EmitThreshold < 0 {
+		errs = append(errs, fmt.Errorf("emit threshold %v must not be negative", c.EmitThreshold))
+	}
+	if c.EmitInterval < 0 {
+		errs = append(errs, fmt.Errorf("emit interval %v must not be negative", c.EmitInterval))
+	}
+	if c.Tick < time.Millisecond {
+		errs = append(errs, fmt.Errorf("tick %v must be at least 1ms", c.Tick))
+	}
+	if c.TopK < 1 || c.TopK > 10_000 {
+		errs = append(errs, fmt.Errorf("top-k %d must be between 1 and 10000", c.TopK))
+	}
+	if c.TrendingHorizon < c.Tick {
+		errs = append(errs, fmt.Errorf("trending horizon %v must be at least one tick (%v)", c.TrendingHorizon, c.Tick))
+	}
+	if c.CommitEvery < 1 {
+		errs = append(errs, fmt.Errorf("commit interval %d records must be positive", c.CommitEvery))
+	}
+	if c.CacheVideos < 1 || c.CachePairs < 1 || c.MaxAccounts < 1 {
+		errs = append(errs, errors.New("cache sizes must be positive"))
+	}
+	if c.PairFilterBits < 1024 {
+		errs = append(errs, fmt.Errorf("pair filter bits %d must be at least 1024", c.PairFilterBits))
+	}
+	return errors.Join(errs...)
+}
+
+// fingerprint names the settings that shape state and output: a state
+// directory built with one must not be resumed with another.
+func (c *Config) fingerprint() string {
+	return fmt.Sprintf("model=%s lateness=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t",
+		c.Model, c.Lateness.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
+		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange)
+}

@@ -1,0 +1,124 @@
+package processor
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"virality/scoring"
+)
+
+// appendScore appends a video-scores record (SPEC section 5).
+func appendScore(b []byte, videoID string, seq int64, model string, score float64, in *scoring.Input) []byte {
+	b = append(b, `{"video_id":`...)
+	b = appendString(b, videoID)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, in.TS, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"model":`...)
+	b = appendString(b, model)
+	b = append(b, `,"score":`...)
+	b = appendFloat(b, score)
+	b = append(b, `,"likes":`...)
+	b = strconv.AppendInt(b, in.Likes, 10)
+	b = append(b, `,"unique_likers":`...)
+	b = strconv.AppendInt(b, in.UniqueLikers, 10)
+	b = append(b, `,"unlikes":`...)
+	b = strconv.AppendInt(b, in.UniqueLikers-in.Likes, 10)
+	b = append(b, `,"likes_1m":`...)
+	b = strconv.AppendInt(b, in.Windows[scoring.W1m], 10)
+	b = append(b, `,"likes_5m":`...)
+	b = strconv.AppendInt(b, in.Windows[scoring.W5m], 10)
+	b = append(b, `,"likes_1h":`...)
+	b = strconv.AppendInt(b, in.Windows[scoring.W1h], 10)
+	b = append(b, `,"likes_24h":`...)
+	b = strconv.AppendInt(b, in.Windows[scoring.W24h], 10)
+	b = append(b, `,"rate_5m":`...)
+	b = appendFloat(b, in.Rates[scoring.H5m])
+	b = append(b, `,"rate_1h":`...)
+	b = appendFloat(b, in.Rates[scoring.H1h])
+	b = append(b, `,"rate_24h":`...)
+	b = appendFloat(b, in.Rates[scoring.H24h])
+	b = append(b, `,"velocity":`...)
+	b = appendFloat(b, in.Velocity())
+	b = append(b, `,"acceleration":`...)
+	b = appendFloat(b, in.Acceleration())
+	return append(b, '}')
+}
+
+// appendSnapshot appends a trending record (SPEC section 5).
+func appendSnapshot(b []byte, tick int64, l *List) []byte {
+	b = append(b, `{"ts":`...)
+	b = strconv.AppendInt(b, tick, 10)
+	b = append(b, `,"region":`...)
+	b = appendString(b, l.Region)
+	b = append(b, `,"videos":[`...)
+	for i, r := range l.Videos {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"video_id":`...)
+		b = appendString(b, r.Video)
+		b = append(b, `,"score":`...)
+		b = appendFloat(b, r.Score)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendFloat writes f with 10 significant digits: enough for any ranking,
+// short, and the same bytes for the same value.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, '0')
+	}
+	if f == 0 {
+		return append(b, '0')
+	}
+	return strconv.AppendFloat(b, f, 'g', 10, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,109 @@
+package processor
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// TestScenarios runs the semantics scenarios in testdata/scenarios: input
+// records in a compact form, then the records the engine emits.
+//
+//	run [every-change] [lateness=D] [skew=D] [now=TIME] [tick=D] [topk=N]
+//	    [horizon=D] [threshold=F] [interval=D] [model=M] [show=scores,trending,dead,final]
+//
+// "final" is the last score record of each video at the end of the input,
+// which always equals the video's state.
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata/scenarios", func(t *testing.T, path string) {
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			if d.Cmd != "run" {
+				d.Fatalf(t, "unknown command %q", d.Cmd)
+			}
+			cfg := DefaultConfig()
+			show := map[string]bool{"scores": true, "trending": true, "dead": true, "final": true}
+			for _, arg := range d.CmdArgs {
+				val := ""
+				if len(arg.Vals) > 0 {
+					val = arg.Vals[0]
+				}
+				dur := func() time.Duration {
+					v, err := time.ParseDuration(val)
+					if err != nil {
+						d.Fatalf(t, "%s: %v", arg.Key, err)
+					}
+					return v
+				}
+				switch arg.Key {
+				case "every-change":
+					cfg.EmitEveryChange = true
+				case "lateness":
+					cfg.Lateness = dur()
+				case "skew":
+					cfg.FutureSkew = dur()
+				case "now":
+					ts, err := parseClock(val)
+					if err != nil {
+						d.Fatalf(t, "now: %v", err)
+					}
+					cfg.Now = ts
+				case "tick":
+					cfg.Tick = dur()
+				case "horizon":
+					cfg.TrendingHorizon = dur()
+				case "topk":
+					n, _ := strconv.Atoi(val)
+					cfg.TopK = n
+				case "threshold":
+					f, _ := strconv.ParseFloat(val, 64)
+					cfg.EmitThreshold = f
+				case "interval":
+					cfg.EmitInterval = dur()
+				case "model":
+					cfg.Model = val
+				case "show":
+					show = map[string]bool{}
+					for _, v := range arg.Vals {
+						for _, part := range strings.Split(v, ",") {
+							show[part] = true
+						}
+					}
+				default:
+					d.Fatalf(t, "unknown argument %q", arg.Key)
+				}
+			}
+			recs, err := parseInput(d.Input)
+			if err != nil {
+				d.Fatalf(t, "%v", err)
+			}
+			out := runRecords(t, cfg, recs)
+			var b strings.Builder
+			if show["scores"] {
+				for _, m := range out.scores.msgs {
+					fmt.Fprintln(&b, scoreLine(m.Value))
+				}
+			}
+			if show["trending"] {
+				for _, m := range out.trending.msgs {
+					fmt.Fprintln(&b, trendingLine(m.Value))
+				}
+			}
+			if show["dead"] {
+				for _, m := range out.dead.msgs {
+					fmt.Fprintln(&b, deadLine(m))
+				}
+			}
+			if show["final"] {
+				last := lastScores(out.scores.msgs)
+				for _, id := range sortedKeys(last) {
+					fmt.Fprintln(&b, "final", strings.TrimPrefix(scoreLine(last[id]), "score "))
+				}
+			}
+			return b.String()
+		})
+	})
+}

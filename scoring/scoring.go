@@ -1,0 +1,316 @@
+// Package scoring is the pure math of virality: decayed rates, account
+// weights and the scoring models. It reads no clock, does no I/O and knows
+// nothing of Kafka or Pebble; every function is a function of its arguments,
+// so live runs, replays and backfills that feed it the same state agree to
+// the bit.
+//
+// # Inputs
+//
+// A video's state, kept exactly by the processor, is summarised in an
+// [Input]: standing likes, unique likers, exact windowed counts of standing
+// likes whose like time lies in (ts-w, ts] for w in 1 min, 5 min, 1 h and
+// 24 h, the same windows with each like weighted by its account weight, and
+// decayed like rates.
+//
+// # Decayed rates (forward decay)
+//
+// The rate at half-life h is λ·Σ 2^(-(ts-t_i)/h) over standing likes t_i,
+// with λ = ln 2 / h, in likes per minute: for a steady rate of r likes per
+// minute it converges to r. Following forward decay (Cormode, Shkapenyuk,
+// Srivastava, Xu, ICDE 2009) each like is stored once as a weight relative
+// to a landmark, 2^((t_i-L)/h), so adding and removing a like are exact
+// inverses and the sum does not depend on the order of arrival. To keep the
+// weights bounded, landmarks are fixed points of a grid: epoch k covers
+// [k·E, (k+1)·E) with E = 12 half-lives, and a like contributes
+// round(2^(20 + (t_i-k·E)/h)) — at most 2^32 — to its epoch's integer sum.
+// Integer sums make the state bit-identical for any arrival order; the
+// only floating-point step is the read-out at ts. An epoch whose end lies
+// more than 40 half-lives before ts contributes under 2^-28 of its weight
+// and is dropped.
+//
+// # Account weights (bought likes)
+//
+// A like is weighted by how abnormal its account's like rate is: with c the
+// account's likes in the hour before the like (see the processor for the
+// exact, order-independent window), the weight is 1 up to c0 = 60 likes an
+// hour (one a minute, the most a person plausibly does for long), and
+// (c0/c)^3 above it. A farm account liking 4 a minute gets 1/64. Weights are
+// fixed point with [WeightOne] as 1 so that windowed sums of them are exact
+// integers, too.
+//
+// # The trending model
+//
+// The default model, "trending", scores how surprising the weighted likes
+// of the last 5 minutes, n, are against the video's own baseline. The
+// baseline rate λ (weighted likes per minute) gets a Gamma(α, β) prior
+// with α = 1 and β = 60 minutes (a new video is expected to get one like an
+// hour), updated with the b weighted likes of (ts-24h, ts-5m] over the
+// exposure T, the minutes of that interval after the video's first like:
+// the posterior is Gamma(α+b, β+T). The count in 5 minutes is then
+// negative-binomial with mean μ = 5(α+b)/(β+T) and variance μ + μ²/(α+b).
+// The score is the standardised excess
+//
+//	z = (n - μ) / sqrt(μ + μ²/(α+b) + 1)
+//
+// clamped at 0. The prior shrinks videos with few likes towards "not
+// surprising" (three likes on a new video is z ≈ 2.9, not infinity), the +1
+// keeps tiny counts from dominating, steady popular videos score near 0 as
+// their own baseline explains them, and a burst scores roughly its excess in
+// standard deviations, which grows with its size. Bought likes count only
+// by their weight, so a campaign of farm accounts barely moves n.
+//
+// # Baselines
+//
+// "hn" is Hacker News' gravity, (likes-1)/(age_h+2)^1.8 with age from the
+// first like; "reddit-hot" is Reddit's hot rank, log10(max(likes,1)) +
+// (first like in s - 1134028003)/45000. Neither knows about accounts.
+package scoring
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Windows, in the order of [Input.Windows].
+const (
+	W1m = iota
+	W5m
+	W1h
+	W24h
+	NumWindows
+)
+
+// WindowMS holds the window lengths in milliseconds.
+var WindowMS = [NumWindows]int64{60_000, 300_000, 3_600_000, 86_400_000}
+
+// Half-lives of the decayed rates, in the order of [Input.Rates].
+const (
+	H5m = iota
+	H1h
+	H24h
+	NumHalfLives
+)
+
+// HalfLifeMS holds the half-lives in milliseconds.
+var HalfLifeMS = [NumHalfLives]int64{300_000, 3_600_000, 86_400_000}
+
+// Input is the state of one video at event time TS.
+type Input struct {
+	TS           int64 // event time of the computation, ms
+	FirstLike    int64 // event time of the video's first like, ms (0: none)
+	Likes        int64 // standing likes
+	UniqueLikers int64 // users with at least one like
+	// Windows counts standing likes with like time in (TS-w, TS].
+	Windows [NumWindows]int64
+	// Weighted is Windows with each like weighted by its account weight,
+	// in units of WeightOne.
+	Weighted [NumWindows]int64
+	// Rates are decayed like rates in likes per minute.
+	Rates [NumHalfLives]float64
+}
+
+// Velocity is the current like rate in likes per minute: the 5-minute
+// half-life rate.
+func (in *Input) Velocity() float64 { return in.Rates[H5m] }
+
+// Acceleration is the short rate against the long one, likes per minute:
+// positive while a video gains pace over its last hour.
+func (in *Input) Acceleration() float64 { return in.Rates[H5m] - in.Rates[H1h] }
+
+// A Model turns a video's state into one score; higher is more trending.
+// Models are pure: the same Input always gives the same score.
+type Model interface {
+	Name() string
+	Score(in *Input) float64
+}
+
+// DefaultModel is the name of the model used when none is chosen.
+const DefaultModel = "trending"
+
+var models = map[string]Model{
+	"trending":   Trending{Alpha: 1, Beta: 60},
+	"hn":         HN{},
+	"reddit-hot": RedditHot{},
+}
+
+// Lookup returns the model with the given name.
+func Lookup(name string) (Model, error) {
+	m, ok := models[name]
+	if !ok {
+		return nil, fmt.Errorf("scoring: unknown model %q (choose one of %s)", name, strings.Join(Names(), ", "))
+	}
+	return m, nil
+}
+
+// Names lists the models, sorted.
+func Names() []string {
+	names := make([]string, 0, len(models))
+	for n := range models {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Trending is the default model; see the package comment.
+type Trending struct {
+	Alpha float64 // prior shape: pseudo-likes
+	Beta  float64 // prior rate: pseudo-minutes
+}
+
+// Name implements Model.
+func (Trending) Name() string { return "trending" }
+
+// Score implements Model.
+func (m Trending) Score(in *Input) float64 {
+	const recentMin = 5.0
+	n := float64(in.Weighted[W5m]) / WeightOne
+	b := float64(in.Weighted[W24h]-in.Weighted[W5m]) / WeightOne
+	// Exposure: minutes of (ts-24h, ts-5m] after the first like.
+	exposure := 0.0
+	if in.FirstLike > 0 {
+		end := in.TS - WindowMS[W5m]
+		start := max(in.FirstLike, in.TS-WindowMS[W24h])
+		if end > start {
+			exposure = float64(end-start) / 60_000
+		}
+	}
+	shape := m.Alpha + b
+	mu := recentMin * shape / (m.Beta + exposure)
+	z := (n - mu) / math.Sqrt(mu+mu*mu/shape+1)
+	if z < 0 || math.IsNaN(z) {
+		return 0
+	}
+	return z
+}
+
+// HN is Hacker News' gravity ranking on likes.
+type HN struct{}
+
+// Name implements Model.
+func (HN) Name() string { return "hn" }
+
+// Score implements Model.
+func (HN) Score(in *Input) float64 {
+	if in.Likes < 1 || in.FirstLike == 0 {
+		return 0
+	}
+	ageH := float64(max(in.TS-in.FirstLike, 0)) / 3_600_000
+	return float64(in.Likes-1) / math.Pow(ageH+2, 1.8)
+}
+
+// RedditHot is Reddit's hot ranking on likes, dated by the first like.
+type RedditHot struct{}
+
+// Name implements Model.
+func (RedditHot) Name() string { return "reddit-hot" }
+
+// Score implements Model.
+func (RedditHot) Score(in *Input) float64 {
+	if in.Likes < 1 || in.FirstLike == 0 {
+		return 0
+	}
+	order := math.Log10(float64(in.Likes))
+	seconds := float64(in.FirstLike)/1000 - 1134028003
+	return order + seconds/45000
+}
+
+// WeightOne is the fixed-point weight of a like from a normal account.
+const WeightOne = 1024
+
+// AccountRateThreshold is c0: likes an hour up to which an account counts
+// fully.
+const AccountRateThreshold = 60
+
+// AccountWeight is the fixed-point weight of a like from an account that gave
+// recent likes in the hour before it. It is never 0 so that every like is
+// still seen by the windows.
+func AccountWeight(recent int64) int64 {
+	if recent <= AccountRateThreshold {
+		return WeightOne
+	}
+	r := float64(AccountRateThreshold) / float64(recent)
+	w := int64(math.Round(WeightOne * r * r * r))
+	return max(w, 1)
+}
+
+// Decay epochs: see the package comment.
+const (
+	epochHalfLives = 12
+	decayScaleBits = 20
+	dropHalfLives  = 40
+)
+
+// DecaySum is one epoch's integer sum of forward-decay weights.
+type DecaySum struct {
+	Epoch int64
+	Sum   uint64
+}
+
+// DecayContribution is the integer weight of a like at t for half-life h,
+// and the epoch it belongs to.
+func DecayContribution(t, h int64) (epoch int64, c uint64) {
+	e := h * epochHalfLives
+	epoch = floorDiv(t, e)
+	x := float64(t-epoch*e) / float64(h)
+	return epoch, uint64(math.Round(math.Exp2(decayScaleBits + x)))
+}
+
+// DecayAdd adds (or with neg, removes) a like at t to sums kept sorted by
+// epoch, and returns the updated slice.
+func DecayAdd(sums []DecaySum, t, h int64, neg bool) []DecaySum {
+	epoch, c := DecayContribution(t, h)
+	i := sort.Search(len(sums), func(i int) bool { return sums[i].Epoch >= epoch })
+	if i == len(sums) || sums[i].Epoch != epoch {
+		if neg {
+			// The epoch was dropped as negligible: nothing left to remove.
+			return sums
+		}
+		sums = append(sums, DecaySum{})
+		copy(sums[i+1:], sums[i:])
+		sums[i] = DecaySum{Epoch: epoch}
+	}
+	if neg {
+		sums[i].Sum -= c
+		if sums[i].Sum == 0 {
+			sums = append(sums[:i], sums[i+1:]...)
+		}
+	} else {
+		sums[i].Sum += c
+	}
+	return sums
+}
+
+// DecayPrune drops epochs that end more than 40 half-lives before ts.
+func DecayPrune(sums []DecaySum, ts, h int64) []DecaySum {
+	e := h * epochHalfLives
+	n := 0
+	for n < len(sums) && (sums[n].Epoch+1)*e < ts-dropHalfLives*h {
+		n++
+	}
+	if n == 0 {
+		return sums
+	}
+	return append(sums[:0], sums[n:]...)
+}
+
+// DecayRate reads the rate at ts, in likes per minute, out of sums.
+func DecayRate(sums []DecaySum, ts, h int64) float64 {
+	e := h * epochHalfLives
+	var total float64
+	for _, s := range sums {
+		age := float64(ts-s.Epoch*e) / float64(h)
+		total += float64(s.Sum) * math.Exp2(-decayScaleBits-age)
+	}
+	return total * math.Ln2 * 60_000 / float64(h)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}

@@ -1,0 +1,400 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"virality/scoring"
+)
+
+var errCorrupt = errors.New("store: corrupt record")
+
+const (
+	hourMS        = 3_600_000
+	inlineEntries = 64
+	minTime       = math.MinInt64
+	noneDirty     = math.MaxInt64
+)
+
+// Meta is what a commit records about its input and outputs.
+type Meta struct {
+	// Offset is the next input offset to read.
+	Offset int64
+	// MaxTS is the largest event time accepted; the watermark follows it.
+	MaxTS int64
+	// NextTick is the next trending tick, ms (0: none yet).
+	NextTick int64
+	// Fingerprint names the settings the state was built with.
+	Fingerprint string
+	// Sinks are output positions at the commit (bytes written to a file),
+	// so that a restart can cut outputs back to what the state reflects.
+	Sinks []SinkPos
+}
+
+// SinkPos is an output's position at a commit.
+type SinkPos struct {
+	Name string
+	Pos  int64
+}
+
+func (m *Meta) marshal(b []byte) []byte {
+	b = binary.AppendVarint(b, m.Offset)
+	b = binary.AppendVarint(b, m.MaxTS)
+	b = binary.AppendVarint(b, m.NextTick)
+	b = appendString(b, m.Fingerprint)
+	b = binary.AppendUvarint(b, uint64(len(m.Sinks)))
+	for _, s := range m.Sinks {
+		b = appendString(b, s.Name)
+		b = binary.AppendVarint(b, s.Pos)
+	}
+	return b
+}
+
+func (m *Meta) unmarshal(b []byte) error {
+	r := reader{b: b}
+	m.Offset = r.varint()
+	m.MaxTS = r.varint()
+	m.NextTick = r.varint()
+	m.Fingerprint = r.string()
+	n := r.uvarint()
+	m.Sinks = nil
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		m.Sinks = append(m.Sinks, SinkPos{Name: r.string(), Pos: r.varint()})
+	}
+	return r.done()
+}
+
+// Like is one like event as a pair remembers it.
+type Like struct {
+	TS      int64
+	Weight  int64 // account weight, fixed point (scoring.WeightOne)
+	Region  string
+	EventID string
+}
+
+// Pair is the state of one (user, video) pair: enough to place any later
+// event exactly as if all had arrived sorted by event time.
+type Pair struct {
+	// Liked: a like stands. Like is the standing like: the first like after
+	// the last unlike.
+	Liked bool
+	Like  Like
+	// EverLiked: the user gave at least one like.
+	EverLiked bool
+	// LastUnlike is the event time of the latest unlike (0: none).
+	LastUnlike int64
+	// Later are likes after Like that a late unlike between the two could
+	// still make the standing like; they are dropped once the watermark
+	// passes them.
+	Later []Like
+}
+
+const (
+	pairLiked = 1 << iota
+	pairEverLiked
+)
+
+func (p *Pair) marshal(b []byte) []byte {
+	var flags byte
+	if p.Liked {
+		flags |= pairLiked
+	}
+	if p.EverLiked {
+		flags |= pairEverLiked
+	}
+	b = append(b, flags)
+	b = binary.AppendVarint(b, p.LastUnlike)
+	if p.Liked {
+		b = appendLike(b, &p.Like)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.Later)))
+	for i := range p.Later {
+		b = appendLike(b, &p.Later[i])
+	}
+	return b
+}
+
+func appendLike(b []byte, l *Like) []byte {
+	b = binary.AppendVarint(b, l.TS)
+	b = binary.AppendUvarint(b, uint64(l.Weight))
+	b = appendString(b, l.Region)
+	return appendString(b, l.EventID)
+}
+
+func (r *reader) like() Like {
+	return Like{TS: r.varint(), Weight: int64(r.uvarint()), Region: r.string(), EventID: r.string()}
+}
+
+func (p *Pair) unmarshal(b []byte) error {
+	r := reader{b: b}
+	flags := r.byte()
+	p.Liked = flags&pairLiked != 0
+	p.EverLiked = flags&pairEverLiked != 0
+	p.LastUnlike = r.varint()
+	p.Like = Like{}
+	if p.Liked {
+		p.Like = r.like()
+	}
+	n := r.uvarint()
+	p.Later = nil
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		p.Later = append(p.Later, r.like())
+	}
+	return r.done()
+}
+
+// Entry is one standing like in a video's like times.
+type Entry struct {
+	TS     int64
+	Weight int64
+}
+
+// RegionCount is a video's standing likes from one region.
+type RegionCount struct {
+	Region string
+	Likes  int64
+}
+
+// Video is the state of one video.
+type Video struct {
+	ID        string
+	Clock     int64 // largest event time applied
+	FirstLike int64 // event time of the first like (0: none)
+	Likes     int64 // standing likes
+	Unique    int64 // users with at least one like
+	Regions   []RegionCount
+	// Entries are the standing likes with like time in (Clock-24h, Clock],
+	// sorted by time then weight.
+	Entries []Entry
+	Decay   [scoring.NumHalfLives][]scoring.DecaySum
+	// Emission: the last emitted record.
+	Seq        int64
+	LastEmitTS int64
+	LastScore  float64
+	Pending    bool // state changed since the last emitted record
+
+	bucketed  bool
+	dirtyFrom int64 // like times at or after this changed since the last write
+}
+
+// NewVideo returns the state of a video never seen before.
+func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime} }
+
+// TimesChanged records that like times at or after ts changed.
+func (v *Video) TimesChanged(ts int64) { v.dirtyFrom = min(v.dirtyFrom, ts) }
+
+func (v *Video) marshal(b []byte) []byte {
+	b = binary.AppendVarint(b, v.Clock)
+	b = binary.AppendVarint(b, v.FirstLike)
+	b = binary.AppendVarint(b, v.Likes)
+	b = binary.AppendVarint(b, v.Unique)
+	b = binary.AppendUvarint(b, uint64(len(v.Regions)))
+	for _, rc := range v.Regions {
+		b = appendString(b, rc.Region)
+		b = binary.AppendVarint(b, rc.Likes)
+	}
+	for _, sums := range v.Decay {
+		b = binary.AppendUvarint(b, uint64(len(sums)))
+		for _, s := range sums {
+			b = binary.AppendVarint(b, s.Epoch)
+			b = binary.AppendUvarint(b, s.Sum)
+		}
+	}
+	b = binary.AppendVarint(b, v.Seq)
+	b = binary.AppendVarint(b, v.LastEmitTS)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.LastScore))
+	var flags byte
+	if v.Pending {
+		flags |= 1
+	}
+	if v.bucketed {
+		flags |= 2
+	}
+	b = append(b, flags)
+	if !v.bucketed {
+		base := int64(0)
+		if len(v.Entries) > 0 {
+			base = v.Entries[0].TS
+		}
+		b = binary.AppendVarint(b, base)
+		b = binary.AppendUvarint(b, uint64(len(v.Entries)))
+		b = encodeEntries(b, v.Entries, base)
+	}
+	return b
+}
+
+func (v *Video) unmarshal(b []byte) error {
+	r := reader{b: b}
+	v.Clock = r.varint()
+	v.FirstLike = r.varint()
+	v.Likes = r.varint()
+	v.Unique = r.varint()
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		v.Regions = append(v.Regions, RegionCount{Region: r.string(), Likes: r.varint()})
+	}
+	for h := range v.Decay {
+		n := r.uvarint()
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			v.Decay[h] = append(v.Decay[h], scoring.DecaySum{Epoch: r.varint(), Sum: r.uvarint()})
+		}
+	}
+	v.Seq = r.varint()
+	v.LastEmitTS = r.varint()
+	v.LastScore = math.Float64frombits(r.uint64())
+	flags := r.byte()
+	v.Pending = flags&1 != 0
+	v.bucketed = flags&2 != 0
+	v.dirtyFrom = noneDirty
+	if !v.bucketed {
+		base := r.varint()
+		n := r.uvarint()
+		if r.err == nil && n > uint64(len(r.b)) {
+			return errCorrupt
+		}
+		var err error
+		v.Entries, err = decodeEntriesN(v.Entries, &r, base, int(n))
+		if err != nil {
+			return err
+		}
+	}
+	return r.done()
+}
+
+// encodeEntries appends entries as deltas from base (entries are sorted).
+func encodeEntries(b []byte, es []Entry, base int64) []byte {
+	prev := base
+	for _, e := range es {
+		b = binary.AppendUvarint(b, uint64(e.TS-prev))
+		b = binary.AppendUvarint(b, uint64(e.Weight))
+		prev = e.TS
+	}
+	return b
+}
+
+func decodeEntries(dst []Entry, b []byte, base int64) ([]Entry, error) {
+	r := reader{b: b}
+	prev := base
+	for len(r.b) > 0 && r.err == nil {
+		prev += int64(r.uvarint())
+		dst = append(dst, Entry{TS: prev, Weight: int64(r.uvarint())})
+	}
+	return dst, r.err
+}
+
+func decodeEntriesN(dst []Entry, r *reader, base int64, n int) ([]Entry, error) {
+	prev := base
+	if cap(dst)-len(dst) < n {
+		dst = append(make([]Entry, 0, len(dst)+n), dst...)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		prev += int64(r.uvarint())
+		dst = append(dst, Entry{TS: prev, Weight: int64(r.uvarint())})
+	}
+	return dst, r.err
+}
+
+// Candidate is a video that may appear in trending lists.
+type Candidate struct {
+	Video    string
+	Score    float64
+	LastLike int64 // event time of its latest like
+	Region   string
+}
+
+func (c *Candidate) marshal(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(c.Score))
+	b = binary.AppendVarint(b, c.LastLike)
+	return appendString(b, c.Region)
+}
+
+func (c *Candidate) unmarshal(b []byte) error {
+	r := reader{b: b}
+	c.Score = math.Float64frombits(r.uint64())
+	c.LastLike = r.varint()
+	c.Region = r.string()
+	return r.done()
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// reader decodes a record; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail() { r.err = errCorrupt; r.b = nil }
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.fail()
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uint64() uint64 {
+	if len(r.b) < 8 {
+		r.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) done() error {
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return errCorrupt
+	}
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}

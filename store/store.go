@@ -1,0 +1,520 @@
+// Package store keeps virality's state in Pebble and hides its key layout.
+//
+// State is kept per input partition, under a 5-byte prefix ('P' and the
+// partition number), so that a partition's state can be read, written and
+// dropped on its own:
+//
+//	P<part> 'm'                          meta: input offset, watermark, tick, sink positions
+//	P<part> 'p' <len(video)> video user  one (user, video) pair
+//	P<part> 'v' video                    a video's header
+//	P<part> 't' <len(video)> video hour  a video's standing like times of one hour
+//	P<part> 'u' bucket user              an account's likes in one 5-minute bucket
+//	P<part> 'e' video                    marker: the video has state newer than its last record
+//	P<part> 'k' video                    a trending candidate
+//
+// Like times of a video live inline in its header while there are few;
+// beyond that they move to per-hour keys, so that a commit rewrites only
+// the hours that changed and old hours are dropped with one range deletion
+// per video rather than a scan.
+//
+// Everything one commit changes is written by one [Writer] into one Pebble
+// batch, together with the meta record naming the input offset it reflects:
+// state and offsets are committed together or not at all.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ErrClosed is returned by operations on a closed store.
+var ErrClosed = errors.New("store: closed")
+
+// Options configure the Pebble database.
+type Options struct {
+	// CacheBytes is the size of Pebble's block cache.
+	CacheBytes int64
+	// MemTableBytes is the size of each memtable.
+	MemTableBytes uint64
+	// Sync makes each commit wait for its WAL to reach stable storage. Without
+	// it a commit survives a crash of the process (kill -9) but not of the
+	// machine.
+	Sync bool
+	// FS, if set, replaces the operating system's file system (tests use
+	// vfs.NewMem()).
+	FS vfs.FS
+}
+
+// DefaultOptions are sized for a 512 MiB process.
+func DefaultOptions() Options {
+	return Options{CacheBytes: 64 << 20, MemTableBytes: 32 << 20}
+}
+
+// Validate reports options a user must fix.
+func (o Options) Validate() error {
+	if o.CacheBytes < 1<<20 {
+		return fmt.Errorf("store: cache size %d is below 1 MiB", o.CacheBytes)
+	}
+	if o.MemTableBytes < 1<<20 {
+		return fmt.Errorf("store: memtable size %d is below 1 MiB", o.MemTableBytes)
+	}
+	return nil
+}
+
+// DB is an open state directory.
+type DB struct {
+	db    *pebble.DB
+	cache *pebble.Cache
+	wo    *pebble.WriteOptions
+	dir   string
+}
+
+// Open opens (creating if needed) the state in dir.
+func Open(dir string, o Options) (*DB, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	opts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                o.MemTableBytes,
+		FormatMajorVersion:          pebble.FormatNewest,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       1000,
+		LBaseMaxBytes:               256 << 20,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
+		MemTableStopWritesThreshold: 4,
+		Logger:                      quietLogger{},
+		FS:                          o.FS,
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
+	cache.Unref()
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", dir, err)
+	}
+	wo := pebble.NoSync
+	if o.Sync {
+		wo = pebble.Sync
+	}
+	return &DB{db: db, wo: wo, dir: dir}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error {
+	if d.db == nil {
+		return ErrClosed
+	}
+	err := d.db.Close()
+	d.db = nil
+	if err != nil {
+		return fmt.Errorf("close state %s: %w", d.dir, err)
+	}
+	return nil
+}
+
+// Sizes reports the bytes of state on disk and in memtables.
+func (d *DB) Sizes() (disk, memtables uint64) {
+	m := d.db.Metrics()
+	return m.DiskSpaceUsage(), m.MemTable.Size
+}
+
+// Partition returns the state of one input partition.
+func (d *DB) Partition(id int32) *Partition {
+	p := &Partition{db: d}
+	p.prefix[0] = 'P'
+	binary.BigEndian.PutUint32(p.prefix[1:], uint32(id))
+	return p
+}
+
+// Partition is the state of one input partition. It is not safe for
+// concurrent use: one goroutine owns a partition.
+type Partition struct {
+	db     *DB
+	prefix [5]byte
+	key    []byte // scratch for building keys
+}
+
+const (
+	kindMeta      = 'm'
+	kindPair      = 'p'
+	kindVideo     = 'v'
+	kindTimes     = 't'
+	kindAccount   = 'u'
+	kindPending   = 'e'
+	kindCandidate = 'k'
+)
+
+func (p *Partition) keyOf(kind byte, parts ...string) []byte {
+	k := append(p.key[:0], p.prefix[:]...)
+	k = append(k, kind)
+	for i, s := range parts {
+		if i < len(parts)-1 {
+			k = binary.AppendUvarint(k, uint64(len(s)))
+		}
+		k = append(k, s...)
+	}
+	p.key = k
+	return k
+}
+
+// get copies the value at key into dst, reporting whether it exists.
+func (p *Partition) get(key []byte, dst []byte) ([]byte, bool, error) {
+	if p.db.db == nil {
+		return nil, false, ErrClosed
+	}
+	v, closer, err := p.db.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, err
+	}
+	dst = append(dst[:0], v...)
+	return dst, true, closer.Close()
+}
+
+// scan calls fn with each key (without the partition and kind prefix) and
+// value under kind.
+func (p *Partition) scan(kind byte, fn func(key, value []byte) error) error {
+	if p.db.db == nil {
+		return ErrClosed
+	}
+	lo := append(append([]byte{}, p.prefix[:]...), kind)
+	hi := append(append([]byte{}, p.prefix[:]...), kind+1)
+	it, err := p.db.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()[len(lo):], it.Value()); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// Meta returns the partition's meta record.
+func (p *Partition) Meta() (Meta, bool, error) {
+	v, ok, err := p.get(p.keyOf(kindMeta), nil)
+	if !ok || err != nil {
+		return Meta{}, ok, err
+	}
+	var m Meta
+	if err := m.unmarshal(v); err != nil {
+		return Meta{}, false, fmt.Errorf("read meta of partition: %w", err)
+	}
+	return m, true, nil
+}
+
+// Pair returns the state of the (user, video) pair.
+func (p *Partition) Pair(video, user string) (Pair, bool, error) {
+	v, ok, err := p.get(p.keyOf(kindPair, video, user), nil)
+	if !ok || err != nil {
+		return Pair{}, ok, err
+	}
+	var pr Pair
+	if err := pr.unmarshal(v); err != nil {
+		return Pair{}, false, fmt.Errorf("read pair %q/%q: %w", video, user, err)
+	}
+	return pr, true, nil
+}
+
+// ScanPairs calls fn with the key of every stored pair, as [PairKey]
+// builds it.
+func (p *Partition) ScanPairs(fn func(key []byte)) error {
+	return p.scan(kindPair, func(k, _ []byte) error { fn(k); return nil })
+}
+
+// PairKey appends the identity of a (user, video) pair to dst, as
+// [Partition.ScanPairs] reports it.
+func PairKey(dst []byte, video, user string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(video)))
+	dst = append(dst, video...)
+	return append(dst, user...)
+}
+
+// Video returns a video's state with its like times.
+func (p *Partition) Video(id string) (*Video, bool, error) {
+	v, ok, err := p.get(p.keyOf(kindVideo, id), nil)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	vid := &Video{ID: id}
+	if err := vid.unmarshal(v); err != nil {
+		return nil, false, fmt.Errorf("read video %q: %w", id, err)
+	}
+	if vid.bucketed {
+		prefix := binary.AppendUvarint(nil, uint64(len(id)))
+		prefix = append(prefix, id...)
+		err := p.scanPrefix(kindTimes, prefix, func(k, val []byte) error {
+			if len(k) != len(prefix)+8 {
+				return fmt.Errorf("bad like-time key for video %q", id)
+			}
+			hour := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			var err error
+			vid.Entries, err = decodeEntries(vid.Entries, val, hour*hourMS)
+			return err
+		})
+		if err != nil {
+			return nil, false, fmt.Errorf("read like times of video %q: %w", id, err)
+		}
+	}
+	return vid, true, nil
+}
+
+func (p *Partition) scanPrefix(kind byte, prefix []byte, fn func(key, value []byte) error) error {
+	lo := append(append(append([]byte{}, p.prefix[:]...), kind), prefix...)
+	hi := append(append([]byte{}, lo...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	it, err := p.db.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	base := len(p.prefix) + 1
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key()[base:], it.Value()); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// AccountCount returns an account's likes in one bucket of event time.
+func (p *Partition) AccountCount(bucket int64, user string) (int64, error) {
+	v, ok, err := p.get(p.accountKey(bucket, user), nil)
+	if !ok || err != nil {
+		return 0, err
+	}
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0, fmt.Errorf("read account %q: %w", user, errCorrupt)
+	}
+	return int64(n), nil
+}
+
+func (p *Partition) accountKey(bucket int64, user string) []byte {
+	k := append(p.key[:0], p.prefix[:]...)
+	k = append(k, kindAccount)
+	k = binary.BigEndian.AppendUint64(k, uint64(bucket))
+	k = append(k, user...)
+	p.key = k
+	return k
+}
+
+// ScanAccounts calls fn with every account count in buckets from bucket on.
+func (p *Partition) ScanAccounts(from int64, fn func(bucket int64, user string, count int64) error) error {
+	return p.scan(kindAccount, func(k, v []byte) error {
+		if len(k) < 8 {
+			return errCorrupt
+		}
+		b := int64(binary.BigEndian.Uint64(k))
+		if b < from {
+			return nil
+		}
+		n, m := binary.Uvarint(v)
+		if m <= 0 {
+			return errCorrupt
+		}
+		return fn(b, string(k[8:]), int64(n))
+	})
+}
+
+// ScanPending calls fn with each video marked as having state newer than
+// its last emitted record, in key order.
+func (p *Partition) ScanPending(fn func(video string) error) error {
+	return p.scan(kindPending, func(k, _ []byte) error { return fn(string(k)) })
+}
+
+// ScanCandidates calls fn with each trending candidate, in key order.
+func (p *Partition) ScanCandidates(fn func(c Candidate) error) error {
+	return p.scan(kindCandidate, func(k, v []byte) error {
+		c := Candidate{Video: string(k)}
+		if err := c.unmarshal(v); err != nil {
+			return fmt.Errorf("read candidate %q: %w", k, err)
+		}
+		return fn(c)
+	})
+}
+
+// Drop deletes all state of the partition.
+func (p *Partition) Drop() error {
+	lo := append([]byte{}, p.prefix[:]...)
+	hi := append([]byte{}, p.prefix[:]...)
+	hi = append(hi, 0xff)
+	return p.db.db.DeleteRange(lo, hi, p.db.wo)
+}
+
+// Writer collects the changes of one commit in one batch.
+type Writer struct {
+	p     *Partition
+	b     *pebble.Batch
+	buf   []byte
+	key   []byte
+	hours []byte
+}
+
+// NewWriter starts a commit.
+func (p *Partition) NewWriter() *Writer {
+	return &Writer{p: p, b: p.db.db.NewBatch()}
+}
+
+func (w *Writer) keyOf(kind byte, parts ...string) []byte {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kind)
+	for i, s := range parts {
+		if i < len(parts)-1 {
+			w.key = binary.AppendUvarint(w.key, uint64(len(s)))
+		}
+		w.key = append(w.key, s...)
+	}
+	return w.key
+}
+
+// SetMeta writes the meta record.
+func (w *Writer) SetMeta(m *Meta) error {
+	w.buf = m.marshal(w.buf[:0])
+	return w.b.Set(w.keyOf(kindMeta), w.buf, nil)
+}
+
+// SetPair writes a pair.
+func (w *Writer) SetPair(video, user string, pr *Pair) error {
+	w.buf = pr.marshal(w.buf[:0])
+	return w.b.Set(w.keyOf(kindPair, video, user), w.buf, nil)
+}
+
+// SetAccountCount writes an account's likes in one bucket of event time.
+func (w *Writer) SetAccountCount(bucket int64, user string, count int64) error {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kindAccount)
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(bucket))
+	w.key = append(w.key, user...)
+	w.buf = binary.AppendUvarint(w.buf[:0], uint64(count))
+	return w.b.Set(w.key, w.buf, nil)
+}
+
+// DeleteAccountsBefore drops every account count in buckets before bucket:
+// one range deletion over the time-ordered keys.
+func (w *Writer) DeleteAccountsBefore(bucket int64) error {
+	lo := append(append([]byte{}, w.p.prefix[:]...), kindAccount)
+	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(bucket, 0)))
+	return w.b.DeleteRange(lo, hi, nil)
+}
+
+// SetPending marks or unmarks a video as having unemitted state.
+func (w *Writer) SetPending(video string, pending bool) error {
+	k := w.keyOf(kindPending, video)
+	if pending {
+		return w.b.Set(k, nil, nil)
+	}
+	return w.b.Delete(k, nil)
+}
+
+// SetCandidate writes a trending candidate.
+func (w *Writer) SetCandidate(c *Candidate) error {
+	w.buf = c.marshal(w.buf[:0])
+	return w.b.Set(w.keyOf(kindCandidate, c.Video), w.buf, nil)
+}
+
+// DeleteCandidate removes a trending candidate.
+func (w *Writer) DeleteCandidate(video string) error {
+	return w.b.Delete(w.keyOf(kindCandidate, video), nil)
+}
+
+// SetVideo writes a video's header and the like times changed since it
+// was last written, then marks it clean.
+func (w *Writer) SetVideo(v *Video) error {
+	wasBucketed := v.bucketed
+	v.bucketed = len(v.Entries) > inlineEntries
+	w.buf = v.marshal(w.buf[:0])
+	if err := w.b.Set(w.keyOf(kindVideo, v.ID), w.buf, nil); err != nil {
+		return err
+	}
+	prefix := w.keyOf(kindTimes, v.ID, "")
+	prefix = append([]byte{}, prefix...)
+	hourKey := func(h int64) []byte {
+		k := append(w.hours[:0], prefix...)
+		k = binary.BigEndian.AppendUint64(k, uint64(h))
+		w.hours = k
+		return k
+	}
+	switch {
+	case v.bucketed:
+		from := v.dirtyFrom
+		if !wasBucketed {
+			from = minTime
+		}
+		// Hours before the first standing like are gone: one range deletion.
+		if len(v.Entries) > 0 {
+			first := floorDiv(v.Entries[0].TS, hourMS)
+			if err := w.b.DeleteRange(prefix, append([]byte{}, hourKey(first)...), nil); err != nil {
+				return err
+			}
+		}
+		if from == noneDirty {
+			break
+		}
+		fromHour := floorDiv(from, hourMS)
+		if from == minTime {
+			fromHour = minTime / hourMS
+		}
+		end := append([]byte{}, prefix...)
+		end = append(end, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		if err := w.b.DeleteRange(append([]byte{}, hourKey(max(fromHour, 0))...), end, nil); err != nil {
+			return err
+		}
+		// Rewrite every hour from the first changed one.
+		i := 0
+		for i < len(v.Entries) && floorDiv(v.Entries[i].TS, hourMS) < fromHour {
+			i++
+		}
+		for i < len(v.Entries) {
+			h := floorDiv(v.Entries[i].TS, hourMS)
+			j := i
+			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h {
+				j++
+			}
+			w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*hourMS)
+			if err := w.b.Set(hourKey(h), w.buf, nil); err != nil {
+				return err
+			}
+			i = j
+		}
+	case wasBucketed:
+		end := append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		if err := w.b.DeleteRange(prefix, end, nil); err != nil {
+			return err
+		}
+	}
+	v.dirtyFrom = noneDirty
+	return nil
+}
+
+// Len is the size of the batch so far, in bytes.
+func (w *Writer) Len() int { return w.b.Len() }
+
+// Commit applies the batch atomically.
+func (w *Writer) Commit() error {
+	if w.p.db.db == nil {
+		return ErrClosed
+	}
+	err := w.b.Commit(w.p.db.wo)
+	return errors.Join(err, w.b.Close())
+}
+
+// Abort discards the batch.
+func (w *Writer) Abort() error { return w.b.Close() }
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
