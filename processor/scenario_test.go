@@ -107,3 +107,29 @@ func TestScenarios(t *testing.T) {
 		})
 	})
 }
+
+// TestDeadLetterInvalidUTF8 covers the reason a scenario file cannot hold:
+// raw bytes that are not UTF-8. The record keeps its original bytes and
+// its source position in the dead letters.
+func TestDeadLetterInvalidUTF8(t *testing.T) {
+	value := []byte("{\"video_id\":\"v\xff1\",\"user_id\":\"u1\",\"ts\":1793491200000}")
+	recs := []Record{{Value: value, Topic: "likes", Partition: 3, Offset: 0}}
+	out := runRecords(t, DefaultConfig(), recs)
+	if len(out.dead.msgs) != 1 {
+		t.Fatalf("got %d dead letters, want 1", len(out.dead.msgs))
+	}
+	m := out.dead.msgs[0]
+	if got := deadLine(m); got != "dead invalid_utf8 offset=0" {
+		t.Errorf("got %q", got)
+	}
+	if string(m.Value) != string(value) {
+		t.Errorf("dead letter value %q, want the original %q", m.Value, value)
+	}
+	h := map[string]string{}
+	for _, x := range m.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if h[HeaderTopic] != "likes" || h[HeaderPartition] != "3" || h[HeaderError] == "" {
+		t.Errorf("headers %v", h)
+	}
+}
