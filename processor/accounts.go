@@ -34,14 +34,17 @@ type accounts struct {
 	part    *store.Partition
 	bucket  int64
 	max     int
+	c0      int64 // account threshold, likes in accountBuckets
 	m       map[string][]acctBucket
 	dirty   []accountKey
 	partial bool // accounts were evicted while recent: a miss reads the store
 	deleted int64
 }
 
-func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, m: map[string][]acctBucket{}}
+func newAccounts(part *store.Partition, bucket int64, maxAccounts, perHour int) *accounts {
+	// The counted buckets span an hour only when a bucket is 5 minutes.
+	c0 := max(int64(perHour)*accountBuckets*bucket/3_600_000, 1)
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0, m: map[string][]acctBucket{}}
 }
 
 // like counts a like by user at ts and returns its weight.
@@ -84,7 +87,7 @@ func (a *accounts) like(user string, ts int64) (int64, error) {
 	}
 	a.m[user] = bs
 	a.dirty = append(a.dirty, accountKey{user, b})
-	return scoring.AccountWeight(recent), nil
+	return scoring.AccountWeight(recent, a.c0), nil
 }
 
 func (a *accounts) count(user string, b int64) int64 {

@@ -44,6 +44,9 @@ type Config struct {
 	// MaxAccounts bounds the accounts whose recent like counts are kept in
 	// memory; beyond it they are read back from the store when needed.
 	MaxAccounts int
+	// AccountThreshold is the likes an hour above which an account's likes
+	// are damped as abnormal (scoring.AccountWeight).
+	AccountThreshold int
 	// PairFilterBits sizes the in-memory Bloom filter that spares a store
 	// read for pairs never seen (a power of two is used).
 	PairFilterBits int
@@ -52,19 +55,20 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Model:           scoring.DefaultModel,
-		Lateness:        5 * time.Minute,
-		FutureSkew:      5 * time.Minute,
-		EmitThreshold:   0.05,
-		EmitInterval:    time.Minute,
-		Tick:            10 * time.Second,
-		TopK:            100,
-		TrendingHorizon: 10 * time.Minute,
-		CommitEvery:     200_000,
-		CacheVideos:     500_000,
-		CachePairs:      1_000_000,
-		MaxAccounts:     2_000_000,
-		PairFilterBits:  1 << 27,
+		Model:            scoring.DefaultModel,
+		Lateness:         5 * time.Minute,
+		FutureSkew:       5 * time.Minute,
+		EmitThreshold:    0.05,
+		EmitInterval:     time.Minute,
+		Tick:             10 * time.Second,
+		TopK:             100,
+		TrendingHorizon:  10 * time.Minute,
+		CommitEvery:      200_000,
+		CacheVideos:      500_000,
+		CachePairs:       1_000_000,
+		MaxAccounts:      2_000_000,
+		PairFilterBits:   1 << 27,
+		AccountThreshold: scoring.DefaultAccountThreshold,
 	}
 }
 
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	if c.CacheVideos < 1 || c.CachePairs < 1 || c.MaxAccounts < 1 {
 		errs = append(errs, errors.New("cache sizes must be positive"))
 	}
+	if c.AccountThreshold < 1 {
+		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1", c.AccountThreshold))
+	}
 	if c.PairFilterBits < 1024 {
 		errs = append(errs, fmt.Errorf("pair filter bits %d must be at least 1024", c.PairFilterBits))
 	}
@@ -114,7 +121,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t",
+	return fmt.Sprintf("model=%s lateness=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
-		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange)
+		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
+		c.AccountThreshold)
 }

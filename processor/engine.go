@@ -120,7 +120,7 @@ func NewEngine(cfg Config, part *store.Partition, out Outputs) (*Engine, error) 
 		stats:    Stats{DeadByReason: map[string]int64{}},
 	}
 	e.bucket = max(accountBucketMS, e.lateness)
-	e.accounts = newAccounts(part, e.bucket, cfg.MaxAccounts)
+	e.accounts = newAccounts(part, e.bucket, cfg.MaxAccounts, cfg.AccountThreshold)
 	e.rank = newRanking(e.tick, e.horizon)
 	meta, ok, err := part.Meta()
 	if err != nil {

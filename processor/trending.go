@@ -37,14 +37,21 @@ type candidate struct {
 	score  float64
 	last   int64
 	region string
-	at     int64 // tick index at which it expires unless it changes
-	dirty  bool
-	gone   bool // unlisted
+	// The position in the trees, which lags the fields above until the
+	// next snapshot: a video that changes many times between two ticks
+	// moves in the trees once.
+	treeScore  float64
+	treeRegion string
+	inTree     bool
+	queued     bool
+	at         int64 // tick index at which it expires unless it changes
+	dirty      bool
+	gone       bool // unlisted
 }
 
 func candLess(a, b *candidate) bool {
-	if a.score != b.score {
-		return a.score > b.score
+	if a.treeScore != b.treeScore {
+		return a.treeScore > b.treeScore
 	}
 	return a.video < b.video
 }
@@ -53,14 +60,16 @@ func candLess(a, b *candidate) bool {
 // home region, and drops those whose latest event falls out of the horizon.
 //
 // A video's trending score is the one computed at its latest change, so
-// the ranking changes only when a video does: a snapshot costs O(K) and an
-// event O(log n), whatever the number of videos. A video leaves the lists
-// once its latest event is a horizon older than the tick.
+// the ranking changes only when a video does: a snapshot costs O(K) plus
+// O(log n) for each video changed since the last one, whatever the number
+// of videos. A video leaves the lists once its latest event is a horizon
+// older than the tick.
 type ranking struct {
 	tick, horizon int64
 	cands         map[string]*candidate
 	global        *btree.BTreeG[*candidate]
 	regions       map[string]*btree.BTreeG[*candidate]
+	changed       []*candidate
 	// expiry holds, per tick index, the candidates that may expire then;
 	// stale entries are skipped when their candidate changed since.
 	expiry  map[int64][]*candidate
@@ -83,17 +92,59 @@ func (r *ranking) expiresAt(last int64) int64 {
 	return ceilDiv(last+r.horizon, r.tick)
 }
 
-func (r *ranking) remove(c *candidate) {
-	r.global.Delete(c)
-	if t := r.regions[c.region]; t != nil {
-		t.Delete(c)
-		if t.Len() == 0 {
-			delete(r.regions, c.region)
+// update sets a video's score; a score of 0 or less unlists it.
+func (r *ranking) update(video string, score float64, last int64, region string) {
+	c := r.cands[video]
+	if c == nil {
+		if score <= 0 {
+			return
 		}
+		c = &candidate{video: video}
+		r.cands[video] = c
+	} else if c.score == score && c.last == last && c.region == region {
+		return
 	}
+	c.score, c.last, c.region = score, last, region
+	if !c.queued {
+		c.queued = true
+		r.changed = append(r.changed, c)
+	}
+	r.markDirty(c)
 }
 
-func (r *ranking) insert(c *candidate) {
+// settle moves the candidates changed since the last snapshot to their
+// places in the trees.
+func (r *ranking) settle() {
+	for _, c := range r.changed {
+		c.queued = false
+		if c.gone {
+			continue
+		}
+		r.unplace(c)
+		if c.score <= 0 {
+			r.drop(c)
+			continue
+		}
+		r.place(c)
+	}
+	r.changed = r.changed[:0]
+}
+
+func (r *ranking) unplace(c *candidate) {
+	if !c.inTree {
+		return
+	}
+	r.global.Delete(c)
+	if t := r.regions[c.treeRegion]; t != nil {
+		t.Delete(c)
+		if t.Len() == 0 {
+			delete(r.regions, c.treeRegion)
+		}
+	}
+	c.inTree = false
+}
+
+func (r *ranking) place(c *candidate) {
 	if at := r.expiresAt(c.last); at != c.at {
 		// Entries under the old tick go stale and are skipped there.
 		c.at = at
@@ -102,6 +153,7 @@ func (r *ranking) insert(c *candidate) {
 		}
 		r.expiry[at] = append(r.expiry[at], c)
 	}
+	c.treeScore, c.treeRegion, c.inTree = c.score, c.region, true
 	r.global.ReplaceOrInsert(c)
 	if c.region == "" {
 		return
@@ -112,29 +164,6 @@ func (r *ranking) insert(c *candidate) {
 		r.regions[c.region] = t
 	}
 	t.ReplaceOrInsert(c)
-}
-
-// update sets a video's score; a score of 0 or less unlists it.
-func (r *ranking) update(video string, score float64, last int64, region string) {
-	c := r.cands[video]
-	switch {
-	case c == nil && score <= 0:
-		return
-	case c == nil:
-		c = &candidate{video: video}
-		r.cands[video] = c
-	case c.score == score && c.last == last && c.region == region:
-		return
-	default:
-		r.remove(c)
-		if score <= 0 {
-			r.drop(c)
-			return
-		}
-	}
-	c.score, c.last, c.region = score, last, region
-	r.insert(c)
-	r.markDirty(c)
 }
 
 func (r *ranking) drop(c *candidate) {
@@ -160,7 +189,7 @@ func (r *ranking) expire(t int64) {
 			if c.gone || c.at != at {
 				continue
 			}
-			r.remove(c)
+			r.unplace(c)
 			r.drop(c)
 		}
 		delete(r.expiry, at)
@@ -169,6 +198,7 @@ func (r *ranking) expire(t int64) {
 
 // snapshot ranks the candidates at tick t.
 func (r *ranking) snapshot(t int64, k int) *Snapshot {
+	r.settle()
 	r.expire(t)
 	s := &Snapshot{Tick: t}
 	s.Lists = append(s.Lists, List{Region: GlobalRegion, Videos: top(r.global, k)})
@@ -188,7 +218,7 @@ func (r *ranking) empty() bool { return len(r.cands) == 0 }
 func top(t *btree.BTreeG[*candidate], k int) []Ranked {
 	out := make([]Ranked, 0, min(k, t.Len()))
 	t.Ascend(func(c *candidate) bool {
-		out = append(out, Ranked{Video: c.video, Score: c.score})
+		out = append(out, Ranked{Video: c.video, Score: c.treeScore})
 		return len(out) < k
 	})
 	return out
@@ -198,7 +228,7 @@ func top(t *btree.BTreeG[*candidate], k int) []Ranked {
 func (r *ranking) load(c store.Candidate) {
 	n := &candidate{video: c.Video, score: c.Score, last: c.LastLike, region: c.Region}
 	r.cands[c.Video] = n
-	r.insert(n)
+	r.place(n)
 }
 
 // save writes the candidates changed since the last commit.

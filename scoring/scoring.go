@@ -32,11 +32,13 @@
 //
 // A like is weighted by how abnormal its account's like rate is: with c the
 // account's likes in the hour before the like (see the processor for the
-// exact, order-independent window), the weight is 1 up to c0 = 60 likes an
-// hour (one a minute, the most a person plausibly does for long), and
-// (c0/c)^3 above it. A farm account liking 4 a minute gets 1/64. Weights are
-// fixed point with [WeightOne] as 1 so that windowed sums of them are exact
-// integers, too.
+// exact, order-independent window), the weight is 1 up to a threshold c0,
+// by default 60 likes an hour (one a minute for an hour, more than a person
+// plausibly does), and halves with every further 10% of c0 above it,
+// 2^(-10(c/c0-1)), down to a floor of 1/1024. An account at twice the human ceiling counts a
+// thousandth of a like: a farm that delivers 1500 likes in five minutes
+// moves n by about 1.5. Weights are fixed point with [WeightOne] as 1 so
+// that windowed sums of them are exact integers, too.
 //
 // # The trending model
 //
@@ -220,19 +222,19 @@ func (RedditHot) Score(in *Input) float64 {
 // WeightOne is the fixed-point weight of a like from a normal account.
 const WeightOne = 1024
 
-// AccountRateThreshold is c0: likes an hour up to which an account counts
-// fully.
-const AccountRateThreshold = 60
+// DefaultAccountThreshold is the default c0: likes an hour up to which an
+// account counts fully.
+const DefaultAccountThreshold = 60
 
 // AccountWeight is the fixed-point weight of a like from an account that gave
-// recent likes in the hour before it. It is never 0 so that every like is
-// still seen by the windows.
-func AccountWeight(recent int64) int64 {
-	if recent <= AccountRateThreshold {
+// recent likes in the hour before it, for the threshold c0. It is never 0
+// so that every like is still seen by the windows.
+func AccountWeight(recent, c0 int64) int64 {
+	if recent <= c0 {
 		return WeightOne
 	}
-	r := float64(AccountRateThreshold) / float64(recent)
-	w := int64(math.Round(WeightOne * r * r * r))
+	x := float64(recent)/float64(c0) - 1
+	w := int64(math.Round(WeightOne * math.Exp2(-10*x)))
 	return max(w, 1)
 }
 

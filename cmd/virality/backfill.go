@@ -1,0 +1,439 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"virality/jsonl"
+	"virality/processor"
+	"virality/scoring"
+	"virality/store"
+)
+
+func init() {
+	register("backfill", "score JSON-lines files offline, file to file, with the same engine as run", runBackfill)
+}
+
+// pathList is a repeatable flag of file paths.
+type pathList []string
+
+func (l *pathList) String() string { return strings.Join(*l, " ") }
+
+func (l *pathList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty path")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// backfillFlags are the settings of one backfill.
+type backfillFlags struct {
+	in                        pathList
+	out, trendingOut, deadOut string
+	stateDir, now, cpuProfile string
+	cfg                       processor.Config
+	decoders, cacheMB         int
+	sync                      bool
+	progress                  time.Duration
+}
+
+func runBackfill(ctx context.Context, args []string) error {
+	f, err := parseBackfill(args)
+	if err != nil {
+		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return backfill(ctx, f)
+}
+
+// peakRSS is the process's largest resident set so far, in bytes.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss << 10 // KiB on Linux
+}
+
+func parseBackfill(args []string) (*backfillFlags, error) {
+	f := &backfillFlags{cfg: processor.DefaultConfig()}
+	def := f.cfg
+	fs := newFlagSet("backfill", "backfill [flags] FILE...\n\n"+
+		"Scores like events from JSON-lines files (gzip detected by content; - is standard input),\n"+
+		"read in the order given as one input, and writes score records, trending snapshots and\n"+
+		"dead letters as JSON lines, with the same engine as 'virality run'. Output is the same,\n"+
+		"byte for byte, for the same input and settings. With --state-dir a killed backfill\n"+
+		"resumes from its last commit when run again with the same flags.\n\n"+
+		"Example:\n  virality backfill --out scores.jsonl --trending-out trending.jsonl \\\n"+
+		"    --dead-letter-out dlq.jsonl likes-01.jsonl.gz likes-02.jsonl.gz")
+	fs.Var(&f.in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input); input files may also be given as arguments")
+	fs.StringVar(&f.out, "out", "-", "score records `FILE` (- for standard output)")
+	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE` (- for standard output; empty: not written)")
+	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE`: rejected input lines as JSON objects with the reason, the source\nfile and offset, and the original bytes (- for standard output; empty: standard error,\nso that bad input is never silently lost)")
+	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR`; kept, so that a killed backfill resumes from its last commit (empty: a\ntemporary directory removed at the end)")
+	fs.StringVar(&f.cfg.Model, "model", def.Model, "scoring `MODEL`: one of "+strings.Join(scoring.Names(), ", "))
+	fs.DurationVar(&f.cfg.Lateness, "lateness", def.Lateness, "how far behind the largest event time seen a like may arrive and still count")
+	fs.DurationVar(&f.cfg.FutureSkew, "future-skew", def.FutureSkew, "how far ahead of --now an event time may lie before it is dead-lettered")
+	fs.StringVar(&f.now, "now", "", "reference `TIME` (RFC 3339) for the future-timestamp check of lines, which have no\ntimestamp of their own (empty: the clock at start; set it to make reruns reproducible)")
+	fs.Float64Var(&f.cfg.EmitThreshold, "emit-threshold", def.EmitThreshold, "emit a video's score when it changes by more than this `FRACTION`")
+	fs.DurationVar(&f.cfg.EmitInterval, "emit-interval", def.EmitInterval, "...or when this much event time has passed since the video's last record")
+	fs.BoolVar(&f.cfg.EmitEveryChange, "emit-every-change", def.EmitEveryChange, "emit a score record on every change of a video (large output; for tests)")
+	fs.DurationVar(&f.cfg.Tick, "tick", def.Tick, "event-time interval of trending snapshots")
+	fs.IntVar(&f.cfg.TopK, "top-k", def.TopK, "length of each trending list (1 to 10000)")
+	fs.DurationVar(&f.cfg.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
+	fs.IntVar(&f.cfg.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
+	fs.IntVar(&f.cfg.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory")
+	fs.IntVar(&f.cfg.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory")
+	fs.IntVar(&f.cfg.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory")
+	fs.IntVar(&f.cfg.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` (for go tool pprof)")
+	fs.IntVar(&f.cfg.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two)")
+	fs.IntVar(&f.decoders, "decoders", 1, "`N` goroutines decoding JSON beside the reader and the engine (0: decode on the reader)")
+	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
+	fs.DurationVar(&f.progress, "progress", 2*time.Second, "interval of progress lines on standard error (0: none)")
+	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
+
+	if err := parseWithInputs(fs, args); err != nil {
+		return nil, err
+	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// parseWithInputs parses flags and input files in any order: arguments
+// that are not flags are inputs, as if given with --in, in their place.
+// The environment then fills the flags not given.
+func parseWithInputs(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err.Error()}
+		}
+		consumed := len(args) - fs.NArg()
+		afterDashes := consumed > 0 && args[consumed-1] == "--"
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		n := 1
+		if afterDashes {
+			n = len(args) // everything after "--" is a file
+		}
+		for _, a := range args[:n] {
+			if err := fs.Set("in", a); err != nil {
+				return usagef("input %q: %v", a, err)
+			}
+		}
+		args = args[n:]
+	}
+	return parseFlags(fs, nil)
+}
+
+// validate checks the flags, naming the flag and what to fix.
+func (f *backfillFlags) validate() error {
+	c := &f.cfg
+	if len(f.in) == 0 {
+		return usagef("no input: give --in FILE (or - for standard input)")
+	}
+	if _, err := scoring.Lookup(c.Model); err != nil {
+		return usagef("--model %q: unknown; choose one of %s", c.Model, strings.Join(scoring.Names(), ", "))
+	}
+	maxLateness := 24 * time.Duration(scoring.HalfLifeMS[scoring.H5m]) * time.Millisecond
+	switch {
+	case c.Lateness < 0 || c.Lateness > maxLateness:
+		return usagef("--lateness %v: must be between 0 and %v", c.Lateness, maxLateness)
+	case c.FutureSkew < 0:
+		return usagef("--future-skew %v: must not be negative", c.FutureSkew)
+	case c.EmitThreshold < 0 || math.IsNaN(c.EmitThreshold) || math.IsInf(c.EmitThreshold, 0):
+		return usagef("--emit-threshold %v: must be a fraction of at least 0 (0.05 is 5%%)", c.EmitThreshold)
+	case c.EmitInterval < 0:
+		return usagef("--emit-interval %v: must not be negative", c.EmitInterval)
+	case c.Tick < time.Millisecond:
+		return usagef("--tick %v: must be at least 1ms", c.Tick)
+	case c.TopK < 1 || c.TopK > 10_000:
+		return usagef("--top-k %d: must be between 1 and 10000", c.TopK)
+	case c.TrendingHorizon < c.Tick:
+		return usagef("--trending-horizon %v: must be at least one --tick (%v)", c.TrendingHorizon, c.Tick)
+	case c.CommitEvery < 1:
+		return usagef("--commit-every %d: must be at least 1", c.CommitEvery)
+	case c.CacheVideos < 1:
+		return usagef("--cache-videos %d: must be at least 1", c.CacheVideos)
+	case c.CachePairs < 1:
+		return usagef("--cache-pairs %d: must be at least 1", c.CachePairs)
+	case c.MaxAccounts < 1:
+		return usagef("--max-accounts %d: must be at least 1", c.MaxAccounts)
+	case c.PairFilterBits < 1024 || c.PairFilterBits > 1<<34:
+		return usagef("--pair-filter-bits %d: must be between 1024 and %d", c.PairFilterBits, int64(1)<<34)
+	case f.decoders < 0 || f.decoders > 64:
+		return usagef("--decoders %d: must be between 0 and 64", f.decoders)
+	case f.progress < 0:
+		return usagef("--progress %v: must not be negative (0 turns progress lines off)", f.progress)
+	case f.cacheMB < 1 || f.cacheMB > 1<<20:
+		return usagef("--cache-mb %d: must be between 1 and %d", f.cacheMB, 1<<20)
+	}
+
+	now := time.Now()
+	if f.now != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.now)
+		if err != nil {
+			return usagef("--now %q: not an RFC 3339 time (like 2026-11-26T06:00:00Z)", f.now)
+		}
+		now = t
+	}
+	c.Now = now.UnixMilli()
+	if err := c.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	return f.checkOutputs()
+}
+
+// checkOutputs rejects outputs that would collide: two outputs in one
+// file, one stream used twice, or an output overwriting an input.
+func (f *backfillFlags) checkOutputs() error {
+	type output struct{ flag, path string }
+	outs := []output{{"--out", f.out}, {"--trending-out", f.trendingOut}, {"--dead-letter-out", f.deadOut}}
+	var named []output
+	for _, o := range outs {
+		if o.path != "" {
+			named = append(named, o)
+		}
+	}
+	for i, a := range named {
+		for _, b := range named[i+1:] {
+			if a.path == "-" && b.path == "-" {
+				return usagef("%s and %s both write to standard output: give one of them a file", a.flag, b.flag)
+			}
+			if a.path != "-" && b.path != "-" && samePath(a.path, b.path) {
+				return usagef("%s and %s both name %s: give each output its own file", a.flag, b.flag, b.path)
+			}
+		}
+		if a.path == "-" {
+			continue
+		}
+		for _, in := range f.in {
+			if in != "-" && samePath(a.path, in) {
+				return usagef("%s %s is also an input: it would be overwritten", a.flag, a.path)
+			}
+		}
+	}
+	return nil
+}
+
+// samePath reports whether two paths name one file, by name or, when both
+// exist, by identity (links).
+func samePath(a, b string) bool {
+	if aa, err := filepath.Abs(a); err == nil {
+		if bb, err := filepath.Abs(b); err == nil && aa == bb {
+			return true
+		}
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+// lockedWriter serializes whole-line writes of several writers to one
+// stream: dead letters and progress lines share standard error.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func backfill(ctx context.Context, f *backfillFlags) (err error) {
+	start := time.Now()
+	stderr := &lockedWriter{w: os.Stderr}
+
+	src, err := jsonl.OpenSource(f.in)
+	if err != nil {
+		return fmt.Errorf("open input: %w", err)
+	}
+	defer func() { err = errors.Join(err, src.Close()) }()
+
+	stateDir := f.stateDir
+	if stateDir == "" {
+		dir, terr := os.MkdirTemp("", "virality-backfill-")
+		if terr != nil {
+			return fmt.Errorf("create temporary state directory: %w", terr)
+		}
+		stateDir = dir
+		defer func() {
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove temporary state %s: %w", dir, rerr))
+			}
+		}()
+	}
+	opts := store.DefaultOptions()
+	opts.CacheBytes = int64(f.cacheMB) << 20
+	opts.Sync = f.sync
+	db, err := store.Open(stateDir, opts)
+	if err != nil {
+		return fmt.Errorf("open state %s: %w", stateDir, err)
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close state %s: %w", stateDir, cerr))
+		}
+	}()
+
+	sinkOpts := jsonl.SinkOptions{Sync: f.sync}
+	var files []*jsonl.Sink
+	defer func() {
+		for _, s := range files {
+			err = errors.Join(err, s.Close())
+		}
+	}()
+	create := func(what, path string, format jsonl.Format) (*jsonl.Sink, error) {
+		s, err := jsonl.CreateSink(path, format, sinkOpts)
+		if err != nil {
+			return nil, fmt.Errorf("create %s output: %w", what, err)
+		}
+		files = append(files, s)
+		return s, nil
+	}
+	var out processor.Outputs
+	if out.Scores, err = create("scores", f.out, jsonl.Lines); err != nil {
+		return err
+	}
+	out.Trending = jsonl.Discard
+	if f.trendingOut != "" {
+		if out.Trending, err = create("trending", f.trendingOut, jsonl.Lines); err != nil {
+			return err
+		}
+	}
+	if f.deadOut != "" {
+		if out.DeadLetters, err = create("dead-letter", f.deadOut, jsonl.DeadLetters); err != nil {
+			return err
+		}
+	} else {
+		s := jsonl.NewSink(stderr, "standard error", jsonl.DeadLetters)
+		files = append(files, s)
+		out.DeadLetters = s
+	}
+
+	eng, err := processor.NewEngine(f.cfg, db.Partition(0), out)
+	if err != nil {
+		return fmt.Errorf("start engine on state %s: %w", stateDir, err)
+	}
+
+	var records atomic.Int64
+	runOpts := processor.RunOptions{
+		Decoders: f.decoders,
+		Progress: func(st processor.Stats) { records.Store(st.Records) },
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if f.progress > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reportProgress(stderr, src, eng.NextOffset(), &records, f.progress, stop)
+		}()
+	}
+	runErr := processor.Run(ctx, eng, src, runOpts)
+	close(stop)
+	wg.Wait()
+
+	st := eng.Stats()
+	if runErr != nil {
+		if errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+			if f.stateDir != "" {
+				return fmt.Errorf("interrupted after %d records; the state in %s is committed: run the same command to resume", st.Records, f.stateDir)
+			}
+			return fmt.Errorf("interrupted after %d records (nothing kept: give --state-dir to make a backfill resumable)", st.Records)
+		}
+		return fmt.Errorf("backfill after %d records: %w", st.Records, runErr)
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(stderr, "backfill: done: %d records, %d applied, %s, %d scores, %d snapshots in %v, %.0f rec/s, peak RSS %d MiB\n",
+		st.Records, st.Applied, deadSummary(st), st.Scores, st.Snapshots,
+		elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
+	return nil
+}
+
+// deadSummary says how many dead letters there were, by reason.
+func deadSummary(st processor.Stats) string {
+	s := fmt.Sprintf("%d dead letters", st.DeadLetters)
+	if len(st.DeadByReason) == 0 {
+		return s
+	}
+	reasons := make([]string, 0, len(st.DeadByReason))
+	for r := range st.DeadByReason {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for i, r := range reasons {
+		reasons[i] = fmt.Sprintf("%s %d", r, st.DeadByReason[r])
+	}
+	return s + " (" + strings.Join(reasons, ", ") + ")"
+}
+
+// reportProgress writes a progress line every interval until stop closes:
+// the rate over the last interval, and the share done and time left from
+// the bytes read when the input's size is known. The source reads ahead of
+// the engine, so the bytes the engine has got through are estimated from
+// the share of the source's records it has taken (resume is the offset it
+// started from: records before it were skipped, not taken).
+func reportProgress(w io.Writer, src *jsonl.Source, resume int64, records *atomic.Int64, every time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	start := time.Now()
+	last, lastN := start, int64(0)
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n := records.Load()
+			rate := float64(n-lastN) / now.Sub(last).Seconds()
+			last, lastN = now, n
+			line := fmt.Sprintf("backfill: %d records, %.0f rec/s", n, rate)
+			read, total := float64(src.BytesRead()), src.TotalBytes()
+			if srcRecords := src.Records(); srcRecords > 0 {
+				read *= min(1, float64(resume+n)/float64(srcRecords))
+			}
+			if total > 0 && read > 0 {
+				done := min(read/float64(total), 1)
+				eta := time.Duration(float64(now.Sub(start)) * (1 - done) / done)
+				line += fmt.Sprintf(", %.1f%% done, ETA %v", 100*done, eta.Round(time.Second))
+			} else {
+				line += fmt.Sprintf(", %.1f MB read", read/1e6)
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}

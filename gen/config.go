@@ -1,0 +1,188 @@
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Config describes one generated run. Start from DefaultConfig: the zero
+// Config is not valid (it has no events and no time span).
+type Config struct {
+	Seed     int64         // default 1
+	Events   int           // total lines to emit, malformed ones included (default 1_000_000)
+	Videos   int           // background video catalogue size (default 100_000)
+	Users    int           // normal users (default 500_000)
+	Start    time.Time     // event time where the run begins (default 2026-11-01T00:00:00Z; never the wall clock); jitter and late lines can put a ts before it
+	Duration time.Duration // event-time span of the run (default 24h)
+
+	UnlikeShare      float64 // share of events that unlike an earlier like by the same user (default 0.02)
+	RepeatShare      float64 // share of events that repeat a like the user already gave (default 0.01)
+	StrayUnlikeShare float64 // share of events that unlike a (user, video) that never liked (default 0.001)
+
+	Bursts       int // organic viral bursts (default 20)
+	Campaigns    int // bought-like campaigns (default 20)
+	FarmAccounts int // accounts in the like-farm pool (default 2000)
+
+	// Jitter: events are produced in event-time order, then each event's ts
+	// is moved back by a uniform random delay in [0, Jitter], so arrival is
+	// slightly out of order, as from real producers (default 2s).
+	Jitter time.Duration
+	// LateShare is the share of events whose ts is 10-30 min before the
+	// current event time, beyond a 5 min allowed lateness (default 0).
+	LateShare float64
+	// BadShare is the share of malformed lines (default 0): broken JSON,
+	// missing video_id, missing user_id, an oversized (200 byte) id, action
+	// "share", ts "yesterday", ts one year in the future, in equal parts.
+	BadShare float64
+}
+
+// DefaultConfig returns a day of traffic: a million events, 20 viral bursts
+// and 20 bought-like campaigns.
+func DefaultConfig() Config {
+	return Config{
+		Seed:             1,
+		Events:           1_000_000,
+		Videos:           100_000,
+		Users:            500_000,
+		Start:            time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		Duration:         24 * time.Hour,
+		UnlikeShare:      0.02,
+		RepeatShare:      0.01,
+		StrayUnlikeShare: 0.001,
+		Bursts:           20,
+		Campaigns:        20,
+		FarmAccounts:     2000,
+		Jitter:           2 * time.Second,
+	}
+}
+
+// Model constants. The ranges are the ones the package comment promises.
+const (
+	// Farm accounts like background videos at 3-6 likes/min each, unless
+	// that would exceed farmShareMax of the events; then every account
+	// slows down by the same factor.
+	farmRateMin  = 3.0
+	farmRateMax  = 6.0
+	farmShareMax = 0.13 // background farm likes; campaigns add ~1-3%
+
+	// farmOverHuman: the most active human likes at most 1/farmOverHuman
+	// of the slowest farm account's rate, and never more than
+	// humanRateMax likes/min, so per-account rate is what gives farms away.
+	farmOverHuman = 5.0
+	humanRateMax  = 1.0
+
+	// Upper bounds on planted likes, used to check that Events can hold
+	// them. A burst at the extreme of every range plants ~5400 likes.
+	burstMaxLikes    = 5500
+	campaignMinLikes = 300
+	campaignMaxLikes = 1500
+	plantedMaxShare  = 0.5
+
+	// A burst ramps for up to ~48 min and holds its peak for up to 30.
+	burstMinDuration = 90 * time.Minute
+
+	// sharesMax bounds the sum of the special-event shares, so that plain
+	// likes stay the bulk of the background.
+	sharesMax = 0.3
+
+	idMax = 1 << 30 // ids are int32 internally
+)
+
+// budget is the part of the plan that follows from the Config alone; New
+// and Validate share it so that what Validate accepts, New can build.
+type budget struct {
+	minutes     float64 // Duration in minutes
+	farmLikes   int64   // background likes by farm accounts
+	farmMinRate float64 // likes/min of the slowest farm account
+	humanCap    float64 // likes/min the most active human may reach
+}
+
+func (c Config) budget() budget {
+	b := budget{minutes: c.Duration.Minutes(), humanCap: humanRateMax}
+	// With no farm likes at all (a handful of events), nothing to outpace.
+	if c.FarmAccounts > 0 && int64(farmShareMax*float64(c.Events)) > 0 {
+		mean := (farmRateMin + farmRateMax) / 2
+		full := float64(c.FarmAccounts) * mean * b.minutes
+		b.farmLikes = int64(math.Min(full, farmShareMax*float64(c.Events)))
+		b.farmMinRate = float64(b.farmLikes) / full * farmRateMin
+		b.humanCap = math.Min(humanRateMax, b.farmMinRate/farmOverHuman)
+	}
+	return b
+}
+
+// plantedMax is an upper bound on the likes all bursts and campaigns plant.
+func (c Config) plantedMax() int64 {
+	return int64(c.Bursts)*burstMaxLikes + int64(c.Campaigns)*int64(min(campaignMaxLikes, c.FarmAccounts))
+}
+
+// Validate reports the first setting that cannot produce the traffic the
+// package promises, saying what to change.
+func (c Config) Validate() error {
+	switch {
+	case c.Events <= 0:
+		return errors.New("gen: events must be > 0")
+	case c.Videos <= 0 || c.Videos > idMax:
+		return fmt.Errorf("gen: videos must be in [1, %d], got %d", idMax, c.Videos)
+	case c.Users <= 0 || c.Users > idMax:
+		return fmt.Errorf("gen: users must be in [1, %d], got %d", idMax, c.Users)
+	case c.FarmAccounts < 0 || c.FarmAccounts > idMax:
+		return fmt.Errorf("gen: farm accounts must be in [0, %d], got %d", idMax, c.FarmAccounts)
+	case c.Bursts < 0:
+		return fmt.Errorf("gen: bursts must be >= 0, got %d", c.Bursts)
+	case c.Campaigns < 0:
+		return fmt.Errorf("gen: campaigns must be >= 0, got %d", c.Campaigns)
+	case c.Start.IsZero():
+		return errors.New("gen: start must be set (an event time such as 2026-11-01T00:00:00Z)")
+	case c.Start.Year() < 1971 || c.Start.Year() > 9998:
+		return fmt.Errorf("gen: start must be between years 1971 and 9998, got %s", c.Start.Format(time.RFC3339))
+	case c.Duration < time.Minute:
+		return fmt.Errorf("gen: duration must be at least 1m, got %s", c.Duration)
+	case c.Jitter < 0 || c.Jitter > time.Hour:
+		return fmt.Errorf("gen: jitter must be in [0, 1h], got %s", c.Jitter)
+	}
+	shares := []struct {
+		name string
+		v    float64
+	}{
+		{"unlike share", c.UnlikeShare},
+		{"repeat share", c.RepeatShare},
+		{"stray unlike share", c.StrayUnlikeShare},
+		{"late share", c.LateShare},
+		{"bad share", c.BadShare},
+	}
+	sum := 0.0
+	for _, s := range shares {
+		if !(s.v >= 0 && s.v < 1) { // also rejects NaN
+			return fmt.Errorf("gen: %s must be in [0, 1), got %v", s.name, s.v)
+		}
+		sum += s.v
+	}
+	if sum > sharesMax {
+		return fmt.Errorf("gen: unlike, repeat, stray unlike, late and bad shares add up to %.3f; keep them at most %.1f so that plain likes stay the bulk of the traffic", sum, sharesMax)
+	}
+	if c.Campaigns > 0 && c.FarmAccounts < campaignMinLikes {
+		return fmt.Errorf("gen: campaigns need at least %d farm accounts (each farm account likes a campaign video at most once), got %d; raise farm accounts or set campaigns to 0", campaignMinLikes, c.FarmAccounts)
+	}
+	if c.Bursts > 0 && c.Duration < burstMinDuration {
+		return fmt.Errorf("gen: duration %s is too short for viral bursts (they ramp up for up to 48 min and peak for 15-30 min); raise duration to at least %s or set bursts to 0", c.Duration, burstMinDuration)
+	}
+	if pm := c.plantedMax(); float64(pm) > plantedMaxShare*float64(c.Events) {
+		return fmt.Errorf("gen: %d events are too few for %d bursts and %d campaigns: they may plant up to %d likes, at most half of the events; raise events to %d or lower bursts/campaigns",
+			c.Events, c.Bursts, c.Campaigns, pm, int64(math.Ceil(float64(pm)/plantedMaxShare)))
+	}
+	// Humans must be able to produce the background while each stays
+	// below humanCap; worst case, nothing is planted.
+	b := c.budget()
+	human := float64(int64(c.Events) - b.farmLikes)
+	if capacity := float64(c.Users) * b.humanCap * b.minutes; capacity < human {
+		if c.FarmAccounts > 0 {
+			return fmt.Errorf("gen: %d users cannot produce ~%.0f likes in %s while each stays 5x slower than the slowest farm account (%.4f likes/min); raise users or duration, lower events, or lower farm accounts (at most ~users/50)",
+				c.Users, human, c.Duration, b.farmMinRate)
+		}
+		return fmt.Errorf("gen: %d users cannot produce ~%.0f likes in %s at most %v like/min each; raise users or duration, or lower events",
+			c.Users, human, c.Duration, humanRateMax)
+	}
+	return nil
+}

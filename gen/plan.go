@@ -1,0 +1,189 @@
+package gen
+
+import (
+	"cmp"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Truth is one planted burst or campaign, as it appears in the output.
+type Truth struct {
+	Kind     string `json:"kind"` // "burst" or "campaign"
+	VideoID  string `json:"video_id"`
+	Start    int64  `json:"start"`    // epoch ms of its first like (the ts written, after jitter)
+	Peak     int64  `json:"peak"`     // epoch ms when it first runs at full rate (bursts); == Start for campaigns
+	End      int64  `json:"end"`      // epoch ms of its last like (the ts written)
+	Likes    int    `json:"likes"`    // likes it planted
+	Accounts int    `json:"accounts"` // distinct accounts that liked
+}
+
+// Truth kinds.
+const (
+	KindBurst    = "burst"
+	KindCampaign = "campaign"
+)
+
+// planted is one like of a burst or campaign, fixed in New.
+type planted struct {
+	t     int64 // event time the merge orders by
+	ts    int64 // t minus jitter: the ts written
+	user  int32 // global user index (farm accounts follow the humans)
+	video int32 // index into Generator.plantedVideos
+}
+
+type plantedVideo struct {
+	name    string
+	creator int
+}
+
+// burst parameters (minutes, likes/min), drawn per burst from these ranges.
+type burst struct {
+	r0, doubling, peak, plateau, halfLife float64
+	ramp, decay                           float64 // derived lengths
+}
+
+func (b burst) rate(m float64) float64 {
+	switch {
+	case m < b.ramp:
+		return b.r0 * math.Exp2(m/b.doubling)
+	case m < b.ramp+b.plateau:
+		return b.peak
+	default:
+		return b.peak * math.Exp2(-(m-b.ramp-b.plateau)/b.halfLife)
+	}
+}
+
+// plan draws every burst and campaign, their likes and their truth.
+func (g *Generator) plan(r *rand.Rand) {
+	span := g.cfg.Duration.Milliseconds()
+	jitter := g.cfg.Jitter.Milliseconds()
+	type pending struct {
+		kind  string
+		video int32
+		peak  int64
+		n     int
+		users map[int32]struct{}
+	}
+	var todo []pending
+	add := func(p planted) {
+		p.t += g.startMs
+		p.ts = p.t - r.Int64N(jitter+1)
+		g.planted = append(g.planted, p)
+	}
+
+	for i := range g.cfg.Bursts {
+		b := burst{
+			r0:       1 / uniform(r, 2, 3),
+			doubling: uniform(r, 4, 6),
+			peak:     uniform(r, 30, 80),
+			plateau:  uniform(r, 15, 30),
+			halfLife: uniform(r, 8, 20),
+		}
+		b.ramp = b.doubling * math.Log2(b.peak/b.r0)
+		b.decay = b.halfLife * math.Log2(b.peak/b.r0)
+		latest := max(0, 0.85*float64(span)-(b.ramp+b.plateau)*60e3)
+		begin := int64(r.Float64() * latest)
+		// Often one region dominates a burst (a local trend).
+		dom, domShare := -1, 0.0
+		if r.Float64() < 0.7 {
+			dom, domShare = int(g.regionOf.draw(r.Uint64())), uniform(r, 0.5, 0.8)
+		}
+		v := int32(len(g.plantedVideos))
+		g.plantedVideos = append(g.plantedVideos, plantedVideo{name: "vb" + itoa(i), creator: r.IntN(g.creators)})
+		p := pending{kind: KindBurst, video: v, peak: g.startMs + begin + int64(b.ramp*60e3), users: map[int32]struct{}{}}
+		// Thinning: candidates at the peak rate, each kept with
+		// probability rate/peak.
+		end := b.ramp + b.plateau + b.decay
+		for m := r.ExpFloat64() / b.peak; m < end; m += r.ExpFloat64() / b.peak {
+			if r.Float64()*b.peak >= b.rate(m) {
+				continue
+			}
+			t := begin + int64(m*60e3)
+			if t >= span {
+				break
+			}
+			u, ok := g.burstLiker(r, p.users, dom, domShare)
+			if !ok {
+				continue
+			}
+			add(planted{t: t, user: u, video: v})
+			p.n++
+		}
+		todo = append(todo, p)
+	}
+
+	pool := make([]int32, g.cfg.FarmAccounts)
+	for i := range pool {
+		pool[i] = int32(g.cfg.Users + i)
+	}
+	for i := range g.cfg.Campaigns {
+		likes := min(campaignMinLikes+r.IntN(campaignMaxLikes-campaignMinLikes+1), len(pool))
+		length := int64(uniform(r, 3, 10) * 60e3)
+		length = min(length, span)
+		lo := int64(0.05 * float64(span))
+		hi := max(lo, int64(0.9*float64(span))-length)
+		begin := min(lo+r.Int64N(hi-lo+1), span-length)
+		v := int32(len(g.plantedVideos))
+		g.plantedVideos = append(g.plantedVideos, plantedVideo{name: "vc" + itoa(i), creator: r.IntN(g.creators)})
+		// Partial Fisher-Yates: the first likes entries of pool are a
+		// random subset, each account liking once.
+		for j := range likes {
+			k := j + r.IntN(len(pool)-j)
+			pool[j], pool[k] = pool[k], pool[j]
+			add(planted{t: begin + r.Int64N(length), user: pool[j], video: v})
+		}
+		// Abrupt start: the peak is the first like.
+		todo = append(todo, pending{kind: KindCampaign, video: v, n: likes})
+	}
+
+	slices.SortFunc(g.planted, func(a, b planted) int {
+		return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.video, b.video), cmp.Compare(a.user, b.user))
+	})
+
+	first := make([]int64, len(g.plantedVideos))
+	last := make([]int64, len(g.plantedVideos))
+	for i := range first {
+		first[i], last[i] = math.MaxInt64, math.MinInt64
+	}
+	for _, p := range g.planted {
+		first[p.video] = min(first[p.video], p.ts)
+		last[p.video] = max(last[p.video], p.ts)
+	}
+	for _, p := range todo {
+		t := Truth{Kind: p.kind, VideoID: g.plantedVideos[p.video].name, Likes: p.n, Accounts: p.n,
+			Start: first[p.video], Peak: p.peak, End: last[p.video]}
+		if p.n == 0 {
+			t.Start, t.End = p.peak, p.peak
+		}
+		if p.kind == KindCampaign {
+			t.Peak = t.Start
+		}
+		g.truth = append(g.truth, t)
+	}
+	slices.SortFunc(g.truth, func(a, b Truth) int {
+		return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(a.VideoID, b.VideoID))
+	})
+}
+
+// burstLiker draws a human who has not liked this burst yet, from the
+// dominant region with probability domShare. ok is false when the draws
+// keep hitting users who already liked (tiny user bases): that like is
+// dropped.
+func (g *Generator) burstLiker(r *rand.Rand, seen map[int32]struct{}, dom int, domShare float64) (int32, bool) {
+	wantDom := dom >= 0 && r.Float64() < domShare
+	for range 256 {
+		u := g.users.draw(r.Uint64())
+		if wantDom && int(g.userRegion[u]) != dom {
+			continue
+		}
+		if _, dup := seen[u]; dup {
+			continue
+		}
+		seen[u] = struct{}{}
+		return u, true
+	}
+	return 0, false
+}
+
+func uniform(r *rand.Rand, lo, hi float64) float64 { return lo + r.Float64()*(hi-lo) }

@@ -1,0 +1,65 @@
+package processor
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"virality/gen"
+	"virality/store"
+)
+
+// discard is a sink that keeps nothing.
+type discard struct{ n int64 }
+
+func (d *discard) Write(m *Message) error       { d.n += int64(len(m.Value)); return nil }
+func (d *discard) Flush(context.Context) error { return nil }
+
+// BenchmarkEngine applies a generated workload end to end: decode, state
+// on disk, scoring, emission and commits, outputs discarded.
+func BenchmarkEngine(b *testing.B) {
+	cfg := gen.DefaultConfig()
+	cfg.Events = 500_000
+	cfg.Videos = 50_000
+	cfg.Users = 250_000
+	cfg.Duration = 2 * time.Hour
+	g, err := gen.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var recs []Record
+	for {
+		line, _, ok := g.Next(nil)
+		if !ok {
+			break
+		}
+		recs = append(recs, Record{Value: line, Offset: int64(len(recs))})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		dir, _ := os.MkdirTemp("", "bench")
+		db, err := store.Open(dir, store.DefaultOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := NewEngine(DefaultConfig(), db.Partition(0), Outputs{Scores: &discard{}, Trending: &discard{}, DeadLetters: &discard{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if err := Run(context.Background(), e, &sliceSource{recs: recs, step: 4096}, RunOptions{Decoders: 1}); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		_ = db.Close()
+		_ = os.RemoveAll(dir)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(recs))*float64(b.N)/total.Seconds(), "events/s")
+}
