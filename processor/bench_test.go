@@ -13,7 +13,7 @@ import (
 // discard is a sink that keeps nothing.
 type discard struct{ n int64 }
 
-func (d *discard) Write(m *Message) error       { d.n += int64(len(m.Value)); return nil }
+func (d *discard) Write(m *Message) error      { d.n += int64(len(m.Value)); return nil }
 func (d *discard) Flush(context.Context) error { return nil }
 
 // BenchmarkEngine applies a generated workload end to end: decode, state

@@ -34,9 +34,9 @@
 // account's likes in the hour before the like (see the processor for the
 // exact, order-independent window), the weight is 1 up to a threshold c0,
 // by default 60 likes an hour (one a minute for an hour, more than a person
-// plausibly does), and halves with every further 10% of c0 above it,
-// 2^(-10(c/c0-1)), down to a floor of 1/1024. An account at twice the human ceiling counts a
-// thousandth of a like: a farm that delivers 1500 likes in five minutes
+// plausibly does), and halves with every further 5% of c0 above it,
+// 2^(-20(c/c0-1)), down to a floor of 1/1024. An account at one and a half
+// times the threshold counts a thousandth of a like: a farm that delivers 1500 likes in five minutes
 // moves n by about 1.5. Weights are fixed point with [WeightOne] as 1 so
 // that windowed sums of them are exact integers, too.
 //
@@ -234,7 +234,7 @@ func AccountWeight(recent, c0 int64) int64 {
 		return WeightOne
 	}
 	x := float64(recent)/float64(c0) - 1
-	w := int64(math.Round(WeightOne * math.Exp2(-10*x)))
+	w := int64(math.Round(WeightOne * math.Exp2(-20*x)))
 	return max(w, 1)
 }
 
