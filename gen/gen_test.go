@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"regexp"
@@ -549,17 +548,4 @@ func BenchmarkGenerate(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
-}
-
-// The whole pipeline into a discarding writer, New included: what
-// `virality gen` costs per event.
-func BenchmarkRun(b *testing.B) {
-	c := DefaultConfig()
-	c.Events = 2_000_000
-	for b.Loop() {
-		if _, err := c.Run(io.Discard); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(c.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -46,13 +46,16 @@ func BenchmarkEngine(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e, err := NewEngine(DefaultConfig(), db.Partition(0), Outputs{Scores: &discard{}, Trending: &discard{}, DeadLetters: &discard{}})
+		g, err := NewGroup(DefaultConfig(), db, Outputs{Scores: &discard{}, Trending: &discard{}, DeadLetters: &discard{}}, nil, 1)
 		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := g.Open(0); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		start := time.Now()
-		if err := Run(context.Background(), e, &sliceSource{recs: recs, step: 4096}, RunOptions{Decoders: 1}); err != nil {
+		if err := Run(context.Background(), g, &sliceSource{recs: recs, step: 4096}, RunOptions{Decoders: 1}); err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(start)

@@ -58,13 +58,22 @@ func appendSnapshot(b []byte, tick int64, l *List) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"video_id":`...)
-		b = appendString(b, r.Video)
-		b = append(b, `,"score":`...)
-		b = appendFloat(b, r.Score)
-		b = append(b, '}')
+		if r.encoded != nil {
+			b = append(b, r.encoded...)
+		} else {
+			b = appendRanked(b, r.Video, r.Score)
+		}
 	}
 	return append(b, "]}"...)
+}
+
+// appendRanked appends one entry of a trending list.
+func appendRanked(b []byte, video string, score float64) []byte {
+	b = append(b, `{"video_id":`...)
+	b = appendString(b, video)
+	b = append(b, `,"score":`...)
+	b = appendFloat(b, score)
+	return append(b, '}')
 }
 
 // appendFloat writes f with 10 significant digits: enough for any ranking,

@@ -5,29 +5,13 @@
 package processor
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 
 	"virality/event"
 	"virality/scoring"
 	"virality/store"
-)
-
-// Outputs are the engine's three ordered outputs.
-type Outputs struct {
-	Scores      Sink
-	Trending    Sink
-	DeadLetters Sink
-}
-
-// Names under which output positions are committed.
-const (
-	sinkScores      = "scores"
-	sinkTrending    = "trending"
-	sinkDeadLetters = "dead-letters"
 )
 
 // Stats count what the engine did.
@@ -73,6 +57,8 @@ type pair struct {
 // ticks of trending fire when the largest event time first reaches them.
 type Engine struct {
 	cfg   Config
+	g     *Group
+	id    int32
 	model scoring.Model
 	part  *store.Partition
 	out   Outputs
@@ -88,27 +74,24 @@ type Engine struct {
 	accounts    *accounts
 	rank        *ranking
 
-	stats       Stats
-	sinceCommit int
-	key         []byte
-	buf         []byte
-	msg         Message
-	hdr         [5]Header
+	stats Stats
+	key   []byte
+	buf   []byte
+	msg   Message
+	hdr   [5]Header
 }
 
-// NewEngine opens the engine on a partition's state: it resumes from the
-// last commit, cutting positioned outputs back to what that commit
-// reflects, or starts fresh, cutting them to nothing.
-func NewEngine(cfg Config, part *store.Partition, out Outputs) (*Engine, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+// newEngine opens the engine of one partition on its committed state.
+func newEngine(g *Group, id int32, part *store.Partition, filterBits int) (*Engine, error) {
+	cfg := g.cfg
 	model, _ := scoring.Lookup(cfg.Model)
 	e := &Engine{
 		cfg:      cfg,
+		g:        g,
+		id:       id,
 		model:    model,
 		part:     part,
-		out:      out,
+		out:      g.out,
 		lateness: cfg.Lateness.Milliseconds(),
 		skew:     cfg.FutureSkew.Milliseconds(),
 		tick:     cfg.Tick.Milliseconds(),
@@ -116,7 +99,7 @@ func NewEngine(cfg Config, part *store.Partition, out Outputs) (*Engine, error) 
 		interval: cfg.EmitInterval.Milliseconds(),
 		videos:   map[string]*video{},
 		pairs:    map[string]*pair{},
-		filter:   newFilter(cfg.PairFilterBits),
+		filter:   newFilter(filterBits),
 		stats:    Stats{DeadByReason: map[string]int64{}},
 	}
 	e.bucket = max(accountBucketMS, e.lateness)
@@ -127,42 +110,36 @@ func NewEngine(cfg Config, part *store.Partition, out Outputs) (*Engine, error) 
 		return nil, err
 	}
 	if ok && meta.Fingerprint != cfg.fingerprint() {
-		return nil, fmt.Errorf("processor: the state was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", meta.Fingerprint, cfg.fingerprint())
+		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", id, meta.Fingerprint, cfg.fingerprint())
 	}
 	e.meta = meta
 	e.meta.Fingerprint = cfg.fingerprint()
-	positions := map[string]int64{}
-	for _, s := range meta.Sinks {
-		positions[s.Name] = s.Pos
-	}
-	for name, s := range e.sinks() {
-		if p, isPos := s.(Positioned); isPos {
-			if err := p.Restore(positions[name]); err != nil {
-				return nil, fmt.Errorf("restore %s output: %w", name, err)
-			}
-		}
-	}
 	if !ok {
 		return e, nil
 	}
 	if err := part.ScanPairs(func(k []byte) { e.filter.add(k) }); err != nil {
-		return nil, fmt.Errorf("load pair filter: %w", err)
+		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
 	}
 	if err := part.ScanCandidates(func(c store.Candidate) error { e.rank.load(c); return nil }); err != nil {
-		return nil, fmt.Errorf("load trending candidates: %w", err)
+		return nil, fmt.Errorf("load trending candidates of partition %d: %w", id, err)
 	}
 	if err := e.accounts.load(floorDiv(meta.MaxTS, e.bucket)); err != nil {
-		return nil, fmt.Errorf("load accounts: %w", err)
+		return nil, fmt.Errorf("load accounts of partition %d: %w", id, err)
 	}
 	return e, nil
 }
 
-func (e *Engine) sinks() map[string]Sink {
-	return map[string]Sink{sinkScores: e.out.Scores, sinkTrending: e.out.Trending, sinkDeadLetters: e.out.DeadLetters}
-}
-
-// NextOffset is the offset of the first record the engine has not taken.
+// NextOffset is the offset of the first record of the partition that the
+// engine has not taken.
 func (e *Engine) NextOffset() int64 { return e.meta.Offset }
+
+// Watermark is the partition's watermark in ms (0 before any event).
+func (e *Engine) Watermark() int64 {
+	if e.meta.MaxTS == 0 {
+		return 0
+	}
+	return e.watermark()
+}
 
 // Stats returns the counters so far. The map is shared: read it only from
 // the goroutine that runs the engine.
@@ -170,16 +147,12 @@ func (e *Engine) Stats() Stats { return e.stats }
 
 // Apply takes one record; ev and decodeErr are its decoded event or the
 // reason it could not be decoded.
-func (e *Engine) Apply(ctx context.Context, rec *Record, ev *event.Event, decodeErr error) error {
+func (e *Engine) Apply(rec *Record, ev *event.Event, decodeErr error) error {
 	e.stats.Records++
 	if err := e.take(rec, ev, decodeErr); err != nil {
 		return err
 	}
 	e.meta.Offset = rec.Offset + 1
-	e.sinceCommit++
-	if e.sinceCommit >= e.cfg.CommitEvery || len(e.pairs) > e.cfg.CachePairs || len(e.videos) > e.cfg.CacheVideos {
-		return e.Commit(ctx)
-	}
 	return nil
 }
 
@@ -230,7 +203,26 @@ func (e *Engine) advance(ts int64) error {
 		e.meta.NextTick += e.tick
 	}
 	e.meta.MaxTS = ts
-	return nil
+	return e.g.merger.progress(e.id, e.meta.NextTick)
+}
+
+// AdvanceTicks closes the ticks before upTo as if event time had reached
+// them, without moving the watermark: an idle partition must not hold
+// back the trending snapshots of the others.
+func (e *Engine) AdvanceTicks(upTo int64) error {
+	if e.meta.NextTick == 0 || upTo <= e.meta.NextTick {
+		return nil
+	}
+	for e.meta.NextTick < upTo && !e.rank.empty() {
+		if err := e.snapshot(e.meta.NextTick); err != nil {
+			return err
+		}
+		e.meta.NextTick += e.tick
+	}
+	if e.meta.NextTick < upTo {
+		e.meta.NextTick = ceilDiv(upTo, e.tick) * e.tick
+	}
+	return e.g.merger.progress(e.id, e.meta.NextTick)
 }
 
 func (e *Engine) watermark() int64 { return e.meta.MaxTS - e.lateness }
@@ -392,7 +384,9 @@ func homeRegion(v *store.Video) string {
 	return best
 }
 
-func (e *Engine) input(v *video, ts int64) scoring.Input {
+func (e *Engine) input(v *video, ts int64) scoring.Input { return inputOf(v, ts) }
+
+func inputOf(v *video, ts int64) scoring.Input {
 	in := scoring.Input{TS: ts, FirstLike: v.FirstLike, Likes: v.Likes, UniqueLikers: v.Unique}
 	for i := range v.win {
 		in.Windows[i] = v.win[i].n
@@ -456,15 +450,7 @@ func (e *Engine) emit(v *video, in *scoring.Input, score float64) error {
 }
 
 func (e *Engine) snapshot(tick int64) error {
-	s := e.rank.snapshot(tick, e.cfg.TopK)
-	for i := range s.Lists {
-		e.buf = appendSnapshot(e.buf[:0], tick, &s.Lists[i])
-		e.msg = Message{Key: append(e.key[:0], s.Lists[i].Region...), Value: e.buf, Time: tick}
-		e.stats.Snapshots++
-		if err := e.out.Trending.Write(&e.msg); err != nil {
-			return err
-		}
-	}
+	e.g.merger.report(e.id, e.rank.snapshot(tick, e.cfg.TopK))
 	return nil
 }
 
@@ -535,6 +521,13 @@ func (e *Engine) video(id string) (*video, error) {
 	if !ok {
 		sv = store.NewVideo(id)
 	}
+	v := loadedVideo(sv)
+	e.videos[id] = v
+	return v, nil
+}
+
+// loadedVideo derives what is not stored of a video: its windows.
+func loadedVideo(sv *store.Video) *video {
 	v := &video{Video: *sv}
 	if cut := searchEntries(v.Entries, v.Clock-scoring.WindowMS[scoring.W24h]); cut > 0 {
 		v.Entries = v.Entries[cut:]
@@ -547,31 +540,33 @@ func (e *Engine) video(id string) (*video, error) {
 			}
 		}
 	}
-	e.videos[id] = v
-	return v, nil
+	return v
 }
 
-// Commit makes everything so far durable: outputs first, then state and
-// offsets in one batch.
-func (e *Engine) Commit(ctx context.Context) error {
-	for name, s := range e.sinks() {
-		if err := s.Flush(ctx); err != nil {
-			return fmt.Errorf("flush %s output: %w", name, err)
+// ReadScore computes the record of a video from the committed state of the
+// given partitions, as its last record would show it. It may be called
+// from any goroutine: it only reads the store.
+func ReadScore(db *store.DB, cfg Config, parts []int32, id string) ([]byte, bool, error) {
+	model, err := scoring.Lookup(cfg.Model)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, p := range parts {
+		sv, ok, err := db.Partition(p).Video(id)
+		if err != nil {
+			return nil, false, err
 		}
+		if !ok || sv.Unique == 0 {
+			continue
+		}
+		v := loadedVideo(sv)
+		in := inputOf(v, v.Clock)
+		return appendScore(nil, v.ID, v.Seq, model.Name(), model.Score(&in), &in), true, nil
 	}
-	w := e.part.NewWriter()
-	if err := e.write(w); err != nil {
-		return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
-	}
-	if err := w.Commit(); err != nil {
-		return fmt.Errorf("commit state: %w", err)
-	}
-	e.stats.Commits++
-	e.sinceCommit = 0
-	e.evict()
-	return nil
+	return nil, false, nil
 }
 
+// write adds the state changed since the last commit to w.
 func (e *Engine) write(w *store.Writer) error {
 	for _, v := range e.dirtyVideos {
 		if err := w.SetVideo(&v.Video); err != nil {
@@ -598,20 +593,13 @@ func (e *Engine) write(w *store.Writer) error {
 	if err := e.rank.save(w); err != nil {
 		return err
 	}
-	e.meta.Sinks = e.meta.Sinks[:0]
-	for name, s := range e.sinks() {
-		if p, ok := s.(Positioned); ok {
-			e.meta.Sinks = append(e.meta.Sinks, store.SinkPos{Name: name, Pos: p.Position()})
-		}
-	}
-	sort.Slice(e.meta.Sinks, func(i, j int) bool { return e.meta.Sinks[i].Name < e.meta.Sinks[j].Name })
 	return w.SetMeta(&e.meta)
 }
 
 // evict trims the caches to their bounds once everything in them is clean.
 // Which entries go does not matter for correctness, only for speed.
-func (e *Engine) evict() {
-	if n := len(e.videos) - e.cfg.CacheVideos*3/4; n > 0 && len(e.videos) > e.cfg.CacheVideos/2 {
+func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
+	if n := len(e.videos) - maxVideos*3/4; n > 0 && len(e.videos) > maxVideos/2 {
 		for id := range e.videos {
 			if n <= 0 {
 				break
@@ -620,7 +608,7 @@ func (e *Engine) evict() {
 			n--
 		}
 	}
-	if n := len(e.pairs) - e.cfg.CachePairs/2; n > 0 {
+	if n := len(e.pairs) - maxPairs/2; n > 0 {
 		for k := range e.pairs {
 			if n <= 0 {
 				break
@@ -629,44 +617,28 @@ func (e *Engine) evict() {
 			n--
 		}
 	}
+	e.accounts.max = maxAccounts
 	e.accounts.evict(floorDiv(e.meta.MaxTS, e.bucket))
 }
 
-// Finish ends a bounded input: every video with state newer than its last
-// record gets a final record, in video order, and all is committed.
-func (e *Engine) Finish(ctx context.Context) error {
-	if err := e.FlushPending(ctx); err != nil {
-		return err
-	}
-	return e.Commit(ctx)
+// pendingVideos lists, in key order, the committed videos whose state is
+// newer than their last record.
+func (e *Engine) pendingVideos() ([]string, error) {
+	var ids []string
+	err := e.part.ScanPending(func(id string) error { ids = append(ids, id); return nil })
+	return ids, err
 }
 
-// FlushPending emits a record for every video whose state is newer than its
-// last record; the live service calls it when its input goes quiet.
-func (e *Engine) FlushPending(ctx context.Context) error {
-	if err := e.Commit(ctx); err != nil {
+// emitPending emits the record of a video whose state is newer than its
+// last record.
+func (e *Engine) emitPending(id string) error {
+	v, err := e.video(id)
+	if err != nil {
 		return err
 	}
-	var ids []string
-	if err := e.part.ScanPending(func(id string) error { ids = append(ids, id); return nil }); err != nil {
-		return fmt.Errorf("scan pending videos: %w", err)
+	if !v.Pending {
+		return nil
 	}
-	for i, id := range ids {
-		v, err := e.video(id)
-		if err != nil {
-			return err
-		}
-		if v.Pending {
-			in := e.input(v, v.Clock)
-			if err := e.emit(v, &in, e.model.Score(&in)); err != nil {
-				return err
-			}
-		}
-		if i%e.cfg.CommitEvery == e.cfg.CommitEvery-1 {
-			if err := e.Commit(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	in := e.input(v, v.Clock)
+	return e.emit(v, &in, e.model.Score(&in))
 }

@@ -94,11 +94,8 @@ func runRecords(t testing.TB, cfg Config, recs []Record) testOutputs {
 	t.Helper()
 	db := openMemStore(t)
 	out := newTestOutputs()
-	e, err := NewEngine(cfg, db.Partition(0), out.outputs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Run(context.Background(), e, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+	g := openGroup(t, cfg, db, out)
+	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -267,4 +264,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// openGroup opens a one-partition group, as backfill does by default.
+func openGroup(t testing.TB, cfg Config, db *store.DB, out testOutputs) *Group {
+	t.Helper()
+	g, err := NewGroup(cfg, db, out.outputs(), nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

@@ -42,20 +42,14 @@ func TestRestartAfterCrash(t *testing.T) {
 			db := openMemStore(t)
 			out := newTestOutputs()
 			for _, at := range crashes {
-				e, err := NewEngine(cfg, db.Partition(0), out.outputs())
-				if err != nil {
-					t.Fatal(err)
-				}
+				g := openGroup(t, cfg, db, out)
 				src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: at}
-				if err := Run(context.Background(), e, src, RunOptions{Decoders: 2}); err != errCrash {
+				if err := Run(context.Background(), g, src, RunOptions{Decoders: 2}); err != errCrash {
 					t.Fatalf("run until crash: %v", err)
 				}
 			}
-			e, err := NewEngine(cfg, db.Partition(0), out.outputs())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := Run(context.Background(), e, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+			g := openGroup(t, cfg, db, out)
+			if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			for name, pair := range map[string][2]*memSink{

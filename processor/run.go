@@ -19,32 +19,43 @@ type RunOptions struct {
 	Progress func(Stats)
 }
 
-// batch is a run of records with their own copy of the bytes, so that the
-// source can read ahead while earlier batches are decoded and applied.
-type batch struct {
-	recs  []Record
-	evs   []event.Event
-	errs  []error
-	arena []byte
-	done  chan struct{}
+// Batch is a run of records of one source with their own copy of the
+// bytes, so that the source can read ahead while earlier batches are
+// decoded and applied, and their decoded events.
+type Batch struct {
+	Recs   []Record
+	Events []event.Event
+	Errs   []error
+	arena  []byte
+	done   chan struct{}
 }
 
-// Run feeds a bounded or unbounded source through the engine: one goroutine
-// reads, Decoders goroutines decode, and the calling goroutine applies in
-// input order. Records before the engine's resume offset are skipped. At
-// the end of a bounded source (io.EOF) it finishes the engine: final
-// records and a last commit.
-func Run(ctx context.Context, e *Engine, src Source, opts RunOptions) error {
+// ApplyBatch applies a decoded batch in order.
+func (g *Group) ApplyBatch(ctx context.Context, b *Batch) error {
+	for i := range b.Recs {
+		if err := g.Apply(ctx, &b.Recs[i], &b.Events[i], b.Errs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run feeds a source that is one stream (files) through a group: one
+// goroutine reads, Decoders goroutines decode, and the calling goroutine
+// applies in input order. Records before the group's resume offset are
+// skipped. At the end of a bounded source (io.EOF) it finishes the group:
+// final records and a last commit.
+func Run(ctx context.Context, g *Group, src Source, opts RunOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	const depth = 8
-	free := make(chan *batch, depth+2)
+	free := make(chan *Batch, depth+2)
 	for range depth + 2 {
-		free <- &batch{done: make(chan struct{}, 1)}
+		free <- &Batch{done: make(chan struct{}, 1)}
 	}
-	ordered := make(chan *batch, depth)
-	work := make(chan *batch, depth)
+	ordered := make(chan *Batch, depth)
+	work := make(chan *Batch, depth)
 	var readErr error
 	var wg sync.WaitGroup
 
@@ -53,22 +64,23 @@ func Run(ctx context.Context, e *Engine, src Source, opts RunOptions) error {
 		defer wg.Done()
 		defer close(ordered)
 		defer close(work)
-		resume := e.NextOffset()
+		resume := g.NextOffset()
 		var recs []Record
 		for {
 			var err error
 			recs, err = src.Next(ctx, recs)
 			if len(recs) > 0 {
-				var b *batch
+				var b *Batch
 				select {
 				case b = <-free:
 				case <-ctx.Done():
 					readErr = ctx.Err()
 					return
 				}
-				b.fill(recs, resume)
+				b.Fill(recs, resume)
 				if opts.Decoders == 0 {
-					b.decode()
+					b.Decode()
+					b.done <- struct{}{}
 				}
 				ordered <- b
 				if opts.Decoders > 0 {
@@ -88,7 +100,8 @@ func Run(ctx context.Context, e *Engine, src Source, opts RunOptions) error {
 		go func() {
 			defer wg.Done()
 			for b := range work {
-				b.decode()
+				b.Decode()
+				b.done <- struct{}{}
 			}
 		}()
 	}
@@ -97,14 +110,11 @@ func Run(ctx context.Context, e *Engine, src Source, opts RunOptions) error {
 	for b := range ordered {
 		<-b.done
 		if applyErr == nil {
-			for i := range b.recs {
-				if applyErr = e.Apply(ctx, &b.recs[i], &b.evs[i], b.errs[i]); applyErr != nil {
-					cancel()
-					break
-				}
+			if applyErr = g.ApplyBatch(ctx, b); applyErr != nil {
+				cancel()
 			}
 			if applyErr == nil && opts.Progress != nil {
-				opts.Progress(e.Stats())
+				opts.Progress(g.Stats())
 			}
 		}
 		free <- b
@@ -116,16 +126,16 @@ func Run(ctx context.Context, e *Engine, src Source, opts RunOptions) error {
 	if readErr != nil {
 		if errors.Is(readErr, context.Canceled) {
 			// Stopped on purpose: keep what was done, so a restart resumes.
-			return errors.Join(readErr, e.Commit(context.WithoutCancel(ctx)))
+			return errors.Join(readErr, g.Commit(context.WithoutCancel(ctx)))
 		}
 		return readErr
 	}
-	return e.Finish(ctx)
+	return g.Finish(ctx)
 }
 
-// fill copies the records at or after resume into the batch.
-func (b *batch) fill(recs []Record, resume int64) {
-	b.recs = b.recs[:0]
+// Fill copies the records at or after offset resume into the batch.
+func (b *Batch) Fill(recs []Record, resume int64) {
+	b.Recs = b.Recs[:0]
 	b.arena = b.arena[:0]
 	for i := range recs {
 		if recs[i].Offset < resume {
@@ -133,30 +143,43 @@ func (b *batch) fill(recs []Record, resume int64) {
 		}
 		b.arena = append(b.arena, recs[i].Key...)
 		b.arena = append(b.arena, recs[i].Value...)
+		for _, h := range recs[i].Headers {
+			b.arena = append(b.arena, h.Value...)
+		}
 	}
 	off := 0
+	take := func(n int) []byte {
+		s := b.arena[off : off+n : off+n]
+		off += n
+		return s
+	}
 	for i := range recs {
 		r := recs[i]
 		if r.Offset < resume {
 			continue
 		}
-		r.Key = b.arena[off : off+len(r.Key) : off+len(r.Key)]
-		off += len(r.Key)
-		r.Value = b.arena[off : off+len(r.Value) : off+len(r.Value)]
-		off += len(r.Value)
-		b.recs = append(b.recs, r)
+		r.Key = take(len(r.Key))
+		r.Value = take(len(r.Value))
+		if len(r.Headers) > 0 {
+			hs := make([]Header, len(r.Headers))
+			for j, h := range r.Headers {
+				hs[j] = Header{Key: h.Key, Value: take(len(h.Value))}
+			}
+			r.Headers = hs
+		}
+		b.Recs = append(b.Recs, r)
 	}
-	if cap(b.evs) < len(b.recs) {
-		b.evs = make([]event.Event, len(b.recs))
-		b.errs = make([]error, len(b.recs))
+	if cap(b.Events) < len(b.Recs) {
+		b.Events = make([]event.Event, len(b.Recs))
+		b.Errs = make([]error, len(b.Recs))
 	}
-	b.evs = b.evs[:len(b.recs)]
-	b.errs = b.errs[:len(b.recs)]
+	b.Events = b.Events[:len(b.Recs)]
+	b.Errs = b.Errs[:len(b.Recs)]
 }
 
-func (b *batch) decode() {
-	for i := range b.recs {
-		b.errs[i] = event.Decode(b.recs[i].Value, b.recs[i].Time, &b.evs[i])
+// Decode decodes every record of the batch.
+func (b *Batch) Decode() {
+	for i := range b.Recs {
+		b.Errs[i] = event.Decode(b.Recs[i].Value, b.Recs[i].Time, &b.Events[i])
 	}
-	b.done <- struct{}{}
 }

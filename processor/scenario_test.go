@@ -1,11 +1,14 @@
 package processor
 
 import (
+	"context"
+
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"virality/event"
 
 	"github.com/cockroachdb/datadriven"
 )
@@ -113,8 +116,20 @@ func TestScenarios(t *testing.T) {
 // its source position in the dead letters.
 func TestDeadLetterInvalidUTF8(t *testing.T) {
 	value := []byte("{\"video_id\":\"v\xff1\",\"user_id\":\"u1\",\"ts\":1793491200000}")
-	recs := []Record{{Value: value, Topic: "likes", Partition: 3, Offset: 0}}
-	out := runRecords(t, DefaultConfig(), recs)
+	rec := Record{Value: value, Topic: "likes", Partition: 3, Offset: 0}
+	out := newTestOutputs()
+	g, err := NewGroup(DefaultConfig(), openMemStore(t), out.outputs(), nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Open(3); err != nil {
+		t.Fatal(err)
+	}
+	var ev event.Event
+	decodeErr := event.Decode(rec.Value, 0, &ev)
+	if err := g.Apply(context.Background(), &rec, &ev, decodeErr); err != nil {
+		t.Fatal(err)
+	}
 	if len(out.dead.msgs) != 1 {
 		t.Fatalf("got %d dead letters, want 1", len(out.dead.msgs))
 	}

@@ -13,6 +13,9 @@ import (
 type Ranked struct {
 	Video string
 	Score float64
+	// encoded is the entry as JSON, kept with the candidate so that a video
+	// that stays listed tick after tick is formatted once.
+	encoded []byte
 }
 
 // List is the trending list of one region ("global" for all).
@@ -42,6 +45,7 @@ type candidate struct {
 	// moves in the trees once.
 	treeScore  float64
 	treeRegion string
+	encoded    []byte // the list entry at treeScore, as JSON
 	inTree     bool
 	queued     bool
 	at         int64 // tick index at which it expires unless it changes
@@ -153,6 +157,10 @@ func (r *ranking) place(c *candidate) {
 		}
 		r.expiry[at] = append(r.expiry[at], c)
 	}
+	if c.treeScore != c.score || c.encoded == nil {
+		// A fresh slice: pending snapshots may still hold the old one.
+		c.encoded = appendRanked(nil, c.video, c.score)
+	}
 	c.treeScore, c.treeRegion, c.inTree = c.score, c.region, true
 	r.global.ReplaceOrInsert(c)
 	if c.region == "" {
@@ -218,7 +226,7 @@ func (r *ranking) empty() bool { return len(r.cands) == 0 }
 func top(t *btree.BTreeG[*candidate], k int) []Ranked {
 	out := make([]Ranked, 0, min(k, t.Len()))
 	t.Ascend(func(c *candidate) bool {
-		out = append(out, Ranked{Video: c.video, Score: c.treeScore})
+		out = append(out, Ranked{Video: c.video, Score: c.treeScore, encoded: c.encoded})
 		return len(out) < k
 	})
 	return out

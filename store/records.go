@@ -30,6 +30,8 @@ type Meta struct {
 	// Sinks are output positions at the commit (bytes written to a file),
 	// so that a restart can cut outputs back to what the state reflects.
 	Sinks []SinkPos
+	// Merger is the opaque state of the trending merger.
+	Merger []byte
 }
 
 // SinkPos is an output's position at a commit.
@@ -48,7 +50,8 @@ func (m *Meta) marshal(b []byte) []byte {
 		b = appendString(b, s.Name)
 		b = binary.AppendVarint(b, s.Pos)
 	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(m.Merger)))
+	return append(b, m.Merger...)
 }
 
 func (m *Meta) unmarshal(b []byte) error {
@@ -61,6 +64,9 @@ func (m *Meta) unmarshal(b []byte) error {
 	m.Sinks = nil
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		m.Sinks = append(m.Sinks, SinkPos{Name: r.string(), Pos: r.varint()})
+	}
+	if m.Merger = nil; len(r.b) > 0 {
+		m.Merger = []byte(r.string())
 	}
 	return r.done()
 }

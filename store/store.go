@@ -365,6 +365,13 @@ func (p *Partition) NewWriter() *Writer {
 	return &Writer{p: p, b: p.db.db.NewBatch()}
 }
 
+// For returns a writer of partition q that adds to the same batch as w, so
+// that the state of several partitions is committed at once. Commit the
+// batch through w.
+func (w *Writer) For(q *Partition) *Writer {
+	return &Writer{p: q, b: w.b}
+}
+
 func (w *Writer) keyOf(kind byte, parts ...string) []byte {
 	w.key = append(w.key[:0], w.p.prefix[:]...)
 	w.key = append(w.key, kind)

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"virality/event"
+	"virality/kafkaio"
 
 	"virality/jsonl"
 	"virality/processor"
@@ -47,6 +49,7 @@ type backfillFlags struct {
 	stateDir, now, cpuProfile string
 	cfg                       processor.Config
 	decoders, cacheMB         int
+	partitions                int
 	sync                      bool
 	progress                  time.Duration
 }
@@ -81,7 +84,6 @@ func peakRSS() int64 {
 
 func parseBackfill(args []string) (*backfillFlags, error) {
 	f := &backfillFlags{cfg: processor.DefaultConfig()}
-	def := f.cfg
 	fs := newFlagSet("backfill", "backfill [flags] FILE...\n\n"+
 		"Scores like events from JSON-lines files (gzip detected by content; - is standard input),\n"+
 		"read in the order given as one input, and writes score records, trending snapshots and\n"+
@@ -95,23 +97,10 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE` (- for standard output; empty: not written)")
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE`: rejected input lines as JSON objects with the reason, the source\nfile and offset, and the original bytes (- for standard output; empty: standard error,\nso that bad input is never silently lost)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR`; kept, so that a killed backfill resumes from its last commit (empty: a\ntemporary directory removed at the end)")
-	fs.StringVar(&f.cfg.Model, "model", def.Model, "scoring `MODEL`: one of "+strings.Join(scoring.Names(), ", "))
-	fs.DurationVar(&f.cfg.Lateness, "lateness", def.Lateness, "how far behind the largest event time seen a like may arrive and still count")
-	fs.DurationVar(&f.cfg.FutureSkew, "future-skew", def.FutureSkew, "how far ahead of --now an event time may lie before it is dead-lettered")
+	addEngineFlags(fs, &f.cfg)
 	fs.StringVar(&f.now, "now", "", "reference `TIME` (RFC 3339) for the future-timestamp check of lines, which have no\ntimestamp of their own (empty: the clock at start; set it to make reruns reproducible)")
-	fs.Float64Var(&f.cfg.EmitThreshold, "emit-threshold", def.EmitThreshold, "emit a video's score when it changes by more than this `FRACTION`")
-	fs.DurationVar(&f.cfg.EmitInterval, "emit-interval", def.EmitInterval, "...or when this much event time has passed since the video's last record")
-	fs.BoolVar(&f.cfg.EmitEveryChange, "emit-every-change", def.EmitEveryChange, "emit a score record on every change of a video (large output; for tests)")
-	fs.DurationVar(&f.cfg.Tick, "tick", def.Tick, "event-time interval of trending snapshots")
-	fs.IntVar(&f.cfg.TopK, "top-k", def.TopK, "length of each trending list (1 to 10000)")
-	fs.DurationVar(&f.cfg.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
-	fs.IntVar(&f.cfg.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
-	fs.IntVar(&f.cfg.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory")
-	fs.IntVar(&f.cfg.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory")
-	fs.IntVar(&f.cfg.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory")
-	fs.IntVar(&f.cfg.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` (for go tool pprof)")
-	fs.IntVar(&f.cfg.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two)")
+	fs.IntVar(&f.partitions, "partitions", 1, "split the input by video into `N` partitions of state, as a topic of N partitions keyed by\nvideo id (Kafka's default partitioner) is split, to reproduce a live run over such a topic")
 	fs.IntVar(&f.decoders, "decoders", 1, "`N` goroutines decoding JSON beside the reader and the engine (0: decode on the reader)")
 	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
 	fs.DurationVar(&f.progress, "progress", 2*time.Second, "interval of progress lines on standard error (0: none)")
@@ -164,35 +153,12 @@ func (f *backfillFlags) validate() error {
 	if len(f.in) == 0 {
 		return usagef("no input: give --in FILE (or - for standard input)")
 	}
-	if _, err := scoring.Lookup(c.Model); err != nil {
-		return usagef("--model %q: unknown; choose one of %s", c.Model, strings.Join(scoring.Names(), ", "))
+	if err := validateEngine(c); err != nil {
+		return err
 	}
-	maxLateness := 24 * time.Duration(scoring.HalfLifeMS[scoring.H5m]) * time.Millisecond
 	switch {
-	case c.Lateness < 0 || c.Lateness > maxLateness:
-		return usagef("--lateness %v: must be between 0 and %v", c.Lateness, maxLateness)
-	case c.FutureSkew < 0:
-		return usagef("--future-skew %v: must not be negative", c.FutureSkew)
-	case c.EmitThreshold < 0 || math.IsNaN(c.EmitThreshold) || math.IsInf(c.EmitThreshold, 0):
-		return usagef("--emit-threshold %v: must be a fraction of at least 0 (0.05 is 5%%)", c.EmitThreshold)
-	case c.EmitInterval < 0:
-		return usagef("--emit-interval %v: must not be negative", c.EmitInterval)
-	case c.Tick < time.Millisecond:
-		return usagef("--tick %v: must be at least 1ms", c.Tick)
-	case c.TopK < 1 || c.TopK > 10_000:
-		return usagef("--top-k %d: must be between 1 and 10000", c.TopK)
-	case c.TrendingHorizon < c.Tick:
-		return usagef("--trending-horizon %v: must be at least one --tick (%v)", c.TrendingHorizon, c.Tick)
-	case c.CommitEvery < 1:
-		return usagef("--commit-every %d: must be at least 1", c.CommitEvery)
-	case c.CacheVideos < 1:
-		return usagef("--cache-videos %d: must be at least 1", c.CacheVideos)
-	case c.CachePairs < 1:
-		return usagef("--cache-pairs %d: must be at least 1", c.CachePairs)
-	case c.MaxAccounts < 1:
-		return usagef("--max-accounts %d: must be at least 1", c.MaxAccounts)
-	case c.PairFilterBits < 1024 || c.PairFilterBits > 1<<34:
-		return usagef("--pair-filter-bits %d: must be between 1024 and %d", c.PairFilterBits, int64(1)<<34)
+	case f.partitions < 1 || f.partitions > 4096:
+		return usagef("--partitions %d: must be between 1 and 4096", f.partitions)
 	case f.decoders < 0 || f.decoders > 64:
 		return usagef("--decoders %d: must be between 0 and 64", f.decoders)
 	case f.progress < 0:
@@ -345,9 +311,24 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		out.DeadLetters = s
 	}
 
-	eng, err := processor.NewEngine(f.cfg, db.Partition(0), out)
+	// With --partitions, records are split by video as a producer keyed by
+	// video splits a topic, so that a backfill reproduces a live run over
+	// that topic record for record.
+	n := f.partitions
+	route := func(_ *processor.Record, ev *event.Event) int32 {
+		if ev == nil || n == 1 {
+			return 0
+		}
+		return int32(kafkaio.PartitionOf([]byte(ev.VideoID), n))
+	}
+	eng, err := processor.NewGroup(f.cfg, db, out, route, n)
 	if err != nil {
 		return fmt.Errorf("start engine on state %s: %w", stateDir, err)
+	}
+	for p := range n {
+		if _, err := eng.Open(int32(p)); err != nil {
+			return fmt.Errorf("start engine on state %s: %w", stateDir, err)
+		}
 	}
 
 	var records atomic.Int64

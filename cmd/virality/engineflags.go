@@ -1,0 +1,70 @@
+package main
+
+import (
+	"flag"
+	"math"
+	"strings"
+	"time"
+
+	"virality/processor"
+	"virality/scoring"
+)
+
+// addEngineFlags defines the flags of the engine's settings, shared by
+// every command that runs the engine.
+func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
+	def := processor.DefaultConfig()
+	fs.StringVar(&c.Model, "model", def.Model, "scoring `MODEL`: one of "+strings.Join(scoring.Names(), ", "))
+	fs.DurationVar(&c.Lateness, "lateness", def.Lateness, "how far behind the largest event time seen a like may arrive and still count")
+	fs.DurationVar(&c.FutureSkew, "future-skew", def.FutureSkew, "how far ahead of --now an event time may lie before it is dead-lettered")
+	fs.Float64Var(&c.EmitThreshold, "emit-threshold", def.EmitThreshold, "emit a video's score when it changes by more than this `FRACTION`")
+	fs.DurationVar(&c.EmitInterval, "emit-interval", def.EmitInterval, "...or when this much event time has passed since the video's last record")
+	fs.BoolVar(&c.EmitEveryChange, "emit-every-change", def.EmitEveryChange, "emit a score record on every change of a video (large output; for tests)")
+	fs.DurationVar(&c.Tick, "tick", def.Tick, "event-time interval of trending snapshots")
+	fs.IntVar(&c.TopK, "top-k", def.TopK, "length of each trending list (1 to 10000)")
+	fs.DurationVar(&c.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
+	fs.IntVar(&c.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
+	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory")
+	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory")
+	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory")
+	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms)")
+	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two)")
+}
+
+// validateEngine checks the engine's settings, naming the flag and what to
+// fix.
+func validateEngine(c *processor.Config) error {
+	if _, err := scoring.Lookup(c.Model); err != nil {
+		return usagef("--model %q: unknown; choose one of %s", c.Model, strings.Join(scoring.Names(), ", "))
+	}
+	maxLateness := 24 * time.Duration(scoring.HalfLifeMS[scoring.H5m]) * time.Millisecond
+	switch {
+	case c.Lateness < 0 || c.Lateness > maxLateness:
+		return usagef("--lateness %v: must be between 0 and %v", c.Lateness, maxLateness)
+	case c.FutureSkew < 0:
+		return usagef("--future-skew %v: must not be negative", c.FutureSkew)
+	case c.EmitThreshold < 0 || math.IsNaN(c.EmitThreshold) || math.IsInf(c.EmitThreshold, 0):
+		return usagef("--emit-threshold %v: must be a fraction of at least 0 (0.05 is 5%%)", c.EmitThreshold)
+	case c.EmitInterval < 0:
+		return usagef("--emit-interval %v: must not be negative", c.EmitInterval)
+	case c.Tick < time.Millisecond:
+		return usagef("--tick %v: must be at least 1ms", c.Tick)
+	case c.TopK < 1 || c.TopK > 10_000:
+		return usagef("--top-k %d: must be between 1 and 10000", c.TopK)
+	case c.TrendingHorizon < c.Tick:
+		return usagef("--trending-horizon %v: must be at least one --tick (%v)", c.TrendingHorizon, c.Tick)
+	case c.CommitEvery < 1:
+		return usagef("--commit-every %d: must be at least 1", c.CommitEvery)
+	case c.CacheVideos < 1:
+		return usagef("--cache-videos %d: must be at least 1", c.CacheVideos)
+	case c.CachePairs < 1:
+		return usagef("--cache-pairs %d: must be at least 1", c.CachePairs)
+	case c.MaxAccounts < 1:
+		return usagef("--max-accounts %d: must be at least 1", c.MaxAccounts)
+	case c.AccountThreshold < 1:
+		return usagef("--account-threshold %d: must be at least 1 like an hour", c.AccountThreshold)
+	case c.PairFilterBits < 1024 || c.PairFilterBits > 1<<34:
+		return usagef("--pair-filter-bits %d: must be between 1024 and %d", c.PairFilterBits, int64(1)<<34)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"virality/httpapi"
+	"virality/metrics"
+	"virality/service"
+	"virality/store"
+)
+
+func init() {
+	register("run", "the live service: consume likes from Kafka, keep scores and trending lists current in Kafka", runRun)
+}
+
+// runFlags are the flags of `virality run`.
+type runFlags struct {
+	svc      service.Config
+	kafka    *kafkaFlags
+	stateDir string
+	httpAddr string
+	logLevel string
+	cacheMB  int
+}
+
+// addServiceFlags defines the flags of the live service's settings.
+func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
+	fs.StringVar(&c.Group, "group", c.Group, "consumer group `ID`: instances with the same group share the input partitions")
+	fs.StringVar(&c.InputTopic, "input-topic", c.InputTopic, "`TOPIC` of like events (keyed by video id, recommended)")
+	fs.StringVar(&c.ScoresTopic, "scores-topic", c.ScoresTopic, "compacted `TOPIC` of score records, keyed by video id")
+	fs.StringVar(&c.TrendingTopic, "trending-topic", c.TrendingTopic, "`TOPIC` of trending snapshots, keyed by region")
+	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "`TOPIC` of records that cannot be used, with the reason in headers")
+	fs.StringVar(&c.StartFrom, "start-from", c.StartFrom, "where a group with no committed offsets starts: earliest or latest")
+	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
+	fs.BoolVar(&c.CreateTopics, "create-topics", c.CreateTopics, "create missing output topics (scores compacted)")
+}
+
+func parseRun(args []string) (*runFlags, error) {
+	f := &runFlags{svc: service.DefaultConfig()}
+	fs := newFlagSet("run", "run [flags]\n\n"+
+		"The live service. Instances with the same --group share the partitions of --input-topic;\n"+
+		"each keeps the state of its partitions in --state-dir (Pebble), commits it together with\n"+
+		"the input offsets, and writes score records, trending snapshots and dead letters to Kafka.\n"+
+		"HTTP on --http-addr: /v1/videos/{id}, /v1/trending?region=global&k=20, /metrics, /healthz,\n"+
+		"/readyz and a page at /.\n\n"+
+		"Example:\n  virality run --brokers kafka-1:9092,kafka-2:9092 --state-dir /var/lib/virality")
+	f.kafka = addKafkaFlags(fs)
+	addServiceFlags(fs, &f.svc)
+	fs.StringVar(&f.stateDir, "state-dir", "virality-state", "state `DIR` (Pebble); a restarted instance resumes from it")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen `ADDRESS` (empty: no HTTP)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
+	addEngineFlags(fs, &f.svc.Engine)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q: run takes only flags", fs.Arg(0))
+	}
+	kc, err := f.kafka.config()
+	if err != nil {
+		return nil, err
+	}
+	f.svc.Kafka = kc
+	if err := validateEngine(&f.svc.Engine); err != nil {
+		return nil, err
+	}
+	if err := f.svc.Validate(); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if _, err := zerolog.ParseLevel(f.logLevel); err != nil || f.logLevel == "" {
+		return nil, usagef("--log-level %q: choose debug, info, warn or error", f.logLevel)
+	}
+	if f.stateDir == "" {
+		return nil, usagef("--state-dir: must not be empty")
+	}
+	return f, nil
+}
+
+func runRun(ctx context.Context, args []string) error {
+	f, err := parseRun(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(f.logLevel)
+	return serve(ctx, f.svc, f.stateDir, f.cacheMB, f.httpAddr, log, nil)
+}
+
+func newLogger(level string) zerolog.Logger {
+	lvl, _ := zerolog.ParseLevel(level)
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly, NoColor: true}).
+		Level(lvl).With().Timestamp().Logger()
+}
+
+// serve runs the service with its state and HTTP interface until ctx ends;
+// started, if set, is called once both are up.
+func serve(ctx context.Context, cfg service.Config, stateDir string, cacheMB int, httpAddr string,
+	log zerolog.Logger, started func(*service.Service, string)) (err error) {
+	opts := store.DefaultOptions()
+	opts.CacheBytes = int64(cacheMB) << 20
+	db, err := store.Open(stateDir, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	svc, err := service.New(cfg, db, m, log)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	httpURL := ""
+	if httpAddr != "" {
+		srv := httpapi.New(httpAddr, svc, reg)
+		addr, err := srv.Start()
+		if err != nil {
+			return fmt.Errorf("--http-addr %s: %w", httpAddr, err)
+		}
+		httpURL = "http://" + addr.String()
+		log.Info().Str("url", httpURL).Msg("HTTP listening")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			err = errors.Join(err, srv.Shutdown(sctx))
+		}()
+	}
+	if started != nil {
+		started(svc, httpURL)
+	}
+	// Graceful shutdown: the service commits and returns; if that takes
+	// longer than 10 s, give up rather than hang.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				fmt.Fprintln(os.Stderr, "virality: shutdown took over 10s; exiting without a final commit (the state resumes from the last one)")
+				os.Exit(1)
+			}
+		}
+	}()
+	err = svc.Run(ctx)
+	if err != nil && strings.Contains(err.Error(), "context canceled") && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,230 @@
+package kafkaio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TopicSpec is a topic that a command needs.
+type TopicSpec struct {
+	Name string
+	// Partitions is the partition count to create it with (0 or less:
+	// the broker's default).
+	Partitions int
+	// Compacted topics keep the latest record per key
+	// (cleanup.policy=compact): latest scores, changelogs.
+	Compacted bool
+}
+
+// adminTimeout bounds the admin calls that have no deadline of their own.
+const adminTimeout = 30 * time.Second
+
+// withClient runs fn with a client on a fresh transport, closed after, so
+// that one-shot calls see current metadata.
+func withClient(ctx context.Context, c Config, fn func(ctx context.Context, cl *kafka.Client) error) error {
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Transport.(*kafka.Transport).CloseIdleConnections()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+	}
+	return fn(ctx, cl)
+}
+
+// EnsureTopics creates the topics of specs that do not exist, with the
+// broker's default replication factor (1 on brokers too old to have
+// one) and cleanup.policy=compact where asked. Existing topics are left
+// as they are; when one differs from its spec (not compacted, another
+// partition count) a warning says so, for the caller to show. An error
+// names the topic, the broker's answer, and what to do instead.
+func EnsureTopics(ctx context.Context, c Config, specs []TopicSpec) (warnings []string, err error) {
+	err = withClient(ctx, c, func(ctx context.Context, cl *kafka.Client) error {
+		names := make([]string, len(specs))
+		for i, s := range specs {
+			names[i] = s.Name
+		}
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("ensure topics: %w", err)
+			}
+			return explain(c, err)
+		}
+		found := make(map[string]kafka.Topic, len(md.Topics))
+		var errs []error
+		for _, t := range md.Topics {
+			switch {
+			case t.Error == nil:
+				found[t.Name] = t
+			case !errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+				errs = append(errs, fmt.Errorf("topic %q: the broker refused to describe it: %v; grant this user the right to describe it", t.Name, t.Error))
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		var check []TopicSpec
+		var create []TopicSpec
+		for _, s := range specs {
+			if t, ok := found[s.Name]; ok {
+				if s.Partitions > 0 && len(t.Partitions) != s.Partitions {
+					warnings = append(warnings, fmt.Sprintf("topic %q exists with %d partitions, not the %d asked for; it is left as it is",
+						s.Name, len(t.Partitions), s.Partitions))
+				}
+				check = append(check, s)
+			} else {
+				create = append(create, s)
+			}
+		}
+		exists, errs := createTopics(ctx, cl, create, -1)
+		check = append(check, exists...)
+		warnings = append(warnings, checkCompacted(ctx, cl, check)...)
+		return errors.Join(errs...)
+	})
+	return warnings, err
+}
+
+// createTopics creates specs with the replication factor rf (-1: the
+// broker's default), and returns the specs that turned out to exist
+// already (created meanwhile by someone else).
+func createTopics(ctx context.Context, cl *kafka.Client, specs []TopicSpec, rf int) (exists []TopicSpec, errs []error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: -1, ReplicationFactor: rf}
+		if s.Partitions > 0 {
+			tc.NumPartitions = s.Partitions
+		}
+		if s.Compacted {
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	res, err := cl.CreateTopics(ctx, req)
+	if err != nil {
+		return nil, []error{fmt.Errorf("create topics %s: %v", topicNames(specs), oneLine(err))}
+	}
+	var retry []TopicSpec
+	for _, s := range specs {
+		e := res.Errors[s.Name]
+		switch {
+		case e == nil:
+		case errors.Is(e, kafka.TopicAlreadyExists):
+			exists = append(exists, s)
+		case rf == -1 && errors.Is(e, kafka.InvalidReplicationFactor):
+			// A broker before Kafka 2.4 has no default to use.
+			retry = append(retry, s)
+		default:
+			errs = append(errs, refused(s, e))
+		}
+	}
+	more, moreErrs := createTopics(ctx, cl, retry, 1)
+	return append(exists, more...), append(errs, moreErrs...)
+}
+
+// refused explains a topic the broker would not create.
+func refused(s TopicSpec, e error) error {
+	how := "with the partitions you need"
+	if s.Partitions > 0 {
+		how = fmt.Sprintf("%d partitions", s.Partitions)
+	}
+	if s.Compacted {
+		how += ", cleanup.policy=compact"
+	}
+	switch {
+	case errors.Is(e, kafka.TopicAuthorizationFailed), errors.Is(e, kafka.ClusterAuthorizationFailed):
+		return fmt.Errorf("create topic %q: the broker refused: %v; create it yourself (%s) or grant this user the right to create topics", s.Name, e, how)
+	case errors.Is(e, kafka.PolicyViolation), errors.Is(e, kafka.InvalidConfiguration),
+		errors.Is(e, kafka.InvalidPartitionNumber), errors.Is(e, kafka.InvalidReplicationFactor), errors.Is(e, kafka.InvalidTopic):
+		return fmt.Errorf("create topic %q: the broker refused: %v; create it yourself (%s)", s.Name, e, how)
+	}
+	return fmt.Errorf("create topic %q: %v", s.Name, e)
+}
+
+// checkCompacted returns a warning for each spec asking for compaction
+// whose topic is not compacted.
+func checkCompacted(ctx context.Context, cl *kafka.Client, specs []TopicSpec) (warnings []string) {
+	req := &kafka.DescribeConfigsRequest{}
+	for _, s := range specs {
+		if s.Compacted {
+			req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+				ResourceType: kafka.ResourceTypeTopic, ResourceName: s.Name, ConfigNames: []string{"cleanup.policy"},
+			})
+		}
+	}
+	if len(req.Resources) == 0 {
+		return nil
+	}
+	res, err := cl.DescribeConfigs(ctx, req)
+	if err != nil {
+		for _, r := range req.Resources {
+			warnings = append(warnings, fmt.Sprintf("cannot check that topic %q is compacted (%s)", r.ResourceName, oneLine(err)))
+		}
+		return warnings
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			warnings = append(warnings, fmt.Sprintf("cannot check that topic %q is compacted (%v)", r.ResourceName, r.Error))
+			continue
+		}
+		policy := "delete" // Kafka's default
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "cleanup.policy" {
+				policy = e.ConfigValue
+			}
+		}
+		if !strings.Contains(policy, "compact") {
+			warnings = append(warnings, fmt.Sprintf("topic %q is not compacted (cleanup.policy=%s): retention will delete the latest record of keys that stop changing; "+
+				"set cleanup.policy=compact on it", r.ResourceName, policy))
+		}
+	}
+	return warnings
+}
+
+func topicNames(specs []TopicSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = fmt.Sprintf("%q", s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Partitions returns the number of partitions of topic.
+func Partitions(ctx context.Context, c Config, topic string) (int, error) {
+	var n int
+	err := withClient(ctx, c, func(ctx context.Context, cl *kafka.Client) error {
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("partitions of topic %q: %w", topic, err)
+			}
+			return explain(c, err)
+		}
+		for _, t := range md.Topics {
+			if t.Name != topic {
+				continue
+			}
+			if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+				return &hintError{err: t.Error, msg: fmt.Sprintf("topic %q does not exist at %s: create it, or check the topic name", topic, c.addr())}
+			}
+			if t.Error != nil {
+				return fmt.Errorf("topic %q: %w", topic, t.Error)
+			}
+			n = len(t.Partitions)
+			return nil
+		}
+		return &hintError{err: kafka.UnknownTopicOrPartition, msg: fmt.Sprintf("topic %q does not exist at %s: create it, or check the topic name", topic, c.addr())}
+	})
+	return n, err
+}

@@ -1,0 +1,269 @@
+// Package metrics holds the Prometheus collectors of the live service.
+//
+// The service calls plain methods (AddIn, SetLag, ...) once per batch; the
+// collectors are registered on a registry the caller gives, never on the
+// global one, so tests and several services in one process do not collide.
+package metrics
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "virality"
+
+// Kinds of emitted records, the values of the kind label of
+// records_emitted_total.
+const (
+	KindScore      = "score"
+	KindTrending   = "trending"
+	KindDeadLetter = "dead_letter"
+)
+
+// CommitBuckets are the upper bounds, in seconds, of batch_commit_seconds:
+// from half a millisecond (an in-memory batch) to 5 s (a stalled disk).
+var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// Metrics is the service's collectors.
+//
+// Every method is safe for concurrent use: partition goroutines call them
+// at the end of each batch. Label children are looked up once and cached,
+// so a call costs a read lock and an atomic add. Methods on a nil *Metrics
+// do nothing, for modes that export no metrics (backfill, replay).
+type Metrics struct {
+	in, applied, dead, emitted *prometheus.CounterVec
+	lag, watermark, stateBytes *prometheus.GaugeVec
+	commit                     prometheus.Histogram
+	partitions, ready          prometheus.Gauge
+	disk, memtable             prometheus.Gauge
+
+	mu     sync.RWMutex
+	parts  map[int32]*partition
+	labels map[labelKey]prometheus.Counter // dead letters and emitted records
+}
+
+// partition is the cached label children of one partition.
+type partition struct {
+	in, applied    prometheus.Counter
+	lag, watermark prometheus.Gauge
+}
+
+type labelKey struct {
+	vec   *prometheus.CounterVec
+	value string
+}
+
+// New creates the collectors and registers them, with the Go runtime and
+// process collectors, on reg. Calling New again with the same registry
+// returns metrics backed by the collectors already registered. It panics if
+// a different collector of the same name is registered on reg, which is a
+// programming error.
+func New(reg *prometheus.Registry) *Metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: name, Help: help,
+		}, labels))
+	}
+	gaugeVec := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		return register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: name, Help: help,
+		}, labels))
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: name, Help: help,
+		}))
+	}
+	m := &Metrics{
+		in:         counter("events_in_total", "Like events taken from the input topic.", "partition"),
+		applied:    counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
+		dead:       counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
+		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter).", "kind"),
+		lag:        gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
+		watermark:  gaugeVec("watermark_ms", "Event-time watermark of the partition, epoch ms.", "partition"),
+		stateBytes: gaugeVec("state_bytes", "Size of the local state, by kind (disk, memtable).", "kind"),
+		commit: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "batch_commit_seconds",
+			Help:    "Time to flush the sinks and commit one batch of state and offsets.",
+			Buckets: CommitBuckets,
+		})),
+		partitions: gauge("partitions_owned", "Input partitions assigned to this instance."),
+		ready:      gauge("ready", "1 when the service is ready (assignments loaded, broker reachable), else 0."),
+		parts:      map[int32]*partition{},
+		labels:     map[labelKey]prometheus.Counter{},
+	}
+	m.disk = m.stateBytes.WithLabelValues("disk")
+	m.memtable = m.stateBytes.WithLabelValues("memtable")
+	register(reg, collectors.NewGoCollector())
+	register(reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// register registers c on reg, or returns the equal collector registered
+// before.
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic("metrics: register: " + err.Error())
+}
+
+// AddIn counts n records taken from a partition.
+func (m *Metrics) AddIn(partition int32, n int64) {
+	if m == nil {
+		return
+	}
+	m.partition(partition).in.Add(float64(n))
+}
+
+// AddApplied counts n events of a partition applied to the state.
+func (m *Metrics) AddApplied(partition int32, n int64) {
+	if m == nil {
+		return
+	}
+	m.partition(partition).applied.Add(float64(n))
+}
+
+// AddDead counts n dead letters for a reason.
+func (m *Metrics) AddDead(reason string, n int64) {
+	if m == nil {
+		return
+	}
+	m.counter(m.dead, reason).Add(float64(n))
+}
+
+// AddEmitted counts n records emitted of a kind (KindScore, KindTrending,
+// KindDeadLetter).
+func (m *Metrics) AddEmitted(kind string, n int64) {
+	if m == nil {
+		return
+	}
+	m.counter(m.emitted, kind).Add(float64(n))
+}
+
+// SetLag sets the lag of a partition, in records.
+func (m *Metrics) SetLag(partition int32, lag int64) {
+	if m == nil {
+		return
+	}
+	m.partition(partition).lag.Set(float64(lag))
+}
+
+// SetWatermark sets the event-time watermark of a partition, epoch ms.
+func (m *Metrics) SetWatermark(partition int32, ms int64) {
+	if m == nil {
+		return
+	}
+	m.partition(partition).watermark.Set(float64(ms))
+}
+
+// ObserveCommit records how long a batch commit took.
+func (m *Metrics) ObserveCommit(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.commit.Observe(d.Seconds())
+}
+
+// SetStateBytes sets the size of the state on disk and in memtables.
+func (m *Metrics) SetStateBytes(disk, memtable uint64) {
+	if m == nil {
+		return
+	}
+	m.disk.Set(float64(disk))
+	m.memtable.Set(float64(memtable))
+}
+
+// SetPartitions sets the number of partitions this instance owns.
+func (m *Metrics) SetPartitions(n int) {
+	if m == nil {
+		return
+	}
+	m.partitions.Set(float64(n))
+}
+
+// SetReady sets the ready gauge to 1 or 0.
+func (m *Metrics) SetReady(ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.ready.Set(v)
+}
+
+// ForgetPartition deletes the series of a partition, when it is revoked, so
+// that an instance exports only the partitions it owns. Its counters start
+// from zero if it comes back, which Prometheus reads as a counter reset.
+func (m *Metrics) ForgetPartition(partition int32) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.parts, partition)
+	l := partitionLabel(partition)
+	m.in.DeleteLabelValues(l)
+	m.applied.DeleteLabelValues(l)
+	m.lag.DeleteLabelValues(l)
+	m.watermark.DeleteLabelValues(l)
+}
+
+// partition returns the cached children of a partition, creating them on
+// first use.
+func (m *Metrics) partition(p int32) *partition {
+	m.mu.RLock()
+	c := m.parts[p]
+	m.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.parts[p]; c == nil {
+		l := partitionLabel(p)
+		c = &partition{
+			in:        m.in.WithLabelValues(l),
+			applied:   m.applied.WithLabelValues(l),
+			lag:       m.lag.WithLabelValues(l),
+			watermark: m.watermark.WithLabelValues(l),
+		}
+		m.parts[p] = c
+	}
+	return c
+}
+
+// counter returns the cached child of vec for a label value.
+func (m *Metrics) counter(vec *prometheus.CounterVec, value string) prometheus.Counter {
+	k := labelKey{vec, value}
+	m.mu.RLock()
+	c := m.labels[k]
+	m.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.labels[k]; c == nil {
+		c = vec.WithLabelValues(value)
+		m.labels[k] = c
+	}
+	return c
+}
+
+func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }

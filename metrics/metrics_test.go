@@ -1,0 +1,237 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.AddIn(0, 100)
+	m.AddIn(0, 50)
+	m.AddIn(3, 7)
+	m.AddApplied(0, 140)
+	m.AddDead("malformed", 2)
+	m.AddDead("late", 1)
+	m.AddDead("malformed", 1)
+	m.AddEmitted(KindScore, 90)
+	m.AddEmitted(KindTrending, 9)
+	m.AddEmitted(KindDeadLetter, 3)
+
+	for _, tc := range []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"in p0", m.in.WithLabelValues("0"), 150},
+		{"in p3", m.in.WithLabelValues("3"), 7},
+		{"applied p0", m.applied.WithLabelValues("0"), 140},
+		{"dead malformed", m.dead.WithLabelValues("malformed"), 3},
+		{"dead late", m.dead.WithLabelValues("late"), 1},
+		{"emitted score", m.emitted.WithLabelValues("score"), 90},
+		{"emitted trending", m.emitted.WithLabelValues("trending"), 9},
+		{"emitted dead_letter", m.emitted.WithLabelValues("dead_letter"), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := testutil.ToFloat64(tc.c); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestExposition(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.AddIn(1, 10)
+	m.AddApplied(1, 9)
+	m.SetLag(1, 42)
+	m.SetWatermark(1, 1_790_000_000_000)
+	m.SetStateBytes(1<<20, 4096)
+	m.SetPartitions(3)
+	m.SetReady(true)
+
+	want := `
+# HELP virality_events_applied_total Like events applied to the state (not dead-lettered, not duplicates).
+# TYPE virality_events_applied_total counter
+virality_events_applied_total{partition="1"} 9
+# HELP virality_events_in_total Like events taken from the input topic.
+# TYPE virality_events_in_total counter
+virality_events_in_total{partition="1"} 10
+# HELP virality_lag_records Records between the committed offset and the end of the partition.
+# TYPE virality_lag_records gauge
+virality_lag_records{partition="1"} 42
+# HELP virality_partitions_owned Input partitions assigned to this instance.
+# TYPE virality_partitions_owned gauge
+virality_partitions_owned 3
+# HELP virality_ready 1 when the service is ready (assignments loaded, broker reachable), else 0.
+# TYPE virality_ready gauge
+virality_ready 1
+# HELP virality_state_bytes Size of the local state, by kind (disk, memtable).
+# TYPE virality_state_bytes gauge
+virality_state_bytes{kind="disk"} 1.048576e+06
+virality_state_bytes{kind="memtable"} 4096
+# HELP virality_watermark_ms Event-time watermark of the partition, epoch ms.
+# TYPE virality_watermark_ms gauge
+virality_watermark_ms{partition="1"} 1.79e+12
+`
+	names := []string{
+		"virality_events_applied_total", "virality_events_in_total", "virality_lag_records",
+		"virality_partitions_owned", "virality_ready", "virality_state_bytes", "virality_watermark_ms",
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+
+	m.SetReady(false)
+	if got := testutil.ToFloat64(m.ready); got != 0 {
+		t.Errorf("ready after SetReady(false) = %v, want 0", got)
+	}
+}
+
+func TestCommitHistogram(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.ObserveCommit(300 * time.Microsecond)
+	m.ObserveCommit(3 * time.Millisecond)
+	m.ObserveCommit(10 * time.Second)
+
+	want := `
+# HELP virality_batch_commit_seconds Time to flush the sinks and commit one batch of state and offsets.
+# TYPE virality_batch_commit_seconds histogram
+virality_batch_commit_seconds_bucket{le="0.0005"} 1
+virality_batch_commit_seconds_bucket{le="0.001"} 1
+virality_batch_commit_seconds_bucket{le="0.0025"} 1
+virality_batch_commit_seconds_bucket{le="0.005"} 2
+virality_batch_commit_seconds_bucket{le="0.01"} 2
+virality_batch_commit_seconds_bucket{le="0.025"} 2
+virality_batch_commit_seconds_bucket{le="0.05"} 2
+virality_batch_commit_seconds_bucket{le="0.1"} 2
+virality_batch_commit_seconds_bucket{le="0.25"} 2
+virality_batch_commit_seconds_bucket{le="0.5"} 2
+virality_batch_commit_seconds_bucket{le="1"} 2
+virality_batch_commit_seconds_bucket{le="2.5"} 2
+virality_batch_commit_seconds_bucket{le="5"} 2
+virality_batch_commit_seconds_bucket{le="+Inf"} 3
+virality_batch_commit_seconds_sum 10.0033
+virality_batch_commit_seconds_count 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "virality_batch_commit_seconds"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForgetPartition(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	for _, p := range []int32{0, 1} {
+		m.AddIn(p, 5)
+		m.AddApplied(p, 5)
+		m.SetLag(p, 1)
+		m.SetWatermark(p, 1000)
+	}
+	m.ForgetPartition(0)
+
+	for _, name := range []string{
+		"virality_events_in_total", "virality_events_applied_total",
+		"virality_lag_records", "virality_watermark_ms",
+	} {
+		t.Run(name, func(t *testing.T) {
+			n, err := testutil.GatherAndCount(reg, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Errorf("%d series after forgetting partition 0 of 2, want 1", n)
+			}
+		})
+	}
+
+	// A partition assigned again starts over.
+	m.AddIn(0, 2)
+	if got := testutil.ToFloat64(m.in.WithLabelValues("0")); got != 2 {
+		t.Errorf("events_in_total{partition=0} after reassignment = %v, want 2", got)
+	}
+}
+
+func TestRuntimeCollectors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg)
+	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
+		n, err := testutil.GatherAndCount(reg, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			// Process metrics exist only where procfs does (Linux).
+			t.Errorf("%s: %d series, want 1", name, n)
+		}
+	}
+}
+
+func TestNewTwiceSharesCollectors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, b := New(reg), New(reg)
+	a.AddIn(0, 1)
+	b.AddIn(0, 1)
+	if got := testutil.ToFloat64(a.in.WithLabelValues("0")); got != 2 {
+		t.Errorf("events_in_total = %v, want 2 (both Metrics on one registry)", got)
+	}
+}
+
+func TestNilMetricsIsNoop(t *testing.T) {
+	var m *Metrics
+	m.AddIn(0, 1)
+	m.AddApplied(0, 1)
+	m.AddDead("x", 1)
+	m.AddEmitted(KindScore, 1)
+	m.SetLag(0, 1)
+	m.SetWatermark(0, 1)
+	m.ObserveCommit(time.Second)
+	m.SetStateBytes(1, 1)
+	m.SetPartitions(1)
+	m.SetReady(true)
+	m.ForgetPartition(0)
+}
+
+func TestConcurrentUse(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	done := make(chan struct{})
+	for p := range int32(4) {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 1000 {
+				m.AddIn(p, 1)
+				m.AddEmitted(KindScore, 1)
+				m.SetLag(p, 0)
+			}
+			m.ForgetPartition(p)
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	if got := testutil.ToFloat64(m.emitted.WithLabelValues(KindScore)); got != 4000 {
+		t.Errorf("records_emitted_total{kind=score} = %v, want 4000", got)
+	}
+}
+
+func BenchmarkBatch(b *testing.B) {
+	m := New(prometheus.NewRegistry())
+	b.ReportAllocs()
+	for b.Loop() {
+		m.AddIn(7, 500)
+		m.AddApplied(7, 498)
+		m.AddDead("malformed", 2)
+		m.AddEmitted(KindScore, 300)
+		m.SetLag(7, 12)
+		m.SetWatermark(7, 1_790_000_000_000)
+		m.ObserveCommit(2 * time.Millisecond)
+	}
+}

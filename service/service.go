@@ -1,0 +1,613 @@
+// Package service is virality's live service: it consumes the likes topic
+// in a Kafka consumer group, runs the processor over the partitions it is
+// assigned, and keeps scores and trending lists current in Kafka. It is
+// the wiring of kafkaio and processor, plus the few uses of the wall clock
+// that a live service needs: commit cadence and idle partitions.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+
+	"virality/kafkaio"
+	"virality/metrics"
+	"virality/processor"
+	"virality/store"
+)
+
+// Config is the live service's configuration.
+type Config struct {
+	Kafka           kafkaio.Config
+	Group           string
+	InputTopic      string
+	ScoresTopic     string
+	TrendingTopic   string
+	DeadLetterTopic string
+	// StartFrom is where a group with no committed offset starts:
+	// "earliest" or "latest".
+	StartFrom string
+	Engine    processor.Config
+	// CommitInterval is the wall-clock time between commits (besides every
+	// Engine.CommitEvery records).
+	CommitInterval time.Duration
+	// IdleTimeout: a partition with no new record for this long is idle:
+	// its held-back scores are emitted and it no longer holds back the
+	// trending ticks of the others.
+	IdleTimeout time.Duration
+	// CreateTopics creates missing output topics.
+	CreateTopics bool
+}
+
+// DefaultConfig returns the defaults of the flags of `virality run`.
+func DefaultConfig() Config {
+	return Config{
+		Kafka:           kafkaio.DefaultConfig(),
+		Group:           "virality",
+		InputTopic:      "likes",
+		ScoresTopic:     "video-scores",
+		TrendingTopic:   "trending",
+		DeadLetterTopic: "likes.dlq",
+		StartFrom:       "earliest",
+		Engine:          processor.DefaultConfig(),
+		CommitInterval:  time.Second,
+		IdleTimeout:     5 * time.Second,
+		CreateTopics:    true,
+	}
+}
+
+// Validate reports settings a user must fix, naming the flag.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for flag, v := range map[string]string{"--group": c.Group, "--input-topic": c.InputTopic,
+		"--scores-topic": c.ScoresTopic, "--trending-topic": c.TrendingTopic, "--dead-letter-topic": c.DeadLetterTopic} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s: must not be empty", flag))
+		}
+	}
+	if c.StartFrom != "earliest" && c.StartFrom != "latest" {
+		errs = append(errs, fmt.Errorf("--start-from %q: choose earliest or latest", c.StartFrom))
+	}
+	if c.CommitInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--commit-interval %v: must be at least 10ms", c.CommitInterval))
+	}
+	if c.IdleTimeout < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--idle-timeout %v: must be at least 10ms", c.IdleTimeout))
+	}
+	if err := c.Engine.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Service is one instance of the live service.
+type Service struct {
+	cfg Config
+	db  *store.DB
+	m   *metrics.Metrics
+	log zerolog.Logger
+	now func() time.Time
+
+	group  atomic.Pointer[processor.Group]
+	owned  atomic.Pointer[[]int32]
+	recent *recentScores
+
+	readyMu  sync.Mutex
+	ready    bool
+	notReady string
+
+	// Counters for the demo's view.
+	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
+}
+
+// New returns a service on the state in db. m may be nil.
+func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, db: db, m: m, log: log, now: time.Now,
+		recent: newRecentScores(100_000), notReady: "starting"}, nil
+}
+
+// fetched is one fetch of one partition, decoded.
+type fetched struct {
+	processor.Batch
+	part int32
+	hw   int64 // high watermark after the fetch
+	err  error
+}
+
+// Run runs the service until ctx ends, then commits and returns nil.
+func (s *Service) Run(ctx context.Context) (err error) {
+	kc := s.cfg.Kafka
+	if err := kafkaio.Ping(ctx, kc); err != nil {
+		return err
+	}
+	n, err := kafkaio.Partitions(ctx, kc, s.cfg.InputTopic)
+	if err != nil {
+		return fmt.Errorf("input topic: %w", err)
+	}
+	if s.cfg.CreateTopics {
+		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
+			{Name: s.cfg.ScoresTopic, Partitions: n, Compacted: true},
+			{Name: s.cfg.TrendingTopic, Partitions: 1},
+			{Name: s.cfg.DeadLetterTopic, Partitions: n},
+		})
+		for _, w := range warnings {
+			s.log.Warn().Msg(w)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var sinks []*kafkaio.Sink
+	defer func() {
+		for _, k := range sinks {
+			err = errors.Join(err, k.Close())
+		}
+	}()
+	open := func(topic string) (*kafkaio.Sink, error) {
+		k, err := kafkaio.NewSink(kc, topic, kafkaio.SinkOptions{})
+		if err == nil {
+			sinks = append(sinks, k)
+		}
+		return k, err
+	}
+	var out processor.Outputs
+	scores, err := open(s.cfg.ScoresTopic)
+	if err != nil {
+		return err
+	}
+	out.Scores = &capture{Sink: scores, recent: s.recent, n: &s.ScoresOut}
+	if out.Trending, err = open(s.cfg.TrendingTopic); err != nil {
+		return err
+	}
+	if out.DeadLetters, err = open(s.cfg.DeadLetterTopic); err != nil {
+		return err
+	}
+	g, err := processor.NewGroup(s.cfg.Engine, s.db, out, processor.ByRecordPartition, n)
+	if err != nil {
+		return err
+	}
+	s.group.Store(g)
+
+	dialer, err := kc.Dialer()
+	if err != nil {
+		return err
+	}
+	start := kafka.FirstOffset
+	if s.cfg.StartFrom == "latest" {
+		start = kafka.LastOffset
+	}
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                s.cfg.Group,
+		Brokers:           kc.Brokers,
+		Dialer:            dialer,
+		Topics:            []string{s.cfg.InputTopic},
+		StartOffset:       start,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  time.Second,
+		RetentionTime:     7 * 24 * time.Hour,
+	})
+	if err != nil {
+		return fmt.Errorf("join consumer group %q: %w", s.cfg.Group, err)
+	}
+	defer func() { err = errors.Join(err, ignoreClosed(cg.Close())) }()
+
+	for ctx.Err() == nil {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				break
+			}
+			s.setReady(false, fmt.Sprintf("joining consumer group: %v", err))
+			s.log.Warn().Err(err).Msg("consumer group")
+			sleep(ctx, time.Second)
+			continue
+		}
+		if err := s.generation(ctx, g, gen); err != nil {
+			return err
+		}
+	}
+	s.setReady(false, "stopping")
+	return s.commit(context.WithoutCancel(ctx), g)
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, kafka.ErrGroupClosed) {
+		return nil
+	}
+	return err
+}
+
+// generation runs the partitions one consumer-group generation assigns to
+// this instance until the generation ends or ctx does.
+func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka.Generation) error {
+	assigned := map[int32]int64{}
+	for _, a := range gen.Assignments[s.cfg.InputTopic] {
+		assigned[int32(a.ID)] = a.Offset
+	}
+	for _, p := range g.Partitions() {
+		if _, ok := assigned[p]; !ok {
+			if err := g.Close(ctx, p); err != nil {
+				return fmt.Errorf("release partition %d: %w", p, err)
+			}
+			if s.m != nil {
+				s.m.ForgetPartition(p)
+			}
+		}
+	}
+	ids := make([]int32, 0, len(assigned))
+	for p := range assigned {
+		ids = append(ids, p)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	starts := map[int32]int64{}
+	for _, p := range ids {
+		e, err := g.Open(p)
+		if err != nil {
+			return fmt.Errorf("open partition %d: %w", p, err)
+		}
+		starts[p], err = s.startOffset(ctx, p, e.NextOffset(), assigned[p])
+		if err != nil {
+			return err
+		}
+	}
+	s.owned.Store(&ids)
+	if s.m != nil {
+		s.m.SetPartitions(len(ids))
+	}
+	g.AfterCommit = func(context.Context) error {
+		offsets := map[int]int64{}
+		for _, p := range ids {
+			if e, ok := g.Engine(p); ok && e.NextOffset() > 0 {
+				offsets[int(p)] = e.NextOffset()
+			}
+		}
+		if len(offsets) == 0 {
+			return nil
+		}
+		// The state holds the offsets; the group's copy is for lag tools,
+		// so a failure here is not fatal.
+		if err := gen.CommitOffsets(map[string]map[int]int64{s.cfg.InputTopic: offsets}); err != nil {
+			s.log.Debug().Err(err).Msg("commit offsets to the consumer group")
+		}
+		return nil
+	}
+	s.log.Info().Int32("generation", gen.ID).Ints32("partitions", ids).Msg("assigned")
+
+	batches := make(chan *fetched, 4*len(ids)+4)
+	genDone := make(chan struct{})
+	gen.Start(func(gctx context.Context) {
+		<-gctx.Done()
+		close(genDone)
+	})
+	for _, p := range ids {
+		p, off := p, starts[p]
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, p, off, batches) })
+	}
+	s.setReady(true, "")
+	return s.loop(ctx, g, ids, batches, genDone)
+}
+
+// startOffset is where a partition's reading starts: after the state's
+// last commit, else at the group's committed offset, else per StartFrom.
+func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup int64) (int64, error) {
+	if fromState > 0 {
+		return fromState, nil
+	}
+	if fromGroup >= 0 {
+		return fromGroup, nil
+	}
+	first, last, err := kafkaio.FirstLastOffsets(ctx, s.cfg.Kafka, s.cfg.InputTopic, int(p))
+	if err != nil {
+		return 0, fmt.Errorf("offsets of partition %d: %w", p, err)
+	}
+	if s.cfg.StartFrom == "latest" {
+		return last, nil
+	}
+	return first, nil
+}
+
+// fetch reads one partition and sends decoded batches, until ctx ends.
+func (s *Service) fetch(ctx context.Context, p int32, offset int64, out chan<- *fetched) {
+	src, err := kafkaio.NewPartitionSource(s.cfg.Kafka, s.cfg.InputTopic, int(p), offset)
+	if err != nil {
+		select {
+		case out <- &fetched{part: p, err: err}:
+		case <-ctx.Done():
+		}
+		return
+	}
+	defer src.Close()
+	var recs []processor.Record
+	for ctx.Err() == nil {
+		recs, err = src.Next(ctx, recs[:0])
+		b := &fetched{part: p, hw: src.HighWatermark(), err: err}
+		if err == nil {
+			b.Fill(recs, 0)
+			b.Decode()
+		} else if ctx.Err() != nil {
+			return
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+// loop applies batches on this goroutine, which owns the group's state,
+// and commits on the wall-clock cadence.
+func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, batches <-chan *fetched, genDone <-chan struct{}) error {
+	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
+	defer tick.Stop()
+	now := s.now()
+	lastCommit := now
+	lastData := map[int32]time.Time{}
+	idle := map[int32]bool{}
+	// caughtUp: the partition's last fetch found nothing new. Only such a
+	// partition can be idle; one still being read, however slowly, holds
+	// back the ticks it has not reached.
+	caughtUp := map[int32]bool{}
+	for _, p := range ids {
+		lastData[p] = now
+	}
+	prev := map[int32]processor.Stats{}
+	dirty := false
+	var commitFailing time.Time
+	apply := func(b *fetched) error {
+		if b.err != nil {
+			s.setReady(false, fmt.Sprintf("reading partition %d: %v", b.part, b.err))
+			return nil
+		}
+		s.setReady(true, "")
+		if e, ok := g.Engine(b.part); ok && s.m != nil {
+			s.m.SetLag(b.part, max(b.hw-e.NextOffset(), 0))
+		}
+		caughtUp[b.part] = len(b.Recs) == 0
+		if len(b.Recs) == 0 {
+			return nil
+		}
+		if idle[b.part] {
+			idle[b.part] = false
+			if err := g.SetIdle(b.part, false); err != nil {
+				return err
+			}
+		}
+		lastData[b.part] = s.now()
+		if err := g.ApplyBatch(ctx, &b.Batch); err != nil {
+			return err
+		}
+		dirty = true
+		s.account(g, b, prev)
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return s.drain(ctx, g, batches, apply)
+		case <-genDone:
+			return s.drain(ctx, g, batches, apply)
+		case b := <-batches:
+			if err := apply(b); err != nil {
+				return err
+			}
+		case <-tick.C:
+			now := s.now()
+			if dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
+				if err := s.commit(ctx, g); err != nil {
+					if commitFailing.IsZero() {
+						commitFailing = now
+					}
+					if now.Sub(commitFailing) > 2*time.Minute {
+						return err
+					}
+					s.setReady(false, err.Error())
+					s.log.Warn().Err(err).Msg("commit failed; retrying")
+					continue
+				}
+				commitFailing = time.Time{}
+				lastCommit, dirty = now, false
+			}
+			for _, p := range ids {
+				if !idle[p] && caughtUp[p] && now.Sub(lastData[p]) >= s.cfg.IdleTimeout {
+					idle[p] = true
+					if err := g.SetIdle(p, true); err != nil {
+						return err
+					}
+					if err := g.FlushPartition(ctx, p); err != nil {
+						s.log.Warn().Err(err).Int32("partition", p).Msg("flush idle partition")
+					}
+					dirty = true
+				}
+			}
+			if s.m != nil {
+				disk, mem := s.db.Sizes()
+				s.m.SetStateBytes(disk, mem)
+			}
+		}
+	}
+}
+
+// drain applies what the ending generation's fetchers already read, then
+// commits.
+func (s *Service) drain(ctx context.Context, g *processor.Group, batches <-chan *fetched, apply func(*fetched) error) error {
+	for {
+		select {
+		case b := <-batches:
+			if ctx.Err() == nil {
+				if err := apply(b); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := s.commit(context.WithoutCancel(ctx), g); err != nil {
+				s.log.Warn().Err(err).Msg("commit at the end of a generation")
+			}
+			return nil
+		}
+	}
+}
+
+func (s *Service) commit(ctx context.Context, g *processor.Group) error {
+	start := s.now()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := g.Commit(ctx); err != nil {
+		return err
+	}
+	if s.m != nil {
+		s.m.ObserveCommit(s.now().Sub(start))
+	}
+	return nil
+}
+
+// account moves the engine counters of a batch's partition to metrics.
+func (s *Service) account(g *processor.Group, b *fetched, prev map[int32]processor.Stats) {
+	e, ok := g.Engine(b.part)
+	if !ok {
+		return
+	}
+	st := e.Stats()
+	p := prev[b.part]
+	s.EventsIn.Add(st.Records - p.Records)
+	s.Applied.Add(st.Applied - p.Applied)
+	s.DeadLetters.Add(st.DeadLetters - p.DeadLetters)
+	if s.m != nil {
+		s.m.AddIn(b.part, st.Records-p.Records)
+		s.m.AddApplied(b.part, st.Applied-p.Applied)
+		s.m.AddEmitted("score", st.Scores-p.Scores)
+		s.m.AddEmitted("dead_letter", st.DeadLetters-p.DeadLetters)
+		for r, n := range st.DeadByReason {
+			if d := n - p.DeadByReason[r]; d > 0 {
+				s.m.AddDead(r, d)
+			}
+		}
+		s.m.SetWatermark(b.part, e.Watermark())
+	}
+	reasons := make(map[string]int64, len(st.DeadByReason))
+	for r, n := range st.DeadByReason {
+		reasons[r] = n
+	}
+	st.DeadByReason = reasons
+	prev[b.part] = st
+	s.Lag.Store(max(b.hw-e.NextOffset(), 0))
+}
+
+func (s *Service) setReady(ok bool, why string) {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	s.ready, s.notReady = ok, why
+	if s.m != nil {
+		s.m.SetReady(ok)
+	}
+}
+
+// Ready reports whether the service holds its partitions and reads them.
+func (s *Service) Ready() (bool, string) {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	return s.ready, s.notReady
+}
+
+// Score returns the current score record of a video: the last one emitted
+// by this instance if it is still remembered, else computed from the
+// committed state.
+func (s *Service) Score(_ context.Context, id string) ([]byte, bool, error) {
+	if rec, ok := s.recent.get(id); ok {
+		return rec, true, nil
+	}
+	owned := s.owned.Load()
+	if owned == nil {
+		return nil, false, nil
+	}
+	return processor.ReadScore(s.db, s.cfg.Engine, *owned, id)
+}
+
+// Trending returns the current snapshot of a region.
+func (s *Service) Trending(region string) (processor.Snapshot, bool) {
+	g := s.group.Load()
+	if g == nil {
+		return processor.Snapshot{}, false
+	}
+	return g.Latest(region)
+}
+
+// Regions lists the regions of the current snapshot, global first.
+func (s *Service) Regions() []string {
+	g := s.group.Load()
+	if g == nil {
+		return nil
+	}
+	return g.Regions()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// capture is the scores sink, remembering the latest record of each video
+// for the HTTP interface.
+type capture struct {
+	processor.Sink
+	recent *recentScores
+	n      *atomic.Int64
+}
+
+func (c *capture) Write(m *processor.Message) error {
+	c.recent.put(string(m.Key), m.Value)
+	c.n.Add(1)
+	return c.Sink.Write(m)
+}
+
+// recentScores keeps the latest record of up to max videos.
+type recentScores struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string][]byte
+}
+
+func newRecentScores(max int) *recentScores {
+	return &recentScores{max: max, m: map[string][]byte{}}
+}
+
+func (r *recentScores) put(id string, rec []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[id]; !ok && len(r.m) >= r.max {
+		for k := range r.m { // any one: Go's map order is random
+			delete(r.m, k)
+			break
+		}
+	}
+	r.m[id] = append(r.m[id][:0], rec...)
+}
+
+func (r *recentScores) get(id string) ([]byte, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rec, ok := r.m[id]
+	return append([]byte(nil), rec...), ok
+}

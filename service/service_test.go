@@ -1,0 +1,346 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"virality/event"
+	"virality/gen"
+	"virality/kafkaio"
+	"virality/processor"
+	"virality/store"
+)
+
+// testBroker returns the Kafka to test against: the broker named by
+// KAFKA_BROKERS (a real Apache Kafka in CI), or an embedded one.
+func testBroker(t *testing.T) kafkaio.Config {
+	t.Helper()
+	kc := kafkaio.DefaultConfig()
+	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
+		kc.Brokers = strings.Split(b, ",")
+		t.Logf("against the Kafka broker at %s", b)
+		return kc
+	}
+	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	kc.Brokers = []string{emb.Addr()}
+	return kc
+}
+
+// uniqueTopics gives each test its own topics and group, so that tests can
+// share a real broker.
+func uniqueTopics(t *testing.T, cfg *Config) {
+	suffix := "-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + time.Now().Format("150405.000000")
+	cfg.InputTopic += suffix
+	cfg.ScoresTopic += suffix
+	cfg.TrendingTopic += suffix
+	cfg.DeadLetterTopic += suffix
+	cfg.Group += suffix
+}
+
+type line struct {
+	value []byte
+	video string
+	ts    int64
+}
+
+func generatedLines(t *testing.T, events int) []line {
+	t.Helper()
+	cfg := gen.DefaultConfig()
+	cfg.Events = events
+	cfg.Videos = 3_000
+	cfg.Users = 20_000
+	cfg.Duration = 3 * time.Hour
+	cfg.Bursts = 3
+	cfg.Campaigns = 3
+	cfg.FarmAccounts = 300
+	cfg.LateShare = 0.001
+	cfg.BadShare = 0.001
+	g, err := gen.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []line
+	for {
+		l, ts, ok := g.Next(nil)
+		if !ok {
+			return out
+		}
+		var ev event.Event
+		video := ""
+		if event.Decode(l, 0, &ev) == nil {
+			video, ts = ev.VideoID, ev.TS
+		}
+		out = append(out, line{value: l, video: video, ts: ts})
+	}
+}
+
+func produce(t *testing.T, kc kafkaio.Config, topic string, lines []line) {
+	t.Helper()
+	p, err := kafkaio.NewProducer(kc, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, l := range lines {
+		var key []byte
+		if l.video != "" {
+			key = []byte(l.video)
+		}
+		if err := p.Produce(ctx, key, l.value, time.UnixMilli(l.ts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// backfill runs the engine over the same lines split into partitions as
+// the producer split them: what `virality backfill --partitions N` does.
+func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, trending []processor.Message) {
+	t.Helper()
+	db, err := store.Open(t.TempDir(), store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, tr, d := &collect{}, &collect{}, &collect{}
+	route := func(_ *processor.Record, ev *event.Event) int32 {
+		if ev == nil {
+			return 0
+		}
+		return int32(kafkaio.PartitionOf([]byte(ev.VideoID), n))
+	}
+	g, err := processor.NewGroup(cfg, db, processor.Outputs{Scores: s, Trending: tr, DeadLetters: d}, route, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range n {
+		if _, err := g.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	for i, l := range lines {
+		rec := processor.Record{Value: l.value, Time: l.ts, Offset: int64(i)}
+		var ev event.Event
+		derr := event.Decode(rec.Value, rec.Time, &ev)
+		if err := g.Apply(ctx, &rec, &ev, derr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s.msgs, tr.msgs
+}
+
+type collect struct{ msgs []processor.Message }
+
+func (c *collect) Write(m *processor.Message) error {
+	c.msgs = append(c.msgs, processor.Message{Key: append([]byte(nil), m.Key...), Value: append([]byte(nil), m.Value...), Time: m.Time})
+	return nil
+}
+func (c *collect) Flush(context.Context) error { return nil }
+
+// readTopic reads every record of a topic, partition by partition.
+func readTopic(t *testing.T, kc kafkaio.Config, topic string) []processor.Record {
+	t.Helper()
+	ctx := context.Background()
+	n, err := kafkaio.Partitions(ctx, kc, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []processor.Record
+	for p := range n {
+		first, last, err := kafkaio.FirstLastOffsets(ctx, kc, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := kafkaio.NewPartitionSource(kc, topic, p, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []processor.Record
+		for src.Offset() < last {
+			recs, err = src.Next(ctx, recs[:0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				r.Key = append([]byte(nil), r.Key...)
+				r.Value = append([]byte(nil), r.Value...)
+				all = append(all, r)
+			}
+		}
+		src.Close()
+	}
+	return all
+}
+
+// startService runs a service until the returned stop is called.
+func startService(t *testing.T, cfg Config, dir string) (*Service, func() error) {
+	t.Helper()
+	db, err := store.Open(dir, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	svc, err := New(cfg, db, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	return svc, func() error {
+		cancel()
+		err := <-done
+		return errors.Join(err, db.Close())
+	}
+}
+
+// waitFor polls cond until it holds or the time runs out.
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func testConfig(t *testing.T, kc kafkaio.Config) Config {
+	cfg := DefaultConfig()
+	cfg.Kafka = kc
+	cfg.IdleTimeout = time.Second
+	cfg.CommitInterval = 200 * time.Millisecond
+	cfg.Engine.CommitEvery = 5_000
+	uniqueTopics(t, &cfg)
+	return cfg
+}
+
+func createInput(t *testing.T, kc kafkaio.Config, topic string, n int) {
+	t.Helper()
+	if _, err := kafkaio.EnsureTopics(context.Background(), kc, []kafkaio.TopicSpec{{Name: topic, Partitions: n}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastPerVideo(recs []processor.Message) map[string]string {
+	m := map[string]string{}
+	for _, r := range recs {
+		m[string(r.Key)] = string(r.Value)
+	}
+	return m
+}
+
+func lastPerVideoRecords(recs []processor.Record) map[string]string {
+	m := map[string]string{}
+	for _, r := range recs {
+		m[string(r.Key)] = string(r.Value)
+	}
+	return m
+}
+
+// completeTrending keeps the snapshots of ticks every partition reached
+// with its own events, as JSON lines in order.
+func completeTrending(t *testing.T, values [][]byte, lines []line, n int) []string {
+	t.Helper()
+	maxTS := make([]int64, n)
+	for _, l := range lines {
+		if l.video != "" {
+			p := kafkaio.PartitionOf([]byte(l.video), n)
+			maxTS[p] = max(maxTS[p], l.ts)
+		}
+	}
+	last := maxTS[0]
+	for _, m := range maxTS {
+		last = min(last, m)
+	}
+	var out []string
+	for _, v := range values {
+		var s struct {
+			TS int64 `json:"ts"`
+		}
+		if err := json.Unmarshal(v, &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.TS <= last-5*60_000 { // well inside: ticks near the end may wait on idleness
+			out = append(out, string(v))
+		}
+	}
+	return out
+}
+
+// TestLiveMatchesBackfill: generated likes in an 8-partition topic, the
+// live service consumes them; once they are consumed and the idle timeout
+// has passed, the last score of every video on video-scores equals the
+// backfill's last record of it, and the trending snapshots of the ticks
+// every partition reached are the backfill's.
+func TestLiveMatchesBackfill(t *testing.T) {
+	kc := testBroker(t)
+	cfg := testConfig(t, kc)
+	const n = 8
+	lines := generatedLines(t, 40_000)
+	createInput(t, kc, cfg.InputTopic, n)
+	produce(t, kc, cfg.InputTopic, lines)
+
+	svc, stop := startService(t, cfg, t.TempDir())
+	waitFor(t, "all likes consumed", 2*time.Minute, func() bool { return svc.EventsIn.Load() == int64(len(lines)) })
+	time.Sleep(3 * cfg.IdleTimeout)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	wantScores, wantTrending := backfill(t, cfg.Engine, lines, n)
+	got := lastPerVideoRecords(readTopic(t, kc, cfg.ScoresTopic))
+	want := lastPerVideo(wantScores)
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("%d videos on %s, backfill has %d", len(got), cfg.ScoresTopic, len(want))
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Fatalf("video %s:\n live:     %s\n backfill: %s", id, got[id], w)
+		}
+	}
+	var liveTr, backTr [][]byte
+	for _, r := range readTopic(t, kc, cfg.TrendingTopic) {
+		liveTr = append(liveTr, r.Value)
+	}
+	for _, m := range wantTrending {
+		backTr = append(backTr, m.Value)
+	}
+	a, b := completeTrending(t, liveTr, lines, n), completeTrending(t, backTr, lines, n)
+	if len(a) == 0 || len(a) != len(b) {
+		for i := 0; i < min(len(a), len(b)); i++ {
+			if a[i] != b[i] {
+				t.Logf("first difference at %d:\n live:     %.300s\n backfill: %.300s", i, a[i], b[i])
+				break
+			}
+		}
+		t.Fatalf("trending: %d live snapshots, %d backfill", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("trending snapshot %d:\n live:     %s\n backfill: %s", i, a[i], b[i])
+		}
+	}
+	t.Logf("%d videos and %d trending records agree", len(want), len(a))
+}
