@@ -21,6 +21,10 @@ type TopicSpec struct {
 	Compacted bool
 }
 
+// ErrUnknownTopic is wrapped by the errors of Partitions, FirstLastOffsets
+// and OffsetForTime about a topic or partition that does not exist.
+var ErrUnknownTopic error = kafka.UnknownTopicOrPartition
+
 // adminTimeout bounds the admin calls that have no deadline of their own.
 const adminTimeout = 30 * time.Second
 

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -21,7 +20,6 @@ import (
 
 	"virality/jsonl"
 	"virality/processor"
-	"virality/scoring"
 	"virality/store"
 )
 

@@ -50,7 +50,7 @@ func parseDemo(args []string) (*demoFlags, error) {
 	fs.IntVar(&f.partitions, "partitions", 8, "partitions of the likes topic")
 	fs.Float64Var(&f.rate, "rate", 2000, "likes per second of generated traffic")
 	fs.Int64Var(&f.seed, "seed", 1, "generator seed")
-	fs.DurationVar(&f.duration, "duration", time.Hour, "event time the generator plans for (bursts and campaigns fall inside it); it stops after")
+	fs.DurationVar(&f.duration, "duration", 2*time.Hour, "event time the generator plans for (bursts and campaigns fall inside it); it stops after")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR` (empty: a temporary directory removed at the end)")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen `ADDRESS` (empty: no HTTP)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log `LEVEL`: debug, info, warn or error")
@@ -69,8 +69,8 @@ func parseDemo(args []string) (*demoFlags, error) {
 		return nil, usagef("--partitions %d: must be between 1 and 1024", f.partitions)
 	case !(f.rate > 0) || f.rate > 1e6:
 		return nil, usagef("--rate %v: must be above 0 and at most 1000000 likes a second", f.rate)
-	case f.duration < 10*time.Minute:
-		return nil, usagef("--duration %v: must be at least 10m", f.duration)
+	case f.duration < 90*time.Minute:
+		return nil, usagef("--duration %v: must be at least 1h30m (viral bursts take that long)", f.duration)
 	case f.view != "auto" && f.view != "plain" && f.view != "off":
 		return nil, usagef("--view %q: choose auto, plain or off", f.view)
 	}
@@ -87,7 +87,8 @@ func runDemo(ctx context.Context, args []string) (err error) {
 	}
 	// The broker's address comes first, on a line of its own.
 	if f.kafka.brokers == "" {
-		emb, err := kafkaio.StartEmbedded(ctx, f.brokers)
+		// The broker outlives ctx: the service commits to it on the way out.
+		emb, err := kafkaio.StartEmbedded(context.WithoutCancel(ctx), f.brokers)
 		if err != nil {
 			return fmt.Errorf("start the embedded broker: %w", err)
 		}

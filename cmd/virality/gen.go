@@ -5,13 +5,17 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
 
+	"virality/event"
 	"virality/gen"
+	"virality/kafkaio"
 )
 
 func init() {
@@ -20,7 +24,16 @@ func init() {
 
 func runGen(ctx context.Context, args []string) error {
 	d := gen.DefaultConfig()
-	fs := newFlagSet("gen", "gen [--out FILE] [--truth-out FILE] [flags]")
+	fs := newFlagSet("gen", "gen [--out FILE | --topic TOPIC] [--truth-out FILE] [flags]\n\n"+
+		"Generates like events as JSON lines, with viral bursts and bought-like campaigns planted\n"+
+		"(--truth-out lists them). They go to --out, or with --topic to a Kafka topic: keyed by\n"+
+		"video_id (partitioned as Java clients partition keys), record time = event time, and\n"+
+		"acknowledged by all in-sync replicas; malformed lines (--bad-share) are published unkeyed.\n\n"+
+		"Pacing, for demos: --rate N writes N events a second of wall time; --realtime starts event\n"+
+		"time at now and releases each event when the wall clock reaches its event time, so that\n"+
+		"the stream looks live (with --rate too, --duration becomes --events/--rate).\n\n"+
+		"Examples:\n  virality gen --events 1000000 --out likes.jsonl.gz --truth-out truth.jsonl\n"+
+		"  virality gen --topic likes --partitions 8 --realtime --rate 500 --events 300000")
 	out := fs.String("out", "-", "events file (JSON lines); - is standard output, a .gz name is gzipped")
 	truthOut := fs.String("truth-out", "", "file for the ground truth: one JSON line per planted burst or campaign (none if empty; .gz is gzipped)")
 	seed := fs.Int64("seed", d.Seed, "random seed; the same flags and seed give byte-identical output")
@@ -38,17 +51,48 @@ func runGen(ctx context.Context, args []string) error {
 	jitter := fs.Duration("jitter", d.Jitter, "each event's ts is moved back by up to this much, so lines arrive slightly out of order")
 	lateShare := fs.Float64("late-share", d.LateShare, "share of events 10-30 min late (beyond a 5 min allowed lateness)")
 	badShare := fs.Float64("bad-share", d.BadShare, "share of malformed lines (broken JSON, missing or oversized ids, unknown action, bad or future ts)")
-	// TODO(kafka): --topic and --rate (events/s, paced by event time) will
-	// publish to a Kafka topic instead of --out; a later change adds them.
+	topic := fs.String("topic", "", "publish to this Kafka `TOPIC` instead of writing --out")
+	partitions := fs.Int("partitions", 0, "create --topic with `N` partitions when it does not exist (0: do not create it)")
+	rate := fs.Float64("rate", 0, "events per second of wall time (0: as fast as possible)")
+	realtime := fs.Bool("realtime", false, "start event time at now and release each event when the wall clock reaches its\nevent time (with --rate, --duration is --events/--rate); not with --start")
+	kf := addKafkaFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q: gen takes only flags (see --help)", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case *topic != "" && set["out"]:
+		return usagef("--out and --topic: give one (a file, or a Kafka topic)")
+	case *rate < 0 || math.IsNaN(*rate) || math.IsInf(*rate, 0):
+		return usagef("--rate %v: must be 0 (as fast as possible) or more events a second", *rate)
+	case *partitions < 0:
+		return usagef("--partitions %d: must not be negative", *partitions)
+	case *realtime && set["start"]:
+		return usagef("--realtime starts event time at now: drop --start")
+	case *realtime && *rate > 0 && set["duration"]:
+		return usagef("--realtime with --rate sets --duration to --events/--rate: drop one of --rate and --duration")
+	}
 	st, err := time.Parse(time.RFC3339, *start)
 	if err != nil {
 		return usagef("--start %q: want an RFC 3339 time such as 2026-11-01T00:00:00Z", *start)
+	}
+	pace := &pacer{rate: *rate, realtime: *realtime}
+	if *realtime {
+		st = time.Now().UTC().Truncate(time.Millisecond)
+		if *rate > 0 {
+			*duration = time.Duration(float64(*events) / *rate * float64(time.Second)).Round(time.Millisecond)
+			pace.rate = 0 // event time paces
+		}
+	}
+	var kc kafkaio.Config
+	if *topic != "" {
+		if kc, err = kf.config(); err != nil {
+			return err
+		}
 	}
 	cfg := gen.Config{
 		Seed: *seed, Events: *events, Videos: *videos, Users: *users,
@@ -68,8 +112,18 @@ func runGen(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := genWriteEvents(ctx, *out, g)
+	var n, unkeyed int64
+	dest := *out
+	if *topic != "" {
+		dest = fmt.Sprintf("topic %q at %s", *topic, strings.Join(kc.Brokers, ","))
+		n, unkeyed, err = genPublish(ctx, kc, *topic, *partitions, g, pace)
+	} else {
+		n, err = genWriteEvents(ctx, *out, g, pace)
+	}
 	if err != nil {
+		if n > 0 {
+			fmt.Fprintf(os.Stderr, "gen: stopped after %d events to %s\n", n, dest)
+		}
 		return err
 	}
 	if *truthOut != "" {
@@ -78,21 +132,83 @@ func runGen(ctx context.Context, args []string) error {
 			return fmt.Errorf("write truth: %w", err)
 		}
 	}
+	if *topic != "" {
+		fmt.Fprintf(os.Stderr, "gen: published %d events (%d unkeyed malformed lines; %d bursts, %d campaigns) to %s in %.2fs\n",
+			n, unkeyed, cfg.Bursts, cfg.Campaigns, dest, time.Since(began).Seconds())
+		return nil
+	}
 	fmt.Fprintf(os.Stderr, "gen: wrote %d events (%d bursts, %d campaigns) in %.2fs\n",
 		n, cfg.Bursts, cfg.Campaigns, time.Since(began).Seconds())
 	return nil
 }
 
-// genWriteEvents writes every line of g to path, stopping early when ctx is
-// done.
-func genWriteEvents(ctx context.Context, path string, g *gen.Generator) (int64, error) {
+// genPublish publishes every line of g to topic, keyed by video id with
+// record time = event time, paced by pace, and returns the number of
+// events acknowledged and how many of the lines were malformed (published
+// unkeyed, with the generator's clock as record time).
+func genPublish(ctx context.Context, kc kafkaio.Config, topic string, partitions int, g *gen.Generator, pace *pacer) (n, unkeyed int64, err error) {
+	if err := kafkaio.Ping(ctx, kc); err != nil {
+		return 0, 0, err
+	}
+	if err := ensureTopic(ctx, kc, topic, partitions); err != nil {
+		return 0, 0, err
+	}
+	p, err := kafkaio.NewProducer(kc, topic)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		err = errors.Join(err, p.Close())
+		n = p.Writes()
+		unkeyed = min(unkeyed, n)
+	}()
+	var (
+		ev   event.Event
+		line []byte
+		key  []byte
+	)
+	for {
+		var ts int64
+		var ok bool
+		if line, ts, ok = g.Next(line[:0]); !ok {
+			return 0, unkeyed, p.Flush(ctx)
+		}
+		if err := pace.wait(ctx, ts, p.Flush); err != nil {
+			return 0, unkeyed, finishProduce(p, err)
+		}
+		k := []byte(nil)
+		if event.Decode(line, ts, &ev) == nil {
+			key = append(key[:0], ev.VideoID...)
+			k, ts = key, ev.TS
+		} else {
+			unkeyed++
+		}
+		if err := p.Produce(ctx, k, line, time.UnixMilli(ts)); err != nil {
+			return 0, unkeyed, finishProduce(p, err)
+		}
+	}
+}
+
+// genWriteEvents writes every line of g to path, paced by pace, stopping
+// early when ctx is done.
+func genWriteEvents(ctx context.Context, path string, g *gen.Generator, pace *pacer) (int64, error) {
 	var n int64
 	err := genWriteFile(path, func(w io.Writer) error {
+		// Paced lines are flushed before each wait, so that readers of
+		// the file see them when due.
+		var flush func(context.Context) error
+		if bw, ok := w.(*bufio.Writer); ok {
+			flush = func(context.Context) error { return bw.Flush() }
+		}
 		buf := make([]byte, 0, 512)
 		for {
 			var ok bool
-			if buf, _, ok = g.Next(buf[:0]); !ok {
+			var ts int64
+			if buf, ts, ok = g.Next(buf[:0]); !ok {
 				return nil
+			}
+			if err := pace.wait(ctx, ts, flush); err != nil {
+				return err
 			}
 			buf = append(buf, '\n')
 			if _, err := w.Write(buf); err != nil {

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"virality/event"
+	"virality/jsonl"
+	"virality/kafkaio"
+	"virality/processor"
+)
+
+func init() {
+	register("produce", "publish a JSON-lines file of likes to a Kafka topic, keyed by video, with record time = event time", runProduce)
+}
+
+// produceOptions are the settings of one produce run.
+type produceOptions struct {
+	kafka kafkaio.Config
+	topic string
+	in    []string
+	// rate is records per second of wall time (0: as fast as possible).
+	rate float64
+	// partitions, when above 0, creates the topic with that many
+	// partitions if it does not exist.
+	partitions int
+}
+
+// produceResult counts what a run published.
+type produceResult struct {
+	records, unkeyed int64
+	elapsed          time.Duration
+}
+
+func runProduce(ctx context.Context, args []string) error {
+	o := produceOptions{}
+	var in pathList
+	fs := newFlagSet("produce", "produce [flags] FILE...\n\n"+
+		"Publishes like events from JSON-lines files (gzip detected by content; - is standard input),\n"+
+		"in the order given, one record per non-blank line, to a Kafka topic: the value is the line as\n"+
+		"it is, the key its video_id (partitioned as Java clients partition keys, murmur2), and the\n"+
+		"record time its ts (the wall clock when it has no ts). A line that does not decode as a like\n"+
+		"event (broken JSON, missing ids, bad action or ts) is published too, as it is, without a key\n"+
+		"and with the wall clock as record time: the processor dead-letters it with the reason.\n"+
+		"Every record is acknowledged by all in-sync replicas before produce exits.\n\n"+
+		"Example:\n  virality gen --events 100000 --out likes.jsonl\n"+
+		"  virality produce --brokers 127.0.0.1:9092 --topic likes --partitions 8 likes.jsonl")
+	fs.Var(&in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input);\ninput files may also be given as arguments")
+	fs.StringVar(&o.topic, "topic", "likes", "Kafka `TOPIC` to publish to")
+	fs.Float64Var(&o.rate, "rate", 0, "records per second of wall time (0: as fast as possible)")
+	fs.IntVar(&o.partitions, "partitions", 0, "create --topic with `N` partitions when it does not exist (0: do not create it)")
+	kf := addKafkaFlags(fs)
+	if err := parseWithInputs(fs, args); err != nil {
+		return err
+	}
+	o.in = in
+	switch {
+	case len(o.in) == 0:
+		return usagef("no input: give FILE arguments or --in FILE (- for standard input)")
+	case o.topic == "":
+		return usagef("--topic: give the topic to publish to")
+	case o.rate < 0 || math.IsNaN(o.rate) || math.IsInf(o.rate, 0):
+		return usagef("--rate %v: must be 0 (as fast as possible) or more records a second", o.rate)
+	case o.partitions < 0:
+		return usagef("--partitions %d: must not be negative", o.partitions)
+	}
+	var err error
+	if o.kafka, err = kf.config(); err != nil {
+		return err
+	}
+	res, err := produceFiles(ctx, o)
+	if res.records > 0 || err == nil {
+		fmt.Fprintf(os.Stderr, "produce: published %d records (%d unkeyed: lines that are not like events) to topic %q at %s in %.2fs (%.0f/s)\n",
+			res.records, res.unkeyed, o.topic, strings.Join(o.kafka.Brokers, ","), res.elapsed.Seconds(), float64(res.records)/max(res.elapsed.Seconds(), 1e-9))
+	}
+	return err
+}
+
+// produceFiles publishes the lines of o.in to o.topic and returns what it
+// published: every record counted is acknowledged. When ctx ends it
+// stops reading, sends what it has buffered, and returns ctx's error.
+func produceFiles(ctx context.Context, o produceOptions) (res produceResult, err error) {
+	began := time.Now()
+	defer func() { res.elapsed = time.Since(began) }()
+	src, err := jsonl.OpenSource(o.in)
+	if err != nil {
+		return res, err
+	}
+	defer src.Close()
+	if err := kafkaio.Ping(ctx, o.kafka); err != nil {
+		return res, err
+	}
+	if err := ensureTopic(ctx, o.kafka, o.topic, o.partitions); err != nil {
+		return res, err
+	}
+	p, err := kafkaio.NewProducer(o.kafka, o.topic)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, p.Close()) }()
+
+	pace := pacer{rate: o.rate}
+	var (
+		recs    []processor.Record
+		ev      event.Event
+		key     []byte
+		unkeyed int64
+	)
+	defer func() {
+		// Count only what the broker acknowledged.
+		res.records = p.Writes()
+		res.unkeyed = min(unkeyed, res.records)
+	}()
+	for {
+		recs, err = src.Next(ctx, recs)
+		for _, r := range recs {
+			if err := pace.wait(ctx, 0, p.Flush); err != nil {
+				return res, finishProduce(p, err)
+			}
+			now := time.Now()
+			k, t := []byte(nil), now
+			if event.Decode(r.Value, now.UnixMilli(), &ev) == nil {
+				key = append(key[:0], ev.VideoID...)
+				k, t = key, time.UnixMilli(ev.TS)
+			} else {
+				unkeyed++
+			}
+			if err := p.Produce(ctx, k, r.Value, t); err != nil {
+				return res, finishProduce(p, err)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return res, finishProduce(p, err)
+		}
+	}
+	return res, p.Flush(ctx)
+}
+
+// finishProduce sends what p has buffered after a stop (Ctrl-C or a read
+// error), so that what was read is published, and returns err.
+func finishProduce(p *kafkaio.Producer, err error) error {
+	if p.Buffered() == 0 {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, p.Flush(ctx))
+}
+
+// ensureTopic checks that topic exists, and creates it with partitions
+// partitions when it does not and partitions is above 0.
+func ensureTopic(ctx context.Context, kc kafkaio.Config, topic string, partitions int) error {
+	_, err := kafkaio.Partitions(ctx, kc, topic)
+	if err == nil || !errors.Is(err, kafkaio.ErrUnknownTopic) {
+		return err
+	}
+	if partitions <= 0 {
+		return fmt.Errorf("topic %q does not exist at %s: create it, or give --partitions N to create it with N partitions", topic, strings.Join(kc.Brokers, ","))
+	}
+	warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: topic, Partitions: partitions}})
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+	}
+	return err
+}
+
+// pacer spaces records out in wall time: at rate records a second, or,
+// when realtime, each when the wall clock reaches its event time. The zero
+// pacer does not wait.
+type pacer struct {
+	rate     float64
+	realtime bool
+
+	start time.Time // wall time of the first record
+	n     int64     // records paced so far
+}
+
+// flushBefore is the shortest wait before which buffered records are
+// flushed, so that paced records are visible when due rather than when a
+// buffer fills.
+const flushBefore = 20 * time.Millisecond
+
+// wait returns when the next record, whose event time is ts (ms), is due.
+// flush (may be nil) is called before a wait long enough to matter.
+func (p *pacer) wait(ctx context.Context, ts int64, flush func(context.Context) error) error {
+	var due time.Time
+	switch {
+	case p.realtime:
+		due = time.UnixMilli(ts)
+	case p.rate > 0:
+		if p.n == 0 {
+			p.start = time.Now()
+		}
+		due = p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
+		p.n++
+	default:
+		return nil
+	}
+	d := time.Until(due)
+	if d <= time.Millisecond {
+		return ctx.Err()
+	}
+	if d >= flushBefore && flush != nil {
+		if err := flush(ctx); err != nil {
+			return err
+		}
+		d = time.Until(due)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
