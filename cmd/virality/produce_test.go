@@ -68,7 +68,7 @@ func TestProduceFiles(t *testing.T) {
 		`{"event_id":"e2","video_id":"v2","user_id":"u1","ts":1764136801000}`,
 		`{"video_id":"v1","user_id":"u2","action":"share","ts":"2026-11-26T06:00:02Z"}`, // bad action: unkeyed
 		`not json`,
-		``, // blank: skipped
+		``,                                 // blank: skipped
 		`{"video_id":"v3","user_id":"u3"}`, // no ts: record time = now
 	}
 	path := filepath.Join(t.TempDir(), "likes.jsonl")
