@@ -33,7 +33,7 @@ func runGen(ctx context.Context, args []string) error {
 		"time at now and releases each event when the wall clock reaches its event time, so that\n"+
 		"the stream looks live (with --rate too, --duration becomes --events/--rate).\n\n"+
 		"Examples:\n  virality gen --events 1000000 --out likes.jsonl.gz --truth-out truth.jsonl\n"+
-		"  virality gen --topic likes --partitions 8 --realtime --rate 500 --events 300000")
+		"  virality gen --topic likes --partitions 8 --realtime --rate 200 --events 1200000   # 100 min live")
 	out := fs.String("out", "-", "events file (JSON lines); - is standard output, a .gz name is gzipped")
 	truthOut := fs.String("truth-out", "", "file for the ground truth: one JSON line per planted burst or campaign (none if empty; .gz is gzipped)")
 	seed := fs.Int64("seed", d.Seed, "random seed; the same flags and seed give byte-identical output")
@@ -53,7 +53,7 @@ func runGen(ctx context.Context, args []string) error {
 	badShare := fs.Float64("bad-share", d.BadShare, "share of malformed lines (broken JSON, missing or oversized ids, unknown action, bad or future ts)")
 	topic := fs.String("topic", "", "publish to this Kafka `TOPIC` instead of writing --out")
 	partitions := fs.Int("partitions", 0, "create --topic with `N` partitions when it does not exist (0: do not create it)")
-	rate := fs.Float64("rate", 0, "events per second of wall time (0: as fast as possible)")
+	rate := fs.Float64("rate", 0, "write `N` events a second of wall time (0: as fast as possible)")
 	realtime := fs.Bool("realtime", false, "start event time at now and release each event when the wall clock reaches its\nevent time (with --rate, --duration is --events/--rate); not with --start")
 	kf := addKafkaFlags(fs)
 	if err := parseFlags(fs, args); err != nil {

@@ -46,7 +46,7 @@ func runCommand(t *testing.T, args ...string) string {
 func TestBackfillKilledAndResumed(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "likes.jsonl")
-	runCommand(t, "gen", "--events", "400000", "--videos", "20000", "--users", "100000", "--duration", "6h",
+	runCommand(t, "gen", "--events", "400000", "--videos", "20000", "--users", "100000", "--duration", "6h", "--farm-accounts", "300",
 		"--late-share", "0.001", "--bad-share", "0.001", "--out", in)
 
 	args := func(out string) []string {
@@ -110,7 +110,7 @@ func TestBackfillKilledAndResumed(t *testing.T) {
 func TestBackfillTwiceIdentical(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "likes.jsonl")
-	runCommand(t, "gen", "--events", "300000", "--videos", "20000", "--users", "100000", "--duration", "6h",
+	runCommand(t, "gen", "--events", "300000", "--videos", "20000", "--users", "100000", "--duration", "6h", "--farm-accounts", "300",
 		"--late-share", "0.001", "--bad-share", "0.001", "--out", in)
 	outs := [][]byte{}
 	for i, decoders := range []string{"0", "2"} {

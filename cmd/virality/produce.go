@@ -53,7 +53,7 @@ func runProduce(ctx context.Context, args []string) error {
 		"  virality produce --brokers 127.0.0.1:9092 --topic likes --partitions 8 likes.jsonl")
 	fs.Var(&in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input);\ninput files may also be given as arguments")
 	fs.StringVar(&o.topic, "topic", "likes", "Kafka `TOPIC` to publish to")
-	fs.Float64Var(&o.rate, "rate", 0, "records per second of wall time (0: as fast as possible)")
+	fs.Float64Var(&o.rate, "rate", 0, "publish `N` records a second of wall time (0: as fast as possible)")
 	fs.IntVar(&o.partitions, "partitions", 0, "create --topic with `N` partitions when it does not exist (0: do not create it)")
 	kf := addKafkaFlags(fs)
 	if err := parseWithInputs(fs, args); err != nil {

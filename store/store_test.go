@@ -1,0 +1,142 @@
+package store
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"virality/scoring"
+)
+
+func openMem(t *testing.T) *DB {
+	t.Helper()
+	o := DefaultOptions()
+	o.FS = vfs.NewMem()
+	db, err := Open("state", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func commit(t *testing.T, p *Partition, fn func(w *Writer) error) {
+	t.Helper()
+	w := p.NewWriter()
+	if err := fn(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRecordsRoundTrip(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(3)
+	meta := Meta{Offset: 42, MaxTS: 1_793_491_200_000, NextTick: 1_793_491_210_000, Fingerprint: "f",
+		Sinks: []SinkPos{{"scores", 10}, {"trending", 0}}, Merger: []byte(`{"done":1}`)}
+	pair := Pair{Liked: true, EverLiked: true, LastUnlike: 5, Like: Like{TS: 9, Weight: 1024, Region: "US", EventID: "e1"},
+		Later: []Like{{TS: 11, Weight: 3, EventID: "e2"}}}
+	cand := Candidate{Video: "v1", Score: 2.5, LastLike: 77, Region: "BR"}
+	commit(t, p, func(w *Writer) error {
+		return errorsJoin(w.SetMeta(&meta), w.SetPair("v1", "u1", &pair), w.SetCandidate(&cand),
+			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccountCount(100, "u1", 7))
+	})
+	if got, ok, err := p.Meta(); err != nil || !ok || !reflect.DeepEqual(got, meta) {
+		t.Errorf("meta %+v %v %v", got, ok, err)
+	}
+	if got, ok, err := p.Pair("v1", "u1"); err != nil || !ok || !reflect.DeepEqual(got, pair) {
+		t.Errorf("pair %+v %v %v", got, ok, err)
+	}
+	if _, ok, _ := p.Pair("v1", "u2"); ok {
+		t.Error("a pair never written exists")
+	}
+	var cands []Candidate
+	_ = p.ScanCandidates(func(c Candidate) error { cands = append(cands, c); return nil })
+	if !reflect.DeepEqual(cands, []Candidate{cand}) {
+		t.Errorf("candidates %+v", cands)
+	}
+	commit(t, p, func(w *Writer) error { return w.SetPending("v1", false) })
+	var pending []string
+	_ = p.ScanPending(func(v string) error { pending = append(pending, v); return nil })
+	if !reflect.DeepEqual(pending, []string{"v2"}) {
+		t.Errorf("pending %v", pending)
+	}
+	if n, err := p.AccountCount(100, "u1"); err != nil || n != 7 {
+		t.Errorf("account count %d %v", n, err)
+	}
+	commit(t, p, func(w *Writer) error { return w.DeleteAccountsBefore(101) })
+	if n, _ := p.AccountCount(100, "u1"); n != 0 {
+		t.Errorf("account count %d after deleting its bucket", n)
+	}
+	// Other partitions do not see it.
+	if _, ok, _ := db.Partition(4).Pair("v1", "u1"); ok {
+		t.Error("partition 4 sees partition 3's pair")
+	}
+}
+
+func errorsJoin(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestVideoLikeTimes: like times live inline while few, then in per-hour
+// keys; a write rewrites only changed hours and range-deletes old ones;
+// every read gives back exactly what was written.
+func TestVideoLikeTimes(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(0)
+	v := NewVideo("v1")
+	v.Clock, v.FirstLike, v.Likes, v.Unique, v.Seq = 1, 1, 0, 0, 0
+	v.Regions = []RegionCount{{"US", 2}}
+	v.Decay[scoring.H1h] = []scoring.DecaySum{{Epoch: 3, Sum: 99}}
+	check := func(what string) {
+		t.Helper()
+		got, ok, err := p.Video("v1")
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", what, ok, err)
+		}
+		if !reflect.DeepEqual(got.Entries, v.Entries) && !(len(got.Entries) == 0 && len(v.Entries) == 0) {
+			t.Fatalf("%s: %d entries read, %d written", what, len(got.Entries), len(v.Entries))
+		}
+		if got.Regions[0] != v.Regions[0] || got.Decay[scoring.H1h][0] != v.Decay[scoring.H1h][0] || got.Clock != v.Clock {
+			t.Fatalf("%s: header differs: %+v", what, got)
+		}
+	}
+	const hour = 3_600_000
+	add := func(ts ...int64) {
+		for _, x := range ts {
+			v.Entries = append(v.Entries, Entry{TS: x, Weight: 1024})
+			v.TimesChanged(x)
+			v.Clock = max(v.Clock, x)
+		}
+		commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
+	}
+	add(10*hour, 10*hour+5)
+	check("inline")
+	var many []int64
+	for i := range 300 {
+		many = append(many, 10*hour+10+int64(i)*60_000) // five hours
+	}
+	add(many...)
+	check("bucketed")
+	// Drop the first two hours, as the 24 h window does, and add more.
+	cut := 0
+	for v.Entries[cut].TS < 12*hour {
+		cut++
+	}
+	v.Entries = v.Entries[cut:]
+	add(16*hour, 16*hour+1)
+	check("after dropping old hours")
+	// Back under the inline limit.
+	v.Entries = v.Entries[len(v.Entries)-3:]
+	v.TimesChanged(v.Entries[0].TS)
+	commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
+	check("inline again")
+}
