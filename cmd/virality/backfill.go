@@ -117,13 +117,9 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 // that are not flags are inputs, as if given with --in, in their place.
 // The environment then fills the flags not given.
 func parseWithInputs(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
 	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
+		if err := parseArgs(fs, args); err != nil {
+			return err
 		}
 		consumed := len(args) - fs.NArg()
 		afterDashes := consumed > 0 && args[consumed-1] == "--"

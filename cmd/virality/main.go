@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -70,6 +71,22 @@ func main() {
 	}
 }
 
+// parseArgs parses args once. --help prints the usage; a bad flag gives a
+// one-line usage error rather than the flag package's usage dump.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stderr)
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return usagef("%v; run 'virality %s --help' for the flags", err, fs.Name())
+	}
+	return nil
+}
+
 // usageError is a bad flag or argument: the message says what to fix.
 type usageError struct{ msg string }
 
@@ -92,12 +109,8 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 // line from its environment variable (VIRALITY_ + name in capitals, '-' as
 // '_'). Command-line flags win over the environment.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
