@@ -99,6 +99,9 @@ func NewGroup(cfg Config, db *store.DB, out Outputs, route Route, expect int) (*
 		return nil, fmt.Errorf("load trending merger: %w", err)
 	}
 	g.merger.advance = func(id int32, upTo int64) error { return g.engines[id].AdvanceTicks(upTo) }
+	if err := g.gpart.ScanReports(g.merger.load); err != nil {
+		return nil, fmt.Errorf("load trending reports: %w", err)
+	}
 	positions := map[string]int64{}
 	for _, s := range meta.Sinks {
 		positions[s.Name] = s.Pos
@@ -226,6 +229,9 @@ func (g *Group) write(w *store.Writer) error {
 		}
 	}
 	sort.Slice(g.meta.Sinks, func(i, j int) bool { return g.meta.Sinks[i].Name < g.meta.Sinks[j].Name })
+	if err := g.merger.save(w); err != nil {
+		return err
+	}
 	g.meta.Merger = g.merger.marshal(g.meta.Merger[:0])
 	return w.SetMeta(&g.meta)
 }

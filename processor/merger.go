@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+
+	"virality/store"
 )
 
 // merger combines the trending lists of a group's partitions into one
@@ -27,6 +29,10 @@ type merger struct {
 	pending  map[int64]map[int32][]List
 	done     int64 // last tick emitted
 	flushing bool
+	// Persistence is incremental: reports still pending at a commit are
+	// stored once each, and dropped with one range deletion once merged.
+	unsaved   []report
+	savedDone int64
 
 	written int64
 	latest  atomic.Pointer[latest]
@@ -39,10 +45,15 @@ type latest struct {
 	regions []string
 }
 
-// mergerState is what a commit keeps of the merger.
+type report struct {
+	tick int64
+	part int32
+}
+
+// mergerState is what the group's meta record keeps of the merger; the
+// pending reports are stored as records of their own.
 type mergerState struct {
-	Done    int64                      `json:"done"`
-	Pending map[int64]map[int32][]List `json:"pending,omitempty"`
+	Done int64 `json:"done"`
 }
 
 func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, error) {
@@ -59,16 +70,55 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 			return nil, err
 		}
 		m.done = st.Done
-		if st.Pending != nil {
-			m.pending = st.Pending
-		}
+		m.savedDone = st.Done
 	}
 	return m, nil
 }
 
 func (m *merger) marshal(dst []byte) []byte {
-	b, _ := json.Marshal(mergerState{Done: m.done, Pending: m.pending})
+	b, _ := json.Marshal(mergerState{Done: m.done})
 	return append(dst, b...)
+}
+
+// load restores a stored report.
+func (m *merger) load(tick int64, part int32, value []byte) error {
+	var lists []List
+	if err := json.Unmarshal(value, &lists); err != nil {
+		return err
+	}
+	if tick > m.done {
+		if m.pending[tick] == nil {
+			m.pending[tick] = map[int32][]List{}
+		}
+		m.pending[tick][part] = lists
+	}
+	return nil
+}
+
+// save stores the reports received since the last commit that are still
+// pending, and drops those merged since.
+func (m *merger) save(w *store.Writer) error {
+	if m.done > m.savedDone {
+		if err := w.DeleteReportsThrough(m.done); err != nil {
+			return err
+		}
+		m.savedDone = m.done
+	}
+	for _, r := range m.unsaved {
+		lists, ok := m.pending[r.tick][r.part]
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(lists)
+		if err != nil {
+			return err
+		}
+		if err := w.SetReport(r.tick, r.part, b); err != nil {
+			return err
+		}
+	}
+	m.unsaved = m.unsaved[:0]
+	return nil
 }
 
 func (m *merger) join(id int32, next int64) {
@@ -104,6 +154,7 @@ func (m *merger) report(id int32, s *Snapshot) {
 		m.pending[s.Tick] = byPart
 	}
 	byPart[id] = s.Lists
+	m.unsaved = append(m.unsaved, report{s.Tick, id})
 }
 
 func (m *merger) progress(id int32, next int64) error {

@@ -12,7 +12,9 @@
 #   scripts/kafka.sh restart   stop + start
 #
 # Works from any cwd. Needs Java 17+ (java, keytool) and Maven (mvn) for the
-# first download only; kcat is NOT needed.
+# first download only; kcat is NOT needed. Note: SCRAM against Kafka 4.x fails
+# with librdkafka older than 2.6.1 (e.g. Debian 12's kcat, librdkafka 2.0.2);
+# Go (segmentio/kafka-go), Java and newer librdkafka clients work.
 #
 # Listeners (all on 127.0.0.1):
 #   PLAINTEXT   ${KAFKA_PORT:-9092}              clients, inter-broker
@@ -156,7 +158,7 @@ write_pom() { # file version-or-range exclude-transitive(0|1)
   local f="$1" v="$2" excl="$3" x=""
   [[ "$excl" == 1 ]] && x='<exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>'
   cat >"$f" <<EOF
-<project xmlns="http://maven.apache.org/POM/4.0.0">
+<project>
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.virality</groupId>
   <artifactId>kafka-fetch</artifactId>
@@ -179,7 +181,8 @@ newest_by_range() {
   write_pom "$work/pom.xml" "[4.0.0,5.0.0)" 1
   if mvn_run "$work/mvn.log" -q -f "$work/pom.xml" dependency:list -DoutputFile="$work/list.txt"; then
     out="$(sed -n 's/.*org\.apache\.kafka:kafka_2\.13:jar:\([^:]*\):.*/\1/p' "$work/list.txt" | head -1)"
-    [[ -n "$out" ]] && { echo "$out"; return 0; }
+    # plain 4.x.y releases only (a range would also admit qualifiers such as -alpha)
+    [[ "$out" =~ ^4\.[0-9]+\.[0-9]+$ ]] && { echo "$out"; return 0; }
   fi
   return 1
 }
@@ -321,6 +324,7 @@ banner() { # version port sasl_port
 }
 
 cmd_start() {
+  local t0=$SECONDS
   validate_inputs
   mkdir -p "$CACHE"
   if is_running; then
@@ -440,12 +444,14 @@ EOF
   printf 'PID=%s\nDIR=%s\nVERSION=%s\nPORT=%s\nSASL_PORT=%s\nCONTROLLER_PORT=%s\n' \
     "$pid" "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT" >"$STATE"
 
-  local deadline=$((SECONDS + START_TIMEOUT)) ready="" why="did not answer within ${START_TIMEOUT}s"
+  local deadline=$((SECONDS + START_TIMEOUT)) ready="" why="did not answer within ${START_TIMEOUT}s" polls=0
   while ((SECONDS < deadline)); do
     if ! kill -0 "$pid" 2>/dev/null; then why="exited during startup"; break; fi
-    if grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null \
-       && port_open "$HOST" "$PORT" && port_open "$HOST" "$SASL_PORT"; then
-      if [[ -z "$apiv" ]]; then ready=1; break; fi
+    # Both client ports accept, and the broker logged that it started (or, should a
+    # release word that line differently, every ~5 s anyway): ask it for real.
+    if port_open "$HOST" "$PORT" && port_open "$HOST" "$SASL_PORT" \
+       && { grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null || (( ++polls % 10 == 0 )); }; then
+      if [[ -z "$apiv" ]]; then sleep 2; ready=1; break; fi
       # A real request: ApiVersions/Metadata through the admin client.
       local left=$((deadline - SECONDS)); ((left < 5)) && left=5
       if timeout "$left" "$JAVA" "${toolopts[@]}" "$apiv" --bootstrap-server "$HOST:$PORT" >"$dir/apiversions.out" 2>&1; then
@@ -467,7 +473,7 @@ EOF
 
   write_env
   banner "$VERSION" "$PORT" "$SASL_PORT"
-  echo "kafka: env file $ENVFILE"
+  echo "kafka: env file $ENVFILE (ready after $((SECONDS - t0)) s)"
 }
 
 stop_pid() { # pid dir: SIGTERM, wait up to 30 s, then SIGKILL

@@ -11,6 +11,7 @@
 //	P<part> 'u' bucket user              an account's likes in one 5-minute bucket
 //	P<part> 'e' video                    marker: the video has state newer than its last record
 //	P<part> 'k' video                    a trending candidate
+//	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
 //
 // Like times of a video live inline in its header while there are few;
 // beyond that they move to per-hour keys, so that a commit rewrites only
@@ -150,6 +151,7 @@ const (
 	kindAccount   = 'u'
 	kindPending   = 'e'
 	kindCandidate = 'k'
+	kindReport    = 'r'
 )
 
 func (p *Partition) keyOf(kind byte, parts ...string) []byte {
@@ -343,6 +345,17 @@ func (p *Partition) ScanCandidates(fn func(c Candidate) error) error {
 	})
 }
 
+// ScanReports calls fn with every stored trending report, by tick then
+// partition.
+func (p *Partition) ScanReports(fn func(tick int64, part int32, value []byte) error) error {
+	return p.scan(kindReport, func(k, v []byte) error {
+		if len(k) != 12 {
+			return errCorrupt
+		}
+		return fn(int64(binary.BigEndian.Uint64(k)), int32(binary.BigEndian.Uint32(k[8:])), v)
+	})
+}
+
 // Drop deletes all state of the partition.
 func (p *Partition) Drop() error {
 	lo := append([]byte{}, p.prefix[:]...)
@@ -411,6 +424,23 @@ func (w *Writer) SetAccountCount(bucket int64, user string, count int64) error {
 func (w *Writer) DeleteAccountsBefore(bucket int64) error {
 	lo := append(append([]byte{}, w.p.prefix[:]...), kindAccount)
 	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(bucket, 0)))
+	return w.b.DeleteRange(lo, hi, nil)
+}
+
+// SetReport stores a partition's trending lists of a tick until merged.
+func (w *Writer) SetReport(tick int64, part int32, value []byte) error {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kindReport)
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(tick))
+	w.key = binary.BigEndian.AppendUint32(w.key, uint32(part))
+	return w.b.Set(w.key, value, nil)
+}
+
+// DeleteReportsThrough drops the stored reports of every tick up to and
+// including tick: one range deletion.
+func (w *Writer) DeleteReportsThrough(tick int64) error {
+	lo := append(append([]byte{}, w.p.prefix[:]...), kindReport)
+	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(tick+1))
 	return w.b.DeleteRange(lo, hi, nil)
 }
 

@@ -15,8 +15,8 @@ import (
 	"virality/processor"
 )
 
-// testKafka starts an embedded broker for one test.
-func testKafka(t *testing.T) kafkaio.Config {
+// embeddedKafka starts an embedded broker for one test.
+func embeddedKafka(t *testing.T) kafkaio.Config {
 	t.Helper()
 	e, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +62,7 @@ func readAll(t *testing.T, kc kafkaio.Config, topic string) []processor.Record {
 }
 
 func TestProduceFiles(t *testing.T) {
-	kc := testKafka(t)
+	kc := embeddedKafka(t)
 	lines := []string{
 		`{"event_id":"e1","video_id":"v1","user_id":"u1","action":"like","ts":"2026-11-26T06:00:00.123Z"}`,
 		`{"event_id":"e2","video_id":"v2","user_id":"u1","ts":1764136801000}`,
@@ -133,7 +133,7 @@ func TestProduceFiles(t *testing.T) {
 }
 
 func TestGenPublish(t *testing.T) {
-	kc := testKafka(t)
+	kc := embeddedKafka(t)
 	cfg := gen.DefaultConfig()
 	cfg.Events, cfg.Videos, cfg.Users, cfg.Duration = 3000, 200, 20_000, time.Hour
 	cfg.Bursts, cfg.Campaigns, cfg.FarmAccounts, cfg.BadShare = 0, 0, 40, 0.01
