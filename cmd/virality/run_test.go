@@ -198,4 +198,3 @@ func TestRunRestarts(t *testing.T) {
 	}
 	t.Logf("%d videos agree after a graceful stop and a SIGKILL", len(exp))
 }
-
