@@ -42,7 +42,8 @@ func NewProducer(c Config, topic string) (*Producer, error) {
 
 // Produce buffers a copy of a record with the given key (nil: none),
 // value and record time (zero: the wall clock when it is sent), and sends
-// the buffer when it is due.
+// the buffer when it is due. A record time in the future becomes the wall
+// clock (see batcher.add).
 func (p *Producer) Produce(ctx context.Context, key, value []byte, t time.Time) error {
 	if err := p.b.add(key, value, t, nil); err != nil {
 		return err

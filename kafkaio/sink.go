@@ -152,8 +152,15 @@ func newBatcher(c Config, topic string, bal kafka.Balancer, batchTimeout time.Du
 
 func (b *batcher) buffered() int { return len(b.msgs) - b.sent }
 
-// add buffers a copy of one record.
+// add buffers a copy of one record. A record time in the future becomes
+// the wall clock: brokers refuse timestamps ahead of their own clock
+// (Kafka 4 by an hour, log.message.timestamp.after.max.ms), and a consumer
+// that checks event times against record times then sees such an event as
+// from the future.
 func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) error {
+	if now := time.Now(); t.After(now) {
+		t = now
+	}
 	if b.closed {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
 	}

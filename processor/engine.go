@@ -457,7 +457,8 @@ func (e *Engine) snapshot(tick int64) error {
 func (e *Engine) deadLetter(rec *Record, ts int64, reason, detail string) error {
 	e.stats.DeadLetters++
 	e.stats.DeadByReason[reason]++
-	if ts == 0 {
+	if rec.Time > 0 {
+		// The source's own time: the event time may be what is wrong.
 		ts = rec.Time
 	}
 	e.hdr = [5]Header{

@@ -130,7 +130,7 @@ func TestRunRestarts(t *testing.T) {
 
 	// What an uninterrupted run ends with.
 	want := filepath.Join(dir, "backfill-scores.jsonl")
-	runCommand(t, "backfill", "--in", in, "--partitions", "8", "--progress", "0", "--now", "2100-01-01T00:00:00Z",
+	runCommand(t, "backfill", "--in", in, "--partitions", "8", "--progress", "0", "--now", time.Now().UTC().Format(time.RFC3339),
 		"--commit-every", "5000", "--out", want, "--dead-letter-out", filepath.Join(dir, "backfill-dlq.jsonl"))
 
 	args := []string{"run", "--brokers", brokers, "--group", group, "--input-topic", topic,
