@@ -8,8 +8,18 @@
 #                              it answers; already running -> says so, exit 0
 #   scripts/kafka.sh stop      SIGTERM, wait up to 30 s, then SIGKILL; removes the
 #                              temp dir, state and env file; ok if not running
-#   scripts/kafka.sh status    exit 0 if running, 3 if not
-#   scripts/kafka.sh restart   stop + start
+#   scripts/kafka.sh pause     stop the broker cleanly (SIGTERM, wait up to 30 s, then
+#                              SIGKILL) but KEEP its temp dir (data, server.properties,
+#                              SCRAM credentials) and the env file, for broker-restart
+#                              tests; already paused -> says so, exit 0
+#   scripts/kafka.sh resume    relaunch a paused broker on the same temp dir, data
+#                              and ports (no format), wait until it answers; errors
+#                              unless the broker is paused
+#   scripts/kafka.sh status    exit 0 if running, 3 if not (also when paused)
+#   scripts/kafka.sh restart   stop + start (a fresh, empty broker)
+#
+# While paused, start refuses (resume or stop first) and stop removes the kept
+# temp dir, state and env file.
 #
 # Works from any cwd. Needs Java 17+ (java, keytool) and Maven (mvn) for the
 # first download only; kcat is NOT needed. Note: SCRAM against Kafka 4.x fails
@@ -34,7 +44,7 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 60)
 #   KAFKA_MVN_ARGS         extra arguments for mvn (e.g. "-o")
 #
-# For tests: while the broker runs, .cache/kafka/env holds KEY=value lines
+# For tests: while the broker runs (or is paused), .cache/kafka/env holds KEY=value lines
 # (no quotes) that a shell can source or a test can parse:
 #   KAFKA_BROKERS=127.0.0.1:9092
 #   KAFKA_SASL_BROKERS=127.0.0.1:9094
@@ -49,8 +59,9 @@
 #        --bootstrap-server 127.0.0.1:9092 --create --topic T --partitions 1
 #
 # Files: .cache/kafka/<version>/libs (jars), .cache/kafka/tls (keystore, ca.pem),
-# .cache/kafka/state (pid, temp dir, ports), .cache/kafka/env; broker data and
-# its log (kafka.log) live in a mktemp -d directory named in the state file.
+# .cache/kafka/state (pid, temp dir, ports, PAUSED=1 while paused), .cache/kafka/env;
+# broker data and its log (kafka.log; logs of earlier runs of a resumed broker are
+# kafka.log.1, kafka.log.2, ...) live in a mktemp -d directory named in the state file.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -116,20 +127,34 @@ pid_is_ours() { # pid tmpdir
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/server.properties"
 }
 
-load_state() { # sets S_PID S_DIR S_VERSION S_PORT S_SASL_PORT S_CONTROLLER_PORT
-  S_PID="" S_DIR="" S_VERSION="" S_PORT="" S_SASL_PORT="" S_CONTROLLER_PORT=""
+load_state() { # sets S_PID S_DIR S_VERSION S_PORT S_SASL_PORT S_CONTROLLER_PORT S_PAUSED
+  S_PID="" S_DIR="" S_VERSION="" S_PORT="" S_SASL_PORT="" S_CONTROLLER_PORT="" S_PAUSED=""
   [[ -f "$STATE" ]] || return 1
   local k v
   while IFS='=' read -r k v; do
     case "$k" in
       PID) S_PID="$v" ;; DIR) S_DIR="$v" ;; VERSION) S_VERSION="$v" ;;
       PORT) S_PORT="$v" ;; SASL_PORT) S_SASL_PORT="$v" ;; CONTROLLER_PORT) S_CONTROLLER_PORT="$v" ;;
+      PAUSED) S_PAUSED="$v" ;;
     esac
   done <"$STATE"
   return 0
 }
 
+# Written via a temp file + mv so that a reader never sees half a state file.
+write_state() { # pid dir version port sasl_port controller_port [paused(0|1)]
+  printf 'PID=%s\nDIR=%s\nVERSION=%s\nPORT=%s\nSASL_PORT=%s\nCONTROLLER_PORT=%s\nPAUSED=%s\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "${7:-0}" >"$STATE.tmp"
+  mv -f "$STATE.tmp" "$STATE"
+}
+
 is_running() { load_state && pid_is_ours "$S_PID" "$S_DIR"; }
+
+# Paused: the state names no live broker, but a kept temp dir that resume can use.
+is_paused() {
+  load_state && [[ "$S_PAUSED" == 1 ]] && ! pid_is_ours "$S_PID" "$S_DIR" \
+    && [[ -n "$S_DIR" && -f "$S_DIR/.virality-kafka" && -f "$S_DIR/server.properties" ]]
+}
 
 remove_tmpdir() { # only ever removes a directory this script made
   local d="$1"
