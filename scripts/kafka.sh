@@ -348,6 +348,81 @@ banner() { # version port sasl_port
   echo "kafka: Apache Kafka $1 on $HOST:$2 (SASL_SSL SCRAM on $HOST:$3, CA $TLS/ca.pem)"
 }
 
+check_ports_free() { # [hint]; uses PORT CONTROLLER_PORT SASL_PORT
+  local p hint="${1:-set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT}"
+  for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
+    port_open "$HOST" "$p" && die "port $HOST:$p is already in use (another Kafka?); $hint"
+  done
+  return 0
+}
+
+find_broker_classes() { # sets MAIN and APIV (may be empty) from LIBS
+  MAIN="$(find_class "$LIBS" kafka.Kafka org.apache.kafka.server.Kafka)" || die "no broker main class in $LIBS"
+  APIV="$(find_class "$LIBS" org.apache.kafka.tools.BrokerApiVersionsCommand kafka.admin.BrokerApiVersionsCommand || true)"
+}
+
+set_toolopts() { # dir -> TOOLOPTS: JVM options for the short-lived tools (format, readiness probe)
+  TOOLOPTS=(-Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$1/tools-log4j2.properties"
+            -Dlog4j.configurationFile="$1/tools-log4j2.properties" -cp "$LIBS/*")
+}
+
+# Launch the broker on the (already formatted) dir/server.properties, record its
+# pid in the state file and wait until it answers a real request, then write the
+# env file and print the banner. Shared by start and resume. Uses VERSION LIBS
+# PORT SASL_PORT CONTROLLER_PORT MAIN APIV TOOLOPTS. If it does not come up it is
+# stopped and the script exits 1, after
+#   discard: removing the temp dir, state and env file (start), or
+#   keep:    keeping the temp dir and env file, state back to paused (resume).
+launch_broker() { # dir discard|keep t0
+  local dir="$1" on_fail="$2" t0="$3"
+  log "starting Apache Kafka $VERSION (data and log in $dir) ..."
+  local launcher=()
+  command -v setsid >/dev/null 2>&1 && launcher=(setsid)
+  # fd 9 (the lock) must not leak into the broker.
+  "${launcher[@]}" "$JAVA" -Xmx"$HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dlog4j.configurationFile="$dir/log4j2.properties" \
+    -Dkafka.logs.dir="$dir/logs" -cp "$LIBS/*" "$MAIN" "$dir/server.properties" \
+    </dev/null >"$dir/kafka.log" 2>&1 9>&- &
+  local pid=$!
+  write_state "$pid" "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT"
+
+  local deadline=$((SECONDS + START_TIMEOUT)) ready="" why="did not answer within ${START_TIMEOUT}s" polls=0
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$pid" 2>/dev/null; then why="exited during startup"; break; fi
+    # Both client ports accept, and the broker logged that it started (or, should a
+    # release word that line differently, every ~5 s anyway): ask it for real.
+    if port_open "$HOST" "$PORT" && port_open "$HOST" "$SASL_PORT" \
+       && { grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null || (( ++polls % 10 == 0 )); }; then
+      if [[ -z "$APIV" ]]; then sleep 2; ready=1; break; fi
+      # A real request: ApiVersions/Metadata through the admin client.
+      local left=$((deadline - SECONDS)); ((left < 5)) && left=5
+      if timeout "$left" "$JAVA" "${TOOLOPTS[@]}" "$APIV" --bootstrap-server "$HOST:$PORT" >"$dir/apiversions.out" 2>&1; then
+        ready=1; break
+      fi
+    fi
+    sleep 0.5
+  done
+
+  if [[ -z "$ready" ]]; then
+    echo "kafka: broker $why; last 50 lines of $dir/kafka.log:" >&2
+    tail -n 50 "$dir/kafka.log" >&2 || true
+    cp -f "$dir/kafka.log" "$CACHE/last-failed-start.log" 2>/dev/null || true
+    stop_pid "$pid" "$dir"
+    if [[ "$on_fail" == keep ]]; then
+      write_state "" "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT" 1
+      echo "kafka: still paused (data kept in $dir): '$0 resume' to retry, '$0 stop' to discard" >&2
+    else
+      remove_tmpdir "$dir"; rm -f "$STATE" "$ENVFILE"
+    fi
+    echo "kafka: log kept in $CACHE/last-failed-start.log" >&2
+    exit 1
+  fi
+
+  write_env
+  banner "$VERSION" "$PORT" "$SASL_PORT"
+  echo "kafka: env file $ENVFILE (ready after $((SECONDS - t0)) s)"
+}
+
 cmd_start() {
   local t0=$SECONDS
   validate_inputs
@@ -358,21 +433,20 @@ cmd_start() {
     echo "kafka: env file $ENVFILE"
     return 0
   fi
+  if is_paused; then
+    die "the broker is paused (data kept in $S_DIR): '$0 resume' to continue it, or '$0 stop' to discard it first"
+  fi
   if load_state; then # stale state from a broker that is gone
     remove_tmpdir "$S_DIR"; rm -f "$STATE" "$ENVFILE"
   fi
   check_java
-  local p
-  for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
-    port_open "$HOST" "$p" && die "port $HOST:$p is already in use (another Kafka?); set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT"
-  done
+  check_ports_free
   ensure_kafka
   ensure_tls
 
-  local main storage apiv
-  main="$(find_class "$LIBS" kafka.Kafka org.apache.kafka.server.Kafka)" || die "no broker main class in $LIBS"
+  local storage
+  find_broker_classes
   storage="$(find_class "$LIBS" kafka.tools.StorageTool org.apache.kafka.tools.StorageTool)" || die "no StorageTool in $LIBS"
-  apiv="$(find_class "$LIBS" org.apache.kafka.tools.BrokerApiVersionsCommand kafka.admin.BrokerApiVersionsCommand || true)"
 
   local dir pw cid
   dir="$(mktemp -d -t virality-kafka.XXXXXX)"
@@ -442,14 +516,12 @@ appender.err.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = WARN
 rootLogger.appenderRef.err.ref = ERR
 EOF
-  local toolopts=(-Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$dir/tools-log4j2.properties"
-                  -Dlog4j.configurationFile="$dir/tools-log4j2.properties" -cp "$LIBS/*")
+  set_toolopts "$dir"
 
   # Remember the temp dir right away so that stop can always clean it up.
-  printf 'PID=\nDIR=%s\nVERSION=%s\nPORT=%s\nSASL_PORT=%s\nCONTROLLER_PORT=%s\n' \
-    "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT" >"$STATE"
+  write_state "" "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT"
 
-  if ! "$JAVA" "${toolopts[@]}" "$storage" format --config "$dir/server.properties" --cluster-id "$cid" \
+  if ! "$JAVA" "${TOOLOPTS[@]}" "$storage" format --config "$dir/server.properties" --cluster-id "$cid" \
         --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" \
         --add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$dir/format.log" 2>&1; then
     cat "$dir/format.log" >&2
@@ -457,48 +529,7 @@ EOF
     die "kafka-storage format failed"
   fi
 
-  log "starting Apache Kafka $VERSION (data and log in $dir) ..."
-  local launcher=()
-  command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-  # fd 9 (the lock) must not leak into the broker.
-  "${launcher[@]}" "$JAVA" -Xmx"$HEAP" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dlog4j.configurationFile="$dir/log4j2.properties" \
-    -Dkafka.logs.dir="$dir/logs" -cp "$LIBS/*" "$main" "$dir/server.properties" \
-    </dev/null >"$dir/kafka.log" 2>&1 9>&- &
-  local pid=$!
-  printf 'PID=%s\nDIR=%s\nVERSION=%s\nPORT=%s\nSASL_PORT=%s\nCONTROLLER_PORT=%s\n' \
-    "$pid" "$dir" "$VERSION" "$PORT" "$SASL_PORT" "$CONTROLLER_PORT" >"$STATE"
-
-  local deadline=$((SECONDS + START_TIMEOUT)) ready="" why="did not answer within ${START_TIMEOUT}s" polls=0
-  while ((SECONDS < deadline)); do
-    if ! kill -0 "$pid" 2>/dev/null; then why="exited during startup"; break; fi
-    # Both client ports accept, and the broker logged that it started (or, should a
-    # release word that line differently, every ~5 s anyway): ask it for real.
-    if port_open "$HOST" "$PORT" && port_open "$HOST" "$SASL_PORT" \
-       && { grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null || (( ++polls % 10 == 0 )); }; then
-      if [[ -z "$apiv" ]]; then sleep 2; ready=1; break; fi
-      # A real request: ApiVersions/Metadata through the admin client.
-      local left=$((deadline - SECONDS)); ((left < 5)) && left=5
-      if timeout "$left" "$JAVA" "${toolopts[@]}" "$apiv" --bootstrap-server "$HOST:$PORT" >"$dir/apiversions.out" 2>&1; then
-        ready=1; break
-      fi
-    fi
-    sleep 0.5
-  done
-
-  if [[ -z "$ready" ]]; then
-    echo "kafka: broker $why; last 50 lines of $dir/kafka.log:" >&2
-    tail -n 50 "$dir/kafka.log" >&2 || true
-    cp -f "$dir/kafka.log" "$CACHE/last-failed-start.log" 2>/dev/null || true
-    stop_pid "$pid" "$dir"
-    remove_tmpdir "$dir"; rm -f "$STATE" "$ENVFILE"
-    echo "kafka: log kept in $CACHE/last-failed-start.log" >&2
-    exit 1
-  fi
-
-  write_env
-  banner "$VERSION" "$PORT" "$SASL_PORT"
-  echo "kafka: env file $ENVFILE (ready after $((SECONDS - t0)) s)"
+  launch_broker "$dir" discard "$t0"
 }
 
 stop_pid() { # pid dir: SIGTERM, wait up to 30 s, then SIGKILL
@@ -528,11 +559,79 @@ cmd_stop() {
       die "broker pid $S_PID is still alive"
     fi
     log "stopped"
+  elif [[ "$S_PAUSED" == 1 ]]; then
+    log "was paused; removing its data${S_DIR:+ ($S_DIR)}"
   else
     log "not running (removing stale state)"
   fi
   remove_tmpdir "$S_DIR"
   rm -f "$STATE" "$ENVFILE"
+}
+
+cmd_pause() {
+  if is_running; then
+    log "pausing (pid $S_PID) ..."
+    stop_pid "$S_PID" "$S_DIR"
+    if kill -0 "$S_PID" 2>/dev/null && pid_is_ours "$S_PID" "$S_DIR"; then
+      die "broker pid $S_PID is still alive"
+    fi
+    write_state "" "$S_DIR" "$S_VERSION" "$S_PORT" "$S_SASL_PORT" "$S_CONTROLLER_PORT" 1
+    log "paused (data kept in $S_DIR)"
+    return 0
+  fi
+  if is_paused; then
+    log "already paused (data kept in $S_DIR)"
+    return 0
+  fi
+  if load_state; then
+    die "not running (stale state: broker pid ${S_PID:-?} is gone), nothing to pause; '$0 stop' clears it"
+  fi
+  die "not running, nothing to pause ('$0 start' first)"
+}
+
+cmd_resume() {
+  local t0=$SECONDS
+  validate_inputs
+  if is_running; then
+    die "already running (pid $S_PID), not paused; nothing to resume"
+  fi
+  if ! is_paused; then
+    if load_state && [[ "$S_PAUSED" == 1 ]]; then
+      die "paused, but its temp dir '${S_DIR}' is gone; '$0 stop' to clear the state, then '$0 start'"
+    fi
+    die "not paused, nothing to resume ('$0 pause' a running broker first, or '$0 start' a new one)"
+  fi
+  check_java
+  local d="$S_DIR"
+  # Same version, jars and ports as before the pause (server.properties has them baked in).
+  VERSION="$S_VERSION" PORT="$S_PORT" SASL_PORT="$S_SASL_PORT" CONTROLLER_PORT="$S_CONTROLLER_PORT"
+  [[ -n "$VERSION" && -n "$PORT" && -n "$SASL_PORT" && -n "$CONTROLLER_PORT" ]] || die "state file $STATE is incomplete; '$0 stop' and start afresh"
+  LIBS="$CACHE/$VERSION/libs"
+  [[ -f "$LIBS/.complete" ]] || die "the Kafka $VERSION jars are gone from $LIBS; cannot resume"
+  # The server.properties names the keystore and its password as they were at start.
+  local pw
+  pw="$(sed -n 's/^listener\.name\.sasl_ssl\.ssl\.keystore\.password=//p' "$d/server.properties")"
+  [[ -s "$TLS/broker.p12" && -s "$TLS/store.pass" && "$pw" == "$(cat "$TLS/store.pass")" ]] \
+    || die "the TLS keystore in $TLS changed since the pause; '$0 stop' and start afresh"
+  # The env file names the SCRAM user the store was formatted with: keep it as it was.
+  if [[ -f "$ENVFILE" ]]; then
+    local k v
+    while IFS='=' read -r k v; do
+      case "$k" in
+        KAFKA_SASL_USER) SASL_USER="$v" ;; KAFKA_SASL_PASSWORD) SASL_PASSWORD="$v" ;;
+      esac
+    done <"$ENVFILE"
+  fi
+  check_ports_free "the paused broker needs the same ports again; free it, or '$0 stop' to discard the broker"
+  find_broker_classes
+  set_toolopts "$d"
+  # Keep the log of the earlier run(s): kafka.log -> kafka.log.<n>.
+  if [[ -f "$d/kafka.log" ]]; then
+    local n=1
+    while [[ -e "$d/kafka.log.$n" ]]; do n=$((n + 1)); done
+    mv -f "$d/kafka.log" "$d/kafka.log.$n"
+  fi
+  launch_broker "$d" keep "$t0"
 }
 
 cmd_status() {
@@ -545,11 +644,15 @@ cmd_status() {
     echo "kafka:   env file   $ENVFILE"
     return 0
   fi
+  if is_paused; then
+    echo "kafka: paused (data kept in $S_DIR), Apache Kafka $S_VERSION; '$0 resume' to continue"
+    return 3
+  fi
   echo "kafka: not running"
   return 3
 }
 
-lock() { # serialise start/stop of this checkout
+lock() { # serialise start/stop/pause/resume of this checkout
   command -v flock >/dev/null 2>&1 || return 0
   mkdir -p "$CACHE"
   exec 9>"$CACHE/.lock"
@@ -560,6 +663,8 @@ case "${1:-}" in
   start)   lock; cmd_start ;;
   stop)    lock; cmd_stop ;;
   restart) lock; cmd_stop; cmd_start ;;
+  pause)   lock; cmd_pause ;;
+  resume)  lock; cmd_resume ;;
   status)  cmd_status ;;
-  *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|restart|pause|resume" >&2; exit 2 ;;
 esac
