@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 
 	"virality/processor"
 )
@@ -203,7 +204,7 @@ func (b *batcher) flush(ctx context.Context) error {
 	if b.closed {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
 	}
-	var unknownSince time.Time
+	var unknownSince, failingSince time.Time
 	for b.sent < len(b.msgs) {
 		chunk := b.msgs[b.sent:min(len(b.msgs), b.sent+chunkRecords)]
 		err := b.w.WriteMessages(ctx, chunk...)
@@ -212,9 +213,24 @@ func (b *batcher) flush(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return fmt.Errorf("write to topic %q: %w", b.topic, ctx.Err())
 			}
+			// A broker that restarts refuses connections for a while,
+			// and the transport keeps what it knew of the old one:
+			// forget it and try again, for as long as a source would.
+			if retriable(err) && !errors.Is(err, protocol.ErrNoTopic) {
+				if failingSince.IsZero() {
+					failingSince = time.Now()
+				}
+				if time.Since(failingSince) < defaultRetryFor {
+					b.sh.refresh()
+					if err := sleep(ctx, 500*time.Millisecond); err != nil {
+						return fmt.Errorf("write to topic %q: %w", b.topic, err)
+					}
+					continue
+				}
+			}
 			// The writer looks partitions up in the transport's
 			// metadata cache, which may predate the topic.
-			if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			if errors.Is(err, kafka.UnknownTopicOrPartition) || errors.Is(err, protocol.ErrNoTopic) {
 				if unknownSince.IsZero() {
 					unknownSince = time.Now()
 				}

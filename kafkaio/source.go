@@ -182,9 +182,10 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 		} else if d := time.Since(failing); d > s.retryFor() {
 			return buf, fmt.Errorf("fetch %s at offset %d: still failing after %v: %w", s.name(), s.next, d.Round(time.Second), err)
 		}
-		if staleMetadata(err) {
-			s.sh.refresh()
-		}
+		// Stale metadata, or a broker that restarted: the transport may
+		// hold on to what it knew, or wait on connections that are gone.
+		// Forget it (at most once a second for all users).
+		s.sh.refresh()
 		if err := sleep(ctx, backoff); err != nil {
 			return buf, err
 		}
@@ -363,21 +364,6 @@ func retriable(err error) bool {
 
 var errReadRecords = errors.New("kafkaio: cannot decode fetched records")
 
-// staleMetadata reports whether err suggests that the transport's cached
-// cluster layout is out of date.
-func staleMetadata(err error) bool {
-	for _, e := range []error{
-		kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.UnknownTopicOrPartition,
-		kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.BrokerNotAvailable, kafka.ReplicaNotAvailable,
-		protocol.ErrNoTopic, protocol.ErrNoPartition, protocol.ErrNoLeader,
-		io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
 
 // OffsetForTime returns the offset of the first record of the partition
 // whose record time is at or after t, or the partition's end offset (the

@@ -183,17 +183,28 @@ func (g *Group) Apply(ctx context.Context, rec *Record, ev *event.Event, decodeE
 	g.sinceCommit++
 	if g.sinceCommit >= g.cfg.CommitEvery || len(e.pairs) > g.cfg.CachePairs/len(g.engines) ||
 		len(e.videos) > g.cfg.CacheVideos/len(g.engines) {
-		return g.Commit(ctx)
+		if err := g.Commit(ctx); err != nil {
+			g.sinceCommit = 0 // retry after another interval, not on every record
+			return err
+		}
 	}
 	return nil
 }
+
+// CommitError is a commit that failed, most often because an output could
+// not be flushed (a broker away). Nothing of it was committed and the
+// state in memory is intact: a later Commit may succeed.
+type CommitError struct{ Err error }
+
+func (e *CommitError) Error() string { return e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
 
 // Commit makes everything so far durable: outputs first, then the state of
 // every partition with its offset, in one batch.
 func (g *Group) Commit(ctx context.Context) error {
 	for name, s := range g.sinks() {
 		if err := s.Flush(ctx); err != nil {
-			return fmt.Errorf("flush %s output: %w", name, err)
+			return &CommitError{fmt.Errorf("flush %s output: %w", name, err)}
 		}
 	}
 	w := g.gpart.NewWriter()

@@ -30,14 +30,23 @@ type Batch struct {
 	done   chan struct{}
 }
 
-// ApplyBatch applies a decoded batch in order.
+// ApplyBatch applies a decoded batch in order. A commit that fails on the
+// way (CommitError) does not stop it: the records are applied, and the
+// error is returned at the end for the caller to retry the commit.
 func (g *Group) ApplyBatch(ctx context.Context, b *Batch) error {
+	var failed error
 	for i := range b.Recs {
-		if err := g.Apply(ctx, &b.Recs[i], &b.Events[i], b.Errs[i]); err != nil {
+		err := g.Apply(ctx, &b.Recs[i], &b.Events[i], b.Errs[i])
+		var ce *CommitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ce):
+			failed = err
+		default:
 			return err
 		}
 	}
-	return nil
+	return failed
 }
 
 // Run feeds a source that is one stream (files) through a group: one

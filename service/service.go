@@ -101,10 +101,15 @@ type Service struct {
 	group  atomic.Pointer[processor.Group]
 	owned  atomic.Pointer[[]int32]
 	recent *recentScores
+	// counted holds each open partition's counters as last accounted, so
+	// that metrics get the increase; owned by the applying goroutine.
+	counted map[int32]processor.Stats
 
+	// Readiness: partitions assigned, the broker answering, fetches
+	// working. Each is set by the goroutine that knows it.
 	readyMu  sync.Mutex
-	ready    bool
-	notReady string
+	assigned bool
+	problems map[string]string
 
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
@@ -116,7 +121,7 @@ func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Ser
 		return nil, err
 	}
 	return &Service{cfg: cfg, db: db, m: m, log: log, now: time.Now,
-		recent: newRecentScores(100_000), notReady: "starting"}, nil
+		recent: newRecentScores(100_000), problems: map[string]string{}, counted: map[int32]processor.Stats{}}, nil
 }
 
 // fetched is one fetch of one partition, decoded.
@@ -180,6 +185,9 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return err
 	}
 	s.group.Store(g)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.watchBroker(wctx)
 
 	dialer, err := kc.Dialer()
 	if err != nil {
@@ -212,7 +220,8 @@ func (s *Service) Run(ctx context.Context) (err error) {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				break
 			}
-			s.setReady(false, fmt.Sprintf("joining consumer group: %v", err))
+			s.setAssigned(false)
+			s.setProblem("broker", fmt.Sprintf("joining consumer group: %v", err))
 			s.log.Warn().Err(err).Msg("consumer group")
 			sleep(ctx, time.Second)
 			continue
@@ -221,7 +230,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	s.setReady(false, "stopping")
+	s.setAssigned(false)
 	return s.commit(context.WithoutCancel(ctx), g)
 }
 
@@ -244,6 +253,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 			if err := g.Close(ctx, p); err != nil {
 				return fmt.Errorf("release partition %d: %w", p, err)
 			}
+			delete(s.counted, p)
 			if s.m != nil {
 				s.m.ForgetPartition(p)
 			}
@@ -298,7 +308,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 		p, off := p, starts[p]
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, p, off, batches) })
 	}
-	s.setReady(true, "")
+	s.setAssigned(true)
 	return s.loop(ctx, g, ids, batches, genDone)
 }
 
@@ -369,15 +379,14 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 	for _, p := range ids {
 		lastData[p] = now
 	}
-	prev := map[int32]processor.Stats{}
 	dirty := false
 	var commitFailing time.Time
 	apply := func(b *fetched) error {
 		if b.err != nil {
-			s.setReady(false, fmt.Sprintf("reading partition %d: %v", b.part, b.err))
+			s.setProblem("fetch", fmt.Sprintf("reading partition %d: %v", b.part, b.err))
 			return nil
 		}
-		s.setReady(true, "")
+		s.setProblem("fetch", "")
 		if e, ok := g.Engine(b.part); ok && s.m != nil {
 			s.m.SetLag(b.part, max(b.hw-e.NextOffset(), 0))
 		}
@@ -392,11 +401,19 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 			}
 		}
 		lastData[b.part] = s.now()
-		if err := g.ApplyBatch(ctx, &b.Batch); err != nil {
-			return err
-		}
 		dirty = true
-		s.account(g, b, prev)
+		if err := g.ApplyBatch(ctx, &b.Batch); err != nil {
+			var ce *processor.CommitError
+			if !errors.As(err, &ce) {
+				return err
+			}
+			// The ticker retries the commit, and gives up after a while.
+			s.setProblem("commit", err.Error())
+			if commitFailing.IsZero() {
+				commitFailing = s.now()
+			}
+		}
+		s.account(g, b)
 		return nil
 	}
 	for {
@@ -419,10 +436,11 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 					if now.Sub(commitFailing) > 2*time.Minute {
 						return err
 					}
-					s.setReady(false, err.Error())
+					s.setProblem("commit", err.Error())
 					s.log.Warn().Err(err).Msg("commit failed; retrying")
 					continue
 				}
+				s.setProblem("commit", "")
 				commitFailing = time.Time{}
 				lastCommit, dirty = now, false
 			}
@@ -480,7 +498,8 @@ func (s *Service) commit(ctx context.Context, g *processor.Group) error {
 }
 
 // account moves the engine counters of a batch's partition to metrics.
-func (s *Service) account(g *processor.Group, b *fetched, prev map[int32]processor.Stats) {
+func (s *Service) account(g *processor.Group, b *fetched) {
+	prev := s.counted
 	e, ok := g.Engine(b.part)
 	if !ok {
 		return
@@ -511,20 +530,66 @@ func (s *Service) account(g *processor.Group, b *fetched, prev map[int32]process
 	s.Lag.Store(max(b.hw-e.NextOffset(), 0))
 }
 
-func (s *Service) setReady(ok bool, why string) {
+// setAssigned records whether the service holds its partitions.
+func (s *Service) setAssigned(ok bool) {
 	s.readyMu.Lock()
-	defer s.readyMu.Unlock()
-	s.ready, s.notReady = ok, why
+	s.assigned = ok
+	s.readyMu.Unlock()
+	s.publishReady()
+}
+
+// setProblem records (why != "") or clears a reason not to be ready, by
+// the part that found it.
+func (s *Service) setProblem(part, why string) {
+	s.readyMu.Lock()
+	if why == "" {
+		delete(s.problems, part)
+	} else {
+		s.problems[part] = why
+	}
+	s.readyMu.Unlock()
+	s.publishReady()
+}
+
+func (s *Service) publishReady() {
 	if s.m != nil {
+		ok, _ := s.Ready()
 		s.m.SetReady(ok)
 	}
 }
 
-// Ready reports whether the service holds its partitions and reads them.
+// Ready reports whether the service holds its partitions, reaches the
+// broker and reads its partitions; if not, why.
 func (s *Service) Ready() (bool, string) {
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
-	return s.ready, s.notReady
+	if !s.assigned {
+		return false, "waiting for partitions from the consumer group"
+	}
+	for _, part := range []string{"broker", "commit", "fetch"} {
+		if why := s.problems[part]; why != "" {
+			return false, why
+		}
+	}
+	return true, ""
+}
+
+// watchBroker checks every second that the broker answers.
+func (s *Service) watchBroker(ctx context.Context) {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := kafkaio.Ping(pctx, s.cfg.Kafka)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.setProblem("broker", err.Error())
+		} else {
+			s.setProblem("broker", "")
+		}
+		sleep(ctx, time.Second)
+	}
 }
 
 // Score returns the current score record of a video: the last one emitted

@@ -208,7 +208,13 @@ func startService(t *testing.T, cfg Config, dir string) (*Service, func() error)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
+	go func() {
+		err := svc.Run(ctx)
+		if ctx.Err() == nil {
+			t.Logf("the service stopped by itself: %v", err)
+		}
+		done <- err
+	}()
 	return svc, func() error {
 		cancel()
 		err := <-done
