@@ -364,7 +364,6 @@ func retriable(err error) bool {
 
 var errReadRecords = errors.New("kafkaio: cannot decode fetched records")
 
-
 // OffsetForTime returns the offset of the first record of the partition
 // whose record time is at or after t, or the partition's end offset (the
 // offset the next record will get) when there is none. Reading
