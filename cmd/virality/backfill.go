@@ -45,6 +45,7 @@ type backfillFlags struct {
 	in                        pathList
 	out, trendingOut, deadOut string
 	stateDir, now, cpuProfile string
+	memProfile                string
 	cfg                       processor.Config
 	decoders, cacheMB         int
 	partitions                int
@@ -67,6 +68,14 @@ func runBackfill(ctx context.Context, args []string) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.memProfile != "" {
+		defer func() {
+			if pf, err := os.Create(f.memProfile); err == nil {
+				_ = pprof.WriteHeapProfile(pf)
+				pf.Close()
+			}
+		}()
 	}
 	return backfill(ctx, f)
 }
@@ -98,6 +107,7 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	addEngineFlags(fs, &f.cfg)
 	fs.StringVar(&f.now, "now", "", "reference `TIME` (RFC 3339) for the future-timestamp check of lines, which have no\ntimestamp of their own (empty: the clock at start; set it to make reruns reproducible)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` (for go tool pprof)")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to `FILE` at the end (for go tool pprof)")
 	fs.IntVar(&f.partitions, "partitions", 1, "split the input by video into `N` partitions of state, as a topic of N partitions keyed by\nvideo id (Kafka's default partitioner) is split, to reproduce a live run over such a topic")
 	fs.IntVar(&f.decoders, "decoders", 1, "`N` goroutines decoding JSON beside the reader and the engine (0: decode on the reader)")
 	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
