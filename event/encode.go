@@ -14,25 +14,25 @@ func AppendJSON(dst []byte, ev *Event) []byte {
 	dst = append(dst, '{')
 	if ev.EventID != "" {
 		dst = append(dst, `"event_id":`...)
-		dst = appendString(dst, ev.EventID)
+		dst = AppendString(dst, ev.EventID)
 		dst = append(dst, ',')
 	}
 	dst = append(dst, `"video_id":`...)
-	dst = appendString(dst, ev.VideoID)
+	dst = AppendString(dst, ev.VideoID)
 	dst = append(dst, `,"user_id":`...)
-	dst = appendString(dst, ev.UserID)
+	dst = AppendString(dst, ev.UserID)
 	if ev.CreatorID != "" {
 		dst = append(dst, `,"creator_id":`...)
-		dst = appendString(dst, ev.CreatorID)
+		dst = AppendString(dst, ev.CreatorID)
 	}
 	dst = append(dst, `,"action":`...)
-	dst = appendString(dst, ev.Action.String())
+	dst = AppendString(dst, ev.Action.String())
 	dst = append(dst, `,"ts":"`...)
 	dst = appendTimestamp(dst, ev.TS)
 	dst = append(dst, '"')
 	if ev.Region != "" {
 		dst = append(dst, `,"region":`...)
-		dst = appendString(dst, ev.Region)
+		dst = AppendString(dst, ev.Region)
 	}
 	return append(dst, '}')
 }
@@ -45,9 +45,10 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// appendString appends s as a JSON string, copying runs of bytes that need
-// no escape in one append.
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string: quotes, the escapes JSON needs,
+// and U+FFFD for bytes that are not UTF-8. Runs of bytes that need no
+// escape are copied in one append.
+func AppendString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0

@@ -221,7 +221,7 @@ func (h *handler) trending(w http.ResponseWriter, r *http.Request) {
 	}
 	top := *l
 	top.Videos = top.Videos[:min(k, len(top.Videos))]
-	writeJSON(w, http.StatusOK, append(appendList(nil, s.Tick, &top), '\n'))
+	writeJSON(w, http.StatusOK, append(processor.AppendList(nil, s.Tick, &top), '\n'))
 }
 
 func (h *handler) regions(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"virality/event"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -222,9 +223,9 @@ func TestJSONStrings(t *testing.T) {
 		{"bad\xffutf8", `"bad\ufffdutf8"`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			got := string(appendString(nil, tc.in))
+			got := string(event.AppendString(nil, tc.in))
 			if got != tc.want {
-				t.Errorf("appendString(%q) = %s, want %s", tc.in, got, tc.want)
+				t.Errorf("AppendString(%q) = %s, want %s", tc.in, got, tc.want)
 			}
 			var back string
 			if err := json.Unmarshal([]byte(got), &back); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"virality/event"
 	"virality/processor"
 )
 
@@ -225,18 +226,18 @@ func appendDeadLetter(b []byte, m *processor.Message) []byte {
 		}
 	}
 	b = append(b, `{"reason":`...)
-	b = appendString(b, reason)
+	b = event.AppendString(b, string(reason))
 	b = append(b, `,"error":`...)
-	b = appendString(b, errText)
+	b = event.AppendString(b, string(errText))
 	b = append(b, `,"topic":`...)
-	b = appendString(b, topic)
+	b = event.AppendString(b, string(topic))
 	b = append(b, `,"partition":`...)
 	b = appendInt(b, part)
 	b = append(b, `,"offset":`...)
 	b = appendInt(b, off)
 	if utf8.Valid(m.Value) {
 		b = append(b, `,"value":`...)
-		b = appendString(b, m.Value)
+		b = event.AppendString(b, string(m.Value))
 	} else {
 		b = append(b, `,"value_base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, m.Value)
@@ -253,51 +254,6 @@ func appendInt(b, v []byte) []byte {
 		return append(b, "null"...)
 	}
 	return strconv.AppendInt(b, n, 10)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Bytes that are not valid
-// UTF-8 become U+FFFD.
-func appendString(b, s []byte) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Discard is a sink that drops every message, for outputs nobody asked

@@ -3,21 +3,21 @@ package processor
 import (
 	"math"
 	"strconv"
-	"unicode/utf8"
 
+	"virality/event"
 	"virality/scoring"
 )
 
 // appendScore appends a video-scores record (SPEC section 5).
 func appendScore(b []byte, videoID string, seq int64, model string, score float64, in *scoring.Input) []byte {
 	b = append(b, `{"video_id":`...)
-	b = appendString(b, videoID)
+	b = event.AppendString(b, videoID)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, in.TS, 10)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"model":`...)
-	b = appendString(b, model)
+	b = event.AppendString(b, model)
 	b = append(b, `,"score":`...)
 	b = appendFloat(b, score)
 	b = append(b, `,"likes":`...)
@@ -47,12 +47,13 @@ func appendScore(b []byte, videoID string, seq int64, model string, score float6
 	return append(b, '}')
 }
 
-// appendSnapshot appends a trending record (SPEC section 5).
-func appendSnapshot(b []byte, tick int64, l *List) []byte {
+// AppendList appends the trending record of one region at a tick (SPEC
+// section 5), as the trending topic and the HTTP interface carry it.
+func AppendList(b []byte, tick int64, l *List) []byte {
 	b = append(b, `{"ts":`...)
 	b = strconv.AppendInt(b, tick, 10)
 	b = append(b, `,"region":`...)
-	b = appendString(b, l.Region)
+	b = event.AppendString(b, l.Region)
 	b = append(b, `,"videos":[`...)
 	for i, r := range l.Videos {
 		if i > 0 {
@@ -70,7 +71,7 @@ func appendSnapshot(b []byte, tick int64, l *List) []byte {
 // appendRanked appends one entry of a trending list.
 func appendRanked(b []byte, video string, score float64) []byte {
 	b = append(b, `{"video_id":`...)
-	b = appendString(b, video)
+	b = event.AppendString(b, video)
 	b = append(b, `,"score":`...)
 	b = appendFloat(b, score)
 	return append(b, '}')
@@ -86,48 +87,4 @@ func appendFloat(b []byte, f float64) []byte {
 		return append(b, '0')
 	}
 	return strconv.AppendFloat(b, f, 'g', 10, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -350,7 +350,7 @@ func (g *Group) SetIdle(id int32, idle bool) error {
 func (g *Group) writeSnapshot(s *Snapshot) error {
 	var buf, key []byte
 	for i := range s.Lists {
-		buf = appendSnapshot(buf[:0], s.Tick, &s.Lists[i])
+		buf = AppendList(buf[:0], s.Tick, &s.Lists[i])
 		key = append(key[:0], s.Lists[i].Region...)
 		m := Message{Key: key, Value: buf, Time: s.Tick}
 		if err := g.out.Trending.Write(&m); err != nil {
