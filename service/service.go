@@ -174,9 +174,15 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return err
 	}
 	out.Scores = &capture{Sink: scores, recent: s.recent, n: &s.ScoresOut}
-	if out.Trending, err = open(s.cfg.TrendingTopic); err != nil {
+	trending, err := open(s.cfg.TrendingTopic)
+	if err != nil {
 		return err
 	}
+	out.Trending = &counted{Sink: trending, count: func() {
+		if s.m != nil {
+			s.m.AddEmitted("trending", 1)
+		}
+	}}
 	if out.DeadLetters, err = open(s.cfg.DeadLetterTopic); err != nil {
 		return err
 	}
@@ -644,6 +650,17 @@ type capture struct {
 func (c *capture) Write(m *processor.Message) error {
 	c.recent.put(string(m.Key), m.Value)
 	c.n.Add(1)
+	return c.Sink.Write(m)
+}
+
+// counted is a sink that counts what it is given.
+type counted struct {
+	processor.Sink
+	count func()
+}
+
+func (c *counted) Write(m *processor.Message) error {
+	c.count()
 	return c.Sink.Write(m)
 }
 

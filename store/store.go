@@ -69,10 +69,9 @@ func (o Options) Validate() error {
 
 // DB is an open state directory.
 type DB struct {
-	db    *pebble.DB
-	cache *pebble.Cache
-	wo    *pebble.WriteOptions
-	dir   string
+	db  *pebble.DB
+	wo  *pebble.WriteOptions
+	dir string
 }
 
 // Open opens (creating if needed) the state in dir.
@@ -356,13 +355,6 @@ func (p *Partition) ScanReports(fn func(tick int64, part int32, value []byte) er
 	})
 }
 
-// Drop deletes all state of the partition.
-func (p *Partition) Drop() error {
-	lo := append([]byte{}, p.prefix[:]...)
-	hi := append([]byte{}, p.prefix[:]...)
-	hi = append(hi, 0xff)
-	return p.db.db.DeleteRange(lo, hi, p.db.wo)
-}
 
 // Writer collects the changes of one commit in one batch.
 type Writer struct {
