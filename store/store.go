@@ -355,7 +355,6 @@ func (p *Partition) ScanReports(fn func(tick int64, part int32, value []byte) er
 	})
 }
 
-
 // Writer collects the changes of one commit in one batch.
 type Writer struct {
 	p     *Partition
