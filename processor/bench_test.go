@@ -24,18 +24,7 @@ func BenchmarkEngine(b *testing.B) {
 	cfg.Videos = 50_000
 	cfg.Users = 250_000
 	cfg.Duration = 2 * time.Hour
-	g, err := gen.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var recs []Record
-	for {
-		line, _, ok := g.Next(nil)
-		if !ok {
-			break
-		}
-		recs = append(recs, Record{Value: line, Offset: int64(len(recs))})
-	}
+	recs, _ := generate(b, cfg)
 	b.ReportAllocs()
 	b.ResetTimer()
 	var total time.Duration

@@ -26,6 +26,13 @@ func generated(t testing.TB, mod func(*gen.Config)) []Record {
 	if mod != nil {
 		mod(&cfg)
 	}
+	recs, _ := generate(t, cfg)
+	return recs
+}
+
+// generate returns the records cfg generates, and its ground truth.
+func generate(t testing.TB, cfg gen.Config) ([]Record, []gen.Truth) {
+	t.Helper()
 	g, err := gen.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +45,7 @@ func generated(t testing.TB, mod func(*gen.Config)) []Record {
 		}
 		recs = append(recs, Record{Value: line, Topic: "gen", Offset: int64(len(recs))})
 	}
-	return recs
+	return recs, g.Truth()
 }
 
 var seqField = regexp.MustCompile(`"seq":\d+,`)

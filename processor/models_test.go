@@ -28,19 +28,8 @@ func modelWorkload(t testing.TB) ([]Record, []gen.Truth, int) {
 	// the threshold sits above what its humans reach by chance in an hour
 	// (Poisson tail of the most active one), as 60 an hour does for people.
 	threshold := int(math.Ceil(2*cfg.HumanCeiling())) + 2
-	g, err := gen.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []Record
-	for {
-		line, _, ok := g.Next(nil)
-		if !ok {
-			break
-		}
-		recs = append(recs, Record{Value: line, Topic: "gen", Offset: int64(len(recs))})
-	}
-	return recs, g.Truth(), threshold
+	recs, truth := generate(t, cfg)
+	return recs, truth, threshold
 }
 
 const (
