@@ -137,17 +137,18 @@ func (g *Group) Open(id int32) (*Engine, error) {
 }
 
 // Close commits and drops a partition from the group, e.g. when the
-// consumer group takes it away; its state stays in the store.
+// consumer group takes it away; its state stays in the store. The
+// partition is dropped even if the commit fails: its state and offsets
+// then stay at the last commit, together, and whoever takes it next
+// resumes from there.
 func (g *Group) Close(ctx context.Context, id int32) error {
 	if _, ok := g.engines[id]; !ok {
 		return nil
 	}
-	if err := g.Commit(ctx); err != nil {
-		return err
-	}
+	err := g.Commit(ctx)
 	delete(g.engines, id)
 	g.ids = slices.DeleteFunc(g.ids, func(x int32) bool { return x == id })
-	return g.merger.leave(id)
+	return errors.Join(err, g.merger.leave(id))
 }
 
 // Engine returns the engine of a partition in the group.

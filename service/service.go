@@ -257,7 +257,8 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 	for _, p := range g.Partitions() {
 		if _, ok := assigned[p]; !ok {
 			if err := g.Close(ctx, p); err != nil {
-				return fmt.Errorf("release partition %d: %w", p, err)
+				// Released all the same, at its last commit.
+				s.log.Warn().Err(err).Int32("partition", p).Msg("commit on release")
 			}
 			delete(s.counted, p)
 			if s.m != nil {
