@@ -230,18 +230,28 @@ func (c Config) dialTimeout() time.Duration {
 	return defaultDialTimeout
 }
 
+// security validates c and returns its TLS configuration and SASL
+// mechanism (nil when not used).
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
+	if err := c.Validate(); err != nil {
+		return nil, nil, err
+	}
+	tc, err := c.TLS.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	mech, err := c.SASL.sasl()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, mech, nil
+}
+
 // Transport returns a new kafka-go transport (connection pool) for c. Its
 // owner calls CloseIdleConnections when done with it, which also stops its
 // metadata poller.
 func (c Config) Transport() (*kafka.Transport, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	tc, err := c.TLS.config()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := c.SASL.sasl()
+	tc, mech, err := c.security()
 	if err != nil {
 		return nil, err
 	}
@@ -258,14 +268,7 @@ func (c Config) Transport() (*kafka.Transport, error) {
 // Dialer returns a kafka-go dialer for c, for the APIs built on
 // connections rather than on a Transport (kafka.ConsumerGroup).
 func (c Config) Dialer() (*kafka.Dialer, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	tc, err := c.TLS.config()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := c.SASL.sasl()
+	tc, mech, err := c.security()
 	if err != nil {
 		return nil, err
 	}
