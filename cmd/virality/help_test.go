@@ -33,6 +33,7 @@ func TestHelp(t *testing.T) {
 // TestUsageErrors: a bad flag value or an unreachable broker gets one line
 // that says what to fix, not a stack trace.
 func TestUsageErrors(t *testing.T) {
+	state := "--state-dir=" + t.TempDir()
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -45,7 +46,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"backfill", "--in", "x.jsonl", "--tick", "0s"}, 2, "--tick"},
 		{[]string{"backfill"}, 2, "no input"},
 		{[]string{"nosuch"}, 2, "unknown command"},
-		{[]string{"run", "--brokers", "127.0.0.1:1", "--http-addr", ""}, 1, "127.0.0.1:1"},
+		{[]string{"run", "--brokers", "127.0.0.1:1", "--http-addr", "", state}, 1, "127.0.0.1:1"},
 		{[]string{"produce", "--brokers", "127.0.0.1:1", "--in", "-"}, 1, "127.0.0.1:1"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
