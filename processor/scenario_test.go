@@ -13,7 +13,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 )
 
-// TestScenarios runs the semantics scenarios in testdata/scenarios: input
+// TestScenarios runs the semantics scenarios in ../testdata/scenarios: input
 // records in a compact form, then the records the engine emits.
 //
 //	run [every-change] [lateness=D] [skew=D] [now=TIME] [tick=D] [topk=N]
@@ -22,7 +22,7 @@ import (
 // "final" is the last score record of each video at the end of the input,
 // which always equals the video's state.
 func TestScenarios(t *testing.T) {
-	datadriven.Walk(t, "testdata/scenarios", func(t *testing.T, path string) {
+	datadriven.Walk(t, "../testdata/scenarios", func(t *testing.T, path string) {
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			if d.Cmd != "run" {
 				d.Fatalf(t, "unknown command %q", d.Cmd)
