@@ -46,8 +46,10 @@ func runProduce(ctx context.Context, args []string) error {
 		"in the order given, one record per non-blank line, to a Kafka topic: the value is the line as\n"+
 		"it is, the key its video_id (partitioned as Java clients partition keys, murmur2), and the\n"+
 		"record time its ts (the wall clock when it has no ts). A line that does not decode as a like\n"+
-		"event (broken JSON, missing ids, bad action or ts) is published too, as it is, without a key\n"+
-		"and with the wall clock as record time: the processor dead-letters it with the reason.\n"+
+		"event (broken JSON, missing ids, bad action or ts) is published too, as it is, without a key,\n"+
+		"and the processor dead-letters it with the reason. Such a line, and a like whose ts lies in\n"+
+		"the future, takes the record time of the line before, so that the topic's timestamps stay\n"+
+		"in order for lookups by time (replay).\n"+
 		"Every record is acknowledged by all in-sync replicas before produce exits.\n\n"+
 		"Example:\n  virality gen --events 100000 --out likes.jsonl\n"+
 		"  virality produce --brokers 127.0.0.1:9092 --topic likes --partitions 8 likes.jsonl")
@@ -111,6 +113,7 @@ func produceFiles(ctx context.Context, o produceOptions) (res produceResult, err
 		ev      event.Event
 		key     []byte
 		unkeyed int64
+		last    time.Time // record time of the last line with a usable ts
 	)
 	defer func() {
 		// Count only what the broker acknowledged.
@@ -124,12 +127,23 @@ func produceFiles(ctx context.Context, o produceOptions) (res produceResult, err
 				return res, finishProduce(p, err)
 			}
 			now := time.Now()
-			k, t := []byte(nil), now
+			// A line that does not decode, or whose event time lies in
+			// the future, takes the record time of the line before: the
+			// topic's timestamps then stay in order, for time lookups,
+			// and the processor still dead-letters it with the reason.
+			k, t := []byte(nil), last
 			if event.Decode(r.Value, now.UnixMilli(), &ev) == nil {
 				key = append(key[:0], ev.VideoID...)
-				k, t = key, time.UnixMilli(ev.TS)
+				k = key
+				if ev.TS <= now.UnixMilli() {
+					t = time.UnixMilli(ev.TS)
+					last = t
+				}
 			} else {
 				unkeyed++
+			}
+			if t.IsZero() {
+				t = now
 			}
 			if err := p.Produce(ctx, k, r.Value, t); err != nil {
 				return res, finishProduce(p, err)

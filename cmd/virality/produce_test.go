@@ -108,8 +108,9 @@ func TestProduceFiles(t *testing.T) {
 	}{
 		{lines[0], "v1", 1795672800123},
 		{lines[1], "v2", 1764136801000},
-		{lines[2], "", 0},
-		{lines[3], "", 0},
+		// Lines that do not decode keep the record time of the line before.
+		{lines[2], "", 1764136801000},
+		{lines[3], "", 1764136801000},
 		{lines[5], "v3", 0},
 	} {
 		r, ok := byValue[tc.line]

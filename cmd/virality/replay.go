@@ -1,0 +1,295 @@
+package main
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"virality/event"
+	"virality/jsonl"
+	"virality/kafkaio"
+	"virality/processor"
+	"virality/store"
+)
+
+func init() {
+	register("replay", "re-score a time range of a Kafka topic, with fresh state, into files or other topics", runReplay)
+}
+
+type replayFlags struct {
+	kafka                                 *kafkaFlags
+	cfg                                   processor.Config
+	topic, from, to                       string
+	out, trendingOut, deadOut             string
+	scoresTopic, trendingTopic, deadTopic string
+	stateDir                              string
+	t1, t2                                time.Time
+}
+
+func parseReplay(args []string) (*replayFlags, error) {
+	f := &replayFlags{cfg: processor.DefaultConfig()}
+	fs := newFlagSet("replay", "replay --from T1 --to T2 [flags]\n\n"+
+		"Re-scores the records of --input-topic from --from to --to, with fresh state and the same\n"+
+		"engine as 'virality run'. Each partition is read from its first record at or after --from\n"+
+		"to its first record at or after --to, as Kafka's lookups by time locate them (a record\n"+
+		"out of time order can end a range early). Use it to re-score history after a change of\n"+
+		"--model, for example. Partitions are read in step, merged by record\n"+
+		"time, so the output is the same, byte for byte, for the same records and settings.\n"+
+		"Outputs go to files (--out, --trending-out, --dead-letter-out) or to topics\n"+
+		"(--scores-topic, --trending-topic, --dead-letter-topic), never the live ones by default.\n\n"+
+		"Example:\n  virality replay --brokers kafka:9092 --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z \\\n"+
+		"    --model hn --out scores-hn.jsonl --trending-out trending-hn.jsonl --dead-letter-out dlq.jsonl")
+	f.kafka = addKafkaFlags(fs)
+	fs.StringVar(&f.topic, "input-topic", "likes", "`TOPIC` to replay")
+	fs.StringVar(&f.from, "from", "", "start `TIME` (RFC 3339), inclusive: the first record at or after it")
+	fs.StringVar(&f.to, "to", "", "end `TIME` (RFC 3339), exclusive")
+	fs.StringVar(&f.out, "out", "", "score records `FILE` (- for standard output)")
+	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE`")
+	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE` (empty, with no --dead-letter-topic: standard error)")
+	fs.StringVar(&f.scoresTopic, "scores-topic", "", "score records `TOPIC` instead of --out (created compacted if missing)")
+	fs.StringVar(&f.trendingTopic, "trending-topic", "", "trending snapshots `TOPIC` instead of --trending-out")
+	fs.StringVar(&f.deadTopic, "dead-letter-topic", "", "dead-letter `TOPIC` instead of --dead-letter-out")
+	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR` for the replay; must be new or empty (empty: a temporary directory)")
+	addEngineFlags(fs, &f.cfg)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := validateEngine(&f.cfg); err != nil {
+		return nil, err
+	}
+	var err error
+	if f.t1, err = time.Parse(time.RFC3339Nano, f.from); err != nil {
+		return nil, usagef("--from %q: give an RFC 3339 time, like 2026-11-25T00:00:00Z", f.from)
+	}
+	if f.t2, err = time.Parse(time.RFC3339Nano, f.to); err != nil {
+		return nil, usagef("--to %q: give an RFC 3339 time, like 2026-11-26T00:00:00Z", f.to)
+	}
+	if !f.t2.After(f.t1) {
+		return nil, usagef("--to %s is not after --from %s", f.to, f.from)
+	}
+	switch {
+	case f.out == "" && f.scoresTopic == "":
+		return nil, usagef("no output for scores: give --out FILE or --scores-topic TOPIC")
+	case f.out != "" && f.scoresTopic != "", f.trendingOut != "" && f.trendingTopic != "", f.deadOut != "" && f.deadTopic != "":
+		return nil, usagef("give each output as a file or as a topic, not both")
+	}
+	return f, nil
+}
+
+func runReplay(ctx context.Context, args []string) (err error) {
+	f, err := parseReplay(args)
+	if err != nil {
+		return err
+	}
+	kc, err := f.kafka.config()
+	if err != nil {
+		return err
+	}
+	if err := kafkaio.Ping(ctx, kc); err != nil {
+		return err
+	}
+	n, err := kafkaio.Partitions(ctx, kc, f.topic)
+	if err != nil {
+		return err
+	}
+	stateDir := f.stateDir
+	if stateDir == "" {
+		if stateDir, err = os.MkdirTemp("", "virality-replay-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(stateDir)
+	} else if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
+		return usagef("--state-dir %s is not empty: a replay starts from fresh state", stateDir)
+	}
+	db, err := store.Open(stateDir, store.DefaultOptions())
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+
+	out, closeOutputs, err := replayOutputs(ctx, f, kc, n)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, closeOutputs()) }()
+	// Records carry their own timestamps; Now only serves records without.
+	f.cfg.Now = f.t2.UnixMilli()
+	g, err := processor.NewGroup(f.cfg, db, out, processor.ByRecordPartition, n)
+	if err != nil {
+		return err
+	}
+	m := &replayMerge{}
+	for p := range n {
+		if _, err := g.Open(int32(p)); err != nil {
+			return err
+		}
+		start, err := kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t1)
+		if err != nil {
+			return err
+		}
+		end, err := kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t2)
+		if err != nil {
+			return err
+		}
+		if start >= end {
+			continue
+		}
+		src, err := kafkaio.NewPartitionSource(kc, f.topic, p, start)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		s := &replaySource{src: src, end: end}
+		if err := s.fill(ctx); err != nil {
+			return err
+		}
+		if len(s.recs) > 0 {
+			heap.Push(m, s)
+		}
+	}
+	began := time.Now()
+	var records int64
+	for m.Len() > 0 {
+		s := (*m)[0]
+		rec := &s.recs[s.i]
+		var ev event.Event
+		derr := event.Decode(rec.Value, rec.Time, &ev)
+		if err := g.Apply(ctx, rec, &ev, derr); err != nil {
+			return err
+		}
+		records++
+		s.i++
+		if s.i == len(s.recs) {
+			if err := s.fill(ctx); err != nil {
+				return err
+			}
+		}
+		if len(s.recs) == 0 {
+			heap.Pop(m)
+		} else {
+			heap.Fix(m, 0)
+		}
+	}
+	if err := g.Finish(ctx); err != nil {
+		return err
+	}
+	st := g.Stats()
+	fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) in %v: %d applied, %s, %d scores, %d snapshots\n",
+		records, f.topic, f.from, f.to, time.Since(began).Round(time.Millisecond), st.Applied, deadSummary(st), st.Scores, st.Snapshots)
+	return nil
+}
+
+// replayOutputs opens the outputs the flags name.
+func replayOutputs(ctx context.Context, f *replayFlags, kc kafkaio.Config, n int) (processor.Outputs, func() error, error) {
+	var closers []func() error
+	closeAll := func() error {
+		var errs []error
+		for _, c := range closers {
+			errs = append(errs, c())
+		}
+		return errors.Join(errs...)
+	}
+	var specs []kafkaio.TopicSpec
+	for _, t := range []struct {
+		name    string
+		compact bool
+	}{{f.scoresTopic, true}, {f.trendingTopic, false}, {f.deadTopic, false}} {
+		if t.name != "" {
+			specs = append(specs, kafkaio.TopicSpec{Name: t.name, Partitions: n, Compacted: t.compact})
+		}
+	}
+	if len(specs) > 0 {
+		if _, err := kafkaio.EnsureTopics(ctx, kc, specs); err != nil {
+			return processor.Outputs{}, closeAll, err
+		}
+	}
+	open := func(file, topic string, format jsonl.Format) (processor.Sink, error) {
+		switch {
+		case topic != "":
+			s, err := kafkaio.NewSink(kc, topic, kafkaio.SinkOptions{})
+			if err == nil {
+				closers = append(closers, s.Close)
+			}
+			return s, err
+		case file != "":
+			s, err := jsonl.CreateSink(file, format, jsonl.SinkOptions{})
+			if err == nil {
+				closers = append(closers, s.Close)
+			}
+			return s, err
+		case format == jsonl.DeadLetters:
+			s := jsonl.NewSink(os.Stderr, "standard error", jsonl.DeadLetters)
+			closers = append(closers, s.Close)
+			return s, nil
+		}
+		return jsonl.Discard, nil
+	}
+	var out processor.Outputs
+	var err error
+	if out.Scores, err = open(f.out, f.scoresTopic, jsonl.Lines); err != nil {
+		return out, closeAll, err
+	}
+	if out.Trending, err = open(f.trendingOut, f.trendingTopic, jsonl.Lines); err != nil {
+		return out, closeAll, err
+	}
+	if out.DeadLetters, err = open(f.deadOut, f.deadTopic, jsonl.DeadLetters); err != nil {
+		return out, closeAll, err
+	}
+	return out, closeAll, nil
+}
+
+// replaySource is one partition's records in [start, end), a fetch at a
+// time.
+type replaySource struct {
+	src  *kafkaio.PartitionSource
+	end  int64
+	raw  []processor.Record // as fetched, aliasing the source's buffers
+	recs []processor.Record // own copies, in buf
+	i    int
+	buf  processor.Batch
+}
+
+// fill fetches the next records before end; none when the range is done.
+func (s *replaySource) fill(ctx context.Context) error {
+	s.i = 0
+	s.raw = s.raw[:0]
+	for s.src.Offset() < s.end && len(s.raw) == 0 {
+		recs, err := s.src.Next(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Offset < s.end {
+				s.raw = append(s.raw, r)
+			}
+		}
+	}
+	// Own copies: the source reuses its buffers on the next fetch.
+	s.buf.Fill(s.raw, 0)
+	s.recs = s.buf.Recs
+	return nil
+}
+
+// replayMerge orders partitions by their next record's time, then
+// partition: the same order for the same records, however fetches split.
+type replayMerge []*replaySource
+
+func (m replayMerge) Len() int { return len(m) }
+func (m replayMerge) Less(i, j int) bool {
+	a, b := &m[i].recs[m[i].i], &m[j].recs[m[j].i]
+	if a.Time != b.Time {
+		return a.Time < b.Time
+	}
+	return a.Partition < b.Partition
+}
+func (m replayMerge) Swap(i, j int) { m[i], m[j] = m[j], m[i] }
+func (m *replayMerge) Push(x any)   { *m = append(*m, x.(*replaySource)) }
+func (m *replayMerge) Pop() any {
+	old := *m
+	x := old[len(old)-1]
+	*m = old[:len(old)-1]
+	return x
+}
