@@ -1,7 +1,10 @@
 package processor
 
 import (
+	"container/heap"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -27,12 +30,14 @@ type merger struct {
 	next     map[int32]int64
 	idle     map[int32]bool
 	pending  map[int64]map[int32][]List
-	done     int64 // last tick emitted
+	ticks    int64Heap // the keys of pending, to emit them in order
+	done     int64     // last tick emitted
 	flushing bool
 	// Persistence is incremental: reports still pending at a commit are
 	// stored once each, and dropped with one range deletion once merged.
 	unsaved   []report
 	savedDone int64
+	buf       []byte
 
 	written int64
 	latest  atomic.Pointer[latest]
@@ -82,13 +87,14 @@ func (m *merger) marshal(dst []byte) []byte {
 
 // load restores a stored report.
 func (m *merger) load(tick int64, part int32, value []byte) error {
-	var lists []List
-	if err := json.Unmarshal(value, &lists); err != nil {
+	lists, err := decodeLists(value)
+	if err != nil {
 		return err
 	}
 	if tick > m.done {
 		if m.pending[tick] == nil {
 			m.pending[tick] = map[int32][]List{}
+			heap.Push(&m.ticks, tick)
 		}
 		m.pending[tick][part] = lists
 	}
@@ -109,11 +115,8 @@ func (m *merger) save(w *store.Writer) error {
 		if !ok {
 			continue
 		}
-		b, err := json.Marshal(lists)
-		if err != nil {
-			return err
-		}
-		if err := w.SetReport(r.tick, r.part, b); err != nil {
+		m.buf = encodeLists(m.buf[:0], lists)
+		if err := w.SetReport(r.tick, r.part, m.buf); err != nil {
 			return err
 		}
 	}
@@ -152,12 +155,16 @@ func (m *merger) report(id int32, s *Snapshot) {
 	if byPart == nil {
 		byPart = map[int32][]List{}
 		m.pending[s.Tick] = byPart
+		heap.Push(&m.ticks, s.Tick)
 	}
 	byPart[id] = s.Lists
 	m.unsaved = append(m.unsaved, report{s.Tick, id})
 }
 
 func (m *merger) progress(id int32, next int64) error {
+	if prev, ok := m.next[id]; ok && prev == next {
+		return nil // most events do not reach a new tick
+	}
 	m.next[id] = next
 	return m.flush()
 }
@@ -208,14 +215,8 @@ func (m *merger) flush() error {
 func (m *merger) finish() error { return m.emitBefore(math.MaxInt64) }
 
 func (m *merger) emitBefore(f int64) error {
-	var ticks []int64
-	for t := range m.pending {
-		if t < f {
-			ticks = append(ticks, t)
-		}
-	}
-	slices.Sort(ticks)
-	for _, t := range ticks {
+	for m.ticks.Len() > 0 && m.ticks[0] < f {
+		t := heap.Pop(&m.ticks).(int64)
 		s := m.merge(t, m.pending[t])
 		delete(m.pending, t)
 		m.done = t
@@ -243,10 +244,11 @@ func (m *merger) merge(tick int64, byPart map[int32][]List) *Snapshot {
 		// One partition: its lists are already the answer.
 		return &Snapshot{Tick: tick, Lists: byPart[ids[0]]}
 	}
-	all := map[string][]Ranked{GlobalRegion: nil}
+	// Each partition's list is ranked already: merge the heads.
+	all := map[string][][]Ranked{GlobalRegion: nil}
 	for _, id := range ids {
 		for _, l := range byPart[id] {
-			all[l.Region] = append(all[l.Region], l.Videos...)
+			all[l.Region] = append(all[l.Region], l.Videos)
 		}
 	}
 	regions := make([]string, 0, len(all))
@@ -258,20 +260,103 @@ func (m *merger) merge(tick int64, byPart map[int32][]List) *Snapshot {
 	sort.Strings(regions)
 	s := &Snapshot{Tick: tick}
 	for _, r := range append([]string{GlobalRegion}, regions...) {
-		vs := all[r]
-		sort.Slice(vs, func(i, j int) bool {
-			if vs[i].Score != vs[j].Score {
-				return vs[i].Score > vs[j].Score
-			}
-			return vs[i].Video < vs[j].Video
-		})
-		if len(vs) > m.topK {
-			vs = vs[:m.topK]
-		}
-		if vs == nil {
-			vs = []Ranked{}
-		}
-		s.Lists = append(s.Lists, List{Region: r, Videos: vs})
+		s.Lists = append(s.Lists, List{Region: r, Videos: mergeRanked(all[r], m.topK)})
 	}
 	return s
+}
+
+// rankedBefore is the order of trending lists: score, then video id.
+func rankedBefore(a, b *Ranked) bool {
+	if a.Score != b.Score {
+		return a.Score > b.Score
+	}
+	return a.Video < b.Video
+}
+
+// mergeRanked takes the first k of ranked lists, in order.
+func mergeRanked(lists [][]Ranked, k int) []Ranked {
+	out := make([]Ranked, 0, k)
+	heads := make([]int, len(lists))
+	for len(out) < k {
+		best := -1
+		for i, l := range lists {
+			if heads[i] < len(l) && (best < 0 || rankedBefore(&l[heads[i]], &lists[best][heads[best]])) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		out = append(out, lists[best][heads[best]])
+		heads[best]++
+	}
+	return out
+}
+
+// encodeLists appends lists in a compact binary form: a report is stored
+// once for every partition and tick still pending at a commit.
+func encodeLists(b []byte, lists []List) []byte {
+	b = binary.AppendUvarint(b, uint64(len(lists)))
+	for _, l := range lists {
+		b = binary.AppendUvarint(b, uint64(len(l.Region)))
+		b = append(b, l.Region...)
+		b = binary.AppendUvarint(b, uint64(len(l.Videos)))
+		for _, v := range l.Videos {
+			b = binary.AppendUvarint(b, uint64(len(v.Video)))
+			b = append(b, v.Video...)
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Score))
+		}
+	}
+	return b
+}
+
+var errBadReport = errors.New("processor: corrupt trending report")
+
+func decodeLists(b []byte) ([]List, error) {
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	count := func() (int, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return 0, false
+		}
+		b = b[k:]
+		return int(n), true
+	}
+	nl, ok := count()
+	if !ok {
+		return nil, errBadReport
+	}
+	lists := make([]List, 0, nl)
+	for range nl {
+		region, ok := str()
+		if !ok {
+			return nil, errBadReport
+		}
+		nv, ok := count()
+		if !ok {
+			return nil, errBadReport
+		}
+		l := List{Region: region, Videos: make([]Ranked, 0, nv)}
+		for range nv {
+			id, ok := str()
+			if !ok || len(b) < 8 {
+				return nil, errBadReport
+			}
+			l.Videos = append(l.Videos, Ranked{Video: id, Score: math.Float64frombits(binary.LittleEndian.Uint64(b))})
+			b = b[8:]
+		}
+		lists = append(lists, l)
+	}
+	if len(b) != 0 {
+		return nil, errBadReport
+	}
+	return lists, nil
 }
