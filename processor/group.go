@@ -192,6 +192,18 @@ func (g *Group) Apply(ctx context.Context, rec *Record, ev *event.Event, decodeE
 	return nil
 }
 
+// FlushOutputs sends every output record emitted so far, without
+// committing state: a live service does it often, so that its outputs do
+// not wait for the next commit.
+func (g *Group) FlushOutputs(ctx context.Context) error {
+	for name, s := range g.sinks() {
+		if err := s.Flush(ctx); err != nil {
+			return &CommitError{fmt.Errorf("flush %s output: %w", name, err)}
+		}
+	}
+	return nil
+}
+
 // CommitError is a commit that failed, most often because an output could
 // not be flushed (a broker away). Nothing of it was committed and the
 // state in memory is intact: a later Commit may succeed.
@@ -203,10 +215,8 @@ func (e *CommitError) Unwrap() error { return e.Err }
 // Commit makes everything so far durable: outputs first, then the state of
 // every partition with its offset, in one batch.
 func (g *Group) Commit(ctx context.Context) error {
-	for name, s := range g.sinks() {
-		if err := s.Flush(ctx); err != nil {
-			return &CommitError{fmt.Errorf("flush %s output: %w", name, err)}
-		}
+	if err := g.FlushOutputs(ctx); err != nil {
+		return err
 	}
 	w := g.gpart.NewWriter()
 	if err := g.write(w); err != nil {

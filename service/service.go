@@ -42,6 +42,10 @@ type Config struct {
 	// its held-back scores are emitted and it no longer holds back the
 	// trending ticks of the others.
 	IdleTimeout time.Duration
+	// FlushInterval is how often records emitted since the last flush are
+	// sent to Kafka, between commits, so that the ranker sees a like's
+	// effect within about this long (0: only at commits).
+	FlushInterval time.Duration
 	// CreateTopics creates missing output topics.
 	CreateTopics bool
 }
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		Engine:          processor.DefaultConfig(),
 		CommitInterval:  time.Second,
 		IdleTimeout:     5 * time.Second,
+		FlushInterval:   50 * time.Millisecond,
 		CreateTopics:    true,
 	}
 }
@@ -80,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CommitInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--commit-interval %v: must be at least 10ms", c.CommitInterval))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("--flush-interval %v: must not be negative", c.FlushInterval))
 	}
 	if c.IdleTimeout < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--idle-timeout %v: must be at least 10ms", c.IdleTimeout))
@@ -375,6 +383,13 @@ func (s *Service) fetch(ctx context.Context, p int32, offset int64, out chan<- *
 func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, batches <-chan *fetched, genDone <-chan struct{}) error {
 	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
 	defer tick.Stop()
+	var flushTick <-chan time.Time
+	if s.cfg.FlushInterval > 0 {
+		t := time.NewTicker(s.cfg.FlushInterval)
+		defer t.Stop()
+		flushTick = t.C
+	}
+	unflushed := false
 	now := s.now()
 	lastCommit := now
 	lastData := map[int32]time.Time{}
@@ -408,7 +423,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 			}
 		}
 		lastData[b.part] = s.now()
-		dirty = true
+		dirty, unflushed = true, true
 		if err := g.ApplyBatch(ctx, &b.Batch); err != nil {
 			var ce *processor.CommitError
 			if !errors.As(err, &ce) {
@@ -432,6 +447,16 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 		case b := <-batches:
 			if err := apply(b); err != nil {
 				return err
+			}
+		case <-flushTick:
+			if unflushed {
+				// Outputs may go out before the commit that covers them:
+				// a commit only needs them acknowledged by then.
+				if err := g.FlushOutputs(ctx); err != nil {
+					s.setProblem("commit", err.Error())
+				} else {
+					unflushed = false
+				}
 			}
 		case <-tick.C:
 			now := s.now()
