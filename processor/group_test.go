@@ -41,6 +41,33 @@ func runPartitioned(t *testing.T, cfg Config, recs []Record, n int) testOutputs 
 	return out
 }
 
+// interleave splits records by route, keeping each partition's order, and
+// lets the partitions take turns with runs of run(p) records; offsets are
+// renumbered in the new order.
+func interleave(recs []Record, n int, route Route, run func(p int) int) []Record {
+	byPart := make([][]Record, n)
+	for _, r := range recs {
+		var ev event.Event
+		var evp *event.Event
+		if event.Decode(r.Value, 0, &ev) == nil {
+			evp = &ev
+		}
+		p := route(&r, evp)
+		byPart[p] = append(byPart[p], r)
+	}
+	out := make([]Record, 0, len(recs))
+	for i := 0; len(out) < len(recs); i++ {
+		p := i % n
+		take := min(run(p), len(byPart[p]))
+		out = append(out, byPart[p][:take]...)
+		byPart[p] = byPart[p][take:]
+	}
+	for i := range out {
+		out[i].Offset = int64(i)
+	}
+	return out
+}
+
 // perVideo splits score records by video, keeping each video's order.
 func perVideo(msgs []Message) map[string][]string {
 	m := map[string][]string{}
@@ -60,27 +87,7 @@ func TestPartitionInterleaving(t *testing.T) {
 	route := videoHashRoute(n)
 	// Another interleaving: each partition's records keep their order,
 	// but partitions take turns in uneven runs.
-	byPart := make([][]Record, n)
-	for _, r := range recs {
-		var ev event.Event
-		var evp *event.Event
-		if event.Decode(r.Value, 0, &ev) == nil {
-			evp = &ev
-		}
-		p := route(&r, evp)
-		byPart[p] = append(byPart[p], r)
-	}
-	var other []Record
-	for i := 0; len(other) < len(recs); i++ {
-		p := i % n
-		run := 50 + 37*p
-		take := min(run, len(byPart[p]))
-		other = append(other, byPart[p][:take]...)
-		byPart[p] = byPart[p][take:]
-	}
-	for i := range other {
-		other[i].Offset = int64(i)
-	}
+	other := interleave(recs, n, route, func(p int) int { return 50 + 37*p })
 
 	cfg := DefaultConfig()
 	a := runPartitioned(t, cfg, recs, n)
@@ -119,27 +126,8 @@ func TestPartitionedRestartAfterCrash(t *testing.T) {
 	recs := generated(t, nil)
 	const n = 3
 	route := videoHashRoute(n)
-	byPart := make([][]Record, n)
-	for _, r := range recs {
-		var ev event.Event
-		var evp *event.Event
-		if event.Decode(r.Value, 0, &ev) == nil {
-			evp = &ev
-		}
-		p := route(&r, evp)
-		byPart[p] = append(byPart[p], r)
-	}
 	// Long runs of one partition at a time: the others fall far behind.
-	var drifted []Record
-	for i := 0; len(drifted) < len(recs); i++ {
-		p := i % n
-		take := min(4_000, len(byPart[p]))
-		drifted = append(drifted, byPart[p][:take]...)
-		byPart[p] = byPart[p][take:]
-	}
-	for i := range drifted {
-		drifted[i].Offset = int64(i)
-	}
+	drifted := interleave(recs, n, route, func(int) int { return 4_000 })
 	cfg := DefaultConfig()
 	cfg.CommitEvery = 1_500
 	open := func(db *store.DB, out testOutputs) *Group {
