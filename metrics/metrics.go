@@ -7,12 +7,15 @@ package metrics
 
 import (
 	"errors"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"virality/event"
 )
 
 // Namespace prefixes every metric name.
@@ -26,6 +29,51 @@ const (
 	KindDeadLetter = "dead_letter"
 )
 
+// Reasons are the dead-letter reasons, the values of the reason label of
+// dead_letters_total: the decoder's and the processor's (late, future).
+// Their series exist at 0 from the start, so that a rate or an alert over
+// one reason has a series before its first dead letter.
+var Reasons = []event.Reason{
+	event.ReasonBadJSON, event.ReasonBadField, event.ReasonMissingVideo, event.ReasonMissingUser,
+	event.ReasonTooLong, event.ReasonInvalidUTF8, event.ReasonBadAction, event.ReasonBadTS,
+	event.ReasonMissingTS, event.ReasonFuture, event.ReasonLate,
+}
+
+// BuildInfo is the labels of build_info: what binary is running.
+type BuildInfo struct {
+	Version   string // the release, or Go's module version of the build
+	GoVersion string // the Go toolchain that built it (runtime.Version())
+	Revision  string // the VCS revision, with "-modified" when the tree was dirty
+}
+
+var (
+	buildMu sync.Mutex
+	build   = BuildInfo{Version: "unknown", GoVersion: runtime.Version(), Revision: "unknown"}
+)
+
+// SetBuildInfo sets the labels of build_info for the collectors that New
+// creates afterwards. The command sets it once at start; empty fields keep
+// their defaults ("unknown", and runtime.Version() for GoVersion).
+func SetBuildInfo(b BuildInfo) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if b.Version != "" {
+		build.Version = b.Version
+	}
+	if b.GoVersion != "" {
+		build.GoVersion = b.GoVersion
+	}
+	if b.Revision != "" {
+		build.Revision = b.Revision
+	}
+}
+
+func currentBuild() BuildInfo {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	return build
+}
+
 // CommitBuckets are the upper bounds, in seconds, of batch_commit_seconds:
 // from half a millisecond (an in-memory batch) to 5 s (a stalled disk).
 var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -37,11 +85,12 @@ var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
 // so a call costs a read lock and an atomic add. Methods on a nil *Metrics
 // do nothing, for modes that export no metrics (backfill, replay).
 type Metrics struct {
-	in, applied, dead, emitted *prometheus.CounterVec
-	lag, watermark, stateBytes *prometheus.GaugeVec
-	commit                     prometheus.Histogram
-	partitions, ready          prometheus.Gauge
-	disk, memtable             prometheus.Gauge
+	in, applied, dead, emitted          *prometheus.CounterVec
+	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
+	commit                              prometheus.Histogram
+	commitFailures                      prometheus.Counter
+	partitions, ready                   prometheus.Gauge
+	disk, memtable                      prometheus.Gauge
 
 	mu     sync.RWMutex
 	parts  map[int32]*partition
@@ -50,8 +99,8 @@ type Metrics struct {
 
 // partition is the cached label children of one partition.
 type partition struct {
-	in, applied    prometheus.Counter
-	lag, watermark prometheus.Gauge
+	in, applied             prometheus.Counter
+	lag, watermark, timeLag prometheus.Gauge
 }
 
 type labelKey struct {
@@ -59,8 +108,8 @@ type labelKey struct {
 	value string
 }
 
-// New creates the collectors and registers them, with the Go runtime and
-// process collectors, on reg. Calling New again with the same registry
+// New creates the collectors and registers them, with build_info and the
+// Go runtime and process collectors, on reg. Calling New again with the same registry
 // returns metrics backed by the collectors already registered. It panics if
 // a different collector of the same name is registered on reg, which is a
 // programming error.
@@ -86,12 +135,17 @@ func New(reg *prometheus.Registry) *Metrics {
 		dead:       counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
 		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter).", "kind"),
 		lag:        gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
-		watermark:  gaugeVec("watermark_ms", "Event-time watermark of the partition, epoch ms.", "partition"),
+		watermark:  gaugeVec("watermark_seconds", "Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).", "partition"),
+		timeLag:    gaugeVec("event_time_lag_seconds", "Wall clock minus the event-time watermark of the partition, in seconds.", "partition"),
 		stateBytes: gaugeVec("state_bytes", "Size of the local state, by kind (disk, memtable).", "kind"),
 		commit: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "batch_commit_seconds",
 			Help:    "Time to flush the sinks and commit one batch of state and offsets.",
 			Buckets: CommitBuckets,
+		})),
+		commitFailures: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "commit_failures_total",
+			Help: "Batch commits (sink flush, state and offsets) that failed and will be retried.",
 		})),
 		partitions: gauge("partitions_owned", "Input partitions assigned to this instance."),
 		ready:      gauge("ready", "1 when the service is ready (assignments loaded, broker reachable), else 0."),
@@ -100,6 +154,15 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	m.disk = m.stateBytes.WithLabelValues("disk")
 	m.memtable = m.stateBytes.WithLabelValues("memtable")
+	for _, r := range Reasons {
+		m.counter(m.dead, string(r))
+	}
+	for _, k := range []string{KindScore, KindTrending, KindDeadLetter} {
+		m.counter(m.emitted, k)
+	}
+	b := currentBuild()
+	gaugeVec("build_info", "Always 1; the labels say which build is running.", "version", "goversion", "revision").
+		WithLabelValues(b.Version, b.GoVersion, b.Revision).Set(1)
 	register(reg, collectors.NewGoCollector())
 	register(reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -162,12 +225,22 @@ func (m *Metrics) SetLag(partition int32, lag int64) {
 	m.partition(partition).lag.Set(float64(lag))
 }
 
-// SetWatermark sets the event-time watermark of a partition, epoch ms.
+// SetWatermark sets the event-time watermark of a partition from epoch ms
+// (as the engine keeps it); the gauge is in seconds.
 func (m *Metrics) SetWatermark(partition int32, ms int64) {
 	if m == nil {
 		return
 	}
-	m.partition(partition).watermark.Set(float64(ms))
+	m.partition(partition).watermark.Set(float64(ms) / 1000)
+}
+
+// SetEventTimeLag sets how far a partition's event time is behind: the wall
+// clock minus its watermark. The gauge is in seconds.
+func (m *Metrics) SetEventTimeLag(partition int32, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.partition(partition).timeLag.Set(lag.Seconds())
 }
 
 // ObserveCommit records how long a batch commit took.
@@ -176,6 +249,14 @@ func (m *Metrics) ObserveCommit(d time.Duration) {
 		return
 	}
 	m.commit.Observe(d.Seconds())
+}
+
+// AddCommitFailure counts one failed batch commit.
+func (m *Metrics) AddCommitFailure() {
+	if m == nil {
+		return
+	}
+	m.commitFailures.Inc()
 }
 
 // SetStateBytes sets the size of the state on disk and in memtables.
@@ -222,6 +303,7 @@ func (m *Metrics) ForgetPartition(partition int32) {
 	m.applied.DeleteLabelValues(l)
 	m.lag.DeleteLabelValues(l)
 	m.watermark.DeleteLabelValues(l)
+	m.timeLag.DeleteLabelValues(l)
 }
 
 // partition returns the cached children of a partition, creating them on
@@ -242,6 +324,7 @@ func (m *Metrics) partition(p int32) *partition {
 			applied:   m.applied.WithLabelValues(l),
 			lag:       m.lag.WithLabelValues(l),
 			watermark: m.watermark.WithLabelValues(l),
+			timeLag:   m.timeLag.WithLabelValues(l),
 		}
 		m.parts[p] = c
 	}

@@ -1,12 +1,20 @@
 package metrics
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"virality/event"
 )
 
 func TestCounters(t *testing.T) {
@@ -51,7 +59,8 @@ func TestExposition(t *testing.T) {
 	m.AddIn(1, 10)
 	m.AddApplied(1, 9)
 	m.SetLag(1, 42)
-	m.SetWatermark(1, 1_790_000_000_000)
+	m.SetWatermark(1, 1_790_000_000_250)
+	m.SetEventTimeLag(1, 90*time.Second+500*time.Millisecond)
 	m.SetStateBytes(1<<20, 4096)
 	m.SetPartitions(3)
 	m.SetReady(true)
@@ -60,6 +69,9 @@ func TestExposition(t *testing.T) {
 # HELP virality_events_applied_total Like events applied to the state (not dead-lettered, not duplicates).
 # TYPE virality_events_applied_total counter
 virality_events_applied_total{partition="1"} 9
+# HELP virality_event_time_lag_seconds Wall clock minus the event-time watermark of the partition, in seconds.
+# TYPE virality_event_time_lag_seconds gauge
+virality_event_time_lag_seconds{partition="1"} 90.5
 # HELP virality_events_in_total Like events taken from the input topic.
 # TYPE virality_events_in_total counter
 virality_events_in_total{partition="1"} 10
@@ -76,13 +88,14 @@ virality_ready 1
 # TYPE virality_state_bytes gauge
 virality_state_bytes{kind="disk"} 1.048576e+06
 virality_state_bytes{kind="memtable"} 4096
-# HELP virality_watermark_ms Event-time watermark of the partition, epoch ms.
-# TYPE virality_watermark_ms gauge
-virality_watermark_ms{partition="1"} 1.79e+12
+# HELP virality_watermark_seconds Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).
+# TYPE virality_watermark_seconds gauge
+virality_watermark_seconds{partition="1"} 1.79000000025e+09
 `
 	names := []string{
-		"virality_events_applied_total", "virality_events_in_total", "virality_lag_records",
-		"virality_partitions_owned", "virality_ready", "virality_state_bytes", "virality_watermark_ms",
+		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_in_total",
+		"virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
+		"virality_watermark_seconds",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
@@ -134,12 +147,13 @@ func TestForgetPartition(t *testing.T) {
 		m.AddApplied(p, 5)
 		m.SetLag(p, 1)
 		m.SetWatermark(p, 1000)
+		m.SetEventTimeLag(p, time.Minute)
 	}
 	m.ForgetPartition(0)
 
 	for _, name := range []string{
 		"virality_events_in_total", "virality_events_applied_total",
-		"virality_lag_records", "virality_watermark_ms",
+		"virality_lag_records", "virality_watermark_seconds", "virality_event_time_lag_seconds",
 	} {
 		t.Run(name, func(t *testing.T) {
 			n, err := testutil.GatherAndCount(reg, name)
@@ -192,7 +206,9 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.AddEmitted(KindScore, 1)
 	m.SetLag(0, 1)
 	m.SetWatermark(0, 1)
+	m.SetEventTimeLag(0, time.Second)
 	m.ObserveCommit(time.Second)
+	m.AddCommitFailure()
 	m.SetStateBytes(1, 1)
 	m.SetPartitions(1)
 	m.SetReady(true)
@@ -233,5 +249,106 @@ func BenchmarkBatch(b *testing.B) {
 		m.SetLag(7, 12)
 		m.SetWatermark(7, 1_790_000_000_000)
 		m.ObserveCommit(2 * time.Millisecond)
+	}
+}
+
+// TestSeriesFromStart: every dead-letter reason and every kind of emitted
+// record has its series at 0 before anything is counted, so that rates and
+// alerts over them are defined from the first scrape.
+func TestSeriesFromStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	for _, r := range Reasons {
+		if got := testutil.ToFloat64(m.dead.WithLabelValues(string(r))); got != 0 {
+			t.Errorf("dead_letters_total{reason=%q} = %v at start, want 0", r, got)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		want int
+	}{
+		{"virality_dead_letters_total", len(Reasons)},
+		{"virality_records_emitted_total", 3},
+		{"virality_commit_failures_total", 1},
+		{"virality_build_info", 1},
+	} {
+		n, err := testutil.GatherAndCount(reg, tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.want {
+			t.Errorf("%s: %d series at start, want %d", tc.name, n, tc.want)
+		}
+	}
+	m.AddDead(string(event.ReasonLate), 2)
+	m.AddCommitFailure()
+	want := `
+# HELP virality_commit_failures_total Batch commits (sink flush, state and offsets) that failed and will be retried.
+# TYPE virality_commit_failures_total counter
+virality_commit_failures_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "virality_commit_failures_total"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.dead.WithLabelValues("late")); got != 2 {
+		t.Errorf("dead_letters_total{reason=late} = %v, want 2", got)
+	}
+}
+
+// TestReasonsMatchEvent: Reasons lists exactly the Reason constants that
+// the event package declares, so that a new reason cannot be forgotten.
+func TestReasonsMatchEvent(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../event/event.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var declared []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok {
+			return true
+		}
+		if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Reason" {
+			return true
+		}
+		for _, v := range vs.Values {
+			if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				s, err := strconv.Unquote(lit.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				declared = append(declared, s)
+			}
+		}
+		return true
+	})
+	var listed []string
+	for _, r := range Reasons {
+		listed = append(listed, string(r))
+	}
+	slices.Sort(declared)
+	slices.Sort(listed)
+	if len(declared) < 10 || !slices.Equal(declared, listed) {
+		t.Errorf("event declares reasons %v; metrics.Reasons lists %v", declared, listed)
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	saved := currentBuild()
+	t.Cleanup(func() {
+		buildMu.Lock()
+		build = saved
+		buildMu.Unlock()
+	})
+	SetBuildInfo(BuildInfo{Version: "v1.2.3", Revision: "0123abcd-modified"})
+	reg := prometheus.NewRegistry()
+	New(reg)
+	want := `
+# HELP virality_build_info Always 1; the labels say which build is running.
+# TYPE virality_build_info gauge
+virality_build_info{goversion="` + runtime.Version() + `",revision="0123abcd-modified",version="v1.2.3"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "virality_build_info"); err != nil {
+		t.Fatal(err)
 	}
 }
