@@ -35,7 +35,7 @@ func BenchmarkEngine(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		g, err := NewGroup(DefaultConfig(), db, Outputs{Scores: &discard{}, Trending: &discard{}, DeadLetters: &discard{}}, nil, 1)
+		g, err := NewCoordinator(DefaultConfig(), db, Outputs{Scores: &discard{}, Trending: &discard{}, DeadLetters: &discard{}}, oneSource(1, 1))
 		if err != nil {
 			b.Fatal(err)
 		}

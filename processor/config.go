@@ -15,6 +15,12 @@ type Config struct {
 	// Lateness is how far behind the largest event time seen a record may
 	// be and still be applied; older records are dead-lettered as late.
 	Lateness time.Duration
+	// Reorder is the window of event time within which a partition applies
+	// events sorted, whatever order they arrived in: each partition holds
+	// events until its sources' event times are this far past them. Wider
+	// windows make outputs deterministic under more disorder and delay
+	// them by as much; state is exact either way (up to Lateness).
+	Reorder time.Duration
 	// FutureSkew is how far an event time may lie ahead of its reference
 	// time: the record's own timestamp, or Now when it has none.
 	FutureSkew time.Duration
@@ -57,6 +63,7 @@ func DefaultConfig() Config {
 	return Config{
 		Model:            scoring.DefaultModel,
 		Lateness:         5 * time.Minute,
+		Reorder:          5 * time.Second,
 		FutureSkew:       5 * time.Minute,
 		EmitThreshold:    0.05,
 		EmitInterval:     time.Minute,
@@ -84,6 +91,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lateness < 0 || c.Lateness > 24*minHalfLife {
 		errs = append(errs, fmt.Errorf("lateness %v must be between 0 and %v", c.Lateness, 24*minHalfLife))
+	}
+	if c.Reorder < 0 || c.Reorder > c.Lateness {
+		errs = append(errs, fmt.Errorf("reorder window %v must be between 0 and the lateness (%v)", c.Reorder, c.Lateness))
 	}
 	if c.FutureSkew < 0 {
 		errs = append(errs, fmt.Errorf("future skew %v must not be negative", c.FutureSkew))
@@ -121,8 +131,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d",
-		c.Model, c.Lateness.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
+	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d",
+		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
 		c.AccountThreshold)
 }

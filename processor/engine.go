@@ -5,9 +5,9 @@
 package processor
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
+	"math"
+	"slices"
 
 	"virality/event"
 	"virality/scoring"
@@ -18,6 +18,9 @@ import (
 type Stats struct {
 	Records      int64 // input records taken
 	Applied      int64 // events applied to state
+	Repeated     int64 // events a partition had taken already (after a crash)
+	Reordered    int64 // events that came after the release point passed them
+	Buffered     int64 // events held in reorder buffers
 	DeadLetters  int64
 	DeadByReason map[string]int64
 	StrayUnlikes int64 // unlikes with no standing like
@@ -44,27 +47,47 @@ type pair struct {
 	dirty       bool
 }
 
-// Engine applies the records of one input partition in order. One
-// goroutine owns it; it takes no locks.
+// Engine owns the state of one partition of videos: it takes the events
+// routed to it from every source, applies them in event-time order once
+// its watermark passes them, and writes what they produce (score records,
+// its trending lists at each tick, its progress through the ticks) to its
+// outbox. It knows nothing of sinks, commits or other partitions: the
+// coordinator drains its outbox and commits its state. One goroutine at a
+// time runs it; it takes no locks.
 //
-// Invariants. The state in the store, the input offset and the output
-// positions always describe the same point of the input: a commit first
-// flushes every output record emitted so far (so none is lost), then writes
-// every changed piece of state, the offset and the positions in one batch.
-// Between commits the caches hold the only copy of changed state, so
-// nothing dirty is ever evicted. Event time only ever comes from the data;
-// the watermark is the largest event time accepted minus the lateness, and
-// ticks of trending fire when the largest event time first reaches them.
+// Order. Each source promises, through the largest event time it has
+// seen (srcMax), that none of its later records lies more than the
+// lateness before it. The engine holds events in a reorder buffer and
+// applies those before its release point, the smallest srcMax of its
+// active sources minus the reorder window, sorted by routedLess. Within
+// the window the order of application, and so every output, depends only
+// on the events, not on how sources interleaved: live, replay and
+// backfill, over any number of partitions and instances, apply the same
+// events in the same order. An event that arrives after the release point
+// passed it (more disorder than the window) is applied at once: the state
+// stays exact, as pairs are order-independent, but outputs may differ.
+//
+// Invariants. The watermark (the smallest srcMax of all its sources,
+// minus the lateness) never passes an event still to come, so pairs and
+// accounts can drop what no later event can need. Between commits the
+// caches hold the only copy of changed state, so nothing dirty is ever
+// evicted.
 type Engine struct {
 	cfg   Config
-	g     *Group
 	id    int32
 	model scoring.Model
 	part  *store.Partition
-	out   Outputs
 	meta  store.Meta
 
-	lateness, skew, tick, horizon, interval, bucket int64
+	lateness, reorder, tick, horizon, interval, bucket int64
+
+	inbox    []*routed // routed here since the last step
+	sources  []int32   // every source that feeds the partition
+	inputs   map[int32]*store.InputPos
+	buf      reorder
+	unsaved  []*routed // held since the last commit
+	released int64     // release point so far: events before it are applied
+	savedRel int64     // release point of the last commit
 
 	videos      map[string]*video
 	dirtyVideos []*video
@@ -74,32 +97,30 @@ type Engine struct {
 	accounts    *accounts
 	rank        *ranking
 
+	box   outbox
 	stats Stats
 	key   []byte
-	buf   []byte
-	msg   Message
-	hdr   [5]Header
+	buf2  []byte
 }
 
-// newEngine opens the engine of one partition on its committed state.
-func newEngine(g *Group, id int32, part *store.Partition, filterBits int) (*Engine, error) {
-	cfg := g.cfg
+// newEngine opens the engine of one partition on its committed state. It
+// is fed by the given sources.
+func newEngine(cfg Config, id int32, part *store.Partition, sources []int32, filterBits int) (*Engine, error) {
 	model, _ := scoring.Lookup(cfg.Model)
 	e := &Engine{
 		cfg:      cfg,
-		g:        g,
 		id:       id,
 		model:    model,
 		part:     part,
-		out:      g.out,
 		lateness: cfg.Lateness.Milliseconds(),
-		skew:     cfg.FutureSkew.Milliseconds(),
+		reorder:  cfg.Reorder.Milliseconds(),
 		tick:     cfg.Tick.Milliseconds(),
 		horizon:  cfg.TrendingHorizon.Milliseconds(),
 		interval: cfg.EmitInterval.Milliseconds(),
 		videos:   map[string]*video{},
 		pairs:    map[string]*pair{},
 		filter:   newFilter(filterBits),
+		inputs:   map[int32]*store.InputPos{},
 		stats:    Stats{DeadByReason: map[string]int64{}},
 	}
 	e.bucket = max(accountBucketMS, e.lateness)
@@ -107,13 +128,20 @@ func newEngine(g *Group, id int32, part *store.Partition, filterBits int) (*Engi
 	e.rank = newRanking(e.tick, e.horizon)
 	meta, ok, err := part.Meta()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read state of partition %d: %w", id, err)
 	}
 	if ok && meta.Fingerprint != cfg.fingerprint() {
 		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", id, meta.Fingerprint, cfg.fingerprint())
 	}
 	e.meta = meta
 	e.meta.Fingerprint = cfg.fingerprint()
+	for i := range e.meta.Inputs {
+		in := e.meta.Inputs[i]
+		e.inputs[in.Source] = &in
+	}
+	e.setSources(sources)
+	e.released = e.releasePoint()
+	e.savedRel = e.released
 	if !ok {
 		return e, nil
 	}
@@ -126,56 +154,160 @@ func newEngine(g *Group, id int32, part *store.Partition, filterBits int) (*Engi
 	if err := e.accounts.load(floorDiv(meta.MaxTS, e.bucket)); err != nil {
 		return nil, fmt.Errorf("load accounts of partition %d: %w", id, err)
 	}
+	err = part.ScanBuffered(func(v []byte) error {
+		r, err := decodeRouted(v)
+		if err != nil {
+			return err
+		}
+		e.buf.push(r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load reorder buffer of partition %d: %w", id, err)
+	}
 	return e, nil
 }
 
-// NextOffset is the offset of the first record of the partition that the
-// engine has not taken.
-func (e *Engine) NextOffset() int64 { return e.meta.Offset }
+// setSources names the sources that feed the partition; the release point
+// waits for each of them.
+func (e *Engine) setSources(sources []int32) {
+	e.sources = slices.Clone(sources)
+	for _, s := range sources {
+		if e.inputs[s] == nil {
+			e.inputs[s] = &store.InputPos{Source: s}
+		}
+	}
+}
+
+// ID is the partition's number.
+func (e *Engine) ID() int32 { return e.id }
 
 // Watermark is the partition's watermark in ms (0 before any event).
 func (e *Engine) Watermark() int64 {
-	if e.meta.MaxTS == 0 {
-		return 0
+	if low := e.low(false); low > 0 {
+		return low - e.lateness
 	}
-	return e.watermark()
+	return 0
 }
+
+// Buffered is the number of events waiting in the reorder buffer.
+func (e *Engine) Buffered() int { return e.buf.len() }
 
 // Stats returns the counters so far. The map is shared: read it only from
 // the goroutine that runs the engine.
 func (e *Engine) Stats() Stats { return e.stats }
 
-// Apply takes one record; ev and decodeErr are its decoded event or the
-// reason it could not be decoded.
-func (e *Engine) Apply(rec *Record, ev *event.Event, decodeErr error) error {
-	e.stats.Records++
-	if err := e.take(rec, ev, decodeErr); err != nil {
-		return err
+// low is the smallest largest-event-time of the sources (of the active
+// ones only, if active): 0 while one has reported nothing.
+func (e *Engine) low(active bool) int64 {
+	low := int64(math.MaxInt64)
+	any := false
+	for _, s := range e.sources {
+		in := e.inputs[s]
+		if active && in.Idle {
+			continue
+		}
+		any = true
+		low = min(low, in.MaxTS)
 	}
-	e.meta.Offset = rec.Offset + 1
+	if !any {
+		return math.MaxInt64
+	}
+	return low
+}
+
+// releasePoint is the event time before which every event is applied.
+func (e *Engine) releasePoint() int64 {
+	low := e.low(true)
+	if low == 0 {
+		return 0
+	}
+	if low == math.MaxInt64 {
+		return e.released // every source idle: hold
+	}
+	return low - e.reorder
+}
+
+func (e *Engine) watermark() int64 {
+	if low := e.low(false); low > 0 && low < math.MaxInt64 {
+		return low - e.lateness
+	}
+	return math.MinInt64
+}
+
+// take offers an event to the partition. An event the partition already
+// took from its source (repeated after a crash) is skipped.
+func (e *Engine) take(r *routed) error {
+	in := e.inputs[r.src]
+	if in == nil {
+		return fmt.Errorf("processor: partition %d got an event from source %d, which does not feed it", e.id, r.src)
+	}
+	if r.off < in.Offset {
+		e.stats.Repeated++
+		return nil
+	}
+	in.Offset = r.off + 1
+	in.MaxTS = max(in.MaxTS, r.srcMax)
+	in.Idle = false
+	e.stats.Records++
+	if r.ev.TS < e.released {
+		e.stats.Reordered++
+		return e.applyEvent(&r.ev)
+	}
+	e.meta.BufSeq++
+	r.seq = e.meta.BufSeq
+	e.buf.push(r)
+	e.unsaved = append(e.unsaved, r)
 	return nil
 }
 
-func (e *Engine) take(rec *Record, ev *event.Event, decodeErr error) error {
-	if decodeErr != nil {
-		var de *event.Error
-		if errors.As(decodeErr, &de) {
-			return e.deadLetter(rec, 0, string(de.Reason), de.Detail)
+// progress records a source's progress without an event for this
+// partition: how far it has read and its largest event time, or that it
+// is idle (caught up and quiet), so that it holds back no tick.
+func (e *Engine) progress(src int32, maxTS int64, idle bool) {
+	if in := e.inputs[src]; in != nil {
+		in.MaxTS = max(in.MaxTS, maxTS)
+		in.Idle = idle
+	}
+}
+
+// release applies the held events before the release point, in order,
+// and closes the ticks it reaches.
+func (e *Engine) release() error {
+	r := e.releasePoint()
+	if r <= e.released {
+		return nil
+	}
+	for {
+		ev, ok := e.buf.popBefore(r)
+		if !ok {
+			break
 		}
-		return e.deadLetter(rec, 0, string(event.ReasonBadJSON), decodeErr.Error())
+		if err := e.applyEvent(&ev.ev); err != nil {
+			return err
+		}
 	}
-	ref := rec.Time
-	if ref <= 0 {
-		ref = e.cfg.Now
+	e.released = r
+	return e.closeTicks(r)
+}
+
+// finish applies every held event: the input has ended.
+func (e *Engine) finish() error {
+	for {
+		ev, ok := e.buf.popBefore(math.MaxInt64)
+		if !ok {
+			break
+		}
+		if err := e.applyEvent(&ev.ev); err != nil {
+			return err
+		}
 	}
-	if ref > 0 && ev.TS > ref+e.skew {
-		return e.deadLetter(rec, ev.TS, string(event.ReasonFuture),
-			fmt.Sprintf("event time %d is %dms after the reference time %d, more than the allowed %dms", ev.TS, ev.TS-ref, ref, e.skew))
-	}
-	if e.meta.MaxTS > 0 && ev.TS < e.meta.MaxTS-e.lateness {
-		return e.deadLetter(rec, ev.TS, string(event.ReasonLate),
-			fmt.Sprintf("event time %d is %dms before the latest %d, more than the allowed lateness %dms", ev.TS, e.meta.MaxTS-ev.TS, e.meta.MaxTS, e.lateness))
-	}
+	e.released = max(e.released, e.meta.MaxTS+1)
+	e.box.next = math.MaxInt64
+	return nil
+}
+
+func (e *Engine) applyEvent(ev *event.Event) error {
 	if ev.TS > e.meta.MaxTS {
 		if err := e.advance(ev.TS); err != nil {
 			return err
@@ -185,8 +317,8 @@ func (e *Engine) take(rec *Record, ev *event.Event, decodeErr error) error {
 	return e.apply(ev)
 }
 
-// advance moves the largest event time to ts, first emitting the trending
-// snapshots of every tick it reaches.
+// advance moves the largest applied event time to ts, first closing every
+// tick it reaches.
 func (e *Engine) advance(ts int64) error {
 	if e.meta.NextTick == 0 {
 		e.meta.NextTick = (floorDiv(ts, e.tick) + 1) * e.tick
@@ -197,35 +329,30 @@ func (e *Engine) advance(ts int64) error {
 			e.meta.NextTick = (floorDiv(ts, e.tick) + 1) * e.tick
 			break
 		}
-		if err := e.snapshot(e.meta.NextTick); err != nil {
-			return err
-		}
+		e.snapshot(e.meta.NextTick)
 		e.meta.NextTick += e.tick
 	}
 	e.meta.MaxTS = ts
-	return e.g.merger.progress(e.id, e.meta.NextTick)
+	e.box.next = e.meta.NextTick
+	return nil
 }
 
-// AdvanceTicks closes the ticks before upTo as if event time had reached
-// them, without moving the watermark: an idle partition must not hold
-// back the trending snapshots of the others.
-func (e *Engine) AdvanceTicks(upTo int64) error {
-	if e.meta.NextTick == 0 || upTo <= e.meta.NextTick {
+// closeTicks closes the ticks up to upTo: every event before them is
+// applied, so the partition's lists at them are final.
+func (e *Engine) closeTicks(upTo int64) error {
+	if e.meta.NextTick == 0 {
 		return nil
 	}
-	for e.meta.NextTick < upTo && !e.rank.empty() {
-		if err := e.snapshot(e.meta.NextTick); err != nil {
-			return err
-		}
+	for e.meta.NextTick <= upTo && !e.rank.empty() {
+		e.snapshot(e.meta.NextTick)
 		e.meta.NextTick += e.tick
 	}
-	if e.meta.NextTick < upTo {
-		e.meta.NextTick = ceilDiv(upTo, e.tick) * e.tick
+	if e.meta.NextTick <= upTo {
+		e.meta.NextTick = (floorDiv(upTo, e.tick) + 1) * e.tick
 	}
-	return e.g.merger.progress(e.id, e.meta.NextTick)
+	e.box.next = e.meta.NextTick
+	return nil
 }
-
-func (e *Engine) watermark() int64 { return e.meta.MaxTS - e.lateness }
 
 func (e *Engine) apply(ev *event.Event) error {
 	pr, err := e.pair(ev.VideoID, ev.UserID)
@@ -443,33 +570,14 @@ func (e *Engine) emit(v *video, in *scoring.Input, score float64) error {
 		v.pending = true
 	}
 	e.markVideo(v)
-	e.buf = appendScore(e.buf[:0], v.ID, v.Seq, e.model.Name(), score, in)
-	e.msg = Message{Key: append(e.key[:0], v.ID...), Value: e.buf, Time: in.TS}
+	e.buf2 = appendScore(e.buf2[:0], v.ID, v.Seq, e.model.Name(), score, in)
+	e.box.addScore(v.ID, e.buf2, in.TS)
 	e.stats.Scores++
-	return e.out.Scores.Write(&e.msg)
-}
-
-func (e *Engine) snapshot(tick int64) error {
-	e.g.merger.report(e.id, e.rank.snapshot(tick, e.cfg.TopK))
 	return nil
 }
 
-func (e *Engine) deadLetter(rec *Record, ts int64, reason, detail string) error {
-	e.stats.DeadLetters++
-	e.stats.DeadByReason[reason]++
-	if rec.Time > 0 {
-		// The source's own time: the event time may be what is wrong.
-		ts = rec.Time
-	}
-	e.hdr = [5]Header{
-		{Key: HeaderReason, Value: []byte(reason)},
-		{Key: HeaderError, Value: []byte(detail)},
-		{Key: HeaderTopic, Value: []byte(rec.Topic)},
-		{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-		{Key: HeaderOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
-	}
-	e.msg = Message{Key: rec.Key, Value: rec.Value, Time: ts, Headers: e.hdr[:]}
-	return e.out.DeadLetters.Write(&e.msg)
+func (e *Engine) snapshot(tick int64) {
+	e.box.reports = append(e.box.reports, e.rank.snapshot(tick, e.cfg.TopK))
 }
 
 func (e *Engine) markVideo(v *video) {
@@ -593,6 +701,27 @@ func (e *Engine) write(w *store.Writer) error {
 	}
 	if err := e.rank.save(w); err != nil {
 		return err
+	}
+	if e.released > e.savedRel {
+		if err := w.DeleteBufferedBefore(e.released); err != nil {
+			return err
+		}
+		e.savedRel = e.released
+	}
+	for _, r := range e.unsaved {
+		if r.ev.TS < e.released {
+			continue // applied already
+		}
+		e.buf2 = appendRouted(e.buf2[:0], r)
+		if err := w.SetBuffered(r.ev.TS, r.seq, e.buf2); err != nil {
+			return err
+		}
+	}
+	clear(e.unsaved)
+	e.unsaved = e.unsaved[:0]
+	e.meta.Inputs = e.meta.Inputs[:0]
+	for _, s := range e.sources {
+		e.meta.Inputs = append(e.meta.Inputs, *e.inputs[s])
 	}
 	return w.SetMeta(&e.meta)
 }

@@ -266,15 +266,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// openGroup opens a one-partition group, as backfill does by default.
-func openGroup(t testing.TB, cfg Config, db *store.DB, out testOutputs) *Group {
+// openGroup opens a coordinator of one partition on one stream.
+func openGroup(t testing.TB, cfg Config, db *store.DB, out testOutputs) *Coordinator {
 	t.Helper()
-	g, err := NewGroup(cfg, db, out.outputs(), nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Open(0); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return openCoordinator(t, cfg, db, out, oneSource(1, 1))
 }

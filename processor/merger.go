@@ -13,26 +13,21 @@ import (
 	"virality/store"
 )
 
-// merger combines the trending lists of a group's partitions into one
-// snapshot per tick. A partition reports its lists at each tick its event
-// time reaches and then its progress: every tick before its next one is
-// reported (a tick it skipped, having nothing to list, contributes
-// nothing). The snapshot of tick T is emitted once every partition that is
-// not idle has passed T, so it is the same whatever order the partitions'
-// records were interleaved in. An idle partition does not hold the others
-// back: before a tick is emitted, idle partitions are asked to report it
-// from their state as it is (advance). Reports for a tick already emitted
-// (from a partition that was idle) are dropped.
+// merger combines the trending lists of partitions into one snapshot per
+// tick. A partition reports its lists at each tick it closes and then its
+// progress: every tick before its next one is reported (a tick it skipped,
+// having nothing to list, contributes nothing). The snapshot of tick T is
+// emitted once every partition has passed T; partitions close a tick only
+// when every event before it is applied, so the snapshot is the same
+// whatever order the partitions' records were interleaved in. Reports for
+// a tick already emitted are dropped.
 type merger struct {
-	topK     int
-	emit     func(*Snapshot) error
-	advance  func(id int32, upTo int64) error
-	next     map[int32]int64
-	idle     map[int32]bool
-	pending  map[int64]map[int32][]List
-	ticks    int64Heap // the keys of pending, to emit them in order
-	done     int64     // last tick emitted
-	flushing bool
+	topK    int
+	emit    func(*Snapshot) error
+	next    map[int32]int64
+	pending map[int64]map[int32][]List
+	ticks   int64Heap // the keys of pending, to emit them in order
+	done    int64     // last tick emitted
 	// Persistence is incremental: reports still pending at a commit are
 	// stored once each, and dropped with one range deletion once merged.
 	unsaved   []report
@@ -66,7 +61,6 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 		topK:    topK,
 		emit:    emit,
 		next:    map[int32]int64{},
-		idle:    map[int32]bool{},
 		pending: map[int64]map[int32][]List{},
 	}
 	if len(state) > 0 {
@@ -124,26 +118,10 @@ func (m *merger) save(w *store.Writer) error {
 	return nil
 }
 
-func (m *merger) join(id int32, next int64) {
-	m.next[id] = next
-	delete(m.idle, id)
-}
+func (m *merger) join(id int32, next int64) { m.next[id] = next }
 
 func (m *merger) leave(id int32) error {
 	delete(m.next, id)
-	delete(m.idle, id)
-	return m.flush()
-}
-
-func (m *merger) setIdle(id int32, idle bool) error {
-	if _, ok := m.next[id]; !ok {
-		return nil
-	}
-	if idle {
-		m.idle[id] = true
-	} else {
-		delete(m.idle, id)
-	}
 	return m.flush()
 }
 
@@ -169,46 +147,20 @@ func (m *merger) progress(id int32, next int64) error {
 	return m.flush()
 }
 
-// frontier is the first tick some active partition has not passed.
+// frontier is the first tick some partition has not passed.
 func (m *merger) frontier() int64 {
 	f := int64(math.MaxInt64)
-	for id, n := range m.next {
-		if !m.idle[id] {
-			f = min(f, n)
-		}
+	for _, n := range m.next {
+		f = min(f, n)
 	}
 	return f
 }
 
 func (m *merger) flush() error {
-	if m.flushing {
-		return nil
-	}
-	m.flushing = true
-	defer func() { m.flushing = false }()
-	f := m.frontier()
-	if f == math.MaxInt64 {
-		// Every partition is idle: close the ticks some have reported.
-		return m.emitBefore(f)
-	}
-	if m.advance != nil {
-		ids := make([]int32, 0, len(m.idle))
-		for id := range m.idle {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			if m.next[id] > 0 && m.next[id] < f {
-				if err := m.advance(id, f); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	if len(m.pending) == 0 {
 		return nil
 	}
-	return m.emitBefore(f)
+	return m.emitBefore(m.frontier())
 }
 
 // finish emits every pending tick: a bounded input has ended.

@@ -30,31 +30,13 @@ type Batch struct {
 	done   chan struct{}
 }
 
-// ApplyBatch applies a decoded batch in order. A commit that fails on the
-// way (CommitError) does not stop it: the records are applied, and the
-// error is returned at the end for the caller to retry the commit.
-func (g *Group) ApplyBatch(ctx context.Context, b *Batch) error {
-	var failed error
-	for i := range b.Recs {
-		err := g.Apply(ctx, &b.Recs[i], &b.Events[i], b.Errs[i])
-		var ce *CommitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ce):
-			failed = err
-		default:
-			return err
-		}
-	}
-	return failed
-}
-
-// Run feeds a source that is one stream (files) through a group: one
-// goroutine reads, Decoders goroutines decode, and the calling goroutine
-// applies in input order. Records before the group's resume offset are
-// skipped. At the end of a bounded source (io.EOF) it finishes the group:
-// final records and a last commit.
-func Run(ctx context.Context, g *Group, src Source, opts RunOptions) error {
+// Run feeds a source that is one stream (files, source 0) through a
+// coordinator: one goroutine reads, Decoders goroutines decode, and the
+// calling goroutine routes in input order while the partitions apply on
+// the coordinator's workers. Records before the resume offset are
+// skipped. At the end of a bounded source (io.EOF) it finishes: final
+// records and a last commit.
+func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -73,7 +55,7 @@ func Run(ctx context.Context, g *Group, src Source, opts RunOptions) error {
 		defer wg.Done()
 		defer close(ordered)
 		defer close(work)
-		resume := g.NextOffset()
+		resume := g.NextOffset(0)
 		var recs []Record
 		for {
 			var err error
@@ -119,7 +101,7 @@ func Run(ctx context.Context, g *Group, src Source, opts RunOptions) error {
 	for b := range ordered {
 		<-b.done
 		if applyErr == nil {
-			if applyErr = g.ApplyBatch(ctx, b); applyErr != nil {
+			if applyErr = g.TakeInput(ctx, 0, b); applyErr != nil {
 				cancel()
 			}
 			if applyErr == nil && opts.Progress != nil {

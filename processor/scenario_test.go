@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"virality/event"
 
 	"github.com/cockroachdb/datadriven"
 )
@@ -118,16 +117,11 @@ func TestDeadLetterInvalidUTF8(t *testing.T) {
 	value := []byte("{\"video_id\":\"v\xff1\",\"user_id\":\"u1\",\"ts\":1793491200000}")
 	rec := Record{Value: value, Topic: "likes", Partition: 3, Offset: 0}
 	out := newTestOutputs()
-	g, err := NewGroup(DefaultConfig(), openMemStore(t), out.outputs(), nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Open(3); err != nil {
-		t.Fatal(err)
-	}
-	var ev event.Event
-	decodeErr := event.Decode(rec.Value, 0, &ev)
-	if err := g.Apply(context.Background(), &rec, &ev, decodeErr); err != nil {
+	g := openGroup(t, DefaultConfig(), openMemStore(t), out)
+	b := &Batch{}
+	b.Fill([]Record{rec}, 0)
+	b.Decode()
+	if err := g.TakeInput(context.Background(), 0, b); err != nil {
 		t.Fatal(err)
 	}
 	if len(out.dead.msgs) != 1 {

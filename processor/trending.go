@@ -234,6 +234,11 @@ func top(t *btree.BTreeG[*candidate], k int) []Ranked {
 
 // load restores a candidate from the store.
 func (r *ranking) load(c store.Candidate) {
+	if c.Score <= 0 {
+		// Committed between its last change and the snapshot that would
+		// have unlisted it.
+		return
+	}
 	n := &candidate{video: c.Video, score: c.Score, last: c.LastLike, region: c.Region}
 	r.cands[c.Video] = n
 	r.place(n)

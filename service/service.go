@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,8 @@ type Config struct {
 	FlushInterval time.Duration
 	// CreateTopics creates missing output topics.
 	CreateTopics bool
+	// Workers is the number of goroutines applying partitions in parallel.
+	Workers int
 }
 
 // DefaultConfig returns the defaults of the flags of `virality run`.
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		IdleTimeout:     5 * time.Second,
 		FlushInterval:   50 * time.Millisecond,
 		CreateTopics:    true,
+		Workers:         runtime.GOMAXPROCS(0),
 	}
 }
 
@@ -89,6 +93,9 @@ func (c *Config) Validate() error {
 	if c.FlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("--flush-interval %v: must not be negative", c.FlushInterval))
 	}
+	if c.Workers < 1 || c.Workers > 1024 {
+		errs = append(errs, fmt.Errorf("--workers %d: must be between 1 and 1024", c.Workers))
+	}
 	if c.IdleTimeout < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--idle-timeout %v: must be at least 10ms", c.IdleTimeout))
 	}
@@ -106,7 +113,7 @@ type Service struct {
 	log zerolog.Logger
 	now func() time.Time
 
-	group  atomic.Pointer[processor.Group]
+	group  atomic.Pointer[processor.Coordinator]
 	owned  atomic.Pointer[[]int32]
 	recent *recentScores
 	// counted holds each open partition's counters as last accounted, so
@@ -132,13 +139,39 @@ func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Ser
 		recent: newRecentScores(100_000), problems: map[string]string{}, counted: map[int32]processor.Stats{}}, nil
 }
 
-// fetched is one fetch of one partition, decoded.
+// fetched is one fetch of one partition, decoded: of the input topic, or
+// of the partition's share of the repartition topic.
 type fetched struct {
 	processor.Batch
-	part int32
-	hw   int64 // high watermark after the fetch
-	err  error
+	part   int32
+	repart bool
+	hw     int64 // high watermark after the fetch
+	err    error
 }
+
+// RepartitionTopic is the internal topic through which records reach the
+// partition that owns their video when the input is not keyed by video.
+func (c *Config) RepartitionTopic() string { return c.Group + "-likes-by-video" }
+
+// Partitioner names a video's partition as Kafka's default partitioner
+// does for a record keyed by the video id: input keyed by video needs no
+// repartitioning.
+func Partitioner(video string, n int) int32 {
+	return int32(kafkaio.PartitionOf([]byte(video), n))
+}
+
+// forwardBalancer sends a repartition record to the partition its header
+// names.
+var forwardBalancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
+	for _, h := range m.Headers {
+		if h.Key == processor.HeaderForward {
+			if p, ok := processor.ForwardPartition(h.Value); ok && int(p) < len(partitions) {
+				return partitions[p]
+			}
+		}
+	}
+	return partitions[0]
+})
 
 // Run runs the service until ctx ends, then commits and returns nil.
 func (s *Service) Run(ctx context.Context) (err error) {
@@ -163,18 +196,34 @@ func (s *Service) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	// The internal topic is always the service's own: created with the
+	// input's partitions, whatever --create-topics says.
+	{
+		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
+			{Name: s.cfg.RepartitionTopic(), Partitions: n},
+		})
+		for _, w := range warnings {
+			s.log.Warn().Msg(w)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	var sinks []*kafkaio.Sink
 	defer func() {
 		for _, k := range sinks {
 			err = errors.Join(err, k.Close())
 		}
 	}()
-	open := func(topic string) (*kafkaio.Sink, error) {
-		k, err := kafkaio.NewSink(kc, topic, kafkaio.SinkOptions{})
+	openWith := func(topic string, opts kafkaio.SinkOptions) (*kafkaio.Sink, error) {
+		k, err := kafkaio.NewSink(kc, topic, opts)
 		if err == nil {
 			sinks = append(sinks, k)
 		}
 		return k, err
+	}
+	open := func(topic string) (*kafkaio.Sink, error) {
+		return openWith(topic, kafkaio.SinkOptions{})
 	}
 	var out processor.Outputs
 	scores, err := open(s.cfg.ScoresTopic)
@@ -194,7 +243,14 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	if out.DeadLetters, err = open(s.cfg.DeadLetterTopic); err != nil {
 		return err
 	}
-	g, err := processor.NewGroup(s.cfg.Engine, s.db, out, processor.ByRecordPartition, n)
+	if out.Repartition, err = openWith(s.cfg.RepartitionTopic(), kafkaio.SinkOptions{Balancer: forwardBalancer}); err != nil {
+		return err
+	}
+	topo := processor.Topology{Partitions: n, Partitioner: Partitioner, Workers: s.cfg.Workers, Expect: n}
+	for p := range n {
+		topo.Sources = append(topo.Sources, int32(p))
+	}
+	g, err := processor.NewCoordinator(s.cfg.Engine, s.db, out, topo)
 	if err != nil {
 		return err
 	}
@@ -257,7 +313,7 @@ func ignoreClosed(err error) error {
 
 // generation runs the partitions one consumer-group generation assigns to
 // this instance until the generation ends or ctx does.
-func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka.Generation) error {
+func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen *kafka.Generation) error {
 	assigned := map[int32]int64{}
 	for _, a := range gen.Assignments[s.cfg.InputTopic] {
 		assigned[int32(a.ID)] = a.Offset
@@ -281,11 +337,11 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	starts := map[int32]int64{}
 	for _, p := range ids {
-		e, err := g.Open(p)
-		if err != nil {
+		if _, err := g.Open(p); err != nil {
 			return fmt.Errorf("open partition %d: %w", p, err)
 		}
-		starts[p], err = s.startOffset(ctx, p, e.NextOffset(), assigned[p])
+		var err error
+		starts[p], err = s.startOffset(ctx, p, g.NextOffset(p), assigned[p])
 		if err != nil {
 			return err
 		}
@@ -297,8 +353,8 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 	g.AfterCommit = func(context.Context) error {
 		offsets := map[int]int64{}
 		for _, p := range ids {
-			if e, ok := g.Engine(p); ok && e.NextOffset() > 0 {
-				offsets[int(p)] = e.NextOffset()
+			if off := g.NextOffset(p); off > 0 {
+				offsets[int(p)] = off
 			}
 		}
 		if len(offsets) == 0 {
@@ -320,8 +376,9 @@ func (s *Service) generation(ctx context.Context, g *processor.Group, gen *kafka
 		close(genDone)
 	})
 	for _, p := range ids {
-		p, off := p, starts[p]
-		gen.Start(func(gctx context.Context) { s.fetch(gctx, p, off, batches) })
+		p, off, roff := p, starts[p], g.RepartitionedOffset(p)
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.InputTopic, p, false, off, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.RepartitionTopic(), p, true, roff, batches) })
 	}
 	s.setAssigned(true)
 	return s.loop(ctx, g, ids, batches, genDone)
@@ -346,12 +403,19 @@ func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup
 	return first, nil
 }
 
-// fetch reads one partition and sends decoded batches, until ctx ends.
-func (s *Service) fetch(ctx context.Context, p int32, offset int64, out chan<- *fetched) {
-	src, err := kafkaio.NewPartitionSource(s.cfg.Kafka, s.cfg.InputTopic, int(p), offset)
+// fetch reads one partition of a topic and sends decoded batches, until
+// ctx ends.
+func (s *Service) fetch(ctx context.Context, topic string, p int32, repart bool, offset int64, out chan<- *fetched) {
+	if repart && offset == 0 {
+		// The start of what the topic still holds.
+		if first, _, err := kafkaio.FirstLastOffsets(ctx, s.cfg.Kafka, topic, int(p)); err == nil {
+			offset = first
+		}
+	}
+	src, err := kafkaio.NewPartitionSource(s.cfg.Kafka, topic, int(p), offset)
 	if err != nil {
 		select {
-		case out <- &fetched{part: p, err: err}:
+		case out <- &fetched{part: p, repart: repart, err: err}:
 		case <-ctx.Done():
 		}
 		return
@@ -360,7 +424,7 @@ func (s *Service) fetch(ctx context.Context, p int32, offset int64, out chan<- *
 	var recs []processor.Record
 	for ctx.Err() == nil {
 		recs, err = src.Next(ctx, recs[:0])
-		b := &fetched{part: p, hw: src.HighWatermark(), err: err}
+		b := &fetched{part: p, repart: repart, hw: src.HighWatermark(), err: err}
 		if err == nil {
 			b.Fill(recs, 0)
 			b.Decode()
@@ -380,7 +444,7 @@ func (s *Service) fetch(ctx context.Context, p int32, offset int64, out chan<- *
 
 // loop applies batches on this goroutine, which owns the group's state,
 // and commits on the wall-clock cadence.
-func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, batches <-chan *fetched, genDone <-chan struct{}) error {
+func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, batches <-chan *fetched, genDone <-chan struct{}) error {
 	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
 	defer tick.Stop()
 	var flushTick <-chan time.Time
@@ -409,31 +473,25 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 			return nil
 		}
 		s.setProblem("fetch", "")
-		if e, ok := g.Engine(b.part); ok && s.m != nil {
-			s.m.SetLag(b.part, max(b.hw-e.NextOffset(), 0))
+		if b.repart {
+			if len(b.Recs) == 0 {
+				return nil
+			}
+			dirty, unflushed = true, true
+			return s.retryable(g.TakeRepartitioned(ctx, b.part, &b.Batch), &commitFailing)
+		}
+		if s.m != nil {
+			s.m.SetLag(b.part, max(b.hw-g.NextOffset(b.part), 0))
 		}
 		caughtUp[b.part] = len(b.Recs) == 0
 		if len(b.Recs) == 0 {
 			return nil
 		}
-		if idle[b.part] {
-			idle[b.part] = false
-			if err := g.SetIdle(b.part, false); err != nil {
-				return err
-			}
-		}
+		idle[b.part] = false
 		lastData[b.part] = s.now()
 		dirty, unflushed = true, true
-		if err := g.ApplyBatch(ctx, &b.Batch); err != nil {
-			var ce *processor.CommitError
-			if !errors.As(err, &ce) {
-				return err
-			}
-			// The ticker retries the commit, and gives up after a while.
-			s.setProblem("commit", err.Error())
-			if commitFailing.IsZero() {
-				commitFailing = s.now()
-			}
+		if err := s.retryable(g.TakeInput(ctx, b.part, &b.Batch), &commitFailing); err != nil {
+			return err
 		}
 		s.account(g, b)
 		return nil
@@ -479,7 +537,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 			for _, p := range ids {
 				if !idle[p] && caughtUp[p] && now.Sub(lastData[p]) >= s.cfg.IdleTimeout {
 					idle[p] = true
-					if err := g.SetIdle(p, true); err != nil {
+					if err := s.retryable(g.SetIdle(ctx, p, true), &commitFailing); err != nil {
 						return err
 					}
 					if err := g.FlushPartition(ctx, p); err != nil {
@@ -496,9 +554,24 @@ func (s *Service) loop(ctx context.Context, g *processor.Group, ids []int32, bat
 	}
 }
 
+// retryable passes on an error that must stop the service; a commit that
+// failed (a broker away) is retried by the commit ticker, which gives up
+// after a while, so it only marks the service not ready.
+func (s *Service) retryable(err error, failingSince *time.Time) error {
+	var ce *processor.CommitError
+	if err == nil || !errors.As(err, &ce) {
+		return err
+	}
+	s.setProblem("commit", err.Error())
+	if failingSince.IsZero() {
+		*failingSince = s.now()
+	}
+	return nil
+}
+
 // drain applies what the ending generation's fetchers already read, then
 // commits.
-func (s *Service) drain(ctx context.Context, g *processor.Group, batches <-chan *fetched, apply func(*fetched) error) error {
+func (s *Service) drain(ctx context.Context, g *processor.Coordinator, batches <-chan *fetched, apply func(*fetched) error) error {
 	for {
 		select {
 		case b := <-batches:
@@ -516,7 +589,7 @@ func (s *Service) drain(ctx context.Context, g *processor.Group, batches <-chan 
 	}
 }
 
-func (s *Service) commit(ctx context.Context, g *processor.Group) error {
+func (s *Service) commit(ctx context.Context, g *processor.Coordinator) error {
 	start := s.now()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -530,22 +603,25 @@ func (s *Service) commit(ctx context.Context, g *processor.Group) error {
 }
 
 // account moves the engine counters of a batch's partition to metrics.
-func (s *Service) account(g *processor.Group, b *fetched) {
+func (s *Service) account(g *processor.Coordinator, b *fetched) {
 	prev := s.counted
 	e, ok := g.Engine(b.part)
 	if !ok {
 		return
 	}
-	st := e.Stats()
-	p := prev[b.part]
-	s.EventsIn.Add(st.Records - p.Records)
-	s.Applied.Add(st.Applied - p.Applied)
-	s.DeadLetters.Add(st.DeadLetters - p.DeadLetters)
+	// The coordinator's counters; those of a partition given away drop
+	// out of the sums, so only increases count.
+	st := g.Stats()
+	p := prev[-1]
+	inc := func(now, was int64) int64 { return max(now-was, 0) }
+	s.EventsIn.Add(inc(st.Records, p.Records))
+	s.Applied.Add(inc(st.Applied, p.Applied))
+	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
-		s.m.AddIn(b.part, st.Records-p.Records)
-		s.m.AddApplied(b.part, st.Applied-p.Applied)
-		s.m.AddEmitted("score", st.Scores-p.Scores)
-		s.m.AddEmitted("dead_letter", st.DeadLetters-p.DeadLetters)
+		s.m.AddIn(b.part, int64(len(b.Recs)))
+		s.m.AddApplied(b.part, inc(st.Applied, p.Applied))
+		s.m.AddEmitted("score", inc(st.Scores, p.Scores))
+		s.m.AddEmitted("dead_letter", inc(st.DeadLetters, p.DeadLetters))
 		for r, n := range st.DeadByReason {
 			if d := n - p.DeadByReason[r]; d > 0 {
 				s.m.AddDead(r, d)
@@ -558,8 +634,8 @@ func (s *Service) account(g *processor.Group, b *fetched) {
 		reasons[r] = n
 	}
 	st.DeadByReason = reasons
-	prev[b.part] = st
-	s.Lag.Store(max(b.hw-e.NextOffset(), 0))
+	prev[-1] = st
+	s.Lag.Store(max(b.hw-g.NextOffset(b.part), 0))
 }
 
 // setAssigned records whether the service holds its partitions.

@@ -119,13 +119,8 @@ func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, 
 	}
 	defer db.Close()
 	s, tr, d := &collect{}, &collect{}, &collect{}
-	route := func(_ *processor.Record, ev *event.Event) int32 {
-		if ev == nil {
-			return 0
-		}
-		return int32(kafkaio.PartitionOf([]byte(ev.VideoID), n))
-	}
-	g, err := processor.NewGroup(cfg, db, processor.Outputs{Scores: s, Trending: tr, DeadLetters: d}, route, n)
+	g, err := processor.NewCoordinator(cfg, db, processor.Outputs{Scores: s, Trending: tr, DeadLetters: d},
+		processor.Topology{Partitions: n, Partitioner: Partitioner, Sources: []int32{0}, Workers: 2, Expect: n})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,14 +131,16 @@ func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, 
 	}
 	ctx := context.Background()
 	now := time.Now().UnixMilli()
+	recs := make([]processor.Record, len(lines))
 	for i, l := range lines {
 		// As produced: a record time in the future becomes the clock.
-		rec := processor.Record{Value: l.value, Time: min(l.ts, now), Offset: int64(i)}
-		var ev event.Event
-		derr := event.Decode(rec.Value, rec.Time, &ev)
-		if err := g.Apply(ctx, &rec, &ev, derr); err != nil {
-			t.Fatal(err)
-		}
+		recs[i] = processor.Record{Value: l.value, Time: min(l.ts, now), Offset: int64(i)}
+	}
+	b := &processor.Batch{}
+	b.Fill(recs, 0)
+	b.Decode()
+	if err := g.TakeInput(ctx, 0, b); err != nil {
+		t.Fatal(err)
 	}
 	if err := g.Finish(ctx); err != nil {
 		t.Fatal(err)

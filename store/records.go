@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 
 	"virality/scoring"
@@ -19,9 +20,10 @@ const (
 
 // Meta is what a commit records about its input and outputs.
 type Meta struct {
-	// Offset is the next input offset to read.
+	// Offset is the next input offset to read: of the file stream in a
+	// group's meta record.
 	Offset int64
-	// MaxTS is the largest event time accepted; the watermark follows it.
+	// MaxTS is the largest event time applied to the partition's state.
 	MaxTS int64
 	// NextTick is the next trending tick, ms (0: none yet).
 	NextTick int64
@@ -32,15 +34,44 @@ type Meta struct {
 	Sinks []SinkPos
 	// Merger is the opaque state of the trending merger.
 	Merger []byte
+	// Inputs are the sources that feed the partition, by source partition:
+	// how far each has been taken, so that a record repeated after a crash
+	// is recognised, and the largest event time each has seen, from which
+	// the partition's watermark follows.
+	Inputs []InputPos
+	// Route is the state of the partition as a source: the router that
+	// judges its input records and sends them on by video.
+	Route RouteState
+	// Repartitioned is the next offset to read of the partition's share of
+	// the repartition topic (live service).
+	Repartitioned int64
+	// BufSeq numbers the events held in the reorder buffer.
+	BufSeq int64
 }
 
-// SinkPos is an output's position at a commit.
-type SinkPos struct {
-	Name string
-	Pos  int64
+// InputPos is how far a partition has taken one source.
+type InputPos struct {
+	Source int32
+	Offset int64 // next source offset expected
+	MaxTS  int64 // the source's largest event time, as it reported it
+	Idle   bool
 }
+
+// RouteState is the state of a router: the source's next offset, its
+// largest agreed event time and the event times that ran ahead of it and
+// wait for agreement.
+type RouteState struct {
+	Offset int64
+	MaxTS  int64
+	Ahead  []int64
+}
+
+// metaVersion is the version of the meta record's encoding; it comes
+// first so that a binary never misreads a newer one.
+const metaVersion = 2
 
 func (m *Meta) marshal(b []byte) []byte {
+	b = append(b, metaVersion)
 	b = binary.AppendVarint(b, m.Offset)
 	b = binary.AppendVarint(b, m.MaxTS)
 	b = binary.AppendVarint(b, m.NextTick)
@@ -51,11 +82,33 @@ func (m *Meta) marshal(b []byte) []byte {
 		b = binary.AppendVarint(b, s.Pos)
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Merger)))
-	return append(b, m.Merger...)
+	b = append(b, m.Merger...)
+	b = binary.AppendUvarint(b, uint64(len(m.Inputs)))
+	for _, in := range m.Inputs {
+		b = binary.AppendVarint(b, int64(in.Source))
+		b = binary.AppendVarint(b, in.Offset)
+		b = binary.AppendVarint(b, in.MaxTS)
+		idle := byte(0)
+		if in.Idle {
+			idle = 1
+		}
+		b = append(b, idle)
+	}
+	b = binary.AppendVarint(b, m.Route.Offset)
+	b = binary.AppendVarint(b, m.Route.MaxTS)
+	b = binary.AppendUvarint(b, uint64(len(m.Route.Ahead)))
+	for _, t := range m.Route.Ahead {
+		b = binary.AppendVarint(b, t)
+	}
+	b = binary.AppendVarint(b, m.Repartitioned)
+	return binary.AppendVarint(b, m.BufSeq)
 }
 
 func (m *Meta) unmarshal(b []byte) error {
 	r := reader{b: b}
+	if v := r.byte(); r.err == nil && v != metaVersion {
+		return fmt.Errorf("%w: meta record version %d, this binary reads %d", ErrFormat, v, metaVersion)
+	}
 	m.Offset = r.varint()
 	m.MaxTS = r.varint()
 	m.NextTick = r.varint()
@@ -65,10 +118,31 @@ func (m *Meta) unmarshal(b []byte) error {
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		m.Sinks = append(m.Sinks, SinkPos{Name: r.string(), Pos: r.varint()})
 	}
-	if m.Merger = nil; len(r.b) > 0 {
-		m.Merger = []byte(r.string())
+	m.Merger = nil
+	if s := r.string(); s != "" {
+		m.Merger = []byte(s)
 	}
+	n = r.uvarint()
+	m.Inputs = nil
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		m.Inputs = append(m.Inputs, InputPos{Source: int32(r.varint()), Offset: r.varint(), MaxTS: r.varint(), Idle: r.byte() == 1})
+	}
+	m.Route.Offset = r.varint()
+	m.Route.MaxTS = r.varint()
+	n = r.uvarint()
+	m.Route.Ahead = nil
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		m.Route.Ahead = append(m.Route.Ahead, r.varint())
+	}
+	m.Repartitioned = r.varint()
+	m.BufSeq = r.varint()
 	return r.done()
+}
+
+// SinkPos is an output's position at a commit.
+type SinkPos struct {
+	Name string
+	Pos  int64
 }
 
 // Like is one like event as a pair remembers it.

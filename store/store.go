@@ -12,6 +12,8 @@
 //	P<part> 'e' video                    marker: the video has state newer than its last record
 //	P<part> 'k' video                    a trending candidate
 //	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
+//	P<part> 'b' ts seq                   an event held in the reorder buffer until the watermark passes it
+//	"\x00format"                         the version of this layout, checked at open
 //
 // Like times of a video live inline in its header while there are few;
 // beyond that they move to per-hour keys, so that a commit rewrites only
@@ -35,6 +37,17 @@ import (
 
 // ErrClosed is returned by operations on a closed store.
 var ErrClosed = errors.New("store: closed")
+
+// ErrFormat is returned when a state directory was written in a format
+// this binary does not read.
+var ErrFormat = errors.New("store: unsupported state format")
+
+// FormatVersion is the version of the key layout and records. A state
+// directory records it when created; Open refuses any other, so that an
+// older binary never misreads newer state, nor a newer one older state.
+const FormatVersion = 2
+
+var formatKey = []byte("\x00format")
 
 // Options configure the Pebble database.
 type Options struct {
@@ -104,7 +117,45 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.Sync {
 		wo = pebble.Sync
 	}
-	return &DB{db: db, wo: wo, dir: dir}, nil
+	d := &DB{db: db, wo: wo, dir: dir}
+	if err := d.checkFormat(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return d, nil
+}
+
+// checkFormat records the format version in a new state directory and
+// checks it in an existing one.
+func (d *DB) checkFormat() error {
+	v, closer, err := d.db.Get(formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		it, err := d.db.NewIter(nil)
+		if err != nil {
+			return err
+		}
+		empty := !it.First()
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("%w: state %s was written by an older version of virality (no format version); start with an empty --state-dir", ErrFormat, d.dir)
+		}
+		return d.db.Set(formatKey, binary.AppendUvarint(nil, FormatVersion), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read format of state %s: %w", d.dir, err)
+	}
+	got, n := binary.Uvarint(v)
+	_ = closer.Close()
+	switch {
+	case n <= 0:
+		return fmt.Errorf("%w: state %s has a corrupt format record", ErrFormat, d.dir)
+	case got > FormatVersion:
+		return fmt.Errorf("%w: state %s has format %d, newer than this binary's %d: run a newer virality or start with an empty --state-dir", ErrFormat, d.dir, got, FormatVersion)
+	case got < FormatVersion:
+		return fmt.Errorf("%w: state %s has format %d, older than this binary's %d: start with an empty --state-dir (the state can be rebuilt by a replay)", ErrFormat, d.dir, got, FormatVersion)
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -151,6 +202,7 @@ const (
 	kindPending   = 'e'
 	kindCandidate = 'k'
 	kindReport    = 'r'
+	kindBuffered  = 'b'
 )
 
 func (p *Partition) keyOf(kind byte, parts ...string) []byte {
@@ -355,6 +407,12 @@ func (p *Partition) ScanReports(fn func(tick int64, part int32, value []byte) er
 	})
 }
 
+// ScanBuffered calls fn with every event held in the reorder buffer, in
+// event-time order.
+func (p *Partition) ScanBuffered(fn func(value []byte) error) error {
+	return p.scan(kindBuffered, func(_, v []byte) error { return fn(v) })
+}
+
 // Writer collects the changes of one commit in one batch.
 type Writer struct {
 	p     *Partition
@@ -432,6 +490,24 @@ func (w *Writer) SetReport(tick int64, part int32, value []byte) error {
 func (w *Writer) DeleteReportsThrough(tick int64) error {
 	lo := append(append([]byte{}, w.p.prefix[:]...), kindReport)
 	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(tick+1))
+	return w.b.DeleteRange(lo, hi, nil)
+}
+
+// SetBuffered stores an event held in the reorder buffer; seq makes the
+// key unique among events of one time.
+func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kindBuffered)
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
+	return w.b.Set(w.key, value, nil)
+}
+
+// DeleteBufferedBefore drops the buffered events with event times before
+// ts, once applied: one range deletion.
+func (w *Writer) DeleteBufferedBefore(ts int64) error {
+	lo := append(append([]byte{}, w.p.prefix[:]...), kindBuffered)
+	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(ts, 0)))
 	return w.b.DeleteRange(lo, hi, nil)
 }
 

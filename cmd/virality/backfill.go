@@ -14,11 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"runtime"
 	"time"
-	"virality/event"
-	"virality/kafkaio"
 
 	"virality/jsonl"
+	"virality/kafkaio"
 	"virality/processor"
 	"virality/store"
 )
@@ -48,7 +48,7 @@ type backfillFlags struct {
 	memProfile                string
 	cfg                       processor.Config
 	decoders, cacheMB         int
-	partitions                int
+	partitions, workers       int
 	sync                      bool
 	progress                  time.Duration
 }
@@ -108,7 +108,8 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.StringVar(&f.now, "now", "", "reference `TIME` (RFC 3339) for the future-timestamp check of lines, which have no\ntimestamp of their own (empty: the clock at start; set it to make reruns reproducible)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` (for go tool pprof)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to `FILE` at the end (for go tool pprof)")
-	fs.IntVar(&f.partitions, "partitions", 1, "split the input by video into `N` partitions of state, as a topic of N partitions keyed by\nvideo id (Kafka's default partitioner) is split, to reproduce a live run over such a topic")
+	fs.IntVar(&f.partitions, "partitions", 8, "split the input by video into `N` partitions of state, as the live service splits a\ntopic of N partitions (Kafka's default partitioner on the video id), to reproduce a live run")
+	fs.IntVar(&f.workers, "workers", runtime.GOMAXPROCS(0), "`N` goroutines applying partitions in parallel (outputs are the same for any N)")
 	fs.IntVar(&f.decoders, "decoders", 1, "`N` goroutines decoding JSON beside the reader and the engine (0: decode on the reader)")
 	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
 	fs.DurationVar(&f.progress, "progress", 2*time.Second, "interval of progress lines on standard error (0: none)")
@@ -163,6 +164,8 @@ func (f *backfillFlags) validate() error {
 	switch {
 	case f.partitions < 1 || f.partitions > 4096:
 		return usagef("--partitions %d: must be between 1 and 4096", f.partitions)
+	case f.workers < 1 || f.workers > 1024:
+		return usagef("--workers %d: must be between 1 and 1024", f.workers)
 	case f.decoders < 0 || f.decoders > 64:
 		return usagef("--decoders %d: must be between 0 and 64", f.decoders)
 	case f.progress < 0:
@@ -315,21 +318,14 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		out.DeadLetters = s
 	}
 
-	// With --partitions, records are split by video as a producer keyed by
-	// video splits a topic, so that a backfill reproduces a live run over
-	// that topic record for record.
-	n := f.partitions
-	route := func(_ *processor.Record, ev *event.Event) int32 {
-		if ev == nil || n == 1 {
-			return 0
-		}
-		return int32(kafkaio.PartitionOf([]byte(ev.VideoID), n))
-	}
-	eng, err := processor.NewGroup(f.cfg, db, out, route, n)
+	eng, err := processor.NewCoordinator(f.cfg, db, out, processor.Topology{
+		Partitions: f.partitions, Partitioner: videoPartition, Sources: []int32{0},
+		Workers: f.workers, Expect: f.partitions,
+	})
 	if err != nil {
 		return fmt.Errorf("start engine on state %s: %w", stateDir, err)
 	}
-	for p := range n {
+	for p := range f.partitions {
 		if _, err := eng.Open(int32(p)); err != nil {
 			return fmt.Errorf("start engine on state %s: %w", stateDir, err)
 		}
@@ -346,7 +342,7 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reportProgress(stderr, src, eng.NextOffset(), &records, f.progress, stop)
+			reportProgress(stderr, src, eng.NextOffset(0), &records, f.progress, stop)
 		}()
 	}
 	runErr := processor.Run(ctx, eng, src, runOpts)
@@ -421,4 +417,11 @@ func reportProgress(w io.Writer, src *jsonl.Source, resume int64, records *atomi
 			fmt.Fprintln(w, line)
 		}
 	}
+}
+
+// videoPartition names a video's partition as Kafka's default partitioner
+// does for a record keyed by the video id, so that input keyed by video
+// needs no repartitioning.
+func videoPartition(video string, n int) int32 {
+	return int32(kafkaio.PartitionOf([]byte(video), n))
 }

@@ -16,6 +16,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	def := processor.DefaultConfig()
 	fs.StringVar(&c.Model, "model", def.Model, "scoring `MODEL`: one of "+strings.Join(scoring.Names(), ", "))
 	fs.DurationVar(&c.Lateness, "lateness", def.Lateness, "how far behind the largest event time seen a like may arrive and still count")
+	fs.DurationVar(&c.Reorder, "reorder", def.Reorder, "window of event time within which each partition applies likes sorted, whatever order they\narrived in (at most --lateness): outputs are deterministic for input whose disorder stays\nwithin it, and come this much later")
 	fs.DurationVar(&c.FutureSkew, "future-skew", def.FutureSkew, "how far ahead of --now an event time may lie before it is dead-lettered")
 	fs.Float64Var(&c.EmitThreshold, "emit-threshold", def.EmitThreshold, "emit a video's score when it changes by more than this `FRACTION`")
 	fs.DurationVar(&c.EmitInterval, "emit-interval", def.EmitInterval, "...or when this much event time has passed since the video's last record")
@@ -41,6 +42,8 @@ func validateEngine(c *processor.Config) error {
 	switch {
 	case c.Lateness < 0 || c.Lateness > maxLateness:
 		return usagef("--lateness %v: must be between 0 and %v", c.Lateness, maxLateness)
+	case c.Reorder < 0 || c.Reorder > c.Lateness:
+		return usagef("--reorder %v: must be between 0 and --lateness (%v)", c.Reorder, c.Lateness)
 	case c.FutureSkew < 0:
 		return usagef("--future-skew %v: must not be negative", c.FutureSkew)
 	case c.EmitThreshold < 0 || math.IsNaN(c.EmitThreshold) || math.IsInf(c.EmitThreshold, 0):

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"virality/event"
+	"runtime"
 	"virality/jsonl"
 	"virality/kafkaio"
 	"virality/processor"
@@ -117,7 +117,11 @@ func runReplay(ctx context.Context, args []string) (err error) {
 	defer func() { err = errors.Join(err, closeOutputs()) }()
 	// Records carry their own timestamps; Now only serves records without.
 	f.cfg.Now = f.t2.UnixMilli()
-	g, err := processor.NewGroup(f.cfg, db, out, processor.ByRecordPartition, n)
+	topo := processor.Topology{Partitions: n, Partitioner: videoPartition, Workers: runtime.GOMAXPROCS(0), Expect: n}
+	for p := range n {
+		topo.Sources = append(topo.Sources, int32(p))
+	}
+	g, err := processor.NewCoordinator(f.cfg, db, out, topo)
 	if err != nil {
 		return err
 	}
@@ -152,15 +156,21 @@ func runReplay(ctx context.Context, args []string) (err error) {
 	}
 	began := time.Now()
 	var records int64
+	one := &processor.Batch{}
 	for m.Len() > 0 {
 		s := (*m)[0]
-		rec := &s.recs[s.i]
-		var ev event.Event
-		derr := event.Decode(rec.Value, rec.Time, &ev)
-		if err := g.Apply(ctx, rec, &ev, derr); err != nil {
+		one.Fill(s.recs[s.i:s.i+1], 0)
+		one.Decode()
+		if err := g.Route(ctx, s.recs[s.i].Partition, one); err != nil {
 			return err
 		}
-		records++
+		// Steps end at fixed counts of the merged stream: the same
+		// output order for the same records, however fetches split.
+		if records++; records%4096 == 0 {
+			if err := g.Step(ctx); err != nil {
+				return err
+			}
+		}
 		s.i++
 		if s.i == len(s.recs) {
 			if err := s.fill(ctx); err != nil {

@@ -43,6 +43,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "send emitted records to Kafka this often between commits (0: only at commits)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "`N` goroutines applying partitions in parallel")
 	fs.BoolVar(&c.CreateTopics, "create-topics", c.CreateTopics, "create missing output topics (scores compacted)")
 }
 

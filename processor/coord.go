@@ -1,0 +1,719 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"virality/event"
+	"virality/store"
+)
+
+// Outputs are the outputs of a coordinator.
+type Outputs struct {
+	Scores      Sink
+	Trending    Sink
+	DeadLetters Sink
+	// Repartition, if set, takes the events a source routes to another
+	// partition than its own (the live service's repartition topic, read
+	// back with [Coordinator.TakeRepartitioned]). Without it every
+	// partition is fed in process.
+	Repartition Sink
+}
+
+// Names under which output positions are committed.
+const (
+	sinkScores      = "scores"
+	sinkTrending    = "trending"
+	sinkDeadLetters = "dead-letters"
+	sinkRepartition = "repartition"
+)
+
+// groupPartition holds the coordinator's own meta record, beside the
+// partitions'.
+const groupPartition = -1
+
+// stepRecords is how many records of a source make one step of a bounded
+// input: steps end at fixed offsets, so that outputs are drained in the
+// same order whatever the reads, the workers and the restarts.
+const stepRecords = 4096
+
+// Topology says how the input is spread over partitions of state.
+type Topology struct {
+	// Partitions is the number of partitions of state; a video belongs to
+	// Partitioner(video, Partitions).
+	Partitions  int
+	Partitioner Partitioner
+	// Sources are the source partitions that feed every partition of
+	// state: one (0) for a stream of files, the topic's partitions for
+	// Kafka. With as many sources as partitions, source p's router is
+	// committed with partition p; with one source, with the coordinator.
+	Sources []int32
+	// Workers is the number of goroutines that apply partitions in
+	// parallel (at least 1).
+	Workers int
+	// Expect is the number of partitions this process will likely hold,
+	// over which the memory bounds of Config are shared.
+	Expect int
+}
+
+// Coordinator owns what the partitions of one process share: the sinks,
+// the commits and the trending merge. It routes each source record to the
+// partition that owns its video (through the repartition output when that
+// partition is fed by topic), lets the partitions apply their events in
+// parallel, then drains their outboxes in partition order.
+//
+// Invariants. A commit first flushes every output record produced so far
+// (scores, trending, dead letters and repartitioned events: none is lost),
+// then writes every partition's changed state with its sources' offsets,
+// the routers' offsets and watermarks, the merger's pending lists and the
+// output positions, all in one Pebble batch: state, offsets and outputs
+// always describe the same point of the input.
+type Coordinator struct {
+	cfg   Config
+	topo  Topology
+	db    *store.DB
+	out   Outputs
+	meta  store.Meta
+	gpart *store.Partition
+
+	merger  *merger
+	engines map[int32]*Engine
+	ids     []int32 // sorted
+	routers map[int32]*router
+	// marked is, per (source, partition) fed by topic, the largest event
+	// time last told, so that progress markers go out only when it moved.
+	marked      map[[2]int32]int64
+	markerEvery int64
+
+	sinceCommit int
+	commits     int64
+	stats       Stats // records routed and dead letters; engines count the rest
+	hdr         [5]Header
+	rbuf        []byte
+
+	// AfterCommit, if set, is called after each commit, e.g. to commit the
+	// input offsets to a Kafka consumer group as well.
+	AfterCommit func(ctx context.Context) error
+}
+
+// NewCoordinator opens a coordinator on the state in db. It resumes from
+// the last commit, cutting positioned outputs back to what that commit
+// reflects, or starts fresh, cutting them to nothing.
+func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case topo.Partitions < 1:
+		return nil, fmt.Errorf("processor: %d partitions: need at least 1", topo.Partitions)
+	case topo.Partitioner == nil:
+		return nil, errors.New("processor: no partitioner")
+	case len(topo.Sources) == 0:
+		return nil, errors.New("processor: no sources")
+	case len(topo.Sources) != 1 && len(topo.Sources) != topo.Partitions:
+		return nil, fmt.Errorf("processor: %d sources for %d partitions: give one source or one per partition", len(topo.Sources), topo.Partitions)
+	}
+	topo.Workers = max(topo.Workers, 1)
+	topo.Expect = max(topo.Expect, 1)
+	c := &Coordinator{
+		cfg:         cfg,
+		topo:        topo,
+		db:          db,
+		out:         out,
+		gpart:       db.Partition(groupPartition),
+		engines:     map[int32]*Engine{},
+		routers:     map[int32]*router{},
+		marked:      map[[2]int32]int64{},
+		markerEvery: max(min(cfg.Reorder.Milliseconds()/2, 1000), 10),
+		stats:       Stats{DeadByReason: map[string]int64{}},
+	}
+	meta, ok, err := c.gpart.Meta()
+	if err != nil {
+		return nil, err
+	}
+	if ok && meta.Fingerprint != c.fingerprint() {
+		return nil, fmt.Errorf("processor: the state was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", meta.Fingerprint, c.fingerprint())
+	}
+	c.meta = meta
+	c.meta.Fingerprint = c.fingerprint()
+	c.merger, err = newMerger(cfg.TopK, meta.Merger, c.writeSnapshot)
+	if err != nil {
+		return nil, fmt.Errorf("load trending merger: %w", err)
+	}
+	if err := c.gpart.ScanReports(c.merger.load); err != nil {
+		return nil, fmt.Errorf("load trending reports: %w", err)
+	}
+	positions := map[string]int64{}
+	for _, s := range meta.Sinks {
+		positions[s.Name] = s.Pos
+	}
+	for name, s := range c.sinks() {
+		if p, isPos := s.(Positioned); isPos {
+			if err := p.Restore(positions[name]); err != nil {
+				return nil, fmt.Errorf("restore %s output: %w", name, err)
+			}
+		}
+	}
+	if len(topo.Sources) == 1 && topo.Partitions > 1 || topo.Partitions == 1 {
+		// One source: its router is the coordinator's.
+		c.routers[topo.Sources[0]] = c.newRouter(topo.Sources[0], &c.meta.Route)
+	}
+	return c, nil
+}
+
+// fingerprint adds the topology to the settings a state must match.
+func (c *Coordinator) fingerprint() string {
+	return c.cfg.fingerprint() + " partitions=" + strconv.Itoa(c.topo.Partitions) + " sources=" + strconv.Itoa(len(c.topo.Sources))
+}
+
+func (c *Coordinator) newRouter(src int32, st *store.RouteState) *router {
+	return &router{id: src, st: st, parts: c.topo.Partitions, part: c.topo.Partitioner,
+		lateness: c.cfg.Lateness.Milliseconds(), skew: c.cfg.FutureSkew.Milliseconds(), now: c.cfg.Now}
+}
+
+func (c *Coordinator) sinks() map[string]Sink {
+	m := map[string]Sink{sinkScores: c.out.Scores, sinkTrending: c.out.Trending, sinkDeadLetters: c.out.DeadLetters}
+	if c.out.Repartition != nil {
+		m[sinkRepartition] = c.out.Repartition
+	}
+	return m
+}
+
+// Open adds a partition of state, on its committed state. With one source
+// per partition, the partition's source router comes with it.
+func (c *Coordinator) Open(id int32) (*Engine, error) {
+	if e, ok := c.engines[id]; ok {
+		return e, nil
+	}
+	if id < 0 || int(id) >= c.topo.Partitions {
+		return nil, fmt.Errorf("processor: partition %d out of range [0, %d)", id, c.topo.Partitions)
+	}
+	e, err := newEngine(c.cfg, id, c.db.Partition(id), c.topo.Sources, max(c.cfg.PairFilterBits/c.topo.Expect, 1<<16))
+	if err != nil {
+		return nil, err
+	}
+	c.engines[id] = e
+	c.ids = append(c.ids, id)
+	slices.Sort(c.ids)
+	c.merger.join(id, e.meta.NextTick)
+	if len(c.topo.Sources) == c.topo.Partitions && c.topo.Partitions > 1 {
+		c.routers[id] = c.newRouter(id, &e.meta.Route)
+	}
+	return e, nil
+}
+
+// Close commits and drops a partition, e.g. when the consumer group takes
+// it away; its state stays in the store. The partition is dropped even if
+// the commit fails: its state and offsets then stay at the last commit,
+// together, and whoever takes it next resumes from there.
+func (c *Coordinator) Close(ctx context.Context, id int32) error {
+	if _, ok := c.engines[id]; !ok {
+		return nil
+	}
+	err := c.Commit(ctx)
+	delete(c.engines, id)
+	if len(c.topo.Sources) == c.topo.Partitions && c.topo.Partitions > 1 {
+		delete(c.routers, id)
+	}
+	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
+	return errors.Join(err, c.merger.leave(id))
+}
+
+// Engine returns the engine of a partition held here.
+func (c *Coordinator) Engine(id int32) (*Engine, bool) {
+	e, ok := c.engines[id]
+	return e, ok
+}
+
+// Partitions lists the partitions held here, sorted.
+func (c *Coordinator) Partitions() []int32 { return slices.Clone(c.ids) }
+
+// NextOffset is the next offset of source src to read: where its router
+// stands (0 when src is not routed here).
+func (c *Coordinator) NextOffset(src int32) int64 {
+	if r, ok := c.routers[src]; ok {
+		return r.st.Offset
+	}
+	return 0
+}
+
+// RepartitionedOffset is the next offset of partition id's share of the
+// repartition topic to read.
+func (c *Coordinator) RepartitionedOffset(id int32) int64 {
+	if e, ok := c.engines[id]; ok {
+		return e.meta.Repartitioned
+	}
+	return 0
+}
+
+// TakeInput routes a decoded batch of source partition src: dead letters
+// go out at once, events to the partitions that own their videos. Records
+// before the router's offset (taken before a restart) are skipped. A
+// stream of files (one source, all partitions here) steps at fixed
+// offsets; other inputs step after each batch.
+func (c *Coordinator) TakeInput(ctx context.Context, src int32, b *Batch) error {
+	if err := c.Route(ctx, src, b); err != nil {
+		return err
+	}
+	if c.bounded() {
+		return nil
+	}
+	return c.tellStep(ctx, src)
+}
+
+// bounded: one stream of files, stepped at fixed offsets so that outputs
+// are drained in the same order whatever the reads and restarts.
+func (c *Coordinator) bounded() bool {
+	return c.out.Repartition == nil && len(c.topo.Sources) == 1
+}
+
+// Route routes a decoded batch of source src without ending a step
+// (except at the fixed offsets of a stream of files): a driver that
+// merges several sources in a fixed order (replay) calls Step itself.
+func (c *Coordinator) Route(ctx context.Context, src int32, b *Batch) error {
+	r, ok := c.routers[src]
+	if !ok {
+		return fmt.Errorf("processor: records of source %d, which is not routed here", src)
+	}
+	bounded := c.bounded()
+	for i := range b.Recs {
+		rec := &b.Recs[i]
+		if rec.Offset < r.st.Offset {
+			continue
+		}
+		if err := c.route(r, rec, &b.Events[i], b.Errs[i]); err != nil {
+			return err
+		}
+		if bounded && r.st.Offset%stepRecords == 0 {
+			if err := c.tellStep(ctx, src); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Step tells the partitions every source's progress and lets them apply.
+func (c *Coordinator) Step(ctx context.Context) error {
+	srcs := make([]int32, 0, len(c.routers))
+	for src := range c.routers {
+		srcs = append(srcs, src)
+	}
+	slices.Sort(srcs)
+	for _, src := range srcs {
+		if err := c.tell(src, false); err != nil {
+			return err
+		}
+	}
+	return c.step(ctx)
+}
+
+// tellStep ends a step of source src: the partitions learn its progress,
+// then apply.
+func (c *Coordinator) tellStep(ctx context.Context, src int32) error {
+	if err := c.tell(src, false); err != nil {
+		return err
+	}
+	return c.step(ctx)
+}
+
+func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr error) error {
+	v := r.route(rec, ev, decodeErr)
+	r.st.Offset = rec.Offset + 1
+	c.stats.Records++
+	c.sinceCommit++
+	if v.reason != "" {
+		return c.deadLetter(rec, v)
+	}
+	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
+	if c.out.Repartition != nil && v.part != r.id {
+		c.marked[[2]int32{r.id, v.part}] = r.st.MaxTS
+		return c.forward(v.part, rec.Value, rt, false)
+	}
+	e, ok := c.engines[v.part]
+	if !ok {
+		return fmt.Errorf("processor: an event for partition %d, which is not held here", v.part)
+	}
+	e.inbox = append(e.inbox, rt)
+	return nil
+}
+
+// tell passes a source's progress to the partitions it feeds: in process
+// directly, by topic as markers when its watermark moved.
+func (c *Coordinator) tell(src int32, idle bool) error {
+	r := c.routers[src]
+	if c.out.Repartition == nil {
+		for _, id := range c.ids {
+			c.engines[id].progress(src, r.st.MaxTS, idle)
+		}
+		return nil
+	}
+	if e, ok := c.engines[src]; ok {
+		e.progress(src, r.st.MaxTS, idle)
+	}
+	for q := range int32(c.topo.Partitions) {
+		if q == src {
+			continue
+		}
+		k := [2]int32{src, q}
+		last, seen := c.marked[k]
+		if idle || !seen || r.st.MaxTS >= last+c.markerEvery {
+			c.marked[k] = r.st.MaxTS
+			if idle {
+				delete(c.marked, k) // the next record or marker wakes it
+			}
+			if err := c.forward(q, nil, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SetIdle marks a source as idle (caught up and quiet for a while) or
+// active again: an idle source holds back no partition's ticks. Only the
+// live service calls it, on its wall clock.
+func (c *Coordinator) SetIdle(ctx context.Context, src int32, idle bool) error {
+	if _, ok := c.routers[src]; !ok {
+		return nil
+	}
+	if err := c.tell(src, idle); err != nil {
+		return err
+	}
+	return c.step(ctx)
+}
+
+// TakeRepartitioned takes a batch of partition id's share of the
+// repartition topic: events and progress markers from other sources.
+func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch) error {
+	e, ok := c.engines[id]
+	if !ok {
+		return fmt.Errorf("processor: repartitioned records of partition %d, which is not held here", id)
+	}
+	for i := range b.Recs {
+		rec := &b.Recs[i]
+		if rec.Offset < e.meta.Repartitioned {
+			continue
+		}
+		e.meta.Repartitioned = rec.Offset + 1
+		f, err := parseForward(rec)
+		if err != nil {
+			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, err)
+		}
+		if f.marker {
+			if f.src != id {
+				e.progress(f.src, f.srcMax, f.idle)
+			}
+			continue
+		}
+		if b.Errs[i] != nil {
+			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, b.Errs[i])
+		}
+		e.inbox = append(e.inbox, &routed{ev: b.Events[i], src: f.src, off: f.off, srcMax: f.srcMax})
+	}
+	return c.step(ctx)
+}
+
+// step lets every partition take its queued events and apply what its
+// watermark releases, in parallel, then drains the outboxes in partition
+// order, and commits when due.
+func (c *Coordinator) step(ctx context.Context) error {
+	if err := c.parallel(func(e *Engine) error {
+		for i, r := range e.inbox {
+			e.inbox[i] = nil
+			if err := e.take(r); err != nil {
+				return err
+			}
+		}
+		e.inbox = e.inbox[:0]
+		return e.release()
+	}); err != nil {
+		return err
+	}
+	if err := c.drain(); err != nil {
+		return err
+	}
+	if c.sinceCommit >= c.cfg.CommitEvery || c.cachesFull() {
+		if err := c.Commit(ctx); err != nil {
+			c.sinceCommit = 0 // retry after another interval, not on every step
+			return err
+		}
+	}
+	return nil
+}
+
+// parallel runs fn on every partition, on up to Workers goroutines.
+func (c *Coordinator) parallel(fn func(e *Engine) error) error {
+	ids := c.ids
+	w := min(c.topo.Workers, len(ids))
+	if w <= 1 {
+		for _, id := range ids {
+			if err := fn(c.engines[id]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var next atomic.Int32
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				errs[i] = fn(c.engines[ids[i]])
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *Coordinator) cachesFull() bool {
+	n := max(len(c.engines), 1)
+	for _, e := range c.engines {
+		if len(e.pairs) > c.cfg.CachePairs/n || len(e.videos) > c.cfg.CacheVideos/n {
+			return true
+		}
+	}
+	return false
+}
+
+// drain writes out what the partitions produced, in partition order.
+func (c *Coordinator) drain() error {
+	for _, id := range c.ids {
+		e := c.engines[id]
+		if err := e.box.drain(c.out.Scores, func(s *Snapshot) { c.merger.report(id, s) }); err != nil {
+			return err
+		}
+		if err := c.merger.progress(id, e.box.next); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FlushOutputs sends every output record produced so far, without
+// committing state: a live service does it often, so that its outputs do
+// not wait for the next commit.
+func (c *Coordinator) FlushOutputs(ctx context.Context) error {
+	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkTrending} {
+		s, ok := c.sinks()[name]
+		if !ok {
+			continue
+		}
+		if err := s.Flush(ctx); err != nil {
+			return &CommitError{fmt.Errorf("flush %s output: %w", name, err)}
+		}
+	}
+	return nil
+}
+
+// CommitError is a commit that failed, most often because an output could
+// not be flushed (a broker away). Nothing of it was committed and the
+// state in memory is intact: a later Commit may succeed.
+type CommitError struct{ Err error }
+
+func (e *CommitError) Error() string { return e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
+
+// Commit makes everything so far durable: outputs first, then the state of
+// every partition with its offsets, in one batch.
+func (c *Coordinator) Commit(ctx context.Context) error {
+	if err := c.FlushOutputs(ctx); err != nil {
+		return err
+	}
+	w := c.gpart.NewWriter()
+	if err := c.write(w); err != nil {
+		return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("commit state: %w", err)
+	}
+	c.commits++
+	c.sinceCommit = 0
+	n := max(len(c.engines), 1)
+	for _, id := range c.ids {
+		c.engines[id].evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
+	}
+	if c.AfterCommit != nil {
+		return c.AfterCommit(ctx)
+	}
+	return nil
+}
+
+func (c *Coordinator) write(w *store.Writer) error {
+	for _, id := range c.ids {
+		e := c.engines[id]
+		if err := e.write(w.For(e.part)); err != nil {
+			return err
+		}
+	}
+	c.meta.Sinks = c.meta.Sinks[:0]
+	for name, s := range c.sinks() {
+		if p, ok := s.(Positioned); ok {
+			c.meta.Sinks = append(c.meta.Sinks, store.SinkPos{Name: name, Pos: p.Position()})
+		}
+	}
+	sort.Slice(c.meta.Sinks, func(i, j int) bool { return c.meta.Sinks[i].Name < c.meta.Sinks[j].Name })
+	if err := c.merger.save(w); err != nil {
+		return err
+	}
+	c.meta.Merger = c.merger.marshal(c.meta.Merger[:0])
+	return w.SetMeta(&c.meta)
+}
+
+// FlushPending emits a record for every video whose state is newer than
+// its last record, partition by partition in video order. The live
+// service calls it when its input goes quiet.
+func (c *Coordinator) FlushPending(ctx context.Context) error {
+	if err := c.Commit(ctx); err != nil {
+		return err
+	}
+	for _, id := range c.ids {
+		if err := c.flushPartition(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FlushPartition is FlushPending for one partition.
+func (c *Coordinator) FlushPartition(ctx context.Context, id int32) error {
+	if _, ok := c.engines[id]; !ok {
+		return nil
+	}
+	if err := c.Commit(ctx); err != nil {
+		return err
+	}
+	return c.flushPartition(ctx, id)
+}
+
+func (c *Coordinator) flushPartition(ctx context.Context, id int32) error {
+	e := c.engines[id]
+	ids, err := e.pendingVideos()
+	if err != nil {
+		return fmt.Errorf("scan pending videos of partition %d: %w", id, err)
+	}
+	for i, v := range ids {
+		if err := e.emitPending(v); err != nil {
+			return err
+		}
+		if i%c.cfg.CommitEvery == c.cfg.CommitEvery-1 {
+			if err := c.drain(); err != nil {
+				return err
+			}
+			if err := c.Commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return c.drain()
+}
+
+// Finish ends a bounded input: every held event is applied, every video
+// with state newer than its last record gets a final record, trending
+// ticks that every partition has reported are all emitted, and all is
+// committed.
+func (c *Coordinator) Finish(ctx context.Context) error {
+	if err := c.Step(ctx); err != nil {
+		return err
+	}
+	if err := c.parallel(func(e *Engine) error { return e.finish() }); err != nil {
+		return err
+	}
+	if err := c.drain(); err != nil {
+		return err
+	}
+	if err := c.FlushPending(ctx); err != nil {
+		return err
+	}
+	if err := c.merger.finish(); err != nil {
+		return err
+	}
+	return c.Commit(ctx)
+}
+
+// Stats sums the counters of the coordinator and its partitions.
+func (c *Coordinator) Stats() Stats {
+	s := Stats{DeadByReason: map[string]int64{}, Commits: c.commits,
+		Records: c.stats.Records, DeadLetters: c.stats.DeadLetters}
+	for r, n := range c.stats.DeadByReason {
+		s.DeadByReason[r] = n
+	}
+	for _, id := range c.ids {
+		es := c.engines[id].stats
+		s.Applied += es.Applied
+		s.StrayUnlikes += es.StrayUnlikes
+		s.IgnoredLikes += es.IgnoredLikes
+		s.Scores += es.Scores
+		s.Repeated += es.Repeated
+		s.Reordered += es.Reordered
+		s.Buffered += int64(c.engines[id].buf.len())
+	}
+	s.Snapshots = c.merger.written
+	return s
+}
+
+// Latest returns the last emitted trending snapshot of a region. Unlike
+// the rest of the coordinator, it is safe to call from any goroutine.
+func (c *Coordinator) Latest(region string) (Snapshot, bool) {
+	l := c.merger.latest.Load()
+	if l == nil {
+		return Snapshot{}, false
+	}
+	list, ok := l.lists[region]
+	return Snapshot{Tick: l.tick, Lists: []List{list}}, ok
+}
+
+// Regions lists the regions of the last emitted snapshot, global first.
+// Safe to call from any goroutine.
+func (c *Coordinator) Regions() []string {
+	if l := c.merger.latest.Load(); l != nil {
+		return l.regions
+	}
+	return nil
+}
+
+func (c *Coordinator) writeSnapshot(s *Snapshot) error {
+	var buf, key []byte
+	for i := range s.Lists {
+		buf = AppendList(buf[:0], s.Tick, &s.Lists[i])
+		key = append(key[:0], s.Lists[i].Region...)
+		m := Message{Key: key, Value: buf, Time: s.Tick}
+		if err := c.out.Trending.Write(&m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Coordinator) deadLetter(rec *Record, v verdict) error {
+	c.stats.DeadLetters++
+	c.stats.DeadByReason[v.reason]++
+	ts := v.ts
+	if rec.Time > 0 {
+		// The source's own time: the event time may be what is wrong.
+		ts = rec.Time
+	}
+	c.hdr = [5]Header{
+		{Key: HeaderReason, Value: []byte(v.reason)},
+		{Key: HeaderError, Value: []byte(v.detail)},
+		{Key: HeaderTopic, Value: []byte(rec.Topic)},
+		{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+		{Key: HeaderOffset, Value: strconv.AppendInt(nil, rec.Offset, 10)},
+	}
+	m := Message{Key: rec.Key, Value: rec.Value, Time: ts, Headers: c.hdr[:]}
+	return c.out.DeadLetters.Write(&m)
+}

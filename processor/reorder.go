@@ -1,0 +1,140 @@
+package processor
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"strings"
+
+	"virality/event"
+)
+
+// routed is an event on its way from the source partition that read it to
+// the partition that owns its video, with where it came from.
+type routed struct {
+	ev  event.Event
+	src int32 // source partition
+	off int64 // offset in the source partition
+	// srcMax is the source's largest agreed event time once it had taken
+	// the record: the source promises no later record before srcMax minus
+	// the lateness.
+	srcMax int64
+	seq    int64 // number in the reorder buffer, for its store key
+}
+
+// routedLess is the order in which a partition applies events: by event
+// time, a like before an unlike, then by every field, so that the order
+// depends on the events alone and not on how sources interleaved them.
+// Only exact duplicates tie, and they change nothing.
+func routedLess(a, b *routed) bool {
+	x, y := &a.ev, &b.ev
+	if x.TS != y.TS {
+		return x.TS < y.TS
+	}
+	if x.Action != y.Action {
+		return x.Action == event.Like
+	}
+	for _, c := range [...]int{
+		strings.Compare(x.EventID, y.EventID),
+		strings.Compare(x.VideoID, y.VideoID),
+		strings.Compare(x.UserID, y.UserID),
+		strings.Compare(x.Region, y.Region),
+		strings.Compare(x.CreatorID, y.CreatorID),
+	} {
+		if c != 0 {
+			return c < 0
+		}
+	}
+	return false
+}
+
+// reorder holds a partition's events until its watermark passes them,
+// then gives them back sorted (routedLess). Events from several sources
+// thus apply in one order whatever their interleaving.
+type reorder struct{ h routedHeap }
+
+type routedHeap []*routed
+
+func (h routedHeap) Len() int           { return len(h) }
+func (h routedHeap) Less(i, j int) bool { return routedLess(h[i], h[j]) }
+func (h routedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *routedHeap) Push(x any)        { *h = append(*h, x.(*routed)) }
+func (h *routedHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (r *reorder) push(ev *routed) { heap.Push(&r.h, ev) }
+
+// popBefore returns the first held event if its time is before t.
+func (r *reorder) popBefore(t int64) (*routed, bool) {
+	if len(r.h) == 0 || r.h[0].ev.TS >= t {
+		return nil, false
+	}
+	return heap.Pop(&r.h).(*routed), true
+}
+
+func (r *reorder) len() int { return len(r.h) }
+
+// bufferVersion is the version of a buffered event's encoding.
+const bufferVersion = 1
+
+// appendRouted encodes a held event for the store.
+func appendRouted(b []byte, r *routed) []byte {
+	b = append(b, bufferVersion)
+	b = binary.AppendVarint(b, int64(r.src))
+	b = binary.AppendVarint(b, r.off)
+	b = binary.AppendVarint(b, r.srcMax)
+	b = binary.AppendVarint(b, r.seq)
+	b = binary.AppendVarint(b, r.ev.TS)
+	b = append(b, byte(r.ev.Action))
+	for _, s := range [...]string{r.ev.EventID, r.ev.VideoID, r.ev.UserID, r.ev.CreatorID, r.ev.Region} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+var errBadBuffered = errors.New("processor: corrupt buffered event")
+
+func decodeRouted(b []byte) (*routed, error) {
+	if len(b) == 0 || b[0] != bufferVersion {
+		return nil, errBadBuffered
+	}
+	b = b[1:]
+	bad := false
+	varint := func() int64 {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			bad = true
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	str := func() string {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			bad = true
+			return ""
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s
+	}
+	r := &routed{src: int32(varint()), off: varint(), srcMax: varint(), seq: varint()}
+	r.ev.TS = varint()
+	if len(b) == 0 {
+		return nil, errBadBuffered
+	}
+	r.ev.Action = event.Action(b[0])
+	b = b[1:]
+	r.ev.EventID, r.ev.VideoID, r.ev.UserID, r.ev.CreatorID, r.ev.Region = str(), str(), str(), str(), str()
+	if bad || len(b) != 0 {
+		return nil, errBadBuffered
+	}
+	return r, nil
+}

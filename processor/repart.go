@@ -1,0 +1,113 @@
+package processor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// HeaderForward is the header of a record of the repartition topic: the
+// partition it is for, the source partition and offset it came from, the
+// source's largest event time then, and whether it is only a progress
+// marker. Its first byte is the format version.
+const HeaderForward = "virality-forward"
+
+const forwardVersion = 1
+
+const (
+	forwardMarker = 1 << iota // no event: progress only
+	forwardIdle               // the source is idle
+)
+
+// forward is a decoded HeaderForward.
+type forward struct {
+	part, src    int32
+	off, srcMax  int64
+	marker, idle bool
+}
+
+func appendForward(b []byte, f *forward) []byte {
+	b = append(b, forwardVersion)
+	b = binary.AppendUvarint(b, uint64(f.part))
+	b = binary.AppendUvarint(b, uint64(f.src))
+	b = binary.AppendVarint(b, f.off)
+	b = binary.AppendVarint(b, f.srcMax)
+	var flags byte
+	if f.marker {
+		flags |= forwardMarker
+	}
+	if f.idle {
+		flags |= forwardIdle
+	}
+	return append(b, flags)
+}
+
+var errForward = errors.New("processor: corrupt repartition header")
+
+func decodeForward(b []byte) (forward, error) {
+	var f forward
+	if len(b) == 0 {
+		return f, errForward
+	}
+	if b[0] != forwardVersion {
+		return f, fmt.Errorf("%w: version %d, this binary reads %d", errForward, b[0], forwardVersion)
+	}
+	b = b[1:]
+	u := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	s := func() int64 {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	f.part, f.src = int32(u()), int32(u())
+	f.off, f.srcMax = s(), s()
+	if len(b) != 1 {
+		return f, errForward
+	}
+	f.marker, f.idle = b[0]&forwardMarker != 0, b[0]&forwardIdle != 0
+	return f, nil
+}
+
+// ForwardPartition reads the partition a repartition record is for from
+// its HeaderForward value: the repartition sink's balancer.
+func ForwardPartition(header []byte) (int32, bool) {
+	f, err := decodeForward(header)
+	return f.part, err == nil
+}
+
+func parseForward(rec *Record) (forward, error) {
+	for _, h := range rec.Headers {
+		if h.Key == HeaderForward {
+			return decodeForward(h.Value)
+		}
+	}
+	return forward{}, errors.New("processor: repartitioned record without its header")
+}
+
+// forward sends an event (value: the original record's bytes) or a
+// progress marker (value nil) to partition part through the repartition
+// output. The record time is the event time, so that an event whose time
+// came from its record decodes the same again.
+func (c *Coordinator) forward(part int32, value []byte, r *routed, idle bool) error {
+	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, marker: value == nil, idle: idle}
+	c.rbuf = appendForward(c.rbuf[:0], &f)
+	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
+	m := Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}
+	if value != nil {
+		m.Key = []byte(r.ev.VideoID)
+		m.Time = r.ev.TS
+	}
+	return c.out.Repartition.Write(&m)
+}

@@ -1,0 +1,116 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"virality/event"
+	"virality/store"
+)
+
+// Partitioner names the partition of state that owns a video: for a live
+// service, the partition a Kafka producer keyed by video id would choose
+// (murmur2), so that input keyed by video needs no extra hop.
+type Partitioner func(video string, partitions int) int32
+
+// agreeAhead is how many records must agree before a source's watermark
+// jumps ahead by more than the lateness: one record with a wrong clock
+// costs at most itself.
+const (
+	agreeAhead = 8
+	maxAhead   = 64
+)
+
+// router is the first stage of one source partition. It judges each
+// record on its own (decodable, not from the future, not late against the
+// source's watermark) and names the partition of state that owns its
+// video. Its state is the source's offset and watermark; it is committed
+// with the state of the partition that stores it.
+//
+// The watermark follows the largest event time the source has seen, but
+// a record more than the lateness ahead of it does not move it alone: it
+// waits among the "ahead" times until agreeAhead of them lie within one
+// lateness of each other, as a stream that really jumped forward (after a
+// quiet hour, say) soon shows. So a record with a bad clock or a fallback
+// record time never makes the valid records after it late.
+type router struct {
+	id       int32
+	st       *store.RouteState
+	parts    int
+	part     Partitioner
+	lateness int64
+	skew     int64
+	now      int64
+}
+
+type verdict struct {
+	part           int32 // partition of state, when reason == ""
+	reason, detail string
+	ts             int64 // event time, for a dead letter
+}
+
+func (r *router) route(rec *Record, ev *event.Event, decodeErr error) verdict {
+	if decodeErr != nil {
+		var de *event.Error
+		if errors.As(decodeErr, &de) {
+			return verdict{reason: string(de.Reason), detail: de.Detail}
+		}
+		return verdict{reason: string(event.ReasonBadJSON), detail: decodeErr.Error()}
+	}
+	ref := rec.Time
+	if ref <= 0 {
+		ref = r.now
+	}
+	if ref > 0 && ev.TS > ref+r.skew {
+		return verdict{ts: ev.TS, reason: string(event.ReasonFuture),
+			detail: fmt.Sprintf("event time %d is %dms after the reference time %d, more than the allowed %dms", ev.TS, ev.TS-ref, ref, r.skew)}
+	}
+	st := r.st
+	if st.MaxTS > 0 && ev.TS < st.MaxTS-r.lateness {
+		return verdict{ts: ev.TS, reason: string(event.ReasonLate),
+			detail: fmt.Sprintf("event time %d is %dms before the source's watermark base %d, more than the allowed lateness %dms", ev.TS, st.MaxTS-ev.TS, st.MaxTS, r.lateness)}
+	}
+	r.observe(ev.TS)
+	return verdict{part: r.part(ev.VideoID, r.parts)}
+}
+
+// observe moves the watermark with an accepted event time.
+func (r *router) observe(ts int64) {
+	st := r.st
+	switch {
+	case st.MaxTS == 0:
+		st.MaxTS = ts
+	case ts <= st.MaxTS:
+	case ts <= st.MaxTS+r.lateness:
+		st.MaxTS = ts
+		r.settleAhead()
+	default:
+		i, _ := slices.BinarySearch(st.Ahead, ts)
+		st.Ahead = slices.Insert(st.Ahead, i, ts)
+		if len(st.Ahead) > maxAhead {
+			st.Ahead = st.Ahead[:maxAhead] // the most extreme go
+		}
+		// agreeAhead times within one lateness: the stream moved on.
+		for j := 0; j+agreeAhead <= len(st.Ahead); j++ {
+			if st.Ahead[j+agreeAhead-1]-st.Ahead[j] <= r.lateness {
+				st.MaxTS = st.Ahead[j+agreeAhead-1]
+				r.settleAhead()
+				break
+			}
+		}
+	}
+}
+
+// settleAhead drops the ahead times the watermark has caught up with,
+// moving it on through those within one lateness.
+func (r *router) settleAhead() {
+	st := r.st
+	for len(st.Ahead) > 0 && st.Ahead[0] <= st.MaxTS+r.lateness {
+		st.MaxTS = max(st.MaxTS, st.Ahead[0])
+		st.Ahead = st.Ahead[1:]
+	}
+	if len(st.Ahead) == 0 {
+		st.Ahead = nil
+	}
+}
