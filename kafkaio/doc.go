@@ -3,9 +3,12 @@
 // It turns a Config (brokers, TLS, SASL) into kafka-go clients, and offers
 // the few things the commands need on top of them:
 //
-//   - Ping and EnsureTopics, whose errors say what to fix;
+//   - Ping and EnsureTopics, whose errors say what to fix, and
+//     DescribeTopicLimits (max.message.bytes, retention);
 //   - Sink, an ordered output whose Flush returns once every record is
-//     acknowledged by all in-sync replicas (processor.Sink);
+//     acknowledged by all in-sync replicas (processor.Sink); a record too
+//     large for the topic is cut to fit (dead letters) or refused by
+//     Write, never left to fail a Flush;
 //   - PartitionSource, the records of one partition from an exact offset,
 //     one fetch per call (processor.Source), with OffsetForTime and
 //     FirstLastOffsets to locate ranges;

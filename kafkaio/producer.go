@@ -31,9 +31,11 @@ const (
 	defaultProducerLinger = 100 * time.Millisecond
 )
 
-// NewProducer returns a Producer writing to topic, which must exist.
+// NewProducer returns a Producer writing to topic, which must exist. It
+// reads the topic's max.message.bytes (1,000,000 when it cannot be read):
+// see MaxMessageBytes.
 func NewProducer(c Config, topic string) (*Producer, error) {
-	b, err := newBatcher(c, topic, kafka.Murmur2Balancer{}, 0)
+	b, err := newBatcher(c, topic, batcherOptions{balancer: kafka.Murmur2Balancer{}, oversize: OversizeFail})
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +45,9 @@ func NewProducer(c Config, topic string) (*Producer, error) {
 // Produce buffers a copy of a record with the given key (nil: none),
 // value and record time (zero: the wall clock when it is sent), and sends
 // the buffer when it is due. A record time in the future becomes the wall
-// clock (see batcher.add).
+// clock (see batcher.add). A record too large for one record batch of the
+// topic is refused with a *TooLargeError, and nothing is buffered: the
+// caller may skip it and go on.
 func (p *Producer) Produce(ctx context.Context, key, value []byte, t time.Time) error {
 	if err := p.b.add(key, value, t, nil); err != nil {
 		return err
@@ -81,6 +85,10 @@ func (p *Producer) Writes() int64 { return p.b.writes.Load() }
 
 // Bytes returns the key and value bytes of the records acknowledged so far.
 func (p *Producer) Bytes() int64 { return p.b.bytes.Load() }
+
+// MaxMessageBytes returns the record batch limit in use: the topic's
+// max.message.bytes, or 1,000,000 when that could not be read.
+func (p *Producer) MaxMessageBytes() int { return p.b.limit }
 
 // Close releases the producer. Records not flushed are dropped.
 func (p *Producer) Close() error { return p.b.close() }

@@ -88,20 +88,6 @@ func TestPartitionOfJava(t *testing.T) {
 	}
 }
 
-func TestSinkRecordTooLarge(t *testing.T) {
-	c := broker(t)
-	mustTopics(t, c, TopicSpec{Name: "out", Partitions: 1})
-	s, err := NewSink(c, "out", SinkOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	err = s.Write(&processor.Message{Key: []byte("k"), Value: make([]byte, 2<<20)})
-	if err == nil || !strings.Contains(err.Error(), "larger than the 1000000 bytes a batch may hold") {
-		t.Errorf("error %v", err)
-	}
-}
-
 // TestSinkRetry checks that a failed Flush keeps its records and that the
 // next Flush, once the broker is back, writes them all in order.
 func TestSinkRetry(t *testing.T) {

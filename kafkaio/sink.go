@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -19,18 +20,78 @@ import (
 const (
 	defaultBatchTimeout = 5 * time.Millisecond
 	writerBatchSize     = 1000
-	// maxBatchBytes bounds the records of one produce batch. Brokers
-	// reject a batch larger than the topic's max.message.bytes, 1 MB by
-	// default (1048588 bytes with the batch header), so a batch is kept
-	// under that; it is also the largest single record a writer accepts.
-	maxBatchBytes = 1_000_000
+	// defaultMaxMessageBytes is the record batch limit assumed when the
+	// topic's max.message.bytes cannot be read: under Kafka's default of
+	// 1048588 bytes.
+	defaultMaxMessageBytes = 1_000_000
+	// maxMaxMessageBytes caps the limit a sink uses, whatever the topic
+	// allows: a record stays far below 128 MiB, where the record sizes
+	// that batchOverhead and recordSize count on would grow.
+	maxMaxMessageBytes = 64 << 20
+	// batchOverhead is what a record batch (v2, uncompressed, as kafka-go
+	// writes it) holds besides its records: 61 bytes, the 12 of base
+	// offset and length included, as max.message.bytes counts them.
+	batchOverhead = 61
+	// limitLookupTimeout bounds the read of a topic's max.message.bytes
+	// when a sink or producer is made.
+	limitLookupTimeout = 5 * time.Second
 	// chunkRecords bounds one WriteMessages call, so that a large flush
 	// does not hand kafka-go a huge slice at once.
 	chunkRecords = 10_000
-	// recordOverhead over-estimates the per-record bytes besides key,
-	// value and headers that count against maxBatchBytes.
-	recordOverhead = 64
 )
+
+// Headers added to a record cut to fit its topic (OversizeTruncate).
+const (
+	// HeaderTruncated is "true" on a record whose value (and perhaps
+	// key) was cut.
+	HeaderTruncated = "virality-truncated"
+	// HeaderOriginalLength is the length in bytes, in decimal, of the
+	// value before it was cut.
+	HeaderOriginalLength = "virality-original-length"
+	// HeaderOriginalKeyLength is the length in bytes, in decimal, of the
+	// key before it was cut; only on records whose key was cut too.
+	HeaderOriginalKeyLength = "virality-original-key-length"
+)
+
+// Oversize says what a Sink does with a record too large for one record
+// batch of its topic (SinkOptions.MaxMessageBytes).
+type Oversize int
+
+const (
+	// OversizeAuto, the default, treats dead letters (records with a
+	// processor.HeaderReason header) as OversizeTruncate does and every
+	// other record as OversizeFail does: a dead letter always gets
+	// through, and a score or trending record is never silently cut.
+	OversizeAuto Oversize = iota
+	// OversizeFail refuses the record: Write returns a *TooLargeError
+	// and buffers nothing.
+	OversizeFail
+	// OversizeTruncate cuts the record's value to the longest prefix
+	// with which the whole record fits, and adds the headers
+	// HeaderTruncated ("true") and HeaderOriginalLength after the
+	// record's own. When the key and headers alone do not fit, the value
+	// is emptied and the key is cut too, with HeaderOriginalKeyLength.
+	// Only a record whose headers alone exceed the limit is refused.
+	OversizeTruncate
+)
+
+// TooLargeError is returned by Sink.Write and Producer.Produce for a
+// record that does not fit in one record batch of the topic and is not
+// truncated. Nothing of the record was buffered.
+type TooLargeError struct {
+	Topic string
+	// Size is the bytes of a batch holding just this record, as the
+	// writer counts them; Max is the limit in use (max.message.bytes).
+	Size, Max int
+	// KeyLen, ValueLen and HeadersLen are the bytes of the record's key,
+	// value and headers.
+	KeyLen, ValueLen, HeadersLen int
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("write to topic %q: a record of %d bytes (key %d, value %d, headers %d) needs a record batch of %d bytes, more than the %d the topic accepts (max.message.bytes)",
+		e.Topic, e.KeyLen+e.ValueLen+e.HeadersLen, e.KeyLen, e.ValueLen, e.HeadersLen, e.Size, e.Max)
+}
 
 // SinkOptions tune a Sink. The zero value is the default.
 type SinkOptions struct {
@@ -41,6 +102,18 @@ type SinkOptions struct {
 	// so the same key always goes to the same partition, as kafka-go and
 	// Sarama hash keys).
 	Balancer kafka.Balancer
+	// MaxMessageBytes is the largest record batch the topic accepts, as
+	// Kafka's max.message.bytes counts it (0: the topic's
+	// max.message.bytes, read by NewSink; 1,000,000 when it cannot be
+	// read). Batches are kept within it, and a single record that does not
+	// fit in a batch of its own is handled as Oversize says. If the broker
+	// refuses a batch as too large all the same (the option or the topic
+	// is off), Flush reads the topic's limit again and applies it to the
+	// records it still holds.
+	MaxMessageBytes int
+	// Oversize says what Write does with a record too large for one
+	// batch (zero: OversizeAuto).
+	Oversize Oversize
 }
 
 // Sink writes processor messages to one topic. It implements
@@ -53,6 +126,10 @@ type SinkOptions struct {
 // appear twice, but never out of order for a key: whatever is resent is
 // resent after everything that preceded it, so the last record of a key is
 // always the newest. A Sink is used by one goroutine at a time.
+//
+// A record too large for one record batch of the topic (see
+// SinkOptions.MaxMessageBytes) is cut or refused by Write, as
+// SinkOptions.Oversize says, so that it never makes a Flush fail.
 type Sink struct {
 	b *batcher
 }
@@ -63,7 +140,17 @@ func NewSink(c Config, topic string, opts SinkOptions) (*Sink, error) {
 	if bal == nil {
 		bal = &kafka.Hash{}
 	}
-	b, err := newBatcher(c, topic, bal, opts.BatchTimeout)
+	switch opts.Oversize {
+	case OversizeAuto, OversizeFail, OversizeTruncate:
+	default:
+		return nil, fmt.Errorf("kafkaio: sink of topic %q: unknown Oversize %d", topic, opts.Oversize)
+	}
+	if opts.MaxMessageBytes < 0 {
+		return nil, fmt.Errorf("kafkaio: sink of topic %q: MaxMessageBytes %d is negative", topic, opts.MaxMessageBytes)
+	}
+	b, err := newBatcher(c, topic, batcherOptions{
+		balancer: bal, batchTimeout: opts.BatchTimeout, maxMessageBytes: opts.MaxMessageBytes, oversize: opts.Oversize,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +182,14 @@ func (s *Sink) Writes() int64 { return s.b.writes.Load() }
 // acknowledged so far. It may be called from any goroutine.
 func (s *Sink) Bytes() int64 { return s.b.bytes.Load() }
 
+// MaxMessageBytes returns the record batch limit in use: the option, the
+// topic's max.message.bytes, or 1,000,000 when that could not be read.
+func (s *Sink) MaxMessageBytes() int { return s.b.limit }
+
+// Truncated returns the number of records cut to fit so far. It may be
+// called from any goroutine.
+func (s *Sink) Truncated() int64 { return s.b.truncated.Load() }
+
 // Close releases the writer. Records not flushed are dropped.
 func (s *Sink) Close() error { return s.b.close() }
 
@@ -109,10 +204,24 @@ var _ processor.Sink = (*Sink)(nil)
 // reused, unless a write failed since the last reuse: kafka-go may still
 // be sending a batch of a failed or cancelled call from the old buffers,
 // so those are dropped to the garbage collector instead.
+//
+// Sizes. kafka-go counts a record as recordSize does and puts records in
+// a batch while their sum stays within Writer.BatchBytes, which is set to
+// limit-batchOverhead. A record takes at most that many bytes in a v2
+// batch: its varints (length, time and offset deltas, key and value
+// lengths) take at most 4+7+2+4+4 bytes for records under 64 MiB, batches
+// of at most 1000 records and time deltas under 4000 years, against the
+// 22 bytes kafka-go counts besides key, value and headers (whose varints
+// it counts exactly). So a batch kafka-go builds never exceeds limit
+// bytes on the wire, and a single record fits when recordSize is at most
+// limit-batchOverhead.
 type batcher struct {
-	topic string
-	sh    *shared
-	w     *kafka.Writer
+	topic   string
+	brokers []string
+	sh      *shared
+	w       *kafka.Writer
+	opts    batcherOptions
+	limit   int // max.message.bytes in use
 
 	msgs    []kafka.Message // msgs[sent:] are not acknowledged
 	sent    int
@@ -122,42 +231,171 @@ type batcher struct {
 	tainted bool // a write failed since the buffers were last reset
 	closed  bool
 
-	writes, bytes atomic.Int64
+	writes, bytes, truncated atomic.Int64
 }
 
-func newBatcher(c Config, topic string, bal kafka.Balancer, batchTimeout time.Duration) (*batcher, error) {
+// batcherOptions are a batcher's settings; zero values are defaults.
+type batcherOptions struct {
+	balancer        kafka.Balancer
+	batchTimeout    time.Duration
+	maxMessageBytes int // 0: the topic's
+	oversize        Oversize
+}
+
+func newBatcher(c Config, topic string, opts batcherOptions) (*batcher, error) {
 	if topic == "" {
 		return nil, errors.New("kafkaio: no topic given")
 	}
-	if batchTimeout <= 0 {
-		batchTimeout = defaultBatchTimeout
+	if opts.batchTimeout <= 0 {
+		opts.batchTimeout = defaultBatchTimeout
 	}
 	sh, err := acquire(c)
 	if err != nil {
 		return nil, err
 	}
-	w := &kafka.Writer{
-		Addr:                   kafka.TCP(c.Brokers...),
-		Topic:                  topic,
-		Balancer:               bal,
+	b := &batcher{topic: topic, brokers: c.Brokers, sh: sh, opts: opts}
+	limit := opts.maxMessageBytes
+	if limit <= 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), limitLookupTimeout)
+		limit = b.lookupLimit(ctx)
+		cancel()
+		if limit <= 0 {
+			limit = defaultMaxMessageBytes
+		}
+	}
+	b.setLimit(limit)
+	return b, nil
+}
+
+// lookupLimit returns the topic's max.message.bytes, 0 when it cannot be
+// read.
+func (b *batcher) lookupLimit(ctx context.Context) int {
+	l, err := describeLimits(ctx, b.sh.client, b.topic)
+	if err != nil {
+		return 0
+	}
+	return l.MaxMessageBytes
+}
+
+// setLimit makes limit the batch limit, with a writer whose BatchBytes
+// holds a record at the limit. A writer in use is closed first: its
+// BatchBytes cannot change.
+func (b *batcher) setLimit(limit int) {
+	b.limit = min(max(limit, batchOverhead+1), maxMaxMessageBytes)
+	if b.w != nil {
+		b.w.Close()
+		b.tainted = true
+	}
+	b.w = &kafka.Writer{
+		Addr:                   kafka.TCP(b.brokers...),
+		Topic:                  b.topic,
+		Balancer:               b.opts.balancer,
 		BatchSize:              writerBatchSize,
-		BatchBytes:             maxBatchBytes,
-		BatchTimeout:           batchTimeout,
+		BatchBytes:             int64(b.room()),
+		BatchTimeout:           b.opts.batchTimeout,
 		WriteTimeout:           30 * time.Second,
 		RequiredAcks:           kafka.RequireAll,
-		Transport:              sh.t,
+		Transport:              b.sh.t,
 		AllowAutoTopicCreation: false,
 	}
-	return &batcher{topic: topic, sh: sh, w: w}, nil
+}
+
+// room is the most recordSize may count for a record to fit in a batch.
+func (b *batcher) room() int { return b.limit - batchOverhead }
+
+// recordSize returns the bytes kafka-go counts for a record against
+// Writer.BatchBytes (kafka.Message's totalSize): 22 bytes of fixed
+// fields, key, value, and the headers with their varint lengths.
+func recordSize(keyLen, valueLen, headersSize int) int {
+	return 22 + keyLen + valueLen + headersSize
+}
+
+// headersSize returns what kafka-go counts for n headers whose keys and
+// values have the given lengths: varint-prefixed, after a varint count.
+func headersSize(n int, each func(i int) (keyLen, valueLen int)) int {
+	size := varintLen(n)
+	for i := range n {
+		k, v := each(i)
+		size += varintLen(k) + k + varintLen(v) + v
+	}
+	return size
+}
+
+// varintLen returns the bytes of n as a zig-zag varint.
+func varintLen(n int) int {
+	u := uint64(n) << 1
+	if n < 0 {
+		u = ^u
+	}
+	l := 1
+	for ; u >= 0x80; u >>= 7 {
+		l++
+	}
+	return l
+}
+
+// fit is how a record too large for one batch is cut: its value to
+// valueLen bytes, its key to keyLen, with extra headers after its own.
+type fit struct {
+	keyLen, valueLen int
+	extra            []kafka.Header
+}
+
+// fitRecord returns how to cut a record with keyLen bytes of key,
+// valueLen of value and headers hs (keys and value lengths given by
+// each) so that recordSize is at most room, or false when even its
+// headers do not fit.
+func fitRecord(room, keyLen, valueLen, n int, each func(i int) (keyLen, valueLen int)) (fit, bool) {
+	f := fit{keyLen: keyLen, extra: []kafka.Header{
+		{Key: HeaderTruncated, Value: []byte("true")},
+		{Key: HeaderOriginalLength, Value: strconv.AppendInt(nil, int64(valueLen), 10)},
+	}}
+	hsize := func() int {
+		return headersSize(n+len(f.extra), func(i int) (int, int) {
+			if i < n {
+				return each(i)
+			}
+			h := f.extra[i-n]
+			return len(h.Key), len(h.Value)
+		})
+	}
+	if v := room - recordSize(keyLen, 0, hsize()); v >= 0 {
+		f.valueLen = min(v, valueLen)
+		return f, true
+	}
+	f.extra = append(f.extra, kafka.Header{Key: HeaderOriginalKeyLength, Value: strconv.AppendInt(nil, int64(keyLen), 10)})
+	k := room - recordSize(0, 0, hsize())
+	if k < 0 {
+		return fit{}, false
+	}
+	f.keyLen, f.valueLen = min(k, keyLen), 0
+	return f, true
+}
+
+// truncates reports whether a record with headers hs is cut, rather than
+// refused, when too large.
+func (b *batcher) truncates(n int, key func(i int) string) bool {
+	switch b.opts.oversize {
+	case OversizeTruncate:
+		return true
+	case OversizeAuto:
+		for i := range n {
+			if key(i) == processor.HeaderReason {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (b *batcher) buffered() int { return len(b.msgs) - b.sent }
 
-// add buffers a copy of one record. A record time in the future becomes
-// the wall clock: brokers refuse timestamps ahead of their own clock
-// (Kafka 4 by an hour, log.message.timestamp.after.max.ms), and a consumer
-// that checks event times against record times then sees such an event as
-// from the future.
+// add buffers a copy of one record, cut or refused (*TooLargeError) when
+// it does not fit in a batch, as opts.oversize says. A record time in the
+// future becomes the wall clock: brokers refuse timestamps ahead of their
+// own clock (Kafka 4 by an hour, log.message.timestamp.after.max.ms), and
+// a consumer that checks event times against record times then sees such
+// an event as from the future.
 func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) error {
 	if now := time.Now(); t.After(now) {
 		t = now
@@ -165,24 +403,98 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	if b.closed {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
 	}
-	n := len(key) + len(value)
-	for _, h := range hs {
-		n += len(h.Key) + len(h.Value)
-	}
-	if n+recordOverhead > maxBatchBytes {
-		return fmt.Errorf("write to topic %q: a record of %d bytes is larger than the %d bytes a batch may hold", b.topic, n, maxBatchBytes)
+	each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
+	var extra []kafka.Header
+	if size := recordSize(len(key), len(value), headersSize(len(hs), each)); size > b.room() {
+		f, ok := fitRecord(b.room(), len(key), len(value), len(hs), each)
+		if !ok || !b.truncates(len(hs), func(i int) string { return hs[i].Key }) {
+			return b.tooLarge(size, len(key), len(value), hs)
+		}
+		key, value, extra = cut(key, f.keyLen), cut(value, f.valueLen), f.extra
+		b.truncated.Add(1)
 	}
 	m := kafka.Message{Key: b.copy(key), Value: b.copy(value), Time: t}
-	if len(hs) > 0 {
+	if len(hs)+len(extra) > 0 {
 		i := len(b.hdrs)
 		for _, h := range hs {
 			b.hdrs = append(b.hdrs, kafka.Header{Key: h.Key, Value: b.copy(h.Value)})
 		}
+		b.hdrs = append(b.hdrs, extra...)
 		m.Headers = b.hdrs[i:len(b.hdrs):len(b.hdrs)]
 	}
 	b.msgs = append(b.msgs, m)
-	b.size += n
+	b.size += messageBytes(&m)
 	return nil
+}
+
+// tooLarge returns the error of a record refused for its size.
+func (b *batcher) tooLarge(size, keyLen, valueLen int, hs []processor.Header) error {
+	e := &TooLargeError{Topic: b.topic, Size: size + batchOverhead, Max: b.limit, KeyLen: keyLen, ValueLen: valueLen}
+	for _, h := range hs {
+		e.HeadersLen += len(h.Key) + len(h.Value)
+	}
+	return e
+}
+
+// cut returns the first n bytes of p, keeping nil nil and an empty
+// prefix non-nil (a nil value is a tombstone).
+func cut(p []byte, n int) []byte {
+	if p == nil {
+		return nil
+	}
+	return p[:n:n]
+}
+
+// messageBytes returns the key, value and header bytes of m, as Bytes
+// counts them.
+func messageBytes(m *kafka.Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// refit applies the limit to the records not yet acknowledged, after it
+// went down: records that no longer fit are cut, or, when they may not
+// be, reported in an error (they stay buffered).
+func (b *batcher) refit() error {
+	for i := b.sent; i < len(b.msgs); i++ {
+		m := &b.msgs[i]
+		hs := m.Headers
+		each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
+		size := recordSize(len(m.Key), len(m.Value), headersSize(len(hs), each))
+		if size <= b.room() {
+			continue
+		}
+		f, ok := fitRecord(b.room(), len(m.Key), len(m.Value), len(hs), each)
+		if !ok || !b.truncates(len(hs), func(i int) string { return hs[i].Key }) {
+			return fmt.Errorf("write to topic %q: the topic accepts record batches of at most %d bytes (max.message.bytes), and a buffered record of %d bytes needs %d",
+				b.topic, b.limit, messageBytes(m), size+batchOverhead)
+		}
+		b.size -= messageBytes(m)
+		m.Key, m.Value = cut(m.Key, f.keyLen), cut(m.Value, f.valueLen)
+		// A new array: the old one may still be read by kafka-go.
+		m.Headers = append(hs[:len(hs):len(hs)], f.extra...)
+		b.size += messageBytes(m)
+		b.truncated.Add(1)
+	}
+	return nil
+}
+
+// tooLargeForBroker reports whether err says that the broker refused a
+// batch as too large for the topic.
+func tooLargeForBroker(err error) bool {
+	var werr kafka.WriteErrors
+	if errors.As(err, &werr) {
+		for _, e := range werr {
+			if e != nil && tooLargeForBroker(e) {
+				return true
+			}
+		}
+		return false
+	}
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
 }
 
 // copy returns a copy of p in the arena, nil for nil.
@@ -205,6 +517,7 @@ func (b *batcher) flush(ctx context.Context) error {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
 	}
 	var unknownSince, failingSince time.Time
+	relooked := false
 	for b.sent < len(b.msgs) {
 		chunk := b.msgs[b.sent:min(len(b.msgs), b.sent+chunkRecords)]
 		err := b.w.WriteMessages(ctx, chunk...)
@@ -212,6 +525,19 @@ func (b *batcher) flush(ctx context.Context) error {
 			b.tainted = true
 			if ctx.Err() != nil {
 				return fmt.Errorf("write to topic %q: %w", b.topic, ctx.Err())
+			}
+			// The topic's limit is below the one in use (the option
+			// was off, it could not be read, or it went down): read it
+			// again, once a flush, and cut what it holds to the new one.
+			if tooLargeForBroker(err) && !relooked {
+				relooked = true
+				if limit := b.lookupLimit(ctx); limit > 0 && limit < b.limit {
+					b.setLimit(limit)
+					if err := b.refit(); err != nil {
+						return err
+					}
+					continue
+				}
 			}
 			// A broker that restarts refuses connections for a while,
 			// and the transport keeps what it knew of the old one:
@@ -243,19 +569,19 @@ func (b *batcher) flush(ctx context.Context) error {
 				}
 				return &hintError{err: err, msg: fmt.Sprintf("write to topic %q: the topic does not exist; create it", b.topic)}
 			}
+			if tooLargeForBroker(err) {
+				return fmt.Errorf("%w (batches were kept within %d bytes, the topic's max.message.bytes as this client read it; give the sink a lower MaxMessageBytes)",
+					writeError(b.topic, len(chunk), err), b.limit)
+			}
 			return writeError(b.topic, len(chunk), err)
 		}
-		var n int64
+		n := 0
 		for i := range chunk {
-			m := &chunk[i]
-			n += int64(len(m.Key) + len(m.Value))
-			for _, h := range m.Headers {
-				n += int64(len(h.Key) + len(h.Value))
-			}
+			n += messageBytes(&chunk[i])
 		}
 		b.writes.Add(int64(len(chunk)))
-		b.bytes.Add(n)
-		b.size -= int(n)
+		b.bytes.Add(int64(n))
+		b.size -= n
 		b.sent += len(chunk)
 	}
 	b.reset()

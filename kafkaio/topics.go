@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,4 +233,66 @@ func Partitions(ctx context.Context, c Config, topic string) (int, error) {
 		return &hintError{err: kafka.UnknownTopicOrPartition, msg: fmt.Sprintf("topic %q does not exist at %s: create it, or check the topic name", topic, c.addr())}
 	})
 	return n, err
+}
+
+// TopicLimits are the settings of a topic that bound what may be written
+// to it and how long it is kept, as the broker describes them.
+type TopicLimits struct {
+	// MaxMessageBytes is the topic's max.message.bytes: the largest
+	// record batch it accepts, the batch's 61 bytes of header included
+	// (Kafka's default: 1048588). 0 when the broker did not say.
+	MaxMessageBytes int
+	// DeletesByAge is whether the broker deletes records whose record
+	// time is older than Retention: cleanup.policy includes delete and
+	// retention.ms is not -1 (false too when the broker did not say).
+	DeletesByAge bool
+	// Retention is the topic's retention.ms, when DeletesByAge.
+	Retention time.Duration
+}
+
+// DescribeTopicLimits returns the limits of topic (one DescribeConfigs
+// request).
+func DescribeTopicLimits(ctx context.Context, c Config, topic string) (TopicLimits, error) {
+	var l TopicLimits
+	err := withClient(ctx, c, func(ctx context.Context, cl *kafka.Client) error {
+		var err error
+		l, err = describeLimits(ctx, cl, topic)
+		return err
+	})
+	return l, err
+}
+
+func describeLimits(ctx context.Context, cl *kafka.Client, topic string) (TopicLimits, error) {
+	var l TopicLimits
+	res, err := cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
+		ConfigNames: []string{"max.message.bytes", "retention.ms", "cleanup.policy"},
+	}}})
+	if err != nil {
+		return l, fmt.Errorf("describe the configuration of topic %q: %s", topic, oneLine(err))
+	}
+	policy, retention := "delete", int64(-1) // Kafka's default policy
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return l, fmt.Errorf("describe the configuration of topic %q: %v", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			switch e.ConfigName {
+			case "max.message.bytes":
+				if n, err := strconv.Atoi(e.ConfigValue); err == nil && n > 0 {
+					l.MaxMessageBytes = n
+				}
+			case "retention.ms":
+				if n, err := strconv.ParseInt(e.ConfigValue, 10, 64); err == nil {
+					retention = n
+				}
+			case "cleanup.policy":
+				policy = e.ConfigValue
+			}
+		}
+	}
+	if strings.Contains(policy, "delete") && retention >= 0 && retention <= math.MaxInt64/int64(time.Millisecond) {
+		l.DeletesByAge, l.Retention = true, time.Duration(retention)*time.Millisecond
+	}
+	return l, nil
 }
