@@ -439,6 +439,9 @@ func (c *Coordinator) step(ctx context.Context) error {
 	if err := c.drain(); err != nil {
 		return err
 	}
+	if err := c.flushQuiet(ctx); err != nil {
+		return err
+	}
 	if c.sinceCommit >= c.cfg.CommitEvery || c.cachesFull() {
 		if err := c.Commit(ctx); err != nil {
 			c.sinceCommit = 0 // retry after another interval, not on every step
@@ -500,6 +503,31 @@ func (c *Coordinator) drain() error {
 		if err := c.merger.progress(id, e.box.next); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// flushQuiet emits the held-back scores of partitions whose sources have
+// all gone idle (live only): the ranker must not wait for the next like to
+// see the last ones.
+func (c *Coordinator) flushQuiet(ctx context.Context) error {
+	var quiet []int32
+	for _, id := range c.ids {
+		if e := c.engines[id]; !e.quiet && e.idle() {
+			quiet = append(quiet, id)
+		}
+	}
+	if len(quiet) == 0 {
+		return nil
+	}
+	if err := c.Commit(ctx); err != nil {
+		return err
+	}
+	for _, id := range quiet {
+		if err := c.flushPartition(ctx, id); err != nil {
+			return err
+		}
+		c.engines[id].quiet = true
 	}
 	return nil
 }
@@ -587,17 +615,6 @@ func (c *Coordinator) FlushPending(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// FlushPartition is FlushPending for one partition.
-func (c *Coordinator) FlushPartition(ctx context.Context, id int32) error {
-	if _, ok := c.engines[id]; !ok {
-		return nil
-	}
-	if err := c.Commit(ctx); err != nil {
-		return err
-	}
-	return c.flushPartition(ctx, id)
 }
 
 func (c *Coordinator) flushPartition(ctx context.Context, id int32) error {

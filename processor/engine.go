@@ -87,6 +87,7 @@ type Engine struct {
 	buf      reorder
 	unsaved  []*routed // held since the last commit
 	released int64     // release point so far: events before it are applied
+	quiet    bool      // every source idle, and held-back scores emitted since
 	savedRel int64     // release point of the last commit
 
 	videos      map[string]*video
@@ -184,7 +185,7 @@ func (e *Engine) ID() int32 { return e.id }
 
 // Watermark is the partition's watermark in ms (0 before any event).
 func (e *Engine) Watermark() int64 {
-	if low := e.low(false); low > 0 {
+	if low := e.low(); low > 0 && low < math.MaxInt64 {
 		return low - e.lateness
 	}
 	return 0
@@ -197,39 +198,53 @@ func (e *Engine) Buffered() int { return e.buf.len() }
 // the goroutine that runs the engine.
 func (e *Engine) Stats() Stats { return e.stats }
 
-// low is the smallest largest-event-time of the sources (of the active
-// ones only, if active): 0 while one has reported nothing.
-func (e *Engine) low(active bool) int64 {
+// low is the smallest largest-event-time of the sources: 0 while one has
+// reported nothing.
+func (e *Engine) low() int64 {
 	low := int64(math.MaxInt64)
-	any := false
 	for _, s := range e.sources {
-		in := e.inputs[s]
-		if active && in.Idle {
-			continue
-		}
-		any = true
-		low = min(low, in.MaxTS)
-	}
-	if !any {
-		return math.MaxInt64
+		low = min(low, e.inputs[s].MaxTS)
 	}
 	return low
 }
 
-// releasePoint is the event time before which every event is applied.
+// idle reports whether every source of the partition is idle.
+func (e *Engine) idle() bool {
+	for _, s := range e.sources {
+		if !e.inputs[s].Idle {
+			return false
+		}
+	}
+	return true
+}
+
+// releasePoint is the event time before which every event is applied:
+// the reorder window before the smallest event time of the active
+// sources. While one has said nothing yet, nothing is released; once all
+// are idle (caught up and quiet, live only), everything they sent is, so
+// that the last likes before a pause are not held back.
 func (e *Engine) releasePoint() int64 {
-	low := e.low(true)
-	if low == 0 {
-		return 0
+	low, high, active := int64(math.MaxInt64), int64(0), false
+	for _, s := range e.sources {
+		in := e.inputs[s]
+		high = max(high, in.MaxTS)
+		if in.Idle {
+			continue
+		}
+		active = true
+		low = min(low, in.MaxTS)
 	}
-	if low == math.MaxInt64 {
-		return e.released // every source idle: hold
+	switch {
+	case !active && high > 0:
+		return max(e.released, high+1)
+	case !active || low == 0:
+		return e.released
 	}
-	return low - e.reorder
+	return max(e.released, low-e.reorder)
 }
 
 func (e *Engine) watermark() int64 {
-	if low := e.low(false); low > 0 && low < math.MaxInt64 {
+	if low := e.low(); low > 0 && low < math.MaxInt64 {
 		return low - e.lateness
 	}
 	return math.MinInt64
@@ -249,6 +264,7 @@ func (e *Engine) take(r *routed) error {
 	in.Offset = r.off + 1
 	in.MaxTS = max(in.MaxTS, r.srcMax)
 	in.Idle = false
+	e.quiet = false
 	e.stats.Records++
 	if r.ev.TS < e.released {
 		e.stats.Reordered++

@@ -540,9 +540,6 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					if err := s.retryable(g.SetIdle(ctx, p, true), &commitFailing); err != nil {
 						return err
 					}
-					if err := g.FlushPartition(ctx, p); err != nil {
-						s.log.Warn().Err(err).Int32("partition", p).Msg("flush idle partition")
-					}
 					dirty = true
 				}
 			}
