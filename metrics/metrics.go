@@ -99,8 +99,9 @@ type Metrics struct {
 
 // partition is the cached label children of one partition.
 type partition struct {
-	in, applied             prometheus.Counter
-	lag, watermark, timeLag prometheus.Gauge
+	in, applied    prometheus.Counter
+	lag, watermark prometheus.Gauge
+	timeLag        prometheus.Gauge // nil until the first SetEventTimeLag, guarded by mu
 }
 
 type labelKey struct {
@@ -235,12 +236,26 @@ func (m *Metrics) SetWatermark(partition int32, ms int64) {
 }
 
 // SetEventTimeLag sets how far a partition's event time is behind: the wall
-// clock minus its watermark. The gauge is in seconds.
+// clock minus its watermark. The gauge is in seconds; a partition has no
+// series until its first call, so that "never set" does not read as "no
+// lag".
 func (m *Metrics) SetEventTimeLag(partition int32, lag time.Duration) {
 	if m == nil {
 		return
 	}
-	m.partition(partition).timeLag.Set(lag.Seconds())
+	c := m.partition(partition)
+	m.mu.RLock()
+	g := c.timeLag
+	m.mu.RUnlock()
+	if g == nil {
+		m.mu.Lock()
+		if c.timeLag == nil {
+			c.timeLag = m.timeLag.WithLabelValues(partitionLabel(partition))
+		}
+		g = c.timeLag
+		m.mu.Unlock()
+	}
+	g.Set(lag.Seconds())
 }
 
 // ObserveCommit records how long a batch commit took.
@@ -324,7 +339,6 @@ func (m *Metrics) partition(p int32) *partition {
 			applied:   m.applied.WithLabelValues(l),
 			lag:       m.lag.WithLabelValues(l),
 			watermark: m.watermark.WithLabelValues(l),
-			timeLag:   m.timeLag.WithLabelValues(l),
 		}
 		m.parts[p] = c
 	}

@@ -139,6 +139,23 @@ virality_batch_commit_seconds_count 3
 	}
 }
 
+// TestEventTimeLagOnlyOnceSet: a partition's event-time lag has no series
+// before the service sets it (0 would read as "not behind").
+func TestEventTimeLagOnlyOnceSet(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.AddIn(0, 1)
+	m.SetWatermark(0, 1_790_000_000_000)
+	if n, err := testutil.GatherAndCount(reg, "virality_event_time_lag_seconds"); err != nil || n != 0 {
+		t.Fatalf("%d event-time lag series before any SetEventTimeLag (%v), want 0", n, err)
+	}
+	m.SetEventTimeLag(0, 2*time.Minute)
+	m.SetEventTimeLag(0, 3*time.Minute)
+	if got := testutil.ToFloat64(m.timeLag.WithLabelValues("0")); got != 180 {
+		t.Errorf("event_time_lag_seconds{partition=0} = %v, want 180", got)
+	}
+}
+
 func TestForgetPartition(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg)
@@ -226,6 +243,7 @@ func TestConcurrentUse(t *testing.T) {
 				m.AddIn(p, 1)
 				m.AddEmitted(KindScore, 1)
 				m.SetLag(p, 0)
+				m.SetEventTimeLag(p, time.Second)
 			}
 			m.ForgetPartition(p)
 		}()
