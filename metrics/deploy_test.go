@@ -39,14 +39,16 @@ func exported(t *testing.T) map[string]bool {
 var metricName = regexp.MustCompile(`\bvirality_[a-z0-9_]*[a-z0-9]`)
 
 // TestDeployUsesExportedNames: every virality_ metric that the alert rules
-// and the dashboard query is one the service exports, so that renaming a
-// metric breaks this test rather than an alert.
+// and the dashboard query, and the operations guide names, is one the
+// service exports, so that renaming a metric breaks this test rather than
+// an alert.
 func TestDeployUsesExportedNames(t *testing.T) {
 	names := exported(t)
 	for _, path := range []string{
 		"../deploy/prometheus/virality-rules.yml",
 		"../deploy/prometheus/virality-rules.test.yml",
 		"../deploy/grafana/virality.json",
+		"../docs/operations.md",
 	} {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -67,6 +69,20 @@ func TestDeployUsesExportedNames(t *testing.T) {
 		}
 		if len(used) < 5 {
 			t.Errorf("%s uses only %v", path, slices.Sorted(maps.Keys(used)))
+		}
+	}
+}
+
+// TestOperationsDocumentsEveryMetric: docs/operations.md describes every
+// virality_ metric the service exports.
+func TestOperationsDocumentsEveryMetric(t *testing.T) {
+	b, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range slices.Sorted(maps.Keys(exported(t))) {
+		if !strings.Contains(string(b), "`"+n+"`") {
+			t.Errorf("docs/operations.md does not describe %s", n)
 		}
 	}
 }
