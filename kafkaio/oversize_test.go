@@ -425,10 +425,13 @@ func TestSinkOversizePolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		at := processor.Message{Key: key, Value: payload(valueAt(room, 0, key, tc.headers), 1), Headers: tc.headers}
+		over := processor.Message{Key: key, Value: payload(valueAt(room, 1, key, tc.headers), 1), Headers: tc.headers}
+		if !s.Fits(&at) || s.Fits(&over) {
+			t.Errorf("policy %d, %d headers: Fits at the limit %v, over it %v", tc.policy, len(tc.headers), s.Fits(&at), s.Fits(&over))
+		}
 		if err := s.Write(&at); err != nil {
 			t.Errorf("policy %d, %d headers: record at the limit: %v", tc.policy, len(tc.headers), err)
 		}
-		over := processor.Message{Key: key, Value: payload(valueAt(room, 1, key, tc.headers), 1), Headers: tc.headers}
 		err = s.Write(&over)
 		var tl *TooLargeError
 		switch {

@@ -186,6 +186,15 @@ func (s *Sink) Bytes() int64 { return s.b.bytes.Load() }
 // topic's max.message.bytes, or 1,000,000 when that could not be read.
 func (s *Sink) MaxMessageBytes() int { return s.b.limit }
 
+// Fits reports whether m fits in one record batch of the topic as it is:
+// whether Write would take it whole, neither cut nor refused. A caller
+// that may not cut a record (one forwarded to be read again) can check
+// it first and dead-letter it instead.
+func (s *Sink) Fits(m *processor.Message) bool {
+	hs := m.Headers
+	return recordSize(len(m.Key), len(m.Value), headersSize(len(hs), func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) })) <= s.b.room()
+}
+
 // Truncated returns the number of records cut to fit so far. It may be
 // called from any goroutine.
 func (s *Sink) Truncated() int64 { return s.b.truncated.Load() }
