@@ -50,10 +50,15 @@ type Topology struct {
 	Partitions  int
 	Partitioner Partitioner
 	// Sources are the source partitions that feed every partition of
-	// state: one (0) for a stream of files, the topic's partitions for
-	// Kafka. With as many sources as partitions, source p's router is
-	// committed with partition p; with one source, with the coordinator.
+	// state: the topic's partitions for Kafka, each committed with the
+	// partition of state of the same number. Empty with Stream.
 	Sources []int32
+	// Stream: the input is one stream of records (files), split into
+	// Partitions sources by video, as a producer keyed by video splits a
+	// topic, so that a backfill judges lateness as a live run over such a
+	// topic does. Steps end at fixed offsets of the stream, so outputs
+	// are the same whatever the reads, the workers and the restarts.
+	Stream bool
 	// Workers is the number of goroutines that apply partitions in
 	// parallel (at least 1).
 	Workers int
@@ -114,10 +119,15 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		return nil, fmt.Errorf("processor: %d partitions: need at least 1", topo.Partitions)
 	case topo.Partitioner == nil:
 		return nil, errors.New("processor: no partitioner")
-	case len(topo.Sources) == 0:
-		return nil, errors.New("processor: no sources")
-	case len(topo.Sources) != 1 && len(topo.Sources) != topo.Partitions:
-		return nil, fmt.Errorf("processor: %d sources for %d partitions: give one source or one per partition", len(topo.Sources), topo.Partitions)
+	case topo.Stream && len(topo.Sources) > 0:
+		return nil, errors.New("processor: a stream has no sources of its own")
+	case !topo.Stream && len(topo.Sources) != topo.Partitions:
+		return nil, fmt.Errorf("processor: %d sources for %d partitions: give one per partition", len(topo.Sources), topo.Partitions)
+	}
+	if topo.Stream {
+		for p := range topo.Partitions {
+			topo.Sources = append(topo.Sources, int32(p))
+		}
 	}
 	topo.Workers = max(topo.Workers, 1)
 	topo.Expect = max(topo.Expect, 1)
@@ -160,16 +170,12 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 			}
 		}
 	}
-	if len(topo.Sources) == 1 && topo.Partitions > 1 || topo.Partitions == 1 {
-		// One source: its router is the coordinator's.
-		c.routers[topo.Sources[0]] = c.newRouter(topo.Sources[0], &c.meta.Route)
-	}
 	return c, nil
 }
 
 // fingerprint adds the topology to the settings a state must match.
 func (c *Coordinator) fingerprint() string {
-	return c.cfg.fingerprint() + " partitions=" + strconv.Itoa(c.topo.Partitions) + " sources=" + strconv.Itoa(len(c.topo.Sources))
+	return c.cfg.fingerprint() + " partitions=" + strconv.Itoa(c.topo.Partitions) + " stream=" + strconv.FormatBool(c.topo.Stream)
 }
 
 func (c *Coordinator) newRouter(src int32, st *store.RouteState) *router {
@@ -202,9 +208,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	c.ids = append(c.ids, id)
 	slices.Sort(c.ids)
 	c.merger.join(id, e.meta.NextTick)
-	if len(c.topo.Sources) == c.topo.Partitions && c.topo.Partitions > 1 {
-		c.routers[id] = c.newRouter(id, &e.meta.Route)
-	}
+	c.routers[id] = c.newRouter(id, &e.meta.Route)
 	return e, nil
 }
 
@@ -218,9 +222,7 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	}
 	err := c.Commit(ctx)
 	delete(c.engines, id)
-	if len(c.topo.Sources) == c.topo.Partitions && c.topo.Partitions > 1 {
-		delete(c.routers, id)
-	}
+	delete(c.routers, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	return errors.Join(err, c.merger.leave(id))
 }
@@ -235,8 +237,11 @@ func (c *Coordinator) Engine(id int32) (*Engine, bool) {
 func (c *Coordinator) Partitions() []int32 { return slices.Clone(c.ids) }
 
 // NextOffset is the next offset of source src to read: where its router
-// stands (0 when src is not routed here).
+// stands (0 when src is not routed here); of a stream, src is ignored.
 func (c *Coordinator) NextOffset(src int32) int64 {
+	if c.topo.Stream {
+		return c.meta.Offset
+	}
 	if r, ok := c.routers[src]; ok {
 		return r.st.Offset
 	}
@@ -252,36 +257,54 @@ func (c *Coordinator) RepartitionedOffset(id int32) int64 {
 	return 0
 }
 
-// TakeInput routes a decoded batch of source partition src: dead letters
-// go out at once, events to the partitions that own their videos. Records
-// before the router's offset (taken before a restart) are skipped. A
-// stream of files (one source, all partitions here) steps at fixed
-// offsets; other inputs step after each batch.
+// TakeInput routes a decoded batch of source partition src (of a
+// stream: src is ignored): dead letters go out at once, events to the
+// partitions that own their videos. Records before the resume offset
+// (taken before a restart) are skipped. A stream steps at fixed offsets;
+// other inputs step after each batch.
 func (c *Coordinator) TakeInput(ctx context.Context, src int32, b *Batch) error {
+	if c.topo.Stream {
+		return c.takeStream(ctx, b)
+	}
 	if err := c.Route(ctx, src, b); err != nil {
 		return err
-	}
-	if c.bounded() {
-		return nil
 	}
 	return c.tellStep(ctx, src)
 }
 
-// bounded: one stream of files, stepped at fixed offsets so that outputs
-// are drained in the same order whatever the reads and restarts.
-func (c *Coordinator) bounded() bool {
-	return c.out.Repartition == nil && len(c.topo.Sources) == 1
+// takeStream routes records of a stream, each from the source its video
+// would be produced to (records that cannot be decoded: source 0).
+func (c *Coordinator) takeStream(ctx context.Context, b *Batch) error {
+	for i := range b.Recs {
+		rec := &b.Recs[i]
+		if rec.Offset < c.meta.Offset {
+			continue
+		}
+		src := int32(0)
+		if b.Errs[i] == nil {
+			src = c.topo.Partitioner(b.Events[i].VideoID, c.topo.Partitions)
+		}
+		if err := c.route(c.routers[src], rec, &b.Events[i], b.Errs[i]); err != nil {
+			return err
+		}
+		c.meta.Offset = rec.Offset + 1
+		if c.meta.Offset%stepRecords == 0 {
+			if err := c.Step(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// Route routes a decoded batch of source src without ending a step
-// (except at the fixed offsets of a stream of files): a driver that
-// merges several sources in a fixed order (replay) calls Step itself.
+// Route routes a decoded batch of source src without ending a step: a
+// driver that merges several sources in a fixed order (replay) calls Step
+// itself.
 func (c *Coordinator) Route(ctx context.Context, src int32, b *Batch) error {
 	r, ok := c.routers[src]
 	if !ok {
 		return fmt.Errorf("processor: records of source %d, which is not routed here", src)
 	}
-	bounded := c.bounded()
 	for i := range b.Recs {
 		rec := &b.Recs[i]
 		if rec.Offset < r.st.Offset {
@@ -289,11 +312,6 @@ func (c *Coordinator) Route(ctx context.Context, src int32, b *Batch) error {
 		}
 		if err := c.route(r, rec, &b.Events[i], b.Errs[i]); err != nil {
 			return err
-		}
-		if bounded && r.st.Offset%stepRecords == 0 {
-			if err := c.tellStep(ctx, src); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

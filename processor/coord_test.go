@@ -18,9 +18,10 @@ func fnvPartitioner(video string, n int) int32 {
 }
 
 // oneSource is the topology of a backfill: one stream of records over n
-// partitions of state, applied on the given number of workers.
+// partitions of state (and n sources, as if keyed by video), applied on
+// the given number of workers.
 func oneSource(n, workers int) Topology {
-	return Topology{Partitions: n, Partitioner: fnvPartitioner, Sources: []int32{0}, Workers: workers, Expect: n}
+	return Topology{Partitions: n, Partitioner: fnvPartitioner, Stream: true, Workers: workers, Expect: n}
 }
 
 // perSource is the topology of a topic of n partitions read in process:

@@ -51,6 +51,7 @@ func uniqueTopics(t *testing.T, cfg *Config) {
 type line struct {
 	value []byte
 	video string
+	user  string
 	ts    int64
 }
 
@@ -77,25 +78,38 @@ func generatedLines(t *testing.T, events int) []line {
 			return out
 		}
 		var ev event.Event
-		video := ""
+		video, user := "", ""
 		if event.Decode(l, 0, &ev) == nil {
-			video, ts = ev.VideoID, ev.TS
+			video, user, ts = ev.VideoID, ev.UserID, ev.TS
 		}
-		out = append(out, line{value: l, video: video, ts: ts})
+		out = append(out, line{value: l, video: video, user: user, ts: ts})
 	}
 }
 
+// keyBy says how a producer keys likes: by video (recommended), by user,
+// or not at all.
+type keyBy func(l *line) []byte
+
+func byVideo(l *line) []byte { return []byte(l.video) }
+func byUser(l *line) []byte  { return []byte(l.user) }
+func unkeyed(*line) []byte   { return nil }
+
 func produce(t *testing.T, kc kafkaio.Config, topic string, lines []line) {
+	t.Helper()
+	produceKeyed(t, kc, topic, lines, byVideo)
+}
+
+func produceKeyed(t *testing.T, kc kafkaio.Config, topic string, lines []line, key keyBy) {
 	t.Helper()
 	p, err := kafkaio.NewProducer(kc, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, l := range lines {
-		var key []byte
-		if l.video != "" {
-			key = []byte(l.video)
+	for i, l := range lines {
+		key := key(&lines[i])
+		if len(key) == 0 {
+			key = nil
 		}
 		if err := p.Produce(ctx, key, l.value, time.UnixMilli(l.ts)); err != nil {
 			t.Fatal(err)
@@ -120,7 +134,7 @@ func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, 
 	defer db.Close()
 	s, tr, d := &collect{}, &collect{}, &collect{}
 	g, err := processor.NewCoordinator(cfg, db, processor.Outputs{Scores: s, Trending: tr, DeadLetters: d},
-		processor.Topology{Partitions: n, Partitioner: Partitioner, Sources: []int32{0}, Workers: 2, Expect: n})
+		processor.Topology{Partitions: n, Partitioner: Partitioner, Stream: true, Workers: 2, Expect: n})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,24 +313,51 @@ func completeTrending(t *testing.T, values [][]byte, lines []line, n int) []stri
 // has passed, the last score of every video on video-scores equals the
 // backfill's last record of it, and the trending snapshots of the ticks
 // every partition reached are the backfill's.
+//
+// The input may be keyed by video (each record already in its video's
+// partition), by user or not at all: records reach their video's partition
+// through the repartition topic, and the outputs are the same.
 func TestLiveMatchesBackfill(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  keyBy
+	}{{"by video", byVideo}, {"by user", byUser}, {"unkeyed", unkeyed}} {
+		t.Run(tc.name, func(t *testing.T) { liveMatchesBackfill(t, tc.key) })
+	}
+}
+
+func liveMatchesBackfill(t *testing.T, key keyBy) {
 	kc := testBroker(t)
 	cfg := testConfig(t, kc)
 	const n = 8
 	lines := generatedLines(t, 40_000)
 	createInput(t, kc, cfg.InputTopic, n)
-	produce(t, kc, cfg.InputTopic, lines)
+	produceKeyed(t, kc, cfg.InputTopic, lines, key)
+
+	wantScores, wantTrending := backfill(t, cfg.Engine, lines, n)
+	want := lastPerVideo(wantScores)
 
 	svc, stop := startService(t, cfg, t.TempDir())
 	waitFor(t, "all likes consumed", 2*time.Minute, func() bool { return svc.EventsIn.Load() == int64(len(lines)) })
-	time.Sleep(3 * cfg.IdleTimeout)
+	// Once the input is idle, held-back scores are flushed: wait for the
+	// last record of every video to be the backfill's.
+	var got map[string]string
+	converged := func() bool {
+		got = lastPerVideoRecords(readTopic(t, kc, cfg.ScoresTopic))
+		for id, w := range want {
+			if got[id] != w {
+				return false
+			}
+		}
+		return len(got) == len(want)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !converged() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-
-	wantScores, wantTrending := backfill(t, cfg.Engine, lines, n)
-	got := lastPerVideoRecords(readTopic(t, kc, cfg.ScoresTopic))
-	want := lastPerVideo(wantScores)
 	if len(got) != len(want) || len(want) == 0 {
 		t.Fatalf("%d videos on %s, backfill has %d", len(got), cfg.ScoresTopic, len(want))
 	}

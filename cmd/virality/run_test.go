@@ -179,15 +179,28 @@ func TestRunRestarts(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(4 * time.Second) // the idle timeout passes: held-back scores are flushed
+	// Once the input is idle, held-back scores are flushed: wait for the
+	// last record of every video to be the backfill's.
+	exp := lastScoresFile(t, want)
+	var got map[string]string
+	converged := func() bool {
+		got = lastScores(t, kc, scores)
+		for id, w := range exp {
+			if got[id] != w {
+				return false
+			}
+		}
+		return len(got) == len(exp)
+	}
+	for deadline := time.Now().Add(time.Minute); !converged() && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("final stop: %v\n%s", err, stderr.String())
 	}
-
-	got, exp := lastScores(t, kc, scores), lastScoresFile(t, want)
 	if len(got) != len(exp) || len(exp) == 0 {
 		t.Fatalf("%d videos live, %d in the backfill", len(got), len(exp))
 	}
