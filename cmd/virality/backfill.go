@@ -8,13 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"runtime"
 	"time"
 
 	"virality/jsonl"
@@ -319,7 +319,7 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 	}
 
 	eng, err := processor.NewCoordinator(f.cfg, db, out, processor.Topology{
-		Partitions: f.partitions, Partitioner: videoPartition, Sources: []int32{0},
+		Partitions: f.partitions, Partitioner: videoPartition, Stream: true,
 		Workers: f.workers, Expect: f.partitions,
 	})
 	if err != nil {
