@@ -21,6 +21,11 @@ type TopicSpec struct {
 	// Compacted topics keep the latest record per key
 	// (cleanup.policy=compact): latest scores, changelogs.
 	Compacted bool
+	// AppendTime makes the broker stamp records with their append time
+	// (message.timestamp.type=LogAppendTime), so that time-based retention
+	// follows the wall clock whatever time the writer gave: internal
+	// topics that carry old event times.
+	AppendTime bool
 }
 
 // ErrUnknownTopic is wrapped by the errors of Partitions, FirstLastOffsets
@@ -113,7 +118,10 @@ func createTopics(ctx context.Context, cl *kafka.Client, specs []TopicSpec, rf i
 			tc.NumPartitions = s.Partitions
 		}
 		if s.Compacted {
-			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+		}
+		if s.AppendTime {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "message.timestamp.type", ConfigValue: "LogAppendTime"})
 		}
 		req.Topics = append(req.Topics, tc)
 	}

@@ -19,6 +19,9 @@ type Outputs struct {
 	Scores      Sink
 	Trending    Sink
 	DeadLetters Sink
+	// Changelog, if set, receives every partition's changes of state at
+	// each commit, acknowledged before the local commit.
+	Changelog Changelog
 	// Repartition, if set, takes the events a source routes to another
 	// partition than its own (the live service's repartition topic, read
 	// back with [Coordinator.TakeRepartitioned]). Without it every
@@ -62,6 +65,9 @@ type Topology struct {
 	// Workers is the number of goroutines that apply partitions in
 	// parallel (at least 1).
 	Workers int
+	// Lineage names where the input comes from (the live service: its
+	// group and input topic): state of another lineage is never resumed.
+	Lineage string
 	// Expect is the number of partitions this process will likely hold,
 	// over which the memory bounds of Config are shared.
 	Expect int
@@ -98,6 +104,10 @@ type Coordinator struct {
 
 	sinceCommit int
 	commits     int64
+	changelog   Changelog
+	// unacked is a commit whose changelog records were not acknowledged:
+	// it is committed, as it is, once they are, before any later one.
+	unacked *store.Writer
 	stats       Stats // records routed and dead letters; engines count the rest
 	hdr         [5]Header
 	rbuf        []byte
@@ -142,6 +152,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		marked:      map[[2]int32]int64{},
 		markerEvery: max(min(cfg.Reorder.Milliseconds()/2, 1000), 10),
 		stats:       Stats{DeadByReason: map[string]int64{}},
+		changelog:   out.Changelog,
 	}
 	meta, ok, err := c.gpart.Meta()
 	if err != nil {
@@ -175,7 +186,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 
 // fingerprint adds the topology to the settings a state must match.
 func (c *Coordinator) fingerprint() string {
-	return c.cfg.fingerprint() + " partitions=" + strconv.Itoa(c.topo.Partitions) + " stream=" + strconv.FormatBool(c.topo.Stream)
+	return c.cfg.fingerprint() + " partitions=" + strconv.Itoa(c.topo.Partitions) + " stream=" + strconv.FormatBool(c.topo.Stream) + " lineage=" + c.topo.Lineage
 }
 
 func (c *Coordinator) newRouter(src int32, st *store.RouteState) *router {
@@ -200,7 +211,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	if id < 0 || int(id) >= c.topo.Partitions {
 		return nil, fmt.Errorf("processor: partition %d out of range [0, %d)", id, c.topo.Partitions)
 	}
-	e, err := newEngine(c.cfg, id, c.db.Partition(id), c.topo.Sources, max(c.cfg.PairFilterBits/c.topo.Expect, 1<<16))
+	e, err := newEngine(c.cfg, c.fingerprint(), id, c.db.Partition(id), c.topo.Sources, max(c.cfg.PairFilterBits/c.topo.Expect, 1<<16))
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +363,7 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
 	if c.out.Repartition != nil && v.part != r.id {
 		c.marked[[2]int32{r.id, v.part}] = r.st.MaxTS
-		return c.forward(v.part, rec.Value, rt, false)
+		return c.forward(v.part, rec.Value, rec.Time, rt, false)
 	}
 	e, ok := c.engines[v.part]
 	if !ok {
@@ -386,7 +397,7 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 			if idle {
 				delete(c.marked, k) // the next record or marker wakes it
 			}
-			if err := c.forward(q, nil, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
+			if err := c.forward(q, nil, 0, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
 				return err
 			}
 		}
@@ -408,7 +419,8 @@ func (c *Coordinator) SetIdle(ctx context.Context, src int32, idle bool) error {
 }
 
 // TakeRepartitioned takes a batch of partition id's share of the
-// repartition topic: events and progress markers from other sources.
+// repartition topic: events and progress markers from other sources. It
+// decodes the events itself, as their sources did.
 func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch) error {
 	e, ok := c.engines[id]
 	if !ok {
@@ -430,10 +442,11 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 			}
 			continue
 		}
-		if b.Errs[i] != nil {
-			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, b.Errs[i])
+		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax}
+		if err := event.Decode(rec.Value, f.recTime, &r.ev); err != nil {
+			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, err)
 		}
-		e.inbox = append(e.inbox, &routed{ev: b.Events[i], src: f.src, off: f.off, srcMax: f.srcMax})
+		e.inbox = append(e.inbox, r)
 	}
 	return c.step(ctx)
 }
@@ -574,17 +587,46 @@ type CommitError struct{ Err error }
 func (e *CommitError) Error() string { return e.Err.Error() }
 func (e *CommitError) Unwrap() error { return e.Err }
 
-// Commit makes everything so far durable: outputs first, then the state of
-// every partition with its offsets, in one batch.
+// Commit makes everything so far durable: outputs first, then the
+// changes of state to the changelog (if any), then the state of every
+// partition with its offsets, in one batch.
 func (c *Coordinator) Commit(ctx context.Context) error {
 	if err := c.FlushOutputs(ctx); err != nil {
 		return err
 	}
-	w := c.gpart.NewWriter()
-	if err := c.write(w); err != nil {
+	if c.unacked != nil {
+		if err := c.commitLogged(ctx, c.unacked); err != nil {
+			return err
+		}
+		c.unacked = nil
+	}
+	var w *store.Writer
+	var logs map[int32]*store.Changes
+	if c.changelog != nil {
+		w = c.gpart.NewLoggedWriter()
+		logs = make(map[int32]*store.Changes, len(c.ids))
+		for _, id := range c.ids {
+			logs[id] = &store.Changes{}
+		}
+	} else {
+		w = c.gpart.NewWriter()
+	}
+	if err := c.write(w, logs); err != nil {
 		return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
 	}
-	if err := w.Commit(); err != nil {
+	if c.changelog != nil {
+		id := newCommitID()
+		for _, part := range c.ids {
+			if err := c.logChanges(part, logs[part], id); err != nil {
+				return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+			}
+		}
+		if err := c.commitLogged(ctx, w); err != nil {
+			// The batch waits, whole, for its changelog records.
+			c.unacked = w
+			return err
+		}
+	} else if err := w.Commit(); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
 	c.commits++
@@ -599,10 +641,31 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 	return nil
 }
 
-func (c *Coordinator) write(w *store.Writer) error {
+// commitLogged commits a batch once the changelog has acknowledged its
+// records, with the changelog offsets the state then reflects.
+func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
+	if err := c.changelog.Flush(ctx); err != nil {
+		return &CommitError{fmt.Errorf("flush changelog: %w", err)}
+	}
+	ends, err := c.changelog.Ends(ctx, c.ids)
+	if err != nil {
+		return &CommitError{fmt.Errorf("read changelog offsets: %w", err)}
+	}
+	for _, id := range c.ids {
+		if err := w.For(c.engines[id].part, nil).SetChangelogEnd(ends[id]); err != nil {
+			return err
+		}
+	}
+	if err := w.Commit(); err != nil {
+		return fmt.Errorf("commit state: %w", err)
+	}
+	return nil
+}
+
+func (c *Coordinator) write(w *store.Writer, logs map[int32]*store.Changes) error {
 	for _, id := range c.ids {
 		e := c.engines[id]
-		if err := e.write(w.For(e.part)); err != nil {
+		if err := e.write(w.For(e.part, logs[id])); err != nil {
 			return err
 		}
 	}

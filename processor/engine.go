@@ -106,7 +106,7 @@ type Engine struct {
 
 // newEngine opens the engine of one partition on its committed state. It
 // is fed by the given sources.
-func newEngine(cfg Config, id int32, part *store.Partition, sources []int32, filterBits int) (*Engine, error) {
+func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, sources []int32, filterBits int) (*Engine, error) {
 	model, _ := scoring.Lookup(cfg.Model)
 	e := &Engine{
 		cfg:      cfg,
@@ -131,11 +131,11 @@ func newEngine(cfg Config, id int32, part *store.Partition, sources []int32, fil
 	if err != nil {
 		return nil, fmt.Errorf("read state of partition %d: %w", id, err)
 	}
-	if ok && meta.Fingerprint != cfg.fingerprint() {
-		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", id, meta.Fingerprint, cfg.fingerprint())
+	if ok && meta.Fingerprint != fingerprint {
+		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", id, meta.Fingerprint, fingerprint)
 	}
 	e.meta = meta
-	e.meta.Fingerprint = cfg.fingerprint()
+	e.meta.Fingerprint = fingerprint
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]
 		e.inputs[in.Source] = &in

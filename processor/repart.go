@@ -19,11 +19,13 @@ const (
 	forwardIdle               // the source is idle
 )
 
-// forward is a decoded HeaderForward.
+// forward is a decoded HeaderForward. recTime is the source record's own
+// time, from which an event without ts takes its time: the repartition
+// topic stamps records with their append time.
 type forward struct {
-	part, src    int32
-	off, srcMax  int64
-	marker, idle bool
+	part, src            int32
+	off, srcMax, recTime int64
+	marker, idle         bool
 }
 
 func appendForward(b []byte, f *forward) []byte {
@@ -32,6 +34,7 @@ func appendForward(b []byte, f *forward) []byte {
 	b = binary.AppendUvarint(b, uint64(f.src))
 	b = binary.AppendVarint(b, f.off)
 	b = binary.AppendVarint(b, f.srcMax)
+	b = binary.AppendVarint(b, f.recTime)
 	var flags byte
 	if f.marker {
 		flags |= forwardMarker
@@ -72,7 +75,7 @@ func decodeForward(b []byte) (forward, error) {
 		return v
 	}
 	f.part, f.src = int32(u()), int32(u())
-	f.off, f.srcMax = s(), s()
+	f.off, f.srcMax, f.recTime = s(), s(), s()
 	if len(b) != 1 {
 		return f, errForward
 	}
@@ -98,10 +101,9 @@ func parseForward(rec *Record) (forward, error) {
 
 // forward sends an event (value: the original record's bytes) or a
 // progress marker (value nil) to partition part through the repartition
-// output. The record time is the event time, so that an event whose time
-// came from its record decodes the same again.
-func (c *Coordinator) forward(part int32, value []byte, r *routed, idle bool) error {
-	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, marker: value == nil, idle: idle}
+// output, with the source record's time.
+func (c *Coordinator) forward(part int32, value []byte, recTime int64, r *routed, idle bool) error {
+	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, marker: value == nil, idle: idle}
 	c.rbuf = appendForward(c.rbuf[:0], &f)
 	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
 	m := Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}

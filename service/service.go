@@ -116,6 +116,7 @@ type Service struct {
 	group  atomic.Pointer[processor.Coordinator]
 	owned  atomic.Pointer[[]int32]
 	recent *recentScores
+	clog   *changelog
 	// counted holds each open partition's counters as last accounted, so
 	// that metrics get the increase; owned by the applying goroutine.
 	counted map[int32]processor.Stats
@@ -200,7 +201,8 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	// input's partitions, whatever --create-topics says.
 	{
 		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
-			{Name: s.cfg.RepartitionTopic(), Partitions: n},
+			{Name: s.cfg.RepartitionTopic(), Partitions: n, AppendTime: true},
+			{Name: s.cfg.ChangelogTopic(), Partitions: n, Compacted: true},
 		})
 		for _, w := range warnings {
 			s.log.Warn().Msg(w)
@@ -246,7 +248,15 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	if out.Repartition, err = openWith(s.cfg.RepartitionTopic(), kafkaio.SinkOptions{Balancer: forwardBalancer}); err != nil {
 		return err
 	}
-	topo := processor.Topology{Partitions: n, Partitioner: Partitioner, Workers: s.cfg.Workers, Expect: n}
+	clogSink, err := openWith(s.cfg.ChangelogTopic(), kafkaio.SinkOptions{Balancer: targetBalancer})
+	if err != nil {
+		return err
+	}
+	clog := &changelog{Sink: clogSink, kc: kc, topic: s.cfg.ChangelogTopic()}
+	out.Changelog = clog
+	s.clog = clog
+	topo := processor.Topology{Partitions: n, Partitioner: Partitioner, Workers: s.cfg.Workers, Expect: n,
+		Lineage: s.cfg.Group + "/" + s.cfg.InputTopic}
 	for p := range n {
 		topo.Sources = append(topo.Sources, int32(p))
 	}
@@ -335,6 +345,9 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		ids = append(ids, p)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	if err := s.restore(ctx, g, ids); err != nil {
+		return err
+	}
 	starts := map[int32]int64{}
 	for _, p := range ids {
 		if _, err := g.Open(p); err != nil {
@@ -384,6 +397,45 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	return s.loop(ctx, g, ids, batches, genDone)
 }
 
+// restore brings the local state of newly assigned partitions up to
+// their changelog before they are opened: outside kafka-go's rebalance
+// (the generation is already running), with /readyz saying which
+// partitions are restoring.
+func (s *Service) restore(ctx context.Context, g *processor.Coordinator, ids []int32) error {
+	var todo []int32
+	for _, p := range ids {
+		if _, open := g.Engine(p); !open {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	s.setProblem("restore", fmt.Sprintf("restoring partitions %v from %s", todo, s.cfg.ChangelogTopic()))
+	defer s.setProblem("restore", "")
+	for _, p := range todo {
+		start := s.now()
+		last := start
+		st, err := g.Restore(ctx, p, s.clog, func(read, total int64) {
+			if now := s.now(); now.Sub(last) >= 2*time.Second {
+				last = now
+				s.log.Info().Int32("partition", p).Int64("read", read).Int64("total", total).Msg("restoring")
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("restore partition %d: %w", p, err)
+		}
+		if st.Records > 0 || st.Wiped {
+			secs := s.now().Sub(start).Seconds()
+			s.log.Info().Int32("partition", p).Str("why", st.Why).Bool("wiped", st.Wiped).
+				Int64("from", st.From).Int64("to", st.End).Int64("records", st.Records).Int64("commits", st.Commits).
+				Float64("seconds", secs).Float64("records_per_second", float64(st.Records)/max(secs, 1e-9)).
+				Msg("restored partition from the changelog")
+		}
+	}
+	return nil
+}
+
 // startOffset is where a partition's reading starts: after the state's
 // last commit, else at the group's committed offset, else per StartFrom.
 func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup int64) (int64, error) {
@@ -427,7 +479,9 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, repart bool,
 		b := &fetched{part: p, repart: repart, hw: src.HighWatermark(), err: err}
 		if err == nil {
 			b.Fill(recs, 0)
-			b.Decode()
+			if !repart { // repartitioned records are decoded by the coordinator
+				b.Decode()
+			}
 		} else if ctx.Err() != nil {
 			return
 		}
@@ -671,7 +725,7 @@ func (s *Service) Ready() (bool, string) {
 	if !s.assigned {
 		return false, "waiting for partitions from the consumer group"
 	}
-	for _, part := range []string{"broker", "commit", "fetch"} {
+	for _, part := range []string{"restore", "broker", "commit", "fetch"} {
 		if why := s.problems[part]; why != "" {
 			return false, why
 		}
@@ -743,6 +797,7 @@ func sleep(ctx context.Context, d time.Duration) {
 type capture struct {
 	processor.Sink
 	recent *recentScores
+	clog   *changelog
 	n      *atomic.Int64
 }
 

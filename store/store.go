@@ -26,9 +26,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -417,9 +419,25 @@ func (p *Partition) ScanBuffered(fn func(value []byte) error) error {
 type Writer struct {
 	p     *Partition
 	b     *pebble.Batch
+	log   *Changes // nil: no changelog
 	buf   []byte
 	key   []byte
 	hours []byte
+}
+
+// Change is one change of state as a changelog carries it: a key and its
+// new value, or a deletion (Delete). Ranges deleted in the store become
+// one Change per key they held, so that a compacted changelog forgets
+// them too.
+type Change struct {
+	Key, Value []byte
+	Delete     bool
+}
+
+// Changes are the changes of one partition in one commit, in order; the
+// partition's meta record comes last.
+type Changes struct {
+	List []Change
 }
 
 // NewWriter starts a commit.
@@ -427,11 +445,122 @@ func (p *Partition) NewWriter() *Writer {
 	return &Writer{p: p, b: p.db.db.NewBatch()}
 }
 
+// NewLoggedWriter starts a commit whose changes are also collected, per
+// partition, for a changelog: reads see the batch so that a deleted range
+// is listed key by key.
+func (p *Partition) NewLoggedWriter() *Writer {
+	return &Writer{p: p, b: p.db.db.NewIndexedBatch()}
+}
+
 // For returns a writer of partition q that adds to the same batch as w, so
 // that the state of several partitions is committed at once. Commit the
-// batch through w.
-func (w *Writer) For(q *Partition) *Writer {
-	return &Writer{p: q, b: w.b}
+// batch through w. If log is not nil, q's changes are collected in it.
+func (w *Writer) For(q *Partition, log *Changes) *Writer {
+	return &Writer{p: q, b: w.b, log: log}
+}
+
+func (w *Writer) set(k, v []byte, _ *pebble.WriteOptions) error {
+	if w.log != nil {
+		w.log.List = append(w.log.List, Change{Key: slices.Clone(k), Value: slices.Clone(v)})
+	}
+	return w.b.Set(k, v, nil)
+}
+
+func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
+	if w.log != nil {
+		w.log.List = append(w.log.List, Change{Key: slices.Clone(k), Delete: true})
+	}
+	return w.b.Delete(k, nil)
+}
+
+func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
+	if w.log != nil {
+		if !w.b.Indexed() {
+			return errors.New("store: a logged commit needs NewLoggedWriter")
+		}
+		it, err := w.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			w.log.List = append(w.log.List, Change{Key: slices.Clone(it.Key()), Delete: true})
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return err
+		}
+	}
+	return w.b.DeleteRange(lo, hi, nil)
+}
+
+// SetChangelogEnd records, beside the partition's state and outside it
+// (it is not itself logged), the changelog offset the state reflects.
+func (w *Writer) SetChangelogEnd(off int64) error {
+	return w.b.Set(w.p.clogKey(), binary.AppendVarint(nil, off), nil)
+}
+
+func (p *Partition) clogKey() []byte {
+	return append([]byte("\x00clog"), p.prefix[1:]...)
+}
+
+// ChangelogEnd is the changelog offset the partition's local state
+// reflects (0: none recorded).
+func (p *Partition) ChangelogEnd() (int64, error) {
+	v, ok, err := p.get(p.clogKey(), nil)
+	if !ok || err != nil {
+		return 0, err
+	}
+	off, n := binary.Varint(v)
+	if n <= 0 {
+		return 0, errCorrupt
+	}
+	return off, nil
+}
+
+// IsMetaKey reports whether a changelog key is a partition's meta record:
+// the last change of every commit.
+func IsMetaKey(key []byte) bool {
+	return len(key) == 6 && key[0] == 'P' && key[5] == kindMeta
+}
+
+// Wipe drops every piece of the partition's local state.
+func (p *Partition) Wipe() error {
+	if p.db.db == nil {
+		return ErrClosed
+	}
+	lo := p.prefix[:]
+	hi := append(append([]byte{}, p.prefix[:]...), 0xff)
+	b := p.db.db.NewBatch()
+	return errors.Join(b.DeleteRange(lo, hi, nil), b.Delete(p.clogKey(), nil), b.Commit(p.db.wo), b.Close())
+}
+
+// Restore applies the changes of complete commits read back from the
+// changelog, then records end as the changelog offset they reach.
+func (p *Partition) Restore(changes []Change, end int64) error {
+	if p.db.db == nil {
+		return ErrClosed
+	}
+	b := p.db.db.NewBatch()
+	for _, c := range changes {
+		if !bytes.HasPrefix(c.Key, p.prefix[:]) {
+			b.Close()
+			return fmt.Errorf("store: changelog key %q is not of this partition", c.Key)
+		}
+		var err error
+		if c.Delete {
+			err = b.Delete(c.Key, nil)
+		} else {
+			err = b.Set(c.Key, c.Value, nil)
+		}
+		if err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if err := b.Set(p.clogKey(), binary.AppendVarint(nil, end), nil); err != nil {
+		b.Close()
+		return err
+	}
+	return errors.Join(b.Commit(p.db.wo), b.Close())
 }
 
 func (w *Writer) keyOf(kind byte, parts ...string) []byte {
@@ -449,13 +578,13 @@ func (w *Writer) keyOf(kind byte, parts ...string) []byte {
 // SetMeta writes the meta record.
 func (w *Writer) SetMeta(m *Meta) error {
 	w.buf = m.marshal(w.buf[:0])
-	return w.b.Set(w.keyOf(kindMeta), w.buf, nil)
+	return w.set(w.keyOf(kindMeta), w.buf, nil)
 }
 
 // SetPair writes a pair.
 func (w *Writer) SetPair(video, user string, pr *Pair) error {
 	w.buf = pr.marshal(w.buf[:0])
-	return w.b.Set(w.keyOf(kindPair, video, user), w.buf, nil)
+	return w.set(w.keyOf(kindPair, video, user), w.buf, nil)
 }
 
 // SetAccountCount writes an account's likes in one bucket of event time.
@@ -465,7 +594,7 @@ func (w *Writer) SetAccountCount(bucket int64, user string, count int64) error {
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(bucket))
 	w.key = append(w.key, user...)
 	w.buf = binary.AppendUvarint(w.buf[:0], uint64(count))
-	return w.b.Set(w.key, w.buf, nil)
+	return w.set(w.key, w.buf, nil)
 }
 
 // DeleteAccountsBefore drops every account count in buckets before bucket:
@@ -473,7 +602,7 @@ func (w *Writer) SetAccountCount(bucket int64, user string, count int64) error {
 func (w *Writer) DeleteAccountsBefore(bucket int64) error {
 	lo := append(append([]byte{}, w.p.prefix[:]...), kindAccount)
 	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(bucket, 0)))
-	return w.b.DeleteRange(lo, hi, nil)
+	return w.deleteRange(lo, hi, nil)
 }
 
 // SetReport stores a partition's trending lists of a tick until merged.
@@ -482,7 +611,7 @@ func (w *Writer) SetReport(tick int64, part int32, value []byte) error {
 	w.key = append(w.key, kindReport)
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(tick))
 	w.key = binary.BigEndian.AppendUint32(w.key, uint32(part))
-	return w.b.Set(w.key, value, nil)
+	return w.set(w.key, value, nil)
 }
 
 // DeleteReportsThrough drops the stored reports of every tick up to and
@@ -490,7 +619,7 @@ func (w *Writer) SetReport(tick int64, part int32, value []byte) error {
 func (w *Writer) DeleteReportsThrough(tick int64) error {
 	lo := append(append([]byte{}, w.p.prefix[:]...), kindReport)
 	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(tick+1))
-	return w.b.DeleteRange(lo, hi, nil)
+	return w.deleteRange(lo, hi, nil)
 }
 
 // SetBuffered stores an event held in the reorder buffer; seq makes the
@@ -500,7 +629,7 @@ func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
 	w.key = append(w.key, kindBuffered)
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
-	return w.b.Set(w.key, value, nil)
+	return w.set(w.key, value, nil)
 }
 
 // DeleteBufferedBefore drops the buffered events with event times before
@@ -508,27 +637,27 @@ func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
 func (w *Writer) DeleteBufferedBefore(ts int64) error {
 	lo := append(append([]byte{}, w.p.prefix[:]...), kindBuffered)
 	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(ts, 0)))
-	return w.b.DeleteRange(lo, hi, nil)
+	return w.deleteRange(lo, hi, nil)
 }
 
 // SetPending marks or unmarks a video as having unemitted state.
 func (w *Writer) SetPending(video string, pending bool) error {
 	k := w.keyOf(kindPending, video)
 	if pending {
-		return w.b.Set(k, nil, nil)
+		return w.set(k, nil, nil)
 	}
-	return w.b.Delete(k, nil)
+	return w.delete(k, nil)
 }
 
 // SetCandidate writes a trending candidate.
 func (w *Writer) SetCandidate(c *Candidate) error {
 	w.buf = c.marshal(w.buf[:0])
-	return w.b.Set(w.keyOf(kindCandidate, c.Video), w.buf, nil)
+	return w.set(w.keyOf(kindCandidate, c.Video), w.buf, nil)
 }
 
 // DeleteCandidate removes a trending candidate.
 func (w *Writer) DeleteCandidate(video string) error {
-	return w.b.Delete(w.keyOf(kindCandidate, video), nil)
+	return w.delete(w.keyOf(kindCandidate, video), nil)
 }
 
 // SetVideo writes a video's header and the like times changed since it
@@ -537,7 +666,7 @@ func (w *Writer) SetVideo(v *Video) error {
 	wasBucketed := v.bucketed
 	v.bucketed = len(v.Entries) > inlineEntries
 	w.buf = v.marshal(w.buf[:0])
-	if err := w.b.Set(w.keyOf(kindVideo, v.ID), w.buf, nil); err != nil {
+	if err := w.set(w.keyOf(kindVideo, v.ID), w.buf, nil); err != nil {
 		return err
 	}
 	prefix := w.keyOf(kindTimes, v.ID, "")
@@ -557,7 +686,7 @@ func (w *Writer) SetVideo(v *Video) error {
 		// Hours before the first standing like are gone: one range deletion.
 		if len(v.Entries) > 0 {
 			first := floorDiv(v.Entries[0].TS, hourMS)
-			if err := w.b.DeleteRange(prefix, append([]byte{}, hourKey(first)...), nil); err != nil {
+			if err := w.deleteRange(prefix, append([]byte{}, hourKey(first)...), nil); err != nil {
 				return err
 			}
 		}
@@ -570,7 +699,7 @@ func (w *Writer) SetVideo(v *Video) error {
 		}
 		end := append([]byte{}, prefix...)
 		end = append(end, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		if err := w.b.DeleteRange(append([]byte{}, hourKey(max(fromHour, 0))...), end, nil); err != nil {
+		if err := w.deleteRange(append([]byte{}, hourKey(max(fromHour, 0))...), end, nil); err != nil {
 			return err
 		}
 		// Rewrite every hour from the first changed one.
@@ -585,14 +714,14 @@ func (w *Writer) SetVideo(v *Video) error {
 				j++
 			}
 			w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*hourMS)
-			if err := w.b.Set(hourKey(h), w.buf, nil); err != nil {
+			if err := w.set(hourKey(h), w.buf, nil); err != nil {
 				return err
 			}
 			i = j
 		}
 	case wasBucketed:
 		end := append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		if err := w.b.DeleteRange(prefix, end, nil); err != nil {
+		if err := w.deleteRange(prefix, end, nil); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,60 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/segmentio/kafka-go"
+
+	"virality/kafkaio"
+	"virality/processor"
+)
+
+// ChangelogTopic is the compacted internal topic that holds every
+// partition's state, so that a partition's state follows it to whichever
+// instance the group gives it.
+func (c *Config) ChangelogTopic() string { return c.Group + "-state-changelog" }
+
+// targetBalancer sends a record to the partition its HeaderTarget names.
+var targetBalancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
+	for _, h := range m.Headers {
+		if h.Key == processor.HeaderTarget {
+			if p, ok := processor.TargetPartition(h.Value); ok && int(p) < len(partitions) {
+				return partitions[p]
+			}
+		}
+	}
+	return partitions[0]
+})
+
+// changelog is the changelog topic as the processor writes and reads it.
+type changelog struct {
+	*kafkaio.Sink
+	kc    kafkaio.Config
+	topic string
+}
+
+func (c *changelog) Ends(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	ends := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		_, last, err := kafkaio.FirstLastOffsets(ctx, c.kc, c.topic, int(p))
+		if err != nil {
+			return nil, fmt.Errorf("end of changelog partition %d: %w", p, err)
+		}
+		ends[p] = last
+	}
+	return ends, nil
+}
+
+func (c *changelog) Bounds(ctx context.Context, part int32) (int64, int64, error) {
+	return kafkaio.FirstLastOffsets(ctx, c.kc, c.topic, int(part))
+}
+
+func (c *changelog) Open(_ context.Context, part int32, offset int64) (processor.Source, error) {
+	return kafkaio.NewPartitionSource(c.kc, c.topic, int(part), offset)
+}
+
+var (
+	_ processor.Changelog       = (*changelog)(nil)
+	_ processor.ChangelogReader = (*changelog)(nil)
+)
