@@ -108,9 +108,9 @@ type Coordinator struct {
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
-	stats       Stats // records routed and dead letters; engines count the rest
-	hdr         [5]Header
-	rbuf        []byte
+	stats   Stats // records routed and dead letters; engines count the rest
+	hdr     [5]Header
+	rbuf    []byte
 
 	// AfterCommit, if set, is called after each commit, e.g. to commit the
 	// input offsets to a Kafka consumer group as well.
