@@ -390,3 +390,45 @@ func liveMatchesBackfill(t *testing.T, key keyBy) {
 	}
 	t.Logf("%d videos and %d trending records agree", len(want), len(a))
 }
+
+// TestRestoreFromChangelog: an instance consumes the first half of the
+// input and stops; another, with an empty state directory, takes the
+// partitions, restores their state from the changelog topic and consumes
+// the second half: every video ends as in the backfill of the whole, as if
+// one instance had done it all.
+func TestRestoreFromChangelog(t *testing.T) {
+	kc := testBroker(t)
+	cfg := testConfig(t, kc)
+	const n = 4
+	lines := generatedLines(t, 40_000)
+	half := len(lines) / 2
+	createInput(t, kc, cfg.InputTopic, n)
+	produceKeyed(t, kc, cfg.InputTopic, lines[:half], byUser)
+	wantScores, _ := backfill(t, cfg.Engine, lines, n)
+	want := lastPerVideo(wantScores)
+
+	first, stop := startService(t, cfg, t.TempDir())
+	waitFor(t, "the first half consumed", time.Minute, func() bool { return first.EventsIn.Load() == int64(half) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	produceKeyed(t, kc, cfg.InputTopic, lines[half:], byUser)
+	second, stop := startService(t, cfg, t.TempDir())
+	var got map[string]string
+	waitFor(t, "every video's last record to be the backfill's", 2*time.Minute, func() bool {
+		got = lastPerVideoRecords(readTopic(t, kc, cfg.ScoresTopic))
+		for id, w := range want {
+			if got[id] != w {
+				return false
+			}
+		}
+		return len(got) == len(want)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if in := second.EventsIn.Load(); in != int64(len(lines)-half) {
+		t.Fatalf("the second instance read %d records, want the %d of the second half", in, len(lines)-half)
+	}
+	t.Logf("%d videos agree; the second instance restored the first half and read the %d records of the second", len(want), len(lines)-half)
+}
