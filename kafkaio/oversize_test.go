@@ -102,6 +102,7 @@ func TestDescribeTopicLimits(t *testing.T) {
 	mustTopics(t, c, TopicSpec{Name: "plain", Partitions: 1}, TopicSpec{Name: "compacted", Partitions: 1, Compacted: true})
 	createTopic(t, c, "small", 1, map[string]string{"max.message.bytes": "20000", "retention.ms": "3600000"})
 	createTopic(t, c, "forever", 1, map[string]string{"retention.ms": "-1"})
+	mustTopics(t, c, TopicSpec{Name: "internal", Partitions: 1, AppendTime: true})
 	ctx := testCtx(t, 10*time.Second)
 	for _, tc := range []struct {
 		topic string
@@ -111,6 +112,7 @@ func TestDescribeTopicLimits(t *testing.T) {
 		{"compacted", TopicLimits{MaxMessageBytes: kafkaDefaultMaxMessageBytes}},
 		{"small", TopicLimits{MaxMessageBytes: 20000, DeletesByAge: true, Retention: time.Hour}},
 		{"forever", TopicLimits{MaxMessageBytes: kafkaDefaultMaxMessageBytes}},
+		{"internal", TopicLimits{MaxMessageBytes: kafkaDefaultMaxMessageBytes, DeletesByAge: true, Retention: 7 * 24 * time.Hour, AppendTime: true}},
 	} {
 		got, err := DescribeTopicLimits(ctx, c, tc.topic)
 		if err != nil || got != tc.want {

@@ -256,6 +256,10 @@ type TopicLimits struct {
 	DeletesByAge bool
 	// Retention is the topic's retention.ms, when DeletesByAge.
 	Retention time.Duration
+	// AppendTime is whether the broker stamps records with their append
+	// time (message.timestamp.type=LogAppendTime), whatever record time
+	// the writer gives.
+	AppendTime bool
 }
 
 // DescribeTopicLimits returns the limits of topic (one DescribeConfigs
@@ -274,7 +278,7 @@ func describeLimits(ctx context.Context, cl *kafka.Client, topic string) (TopicL
 	var l TopicLimits
 	res, err := cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
-		ConfigNames: []string{"max.message.bytes", "retention.ms", "cleanup.policy"},
+		ConfigNames: []string{"max.message.bytes", "retention.ms", "cleanup.policy", "message.timestamp.type"},
 	}}})
 	if err != nil {
 		return l, fmt.Errorf("describe the configuration of topic %q: %s", topic, oneLine(err))
@@ -296,6 +300,8 @@ func describeLimits(ctx context.Context, cl *kafka.Client, topic string) (TopicL
 				}
 			case "cleanup.policy":
 				policy = e.ConfigValue
+			case "message.timestamp.type":
+				l.AppendTime = e.ConfigValue == "LogAppendTime"
 			}
 		}
 	}

@@ -144,7 +144,8 @@ func produceFiles(ctx context.Context, o produceOptions) (res produceResult, err
 	// are written.
 	if lim, err := kafkaio.DescribeTopicLimits(ctx, o.kafka, o.topic); err != nil {
 		fmt.Fprintf(os.Stderr, "warning: %v: record times are not checked against the topic's retention\n", err)
-	} else if lim.DeletesByAge {
+	} else if lim.DeletesByAge && !lim.AppendTime {
+		// (A topic that stamps append times keeps records by those.)
 		res.retention = lim.Retention
 	}
 	p, err := kafkaio.NewProducer(o.kafka, o.topic)

@@ -402,6 +402,11 @@ func TestProduceRecordTime(t *testing.T) {
 	if strings.Contains(out, "warning") {
 		t.Errorf("--record-time now warns:\n%s", out)
 	}
+	// A topic that stamps append times keeps records by those: no warning.
+	createTopicWith(t, kc, "stamped", 1, map[string]string{"retention.ms": "3600000", "message.timestamp.type": "LogAppendTime"})
+	if res, err := produceFiles(ctx, produceOptions{kafka: kc, topic: "stamped", in: []string{path}}); err != nil || res.records != 4 || res.old != 0 {
+		t.Errorf("topic with append times: %d published, %d old, %v; want 4, 0", res.records, res.old, err)
+	}
 	if b, err := child(ctx, "produce", "--record-time", "later", path).CombinedOutput(); err == nil || !strings.Contains(string(b), "--record-time") {
 		t.Errorf("--record-time later: %v\n%s", err, b)
 	}
