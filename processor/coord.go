@@ -22,6 +22,10 @@ type Outputs struct {
 	// Changelog, if set, receives every partition's changes of state at
 	// each commit, acknowledged before the local commit.
 	Changelog Changelog
+	// Partials, if set, takes each partition's trending lists, for the
+	// one coordinator that merges them (the holder of partition 0) to read
+	// back with TakePartials; without it lists are merged in process.
+	Partials Sink
 	// Repartition, if set, takes the events a source routes to another
 	// partition than its own (the live service's repartition topic, read
 	// back with [Coordinator.TakeRepartitioned]). Without it every
@@ -35,6 +39,7 @@ const (
 	sinkTrending    = "trending"
 	sinkDeadLetters = "dead-letters"
 	sinkRepartition = "repartition"
+	sinkPartials    = "partials"
 )
 
 // groupPartition holds the coordinator's own meta record, beside the
@@ -105,6 +110,7 @@ type Coordinator struct {
 	sinceCommit int
 	commits     int64
 	changelog   Changelog
+	latest      *atomic.Pointer[latest] // the merger's last snapshot, for readers
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
@@ -153,6 +159,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		markerEvery: max(min(cfg.Reorder.Milliseconds()/2, 1000), 10),
 		stats:       Stats{DeadByReason: map[string]int64{}},
 		changelog:   out.Changelog,
+		latest:      &atomic.Pointer[latest]{},
 	}
 	meta, ok, err := c.gpart.Meta()
 	if err != nil {
@@ -163,12 +170,15 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 	}
 	c.meta = meta
 	c.meta.Fingerprint = c.fingerprint()
-	c.merger, err = newMerger(cfg.TopK, meta.Merger, c.writeSnapshot)
-	if err != nil {
-		return nil, fmt.Errorf("load trending merger: %w", err)
-	}
-	if err := c.gpart.ScanReports(c.merger.load); err != nil {
-		return nil, fmt.Errorf("load trending reports: %w", err)
+	if out.Partials == nil {
+		c.merger, err = newMerger(cfg.TopK, meta.Merger, c.writeSnapshot)
+		if err != nil {
+			return nil, fmt.Errorf("load trending merger: %w", err)
+		}
+		if err := c.gpart.ScanReports(c.merger.load); err != nil {
+			return nil, fmt.Errorf("load trending reports: %w", err)
+		}
+		c.merger.latest = c.latest
 	}
 	positions := map[string]int64{}
 	for _, s := range meta.Sinks {
@@ -199,6 +209,9 @@ func (c *Coordinator) sinks() map[string]Sink {
 	if c.out.Repartition != nil {
 		m[sinkRepartition] = c.out.Repartition
 	}
+	if c.out.Partials != nil {
+		m[sinkPartials] = c.out.Partials
+	}
 	return m
 }
 
@@ -218,8 +231,14 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	c.engines[id] = e
 	c.ids = append(c.ids, id)
 	slices.Sort(c.ids)
-	c.merger.join(id, e.meta.NextTick)
 	c.routers[id] = c.newRouter(id, &e.meta.Route)
+	if c.out.Partials == nil {
+		c.merger.join(id, e.meta.NextTick)
+	} else if id == mergePartition {
+		if err := c.openMerger(e); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -235,6 +254,12 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	delete(c.engines, id)
 	delete(c.routers, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
+	if c.out.Partials != nil {
+		if id == mergePartition {
+			c.merger = nil
+		}
+		return err
+	}
 	return errors.Join(err, c.merger.leave(id))
 }
 
@@ -528,6 +553,15 @@ func (c *Coordinator) cachesFull() bool {
 func (c *Coordinator) drain() error {
 	for _, id := range c.ids {
 		e := c.engines[id]
+		if c.out.Partials != nil {
+			if err := c.sendPartials(id, e); err != nil {
+				return err
+			}
+			if err := e.box.drain(c.out.Scores, nil); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := e.box.drain(c.out.Scores, func(s *Snapshot) { c.merger.report(id, s) }); err != nil {
 			return err
 		}
@@ -567,7 +601,7 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 // committing state: a live service does it often, so that its outputs do
 // not wait for the next commit.
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
-	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkTrending} {
+	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending} {
 		s, ok := c.sinks()[name]
 		if !ok {
 			continue
@@ -665,7 +699,13 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 func (c *Coordinator) write(w *store.Writer, logs map[int32]*store.Changes) error {
 	for _, id := range c.ids {
 		e := c.engines[id]
-		if err := e.write(w.For(e.part, logs[id])); err != nil {
+		pw := w.For(e.part, logs[id])
+		if c.out.Partials != nil && id == mergePartition && c.merger != nil {
+			if err := c.saveMerger(e, pw); err != nil {
+				return err
+			}
+		}
+		if err := e.write(pw); err != nil {
 			return err
 		}
 	}
@@ -676,10 +716,12 @@ func (c *Coordinator) write(w *store.Writer, logs map[int32]*store.Changes) erro
 		}
 	}
 	sort.Slice(c.meta.Sinks, func(i, j int) bool { return c.meta.Sinks[i].Name < c.meta.Sinks[j].Name })
-	if err := c.merger.save(w); err != nil {
-		return err
+	if c.out.Partials == nil {
+		if err := c.merger.save(w); err != nil {
+			return err
+		}
+		c.meta.Merger = c.merger.marshal(c.meta.Merger[:0])
 	}
-	c.meta.Merger = c.merger.marshal(c.meta.Merger[:0])
 	return w.SetMeta(&c.meta)
 }
 
@@ -737,8 +779,10 @@ func (c *Coordinator) Finish(ctx context.Context) error {
 	if err := c.FlushPending(ctx); err != nil {
 		return err
 	}
-	if err := c.merger.finish(); err != nil {
-		return err
+	if c.merger != nil {
+		if err := c.merger.finish(); err != nil {
+			return err
+		}
 	}
 	return c.Commit(ctx)
 }
@@ -760,14 +804,16 @@ func (c *Coordinator) Stats() Stats {
 		s.Reordered += es.Reordered
 		s.Buffered += int64(c.engines[id].buf.len())
 	}
-	s.Snapshots = c.merger.written
+	if c.merger != nil {
+		s.Snapshots = c.merger.written
+	}
 	return s
 }
 
 // Latest returns the last emitted trending snapshot of a region. Unlike
 // the rest of the coordinator, it is safe to call from any goroutine.
 func (c *Coordinator) Latest(region string) (Snapshot, bool) {
-	l := c.merger.latest.Load()
+	l := c.latest.Load()
 	if l == nil {
 		return Snapshot{}, false
 	}
@@ -778,7 +824,7 @@ func (c *Coordinator) Latest(region string) (Snapshot, bool) {
 // Regions lists the regions of the last emitted snapshot, global first.
 // Safe to call from any goroutine.
 func (c *Coordinator) Regions() []string {
-	if l := c.merger.latest.Load(); l != nil {
+	if l := c.latest.Load(); l != nil {
 		return l.regions
 	}
 	return nil

@@ -98,7 +98,8 @@ type Engine struct {
 	accounts    *accounts
 	rank        *ranking
 
-	box   outbox
+	box      outbox
+	sentNext int64 // next tick last sent as progress to the partials topic
 	stats Stats
 	key   []byte
 	buf2  []byte

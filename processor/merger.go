@@ -34,8 +34,12 @@ type merger struct {
 	savedDone int64
 	buf       []byte
 
+	// remote: fed by the partials topic, from offset on.
+	remote bool
+	offset int64
+
 	written int64
-	latest  atomic.Pointer[latest]
+	latest  *atomic.Pointer[latest] // shared with the coordinator
 }
 
 // latest is the last emitted snapshot, for readers on other goroutines.
@@ -54,6 +58,10 @@ type report struct {
 // pending reports are stored as records of their own.
 type mergerState struct {
 	Done int64 `json:"done"`
+	// Next and Offset: of a merger fed by the partials topic, each
+	// partition's next tick and the next offset of the topic to read.
+	Next   map[int32]int64 `json:"next,omitempty"`
+	Offset int64           `json:"offset,omitempty"`
 }
 
 func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, error) {
@@ -62,6 +70,7 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 		emit:    emit,
 		next:    map[int32]int64{},
 		pending: map[int64]map[int32][]List{},
+		latest:  &atomic.Pointer[latest]{},
 	}
 	if len(state) > 0 {
 		var st mergerState
@@ -70,12 +79,20 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 		}
 		m.done = st.Done
 		m.savedDone = st.Done
+		m.offset = st.Offset
+		for id, n := range st.Next {
+			m.next[id] = n
+		}
 	}
 	return m, nil
 }
 
 func (m *merger) marshal(dst []byte) []byte {
-	b, _ := json.Marshal(mergerState{Done: m.done})
+	st := mergerState{Done: m.done}
+	if m.remote {
+		st.Next, st.Offset = m.next, m.offset
+	}
+	b, _ := json.Marshal(st)
 	return append(dst, b...)
 }
 

@@ -38,7 +38,9 @@ func (o *outbox) drain(s Sink, fn func(*Snapshot)) error {
 	o.scores = o.scores[:0]
 	o.bytes = o.bytes[:0]
 	for _, r := range o.reports {
-		fn(r)
+		if fn != nil {
+			fn(r)
+		}
 	}
 	clear(o.reports)
 	o.reports = o.reports[:0]

@@ -144,11 +144,16 @@ func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Ser
 // of the partition's share of the repartition topic.
 type fetched struct {
 	processor.Batch
-	part   int32
-	repart bool
+	part     int32
+	repart   bool
+	partials bool
 	hw     int64 // high watermark after the fetch
 	err    error
 }
+
+// PartialsTopic is the internal topic through which each partition's
+// trending lists reach the one instance that merges them.
+func (c *Config) PartialsTopic() string { return c.Group + "-trending-partials" }
 
 // RepartitionTopic is the internal topic through which records reach the
 // partition that owns their video when the input is not keyed by video.
@@ -203,6 +208,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
 			{Name: s.cfg.RepartitionTopic(), Partitions: n, AppendTime: true},
 			{Name: s.cfg.ChangelogTopic(), Partitions: n, Compacted: true},
+			{Name: s.cfg.PartialsTopic(), Partitions: 1, AppendTime: true},
 		})
 		for _, w := range warnings {
 			s.log.Warn().Msg(w)
@@ -246,6 +252,9 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if out.Repartition, err = openWith(s.cfg.RepartitionTopic(), kafkaio.SinkOptions{Balancer: forwardBalancer}); err != nil {
+		return err
+	}
+	if out.Partials, err = open(s.cfg.PartialsTopic()); err != nil {
 		return err
 	}
 	clogSink, err := openWith(s.cfg.ChangelogTopic(), kafkaio.SinkOptions{Balancer: targetBalancer})
@@ -393,6 +402,10 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.InputTopic, p, false, off, batches) })
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.RepartitionTopic(), p, true, roff, batches) })
 	}
+	if off, ok := g.Merging(); ok {
+		// This instance holds partition 0: it merges the trending lists.
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.PartialsTopic(), 0, true, off, batches) })
+	}
 	s.setAssigned(true)
 	return s.loop(ctx, g, ids, batches, genDone)
 }
@@ -457,8 +470,10 @@ func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup
 
 // fetch reads one partition of a topic and sends decoded batches, until
 // ctx ends.
-func (s *Service) fetch(ctx context.Context, topic string, p int32, repart bool, offset int64, out chan<- *fetched) {
-	if repart && offset == 0 {
+func (s *Service) fetch(ctx context.Context, topic string, p int32, internal bool, offset int64, out chan<- *fetched) {
+	partials := topic == s.cfg.PartialsTopic()
+	repart := internal && !partials
+	if internal && offset == 0 {
 		// The start of what the topic still holds.
 		if first, _, err := kafkaio.FirstLastOffsets(ctx, s.cfg.Kafka, topic, int(p)); err == nil {
 			offset = first
@@ -467,7 +482,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, repart bool,
 	src, err := kafkaio.NewPartitionSource(s.cfg.Kafka, topic, int(p), offset)
 	if err != nil {
 		select {
-		case out <- &fetched{part: p, repart: repart, err: err}:
+		case out <- &fetched{part: p, repart: repart, partials: partials, err: err}:
 		case <-ctx.Done():
 		}
 		return
@@ -476,10 +491,10 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, repart bool,
 	var recs []processor.Record
 	for ctx.Err() == nil {
 		recs, err = src.Next(ctx, recs[:0])
-		b := &fetched{part: p, repart: repart, hw: src.HighWatermark(), err: err}
+		b := &fetched{part: p, repart: repart, partials: partials, hw: src.HighWatermark(), err: err}
 		if err == nil {
 			b.Fill(recs, 0)
-			if !repart { // repartitioned records are decoded by the coordinator
+			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
 			}
 		} else if ctx.Err() != nil {
@@ -527,6 +542,13 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			return nil
 		}
 		s.setProblem("fetch", "")
+		if b.partials {
+			if len(b.Recs) == 0 {
+				return nil
+			}
+			dirty, unflushed = true, true
+			return s.retryable(g.TakePartials(ctx, &b.Batch), &commitFailing)
+		}
 		if b.repart {
 			if len(b.Recs) == 0 {
 				return nil

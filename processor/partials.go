@@ -1,0 +1,153 @@
+package processor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"virality/store"
+)
+
+// The partials topic carries each partition's trending lists to the one
+// instance that merges them (the live service: the holder of partition
+// 0, chosen by the consumer group). A record is a report (a partition's
+// lists at a tick it closed) or a progress (the partition's next tick).
+// Key: the partition. Value: a format byte, the kind, the partition, the
+// tick, and for a report the lists.
+const (
+	partialsVersion  = 1
+	partialReport    = 'r'
+	partialProgress  = 'p'
+	mergePartition   = 0
+	errPartialFormat = "processor: corrupt trending partial"
+)
+
+func appendPartial(b []byte, kind byte, part int32, tick int64, lists []List) []byte {
+	b = append(b, partialsVersion, kind)
+	b = binary.AppendUvarint(b, uint64(part))
+	b = binary.AppendVarint(b, tick)
+	if kind == partialReport {
+		b = encodeLists(b, lists)
+	}
+	return b
+}
+
+func decodePartial(b []byte) (kind byte, part int32, tick int64, lists []List, err error) {
+	if len(b) < 2 || b[0] != partialsVersion {
+		return 0, 0, 0, nil, errors.New(errPartialFormat)
+	}
+	kind, b = b[1], b[2:]
+	p, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, 0, 0, nil, errors.New(errPartialFormat)
+	}
+	b = b[n:]
+	tick, n = binary.Varint(b)
+	if n <= 0 {
+		return 0, 0, 0, nil, errors.New(errPartialFormat)
+	}
+	b = b[n:]
+	switch kind {
+	case partialReport:
+		lists, err = decodeLists(b)
+	case partialProgress:
+		if len(b) != 0 {
+			err = errors.New(errPartialFormat)
+		}
+	default:
+		err = errors.New(errPartialFormat)
+	}
+	return kind, int32(p), tick, lists, err
+}
+
+// sendPartials writes what a partition's outbox holds for the merge to
+// the partials topic.
+func (c *Coordinator) sendPartials(id int32, e *Engine) error {
+	key := strconv.AppendInt(nil, int64(id), 10)
+	for _, r := range e.box.reports {
+		c.rbuf = appendPartial(c.rbuf[:0], partialReport, id, r.Tick, r.Lists)
+		if err := c.out.Partials.Write(&Message{Key: key, Value: c.rbuf, Time: r.Tick}); err != nil {
+			return err
+		}
+	}
+	clear(e.box.reports)
+	e.box.reports = e.box.reports[:0]
+	if e.box.next != e.sentNext {
+		e.sentNext = e.box.next
+		c.rbuf = appendPartial(c.rbuf[:0], partialProgress, id, e.box.next, nil)
+		if err := c.out.Partials.Write(&Message{Key: key, Value: c.rbuf}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Merging reports whether this coordinator merges the partials of all
+// partitions (it holds partition 0), and from which offset of the
+// partials topic it reads them.
+func (c *Coordinator) Merging() (offset int64, ok bool) {
+	if c.out.Partials == nil || c.merger == nil || !c.merger.remote {
+		return 0, false
+	}
+	return c.merger.offset, true
+}
+
+// openMerger makes this coordinator the merger, on the state kept with
+// partition 0 (so that it follows partition 0 through the changelog).
+func (c *Coordinator) openMerger(e *Engine) error {
+	m, err := newMerger(c.cfg.TopK, e.meta.Merger, c.writeSnapshot)
+	if err != nil {
+		return fmt.Errorf("load trending merger: %w", err)
+	}
+	m.remote = true
+	m.latest = c.latest
+	for q := range int32(c.topo.Partitions) {
+		if _, ok := m.next[q]; !ok {
+			m.next[q] = 0
+		}
+	}
+	if err := e.part.ScanReports(m.load); err != nil {
+		return fmt.Errorf("load trending reports: %w", err)
+	}
+	c.merger = m
+	return nil
+}
+
+// TakePartials feeds the merger a batch of the partials topic.
+func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
+	m := c.merger
+	if m == nil || !m.remote {
+		return errors.New("processor: partials taken by a coordinator that does not merge")
+	}
+	for i := range b.Recs {
+		rec := &b.Recs[i]
+		if rec.Offset < m.offset {
+			continue
+		}
+		m.offset = rec.Offset + 1
+		kind, part, tick, lists, err := decodePartial(rec.Value)
+		if err != nil {
+			return fmt.Errorf("trending partial at offset %d: %w", rec.Offset, err)
+		}
+		if kind == partialReport {
+			m.report(part, &Snapshot{Tick: tick, Lists: lists})
+			continue
+		}
+		if err := m.progress(part, tick); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveMerger adds the merger's state to partition 0's commit, before its
+// meta record.
+func (c *Coordinator) saveMerger(e *Engine, w *store.Writer) error {
+	if err := c.merger.save(w); err != nil {
+		return err
+	}
+	e.meta.Merger = c.merger.marshal(e.meta.Merger[:0])
+	return nil
+}
