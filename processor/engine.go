@@ -100,9 +100,9 @@ type Engine struct {
 
 	box      outbox
 	sentNext int64 // next tick last sent as progress to the partials topic
-	stats Stats
-	key   []byte
-	buf2  []byte
+	stats    Stats
+	key      []byte
+	buf2     []byte
 }
 
 // newEngine opens the engine of one partition on its committed state. It

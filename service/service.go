@@ -147,8 +147,8 @@ type fetched struct {
 	part     int32
 	repart   bool
 	partials bool
-	hw     int64 // high watermark after the fetch
-	err    error
+	hw       int64 // high watermark after the fetch
+	err      error
 }
 
 // PartialsTopic is the internal topic through which each partition's
