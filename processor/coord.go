@@ -42,6 +42,16 @@ const (
 	sinkPartials    = "partials"
 )
 
+// ReasonTooLarge is the dead-letter reason of a record too large for the
+// topic it would have to be written to whole.
+const ReasonTooLarge = "too_large"
+
+// forwardHeaderRoom is as large as any HeaderForward.
+var forwardHeaderRoom = []Header{{Key: HeaderForward, Value: make([]byte, 64)}}
+
+// fitter is a sink that can tell whether a message fits it whole.
+type fitter interface{ Fits(m *Message) bool }
+
 // groupPartition holds the coordinator's own meta record, beside the
 // partitions'.
 const groupPartition = -1
@@ -387,6 +397,11 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 	}
 	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
 	if c.out.Repartition != nil && v.part != r.id {
+		if f, ok := c.out.Repartition.(fitter); ok && !f.Fits(&Message{Key: []byte(ev.VideoID), Value: rec.Value, Headers: forwardHeaderRoom}) {
+			// It cannot be forwarded whole, and a cut one would not decode.
+			return c.deadLetter(rec, verdict{ts: ev.TS, reason: ReasonTooLarge,
+				detail: fmt.Sprintf("%d bytes do not fit the repartition topic", len(rec.Value))})
+		}
 		c.marked[[2]int32{r.id, v.part}] = r.st.MaxTS
 		return c.forward(v.part, rec.Value, rec.Time, rt, false)
 	}
