@@ -34,6 +34,8 @@ type produceOptions struct {
 	// deadLetterOut, when set, receives the lines too large for the
 	// topic as dead-letter JSON lines (reason too_large).
 	deadLetterOut string
+	// keyBy is what keys records: video, user or none.
+	keyBy string
 	// wallClock stamps each record with the wall clock rather than its
 	// event time (--record-time now).
 	wallClock bool
@@ -64,7 +66,7 @@ func runProduce(ctx context.Context, args []string) error {
 	fs := newFlagSet("produce", "produce [flags] FILE...\n\n"+
 		"Publishes like events from JSON-lines files (gzip detected by content; - is standard input),\n"+
 		"in the order given, one record per non-blank line, to a Kafka topic: the value is the line as\n"+
-		"it is, the key its video_id (partitioned as Java clients partition keys, murmur2), and the\n"+
+		"it is, the key its video_id (partitioned as Java clients partition keys, murmur2; see --key), and the\n"+
 		"record time its ts (the wall clock when it has no ts). A line that does not decode as a like\n"+
 		"event (broken JSON, missing ids, bad action or ts) is published too, as it is, without a key,\n"+
 		"and the processor dead-letters it with the reason. Such a line, and a like whose ts lies in\n"+
@@ -82,6 +84,7 @@ func runProduce(ctx context.Context, args []string) error {
 	fs.Float64Var(&o.rate, "rate", 0, "publish `N` records a second of wall time (0: as fast as possible)")
 	fs.IntVar(&o.partitions, "partitions", 0, "create --topic with `N` partitions when it does not exist (0: do not create it)")
 	fs.StringVar(&o.deadLetterOut, "dead-letter-out", "", "write the lines too large for --topic to `FILE`, as dead-letter JSON lines with reason\ntoo_large (- for standard output; empty: only count them)")
+	fs.StringVar(&o.keyBy, "key", "video", "record key: `video` (its video_id, recommended: no repartitioning), user (its user_id)\nor none (no key: records spread over the partitions); the service scores all three alike")
 	recordTime := fs.String("record-time", "event", "record time of each record: `event` (its event time, as above) or now (the wall clock)")
 	kf := addKafkaFlags(fs)
 	if err := parseWithInputs(fs, args); err != nil {
@@ -97,6 +100,8 @@ func runProduce(ctx context.Context, args []string) error {
 		return usagef("--rate %v: must be 0 (as fast as possible) or more records a second", o.rate)
 	case o.partitions < 0:
 		return usagef("--partitions %d: must not be negative", o.partitions)
+	case o.keyBy != "video" && o.keyBy != "user" && o.keyBy != "none":
+		return usagef("--key %q: choose video, user or none", o.keyBy)
 	case *recordTime != "event" && *recordTime != "now":
 		return usagef("--record-time %q: must be event (the line's event time) or now (the wall clock)", *recordTime)
 	}
@@ -193,8 +198,15 @@ func produceFiles(ctx context.Context, o produceOptions) (res produceResult, err
 			k, t := []byte(nil), last
 			decoded := event.Decode(r.Value, now.UnixMilli(), &ev) == nil
 			if decoded {
-				key = append(key[:0], ev.VideoID...)
-				k = key
+				switch o.keyBy {
+				case "none":
+				case "user":
+					key = append(key[:0], ev.UserID...)
+					k = key
+				default: // video
+					key = append(key[:0], ev.VideoID...)
+					k = key
+				}
 				if ev.TS <= now.UnixMilli() && !o.wallClock {
 					t = time.UnixMilli(ev.TS)
 					last = t
