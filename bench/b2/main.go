@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -95,14 +96,20 @@ func run(events, partitions int) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	catchUp, err := liveCatchUp(ctx, kc, events)
-	if err != nil {
-		return err
-	}
 	fmt.Printf("B2 events: %d in %d partitions (embedded broker)\n", events, partitions)
 	fmt.Printf("B2 plain consumer (fetch + decode): %.0f events/s\n", ceiling)
-	fmt.Printf("B2 virality run catch-up: %.0f events/s\n", catchUp)
-	fmt.Printf("B2 ratio to the plain consumer: %.3f (target >= 0.7)\n", catchUp/ceiling)
+	for _, workers := range []int{1, 2} {
+		r, err := liveCatchUp(ctx, kc, events, workers)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("B2 virality run catch-up, --workers %d: %.0f events/s, ratio to the plain consumer %.3f (target >= 0.7)\n",
+			workers, r.rate, r.rate/ceiling)
+		if workers == 2 {
+			fmt.Printf("B6 restore of all %d partitions from the changelog into an empty state directory: %d state records in %.2f s, %.0f records/s (%.1f s per 1,000,000)\n",
+				partitions, r.restored, r.restore.Seconds(), float64(r.restored)/r.restore.Seconds(), 1e6*r.restore.Seconds()/float64(r.restored))
+		}
+	}
 	return nil
 }
 
@@ -147,38 +154,80 @@ func plainConsumer(ctx context.Context, kc kafkaio.Config, partitions, events in
 	return float64(events) / time.Since(start).Seconds(), nil
 }
 
+type catchUp struct {
+	rate     float64       // events/s
+	restore  time.Duration // a second instance's restore of every partition
+	restored int64         // changelog records it read
+}
+
 // liveCatchUp runs the service from the earliest offset until it has
-// taken every record.
-func liveCatchUp(ctx context.Context, kc kafkaio.Config, events int) (float64, error) {
-	dir, err := os.MkdirTemp("", "virality-b2-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	db, err := store.Open(dir, store.DefaultOptions())
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
+// taken every record, then a second instance of the same group on an
+// empty state directory until it has restored every partition.
+func liveCatchUp(ctx context.Context, kc kafkaio.Config, events, workers int) (catchUp, error) {
+	var r catchUp
 	cfg := service.DefaultConfig()
 	cfg.Kafka = kc
+	cfg.Workers = workers
+	cfg.Group = fmt.Sprintf("b2-workers-%d", workers)
+	svc, stop, err := start(ctx, cfg)
+	if err != nil {
+		return r, err
+	}
+	begin := time.Now()
+	for svc.EventsIn.Load() < int64(events) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.rate = float64(events) / time.Since(begin).Seconds()
+	if err := stop(); err != nil {
+		return r, err
+	}
+
+	n, err := kafkaio.Partitions(ctx, kc, cfg.ChangelogTopic())
+	if err != nil {
+		return r, err
+	}
+	for p := range n {
+		_, end, err := kafkaio.FirstLastOffsets(ctx, kc, cfg.ChangelogTopic(), p)
+		if err != nil {
+			return r, err
+		}
+		r.restored += end
+	}
+	begin = time.Now()
+	svc, stop, err = start(ctx, cfg)
+	if err != nil {
+		return r, err
+	}
+	for {
+		if ok, _ := svc.Ready(); ok {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.restore = time.Since(begin)
+	return r, stop()
+}
+
+// start runs a service on a fresh state directory until stop is called.
+func start(ctx context.Context, cfg service.Config) (*service.Service, func() error, error) {
+	dir, err := os.MkdirTemp("", "virality-b2-")
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(dir, store.DefaultOptions())
+	if err != nil {
+		return nil, nil, err
+	}
 	svc, err := service.New(cfg, db, nil, zerolog.Nop())
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() { done <- svc.Run(ctx) }()
-	for svc.EventsIn.Load() < int64(events) {
-		select {
-		case err := <-done:
-			cancel()
-			return 0, fmt.Errorf("the service stopped: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	rate := float64(events) / time.Since(start).Seconds()
-	cancel()
-	return rate, <-done
+	return svc, func() error {
+		cancel()
+		err := <-done
+		return errors.Join(err, db.Close(), os.RemoveAll(dir))
+	}, nil
 }
