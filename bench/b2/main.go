@@ -175,6 +175,9 @@ func liveCatchUp(ctx context.Context, kc kafkaio.Config, events, workers int) (c
 	}
 	begin := time.Now()
 	for svc.EventsIn.Load() < int64(events) {
+		if err := svc.Failed(); err != nil {
+			return r, err
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.rate = float64(events) / time.Since(begin).Seconds()
@@ -202,14 +205,37 @@ func liveCatchUp(ctx context.Context, kc kafkaio.Config, events, workers int) (c
 		if ok, _ := svc.Ready(); ok {
 			break
 		}
+		if err := svc.Failed(); err != nil {
+			return r, err
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	r.restore = time.Since(begin)
 	return r, stop()
 }
 
+type running struct {
+	*service.Service
+	done chan error
+	err  error
+}
+
+// Failed returns the error the service stopped with, if it stopped.
+func (r *running) Failed() error {
+	if r.err != nil {
+		return r.err
+	}
+	select {
+	case err := <-r.done:
+		r.err = fmt.Errorf("the service stopped: %v", err)
+		return r.err
+	default:
+		return nil
+	}
+}
+
 // start runs a service on a fresh state directory until stop is called.
-func start(ctx context.Context, cfg service.Config) (*service.Service, func() error, error) {
+func start(ctx context.Context, cfg service.Config) (*running, func() error, error) {
 	dir, err := os.MkdirTemp("", "virality-b2-")
 	if err != nil {
 		return nil, nil, err
@@ -223,11 +249,14 @@ func start(ctx context.Context, cfg service.Config) (*service.Service, func() er
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	return svc, func() error {
+	r := &running{Service: svc, done: make(chan error, 1)}
+	go func() { r.done <- svc.Run(ctx) }()
+	return r, func() error {
 		cancel()
-		err := <-done
+		err := r.err
+		if err == nil {
+			err = <-r.done
+		}
 		return errors.Join(err, db.Close(), os.RemoveAll(dir))
 	}, nil
 }

@@ -106,16 +106,18 @@ func TestBackfillKilledAndResumed(t *testing.T) {
 }
 
 // TestBackfillTwiceIdentical: the same input and settings give
-// byte-identical outputs, whatever the number of decoders.
+// byte-identical outputs, whatever the number of decoders and of workers
+// (--workers 1 and 2).
 func TestBackfillTwiceIdentical(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "likes.jsonl")
 	runCommand(t, "gen", "--events", "300000", "--videos", "20000", "--users", "100000", "--duration", "6h", "--farm-accounts", "300",
 		"--late-share", "0.001", "--bad-share", "0.001", "--out", in)
 	outs := [][]byte{}
-	for i, decoders := range []string{"0", "2"} {
-		out := filepath.Join(dir, decoders)
-		runCommand(t, "backfill", "--in", in, "--now", "2026-11-26T00:00:00Z", "--progress", "0", "--decoders", decoders,
+	for i, run := range []struct{ decoders, workers string }{{"0", "1"}, {"2", "2"}} {
+		out := filepath.Join(dir, run.decoders)
+		runCommand(t, "backfill", "--in", in, "--now", "2026-11-26T00:00:00Z", "--progress", "0", "--decoders", run.decoders,
+			"--workers", run.workers,
 			"--out", out+"-scores.jsonl", "--trending-out", out+"-trending.jsonl", "--dead-letter-out", out+"-dlq.jsonl")
 		var all []byte
 		for _, name := range []string{"-scores.jsonl", "-trending.jsonl", "-dlq.jsonl"} {
