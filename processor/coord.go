@@ -587,6 +587,17 @@ func (c *Coordinator) drain() error {
 	return nil
 }
 
+// Quiet reports whether every partition held here has gone idle and
+// emitted its held-back scores.
+func (c *Coordinator) Quiet() bool {
+	for _, e := range c.engines {
+		if !e.quiet {
+			return false
+		}
+	}
+	return len(c.engines) > 0
+}
+
 // flushQuiet emits the held-back scores of partitions whose sources have
 // all gone idle (live only): the ranker must not wait for the next like to
 // see the last ones.

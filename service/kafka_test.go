@@ -32,12 +32,13 @@ func kafkaName() string {
 }
 
 // consumeAll runs one service over lines already in cfg.InputTopic until
-// every record is taken and the idle timeout has passed.
+// every record is taken and the service has gone quiet: its input idle and
+// every held-back record out.
 func consumeAll(t *testing.T, cfg Config, n int) {
 	t.Helper()
 	svc, stop := startService(t, cfg, t.TempDir())
 	waitFor(t, "all likes consumed", 2*time.Minute, func() bool { return svc.EventsIn.Load() == int64(n) })
-	time.Sleep(3 * cfg.IdleTimeout)
+	waitFor(t, "the service to go quiet", time.Minute, svc.Quiet)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestRealKafkaGroupOwnership(t *testing.T) {
 	if a.EventsIn.Load() == 0 || b.EventsIn.Load() == 0 {
 		t.Fatalf("one instance took nothing: %d and %d", a.EventsIn.Load(), b.EventsIn.Load())
 	}
-	time.Sleep(3 * cfg.IdleTimeout)
+	waitFor(t, "both instances to go quiet", time.Minute, func() bool { return a.Quiet() && b.Quiet() })
 	if err := errorsJoin(stopA(), stopB()); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func TestRealKafkaBrokerRestart(t *testing.T) {
 	waitFor(t, "ready again", time.Minute, func() bool { ok, _ := svc.Ready(); return ok })
 	t.Logf("ready again %v after the broker stopped", time.Since(paused).Round(time.Millisecond))
 	waitFor(t, "all likes consumed", 2*time.Minute, func() bool { return svc.EventsIn.Load() == int64(len(lines)) })
-	time.Sleep(3 * cfg.IdleTimeout)
+	waitFor(t, "the service to go quiet", time.Minute, svc.Quiet)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

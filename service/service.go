@@ -129,6 +129,7 @@ type Service struct {
 
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
+	quiet                                         atomic.Bool
 }
 
 // New returns a service on the state in db. m may be nil.
@@ -429,12 +430,23 @@ func (s *Service) restore(ctx context.Context, g *processor.Coordinator, ids []i
 	for _, p := range todo {
 		start := s.now()
 		last := start
-		st, err := g.Restore(ctx, p, s.clog, func(read, total int64) {
-			if now := s.now(); now.Sub(last) >= 2*time.Second {
-				last = now
-				s.log.Info().Int32("partition", p).Int64("read", read).Int64("total", total).Msg("restoring")
+		var st processor.RestoreStats
+		var err error
+		// A changelog just created may have no leader yet, and a broker
+		// may be away for a while: retry, for up to a minute.
+		for attempt := 1; ; attempt++ {
+			st, err = g.Restore(ctx, p, s.clog, func(read, total int64) {
+				if now := s.now(); now.Sub(last) >= 2*time.Second {
+					last = now
+					s.log.Info().Int32("partition", p).Int64("read", read).Int64("total", total).Msg("restoring")
+				}
+			})
+			if err == nil || ctx.Err() != nil || attempt == 60 {
+				break
 			}
-		})
+			s.log.Warn().Err(err).Int32("partition", p).Int("attempt", attempt).Msg("restore failed; retrying")
+			sleep(ctx, time.Second)
+		}
 		if err != nil {
 			return fmt.Errorf("restore partition %d: %w", p, err)
 		}
@@ -542,6 +554,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			return nil
 		}
 		s.setProblem("fetch", "")
+		if len(b.Recs) > 0 {
+			s.quiet.Store(false)
+		}
 		if b.partials {
 			if len(b.Recs) == 0 {
 				return nil
@@ -616,9 +631,10 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					if err := s.retryable(g.SetIdle(ctx, p, true), &commitFailing); err != nil {
 						return err
 					}
-					dirty = true
+					dirty, unflushed = true, true
 				}
 			}
+			s.quiet.Store(!dirty && !unflushed && g.Quiet())
 			if s.m != nil {
 				disk, mem := s.db.Sizes()
 				s.m.SetStateBytes(disk, mem)
@@ -738,6 +754,12 @@ func (s *Service) publishReady() {
 		s.m.SetReady(ok)
 	}
 }
+
+// Quiet reports whether every partition this instance holds has gone idle
+// (its sources caught up and quiet for the idle timeout), emitted its
+// held-back records, and committed: what a test or a drained pipeline
+// waits for.
+func (s *Service) Quiet() bool { return s.quiet.Load() }
 
 // Ready reports whether the service holds its partitions, reaches the
 // broker and reads its partitions; if not, why.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"os"
@@ -293,14 +294,26 @@ func completeTrending(t *testing.T, values [][]byte, lines []line, n int) []stri
 	for _, m := range maxTS {
 		last = min(last, m)
 	}
+	// A list may be written again after a rebalance or a crash (output is
+	// at least once), never differently.
 	var out []string
+	seen := map[string]string{}
 	for _, v := range values {
 		var s struct {
-			TS int64 `json:"ts"`
+			TS     int64  `json:"ts"`
+			Region string `json:"region"`
 		}
 		if err := json.Unmarshal(v, &s); err != nil {
 			t.Fatal(err)
 		}
+		k := fmt.Sprint(s.TS, s.Region)
+		if prev, ok := seen[k]; ok {
+			if prev != string(v) {
+				t.Fatalf("trending %s has conflicting lists:\n%s\n%s", k, prev, v)
+			}
+			continue
+		}
+		seen[k] = string(v)
 		if s.TS <= last-5*60_000 { // well inside: ticks near the end may wait on idleness
 			out = append(out, string(v))
 		}
