@@ -88,8 +88,8 @@ type Metrics struct {
 	in, applied, dead, emitted          *prometheus.CounterVec
 	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
 	commit                              prometheus.Histogram
-	commitFailures                      prometheus.Counter
-	partitions, ready                   prometheus.Gauge
+	commitFailures, restored            prometheus.Counter
+	partitions, ready, restoring        prometheus.Gauge
 	disk, memtable                      prometheus.Gauge
 
 	mu     sync.RWMutex
@@ -148,6 +148,11 @@ func New(reg *prometheus.Registry) *Metrics {
 			Namespace: Namespace, Name: "commit_failures_total",
 			Help: "Batch commits (sink flush, state and offsets) that failed and will be retried.",
 		})),
+		restored: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "restored_records_total",
+			Help: "Changelog records read to restore the state of partitions assigned to this instance.",
+		})),
+		restoring:  gauge("partitions_restoring", "Partitions whose state is being restored from the changelog."),
 		partitions: gauge("partitions_owned", "Input partitions assigned to this instance."),
 		ready:      gauge("ready", "1 when the service is ready (assignments loaded, broker reachable), else 0."),
 		parts:      map[int32]*partition{},
@@ -272,6 +277,22 @@ func (m *Metrics) AddCommitFailure() {
 		return
 	}
 	m.commitFailures.Inc()
+}
+
+// SetRestoring sets the number of partitions being restored.
+func (m *Metrics) SetRestoring(n int) {
+	if m == nil {
+		return
+	}
+	m.restoring.Set(float64(n))
+}
+
+// AddRestored counts changelog records read by restores.
+func (m *Metrics) AddRestored(n int64) {
+	if m == nil {
+		return
+	}
+	m.restored.Add(float64(n))
 }
 
 // SetStateBytes sets the size of the state on disk and in memtables.

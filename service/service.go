@@ -427,6 +427,10 @@ func (s *Service) restore(ctx context.Context, g *processor.Coordinator, ids []i
 	}
 	s.setProblem("restore", fmt.Sprintf("restoring partitions %v from %s", todo, s.cfg.ChangelogTopic()))
 	defer s.setProblem("restore", "")
+	if s.m != nil {
+		s.m.SetRestoring(len(todo))
+		defer s.m.SetRestoring(0)
+	}
 	for _, p := range todo {
 		start := s.now()
 		last := start
@@ -449,6 +453,9 @@ func (s *Service) restore(ctx context.Context, g *processor.Coordinator, ids []i
 		}
 		if err != nil {
 			return fmt.Errorf("restore partition %d: %w", p, err)
+		}
+		if s.m != nil {
+			s.m.AddRestored(st.Records)
 		}
 		if st.Records > 0 || st.Wiped {
 			secs := s.now().Sub(start).Seconds()
@@ -619,6 +626,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					}
 					s.setProblem("commit", err.Error())
 					s.log.Warn().Err(err).Msg("commit failed; retrying")
+					if s.m != nil {
+						s.m.AddCommitFailure()
+					}
 					continue
 				}
 				s.setProblem("commit", "")
@@ -717,6 +727,9 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 			}
 		}
 		s.m.SetWatermark(b.part, e.Watermark())
+		if wm := e.Watermark(); wm > 0 {
+			s.m.SetEventTimeLag(b.part, s.now().Sub(time.UnixMilli(wm)))
+		}
 	}
 	reasons := make(map[string]int64, len(st.DeadByReason))
 	for r, n := range st.DeadByReason {
