@@ -110,7 +110,90 @@ func run(events, partitions int) error {
 				partitions, r.restored, r.restore.Seconds(), float64(r.restored)/r.restore.Seconds(), 1e6*r.restore.Seconds()/float64(r.restored))
 		}
 	}
+	pause, second, err := rebalancePause(ctx, kc, partitions)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("B6 pause a rebalance causes (a second instance joins one consuming 2,000 likes/s; longest stretch with no like taken by either): %.2f s; the second took %d likes in the next 20 s\n", pause.Seconds(), second)
 	return nil
+}
+
+// rebalancePause measures the longest stretch in which no like is applied
+// while a second instance joins one that consumes a steady stream.
+func rebalancePause(ctx context.Context, kc kafkaio.Config, partitions int) (time.Duration, int64, error) {
+	const topic, rate = "likes-rebalance", 2000
+	if _, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: topic, Partitions: partitions}}); err != nil {
+		return 0, 0, err
+	}
+	cfg := service.DefaultConfig()
+	cfg.Kafka = kc
+	cfg.InputTopic = topic
+	cfg.Group = "b6-rebalance"
+	cfg.ScoresTopic, cfg.TrendingTopic, cfg.DeadLetterTopic = "b6-scores", "b6-trending", "b6-dlq"
+	gc := gen.DefaultConfig()
+	gc.Events = 60 * rate
+	gc.Videos, gc.Users = 5_000, 200_000
+	gc.Bursts, gc.Campaigns = 2, 2
+	g, err := gen.New(gc)
+	if err != nil {
+		return 0, 0, err
+	}
+	p, err := kafkaio.NewProducer(kc, topic)
+	if err != nil {
+		return 0, 0, err
+	}
+	pctx, stopProducing := context.WithCancel(ctx)
+	defer stopProducing()
+	produced := make(chan error, 1)
+	go func() {
+		var ev event.Event
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for pctx.Err() == nil {
+			<-tick.C
+			for range rate / 100 {
+				line, _, ok := g.Next(nil)
+				if !ok {
+					break
+				}
+				var key []byte
+				if event.Decode(line, 0, &ev) == nil {
+					key = []byte(ev.VideoID)
+				}
+				if err := p.Produce(pctx, key, line, time.Now()); err != nil && pctx.Err() == nil {
+					produced <- err
+					return
+				}
+			}
+			_ = p.Flush(pctx)
+		}
+		produced <- p.Close()
+	}()
+	a, stopA, err := start(ctx, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Consuming steadily: then the second instance joins.
+	for a.EventsIn.Load() < 5*rate {
+		if err := a.Failed(); err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, stopB, err := start(ctx, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	var longest time.Duration
+	last, lastChange := int64(-1), time.Now()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if n := a.EventsIn.Load() + b.EventsIn.Load(); n != last {
+			last, lastChange = n, time.Now()
+		}
+		longest = max(longest, time.Since(lastChange))
+	}
+	stopProducing()
+	return longest, b.EventsIn.Load(), errors.Join(<-produced, stopB(), stopA())
 }
 
 // plainConsumer reads and decodes every partition, one goroutine each.
