@@ -1,7 +1,10 @@
-// Package processor is virality's engine: it applies like events of one
-// input partition to exact state and emits scores, trending snapshots and
-// dead letters. Files and Kafka plug in through [Source] and [Sink]; the
-// same engine serves backfill, replay and the live service.
+// Package processor is virality's dataflow: routers judge each input
+// record and route it by video; per-partition engines apply the events in
+// event-time order to exact state and write score records and trending
+// lists to their outboxes; a coordinator owns the sinks, the commits (with
+// the changelog) and the trending merge. Files and Kafka plug in through
+// [Source], [Sink] and [Changelog]; the same dataflow serves backfill,
+// replay and the live service.
 package processor
 
 import (
