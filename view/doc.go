@@ -1,0 +1,54 @@
+// Package view is a read-only, in-memory view of virality's output topics
+// for rankers and other services that need a video's latest score, or a
+// region's latest trending list, without a network round trip per
+// request.
+//
+// Open reads every partition of the compacted scores topic (video-scores)
+// and of the trending topic from their first offsets up to the end offsets
+// listed when Open was called (the bootstrap), then keeps following them,
+// one goroutine per partition, until Close. Ready reports, and WaitReady
+// waits for, the end of the bootstrap: from then on the view holds at
+// least what the topics held when Open was called.
+//
+// Reads never do I/O: Get looks a video up in a map guarded by a
+// sync.RWMutex, Top returns the newest list of a region. Any number of
+// goroutines may read while the partitions are applied.
+//
+// # Which record wins
+//
+// For each video the view keeps the record with the highest seq. A record
+// whose seq is not above the held one (a repeat written again after a
+// producer retry, or an older record read again after a restart) is
+// ignored, so a video never moves back. A tombstone (a record with a key
+// and no value, as compaction leaves for deleted keys) removes the video.
+// For each region the view keeps the list of the newest tick (ts); of two
+// lists of the same tick the one read last wins (the service writes a
+// tick again only as an identical repeat).
+//
+// # Memory
+//
+// A video costs about 230 bytes plus the length of its id plus the length
+// of its raw JSON record (about 330 bytes for a typical record): the Score
+// (176 bytes: 7 counts, 6 floats, ts, seq, the id and model strings and
+// the raw slice), the entry's heap index, its pointer in the eviction
+// heap (8 bytes), and the map's key and slot (about 30 bytes). The model
+// string is shared by all videos. Without bound, one million videos take
+// about 0.6 GiB; BENCH.md has the measured figure.
+//
+// The number of videos held is bounded by Config.MaxVideos. When applying
+// a record would hold more, the videos with the oldest ts (event time of
+// their latest record) are dropped until MaxVideos remain; ties are broken
+// arbitrarily. A dropped video comes back with its next record, or, after a
+// restart of a partition, with whatever record of it is read next (which
+// may then be older than the one dropped). Trending lists are not bounded
+// by MaxVideos: one list is held per region.
+//
+// # Failures
+//
+// A partition whose fetches fail keeps retrying (with backoff) until Close;
+// Err returns the last failure, nil once a fetch succeeds again. When the
+// offset to read is gone (retention, a recreated topic), the partition is
+// read again from its first offset. Records whose value is not a valid
+// JSON record are skipped and counted (Stats.Invalid). Staleness tells how
+// far behind the view may be.
+package view
