@@ -66,6 +66,16 @@ func (e *Embedded) Config() Config {
 	return c
 }
 
+// DeleteRecords deletes the records of a partition before offset, as
+// retention or a DeleteRecords request does: the partition then starts at
+// offset (-1: at its end, deleting every record).
+func (e *Embedded) DeleteRecords(topic string, partition int, offset int64) error {
+	if err := e.c.DeleteRecords(topic, int32(partition), offset); err != nil {
+		return fmt.Errorf("delete records of %s/%d before offset %d: %w", topic, partition, offset, err)
+	}
+	return nil
+}
+
 // Close stops the broker; its data is lost.
 func (e *Embedded) Close() {
 	e.once.Do(func() {

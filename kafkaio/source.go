@@ -123,6 +123,19 @@ func (s *PartitionSource) Offset() int64 { return s.offset.Load() }
 // HighWatermark() - Offset() is the lag.
 func (s *PartitionSource) HighWatermark() int64 { return s.hw.Load() }
 
+// SetOffset moves the source to offset: an offset the partition holds, its end
+// offset, or one of FirstOffset and EndOffset, as for NewPartitionSource.
+// The next call of Next reads from there. After an *OffsetOutOfRangeError,
+// SetOffset(err.First) resumes at the first record the partition still holds.
+func (s *PartitionSource) SetOffset(offset int64) error {
+	if offset < 0 && offset != FirstOffset && offset != EndOffset {
+		return fmt.Errorf("kafkaio: set offset of %s to %d: want an offset, FirstOffset or EndOffset", s.name(), offset)
+	}
+	s.next = offset
+	s.offset.Store(offset)
+	return nil
+}
+
 // Close releases the source's share of the connections.
 func (s *PartitionSource) Close() error {
 	if !s.closed {

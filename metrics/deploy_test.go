@@ -23,6 +23,7 @@ func exported(t *testing.T) map[string]bool {
 	m.SetLag(0, 1)
 	m.SetWatermark(0, 1)
 	m.SetEventTimeLag(0, time.Second)
+	m.AddLostToRetention(0, 1)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

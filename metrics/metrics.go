@@ -85,7 +85,7 @@ var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
 // so a call costs a read lock and an atomic add. Methods on a nil *Metrics
 // do nothing, for modes that export no metrics (backfill, replay).
 type Metrics struct {
-	in, applied, dead, emitted          *prometheus.CounterVec
+	in, applied, dead, emitted, lost    *prometheus.CounterVec
 	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
 	commit                              prometheus.Histogram
 	commitFailures, restored            prometheus.Counter
@@ -135,6 +135,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		applied:    counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
 		dead:       counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
 		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter).", "kind"),
+		lost:       counter("records_lost_to_retention_total", "Records a partition skipped because retention deleted them before they were read.", "partition"),
 		lag:        gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
 		watermark:  gaugeVec("watermark_seconds", "Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).", "partition"),
 		timeLag:    gaugeVec("event_time_lag_seconds", "Wall clock minus the event-time watermark of the partition, in seconds.", "partition"),
@@ -221,6 +222,15 @@ func (m *Metrics) AddEmitted(kind string, n int64) {
 		return
 	}
 	m.counter(m.emitted, kind).Add(float64(n))
+}
+
+// AddLostToRetention counts n records of a partition that were deleted
+// (retention) before the service read them: it resumed after them.
+func (m *Metrics) AddLostToRetention(partition int32, n int64) {
+	if m == nil {
+		return
+	}
+	m.counter(m.lost, partitionLabel(partition)).Add(float64(n))
 }
 
 // SetLag sets the lag of a partition, in records.
@@ -340,6 +350,8 @@ func (m *Metrics) ForgetPartition(partition int32) {
 	m.lag.DeleteLabelValues(l)
 	m.watermark.DeleteLabelValues(l)
 	m.timeLag.DeleteLabelValues(l)
+	m.lost.DeleteLabelValues(l)
+	delete(m.labels, labelKey{m.lost, l})
 }
 
 // partition returns the cached children of a partition, creating them on

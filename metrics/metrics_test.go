@@ -165,12 +165,14 @@ func TestForgetPartition(t *testing.T) {
 		m.SetLag(p, 1)
 		m.SetWatermark(p, 1000)
 		m.SetEventTimeLag(p, time.Minute)
+		m.AddLostToRetention(p, 7)
 	}
 	m.ForgetPartition(0)
 
 	for _, name := range []string{
 		"virality_events_in_total", "virality_events_applied_total",
 		"virality_lag_records", "virality_watermark_seconds", "virality_event_time_lag_seconds",
+		"virality_records_lost_to_retention_total",
 	} {
 		t.Run(name, func(t *testing.T) {
 			n, err := testutil.GatherAndCount(reg, name)
@@ -187,6 +189,31 @@ func TestForgetPartition(t *testing.T) {
 	m.AddIn(0, 2)
 	if got := testutil.ToFloat64(m.in.WithLabelValues("0")); got != 2 {
 		t.Errorf("events_in_total{partition=0} after reassignment = %v, want 2", got)
+	}
+	m.AddLostToRetention(0, 1)
+	if got := testutil.ToFloat64(m.lost.WithLabelValues("0")); got != 1 {
+		t.Errorf("records_lost_to_retention_total{partition=0} after reassignment = %v, want 1", got)
+	}
+}
+
+func TestLostToRetention(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	if n, err := testutil.GatherAndCount(reg, "virality_records_lost_to_retention_total"); err != nil || n != 0 {
+		t.Fatalf("%d series before any loss (%v), want 0", n, err)
+	}
+	m.AddLostToRetention(3, 0) // a partition's series at 0, before any loss
+	m.AddLostToRetention(3, 120)
+	m.AddLostToRetention(3, 5)
+	m.AddLostToRetention(4, 0)
+	want := `
+# HELP virality_records_lost_to_retention_total Records a partition skipped because retention deleted them before they were read.
+# TYPE virality_records_lost_to_retention_total counter
+virality_records_lost_to_retention_total{partition="3"} 125
+virality_records_lost_to_retention_total{partition="4"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "virality_records_lost_to_retention_total"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -226,6 +253,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.SetEventTimeLag(0, time.Second)
 	m.ObserveCommit(time.Second)
 	m.AddCommitFailure()
+	m.AddLostToRetention(0, 1)
 	m.SetStateBytes(1, 1)
 	m.SetPartitions(1)
 	m.SetReady(true)

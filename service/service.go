@@ -51,6 +51,11 @@ type Config struct {
 	CreateTopics bool
 	// Workers is the number of goroutines applying partitions in parallel.
 	Workers int
+	// OnOffsetOutOfRange is what a partition whose next offset was
+	// deleted by retention does: OutOfRangeEarliest resumes at the first
+	// offset it holds (the records between are lost, logged and
+	// counted), OutOfRangeFail stops the service with an error.
+	OnOffsetOutOfRange string
 }
 
 // DefaultConfig returns the defaults of the flags of `virality run`.
@@ -69,6 +74,8 @@ func DefaultConfig() Config {
 		FlushInterval:   50 * time.Millisecond,
 		CreateTopics:    true,
 		Workers:         runtime.GOMAXPROCS(0),
+
+		OnOffsetOutOfRange: OutOfRangeEarliest,
 	}
 }
 
@@ -101,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Engine.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
+		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
 	}
 	return errors.Join(errs...)
 }
@@ -507,9 +517,30 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 		return
 	}
 	defer src.Close()
+	if !internal && s.m != nil {
+		s.m.AddLostToRetention(p, 0) // the series, at 0 until a loss
+	}
+	// stuck: the next offset is gone (retention) and the partition has not
+	// read since; it keeps the service not ready (offsetGone).
+	stuck, warned := false, false
+	defer func() {
+		if stuck && !stopsService(err) {
+			s.setStuck(topic, p, "")
+		}
+	}()
 	var recs []processor.Record
 	for ctx.Err() == nil {
 		recs, err = src.Next(ctx, recs[:0])
+		var oor *kafkaio.OffsetOutOfRangeError
+		if errors.As(err, &oor) {
+			stuck = true
+			if err = s.offsetGone(topic, p, src, oor, &warned); err == nil {
+				continue // moved to the first offset the partition holds
+			}
+		} else if err == nil && stuck {
+			stuck, warned = false, false
+			s.setStuck(topic, p, "")
+		}
 		b := &fetched{part: p, repart: repart, partials: partials, hw: src.HighWatermark(), err: err}
 		if err == nil {
 			b.Fill(recs, 0)
@@ -523,6 +554,9 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 		case out <- b:
 		case <-ctx.Done():
 			return
+		}
+		if stopsService(err) {
+			return // the loop stops the service
 		}
 		if err != nil {
 			sleep(ctx, time.Second)
@@ -782,7 +816,7 @@ func (s *Service) Ready() (bool, string) {
 	if !s.assigned {
 		return false, "waiting for partitions from the consumer group"
 	}
-	for _, part := range []string{"restore", "broker", "commit", "fetch"} {
+	for _, part := range []string{"restore", "broker", "commit", "fetch", problemRetention} {
 		if why := s.problems[part]; why != "" {
 			return false, why
 		}

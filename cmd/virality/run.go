@@ -40,6 +40,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.StringVar(&c.TrendingTopic, "trending-topic", c.TrendingTopic, "`TOPIC` of trending snapshots, keyed by region")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "`TOPIC` of records that cannot be used, with the reason in headers")
 	fs.StringVar(&c.StartFrom, "start-from", c.StartFrom, "where a group with no committed offsets starts: earliest or latest")
+	fs.StringVar(&c.OnOffsetOutOfRange, "on-offset-out-of-range", c.OnOffsetOutOfRange, "when a partition's next offset was deleted by retention: earliest (resume at the first offset it holds; the records between are lost, logged and counted) or fail (stop with an error)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "send emitted records to Kafka this often between commits (0: only at commits)")
