@@ -591,6 +591,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	var commitFailing time.Time
 	apply := func(b *fetched) error {
 		if b.err != nil {
+			if stopsService(b.err) {
+				return b.err
+			}
 			s.setProblem("fetch", fmt.Sprintf("reading partition %d: %v", b.part, b.err))
 			return nil
 		}
