@@ -359,8 +359,7 @@ func decodeScore(key, value []byte, s *Score) (tombstone, ok bool) {
 	if value == nil {
 		return true, len(key) > 0
 	}
-	*s = Score{}
-	if err := json.Unmarshal(value, s); err != nil {
+	if err := unmarshalScore(value, s); err != nil {
 		return false, false
 	}
 	if s.VideoID == "" {
