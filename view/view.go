@@ -305,6 +305,10 @@ func (v *View) caughtUp(p *part) {
 	}
 }
 
+// applyChunk is the number of records decoded, then applied under one
+// lock.
+const applyChunk = 256
+
 // follow reads one partition until ctx is done.
 func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource) {
 	defer v.wg.Done()
@@ -342,10 +346,16 @@ func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource
 			failed = false
 		}
 		buf = recs
-		if p.scores {
-			items = v.applyScores(recs, items[:0])
-		} else {
-			lists = v.applyLists(recs, lists[:0])
+		// Apply in chunks: the scratch space stays small, and readers
+		// never wait long for the lock.
+		for len(recs) > 0 {
+			n := min(len(recs), applyChunk)
+			if p.scores {
+				items = v.applyScores(recs[:n], items[:0])
+			} else {
+				lists = v.applyLists(recs[:n], lists[:0])
+			}
+			recs = recs[n:]
 		}
 		if !p.caught && src.Offset() >= p.end {
 			v.caughtUp(p)
