@@ -139,7 +139,7 @@ type Service struct {
 
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
-	quiet                                         atomic.Bool
+	quiet                                          atomic.Bool
 }
 
 // New returns a service on the state in db. m may be nil.
