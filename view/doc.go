@@ -27,13 +27,14 @@
 //
 // # Memory
 //
-// A video costs about 230 bytes plus the length of its id plus the length
-// of its raw JSON record (about 330 bytes for a typical record): the Score
-// (176 bytes: 7 counts, 6 floats, ts, seq, the id and model strings and
-// the raw slice), the entry's heap index, its pointer in the eviction
-// heap (8 bytes), and the map's key and slot (about 30 bytes). The model
-// string is shared by all videos. Without bound, one million videos take
-// about 0.6 GiB; BENCH.md has the measured figure.
+// A video costs about 230 bytes plus the length of its id plus the
+// allocation of its raw JSON record (about 300 bytes as the service
+// writes it): the Score (176 bytes: 7 counts, 6 floats, ts, seq, the id
+// and model strings and the raw slice), the entry's heap index, its
+// pointer in the eviction heap (8 bytes), and the map's key and slot. The
+// model string is shared by all videos. BENCH.md has the measured figure:
+// 572.5 bytes per video for 8-byte ids, so one million videos (the default
+// MaxVideos) take about 0.55 GiB.
 //
 // The number of videos held is bounded by Config.MaxVideos. When applying
 // a record would hold more, the videos with the oldest ts (event time of
