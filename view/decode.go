@@ -55,7 +55,16 @@ func fastScore(data []byte, s *Score) bool {
 			if !ok {
 				return false
 			}
-			s.Model = internModel(string(v))
+			switch string(v) { // no allocation for the known models
+			case "trending":
+				s.Model = "trending"
+			case "hn":
+				s.Model = "hn"
+			case "reddit-hot":
+				s.Model = "reddit-hot"
+			default:
+				s.Model = string(v)
+			}
 		case "ts":
 			ok = d.int(&s.TS)
 		case "seq":
