@@ -33,8 +33,8 @@
 // and model strings and the raw slice), the entry's heap index, its
 // pointer in the eviction heap (8 bytes), and the map's key and slot. The
 // model string is shared by all videos. BENCH.md has the measured figure:
-// 572.5 bytes per video for 8-byte ids, so one million videos (the default
-// MaxVideos) take about 0.55 GiB.
+// 564.5 bytes per video for 8-byte ids, so one million videos (the default
+// MaxVideos) take about 0.53 GiB.
 //
 // The number of videos held is bounded by Config.MaxVideos. When applying
 // a record would hold more, the videos with the oldest ts (event time of
