@@ -93,7 +93,12 @@ type View struct {
 	seenAt time.Time
 
 	errMu sync.Mutex
-	err   error
+	errs  map[*part]failure // partitions whose last read failed
+}
+
+type failure struct {
+	err error
+	at  time.Time
 }
 
 type entry struct {
@@ -171,6 +176,7 @@ func newView(cfg Config) *View {
 		ready:  make(chan struct{}),
 		videos: make(map[string]*entry),
 		lists:  make(map[string]List),
+		errs:   make(map[*part]failure),
 		newest: -1,
 	}
 }
@@ -275,23 +281,30 @@ func (v *View) Stats() Stats {
 	return st
 }
 
-// Err returns the last failure to read a partition, nil once a later
-// fetch of that partition succeeded (the view keeps retrying).
+// Err returns the newest failure among the partitions whose last read
+// failed, nil when every partition's last read succeeded (the view keeps
+// retrying a failing partition until Close).
 func (v *View) Err() error {
 	v.errMu.Lock()
 	defer v.errMu.Unlock()
-	return v.err
+	var last failure
+	for _, f := range v.errs {
+		if last.err == nil || f.at.After(last.at) {
+			last = f
+		}
+	}
+	return last.err
 }
 
-func (v *View) setErr(err error) {
+func (v *View) setErr(p *part, err error) {
 	v.errMu.Lock()
-	v.err = err
+	v.errs[p] = failure{err: err, at: time.Now()}
 	v.errMu.Unlock()
 }
 
-func (v *View) clearErr() {
+func (v *View) clearErr(p *part) {
 	v.errMu.Lock()
-	v.err = nil
+	delete(v.errs, p)
 	v.errMu.Unlock()
 }
 
@@ -332,7 +345,7 @@ func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource
 					src = s
 				}
 			}
-			v.setErr(fmt.Errorf("view: %w", err))
+			v.setErr(p, fmt.Errorf("view: %w", err))
 			failed = true
 			select {
 			case <-ctx.Done():
@@ -342,7 +355,7 @@ func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource
 			continue
 		}
 		if failed {
-			v.clearErr()
+			v.clearErr(p)
 			failed = false
 		}
 		buf = recs

@@ -154,7 +154,28 @@ func TestBootstrapAndFollow(t *testing.T) {
 		t.Errorf("Staleness = %v, %v; want event time 3000ms", ev, seen)
 	}
 
-	// Records written after the bootstrap are followed.
+	// Records written after the bootstrap are followed, while readers
+	// read (for the race detector).
+	stop := make(chan struct{})
+	readers := make(chan struct{})
+	go func() {
+		defer close(readers)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if s, ok := v.Get("v1"); !ok || s.Seq < 3 {
+				t.Errorf("Get(v1) = seq %d, %v while following", s.Seq, ok)
+				return
+			}
+			v.Top("global", 10)
+			v.Stats()
+			v.Staleness()
+		}
+	}()
+	defer func() { close(stop); <-readers }()
 	produce(t, ctx, cfg, cfg.ScoresTopic,
 		"v1", scoreJSON("v1", 4000, 4, 4.0),
 		"v3", scoreJSON("v3", 5000, 1, 9.0),
