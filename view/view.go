@@ -67,6 +67,9 @@ type Stats struct {
 	Lists int64
 	// Invalid records (both topics) could not be decoded and were skipped.
 	Invalid int64
+	// Rereads counts the times a partition was read again from its first
+	// offset because the offset to read next was gone.
+	Rereads int64
 }
 
 // ErrClosed is returned by WaitReady when the view is closed first.
@@ -339,10 +342,15 @@ func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource
 		}
 		if err != nil {
 			if errors.Is(err, kafkaio.ErrOffsetOutOfRange) {
-				// The records to read are gone: read what remains.
+				// The records to read are gone (retention, a recreated
+				// topic): read what remains, from the first offset.
 				if s, err2 := v.source(p, kafkaio.FirstOffset); err2 == nil {
 					src.Close()
 					src = s
+					v.mu.Lock()
+					v.st.Rereads++
+					v.mu.Unlock()
+					continue
 				}
 			}
 			v.setErr(p, fmt.Errorf("view: %w", err))

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"virality/kafkaio"
 	"virality/view"
 )
@@ -303,4 +305,37 @@ func TestWaitReadyClosed(t *testing.T) {
 		t.Errorf("WaitReady after Close = %v, want nil or ErrClosed", err)
 	}
 	v.Close() // twice is fine
+}
+
+// A topic recreated under the view: the offset to read is gone, and the
+// partition is read again from its first offset.
+func TestRereadAfterRecreate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := broker(t, ctx, 1)
+	produce(t, ctx, cfg, cfg.ScoresTopic,
+		"v1", scoreJSON("v1", 1000, 1, 1),
+		"v2", scoreJSON("v2", 1000, 1, 1),
+		"v3", scoreJSON("v3", 1000, 1, 1),
+	)
+	v := open(t, ctx, cfg)
+	cl, err := cfg.Kafka.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{cfg.ScoresTopic}})
+	if err != nil || res.Errors[cfg.ScoresTopic] != nil {
+		t.Fatalf("delete topic: %v %v", err, res)
+	}
+	if _, err := kafkaio.EnsureTopics(ctx, cfg.Kafka, []kafkaio.TopicSpec{{Name: cfg.ScoresTopic, Partitions: 1, Compacted: true}}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, ctx, cfg, cfg.ScoresTopic, "v4", scoreJSON("v4", 2000, 1, 1))
+	eventually(t, "reading the recreated topic", func() bool {
+		_, ok := v.Get("v4")
+		return ok && v.Stats().Rereads >= 1
+	})
+	if _, ok := v.Get("v1"); !ok {
+		t.Error("v1, read before the topic was recreated, was forgotten")
+	}
 }
