@@ -48,9 +48,10 @@
 //
 // A partition whose fetches fail keeps retrying until Close (kafkaio
 // retries with backoff for 30s, then the view every second); Err returns
-// the newest failure of the partitions still failing, nil once all read. When the
-// offset to read is gone (retention, a recreated topic), the partition is
-// read again from its first offset. Records whose value is not a valid
-// JSON record are skipped and counted (Stats.Invalid). Staleness tells how
-// far behind the view may be.
+// the newest failure of the partitions still failing, nil once all read.
+// When the offset to read is gone (retention, a recreated topic), the
+// partition is read again from its first offset (Stats.Rereads); the
+// records read before stay. Records whose value is not a valid JSON
+// record are skipped and counted (Stats.Invalid). Staleness tells how far
+// behind the view may be.
 package view
