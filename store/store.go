@@ -87,6 +87,29 @@ type DB struct {
 	db  *pebble.DB
 	wo  *pebble.WriteOptions
 	dir string
+	// broken is set once a commit failed inside Pebble (it panics when its
+	// log cannot be written, holding its locks): nothing more may touch
+	// the database, whose state on disk stays that of the last commit.
+	broken error
+}
+
+// commit applies a batch, turning Pebble's panic on a failed log write
+// into an error that names the disk's trouble.
+func (d *DB) commit(b *pebble.Batch) (err error) {
+	if d.broken != nil {
+		return d.broken
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(error)
+			if !ok {
+				e = fmt.Errorf("%v", r)
+			}
+			d.broken = diskError(d.dir, fmt.Errorf("commit: %w", e))
+			err = d.broken
+		}
+	}()
+	return diskError(d.dir, errors.Join(b.Commit(d.wo), b.Close()))
 }
 
 // Open opens (creating if needed) the state in dir.
@@ -104,7 +127,7 @@ func Open(dir string, o Options) (*DB, error) {
 		LBaseMaxBytes:               256 << 20,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 		MemTableStopWritesThreshold: 4,
-		Logger:                      quietLogger{},
+		Logger:                      quietLogger{dir: dir},
 		FS:                          o.FS,
 	}
 	for i := range opts.Levels {
@@ -113,7 +136,7 @@ func Open(dir string, o Options) (*DB, error) {
 	db, err := pebble.Open(dir, opts)
 	cache.Unref()
 	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", dir, err)
+		return nil, fmt.Errorf("open state %s: %w", dir, diskError(dir, err))
 	}
 	wo := pebble.NoSync
 	if o.Sync {
@@ -164,6 +187,11 @@ func (d *DB) checkFormat() error {
 func (d *DB) Close() error {
 	if d.db == nil {
 		return ErrClosed
+	}
+	if d.broken != nil {
+		// Pebble may hold its locks: leave it to the process's exit.
+		d.db = nil
+		return nil
 	}
 	err := d.db.Close()
 	d.db = nil
@@ -530,7 +558,10 @@ func (p *Partition) Wipe() error {
 	lo := p.prefix[:]
 	hi := append(append([]byte{}, p.prefix[:]...), 0xff)
 	b := p.db.db.NewBatch()
-	return errors.Join(b.DeleteRange(lo, hi, nil), b.Delete(p.clogKey(), nil), b.Commit(p.db.wo), b.Close())
+	if err := errors.Join(b.DeleteRange(lo, hi, nil), b.Delete(p.clogKey(), nil)); err != nil {
+		return errors.Join(err, b.Close())
+	}
+	return p.db.commit(b)
 }
 
 // Restore applies the changes of complete commits read back from the
@@ -560,7 +591,7 @@ func (p *Partition) Restore(changes []Change, end int64) error {
 		b.Close()
 		return err
 	}
-	return errors.Join(b.Commit(p.db.wo), b.Close())
+	return p.db.commit(b)
 }
 
 func (w *Writer) keyOf(kind byte, parts ...string) []byte {
@@ -737,17 +768,18 @@ func (w *Writer) Commit() error {
 	if w.p.db.db == nil {
 		return ErrClosed
 	}
-	err := w.b.Commit(w.p.db.wo)
-	return errors.Join(err, w.b.Close())
+	return w.p.db.commit(w.b)
 }
 
 // Abort discards the batch.
 func (w *Writer) Abort() error { return w.b.Close() }
 
-type quietLogger struct{}
+// quietLogger drops Pebble's routine messages; a fatal one ends the
+// process with one clear line (see fatal).
+type quietLogger struct{ dir string }
 
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+func (l quietLogger) Fatalf(format string, args ...interface{}) {
+	fatal(l.dir, fmt.Sprintf(format, args...))
 }

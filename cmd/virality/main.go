@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"virality/store"
 )
 
 // command is one subcommand: it parses its own flags from args.
@@ -67,6 +68,10 @@ func main() {
 			os.Exit(2)
 		}
 		fmt.Fprintf(os.Stderr, "virality %s: %v\n", os.Args[1], err)
+		var de *store.DiskError
+		if errors.As(err, &de) {
+			os.Exit(store.ExitDisk)
+		}
 		os.Exit(1)
 	}
 }
