@@ -589,6 +589,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	dirty := false
 	var commitFailing time.Time
+	failures := &failureLog{log: s.log, every: 10 * time.Second}
 	apply := func(b *fetched) error {
 		if b.err != nil {
 			if stopsService(b.err) {
@@ -647,8 +648,13 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				// a commit only needs them acknowledged by then.
 				if err := g.FlushOutputs(ctx); err != nil {
 					s.setProblem("commit", err.Error())
+					failures.failed(s.now(), "flush", err)
 				} else {
 					unflushed = false
+					if commitFailing.IsZero() {
+						s.setProblem("commit", "") // the present, not an old failure
+					}
+					failures.recovered("flush")
 				}
 			}
 		case <-tick.C:
@@ -662,12 +668,13 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 						return err
 					}
 					s.setProblem("commit", err.Error())
-					s.log.Warn().Err(err).Msg("commit failed; retrying")
+					failures.failed(now, "commit", err)
 					if s.m != nil {
 						s.m.AddCommitFailure()
 					}
 					continue
 				}
+				failures.recovered("commit")
 				s.setProblem("commit", "")
 				commitFailing = time.Time{}
 				lastCommit, dirty = now, false
@@ -687,6 +694,35 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				s.m.SetStateBytes(disk, mem)
 			}
 		}
+	}
+}
+
+// failureLog logs failed flushes and commits with their count and the
+// latest reason, at most once per interval while they go on, and once when
+// they stop: a long outage is neither silent nor a flood.
+type failureLog struct {
+	log    zerolog.Logger
+	every  time.Duration
+	counts map[string]int
+	last   map[string]time.Time
+}
+
+func (f *failureLog) failed(now time.Time, what string, err error) {
+	if f.counts == nil {
+		f.counts, f.last = map[string]int{}, map[string]time.Time{}
+	}
+	f.counts[what]++
+	if now.Sub(f.last[what]) >= f.every {
+		f.last[what] = now
+		f.log.Warn().Err(err).Int("failures", f.counts[what]).Msgf("%s failed; retrying", what)
+	}
+}
+
+func (f *failureLog) recovered(what string) {
+	if n := f.counts[what]; n > 0 {
+		f.log.Info().Int("failures", n).Msgf("%s succeeds again", what)
+		delete(f.counts, what)
+		delete(f.last, what)
 	}
 }
 
