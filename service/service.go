@@ -56,6 +56,10 @@ type Config struct {
 	// offset it holds (the records between are lost, logged and
 	// counted), OutOfRangeFail stops the service with an error.
 	OnOffsetOutOfRange string
+	// MinFreeDisk is the free space, in bytes, below which the state's
+	// file system counts as full: the service does not start, and a
+	// running one reports not ready (0: no check).
+	MinFreeDisk int64
 }
 
 // DefaultConfig returns the defaults of the flags of `virality run`.
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		Workers:         runtime.GOMAXPROCS(0),
 
 		OnOffsetOutOfRange: OutOfRangeEarliest,
+		MinFreeDisk:        256 << 20,
 	}
 }
 
@@ -108,6 +113,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Engine.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MinFreeDisk < 0 {
+		errs = append(errs, fmt.Errorf("--min-free-disk-mb %d: must not be negative (0: no check)", c.MinFreeDisk>>20))
 	}
 	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
 		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
@@ -192,6 +200,9 @@ var forwardBalancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int
 
 // Run runs the service until ctx ends, then commits and returns nil.
 func (s *Service) Run(ctx context.Context) (err error) {
+	if err := s.checkDisk(); err != nil {
+		return err
+	}
 	kc := s.cfg.Kafka
 	if err := kafkaio.Ping(ctx, kc); err != nil {
 		return err
@@ -590,6 +601,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	dirty := false
 	var commitFailing time.Time
 	failures := &failureLog{log: s.log, every: 10 * time.Second}
+	var lastDiskCheck time.Time
 	apply := func(b *fetched) error {
 		if b.err != nil {
 			if stopsService(b.err) {
@@ -689,12 +701,36 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 			}
 			s.quiet.Store(!dirty && !unflushed && g.Quiet())
+			if now.Sub(lastDiskCheck) >= 5*time.Second {
+				lastDiskCheck = now
+				if err := s.checkDisk(); err != nil {
+					s.setProblem("disk", err.Error())
+				} else {
+					s.setProblem("disk", "")
+				}
+			}
 			if s.m != nil {
 				disk, mem := s.db.Sizes()
 				s.m.SetStateBytes(disk, mem)
 			}
 		}
 	}
+}
+
+// checkDisk reports a state file system with less than MinFreeDisk free.
+func (s *Service) checkDisk() error {
+	if s.cfg.MinFreeDisk <= 0 || s.db == nil {
+		return nil
+	}
+	free, err := store.FreeBytes(s.db.Dir())
+	if err != nil {
+		return nil // cannot tell: commits will say
+	}
+	if int64(free) < s.cfg.MinFreeDisk {
+		return &store.DiskError{Dir: s.db.Dir(), Cause: "almost no space left",
+			Err: fmt.Errorf("%d MiB free, below --min-free-disk-mb %d", free>>20, s.cfg.MinFreeDisk>>20)}
+	}
+	return nil
 }
 
 // failureLog logs failed flushes and commits with their count and the
@@ -855,7 +891,7 @@ func (s *Service) Ready() (bool, string) {
 	if !s.assigned {
 		return false, "waiting for partitions from the consumer group"
 	}
-	for _, part := range []string{"restore", "broker", "commit", "fetch", problemRetention} {
+	for _, part := range []string{"disk", "restore", "broker", "commit", "fetch", problemRetention} {
 		if why := s.problems[part]; why != "" {
 			return false, why
 		}

@@ -52,6 +52,19 @@ func diskError(dir string, err error) error {
 	return err
 }
 
+// FreeBytes is the space left for an unprivileged writer on the file
+// system that holds dir.
+func FreeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// Dir is the state directory.
+func (d *DB) Dir() string { return d.dir }
+
 // fatal is where Pebble's fatal errors go: Pebble does not expect its
 // logger's Fatalf to return, and a panic there unwinds through its locks
 // into a runtime fatal error and a goroutine dump. Instead the process

@@ -83,3 +83,31 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNeedsFreeSpace: the live service does not start on a state file
+// system with less than --min-free-disk-mb free: one line says so, with
+// exit code store.ExitDisk.
+func TestRunNeedsFreeSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	small := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", small).Run() })
+	var stderr bytes.Buffer
+	cmd := child(context.Background(), "run", "--brokers", "127.0.0.1:1", "--state-dir", filepath.Join(small, "state"), "--http-addr", "",
+		"--min-free-disk-mb", "64")
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	msg := strings.TrimSpace(stderr.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != store.ExitDisk || !strings.Contains(msg, "below --min-free-disk-mb 64") || strings.Count(msg, "\n") > 0 {
+		t.Fatalf("run on a 16 MiB file system: %v, want exit code %d and one line:\n%s", err, store.ExitDisk, msg)
+	}
+	t.Logf("exit %d: %s", ee.ExitCode(), msg)
+}

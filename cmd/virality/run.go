@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.StringVar(&c.TrendingTopic, "trending-topic", c.TrendingTopic, "`TOPIC` of trending snapshots, keyed by region")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "`TOPIC` of records that cannot be used, with the reason in headers")
 	fs.StringVar(&c.StartFrom, "start-from", c.StartFrom, "where a group with no committed offsets starts: earliest or latest")
+	fs.Var(mebibytes{&c.MinFreeDisk}, "min-free-disk-mb", "free `MiB` on the state's file system below which the service does not start and reports not ready (0: no check)")
 	fs.StringVar(&c.OnOffsetOutOfRange, "on-offset-out-of-range", c.OnOffsetOutOfRange, "when a partition's next offset was deleted by retention: earliest (resume at the first offset it holds; the records between are lost, logged and counted) or fail (stop with an error)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
@@ -161,4 +163,23 @@ func serve(ctx context.Context, cfg service.Config, stateDir string, cacheMB int
 		return nil
 	}
 	return err
+}
+
+// mebibytes is a flag in MiB that sets a size in bytes.
+type mebibytes struct{ bytes *int64 }
+
+func (m mebibytes) String() string {
+	if m.bytes == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*m.bytes>>20, 10)
+}
+
+func (m mebibytes) Set(v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return fmt.Errorf("want a whole number of MiB from 0 to %d", 1<<30)
+	}
+	*m.bytes = n << 20
+	return nil
 }
