@@ -237,13 +237,22 @@ func startService(t *testing.T, cfg Config, dir string) (*Service, func() error)
 // waitFor polls cond until it holds or the time runs out.
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
+	if !eventually(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
+	}
+}
+
+// eventually polls cond until it holds or limit passes, and reports
+// whether it held.
+func eventually(limit time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return true
 }
 
 func testConfig(t *testing.T, kc kafkaio.Config) Config {
@@ -381,10 +390,7 @@ func liveMatchesBackfill(t *testing.T, key keyBy) {
 		a = completeTrending(t, liveTr, lines, n)
 		return len(a) >= len(b)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for !(converged() && trendingDone()) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventually(time.Minute, func() bool { return converged() && trendingDone() }) // checked below, with the differences
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

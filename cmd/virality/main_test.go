@@ -29,6 +29,20 @@ func child(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// eventually polls cond until it holds or limit passes, and reports
+// whether it held: the one way these tests wait for a child process or a
+// topic to reach a state.
+func eventually(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 func runCommand(t *testing.T, args ...string) string {
 	t.Helper()
 	var stderr bytes.Buffer

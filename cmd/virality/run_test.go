@@ -192,9 +192,7 @@ func TestRunRestarts(t *testing.T) {
 		}
 		return len(got) == len(exp)
 	}
-	for deadline := time.Now().Add(time.Minute); !converged() && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventually(time.Minute, converged) // checked below, with the difference
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

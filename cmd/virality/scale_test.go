@@ -138,12 +138,8 @@ func TestScaleOut(t *testing.T) {
 	total := int64(len(fileLines(t, in)))
 	waitCommitted := func(what string, atLeast int64) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Minute)
-		for committed(t, kc, group, topic, n) < atLeast {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %d of %d committed", what, committed(t, kc, group, topic, n), atLeast)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !eventually(3*time.Minute, func() bool { return committed(t, kc, group, topic, n) >= atLeast }) {
+			t.Fatalf("timed out waiting for %s: %d of %d committed", what, committed(t, kc, group, topic, n), atLeast)
 		}
 	}
 
@@ -176,9 +172,7 @@ func TestScaleOut(t *testing.T) {
 		}
 		return len(got) == len(exp)
 	}
-	for deadline := time.Now().Add(2 * time.Minute); !converged() && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventually(2*time.Minute, converged) // checked below, with the difference
 	d.stop(t, syscall.SIGTERM)
 	for id, w := range exp {
 		if withoutSeq(got[id]) != withoutSeq(w) {
