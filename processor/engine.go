@@ -184,9 +184,6 @@ func (e *Engine) setSources(sources []int32) {
 	}
 }
 
-// ID is the partition's number.
-func (e *Engine) ID() int32 { return e.id }
-
 // Watermark is the partition's watermark in ms (0 before any event).
 func (e *Engine) Watermark() int64 {
 	if low := e.low(); low > 0 && low < math.MaxInt64 {
@@ -194,9 +191,6 @@ func (e *Engine) Watermark() int64 {
 	}
 	return 0
 }
-
-// Buffered is the number of events waiting in the reorder buffer.
-func (e *Engine) Buffered() int { return e.buf.len() }
 
 // Stats returns the counters so far. The map is shared: read it only from
 // the goroutine that runs the engine.
