@@ -35,6 +35,10 @@ const (
 	// limitLookupTimeout bounds the read of a topic's max.message.bytes
 	// when a sink or producer is made.
 	limitLookupTimeout = 5 * time.Second
+
+	// writeAttemptTimeout bounds one write of a chunk: its batches, their
+	// retries inside the writer and the waits for acknowledgement.
+	writeAttemptTimeout = 20 * time.Second
 	// chunkRecords bounds one WriteMessages call, so that a large flush
 	// does not hand kafka-go a huge slice at once.
 	chunkRecords = 10_000
@@ -529,11 +533,27 @@ func (b *batcher) flush(ctx context.Context) error {
 	relooked := false
 	for b.sent < len(b.msgs) {
 		chunk := b.msgs[b.sent:min(len(b.msgs), b.sent+chunkRecords)]
-		err := b.w.WriteMessages(ctx, chunk...)
+		// kafka-go's writer can wait without end for metadata it never
+		// gets (a topic just created, a broker that went away; its issue
+		// 806): each attempt has a deadline, and one that passes is
+		// retried like a refused connection.
+		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
+		err := b.w.WriteMessages(wctx, chunk...)
+		cancel()
 		if err != nil {
 			b.tainted = true
 			if ctx.Err() != nil {
 				return fmt.Errorf("write to topic %q: %w", b.topic, ctx.Err())
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				if failingSince.IsZero() {
+					failingSince = time.Now()
+				}
+				if time.Since(failingSince) < defaultRetryFor {
+					b.sh.refresh()
+					continue
+				}
+				return fmt.Errorf("write %d records to topic %q: not acknowledged within %v: %w", len(chunk), b.topic, defaultRetryFor, err)
 			}
 			// The topic's limit is below the one in use (the option
 			// was off, it could not be read, or it went down): read it

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -35,6 +36,9 @@ type changelog struct {
 }
 
 func (c *changelog) Ends(ctx context.Context, parts []int32) (map[int32]int64, error) {
+	// A commit called from the processing loop has no deadline of its own.
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	ends := make(map[int32]int64, len(parts))
 	for _, p := range parts {
 		_, last, err := kafkaio.FirstLastOffsets(ctx, c.kc, c.topic, int(p))

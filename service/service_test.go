@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -238,7 +239,11 @@ func startService(t *testing.T, cfg Config, dir string) (*Service, func() error)
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	if !eventually(limit, cond) {
-		t.Fatalf("timed out after %v waiting for %s", limit, what)
+		// What every goroutine was doing: a wait that never ends is most
+		// often a call that never returns.
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("timed out after %v waiting for %s; goroutines:\n%s", limit, what, buf)
 	}
 }
 
