@@ -1,4 +1,4 @@
-module virality
+module github.com/viralityhq/virality
 
 go 1.26.8
 

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 func ExampleDecode() {

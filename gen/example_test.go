@@ -5,7 +5,7 @@ import (
 	"os"
 	"time"
 
-	"virality/gen"
+	"github.com/viralityhq/virality/gen"
 )
 
 // A minute of plain traffic: three likes.

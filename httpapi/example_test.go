@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 
-	"virality/httpapi"
-	"virality/processor"
+	"github.com/viralityhq/virality/httpapi"
+	"github.com/viralityhq/virality/processor"
 )
 
 // oneList is a Backend with one global list.

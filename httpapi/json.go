@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 // Trending lists are written by processor.AppendList, byte for byte as on

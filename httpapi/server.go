@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Backend is what the server shows: the service's current state.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/viralityhq/virality/event"
 	"io"
 	"net"
 	"net/http"
@@ -11,12 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"virality/event"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"virality/metrics"
-	"virality/processor"
+	"github.com/viralityhq/virality/metrics"
+	"github.com/viralityhq/virality/processor"
 )
 
 // fakeBackend serves fixed records and snapshots.

@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"virality/jsonl"
-	"virality/processor"
+	"github.com/viralityhq/virality/jsonl"
+	"github.com/viralityhq/virality/processor"
 )
 
 func ExampleOpenSource() {

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"virality/event"
-	"virality/processor"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Format is the line format of a sink.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 func openSink(t *testing.T, path string, format Format) *Sink {

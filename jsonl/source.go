@@ -14,7 +14,7 @@ import (
 	"os"
 	"sync/atomic"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // file is one input file of a test case.

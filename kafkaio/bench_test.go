@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // BenchmarkSink measures Write and Flush of score-sized records to the

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // A sink and a source against the embedded broker.

@@ -2,9 +2,9 @@ package kafkaio
 
 import (
 	"context"
+	"github.com/viralityhq/virality/processor"
 	"testing"
 	"time"
-	"virality/processor"
 )
 
 // broker starts an embedded broker for one test and returns a Config for

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // TestNoGoroutineLeak checks that closing every sink and source, and the

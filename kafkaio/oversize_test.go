@@ -11,7 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // kafkaDefaultMaxMessageBytes is Kafka's (and kfake's) default

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 func TestProducerPartitionOf(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 func TestSinkToSourceRoundTrip(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Writer settings. kafka-go's defaults are traps for a synchronous writer:

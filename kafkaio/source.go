@@ -13,7 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Special starting offsets for NewPartitionSource.

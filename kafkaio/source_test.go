@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // fill writes n records to partition 0 of a one-partition topic: key

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"virality/metrics"
+	"github.com/viralityhq/virality/metrics"
 )
 
 func ExampleNew() {

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 // Namespace prefixes every metric name.

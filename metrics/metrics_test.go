@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 func TestCounters(t *testing.T) {

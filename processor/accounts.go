@@ -1,8 +1,8 @@
 package processor
 
 import (
-	"virality/scoring"
-	"virality/store"
+	"github.com/viralityhq/virality/scoring"
+	"github.com/viralityhq/virality/store"
 )
 
 // Account weights need each account's likes in the hour before a like, and

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"virality/gen"
-	"virality/store"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/store"
 )
 
 // discard is a sink that keeps nothing.

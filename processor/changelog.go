@@ -8,7 +8,7 @@ import (
 	"io"
 	"strconv"
 
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // Changelog receives every partition's changes of state at each commit,

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"virality/scoring"
+	"github.com/viralityhq/virality/scoring"
 )
 
 // Config holds the engine's settings. Start from DefaultConfig.

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"virality/event"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
 )
 
 // Outputs are the outputs of a coordinator.

@@ -6,8 +6,8 @@ import (
 	"hash/fnv"
 	"testing"
 
-	"virality/event"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
 )
 
 // fnvPartitioner stands in for Kafka's murmur2 (which lives in kafkaio).

@@ -4,8 +4,8 @@ import (
 	"math"
 	"strconv"
 
-	"virality/event"
-	"virality/scoring"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/scoring"
 )
 
 // appendScore appends a video-scores record (SPEC section 5).

@@ -12,9 +12,9 @@ import (
 	"math"
 	"slices"
 
-	"virality/event"
-	"virality/scoring"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/scoring"
+	"github.com/viralityhq/virality/store"
 )
 
 // Stats count what the engine did.

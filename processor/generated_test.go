@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/gen"
+	"github.com/viralityhq/virality/gen"
 )
 
 // generated returns the records of a small generated workload.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"virality/event"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
 )
 
 // memSink keeps what an engine writes, positioned like a file.

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"sync/atomic"
 
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // merger combines the trending lists of partitions into one snapshot per

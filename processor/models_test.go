@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/gen"
+	"github.com/viralityhq/virality/gen"
 )
 
 // modelWorkload is the generated day used to compare models, with its

@@ -1,7 +1,7 @@
 package processor
 
 import (
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // likeLess orders likes of one pair as the SPEC sorts events: by event

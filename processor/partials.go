@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // The partials topic carries each partition's trending lists to the one

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"strings"
 
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 // routed is an event on its way from the source partition that read it to

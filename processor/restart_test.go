@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"testing"
 
-	"virality/gen"
+	"github.com/viralityhq/virality/gen"
 )
 
 // stopAfter yields records until a budget runs out, then fails as a crash

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
-	"virality/event"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
 )
 
 // Partitioner names the partition of state that owns a video: for a live

@@ -6,7 +6,7 @@ import (
 	"io"
 	"sync"
 
-	"virality/event"
+	"github.com/viralityhq/virality/event"
 )
 
 // RunOptions tune Run.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/btree"
 
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // Ranked is one entry of a trending list.

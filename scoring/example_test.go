@@ -3,7 +3,7 @@ package scoring_test
 import (
 	"fmt"
 
-	"virality/scoring"
+	"github.com/viralityhq/virality/scoring"
 )
 
 func ExampleLookup() {

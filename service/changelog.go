@@ -7,8 +7,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // ChangelogTopic is the compacted internal topic that holds every

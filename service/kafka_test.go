@@ -15,8 +15,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // These tests prove the Kafka-facing features. They run against the broker

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // TestPoisonPill: records as large as the input topic accepts never stop

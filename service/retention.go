@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // Policies of Config.OnOffsetOutOfRange: what the service does when the

@@ -17,9 +17,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
-	"virality/metrics"
-	"virality/store"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/metrics"
+	"github.com/viralityhq/virality/store"
 )
 
 // retentionStall sets up the hardening issue's silent stall on the

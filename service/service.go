@@ -18,10 +18,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
-	"virality/metrics"
-	"virality/processor"
-	"virality/store"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/metrics"
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
 )
 
 // Config is the live service's configuration.

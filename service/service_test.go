@@ -13,11 +13,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"virality/event"
-	"virality/gen"
-	"virality/kafkaio"
-	"virality/processor"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
 )
 
 // testBroker returns the Kafka to test against: the broker named by

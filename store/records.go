@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 
-	"virality/scoring"
+	"github.com/viralityhq/virality/scoring"
 )
 
 var errCorrupt = errors.New("store: corrupt record")

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"virality/scoring"
+	"github.com/viralityhq/virality/scoring"
 )
 
 func openMem(t *testing.T) *DB {

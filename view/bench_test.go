@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // benchRecord is a score record as the service writes it (about 300 bytes).

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // Config says where the view reads and how much it keeps. Start from

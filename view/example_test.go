@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"virality/kafkaio"
-	"virality/view"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/view"
 )
 
 // A view of the topics of an embedded broker: the repeat of seq 1 written

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Score is one record of the scores topic, as docs/schemas/score.schema.json

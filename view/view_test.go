@@ -10,8 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
-	"virality/view"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/view"
 )
 
 // broker starts an embedded broker with a scores topic of scoreParts

@@ -19,11 +19,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"virality/event"
-	"virality/gen"
-	"virality/kafkaio"
-	"virality/service"
-	"virality/store"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/service"
+	"github.com/viralityhq/virality/store"
 )
 
 func main() {

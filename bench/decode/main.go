@@ -10,9 +10,9 @@ import (
 	"os"
 	"time"
 
-	"virality/event"
-	"virality/jsonl"
-	"virality/processor"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/jsonl"
+	"github.com/viralityhq/virality/processor"
 )
 
 func main() {

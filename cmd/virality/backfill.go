@@ -17,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"virality/jsonl"
-	"virality/kafkaio"
-	"virality/processor"
-	"virality/store"
+	"github.com/viralityhq/virality/jsonl"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
 )
 
 func init() {

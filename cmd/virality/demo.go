@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"virality/event"
-	"virality/gen"
-	"virality/kafkaio"
-	"virality/service"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/service"
 )
 
 func init() {

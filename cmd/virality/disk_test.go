@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"virality/store"
+	"github.com/viralityhq/virality/store"
 )
 
 // TestDiskFull: a backfill whose state directory runs out of space stops

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"virality/processor"
-	"virality/scoring"
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/scoring"
 )
 
 // addEngineFlags defines the flags of the engine's settings, shared by

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"virality/event"
-	"virality/gen"
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 func init() {

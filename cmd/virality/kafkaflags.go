@@ -4,7 +4,7 @@ import (
 	"flag"
 	"strings"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // kafkaFlags are the connection flags of every command that talks to

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/viralityhq/virality/store"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
-	"virality/store"
 )
 
 // command is one subcommand: it parses its own flags from args.

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"virality/event"
-	"virality/jsonl"
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/jsonl"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 func init() {

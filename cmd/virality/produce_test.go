@@ -13,10 +13,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/event"
-	"virality/gen"
-	"virality/kafkaio"
-	"virality/processor"
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // embeddedKafka starts an embedded broker for one test.

@@ -8,11 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/viralityhq/virality/jsonl"
+	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
 	"runtime"
-	"virality/jsonl"
-	"virality/kafkaio"
-	"virality/processor"
-	"virality/store"
 )
 
 func init() {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // TestReplay: replaying a topic's time range twice gives byte-identical

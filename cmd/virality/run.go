@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"virality/httpapi"
-	"virality/metrics"
-	"virality/service"
-	"virality/store"
+	"github.com/viralityhq/virality/httpapi"
+	"github.com/viralityhq/virality/metrics"
+	"github.com/viralityhq/virality/service"
+	"github.com/viralityhq/virality/store"
 )
 
 func init() {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // testKafka returns the brokers to test against: KAFKA_BROKERS (a real

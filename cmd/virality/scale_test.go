@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"virality/kafkaio"
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // instance is one `virality run` child process.

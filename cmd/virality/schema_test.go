@@ -13,7 +13,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"virality/metrics"
+	"github.com/viralityhq/virality/metrics"
 )
 
 // schemaDir holds the JSON Schemas of the output records, relative to this

@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"virality/metrics"
+	"github.com/viralityhq/virality/metrics"
 )
 
 // Set at link time to name a release, or the revision of a build made

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"virality/metrics"
+	"github.com/viralityhq/virality/metrics"
 )
 
 func TestBuildFrom(t *testing.T) {

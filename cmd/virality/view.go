@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // viewSource gives the view what to show.

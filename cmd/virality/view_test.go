@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"virality/processor"
+	"github.com/viralityhq/virality/processor"
 )
 
 // fakeView serves a global list and region lists at a tick that tests move.

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"virality/view"
+	"github.com/viralityhq/virality/view"
 )
 
 func main() {
