@@ -36,6 +36,26 @@ type Config struct {
 	// missing video_id, missing user_id, an oversized (200 byte) id, action
 	// "share", ts "yesterday", ts one year in the future, in equal parts.
 	BadShare float64
+
+	// Plants are bursts and campaigns planted at chosen times, besides
+	// the Bursts and Campaigns placed at random (default none). Their
+	// videos are named after the random ones: with Bursts = 2, the first
+	// planted burst is "vb2". They draw from a random stream of their
+	// own, so the random bursts and campaigns are the same with or
+	// without plants (the background around them is not: plants take
+	// some of the Events).
+	Plants []Plant
+}
+
+// Plant is a burst or campaign planted at a chosen time.
+type Plant struct {
+	Kind string        // KindBurst or KindCampaign
+	At   time.Duration // event time from Config.Start to its first like (before jitter)
+	// Rate, for a burst: likes a minute when it starts (0: drawn from 1/3
+	// to 1/2, as for random bursts). A higher rate makes a burst that
+	// catches on at once; it still doubles every 4-6 min up to its peak
+	// of 30-80 likes a minute (at least Rate).
+	Rate float64
 }
 
 // DefaultConfig returns a day of traffic: a million events, 20 viral bursts
@@ -82,6 +102,9 @@ const (
 
 	// A burst ramps for up to ~48 min and holds its peak for up to 30.
 	burstMinDuration = 90 * time.Minute
+	// burstMaxRate bounds a planted burst's starting rate, likes/min: at
+	// most its largest peak, so that it plants at most burstMaxLikes.
+	burstMaxRate = 80
 
 	// sharesMax bounds the sum of the special-event shares, so that plain
 	// likes stay the bulk of the background.
@@ -114,7 +137,15 @@ func (c Config) budget() budget {
 
 // plantedMax is an upper bound on the likes all bursts and campaigns plant.
 func (c Config) plantedMax() int64 {
-	return int64(c.Bursts)*burstMaxLikes + int64(c.Campaigns)*int64(min(campaignMaxLikes, c.FarmAccounts))
+	bursts, campaigns := int64(c.Bursts), int64(c.Campaigns)
+	for _, p := range c.Plants {
+		if p.Kind == KindBurst {
+			bursts++
+		} else {
+			campaigns++
+		}
+	}
+	return bursts*burstMaxLikes + campaigns*int64(min(campaignMaxLikes, c.FarmAccounts))
 }
 
 // Validate reports the first setting that cannot produce the traffic the
@@ -162,7 +193,23 @@ func (c Config) Validate() error {
 	if sum > sharesMax {
 		return fmt.Errorf("gen: unlike, repeat, stray unlike, late and bad shares add up to %.3f; keep them at most %.1f so that plain likes stay the bulk of the traffic", sum, sharesMax)
 	}
-	if c.Campaigns > 0 && c.FarmAccounts < campaignMinLikes {
+	campaigns := c.Campaigns
+	for i, p := range c.Plants {
+		switch {
+		case p.Kind != KindBurst && p.Kind != KindCampaign:
+			return fmt.Errorf("gen: plant %d: kind %q: want %q or %q", i, p.Kind, KindBurst, KindCampaign)
+		case p.At < 0 || p.At >= c.Duration:
+			return fmt.Errorf("gen: plant %d: at %s: must lie within the run, in [0, %s)", i, p.At, c.Duration)
+		case !(p.Rate >= 0 && p.Rate <= burstMaxRate):
+			return fmt.Errorf("gen: plant %d: rate %v: must be in [0, %v] likes a minute", i, p.Rate, burstMaxRate)
+		case p.Kind == KindCampaign && p.Rate != 0:
+			return fmt.Errorf("gen: plant %d: a campaign has no rate (it delivers 300-1500 likes in 3-10 min)", i)
+		}
+		if p.Kind == KindCampaign {
+			campaigns++
+		}
+	}
+	if campaigns > 0 && c.FarmAccounts < campaignMinLikes {
 		return fmt.Errorf("gen: campaigns need at least %d farm accounts (each farm account likes a campaign video at most once), got %d; raise farm accounts or set campaigns to 0", campaignMinLikes, c.FarmAccounts)
 	}
 	if c.Bursts > 0 && c.Duration < burstMinDuration {

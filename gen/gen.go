@@ -23,7 +23,8 @@
 //     for 15-30 min and decay, liked by normal users, often mostly from one
 //     region. Bought-like campaigns on fresh videos "vc0".. deliver 300-1500
 //     likes in 3-10 min from as many distinct farm accounts, from the first
-//     minute.
+//     minute. Config.Plants adds bursts and campaigns at chosen times, a
+//     burst possibly catching on at once (a higher starting rate).
 //
 // Every event's ts is then moved back by a uniform delay of up to Jitter,
 // so lines arrive slightly out of event-time order. Bursts and campaigns are
@@ -139,6 +140,7 @@ const (
 	streamBackgroundClock
 	streamFarmClock
 	streamEvents
+	streamPlants
 )
 
 // New plans a run: the catalogue, users, farm accounts, and every burst and

@@ -54,17 +54,88 @@ func (b burst) rate(m float64) float64 {
 	}
 }
 
+// pending is a planted burst or campaign whose truth is not complete yet.
+type pending struct {
+	kind  string
+	video int32
+	peak  int64
+	n     int
+	users map[int32]struct{}
+}
+
+// drawBurst draws a burst's shape; rate > 0 sets its starting rate (and
+// raises its peak to at least that).
+func drawBurst(r *rand.Rand, rate float64) burst {
+	b := burst{
+		r0:       1 / uniform(r, 2, 3),
+		doubling: uniform(r, 4, 6),
+		peak:     uniform(r, 30, 80),
+		plateau:  uniform(r, 15, 30),
+		halfLife: uniform(r, 8, 20),
+	}
+	if rate > 0 {
+		b.r0 = rate
+		b.peak = max(b.peak, rate)
+	}
+	b.ramp = b.doubling * math.Log2(b.peak/b.r0)
+	b.decay = b.halfLife * math.Log2(b.peak/b.r0)
+	return b
+}
+
+// plantBurst plants the likes of burst b beginning at begin (ms from the
+// start) on a new video named name.
+func (g *Generator) plantBurst(r *rand.Rand, b burst, begin int64, name string, add func(planted)) pending {
+	span := g.cfg.Duration.Milliseconds()
+	// Often one region dominates a burst (a local trend).
+	dom, domShare := -1, 0.0
+	if r.Float64() < 0.7 {
+		dom, domShare = int(g.regionOf.draw(r.Uint64())), uniform(r, 0.5, 0.8)
+	}
+	v := int32(len(g.plantedVideos))
+	g.plantedVideos = append(g.plantedVideos, plantedVideo{name: name, creator: r.IntN(g.creators)})
+	p := pending{kind: KindBurst, video: v, peak: g.startMs + begin + int64(b.ramp*60e3), users: map[int32]struct{}{}}
+	// Thinning: candidates at the peak rate, each kept with
+	// probability rate/peak.
+	end := b.ramp + b.plateau + b.decay
+	for m := r.ExpFloat64() / b.peak; m < end; m += r.ExpFloat64() / b.peak {
+		if r.Float64()*b.peak >= b.rate(m) {
+			continue
+		}
+		t := begin + int64(m*60e3)
+		if t >= span {
+			break
+		}
+		u, ok := g.burstLiker(r, p.users, dom, domShare)
+		if !ok {
+			continue
+		}
+		add(planted{t: t, user: u, video: v})
+		p.n++
+	}
+	return p
+}
+
+// plantCampaign plants a campaign of likes from as many farm accounts of
+// pool, over length ms from begin, on a new video named name. It
+// reorders pool.
+func (g *Generator) plantCampaign(r *rand.Rand, pool []int32, likes int, begin, length int64, name string, add func(planted)) pending {
+	v := int32(len(g.plantedVideos))
+	g.plantedVideos = append(g.plantedVideos, plantedVideo{name: name, creator: r.IntN(g.creators)})
+	// Partial Fisher-Yates: the first likes entries of pool are a
+	// random subset, each account liking once.
+	for j := range likes {
+		k := j + r.IntN(len(pool)-j)
+		pool[j], pool[k] = pool[k], pool[j]
+		add(planted{t: begin + r.Int64N(length), user: pool[j], video: v})
+	}
+	// Abrupt start: the peak is the first like.
+	return pending{kind: KindCampaign, video: v, n: likes}
+}
+
 // plan draws every burst and campaign, their likes and their truth.
 func (g *Generator) plan(r *rand.Rand) {
 	span := g.cfg.Duration.Milliseconds()
 	jitter := g.cfg.Jitter.Milliseconds()
-	type pending struct {
-		kind  string
-		video int32
-		peak  int64
-		n     int
-		users map[int32]struct{}
-	}
 	var todo []pending
 	add := func(p planted) {
 		p.t += g.startMs
@@ -73,44 +144,10 @@ func (g *Generator) plan(r *rand.Rand) {
 	}
 
 	for i := range g.cfg.Bursts {
-		b := burst{
-			r0:       1 / uniform(r, 2, 3),
-			doubling: uniform(r, 4, 6),
-			peak:     uniform(r, 30, 80),
-			plateau:  uniform(r, 15, 30),
-			halfLife: uniform(r, 8, 20),
-		}
-		b.ramp = b.doubling * math.Log2(b.peak/b.r0)
-		b.decay = b.halfLife * math.Log2(b.peak/b.r0)
+		b := drawBurst(r, 0)
 		latest := max(0, 0.85*float64(span)-(b.ramp+b.plateau)*60e3)
 		begin := int64(r.Float64() * latest)
-		// Often one region dominates a burst (a local trend).
-		dom, domShare := -1, 0.0
-		if r.Float64() < 0.7 {
-			dom, domShare = int(g.regionOf.draw(r.Uint64())), uniform(r, 0.5, 0.8)
-		}
-		v := int32(len(g.plantedVideos))
-		g.plantedVideos = append(g.plantedVideos, plantedVideo{name: "vb" + itoa(i), creator: r.IntN(g.creators)})
-		p := pending{kind: KindBurst, video: v, peak: g.startMs + begin + int64(b.ramp*60e3), users: map[int32]struct{}{}}
-		// Thinning: candidates at the peak rate, each kept with
-		// probability rate/peak.
-		end := b.ramp + b.plateau + b.decay
-		for m := r.ExpFloat64() / b.peak; m < end; m += r.ExpFloat64() / b.peak {
-			if r.Float64()*b.peak >= b.rate(m) {
-				continue
-			}
-			t := begin + int64(m*60e3)
-			if t >= span {
-				break
-			}
-			u, ok := g.burstLiker(r, p.users, dom, domShare)
-			if !ok {
-				continue
-			}
-			add(planted{t: t, user: u, video: v})
-			p.n++
-		}
-		todo = append(todo, p)
+		todo = append(todo, g.plantBurst(r, b, begin, "vb"+itoa(i), add))
 	}
 
 	pool := make([]int32, g.cfg.FarmAccounts)
@@ -124,17 +161,24 @@ func (g *Generator) plan(r *rand.Rand) {
 		lo := int64(0.05 * float64(span))
 		hi := max(lo, int64(0.9*float64(span))-length)
 		begin := min(lo+r.Int64N(hi-lo+1), span-length)
-		v := int32(len(g.plantedVideos))
-		g.plantedVideos = append(g.plantedVideos, plantedVideo{name: "vc" + itoa(i), creator: r.IntN(g.creators)})
-		// Partial Fisher-Yates: the first likes entries of pool are a
-		// random subset, each account liking once.
-		for j := range likes {
-			k := j + r.IntN(len(pool)-j)
-			pool[j], pool[k] = pool[k], pool[j]
-			add(planted{t: begin + r.Int64N(length), user: pool[j], video: v})
+		todo = append(todo, g.plantCampaign(r, pool, likes, begin, length, "vc"+itoa(i), add))
+	}
+
+	// Plants at chosen times: random streams of their own, so that the
+	// draws above do not change.
+	rp := rand.New(rand.NewPCG(uint64(g.cfg.Seed), streamPlants))
+	nb, nc := g.cfg.Bursts, g.cfg.Campaigns
+	for _, pl := range g.cfg.Plants {
+		begin := pl.At.Milliseconds()
+		if pl.Kind == KindBurst {
+			todo = append(todo, g.plantBurst(rp, drawBurst(rp, pl.Rate), begin, "vb"+itoa(nb), add))
+			nb++
+			continue
 		}
-		// Abrupt start: the peak is the first like.
-		todo = append(todo, pending{kind: KindCampaign, video: v, n: likes})
+		likes := min(campaignMinLikes+rp.IntN(campaignMaxLikes-campaignMinLikes+1), len(pool))
+		length := max(1, min(int64(uniform(rp, 3, 10)*60e3), span-begin))
+		todo = append(todo, g.plantCampaign(rp, pool, likes, begin, length, "vc"+itoa(nc), add))
+		nc++
 	}
 
 	slices.SortFunc(g.planted, func(a, b planted) int {
