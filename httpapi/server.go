@@ -5,19 +5,23 @@
 // Routes:
 //
 //	GET /v1/videos/{video_id}          the video's current score record
+//	GET /v1/videos/{video_id}/series   the last hour of its likes, per minute
 //	GET /v1/trending?region=global&k=20 the current trending list of a region
+//	GET /v1/trending/series?region=global&k=20
+//	                                   the list with likes, damping and velocity sparklines
 //	GET /v1/regions                    the regions that have a list
 //	GET /metrics                       Prometheus exposition of the registry
 //	GET /healthz                       200 while the process is up
 //	GET /readyz                        200 when ready, else 503 and why
-//	GET /                              the page
+//	GET /                              the page (and /static/: its script and style)
 package httpapi
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"strconv"
@@ -69,6 +73,11 @@ var (
 
 	//go:embed page.html
 	page []byte
+
+	// The page's script and style, served under /static/: no CDN, no
+	// build step.
+	//go:embed static
+	staticFiles embed.FS
 )
 
 // Server serves the routes of the package.
@@ -152,14 +161,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // handler serves the routes from a Backend.
 type handler struct {
-	b Backend
+	b  Backend
+	lr LikesReader // nil if b is not one
 }
 
 func newHandler(b Backend, reg *prometheus.Registry) http.Handler {
 	h := &handler{b: b}
+	h.lr, _ = b.(LikesReader)
+	static, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		panic(err) // the embedded directory is there
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/videos/{video_id}", h.video)
+	mux.HandleFunc("GET /v1/videos/{video_id}/series", h.videoSeries)
 	mux.HandleFunc("GET /v1/trending", h.trending)
+	mux.HandleFunc("GET /v1/trending/series", h.trendingSeries)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(http.FileServerFS(static))))
 	mux.HandleFunc("GET /v1/regions", h.regions)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
@@ -191,17 +209,27 @@ func (h *handler) video(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) trending(w http.ResponseWriter, r *http.Request) {
+	tick, top, ok := h.topK(w, r, MaxK)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, append(processor.AppendList(nil, tick, &top), '\n'))
+}
+
+// topK answers the region and k parameters of r with the top k of the
+// region's current list; if it cannot, it writes the error and ok is false.
+func (h *handler) topK(w http.ResponseWriter, r *http.Request, maxK int) (tick int64, top processor.List, ok bool) {
 	q := r.URL.Query()
 	region := q.Get("region")
 	if region == "" {
 		region = processor.GlobalRegion
 	}
-	k := DefaultK
+	k := min(DefaultK, maxK)
 	if v, ok := q["k"]; ok {
 		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > MaxK {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("k must be a whole number from 1 to %d, got %q", MaxK, v[0]))
-			return
+		if err != nil || n < 1 || n > maxK {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("k must be a whole number from 1 to %d, got %q", maxK, v[0]))
+			return 0, top, false
 		}
 		k = n
 	}
@@ -217,11 +245,11 @@ func (h *handler) trending(w http.ResponseWriter, r *http.Request) {
 	}
 	if l == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no trending list for region %q yet; /v1/regions lists the regions that have one", region))
-		return
+		return 0, top, false
 	}
-	top := *l
+	top = *l
 	top.Videos = top.Videos[:min(k, len(top.Videos))]
-	writeJSON(w, http.StatusOK, append(processor.AppendList(nil, s.Tick, &top), '\n'))
+	return s.Tick, top, true
 }
 
 func (h *handler) regions(w http.ResponseWriter, r *http.Request) {
@@ -243,7 +271,21 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 func (h *handler) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", pageCSP)
 	w.Write(page)
+}
+
+// pageCSP keeps the page to this server: its own script and style, data
+// from its own API, nothing from elsewhere.
+const pageCSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// staticHandler serves the page's files, revalidated on each load so that
+// a new binary's page is never mixed with an old script.
+func staticHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

@@ -188,29 +188,61 @@ func TestNoMetricsWithoutRegistry(t *testing.T) {
 	}
 }
 
-// The page is self-contained and reads the JSON API.
+// The page is self-contained: its script and style come from this server
+// (embedded), its data from the JSON API, nothing from elsewhere.
 func TestPage(t *testing.T) {
-	r := get(t, New("127.0.0.1:0", newFake(), nil).Handler(), "GET", "/")
-	for _, want := range []string{
-		"/v1/trending?region=", "/v1/regions", "/v1/videos/", "/readyz", "/metrics",
-		"setInterval", "2000", `id="region"`, "likes_5m", "velocity",
-	} {
+	h := New("127.0.0.1:0", newFake(), nil).Handler()
+	r := get(t, h, "GET", "/")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("Content-Security-Policy %q, want default-src 'self'", csp)
+	}
+	js := get(t, h, "GET", "/static/page.js")
+	css := get(t, h, "GET", "/static/page.css")
+	if js.status != 200 || !strings.Contains(js.contentType, "javascript") {
+		t.Errorf("/static/page.js: %d %s", js.status, js.contentType)
+	}
+	if css.status != 200 || !strings.HasPrefix(css.contentType, "text/css") {
+		t.Errorf("/static/page.css: %d %s", css.status, css.contentType)
+	}
+	for _, want := range []string{`src="/static/page.js"`, `href="/static/page.css"`, `id="region"`, `id="legend"`, "standard deviations"} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("page does not contain %q", want)
 		}
 	}
-	for _, external := range []string{"http://", "https://", "//cdn", "<link", "src="} {
-		if strings.Contains(r.body, external) {
-			t.Errorf("page contains %q: it must load nothing from elsewhere", external)
+	for _, want := range []string{
+		"/v1/trending/series?region=", "/v1/regions", "/v1/videos/", "/series", "/readyz",
+		"setInterval", "likes_5m", "velocity", "damped_share_1h", "URLSearchParams", "history.pushState",
+	} {
+		if !strings.Contains(js.body, want) {
+			t.Errorf("page.js does not contain %q", want)
 		}
+	}
+	for name, body := range map[string]string{"page": r.body, "page.js": js.body, "page.css": css.body} {
+		// The one URL allowed is the SVG namespace, a name, not a fetch.
+		body = strings.ReplaceAll(body, `"http://www.w3.org/2000/svg"`, "")
+		for _, external := range []string{"http://", "https://", "//cdn", "@import", `src="//`, `href="//`} {
+			if strings.Contains(body, external) {
+				t.Errorf("%s contains %q: it must load nothing from elsewhere", name, external)
+			}
+		}
+	}
+	if r := get(t, h, "GET", "/static/nothing.js"); r.status != 404 {
+		t.Errorf("/static/nothing.js: %d", r.status)
 	}
 }
 
 // Values from the data must not become markup: the page sets text only.
 func TestPageSetsTextOnly(t *testing.T) {
-	r := get(t, New("127.0.0.1:0", newFake(), nil).Handler(), "GET", "/")
-	if strings.Contains(r.body, "innerHTML") {
-		t.Error("page uses innerHTML; use textContent for values from the API")
+	h := New("127.0.0.1:0", newFake(), nil).Handler()
+	for _, path := range []string{"/", "/static/page.js"} {
+		r := get(t, h, "GET", path)
+		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"} {
+			if strings.Contains(r.body, bad) {
+				t.Errorf("%s uses %s; use textContent for values from the API", path, bad)
+			}
+		}
 	}
 }
 
