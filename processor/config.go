@@ -39,6 +39,12 @@ type Config struct {
 	Tick time.Duration
 	// TopK is the length of each trending list.
 	TopK int
+	// TrendingEvery: each region's list is written to the trending output
+	// at every TrendingEvery-th tick of event time (ticks whose start is a
+	// multiple of TrendingEvery × Tick since the epoch), so that the output
+	// stays smaller than the scores; the latest list (HTTP, Latest) follows
+	// every tick.
+	TrendingEvery int
 	// TrendingHorizon: a video is listed only while its latest like is
 	// less than this much event time before the tick.
 	TrendingHorizon time.Duration
@@ -69,6 +75,7 @@ func DefaultConfig() Config {
 		EmitInterval:     time.Minute,
 		Tick:             10 * time.Second,
 		TopK:             100,
+		TrendingEvery:    6,
 		TrendingHorizon:  10 * time.Minute,
 		CommitEvery:      200_000,
 		CacheVideos:      500_000,
@@ -110,6 +117,9 @@ func (c *Config) Validate() error {
 	if c.TopK < 1 || c.TopK > 10_000 {
 		errs = append(errs, fmt.Errorf("top-k %d must be between 1 and 10000", c.TopK))
 	}
+	if c.TrendingEvery < 1 {
+		errs = append(errs, fmt.Errorf("trending every %d ticks must be at least 1", c.TrendingEvery))
+	}
 	if c.TrendingHorizon < c.Tick {
 		errs = append(errs, fmt.Errorf("trending horizon %v must be at least one tick (%v)", c.TrendingHorizon, c.Tick))
 	}
@@ -131,8 +141,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d",
+	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
-		c.AccountThreshold)
+		c.AccountThreshold, c.TrendingEvery)
 }

@@ -117,10 +117,11 @@ type Coordinator struct {
 	marked      map[[2]int32]int64
 	markerEvery int64
 
-	sinceCommit int
-	commits     int64
-	changelog   Changelog
-	latest      *atomic.Pointer[latest] // the merger's last snapshot, for readers
+	sinceCommit  int
+	commits      int64
+	listsWritten int64 // trending lists written to the output
+	changelog    Changelog
+	latest       *atomic.Pointer[latest] // the merger's last snapshot, for readers
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
@@ -830,9 +831,7 @@ func (c *Coordinator) Stats() Stats {
 		s.Reordered += es.Reordered
 		s.Buffered += int64(c.engines[id].buf.len())
 	}
-	if c.merger != nil {
-		s.Snapshots = c.merger.written
-	}
+	s.Snapshots = c.listsWritten
 	return s
 }
 
@@ -857,6 +856,9 @@ func (c *Coordinator) Regions() []string {
 }
 
 func (c *Coordinator) writeSnapshot(s *Snapshot) error {
+	if n := int64(c.cfg.TrendingEvery); n > 1 && (s.Tick/c.cfg.Tick.Milliseconds())%n != 0 {
+		return nil // between written ticks: the latest list has it
+	}
 	var buf, key []byte
 	for i := range s.Lists {
 		buf = AppendList(buf[:0], s.Tick, &s.Lists[i])
@@ -865,6 +867,7 @@ func (c *Coordinator) writeSnapshot(s *Snapshot) error {
 		if err := c.out.Trending.Write(&m); err != nil {
 			return err
 		}
+		c.listsWritten++
 	}
 	return nil
 }

@@ -38,8 +38,7 @@ type merger struct {
 	remote bool
 	offset int64
 
-	written int64
-	latest  *atomic.Pointer[latest] // shared with the coordinator
+	latest *atomic.Pointer[latest] // shared with the coordinator
 }
 
 // latest is the last emitted snapshot, for readers on other goroutines.
@@ -192,7 +191,6 @@ func (m *merger) emitBefore(f int64) error {
 		if err := m.emit(s); err != nil {
 			return err
 		}
-		m.written += int64(len(s.Lists))
 		l := &latest{tick: t, lists: map[string]List{}}
 		for _, x := range s.Lists {
 			l.lists[x.Region] = x

@@ -27,6 +27,7 @@ func TestScenarios(t *testing.T) {
 				d.Fatalf(t, "unknown command %q", d.Cmd)
 			}
 			cfg := DefaultConfig()
+			cfg.TrendingEvery = 1 // scenarios show every tick unless they say
 			show := map[string]bool{"scores": true, "trending": true, "dead": true, "final": true}
 			for _, arg := range d.CmdArgs {
 				val := ""
@@ -55,6 +56,12 @@ func TestScenarios(t *testing.T) {
 					cfg.Now = ts
 				case "tick":
 					cfg.Tick = dur()
+				case "trending-every":
+					n, err := strconv.Atoi(val)
+					if err != nil {
+						d.Fatalf(t, "trending-every: %v", err)
+					}
+					cfg.TrendingEvery = n
 				case "horizon":
 					cfg.TrendingHorizon = dur()
 				case "topk":

@@ -23,6 +23,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.BoolVar(&c.EmitEveryChange, "emit-every-change", def.EmitEveryChange, "emit a score record on every change of a video (large output; for tests)")
 	fs.DurationVar(&c.Tick, "tick", def.Tick, "event-time interval of trending snapshots")
 	fs.IntVar(&c.TopK, "top-k", def.TopK, "length of each trending list (1 to 10000)")
+	fs.IntVar(&c.TrendingEvery, "trending-every", def.TrendingEvery, "write each region's trending list every `N` ticks of event time (1: every tick); the HTTP API's\nlatest list follows every tick")
 	fs.DurationVar(&c.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
 	fs.IntVar(&c.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
 	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory")
@@ -54,6 +55,8 @@ func validateEngine(c *processor.Config) error {
 		return usagef("--tick %v: must be at least 1ms", c.Tick)
 	case c.TopK < 1 || c.TopK > 10_000:
 		return usagef("--top-k %d: must be between 1 and 10000", c.TopK)
+	case c.TrendingEvery < 1:
+		return usagef("--trending-every %d: must be at least 1 tick", c.TrendingEvery)
 	case c.TrendingHorizon < c.Tick:
 		return usagef("--trending-horizon %v: must be at least one --tick (%v)", c.TrendingHorizon, c.Tick)
 	case c.CommitEvery < 1:
