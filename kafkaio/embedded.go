@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -19,13 +21,67 @@ type Embedded struct {
 	done chan struct{}
 }
 
+// EmbeddedOptions bound what the embedded broker keeps in memory. The
+// zero value keeps every record until Close (no retention runs).
+type EmbeddedOptions struct {
+	// RetentionTime deletes the records of a topic's partitions whose
+	// record time is older than this, by the wall clock, as Kafka's
+	// retention.ms does (0: 7 days, Kafka's default). Records with
+	// event times as record times must be younger than this.
+	RetentionTime time.Duration
+	// RetentionBytes bounds the bytes each partition keeps, oldest
+	// records first, as Kafka's retention.bytes does (0: no bound). It
+	// applies to every topic, compacted ones too (after compaction): a
+	// changelog then keeps only its latest changes.
+	RetentionBytes int64
+	// SegmentBytes is the size of the segments records are kept in (0: 1
+	// MiB). Retention frees memory a whole segment at a time.
+	SegmentBytes int64
+	// CleanInterval is how often compaction and retention run while the
+	// broker runs (0: every 5 s when RetentionTime or RetentionBytes is
+	// set; otherwise never). Clean runs them at once.
+	CleanInterval time.Duration
+}
+
 // StartEmbedded starts a broker listening on addr, a loopback HOST:PORT
 // ("" or "127.0.0.1:0": a free port on 127.0.0.1). The broker stops when
-// ctx is done or Close is called.
+// ctx is done or Close is called. It keeps every record in memory until
+// then: StartEmbeddedWith bounds that.
 //
 // Topics are not created on first use: create them with EnsureTopics. A
 // topic created without a partition count gets 10 partitions.
 func StartEmbedded(ctx context.Context, addr string) (*Embedded, error) {
+	return StartEmbeddedWith(ctx, addr, EmbeddedOptions{})
+}
+
+// StartEmbeddedWith starts a broker as StartEmbedded does, with retention
+// and compaction as o says: every o.CleanInterval, compacted topics keep
+// their latest record per key and every partition drops its records
+// older than o.RetentionTime and its oldest beyond o.RetentionBytes. A
+// reader whose next offset was dropped gets an offset-out-of-range error,
+// as from Kafka.
+func StartEmbeddedWith(ctx context.Context, addr string, o EmbeddedOptions) (*Embedded, error) {
+	if o.RetentionTime < 0 || o.RetentionBytes < 0 || o.SegmentBytes < 0 || o.CleanInterval < 0 {
+		return nil, fmt.Errorf("embedded broker: retention, segment size and clean interval must not be negative")
+	}
+	if o.RetentionTime > 0 && o.RetentionTime < time.Millisecond {
+		return nil, fmt.Errorf("embedded broker: retention time %v: must be at least 1ms", o.RetentionTime)
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = 1 << 20
+	}
+	if o.CleanInterval == 0 && (o.RetentionTime > 0 || o.RetentionBytes > 0) {
+		o.CleanInterval = 5 * time.Second
+	}
+	bcfg := map[string]string{
+		"log.segment.bytes": strconv.FormatInt(o.SegmentBytes, 10),
+	}
+	if o.RetentionTime > 0 {
+		bcfg["log.retention.ms"] = strconv.FormatInt(o.RetentionTime.Milliseconds(), 10)
+	}
+	if o.RetentionBytes > 0 {
+		bcfg["log.retention.bytes"] = strconv.FormatInt(o.RetentionBytes, 10)
+	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -41,19 +97,44 @@ func StartEmbedded(ctx context.Context, addr string) (*Embedded, error) {
 		kfake.NumBrokers(1),
 		kfake.ListenFn(listen),
 		kfake.ClusterID("virality-embedded"),
+		kfake.BrokerConfigs(bcfg),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on %s: %w", addr, err)
 	}
 	e := &Embedded{c: c, addr: c.ListenAddrs()[0], done: make(chan struct{})}
+	var tick <-chan time.Time
+	stop := func() {}
+	if o.CleanInterval > 0 {
+		t := time.NewTicker(o.CleanInterval)
+		tick, stop = t.C, t.Stop
+	}
 	go func() {
-		select {
-		case <-ctx.Done():
-			e.Close()
-		case <-e.done:
+		defer stop()
+		for {
+			select {
+			case <-ctx.Done():
+				e.Close()
+				return
+			case <-e.done:
+				return
+			case <-tick:
+				e.Clean()
+			}
 		}
 	}()
 	return e, nil
+}
+
+// Clean compacts the compacted topics and applies retention to every
+// topic now, as the broker does every EmbeddedOptions.CleanInterval.
+func (e *Embedded) Clean() {
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	e.c.Compact() // compaction, then retention, of every topic
 }
 
 // Addr returns the broker's HOST:PORT, for any Kafka client.

@@ -1,10 +1,14 @@
 package kafkaio
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/viralityhq/virality/processor"
 )
 
 func TestStartEmbedded(t *testing.T) {
@@ -34,5 +38,104 @@ func TestStartEmbedded(t *testing.T) {
 			t.Fatal("the broker still answers after its context ended")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedRetention: with retention set, the broker drops records
+// older than the retention time and the oldest beyond the retention bytes
+// of each partition, keeps the latest record per key of compacted topics,
+// and does so by itself every clean interval.
+func TestEmbeddedRetention(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := StartEmbeddedWith(ctx, "", EmbeddedOptions{RetentionBytes: -1}); err == nil {
+		t.Error("negative retention bytes: no error")
+	}
+	e, err := StartEmbeddedWith(ctx, "", EmbeddedOptions{
+		RetentionTime:  time.Hour,
+		RetentionBytes: 64 << 10,
+		SegmentBytes:   8 << 10,
+		CleanInterval:  time.Hour, // Clean below does it
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.Config()
+	mustTopics(t, c, TopicSpec{Name: "old", Partitions: 1}, TopicSpec{Name: "big", Partitions: 1},
+		TopicSpec{Name: "latest", Partitions: 1, Compacted: true})
+	now := time.Now().UnixMilli()
+	fill(t, c, "old", 20, now-2*time.Hour.Milliseconds()) // older than the retention time
+	fill(t, c, "old", 5, now)                            // younger
+	writeN := func(topic string, n, keys int, size int) {
+		s, err := NewSink(c, topic, SinkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for i := range n {
+			m := processor.Message{Key: fmt.Appendf(nil, "k%d", i%keys), Value: bytes.Repeat([]byte{'x'}, size), Time: now}
+			if err := s.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			if i%100 == 99 { // several batches, so that retention can drop some
+				if err := s.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeN("big", 2000, 2000, 200) // ~400 KB
+	writeN("latest", 1000, 10, 100)
+	e.Clean()
+
+	offsets := func(topic string) (first, end int64) {
+		first, end, err := FirstLastOffsets(ctx, c, topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first, end
+	}
+	if first, end := offsets("old"); first != 20 || end != 25 {
+		t.Errorf("old: offsets [%d, %d) after retention, want [20, 25): the 20 records older than an hour dropped", first, end)
+	}
+	first, end := offsets("big")
+	if end != 2000 || first == 0 {
+		t.Errorf("big: offsets [%d, %d), want the first dropped", first, end)
+	}
+	// 64 KiB of ~220-byte records is ~300; a segment more may stay.
+	if kept := end - first; kept < 200 || kept > 400+8<<10/200 {
+		t.Errorf("big: %d records kept under 64 KiB of retention", kept)
+	}
+	src, err := NewPartitionSource(c, "latest", 0, FirstOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	src.MaxWait = 50 * time.Millisecond
+	if offs, _ := drain(t, src); len(offs) == 0 || len(offs) > 200 {
+		t.Errorf("latest: %d records after compaction of 1000 records over 10 keys", len(offs))
+	}
+
+	// By itself, every clean interval.
+	e2, err := StartEmbeddedWith(ctx, "", EmbeddedOptions{RetentionTime: time.Hour, CleanInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	c2 := e2.Config()
+	mustTopics(t, c2, TopicSpec{Name: "old", Partitions: 1})
+	fill(t, c2, "old", 10, 1_000_000) // 1970
+	for {
+		if first, _, err := FirstLastOffsets(ctx, c2, "old", 0); err == nil && first == 10 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("records older than the retention time are still there")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
