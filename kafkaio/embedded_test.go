@@ -65,7 +65,7 @@ func TestEmbeddedRetention(t *testing.T) {
 		TopicSpec{Name: "latest", Partitions: 1, Compacted: true})
 	now := time.Now().UnixMilli()
 	fill(t, c, "old", 20, now-2*time.Hour.Milliseconds()) // older than the retention time
-	fill(t, c, "old", 5, now)                            // younger
+	fill(t, c, "old", 5, now)                             // younger
 	writeN := func(topic string, n, keys int, size int) {
 		s, err := NewSink(c, topic, SinkOptions{})
 		if err != nil {
