@@ -46,6 +46,8 @@ type backfillFlags struct {
 	out, trendingOut, deadOut string
 	stateDir, now, cpuProfile string
 	memProfile                string
+	from, to                  string
+	t1, t2                    int64 // --from and --to in ms; 0: not given
 	cfg                       processor.Config
 	decoders, cacheMB         int
 	partitions, workers       int
@@ -97,6 +99,10 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 		"dead letters as JSON lines, with the same engine as 'virality run'. Output is the same,\n"+
 		"byte for byte, for the same input and settings. With --state-dir a killed backfill\n"+
 		"resumes from its last commit when run again with the same flags.\n\n"+
+		"A time range: --from T1 applies every line before T1 as warm-up, emitting nothing for it,\n"+
+		"then emits score records and trending lists of event time T1 and later, exactly as a\n"+
+		"backfill of the whole input emits them; --to T2 ends the input before its first line of\n"+
+		"event time T2 or later.\n\n"+
 		"Example:\n  virality backfill --out scores.jsonl --trending-out trending.jsonl \\\n"+
 		"    --dead-letter-out dlq.jsonl likes-01.jsonl.gz likes-02.jsonl.gz")
 	fs.Var(&f.in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input); input files may also be given as arguments")
@@ -105,6 +111,8 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE`: rejected input lines as JSON objects with the reason, the source\nfile and offset, and the original bytes (- for standard output; empty: standard error,\nso that bad input is never silently lost)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR`; kept, so that a killed backfill resumes from its last commit (empty: a\ntemporary directory removed at the end)")
 	addEngineFlags(fs, &f.cfg)
+	fs.StringVar(&f.from, "from", "", "start `TIME` (RFC 3339): lines before the first line of event time at or after it are\nwarm-up, applied without emitting; score records and trending lists are emitted from this\nevent time on (empty: from the start)")
+	fs.StringVar(&f.to, "to", "", "end `TIME` (RFC 3339), exclusive: the input ends before its first line of event time at or\nafter it (empty: the end of the input)")
 	fs.StringVar(&f.now, "now", "", "reference `TIME` (RFC 3339) for the future-timestamp check of lines, which have no\ntimestamp of their own (empty: the clock at start; set it to make reruns reproducible)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile to `FILE` (for go tool pprof)")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile to `FILE` at the end (for go tool pprof)")
@@ -185,6 +193,22 @@ func (f *backfillFlags) validate() error {
 	c.Now = now.UnixMilli()
 	if err := c.Validate(); err != nil {
 		return usagef("%v", err)
+	}
+	for _, t := range []struct {
+		flag, value string
+		ms          *int64
+	}{{"--from", f.from, &f.t1}, {"--to", f.to, &f.t2}} {
+		if t.value == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339Nano, t.value)
+		if err != nil || v.UnixMilli() <= 0 {
+			return usagef("%s %q: give an RFC 3339 time, like 2026-11-25T00:00:00Z", t.flag, t.value)
+		}
+		*t.ms = v.UnixMilli()
+	}
+	if f.t1 != 0 && f.t2 != 0 && f.t2 <= f.t1 {
+		return usagef("--to %s is not after --from %s", f.to, f.from)
 	}
 	return f.checkOutputs()
 }
@@ -318,9 +342,32 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		out.DeadLetters = s
 	}
 
+	// A time range: the input is bounded by event time, and outputs of the
+	// warm-up are dropped (warmup.go).
+	var input processor.Source = src
+	var rs *rangeSource
+	var lineage string
+	var gates [3]*gateSink
+	if f.t1 != 0 || f.t2 != 0 {
+		rs = newRangeSource(src, f.t1, f.t2, f.cfg.Now+f.cfg.FutureSkew.Milliseconds())
+		input = rs
+		// A resumed run must have the same range: its outputs so far were
+		// gated by it.
+		lineage = fmt.Sprintf("range=%d,%d", f.t1, f.t2)
+	}
+	if f.t1 != 0 {
+		out.Scores, gates[0] = newGate(out.Scores, fromTime(f.t1))
+		out.Trending, gates[1] = newGate(out.Trending, fromTime(f.t1))
+		out.DeadLetters, gates[2] = newGate(out.DeadLetters, func(m *processor.Message) bool {
+			_, off, ok := deadLetterSource(m)
+			start := rs.Start()
+			return !ok || (start >= 0 && off >= start)
+		})
+	}
+
 	eng, err := processor.NewCoordinator(f.cfg, db, out, processor.Topology{
 		Partitions: f.partitions, Partitioner: videoPartition, Stream: true,
-		Workers: f.workers, Expect: f.partitions,
+		Workers: f.workers, Expect: f.partitions, Lineage: lineage,
 	})
 	if err != nil {
 		return fmt.Errorf("start engine on state %s: %w", stateDir, err)
@@ -342,10 +389,10 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reportProgress(stderr, src, eng.NextOffset(0), &records, f.progress, stop)
+			reportProgress(stderr, src, rs, eng.NextOffset(0), &records, f.progress, stop)
 		}()
 	}
-	runErr := processor.Run(ctx, eng, src, runOpts)
+	runErr := processor.Run(ctx, eng, input, runOpts)
 	close(stop)
 	wg.Wait()
 
@@ -360,6 +407,18 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		return fmt.Errorf("backfill after %d records: %w", st.Records, runErr)
 	}
 	elapsed := time.Since(start)
+	if gates[0] != nil {
+		// Of a range: what was emitted, and what the warm-up held back.
+		warm := "every line"
+		if s := rs.Start(); s >= 0 {
+			warm = fmt.Sprintf("%d lines", s)
+		}
+		fmt.Fprintf(stderr, "backfill: done: %d records (warm-up: %s before %s), %d applied, %s, %d scores and %d snapshots from %s on (warm-up: %d scores, %d snapshots, %d dead letters not written) in %v, %.0f rec/s, peak RSS %d MiB\n",
+			st.Records, warm, f.from, st.Applied, deadSummary(st), gates[0].kept, gates[1].kept, f.from,
+			gates[0].dropped, gates[1].dropped, gates[2].dropped,
+			elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
+		return nil
+	}
 	fmt.Fprintf(stderr, "backfill: done: %d records, %d applied, %s, %d scores, %d snapshots in %v, %.0f rec/s, peak RSS %d MiB\n",
 		st.Records, st.Applied, deadSummary(st), st.Scores, st.Snapshots,
 		elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
@@ -388,8 +447,9 @@ func deadSummary(st processor.Stats) string {
 // the bytes read when the input's size is known. The source reads ahead of
 // the engine, so the bytes the engine has got through are estimated from
 // the share of the source's records it has taken (resume is the offset it
-// started from: records before it were skipped, not taken).
-func reportProgress(w io.Writer, src *jsonl.Source, resume int64, records *atomic.Int64, every time.Duration, stop <-chan struct{}) {
+// started from: records before it were skipped, not taken). With a time
+// range (rs), each line says whether the run is still in its warm-up.
+func reportProgress(w io.Writer, src *jsonl.Source, rs *rangeSource, resume int64, records *atomic.Int64, every time.Duration, stop <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	start := time.Now()
@@ -403,6 +463,13 @@ func reportProgress(w io.Writer, src *jsonl.Source, resume int64, records *atomi
 			rate := float64(n-lastN) / now.Sub(last).Seconds()
 			last, lastN = now, n
 			line := fmt.Sprintf("backfill: %d records, %.0f rec/s", n, rate)
+			if rs != nil && rs.from != 0 {
+				if s := rs.Start(); s < 0 || resume+n < s {
+					line = "backfill: warming up, " + line[len("backfill: "):]
+				} else {
+					line = "backfill: in range, " + line[len("backfill: "):]
+				}
+			}
 			read, total := float64(src.BytesRead()), src.TotalBytes()
 			if srcRecords := src.Records(); srcRecords > 0 {
 				read *= min(1, float64(resume+n)/float64(srcRecords))
