@@ -27,7 +27,14 @@ type replayFlags struct {
 	scoresTopic, trendingTopic, deadTopic string
 	stateDir                              string
 	t1, t2                                time.Time
+	warmup                                string
+	warmAll                               bool          // --warmup all: from the start of the topic
+	warmFor                               time.Duration // else this much before --from (0: none)
+	progress                              time.Duration
 }
+
+// warming reports whether the replay has a warm-up.
+func (f *replayFlags) warming() bool { return f.warmAll || f.warmFor > 0 }
 
 func parseReplay(args []string) (*replayFlags, error) {
 	f := &replayFlags{cfg: processor.DefaultConfig()}
@@ -40,6 +47,11 @@ func parseReplay(args []string) (*replayFlags, error) {
 		"time, so the output is the same, byte for byte, for the same records and settings.\n"+
 		"Outputs go to files (--out, --trending-out, --dead-letter-out) or to topics\n"+
 		"(--scores-topic, --trending-topic, --dead-letter-topic), never the live ones by default.\n\n"+
+		"Fresh state makes the first hours of the range wrong (baselines, windows, standing likes,\n"+
+		"unlikes): --warmup 24h (or all, from the start of the topic) first applies the records\n"+
+		"before --from without emitting anything for them, then emits the score records and\n"+
+		"trending lists of event time --from and later, and the dead letters of the range. With\n"+
+		"--warmup all they are exactly those of a replay or backfill of the whole topic.\n\n"+
 		"Example:\n  virality replay --brokers kafka:9092 --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z \\\n"+
 		"    --model hn --out scores-hn.jsonl --trending-out trending-hn.jsonl --dead-letter-out dlq.jsonl")
 	f.kafka = addKafkaFlags(fs)
@@ -52,6 +64,8 @@ func parseReplay(args []string) (*replayFlags, error) {
 	fs.StringVar(&f.scoresTopic, "scores-topic", "", "score records `TOPIC` instead of --out (created compacted if missing)")
 	fs.StringVar(&f.trendingTopic, "trending-topic", "", "trending snapshots `TOPIC` instead of --trending-out")
 	fs.StringVar(&f.deadTopic, "dead-letter-topic", "", "dead-letter `TOPIC` instead of --dead-letter-out")
+	fs.StringVar(&f.warmup, "warmup", "", "apply the records of this `DURATION` before --from (all: from the start of the topic) to\nthe state first, emitting nothing for them; then emit score records and trending lists of\nevent time --from and later (empty: no warm-up, fresh state at --from)")
+	fs.DurationVar(&f.progress, "progress", 5*time.Second, "interval of progress lines on standard error (0: none)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR` for the replay; must be new or empty (empty: a temporary directory)")
 	addEngineFlags(fs, &f.cfg)
 	if err := parseFlags(fs, args); err != nil {
@@ -69,6 +83,12 @@ func parseReplay(args []string) (*replayFlags, error) {
 	}
 	if !f.t2.After(f.t1) {
 		return nil, usagef("--to %s is not after --from %s", f.to, f.from)
+	}
+	if f.warmAll, f.warmFor, err = parseWarmup(f.warmup); err != nil {
+		return nil, err
+	}
+	if f.progress < 0 {
+		return nil, usagef("--progress %v: must not be negative (0 turns progress lines off)", f.progress)
 	}
 	switch {
 	case f.out == "" && f.scoresTopic == "":
@@ -117,6 +137,48 @@ func runReplay(ctx context.Context, args []string) (err error) {
 	defer func() { err = errors.Join(err, closeOutputs()) }()
 	// Records carry their own timestamps; Now only serves records without.
 	f.cfg.Now = f.t2.UnixMilli()
+
+	// Each partition's range: [warm, start) is warm-up, [start, end) the
+	// range a replay without warm-up reads.
+	parts := make([]replayRange, n)
+	for p := range n {
+		r := &parts[p]
+		if r.start, err = kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t1); err != nil {
+			return err
+		}
+		if r.end, err = kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t2); err != nil {
+			return err
+		}
+		r.warm = r.start
+		switch {
+		case f.warmAll:
+			first, _, err := kafkaio.FirstLastOffsets(ctx, kc, f.topic, p)
+			if err != nil {
+				return err
+			}
+			r.warm = min(first, r.start)
+		case f.warmFor > 0:
+			w, err := kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t1.Add(-f.warmFor))
+			if err != nil {
+				return err
+			}
+			r.warm = min(w, r.start)
+		}
+		r.start, r.warm = min(r.start, r.end), min(r.warm, r.end)
+		r.pos = r.warm
+	}
+	var gates [3]*gateSink
+	if f.warming() {
+		// Outputs of the warm-up are dropped (warmup.go).
+		t1 := f.t1.UnixMilli()
+		out.Scores, gates[0] = newGate(out.Scores, fromTime(t1))
+		out.Trending, gates[1] = newGate(out.Trending, fromTime(t1))
+		out.DeadLetters, gates[2] = newGate(out.DeadLetters, func(m *processor.Message) bool {
+			p, off, ok := deadLetterSource(m)
+			return !ok || p < 0 || int(p) >= n || off >= parts[p].start
+		})
+	}
+
 	topo := processor.Topology{Partitions: n, Partitioner: videoPartition, Workers: runtime.GOMAXPROCS(0), Expect: n}
 	for p := range n {
 		topo.Sources = append(topo.Sources, int32(p))
@@ -130,23 +192,16 @@ func runReplay(ctx context.Context, args []string) (err error) {
 		if _, err := g.Open(int32(p)); err != nil {
 			return err
 		}
-		start, err := kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t1)
-		if err != nil {
-			return err
-		}
-		end, err := kafkaio.OffsetForTime(ctx, kc, f.topic, p, f.t2)
-		if err != nil {
-			return err
-		}
-		if start >= end {
+		r := &parts[p]
+		if r.warm >= r.end {
 			continue
 		}
-		src, err := kafkaio.NewPartitionSource(kc, f.topic, p, start)
+		src, err := kafkaio.NewPartitionSource(kc, f.topic, p, r.warm)
 		if err != nil {
 			return err
 		}
 		defer src.Close()
-		s := &replaySource{src: src, end: end}
+		s := &replaySource{src: src, end: r.end}
 		if err := s.fill(ctx); err != nil {
 			return err
 		}
@@ -154,22 +209,27 @@ func runReplay(ctx context.Context, args []string) (err error) {
 			heap.Push(m, s)
 		}
 	}
-	began := time.Now()
+	prog := newReplayProgress(f, parts)
 	var records int64
 	one := &processor.Batch{}
 	for m.Len() > 0 {
 		s := (*m)[0]
+		rec := &s.recs[s.i]
 		one.Fill(s.recs[s.i:s.i+1], 0)
 		one.Decode()
-		if err := g.Route(ctx, s.recs[s.i].Partition, one); err != nil {
+		if err := g.Route(ctx, rec.Partition, one); err != nil {
 			return err
 		}
+		prog.took(rec.Partition, rec.Offset)
 		// Steps end at fixed counts of the merged stream: the same
 		// output order for the same records, however fetches split.
 		if records++; records%4096 == 0 {
 			if err := g.Step(ctx); err != nil {
 				return err
 			}
+		}
+		if records%256 == 0 {
+			prog.report(false)
 		}
 		s.i++
 		if s.i == len(s.recs) {
@@ -183,13 +243,82 @@ func runReplay(ctx context.Context, args []string) (err error) {
 			heap.Fix(m, 0)
 		}
 	}
+	prog.report(true)
 	if err := g.Finish(ctx); err != nil {
 		return err
 	}
 	st := g.Stats()
-	fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) in %v: %d applied, %s, %d scores, %d snapshots\n",
-		records, f.topic, f.from, f.to, time.Since(began).Round(time.Millisecond), st.Applied, deadSummary(st), st.Scores, st.Snapshots)
+	elapsed := time.Since(prog.began).Round(time.Millisecond)
+	if !f.warming() {
+		fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) in %v: %d applied, %s, %d scores, %d snapshots\n",
+			prog.ranged, f.topic, f.from, f.to, elapsed, st.Applied, deadSummary(st), st.Scores, st.Snapshots)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) after %d records of warm-up (%s) in %v: %d applied, %s, %d scores, %d snapshots; warm-up: %d scores, %d snapshots, %d dead letters not written\n",
+		prog.ranged, f.topic, f.from, f.to, prog.warmed, f.warmup, elapsed, st.Applied, deadSummary(st),
+		gates[0].kept, gates[1].kept, gates[0].dropped, gates[1].dropped, gates[2].dropped)
 	return nil
+}
+
+// replayRange is a partition's offsets: [warm, start) the warm-up,
+// [start, end) the range; pos is the next offset to take.
+type replayRange struct{ warm, start, end, pos int64 }
+
+// replayProgress writes a progress line on standard error every
+// --progress: the phase, the records taken, the share of the offsets to
+// read, the rate and the time left.
+type replayProgress struct {
+	f              *replayFlags
+	parts          []replayRange
+	began, last    time.Time
+	warmed, ranged int64 // records taken of the warm-up and of the range
+	lastN          int64
+}
+
+func newReplayProgress(f *replayFlags, parts []replayRange) *replayProgress {
+	now := time.Now()
+	return &replayProgress{f: f, parts: parts, began: now, last: now}
+}
+
+func (p *replayProgress) took(part int32, off int64) {
+	r := &p.parts[part]
+	r.pos = off + 1
+	if off < r.start {
+		p.warmed++
+	} else {
+		p.ranged++
+	}
+}
+
+// report writes a line if one is due (or, with last, if the replay ran
+// long enough to have written one).
+func (p *replayProgress) report(last bool) {
+	now := time.Now()
+	if p.f.progress <= 0 || (!last && now.Sub(p.last) < p.f.progress) || (last && now.Sub(p.began) < p.f.progress) {
+		return
+	}
+	var warmDone, warmAll, done, all int64
+	for _, r := range p.parts {
+		warmAll += r.start - r.warm
+		warmDone += min(r.pos, r.start) - r.warm
+		all += r.end - r.warm
+		done += r.pos - r.warm
+	}
+	n := p.warmed + p.ranged
+	rate := float64(n-p.lastN) / now.Sub(p.last).Seconds()
+	p.last, p.lastN = now, n
+	elapsed := now.Sub(p.began)
+	share := float64(done) / float64(max(all, 1))
+	var line string
+	if warmDone < warmAll {
+		line = fmt.Sprintf("replay: warming up, %d records, %s of the warm-up, %s of all, %.0f rec/s, warm-up ETA %v, ETA %v",
+			p.warmed, pct(warmDone, warmAll), pct(done, all), rate,
+			eta(elapsed, float64(warmDone)/float64(warmAll)), eta(elapsed, share))
+	} else {
+		line = fmt.Sprintf("replay: in range, %d records (and %d of warm-up), %s of all, %.0f rec/s, ETA %v",
+			p.ranged, p.warmed, pct(done, all), rate, eta(elapsed, share))
+	}
+	fmt.Fprintln(os.Stderr, line)
 }
 
 // replayOutputs opens the outputs the flags name.

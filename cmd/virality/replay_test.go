@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -90,6 +91,113 @@ func TestReplay(t *testing.T) {
 		fmt.Sscanf(rec[strings.Index(rec, `"ts":`)+5:], "%d", &ts)
 		if ts >= end {
 			t.Fatalf("video %s scored at %d, after the range: %s", id, ts, rec)
+		}
+	}
+}
+
+// TestReplayWarmup: a replay of the second half of a topic with --warmup
+// all ends with the same record for every video (apart from seq) as a
+// backfill of the whole file, and writes the same trending list for every
+// tick from --from on; its outputs are exactly those of a replay of the
+// whole topic from --from on (score records and lists by event time, dead
+// letters by offset), byte for byte. Progress lines name the phase.
+func TestReplayWarmup(t *testing.T) {
+	kc := testKafka(t)
+	brokers := strings.Join(kc.Brokers, ",")
+	dir := t.TempDir()
+	topic := fmt.Sprintf("likes-warmup-%d", time.Now().UnixNano())
+	in := filepath.Join(dir, "likes.jsonl")
+	runCommand(t, "gen", "--events", "120000", "--videos", "15000", "--users", "80000", "--duration", "6h",
+		"--bursts", "5", "--campaigns", "5", "--farm-accounts", "300", "--late-share", "0.001", "--bad-share", "0.001", "--out", in)
+	const parts = 4
+	if _, err := kafkaio.EnsureTopics(context.Background(), kc, []kafkaio.TopicSpec{{Name: topic, Partitions: parts}}); err != nil {
+		t.Fatal(err)
+	}
+	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
+	from := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
+	t1 := from.UnixMilli()
+
+	out := func(name, kind string) string { return filepath.Join(dir, name+"-"+kind+".jsonl") }
+	replay := func(name, from string, extra ...string) string {
+		args := append([]string{"replay", "--brokers", brokers, "--input-topic", topic, "--from", from, "--to", "2100-01-01T00:00:00Z",
+			"--out", out(name, "scores"), "--trending-out", out(name, "trending"), "--dead-letter-out", out(name, "dlq")}, extra...)
+		return runCommand(t, args...)
+	}
+	stderr := replay("warm", from.Format(time.RFC3339), "--warmup", "all", "--progress", "50ms")
+	for _, want := range []string{"replay: warming up, ", "replay: in range, ", "records of warm-up (all)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("no %q on standard error:\n%s", want, stderr)
+		}
+	}
+	runCommand(t, "backfill", "--in", in, "--partitions", fmt.Sprint(parts), "--progress", "0", "--now", time.Now().UTC().Format(time.RFC3339),
+		"--out", out("backfill", "scores"), "--trending-out", out("backfill", "trending"), "--dead-letter-out", out("backfill", "dlq"))
+
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	since := func(m map[string]json.RawMessage) bool { return jsonInt(t, m["ts"]) >= t1 }
+	// Final records: of the backfill, those of event time from T1 on.
+	fromT1 := filepath.Join(dir, "backfill-from-t1.jsonl")
+	if err := os.WriteFile(fromT1, filterLines(t, read(out("backfill", "scores")), since), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, want := lastScoresFile(t, out("warm", "scores")), lastScoresFile(t, fromT1)
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("%d videos replayed with warm-up, %d backfilled from %s on", len(got), len(want), from)
+	}
+	for id, w := range want {
+		if stripSeq(got[id]) != stripSeq(w) {
+			t.Fatalf("video %s:\n replay:   %s\n backfill: %s", id, got[id], w)
+		}
+	}
+	// Trending: every (tick, region) from T1 on.
+	lists := func(b []byte) map[string]string {
+		m := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r struct {
+				TS     int64  `json:"ts"`
+				Region string `json:"region"`
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			m[fmt.Sprint(r.TS, " ", r.Region)] = l
+		}
+		return m
+	}
+	gotLists, wantLists := lists(read(out("warm", "trending"))), lists(filterLines(t, read(out("backfill", "trending")), since))
+	if len(wantLists) == 0 || len(gotLists) != len(wantLists) {
+		t.Fatalf("%d lists replayed with warm-up, %d backfilled from %s on", len(gotLists), len(wantLists), from)
+	}
+	for k, w := range wantLists {
+		if gotLists[k] != w {
+			t.Fatalf("tick and region %s:\n replay:   %s\n backfill: %s", k, gotLists[k], w)
+		}
+	}
+
+	// A replay of the whole topic, cut at T1: the same bytes.
+	replay("whole", "2026-10-31T00:00:00Z", "--progress", "0")
+	starts := make([]int64, parts)
+	for p := range parts {
+		var err error
+		if starts[p], err = kafkaio.OffsetForTime(context.Background(), kc, topic, p, from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inRange := func(m map[string]json.RawMessage) bool {
+		return jsonInt(t, m["offset"]) >= starts[jsonInt(t, m["partition"])]
+	}
+	for _, c := range []struct {
+		kind string
+		keep func(map[string]json.RawMessage) bool
+	}{{"scores", since}, {"trending", since}, {"dlq", inRange}} {
+		w, g := filterLines(t, read(out("whole", c.kind)), c.keep), read(out("warm", c.kind))
+		if len(w) == 0 || !bytes.Equal(g, w) {
+			t.Fatalf("%s: %d bytes with warm-up, %d of a replay of the whole topic from %s on: not identical", c.kind, len(g), len(w), from)
 		}
 	}
 }
