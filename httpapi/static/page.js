@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const K = 20; // videos listed
-const DAMPED_MARK = 0.05; // damped share of the hour from which a video is marked
+const DAMPED_MARK = 0.1; // damped share of the hour from which a video is marked (as in the terminal view)
 const state = { region: "global", video: "" };
 
 function readURL() {
