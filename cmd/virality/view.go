@@ -22,6 +22,33 @@ type viewSource interface {
 	Regions() []string
 }
 
+// viewDampedSource is implemented by a source that knows the share of a
+// video's likes of the last hour damped as bought (service.Service does).
+type viewDampedSource interface {
+	DampedShare(video string) (share float64, likes int64, ok bool)
+}
+
+// viewDampedMark is the damped share of the hour's likes from which a video
+// is marked, as on the HTTP page.
+const viewDampedMark = 0.10
+
+// viewDamped returns a video's mark, "⚑37%" when 37% of its likes of the
+// last hour were damped as bought, or "".
+func viewDamped(src viewSource, video string) string {
+	d, ok := src.(viewDampedSource)
+	if !ok {
+		return ""
+	}
+	share, _, ok := d.DampedShare(video)
+	if !ok || share < viewDampedMark {
+		return ""
+	}
+	return fmt.Sprintf("⚑%.0f%%", 100*share)
+}
+
+// viewLegend explains the columns in one line.
+const viewLegend = "score: σ above the video's own baseline, last 5 min · bar: vs #1 · ⚑N%: likes damped as bought, last hour\n"
+
 // viewStats are the figures of the view's header.
 type viewStats struct {
 	Broker, HTTPAddr                          string
@@ -85,7 +112,7 @@ func (v *viewState) draw(w io.Writer, src viewSource, st viewStats) {
 			return
 		}
 		v.lastTick = snap.Tick
-		v.buf = appendViewSummary(v.buf[:0], st, snap.Tick, global)
+		v.buf = appendViewSummary(v.buf[:0], src, st, snap.Tick, global)
 	}
 	w.Write(v.buf)
 }
@@ -110,14 +137,19 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 		b = append(b, "waiting for the first trending snapshot (one every tick of event time)...\n"...)
 		return b
 	}
-	b = fmt.Appendf(b, "Trending at %s (event time), global top %d\n\n", viewClock(tick), viewTop)
+	b = fmt.Appendf(b, "Trending at %s (event time), global top %d\n", viewClock(tick), viewTop)
+	b = append(b, viewLegend+"\n"...)
 	videos := global.Videos[:min(viewTop, len(global.Videos))]
 	if len(videos) == 0 {
 		b = append(b, "  no video is trending\n"...)
 	}
 	for i, r := range videos {
-		b = fmt.Appendf(b, "%3d  %s  %8.2f  %s\n", i+1, viewPad(r.Video, viewVideoWidth), r.Score,
+		b = fmt.Appendf(b, "%3d  %s  %8.2f  %s", i+1, viewPad(r.Video, viewVideoWidth), r.Score,
 			viewBar(r.Score, videos[0].Score, viewBarWidth))
+		if m := viewDamped(src, r.Video); m != "" {
+			b = append(b, " "+m+" bought"...)
+		}
+		b = append(b, '\n')
 	}
 
 	regions := viewHottest(src, viewRegions)
@@ -132,7 +164,11 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 			b = append(b, '\n')
 			for _, l := range cols {
 				if i < len(l.Videos) {
-					b = fmt.Appendf(b, "%3d %s %6.2f   ", i+1, viewPad(l.Videos[i].Video, 12), l.Videos[i].Score)
+					mark := "   "
+					if viewDamped(src, l.Videos[i].Video) != "" {
+						mark = " ⚑ "
+					}
+					b = fmt.Appendf(b, "%3d %s %6.2f%s", i+1, viewPad(l.Videos[i].Video, 12), l.Videos[i].Score, mark)
 				} else {
 					b = append(b, strings.Repeat(" ", viewColumn)...)
 				}
@@ -144,9 +180,9 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 	return append(b, "\nCtrl-C to stop.\n"...)
 }
 
-// appendViewSummary appends one line: the snapshot's time, its top videos and
-// the counters.
-func appendViewSummary(b []byte, st viewStats, tick int64, global processor.List) []byte {
+// appendViewSummary appends one line: the snapshot's time, its top videos
+// (with their damped marks) and the counters.
+func appendViewSummary(b []byte, src viewSource, st viewStats, tick int64, global processor.List) []byte {
 	b = append(b, "trending @"...)
 	b = append(b, viewClock(tick)...)
 	b = append(b, ':')
@@ -154,7 +190,11 @@ func appendViewSummary(b []byte, st viewStats, tick int64, global processor.List
 		b = append(b, " (none)"...)
 	}
 	for _, r := range global.Videos[:min(viewLineTop, len(global.Videos))] {
-		b = fmt.Appendf(b, " %s(%.1f)", r.Video, r.Score)
+		b = fmt.Appendf(b, " %s(%.1f", r.Video, r.Score)
+		if m := viewDamped(src, r.Video); m != "" {
+			b = append(b, " "+m...)
+		}
+		b = append(b, ')')
 	}
 	return fmt.Appendf(b, " | in %d (%.0f/s) lag %d dead %d out %d\n",
 		st.EventsIn, st.EventsPerSec, st.Lag, st.DeadLetters, st.ScoresOut)
