@@ -260,6 +260,17 @@ func (v *View) Top(region string, k int) (List, bool) {
 	return l, ok
 }
 
+// Regions returns the regions that have a trending list, in no order.
+func (v *View) Regions() []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]string, 0, len(v.lists))
+	for r := range v.lists {
+		out = append(out, r)
+	}
+	return out
+}
+
 // Staleness returns the newest event time (ts) of any score record read,
 // and the wall time at which the view first read a record that new; both
 // are zero before the first record. now - seen bounds how long the

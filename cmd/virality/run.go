@@ -17,6 +17,7 @@ import (
 	"github.com/viralityhq/virality/metrics"
 	"github.com/viralityhq/virality/service"
 	"github.com/viralityhq/virality/store"
+	"github.com/viralityhq/virality/view"
 )
 
 func init() {
@@ -31,6 +32,8 @@ type runFlags struct {
 	httpAddr string
 	logLevel string
 	cacheMB  int
+	// viewVideos bounds the view behind the HTTP API (0: none).
+	viewVideos int
 }
 
 // addServiceFlags defines the flags of the live service's settings.
@@ -42,6 +45,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "`TOPIC` of records that cannot be used, with the reason in headers")
 	fs.StringVar(&c.StartFrom, "start-from", c.StartFrom, "where a group with no committed offsets starts: earliest or latest")
 	fs.Var(mebibytes{&c.MinFreeDisk}, "min-free-disk-mb", "free `MiB` on the state's file system below which the service does not start and reports not ready (0: no check)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the consumer group waits for a heartbeat (one a second) of an instance before it gives\nthe instance's partitions to the others: the pause after a kill (brokers accept 6s to 30m by default)")
 	fs.StringVar(&c.OnOffsetOutOfRange, "on-offset-out-of-range", c.OnOffsetOutOfRange, "when a partition's next offset was deleted by retention: earliest (resume at the first offset it holds; the records between are lost, logged and counted) or fail (stop with an error)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
@@ -65,6 +69,7 @@ func parseRun(args []string) (*runFlags, error) {
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen `ADDRESS` (empty: no HTTP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
+	fs.IntVar(&f.viewVideos, "http-view-videos", 200_000, "the HTTP API answers for every video and region, whichever instance owns them, from a\nview of the output topics holding up to `N` videos (about 560 bytes each; 0: no view, the\nAPI answers for this instance's partitions and, on partition 0's holder, the lists)")
 	addEngineFlags(fs, &f.svc.Engine)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
@@ -89,6 +94,9 @@ func parseRun(args []string) (*runFlags, error) {
 	if f.stateDir == "" {
 		return nil, usagef("--state-dir: must not be empty")
 	}
+	if f.viewVideos < 0 {
+		return nil, usagef("--http-view-videos %d: must be 0 (no view) or more", f.viewVideos)
+	}
 	return f, nil
 }
 
@@ -98,7 +106,8 @@ func runRun(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(f.logLevel)
-	return serve(ctx, f.svc, f.stateDir, f.cacheMB, f.httpAddr, log, nil)
+	return serveWith(ctx, serveOptions{cfg: f.svc, stateDir: f.stateDir, cacheMB: f.cacheMB,
+		httpAddr: f.httpAddr, viewVideos: f.viewVideos, log: log})
 }
 
 func newLogger(level string) zerolog.Logger {
@@ -108,9 +117,32 @@ func newLogger(level string) zerolog.Logger {
 }
 
 // serve runs the service with its state and HTTP interface until ctx ends;
-// started, if set, is called once both are up.
+// started, if set, is called once both are up. Its HTTP API answers for
+// the instance's own partitions.
 func serve(ctx context.Context, cfg service.Config, stateDir string, cacheMB int, httpAddr string,
 	log zerolog.Logger, started func(*service.Service, string)) (err error) {
+	return serveWith(ctx, serveOptions{cfg: cfg, stateDir: stateDir, cacheMB: cacheMB,
+		httpAddr: httpAddr, log: log, started: started})
+}
+
+// serveOptions are what serveWith runs.
+type serveOptions struct {
+	cfg      service.Config
+	stateDir string
+	cacheMB  int
+	httpAddr string
+	// viewVideos > 0: the HTTP API also answers for videos and lists of
+	// other instances, from a view of the output topics holding up to
+	// this many videos.
+	viewVideos int
+	log        zerolog.Logger
+	started    func(*service.Service, string)
+}
+
+// serveWith runs the service with its state and HTTP interface until ctx
+// ends.
+func serveWith(ctx context.Context, o serveOptions) (err error) {
+	cfg, stateDir, cacheMB, httpAddr, log, started := o.cfg, o.stateDir, o.cacheMB, o.httpAddr, o.log, o.started
 	opts := store.DefaultOptions()
 	opts.CacheBytes = int64(cacheMB) << 20
 	db, err := store.Open(stateDir, opts)
@@ -126,7 +158,17 @@ func serve(ctx context.Context, cfg service.Config, stateDir string, cacheMB int
 	}
 	httpURL := ""
 	if httpAddr != "" {
-		srv := httpapi.New(httpAddr, svc, reg)
+		var backend httpapi.Backend = svc
+		if o.viewVideos > 0 {
+			a := &anyVideo{Service: svc}
+			vcfg := view.Config{Kafka: cfg.Kafka, ScoresTopic: cfg.ScoresTopic, TrendingTopic: cfg.TrendingTopic,
+				MaxVideos: o.viewVideos}
+			vctx, stopView := context.WithCancel(ctx)
+			defer stopView()
+			go a.openView(vctx, vcfg, log)
+			backend = a
+		}
+		srv := httpapi.New(httpAddr, backend, reg)
 		addr, err := srv.Start()
 		if err != nil {
 			return fmt.Errorf("--http-addr %s: %w", httpAddr, err)

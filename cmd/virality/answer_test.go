@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/viralityhq/virality/kafkaio"
+)
+
+// freeAddr returns a loopback address with a port free at the time.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestInstancesAnswerEveryVideo: two `virality run` instances share a
+// 4-partition topic; once the likes are consumed, each answers
+// /v1/videos/{id} for every video, its own partitions' from its state and
+// the others' from its view of the scores topic, with the video's last
+// record there, and each answers /v1/trending for the global list.
+func TestInstancesAnswerEveryVideo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two child processes: not in -short")
+	}
+	kc := testKafka(t)
+	brokers := strings.Join(kc.Brokers, ",")
+	dir := t.TempDir()
+	suffix := fmt.Sprintf("-answer-%d", time.Now().UnixNano())
+	topic, scores, trending, group := "likes"+suffix, "video-scores"+suffix, "trending"+suffix, "virality"+suffix
+	const n = 4
+	in := filepath.Join(dir, "likes.jsonl")
+	runCommand(t, "gen", "--events", "60000", "--videos", "3000", "--users", "30000", "--duration", "4h",
+		"--bursts", "2", "--campaigns", "2", "--farm-accounts", "300", "--out", in)
+	if _, err := kafkaio.EnsureTopics(context.Background(), kc, []kafkaio.TopicSpec{{Name: topic, Partitions: n}}); err != nil {
+		t.Fatal(err)
+	}
+	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
+	total := int64(len(fileLines(t, in)))
+
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	var instances []*instance
+	for i, addr := range addrs {
+		name := fmt.Sprint("abc"[i : i+1])
+		instances = append(instances, startInstance(t, name, "run", "--brokers", brokers, "--group", group,
+			"--input-topic", topic, "--scores-topic", scores, "--trending-topic", trending,
+			"--dead-letter-topic", "likes.dlq"+suffix, "--state-dir", filepath.Join(dir, "state-"+name),
+			"--http-addr", addr, "--log-level", "warn", "--idle-timeout", "1s", "--commit-interval", "200ms"))
+	}
+	if !eventually(2*time.Minute, func() bool { return committed(t, kc, group, topic, n) >= total }) {
+		t.Fatalf("timed out: %d of %d likes committed", committed(t, kc, group, topic, n), total)
+	}
+
+	get := func(url string) (int, string) {
+		res, err := http.Get(url)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, strings.TrimSpace(string(b))
+	}
+	// Every video's last record on the topic, as each instance answers it.
+	var miss string
+	answered := func() bool {
+		want := lastScores(t, kc, scores)
+		if len(want) == 0 {
+			miss = "no score records yet"
+			return false
+		}
+		for id, rec := range want {
+			for i, addr := range addrs {
+				code, body := get("http://" + addr + "/v1/videos/" + id)
+				if code != http.StatusOK || withoutSeq(body) != withoutSeq(rec) {
+					miss = fmt.Sprintf("instance %d, video %s: %d %.300s\n topic: %.300s", i, id, code, body, rec)
+					return false
+				}
+			}
+		}
+		miss = fmt.Sprintf("%d videos", len(want))
+		return true
+	}
+	if !eventually(time.Minute, answered) {
+		t.Fatalf("not every video answered by both instances: %s", miss)
+	}
+	for i, addr := range addrs {
+		if !eventually(time.Minute, func() bool {
+			code, body := get("http://" + addr + "/v1/trending?region=global&k=5")
+			return code == http.StatusOK && strings.Contains(body, `"video_id"`)
+		}) {
+			code, body := get("http://" + addr + "/v1/trending?region=global&k=5")
+			t.Fatalf("instance %d: /v1/trending: %d %s", i, code, body)
+		}
+	}
+	for _, in := range instances {
+		in.stop(t, syscall.SIGTERM)
+	}
+	t.Logf("both instances answer for every video (%s) and for the global list", miss)
+}
