@@ -31,6 +31,10 @@ type Outputs struct {
 	// back with [Coordinator.TakeRepartitioned]). Without it every
 	// partition is fed in process.
 	Repartition Sink
+	// Creators and RisingCreators, if set, take the creator score records
+	// and the rising-creators lists (creators.go) from the merger.
+	Creators       Sink
+	RisingCreators Sink
 }
 
 // Names under which output positions are committed.
@@ -40,6 +44,8 @@ const (
 	sinkDeadLetters = "dead-letters"
 	sinkRepartition = "repartition"
 	sinkPartials    = "partials"
+	sinkCreators    = "creators"
+	sinkRising      = "rising-creators"
 )
 
 // ReasonTooLarge is the dead-letter reason of a record too large for the
@@ -122,6 +128,7 @@ type Coordinator struct {
 	listsWritten int64 // trending lists written to the output
 	changelog    Changelog
 	latest       *atomic.Pointer[latest] // the merger's last snapshot, for readers
+	creators     atomic.Pointer[creatorMerger]
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
@@ -189,6 +196,9 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		if err := c.gpart.ScanReports(c.merger.load); err != nil {
 			return nil, fmt.Errorf("load trending reports: %w", err)
 		}
+		if err := c.openCreators(c.merger, c.db.Partition(groupPartition)); err != nil {
+			return nil, err
+		}
 		c.merger.latest = c.latest
 	}
 	positions := map[string]int64{}
@@ -222,6 +232,12 @@ func (c *Coordinator) sinks() map[string]Sink {
 	}
 	if c.out.Partials != nil {
 		m[sinkPartials] = c.out.Partials
+	}
+	if c.out.Creators != nil {
+		m[sinkCreators] = c.out.Creators
+	}
+	if c.out.RisingCreators != nil {
+		m[sinkRising] = c.out.RisingCreators
 	}
 	return m
 }
@@ -570,6 +586,9 @@ func (c *Coordinator) drain() error {
 	for _, id := range c.ids {
 		e := c.engines[id]
 		if c.out.Partials != nil {
+			if err := c.takeCreators(id, e); err != nil {
+				return err
+			}
 			if err := c.sendPartials(id, e); err != nil {
 				return err
 			}
@@ -579,6 +598,9 @@ func (c *Coordinator) drain() error {
 			continue
 		}
 		if err := e.box.drain(c.out.Scores, func(s *Snapshot) { c.merger.report(id, s) }); err != nil {
+			return err
+		}
+		if err := c.takeCreators(id, e); err != nil {
 			return err
 		}
 		if err := c.merger.progress(id, e.box.next); err != nil {
@@ -628,7 +650,7 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 // committing state: a live service does it often, so that its outputs do
 // not wait for the next commit.
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
-	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending} {
+	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising} {
 		s, ok := c.sinks()[name]
 		if !ok {
 			continue

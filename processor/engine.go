@@ -102,6 +102,9 @@ type Engine struct {
 	rank        *ranking
 
 	box      outbox
+	// ctally: creator likes applied since the last closed tick (creators.go).
+	ctally      creatorTally
+	ctallyDirty bool
 	sentNext int64 // next tick last sent as progress to the partials topic
 	stats    Stats
 	key      []byte
@@ -158,6 +161,9 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	}
 	if err := e.accounts.load(floorDiv(meta.MaxTS, e.bucket)); err != nil {
 		return nil, fmt.Errorf("load accounts of partition %d: %w", id, err)
+	}
+	if err := e.loadCreatorTally(); err != nil {
+		return nil, fmt.Errorf("load creator likes of partition %d: %w", id, err)
 	}
 	err = part.ScanBuffered(func(v []byte) error {
 		r, err := decodeRouted(v)
@@ -317,6 +323,7 @@ func (e *Engine) finish() error {
 		}
 	}
 	e.released = max(e.released, e.meta.MaxTS+1)
+	e.closeCreators(e.meta.NextTick)
 	e.box.next = math.MaxInt64
 	return nil
 }
@@ -338,10 +345,15 @@ func (e *Engine) advance(ts int64) error {
 		e.meta.NextTick = (floorDiv(ts, e.tick) + 1) * e.tick
 	}
 	for ts >= e.meta.NextTick {
-		if e.rank.empty() {
+		if e.rank.empty() && e.ctally.empty() {
 			// Nothing to list until this event: skip the quiet ticks.
 			e.meta.NextTick = (floorDiv(ts, e.tick) + 1) * e.tick
 			break
+		}
+		e.closeCreators(e.meta.NextTick)
+		if e.rank.empty() {
+			e.meta.NextTick += e.tick
+			continue
 		}
 		e.snapshot(e.meta.NextTick)
 		e.meta.NextTick += e.tick
@@ -357,7 +369,12 @@ func (e *Engine) closeTicks(upTo int64) error {
 	if e.meta.NextTick == 0 {
 		return nil
 	}
-	for e.meta.NextTick <= upTo && !e.rank.empty() {
+	for e.meta.NextTick <= upTo && !(e.rank.empty() && e.ctally.empty()) {
+		e.closeCreators(e.meta.NextTick)
+		if e.rank.empty() {
+			e.meta.NextTick += e.tick
+			continue
+		}
 		e.snapshot(e.meta.NextTick)
 		e.meta.NextTick += e.tick
 	}
@@ -407,9 +424,11 @@ func (e *Engine) apply(ev *event.Event) error {
 	if before.Liked != pr.p.Liked || beforeLike.TS != pr.p.Like.TS || beforeLike.Weight != pr.p.Like.Weight || beforeLike.Region != pr.p.Like.Region {
 		if before.Liked {
 			e.standing(v, &beforeLike, -1)
+			e.creatorLike(ev, &beforeLike, -1)
 		}
 		if pr.p.Liked {
 			e.standing(v, &pr.p.Like, +1)
+			e.creatorLike(ev, &pr.p.Like, +1)
 		}
 		changed = true
 	}
@@ -714,6 +733,9 @@ func (e *Engine) write(w *store.Writer) error {
 		return err
 	}
 	if err := e.rank.save(w); err != nil {
+		return err
+	}
+	if err := e.saveCreatorTally(w); err != nil {
 		return err
 	}
 	if e.released > e.savedRel {

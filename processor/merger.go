@@ -38,6 +38,8 @@ type merger struct {
 	remote bool
 	offset int64
 
+	creators *creatorMerger // creators.go
+
 	latest *atomic.Pointer[latest] // shared with the coordinator
 }
 
@@ -131,6 +133,9 @@ func (m *merger) save(w *store.Writer) error {
 		}
 	}
 	m.unsaved = m.unsaved[:0]
+	if m.creators != nil {
+		return m.creators.save(w)
+	}
 	return nil
 }
 
@@ -173,16 +178,29 @@ func (m *merger) frontier() int64 {
 }
 
 func (m *merger) flush() error {
-	if len(m.pending) == 0 {
+	if len(m.pending) == 0 && (m.creators == nil || !m.creators.hasPending()) {
 		return nil
 	}
 	return m.emitBefore(m.frontier())
 }
 
 // finish emits every pending tick: a bounded input has ended.
-func (m *merger) finish() error { return m.emitBefore(math.MaxInt64) }
+func (m *merger) finish() error {
+	if err := m.emitBefore(math.MaxInt64); err != nil {
+		return err
+	}
+	if m.creators != nil {
+		return m.creators.finish()
+	}
+	return nil
+}
 
 func (m *merger) emitBefore(f int64) error {
+	if m.creators != nil {
+		if err := m.creators.emitBefore(f); err != nil {
+			return err
+		}
+	}
 	for m.ticks.Len() > 0 && m.ticks[0] < f {
 		t := heap.Pop(&m.ticks).(int64)
 		s := m.merge(t, m.pending[t])

@@ -8,6 +8,8 @@ type outbox struct {
 	bytes   []byte
 	scores  []boxed
 	reports []*Snapshot
+	// creators: the creator likes of the ticks it closed (creators.go).
+	creators []*creatorReport
 	next    int64 // the partition's next tick (0: none yet)
 }
 

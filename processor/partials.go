@@ -111,6 +111,9 @@ func (c *Coordinator) openMerger(e *Engine) error {
 	if err := e.part.ScanReports(m.load); err != nil {
 		return fmt.Errorf("load trending reports: %w", err)
 	}
+	if err := c.openCreators(m, c.db.Partition(mergePartition)); err != nil {
+		return err
+	}
 	c.merger = m
 	return nil
 }
@@ -127,6 +130,12 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 			continue
 		}
 		m.offset = rec.Offset + 1
+		if isCreatorPartial(rec.Value) {
+			if err := m.takeCreatorPartial(rec.Value); err != nil {
+				return fmt.Errorf("creator partial at offset %d: %w", rec.Offset, err)
+			}
+			continue
+		}
 		kind, part, tick, lists, err := decodePartial(rec.Value)
 		if err != nil {
 			return fmt.Errorf("trending partial at offset %d: %w", rec.Offset, err)

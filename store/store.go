@@ -13,6 +13,7 @@
 //	P<part> 'k' video                    a trending candidate
 //	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
 //	P<part> 'b' ts seq                   an event held in the reorder buffer until the watermark passes it
+//	P<part> 'c', 'q', 'y'                creators: see creators.go
 //	"\x00format"                         the version of this layout, checked at open
 //
 // Like times of a video live inline in its header while there are few;
@@ -47,7 +48,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // FormatVersion is the version of the key layout and records. A state
 // directory records it when created; Open refuses any other, so that an
 // older binary never misreads newer state, nor a newer one older state.
-const FormatVersion = 2
+//
+// 3: creator state (creators.go).
+const FormatVersion = 3
 
 var formatKey = []byte("\x00format")
 

@@ -1,0 +1,1018 @@
+package processor
+
+import (
+	"cmp"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/scoring"
+	"github.com/viralityhq/virality/store"
+)
+
+// Creator momentum. A like's creator is the event's creator_id (events
+// without one count for no creator). Each engine counts, per (creator,
+// region, minute of like time), the changes of standing likes it applies
+// (+1 for a like that stands, -1 for one an unlike removes, so repeats and
+// stray unlikes count nothing), and which of a creator's videos got a
+// standing like in which minute. When it closes a tick it hands these
+// counts, its creator report, to the merger along with its trending lists
+// (in run: kind 'c' on the partials topic); it closes a tick whenever it
+// has counts to report, even with nothing to list. The merger sums the
+// reports of tick T once every partition has passed T, as it does the
+// lists, so the creators' state at T reflects exactly the likes before T,
+// whatever the partitioning and the number of instances.
+//
+// Memory: the merger keeps in memory the creators with a like in the last
+// 24 hours of event time (at most 60 minute counts, 24 hour counts and the
+// videos liked in the last hour each) and those changed since the last
+// commit; the others stay in the store and are read back when liked.
+
+const (
+	creatorsFormat   = 1 // version of creator reports, tallies and states
+	partialCreators  = 'c'
+	minuteMS         = 60_000
+	creatorModelName = "momentum"
+	// DefaultCreatorMinLikes is the likes in the last hour a creator needs
+	// to be listed as rising.
+	DefaultCreatorMinLikes = 20
+)
+
+var errCreatorFormat = errors.New("processor: corrupt creator record")
+
+type creatorCountKey struct {
+	creator, region string
+	minute          int64
+}
+
+type creatorVideoKey struct{ creator, video string }
+
+// creatorTally is what an engine applied since it last closed a tick.
+type creatorTally struct {
+	counts map[creatorCountKey]int64
+	videos map[creatorVideoKey][2]int64 // first and last minute with a new standing like
+}
+
+func (t *creatorTally) empty() bool { return len(t.counts) == 0 && len(t.videos) == 0 }
+
+// creatorReport is a partition's creator likes of one tick, sorted.
+type creatorReport struct {
+	Tick   int64
+	Counts []creatorCount
+	Videos []creatorVideo
+}
+
+type creatorCount struct {
+	Creator, Region string
+	Minute, N       int64
+}
+
+type creatorVideo struct {
+	Creator, Video string
+	First, Last    int64 // minutes of like time
+}
+
+// creatorLike records a change of standing like l (sign +1 or -1) of the
+// event's video for its creator.
+func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
+	if ev.CreatorID == "" {
+		return
+	}
+	t := &e.ctally
+	if t.counts == nil {
+		t.counts = map[creatorCountKey]int64{}
+		t.videos = map[creatorVideoKey][2]int64{}
+	}
+	m := floorDiv(l.TS, minuteMS)
+	k := creatorCountKey{ev.CreatorID, l.Region, m}
+	if n := t.counts[k] + sign; n != 0 {
+		t.counts[k] = n
+	} else {
+		delete(t.counts, k)
+	}
+	if sign > 0 {
+		vk := creatorVideoKey{ev.CreatorID, ev.VideoID}
+		if prev, ok := t.videos[vk]; !ok {
+			t.videos[vk] = [2]int64{m, m}
+		} else {
+			t.videos[vk] = [2]int64{min(prev[0], m), max(prev[1], m)}
+		}
+	}
+	e.ctallyDirty = true
+}
+
+// tallyReport turns the tally into the report of a tick and empties it.
+func (t *creatorTally) report(tick int64) *creatorReport {
+	r := &creatorReport{Tick: tick}
+	for k, n := range t.counts {
+		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, n})
+	}
+	for k, m := range t.videos {
+		r.Videos = append(r.Videos, creatorVideo{k.creator, k.video, m[0], m[1]})
+	}
+	slices.SortFunc(r.Counts, func(a, b creatorCount) int {
+		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Region, b.Region), cmp.Compare(a.Minute, b.Minute))
+	})
+	slices.SortFunc(r.Videos, func(a, b creatorVideo) int {
+		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Video, b.Video))
+	})
+	clear(t.counts)
+	clear(t.videos)
+	return r
+}
+
+// closeCreators reports the tally at tick, if there is anything in it.
+func (e *Engine) closeCreators(tick int64) {
+	if e.ctally.empty() {
+		return
+	}
+	e.box.creators = append(e.box.creators, e.ctally.report(tick))
+	e.ctallyDirty = true
+}
+
+// loadCreatorTally restores the tally committed with the partition.
+func (e *Engine) loadCreatorTally() error {
+	v, ok, err := e.part.CreatorTally()
+	if err != nil || !ok {
+		return err
+	}
+	r, err := decodeCreatorReport(v)
+	if err != nil {
+		return err
+	}
+	e.ctally = creatorTally{counts: map[creatorCountKey]int64{}, videos: map[creatorVideoKey][2]int64{}}
+	for _, c := range r.Counts {
+		e.ctally.counts[creatorCountKey{c.Creator, c.Region, c.Minute}] = c.N
+	}
+	for _, v := range r.Videos {
+		e.ctally.videos[creatorVideoKey{v.Creator, v.Video}] = [2]int64{v.First, v.Last}
+	}
+	return nil
+}
+
+// saveCreatorTally writes the tally with the partition's commit.
+func (e *Engine) saveCreatorTally(w *store.Writer) error {
+	if !e.ctallyDirty {
+		return nil
+	}
+	e.ctallyDirty = false
+	if e.ctally.empty() {
+		return w.SetCreatorTally(nil)
+	}
+	t := e.ctally
+	// Encode without emptying: a copy of the maps' contents.
+	r := &creatorReport{}
+	for k, n := range t.counts {
+		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, n})
+	}
+	for k, m := range t.videos {
+		r.Videos = append(r.Videos, creatorVideo{k.creator, k.video, m[0], m[1]})
+	}
+	return w.SetCreatorTally(encodeCreatorReport(nil, r))
+}
+
+// encodeCreatorReport appends a report (without its tick) in a compact
+// binary form, versioned by its first byte.
+func encodeCreatorReport(b []byte, r *creatorReport) []byte {
+	b = append(b, creatorsFormat)
+	b = binary.AppendUvarint(b, uint64(len(r.Counts)))
+	for _, c := range r.Counts {
+		b = appendStr(b, c.Creator)
+		b = appendStr(b, c.Region)
+		b = binary.AppendVarint(b, c.Minute)
+		b = binary.AppendVarint(b, c.N)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Videos)))
+	for _, v := range r.Videos {
+		b = appendStr(b, v.Creator)
+		b = appendStr(b, v.Video)
+		b = binary.AppendVarint(b, v.First)
+		b = binary.AppendVarint(b, v.Last)
+	}
+	return b
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// creatorReader decodes the binary forms of this file.
+type creatorReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *creatorReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *creatorReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *creatorReader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	return int(n)
+}
+
+func (r *creatorReader) str() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *creatorReader) float() float64 {
+	if len(r.b) < 8 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	f := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return f
+}
+
+func decodeCreatorReport(b []byte) (*creatorReport, error) {
+	if len(b) < 1 || b[0] != creatorsFormat {
+		return nil, errCreatorFormat
+	}
+	r := &creatorReader{b: b[1:]}
+	out := &creatorReport{}
+	for n := r.count(); n > 0 && !r.bad; n-- {
+		out.Counts = append(out.Counts, creatorCount{Creator: r.str(), Region: r.str(), Minute: r.varint(), N: r.varint()})
+	}
+	for n := r.count(); n > 0 && !r.bad; n-- {
+		out.Videos = append(out.Videos, creatorVideo{Creator: r.str(), Video: r.str(), First: r.varint(), Last: r.varint()})
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, errCreatorFormat
+	}
+	return out, nil
+}
+
+// appendCreatorPartial is a creator report as the partials topic carries
+// it: the partials header, kind 'c', then the report.
+func appendCreatorPartial(b []byte, part int32, r *creatorReport) []byte {
+	b = append(b, partialsVersion, partialCreators)
+	b = binary.AppendUvarint(b, uint64(part))
+	b = binary.AppendVarint(b, r.Tick)
+	return encodeCreatorReport(b, r)
+}
+
+func isCreatorPartial(b []byte) bool {
+	return len(b) >= 2 && b[0] == partialsVersion && b[1] == partialCreators
+}
+
+func decodeCreatorPartial(b []byte) (int32, *creatorReport, error) {
+	if !isCreatorPartial(b) {
+		return 0, nil, errors.New(errPartialFormat)
+	}
+	b = b[2:]
+	p, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, errors.New(errPartialFormat)
+	}
+	b = b[n:]
+	tick, n := binary.Varint(b)
+	if n <= 0 {
+		return 0, nil, errors.New(errPartialFormat)
+	}
+	r, err := decodeCreatorReport(b[n:])
+	if err != nil {
+		return 0, nil, err
+	}
+	r.Tick = tick
+	return int32(p), r, nil
+}
+
+// bucket is the likes of one minute or hour of like time.
+type bucket struct{ idx, n int64 }
+
+func addBucket(bs []bucket, idx, n int64) []bucket {
+	i, found := slices.BinarySearchFunc(bs, idx, func(b bucket, t int64) int { return cmp.Compare(b.idx, t) })
+	if found {
+		bs[i].n += n
+		if bs[i].n == 0 {
+			bs = slices.Delete(bs, i, i+1)
+		}
+		return bs
+	}
+	return slices.Insert(bs, i, bucket{idx, n})
+}
+
+// sumBuckets is the likes of the buckets in (lo, hi].
+func sumBuckets(bs []bucket, lo, hi int64) int64 {
+	var s int64
+	for _, b := range bs {
+		if b.idx > lo && b.idx <= hi {
+			s += b.n
+		}
+	}
+	return s
+}
+
+func pruneBuckets(bs []bucket, lo int64) []bucket {
+	i := 0
+	for i < len(bs) && bs[i].idx <= lo {
+		i++
+	}
+	if i == 0 {
+		return bs
+	}
+	return append(bs[:0], bs[i:]...)
+}
+
+// creator is a creator's state in the merger.
+type creator struct {
+	id        string
+	likes     int64 // standing likes of all its videos
+	regions   []store.RegionCount
+	first     int64    // start of the minute of its first like, ms
+	minutes   []bucket // likes by minute of like time, the last hour
+	hours     []bucket // likes by hour of like time, the last day
+	videos    map[string]int64
+	seq       int64
+	lastEmit  int64 // tick of the last record
+	lastScore float64
+	changed   int64 // tick of the last change
+	pending   bool  // changed since the last record
+	dirty     bool
+	queued    bool // in the list of creators changed at this tick
+}
+
+// creatorWindows are a creator's counts at a tick.
+type creatorWindows struct {
+	likes5m, likes1h, likes24h, videos1h int64
+	momentum, baseline                   float64
+}
+
+func tickMinute(tick int64) int64 { return floorDiv(tick-1, minuteMS) }
+
+func (c *creator) windows(tick int64) creatorWindows {
+	m := tickMinute(tick)
+	h := floorDiv(tick-1, 3_600_000)
+	w := creatorWindows{
+		likes5m:  sumBuckets(c.minutes, m-5, m),
+		likes1h:  sumBuckets(c.minutes, m-60, m),
+		likes24h: sumBuckets(c.hours, h-24, h),
+	}
+	for _, vm := range c.videos {
+		if vm > m-60 && vm <= m {
+			w.videos1h++
+		}
+	}
+	in := scoring.CreatorInput{TS: tick, FirstLike: c.first, Likes5m: w.likes5m, Likes24h: w.likes24h}
+	w.momentum, w.baseline = scoring.CreatorMomentum(&in)
+	return w
+}
+
+// prune drops what no window at tick can see any more.
+func (c *creator) prune(tick int64) {
+	m := tickMinute(tick)
+	c.minutes = pruneBuckets(c.minutes, m-60)
+	c.hours = pruneBuckets(c.hours, floorDiv(tick-1, 3_600_000)-24)
+	for v, vm := range c.videos {
+		if vm <= m-60 {
+			delete(c.videos, v)
+		}
+	}
+}
+
+func (c *creator) idle() bool {
+	return len(c.hours) == 0 && len(c.minutes) == 0 && len(c.videos) == 0 && !c.pending && !c.dirty
+}
+
+// lastMinute is the latest minute with likes counted (MinInt64: none).
+func (c *creator) lastMinute() int64 {
+	if len(c.minutes) == 0 {
+		return math.MinInt64
+	}
+	return c.minutes[len(c.minutes)-1].idx
+}
+
+func (c *creator) marshal(b []byte) []byte {
+	b = append(b, creatorsFormat)
+	b = binary.AppendVarint(b, c.likes)
+	b = binary.AppendVarint(b, c.first)
+	b = binary.AppendVarint(b, c.seq)
+	b = binary.AppendVarint(b, c.lastEmit)
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(c.lastScore))
+	b = binary.AppendVarint(b, c.changed)
+	if c.pending {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.regions)))
+	for _, r := range c.regions {
+		b = appendStr(b, r.Region)
+		b = binary.AppendVarint(b, r.Likes)
+	}
+	for _, bs := range [][]bucket{c.minutes, c.hours} {
+		b = binary.AppendUvarint(b, uint64(len(bs)))
+		for _, x := range bs {
+			b = binary.AppendVarint(b, x.idx)
+			b = binary.AppendVarint(b, x.n)
+		}
+	}
+	vids := make([]string, 0, len(c.videos))
+	for v := range c.videos {
+		vids = append(vids, v)
+	}
+	slices.Sort(vids)
+	b = binary.AppendUvarint(b, uint64(len(vids)))
+	for _, v := range vids {
+		b = appendStr(b, v)
+		b = binary.AppendVarint(b, c.videos[v])
+	}
+	return b
+}
+
+func unmarshalCreator(id string, b []byte) (*creator, error) {
+	if len(b) < 1 || b[0] != creatorsFormat {
+		return nil, errCreatorFormat
+	}
+	r := &creatorReader{b: b[1:]}
+	c := &creator{id: id, videos: map[string]int64{}}
+	c.likes, c.first, c.seq, c.lastEmit = r.varint(), r.varint(), r.varint(), r.varint()
+	c.lastScore = r.float()
+	c.changed = r.varint()
+	if len(r.b) < 1 {
+		return nil, errCreatorFormat
+	}
+	c.pending, r.b = r.b[0] == 1, r.b[1:]
+	for n := r.count(); n > 0 && !r.bad; n-- {
+		c.regions = append(c.regions, store.RegionCount{Region: r.str(), Likes: r.varint()})
+	}
+	for _, bs := range []*[]bucket{&c.minutes, &c.hours} {
+		for n := r.count(); n > 0 && !r.bad; n-- {
+			*bs = append(*bs, bucket{r.varint(), r.varint()})
+		}
+	}
+	for n := r.count(); n > 0 && !r.bad; n-- {
+		v := r.str()
+		c.videos[v] = r.varint()
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, errCreatorFormat
+	}
+	return c, nil
+}
+
+// RankedCreator is one entry of a rising-creators list.
+type RankedCreator struct {
+	Creator  string
+	Momentum float64
+	Likes1h  int64
+}
+
+// CreatorList is the rising creators of one region at a tick.
+type CreatorList struct {
+	Region   string
+	Creators []RankedCreator
+}
+
+type latestCreators struct {
+	tick    int64
+	lists   map[string]CreatorList
+	regions []string
+}
+
+// creatorMerger keeps every creator's state from the partitions' creator
+// reports, merged per tick like the trending lists; see the top of the
+// file.
+type creatorMerger struct {
+	cfg       Config
+	tick      int64
+	part      *store.Partition // where the state is kept
+	pending   map[int64]map[int32]*creatorReport
+	ticks     int64Heap
+	done      int64
+	savedDone int64
+	saved     [2]int64 // done and risingMinute as last stored
+	// risingMinute is the minute of tick time of the last rising list.
+	risingMinute int64
+	unsaved      []report
+	creators     map[string]*creator
+	dirty        []*creator
+	active       map[string]*creator // liked in the last 5 minutes: may be rising
+	buf          []byte
+
+	minLikes    int64
+	writeRecord func(key, value []byte, ts int64) error // nil: not written
+	writeList   func(key, value []byte, ts int64) error // nil: not written
+	records     int64
+	latest      atomic.Pointer[latestCreators]
+}
+
+// creatorsMetaID is the key of the creator merger's own record: no
+// creator has an empty id.
+const creatorsMetaID = ""
+
+func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error) {
+	cm := &creatorMerger{
+		cfg:      cfg,
+		tick:     cfg.Tick.Milliseconds(),
+		part:     part,
+		pending:  map[int64]map[int32]*creatorReport{},
+		creators: map[string]*creator{},
+		active:   map[string]*creator{},
+		minLikes: DefaultCreatorMinLikes,
+	}
+	err := part.ScanCreators(func(id string, v []byte) error {
+		if id == creatorsMetaID {
+			r := &creatorReader{b: v}
+			if len(v) < 1 || v[0] != creatorsFormat {
+				return errCreatorFormat
+			}
+			r.b = v[1:]
+			cm.done, cm.risingMinute = r.varint(), r.varint()
+			if r.bad || len(r.b) != 0 {
+				return errCreatorFormat
+			}
+			cm.savedDone, cm.saved = cm.done, [2]int64{cm.done, cm.risingMinute}
+			return nil
+		}
+		c, err := unmarshalCreator(id, v)
+		if err != nil {
+			return err
+		}
+		if len(c.hours) > 0 || len(c.minutes) > 0 || len(c.videos) > 0 || c.pending {
+			cm.creators[id] = c
+			if len(c.minutes) > 0 {
+				cm.active[id] = c
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = part.ScanCreatorReports(func(tick int64, p int32, v []byte) error {
+		r, err := decodeCreatorReport(v)
+		if err != nil {
+			return err
+		}
+		r.Tick = tick
+		if tick > cm.done {
+			cm.add(p, r, false)
+		}
+		return nil
+	})
+	return cm, err
+}
+
+func (cm *creatorMerger) add(part int32, r *creatorReport, unsaved bool) {
+	if r.Tick <= cm.done {
+		return
+	}
+	byPart := cm.pending[r.Tick]
+	if byPart == nil {
+		byPart = map[int32]*creatorReport{}
+		cm.pending[r.Tick] = byPart
+		heap.Push(&cm.ticks, r.Tick)
+	}
+	byPart[part] = r
+	if unsaved {
+		cm.unsaved = append(cm.unsaved, report{r.Tick, part})
+	}
+}
+
+func (cm *creatorMerger) hasPending() bool { return len(cm.pending) > 0 }
+
+// emitBefore merges and emits every pending tick before f.
+func (cm *creatorMerger) emitBefore(f int64) error {
+	for cm.ticks.Len() > 0 && cm.ticks[0] < f {
+		t := heap.Pop(&cm.ticks).(int64)
+		byPart := cm.pending[t]
+		delete(cm.pending, t)
+		cm.done = t
+		if err := cm.mergeTick(t, byPart); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// get returns a creator's state from memory, the store or new.
+func (cm *creatorMerger) get(id string) (*creator, error) {
+	if c := cm.creators[id]; c != nil {
+		return c, nil
+	}
+	v, ok, err := cm.part.Creator(id)
+	if err != nil {
+		return nil, err
+	}
+	var c *creator
+	if ok {
+		if c, err = unmarshalCreator(id, v); err != nil {
+			return nil, err
+		}
+	} else {
+		c = &creator{id: id, videos: map[string]int64{}}
+	}
+	cm.creators[id] = c
+	return c, nil
+}
+
+func (cm *creatorMerger) mergeTick(t int64, byPart map[int32]*creatorReport) error {
+	ids := make([]int32, 0, len(byPart))
+	for id := range byPart {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var changed []*creator
+	touch := func(c *creator) {
+		if !c.queued {
+			c.queued = true
+			changed = append(changed, c)
+		}
+	}
+	for _, id := range ids {
+		r := byPart[id]
+		for _, x := range r.Counts {
+			c, err := cm.get(x.Creator)
+			if err != nil {
+				return err
+			}
+			c.likes += x.N
+			if x.Region != "" {
+				addCreatorRegion(c, x.Region, x.N)
+			}
+			c.minutes = addBucket(c.minutes, x.Minute, x.N)
+			c.hours = addBucket(c.hours, floorDiv(x.Minute, 60), x.N)
+			touch(c)
+		}
+		for _, x := range r.Videos {
+			c, err := cm.get(x.Creator)
+			if err != nil {
+				return err
+			}
+			if prev, ok := c.videos[x.Video]; !ok || x.Last > prev {
+				c.videos[x.Video] = x.Last
+			}
+			if c.first == 0 || x.First*minuteMS < c.first {
+				c.first = x.First * minuteMS
+			}
+			touch(c)
+		}
+	}
+	slices.SortFunc(changed, func(a, b *creator) int { return cmp.Compare(a.id, b.id) })
+	for _, c := range changed {
+		c.queued = false
+		c.prune(t)
+		c.changed = t
+		if len(c.minutes) > 0 {
+			cm.active[c.id] = c
+		}
+		w := c.windows(t)
+		if cm.shouldEmit(c, t, w.momentum) {
+			if err := cm.emit(c, t, &w); err != nil {
+				return err
+			}
+		} else {
+			c.pending = true
+		}
+		cm.markDirty(c)
+	}
+	// One list per minute of tick time: the windows move by the minute.
+	if floorDiv(t, minuteMS) <= cm.risingMinute {
+		return nil
+	}
+	cm.risingMinute = floorDiv(t, minuteMS)
+	return cm.rising(t)
+}
+
+func addCreatorRegion(c *creator, region string, n int64) {
+	for i := range c.regions {
+		if c.regions[i].Region == region {
+			c.regions[i].Likes += n
+			if c.regions[i].Likes == 0 {
+				c.regions = slices.Delete(c.regions, i, i+1)
+			}
+			return
+		}
+	}
+	c.regions = append(c.regions, store.RegionCount{Region: region, Likes: n})
+}
+
+// homeRegion: the region with most standing likes, ties to the smaller name.
+func (c *creator) homeRegion() string {
+	best := ""
+	var n int64
+	for _, rc := range c.regions {
+		if rc.Likes > n || (rc.Likes == n && rc.Region < best) {
+			best, n = rc.Region, rc.Likes
+		}
+	}
+	return best
+}
+
+func (cm *creatorMerger) shouldEmit(c *creator, t int64, score float64) bool {
+	if cm.cfg.EmitEveryChange || c.seq == 0 || t-c.lastEmit >= cm.cfg.EmitInterval.Milliseconds() {
+		return true
+	}
+	last := c.lastScore
+	if last == score {
+		return false
+	}
+	if last == 0 {
+		return true
+	}
+	d := (score - last) / last
+	return d > cm.cfg.EmitThreshold || -d > cm.cfg.EmitThreshold
+}
+
+func (cm *creatorMerger) emit(c *creator, t int64, w *creatorWindows) error {
+	c.seq++
+	c.lastEmit = t
+	c.lastScore = w.momentum
+	c.pending = false
+	cm.markDirty(c)
+	cm.records++
+	if cm.writeRecord == nil {
+		return nil
+	}
+	cm.buf = appendCreatorScore(cm.buf[:0], c, t, w)
+	return cm.writeRecord([]byte(c.id), cm.buf, t)
+}
+
+func (cm *creatorMerger) markDirty(c *creator) {
+	if !c.dirty {
+		c.dirty = true
+		cm.dirty = append(cm.dirty, c)
+	}
+}
+
+// rising lists, at tick t, the creators with the highest momentum among
+// those with at least CreatorMinLikes likes in the last hour, globally and
+// by home region.
+func (cm *creatorMerger) rising(t int64) error {
+	m := tickMinute(t)
+	var cands []RankedCreator
+	region := map[string]string{}
+	for id, c := range cm.active {
+		if c.lastMinute() <= m-5 {
+			delete(cm.active, id) // nothing in its last 5 minutes: no momentum
+			continue
+		}
+		w := c.windows(t)
+		if w.likes1h < cm.minLikes || w.momentum <= 0 {
+			continue
+		}
+		cands = append(cands, RankedCreator{Creator: id, Momentum: w.momentum, Likes1h: w.likes1h})
+		region[id] = c.homeRegion()
+	}
+	slices.SortFunc(cands, func(a, b RankedCreator) int {
+		return cmp.Or(-cmp.Compare(a.Momentum, b.Momentum), cmp.Compare(a.Creator, b.Creator))
+	})
+	k := cm.cfg.TopK
+	lists := []CreatorList{{Region: GlobalRegion, Creators: cands[:min(k, len(cands))]}}
+	by := map[string][]RankedCreator{}
+	for _, x := range cands {
+		if r := region[x.Creator]; r != "" && len(by[r]) < k {
+			by[r] = append(by[r], x)
+		}
+	}
+	names := make([]string, 0, len(by))
+	for r := range by {
+		names = append(names, r)
+	}
+	slices.Sort(names)
+	for _, r := range names {
+		lists = append(lists, CreatorList{Region: r, Creators: by[r]})
+	}
+	l := &latestCreators{tick: t, lists: map[string]CreatorList{}}
+	for _, x := range lists {
+		l.lists[x.Region] = x
+		l.regions = append(l.regions, x.Region)
+		if cm.writeList != nil {
+			cm.buf = AppendCreatorList(cm.buf[:0], t, &x)
+			if err := cm.writeList([]byte(x.Region), cm.buf, t); err != nil {
+				return err
+			}
+		}
+	}
+	cm.latest.Store(l)
+	return nil
+}
+
+// finish emits a final record of every creator whose state is newer than
+// its last record: a bounded input has ended.
+func (cm *creatorMerger) finish() error {
+	var ids []string
+	for id, c := range cm.creators {
+		if c.pending {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		c := cm.creators[id]
+		w := c.windows(c.changed)
+		if err := cm.emit(c, c.changed, &w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save writes the creators changed since the last commit, the reports
+// received since then that are still pending, and drops those merged;
+// creators idle and clean since the commit before are evicted from memory.
+func (cm *creatorMerger) save(w *store.Writer) error {
+	// Creators clean since the last commit, which every earlier batch
+	// has reached, can be read back from the store: drop the idle ones.
+	if cm.done > 0 {
+		for id, c := range cm.creators {
+			if c.dirty {
+				continue
+			}
+			c.prune(cm.done)
+			if c.idle() {
+				delete(cm.creators, id)
+				delete(cm.active, id)
+			}
+		}
+	}
+	if cm.done > cm.savedDone {
+		if err := w.DeleteCreatorReportsThrough(cm.done); err != nil {
+			return err
+		}
+		cm.savedDone = cm.done
+	}
+	for _, r := range cm.unsaved {
+		rep, ok := cm.pending[r.tick][r.part]
+		if !ok {
+			continue
+		}
+		cm.buf = encodeCreatorReport(cm.buf[:0], rep)
+		if err := w.SetCreatorReport(r.tick, r.part, cm.buf); err != nil {
+			return err
+		}
+	}
+	cm.unsaved = cm.unsaved[:0]
+	for _, c := range cm.dirty {
+		c.dirty = false
+		cm.buf = c.marshal(cm.buf[:0])
+		if err := w.SetCreator(c.id, cm.buf); err != nil {
+			return err
+		}
+	}
+	cm.dirty = cm.dirty[:0]
+	if st := [2]int64{cm.done, cm.risingMinute}; st != cm.saved {
+		cm.saved = st
+		cm.buf = append(cm.buf[:0], creatorsFormat)
+		cm.buf = binary.AppendVarint(cm.buf, cm.done)
+		cm.buf = binary.AppendVarint(cm.buf, cm.risingMinute)
+		if err := w.SetCreator(creatorsMetaID, cm.buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendCreatorScore appends a creator-scores record.
+func appendCreatorScore(b []byte, c *creator, t int64, w *creatorWindows) []byte {
+	b = append(b, `{"creator_id":`...)
+	b = event.AppendString(b, c.id)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, c.seq, 10)
+	b = append(b, `,"model":"`+creatorModelName+`","momentum":`...)
+	b = appendFloat(b, w.momentum)
+	b = append(b, `,"baseline":`...)
+	b = appendFloat(b, w.baseline)
+	b = append(b, `,"likes":`...)
+	b = strconv.AppendInt(b, c.likes, 10)
+	b = append(b, `,"likes_5m":`...)
+	b = strconv.AppendInt(b, w.likes5m, 10)
+	b = append(b, `,"likes_1h":`...)
+	b = strconv.AppendInt(b, w.likes1h, 10)
+	b = append(b, `,"likes_24h":`...)
+	b = strconv.AppendInt(b, w.likes24h, 10)
+	b = append(b, `,"videos_liked_1h":`...)
+	b = strconv.AppendInt(b, w.videos1h, 10)
+	b = append(b, `,"region":`...)
+	b = event.AppendString(b, c.homeRegion())
+	return append(b, '}')
+}
+
+// AppendCreatorList appends the rising-creators record of one region at a
+// tick.
+func AppendCreatorList(b []byte, tick int64, l *CreatorList) []byte {
+	b = append(b, `{"ts":`...)
+	b = strconv.AppendInt(b, tick, 10)
+	b = append(b, `,"region":`...)
+	b = event.AppendString(b, l.Region)
+	b = append(b, `,"creators":[`...)
+	for i, x := range l.Creators {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"creator_id":`...)
+		b = event.AppendString(b, x.Creator)
+		b = append(b, `,"momentum":`...)
+		b = appendFloat(b, x.Momentum)
+		b = append(b, `,"likes_1h":`...)
+		b = strconv.AppendInt(b, x.Likes1h, 10)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// openCreators gives the merger its creator state, kept in part.
+func (c *Coordinator) openCreators(m *merger, part *store.Partition) error {
+	cm, err := newCreatorMerger(c.cfg, part)
+	if err != nil {
+		return fmt.Errorf("load creators: %w", err)
+	}
+	if s := c.out.Creators; s != nil {
+		cm.writeRecord = func(key, value []byte, ts int64) error {
+			return s.Write(&Message{Key: key, Value: value, Time: ts})
+		}
+	}
+	if s := c.out.RisingCreators; s != nil {
+		cm.writeList = func(key, value []byte, ts int64) error {
+			return s.Write(&Message{Key: key, Value: value, Time: ts})
+		}
+	}
+	m.creators = cm
+	c.creators.Store(cm)
+	return nil
+}
+
+// takeCreators hands the creator reports of a partition's outbox to the
+// merger in process, or to the partials output.
+func (c *Coordinator) takeCreators(id int32, e *Engine) error {
+	for _, r := range e.box.creators {
+		if c.out.Partials != nil {
+			c.rbuf = appendCreatorPartial(c.rbuf[:0], id, r)
+			key := strconv.AppendInt(nil, int64(id), 10)
+			if err := c.out.Partials.Write(&Message{Key: key, Value: c.rbuf, Time: r.Tick}); err != nil {
+				return err
+			}
+		} else {
+			c.merger.creators.add(id, r, true)
+		}
+	}
+	clear(e.box.creators)
+	e.box.creators = e.box.creators[:0]
+	return nil
+}
+
+// takeCreatorPartial feeds the merger a creator report read from the
+// partials topic.
+func (m *merger) takeCreatorPartial(v []byte) error {
+	part, r, err := decodeCreatorPartial(v)
+	if err != nil {
+		return err
+	}
+	if m.creators != nil {
+		m.creators.add(part, r, true)
+	}
+	return nil
+}
+
+// RisingCreators returns the last rising-creators list of a region. Safe
+// to call from any goroutine.
+func (c *Coordinator) RisingCreators(region string) (CreatorList, int64, bool) {
+	cm := c.creators.Load()
+	if cm == nil {
+		return CreatorList{}, 0, false
+	}
+	l := cm.latest.Load()
+	if l == nil {
+		return CreatorList{}, 0, false
+	}
+	x, ok := l.lists[region]
+	return x, l.tick, ok
+}

@@ -1,0 +1,258 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/scoring"
+)
+
+// creatorOutputs are a test's outputs with the creator sinks.
+type creatorOutputs struct {
+	testOutputs
+	creators, rising *memSink
+}
+
+func runCreators(t *testing.T, cfg Config, recs []Record, topo Topology) creatorOutputs {
+	t.Helper()
+	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
+	o := out.outputs()
+	o.Creators, o.RisingCreators = out.creators, out.rising
+	c, err := NewCoordinator(cfg, openMemStore(t), o, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range topo.Partitions {
+		if _, err := c.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Run(context.Background(), c, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type creatorRecord struct {
+	Creator  string  `json:"creator_id"`
+	TS       int64   `json:"ts"`
+	Seq      int64   `json:"seq"`
+	Model    string  `json:"model"`
+	Momentum float64 `json:"momentum"`
+	Baseline float64 `json:"baseline"`
+	Likes    int64   `json:"likes"`
+	Likes5m  int64   `json:"likes_5m"`
+	Likes1h  int64   `json:"likes_1h"`
+	Likes24h int64   `json:"likes_24h"`
+	Videos1h int64   `json:"videos_liked_1h"`
+	Region   string  `json:"region"`
+}
+
+// TestCreatorsRecomputation checks each creator's last record against a
+// recomputation from the raw lines with plain maps, and the creator
+// outputs for 1, 4 and 8 partitions against each other.
+func TestCreatorsRecomputation(t *testing.T) {
+	recs := generated(t, nil)
+	cfg := DefaultConfig()
+	tick := cfg.Tick.Milliseconds()
+
+	var first creatorOutputs
+	for i, n := range []int{1, 4, 8} {
+		out := runCreators(t, cfg, recs, oneSource(n, 2))
+		if len(out.creators.msgs) == 0 || len(out.rising.msgs) == 0 {
+			t.Fatalf("%d partitions: %d creator records, %d rising lists", n, len(out.creators.msgs), len(out.rising.msgs))
+		}
+		if i == 0 {
+			first = out
+			continue
+		}
+		sameMessages(t, fmt.Sprintf("creators, %d partitions", n), first.creators.msgs, out.creators.msgs)
+		sameMessages(t, fmt.Sprintf("rising creators, %d partitions", n), first.rising.msgs, out.rising.msgs)
+	}
+
+	// The recomputation: per pair, the events sorted as the SPEC says,
+	// folded into transitions of a standing like (+1 at a like, -1 at the
+	// unlike that withdraws it), each at its like time, counted for the
+	// event's creator at the first tick after the event.
+	type ev struct {
+		EventID string `json:"event_id"`
+		Video   string `json:"video_id"`
+		User    string `json:"user_id"`
+		Creator string `json:"creator_id"`
+		Action  string `json:"action"`
+		TS      string `json:"ts"`
+		Region  string `json:"region"`
+		ts      int64
+	}
+	type transition struct {
+		sign           int64
+		likeTS, tickAt int64
+		region, video  string
+	}
+	pairs := map[[2]string][]ev{}
+	for _, r := range recs {
+		var e ev
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, e.TS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ts = ts.UnixMilli()
+		k := [2]string{e.Video, e.User}
+		pairs[k] = append(pairs[k], e)
+	}
+	if len(first.dead.msgs) != 0 {
+		t.Fatalf("%d dead letters: the workload should have none", len(first.dead.msgs))
+	}
+	byCreator := map[string][]transition{}
+	for _, evs := range pairs {
+		sort.Slice(evs, func(i, j int) bool {
+			a, b := evs[i], evs[j]
+			if a.ts != b.ts {
+				return a.ts < b.ts
+			}
+			if a.Action != b.Action {
+				return a.Action != "unlike"
+			}
+			return a.EventID < b.EventID
+		})
+		liked := false
+		var like ev
+		for _, e := range evs {
+			at := (floorDiv(e.ts, tick) + 1) * tick
+			switch {
+			case e.Action == "unlike" && liked:
+				liked = false
+				byCreator[e.Creator] = append(byCreator[e.Creator], transition{-1, like.ts, at, like.Region, e.Video})
+			case e.Action != "unlike" && !liked:
+				liked, like = true, e
+				byCreator[e.Creator] = append(byCreator[e.Creator], transition{+1, e.ts, at, e.Region, e.Video})
+			}
+		}
+	}
+
+	last := map[string]creatorRecord{}
+	for _, m := range first.creators.msgs {
+		var r creatorRecord
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Key) != r.Creator {
+			t.Fatalf("record keyed %q is of creator %q", m.Key, r.Creator)
+		}
+		if p, ok := last[r.Creator]; ok && r.Seq != p.Seq+1 {
+			t.Fatalf("creator %s: seq %d after %d", r.Creator, r.Seq, p.Seq)
+		}
+		last[r.Creator] = r
+	}
+	checked := 0
+	for id, trs := range byCreator {
+		var w creatorRecord
+		w.Creator, w.Model = id, "momentum"
+		regions := map[string]int64{}
+		videos := map[string]bool{}
+		var firstLike int64
+		for _, x := range trs {
+			w.TS = max(w.TS, x.tickAt)
+			w.Likes += x.sign
+			regions[x.region] += x.sign
+			if x.sign > 0 && (firstLike == 0 || floorDiv(x.likeTS, minuteMS)*minuteMS < firstLike) {
+				firstLike = floorDiv(x.likeTS, minuteMS) * minuteMS
+			}
+		}
+		m := floorDiv(w.TS-1, minuteMS)
+		h := floorDiv(w.TS-1, 3_600_000)
+		for _, x := range trs {
+			lm, lh := floorDiv(x.likeTS, minuteMS), floorDiv(x.likeTS, 3_600_000)
+			if lm > m-5 && lm <= m {
+				w.Likes5m += x.sign
+			}
+			if lm > m-60 && lm <= m {
+				w.Likes1h += x.sign
+				if x.sign > 0 {
+					videos[x.video] = true
+				}
+			}
+			if lh > h-24 && lh <= h {
+				w.Likes24h += x.sign
+			}
+		}
+		w.Videos1h = int64(len(videos))
+		var best int64
+		for r, n := range regions {
+			if r != "" && (n > best || (n == best && r < w.Region)) {
+				w.Region, best = r, n
+			}
+		}
+		in := scoring.CreatorInput{TS: w.TS, FirstLike: firstLike, Likes5m: w.Likes5m, Likes24h: w.Likes24h}
+		w.Momentum, w.Baseline = scoring.CreatorMomentum(&in)
+		got, ok := last[id]
+		if !ok {
+			t.Errorf("creator %s: no record", id)
+			continue
+		}
+		w.Seq = got.Seq
+		// Floats as the record writes them.
+		w.Momentum, w.Baseline = roundTrip(w.Momentum), roundTrip(w.Baseline)
+		if got != w {
+			t.Errorf("creator %s:\n engine     %+v\n recomputed %+v", id, got, w)
+		}
+		checked++
+	}
+	if len(last) != len(byCreator) {
+		t.Errorf("%d creators have records, %d recomputed", len(last), len(byCreator))
+	}
+	t.Logf("checked %d creators (%d records, %d rising lists)", checked, len(first.creators.msgs), len(first.rising.msgs))
+}
+
+func roundTrip(f float64) float64 {
+	var g float64
+	if err := json.Unmarshal(appendFloat(nil, f), &g); err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// TestCreatorsRestart: a run killed at every few commits and resumed ends
+// with the creator outputs of an uninterrupted run.
+func TestCreatorsRestart(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) { c.Events = 40_000; c.Duration = 2 * time.Hour })
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 3_000
+	want := runCreators(t, cfg, recs, oneSource(4, 2))
+
+	db := openMemStore(t)
+	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
+	open := func() *Coordinator {
+		o := out.outputs()
+		o.Creators, o.RisingCreators = out.creators, out.rising
+		c, err := NewCoordinator(cfg, db, o, oneSource(4, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := range 4 {
+			if _, err := c.Open(int32(p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	for _, at := range []int{5_000, 2_999, 9_001, 24_000} {
+		src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: at}
+		if err := Run(context.Background(), open(), src, RunOptions{Decoders: 2}); err != errCrash {
+			t.Fatalf("run until crash: %v", err)
+		}
+	}
+	if err := Run(context.Background(), open(), &sliceSource{recs: recs}, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sameMessages(t, "creators after restarts", want.creators.msgs, out.creators.msgs)
+	sameMessages(t, "rising creators after restarts", want.rising.msgs, out.rising.msgs)
+}
