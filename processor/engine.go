@@ -101,14 +101,14 @@ type Engine struct {
 	accounts    *accounts
 	rank        *ranking
 
-	box      outbox
+	box outbox
 	// ctally: creator likes applied since the last closed tick (creators.go).
 	ctally      creatorTally
 	ctallyDirty bool
-	sentNext int64 // next tick last sent as progress to the partials topic
-	stats    Stats
-	key      []byte
-	buf2     []byte
+	sentNext    int64 // next tick last sent as progress to the partials topic
+	stats       Stats
+	key         []byte
+	buf2        []byte
 }
 
 // newEngine opens the engine of one partition on its committed state. It

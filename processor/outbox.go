@@ -10,7 +10,7 @@ type outbox struct {
 	reports []*Snapshot
 	// creators: the creator likes of the ticks it closed (creators.go).
 	creators []*creatorReport
-	next    int64 // the partition's next tick (0: none yet)
+	next     int64 // the partition's next tick (0: none yet)
 }
 
 // boxed is a message whose key and value are spans of outbox.bytes.
