@@ -27,6 +27,12 @@ import (
 	"github.com/viralityhq/virality/store"
 )
 
+// The service is a Backend with like times: the page's series and marks.
+var _ interface {
+	httpapi.Backend
+	httpapi.LikesReader
+} = (*service.Service)(nil)
+
 // TestPageInBrowser runs the live pipeline in process (embedded broker,
 // generated likes of the last two hours with viral bursts and bought-like
 // campaigns, the service, its HTTP server), opens the page in headless
