@@ -44,6 +44,7 @@ func (l *pathList) Set(v string) error {
 type backfillFlags struct {
 	in                        pathList
 	out, trendingOut, deadOut string
+	creatorsOut, risingOut    string
 	stateDir, now, cpuProfile string
 	memProfile                string
 	from, to                  string
@@ -108,6 +109,8 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.Var(&f.in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input); input files may also be given as arguments")
 	fs.StringVar(&f.out, "out", "-", "score records `FILE` (- for standard output)")
 	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE` (- for standard output; empty: not written)")
+	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written)")
+	fs.StringVar(&f.risingOut, "rising-creators-out", "", "rising-creators lists `FILE`, one per region each minute (empty: not written)")
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE`: rejected input lines as JSON objects with the reason, the source\nfile and offset, and the original bytes (- for standard output; empty: standard error,\nso that bad input is never silently lost)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR`; kept, so that a killed backfill resumes from its last commit (empty: a\ntemporary directory removed at the end)")
 	addEngineFlags(fs, &f.cfg)
@@ -217,7 +220,8 @@ func (f *backfillFlags) validate() error {
 // file, one stream used twice, or an output overwriting an input.
 func (f *backfillFlags) checkOutputs() error {
 	type output struct{ flag, path string }
-	outs := []output{{"--out", f.out}, {"--trending-out", f.trendingOut}, {"--dead-letter-out", f.deadOut}}
+	outs := []output{{"--out", f.out}, {"--trending-out", f.trendingOut}, {"--dead-letter-out", f.deadOut},
+		{"--creators-out", f.creatorsOut}, {"--rising-creators-out", f.risingOut}}
 	var named []output
 	for _, o := range outs {
 		if o.path != "" {
@@ -332,6 +336,16 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 			return err
 		}
 	}
+	if f.creatorsOut != "" {
+		if out.Creators, err = create("creators", f.creatorsOut, jsonl.Lines); err != nil {
+			return err
+		}
+	}
+	if f.risingOut != "" {
+		if out.RisingCreators, err = create("rising creators", f.risingOut, jsonl.Lines); err != nil {
+			return err
+		}
+	}
 	if f.deadOut != "" {
 		if out.DeadLetters, err = create("dead-letter", f.deadOut, jsonl.DeadLetters); err != nil {
 			return err
@@ -349,7 +363,7 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 	var lineage string
 	var gates [3]*gateSink
 	if f.t1 != 0 || f.t2 != 0 {
-		rs = newRangeSource(src, f.t1, f.t2, f.cfg.Now+f.cfg.FutureSkew.Milliseconds())
+		rs = newRangeSource(src, f.t1, f.t2, f.cfg.Now+f.cfg.FutureSkew.Milliseconds(), f.cfg.Lateness)
 		input = rs
 		// A resumed run must have the same range: its outputs so far were
 		// gated by it.
@@ -358,6 +372,12 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 	if f.t1 != 0 {
 		out.Scores, gates[0] = newGate(out.Scores, fromTime(f.t1))
 		out.Trending, gates[1] = newGate(out.Trending, fromTime(f.t1))
+		if out.Creators != nil {
+			out.Creators, _ = newGate(out.Creators, fromTime(f.t1))
+		}
+		if out.RisingCreators != nil {
+			out.RisingCreators, _ = newGate(out.RisingCreators, fromTime(f.t1))
+		}
 		out.DeadLetters, gates[2] = newGate(out.DeadLetters, func(m *processor.Message) bool {
 			_, off, ok := deadLetterSource(m)
 			start := rs.Start()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ import (
 // order, and the dead letters of the lines from the first line of event
 // time T1 on; a backfill of only those lines (no warm-up) does not. With
 // --to T2 it writes what a --from T1 backfill of the file cut before its
-// first line of event time T2 or later writes.
+// first line of event time T2 or later writes, a line with a clock hours
+// ahead before that line notwithstanding.
 func TestBackfillFrom(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "likes.jsonl")
@@ -82,17 +84,34 @@ func TestBackfillFrom(t *testing.T) {
 	}
 	t.Logf("%d of %d videos end with other records without warm-up", differ, len(want))
 
-	// --to: the input ends before its first line at or after T2.
+	// --to: the input ends before its first line at or after T2; a line
+	// whose clock is hours ahead, before it, ends nothing.
 	end := firstAtOrAfter(lines, to.UnixMilli(), limit)
-	head := filepath.Join(dir, "head.jsonl")
-	writeLines(t, head, lines[:end])
-	bounded := backfill("bounded", in, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	at := end - 100
+	var ev event.Event
+	for event.Decode(lines[at], 0, &ev) != nil {
+		at--
+	}
+	var planted map[string]any
+	if err := json.Unmarshal(lines[at], &planted); err != nil {
+		t.Fatal(err)
+	}
+	planted["event_id"], planted["ts"] = "ahead", to.Add(2*time.Hour).Format(time.RFC3339)
+	ahead, err := json.Marshal(planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAhead := slices.Concat(lines[:at], [][]byte{ahead}, lines[at:])
+	in2, head := filepath.Join(dir, "ahead.jsonl"), filepath.Join(dir, "head.jsonl")
+	writeLines(t, in2, withAhead)
+	writeLines(t, head, withAhead[:end+1])
+	bounded := backfill("bounded", in2, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
 	headed := backfill("headed", head, "--from", from.Format(time.RFC3339))
 	// Dead letters name their file.
-	headed["dlq"] = bytes.ReplaceAll(headed["dlq"], []byte(`"topic":"`+head+`"`), []byte(`"topic":"`+in+`"`))
+	headed["dlq"] = bytes.ReplaceAll(headed["dlq"], []byte(`"topic":"`+head+`"`), []byte(`"topic":"`+in2+`"`))
 	for _, kind := range []string{"scores", "trending", "dlq"} {
 		if len(bounded[kind]) == 0 || !bytes.Equal(bounded[kind], headed[kind]) {
-			t.Fatalf("%s: --to gives %d bytes, the file cut at line %d %d bytes: not identical", kind, len(bounded[kind]), end, len(headed[kind]))
+			t.Fatalf("%s: --to gives %d bytes, the file cut at line %d %d bytes: not identical", kind, len(bounded[kind]), end+1, len(headed[kind]))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -106,22 +107,35 @@ func deadLetterSource(m *processor.Message) (partition int32, offset int64, ok b
 
 // rangeSource bounds a stream of lines (files, which carry no timestamps
 // of their own) by event time, as Kafka's lookups by time bound a
-// partition: the range starts at the first line whose event time is at or
-// after from and ends before the first line whose event time is at or
-// after to. Lines it cannot decode, and lines beyond the future check
-// (dead-lettered as future), decide nothing. Lines before the start are
-// still read: they are the warm-up.
+// partition, but judging the stream's progress as the late check does: it
+// is the largest event time seen, except that a time more than the
+// lateness ahead of it counts only once eight such times lie within one
+// lateness of each other (a stream that really moved on), so that one
+// line with a bad clock ends nothing early. The range starts at the first
+// line that moves the progress to from or later and ends before the first
+// line that moves it to to or later. Lines that do not decode or lie
+// beyond the future check (dead-lettered as future) do not count. Lines
+// before the start are still read: they are the warm-up.
 type rangeSource struct {
 	src      processor.Source
 	from, to int64 // ms; 0: unbounded
 	limit    int64 // event times beyond it are dead-lettered as future
+	lateness int64
 	start    atomic.Int64
 	ended    bool
 	ev       event.Event
+	progress int64
+	ahead    []int64 // sorted
 }
 
-func newRangeSource(src processor.Source, from, to, limit int64) *rangeSource {
-	s := &rangeSource{src: src, from: from, to: to, limit: limit}
+// Of the late check's judgement of progress (processor/route.go).
+const (
+	rangeAgreeAhead = 8
+	rangeMaxAhead   = 64
+)
+
+func newRangeSource(src processor.Source, from, to, limit int64, lateness time.Duration) *rangeSource {
+	s := &rangeSource{src: src, from: from, to: to, limit: limit, lateness: lateness.Milliseconds()}
 	s.start.Store(-1)
 	if from == 0 {
 		s.start.Store(0)
@@ -139,17 +153,14 @@ func (s *rangeSource) Next(ctx context.Context, buf []processor.Record) ([]proce
 	}
 	recs, err := s.src.Next(ctx, buf)
 	for i := range recs {
-		findStart := s.start.Load() < 0
-		if !findStart && s.to == 0 {
-			break
-		}
 		if event.Decode(recs[i].Value, recs[i].Time, &s.ev) != nil || s.ev.TS > s.limit {
 			continue
 		}
-		if findStart && s.ev.TS >= s.from {
+		s.observe(s.ev.TS)
+		if s.from != 0 && s.progress >= s.from && s.start.Load() < 0 {
 			s.start.Store(recs[i].Offset)
 		}
-		if s.to != 0 && s.ev.TS >= s.to {
+		if s.to != 0 && s.progress >= s.to {
 			s.ended = true
 			return recs[:i], io.EOF
 		}
@@ -157,7 +168,41 @@ func (s *rangeSource) Next(ctx context.Context, buf []processor.Record) ([]proce
 	return recs, err
 }
 
-// rangeProgress estimates the time left from the share done so far.
+// observe moves the progress with an event time.
+func (s *rangeSource) observe(ts int64) {
+	switch {
+	case s.progress == 0:
+		s.progress = ts
+	case ts <= s.progress:
+	case ts <= s.progress+s.lateness:
+		s.progress = ts
+		s.settle()
+	default:
+		i, _ := slices.BinarySearch(s.ahead, ts)
+		s.ahead = slices.Insert(s.ahead, i, ts)
+		if len(s.ahead) > rangeMaxAhead {
+			s.ahead = s.ahead[:rangeMaxAhead]
+		}
+		for j := 0; j+rangeAgreeAhead <= len(s.ahead); j++ {
+			if s.ahead[j+rangeAgreeAhead-1]-s.ahead[j] <= s.lateness {
+				s.progress = s.ahead[j+rangeAgreeAhead-1]
+				s.settle()
+				break
+			}
+		}
+	}
+}
+
+// settle drops the ahead times the progress has caught up with, moving it
+// on through those within one lateness.
+func (s *rangeSource) settle() {
+	for len(s.ahead) > 0 && s.ahead[0] <= s.progress+s.lateness {
+		s.progress = max(s.progress, s.ahead[0])
+		s.ahead = s.ahead[1:]
+	}
+}
+
+// eta estimates the time left from the share done so far.
 func eta(elapsed time.Duration, done float64) time.Duration {
 	if done <= 0 {
 		return 0
