@@ -1,0 +1,77 @@
+package service
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/viralityhq/virality/scoring"
+	"github.com/viralityhq/virality/store"
+)
+
+// RecentLikes and DampedShare read a video's like times and weights from
+// the committed state of the partitions the instance holds.
+func TestRecentLikesAndDampedShare(t *testing.T) {
+	db, err := store.Open(t.TempDir(), store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const hour = int64(time.Hour / time.Millisecond)
+	clock := 100 * hour
+	v := store.NewVideo("v1")
+	v.Clock, v.FirstLike, v.Likes, v.Unique = clock, clock-30*hour, 5, 6
+	for _, en := range []store.Entry{
+		{TS: clock - 25*hour, Weight: scoring.WeightOne},       // older than 24 h: left out
+		{TS: clock - 2*hour, Weight: scoring.WeightOne / 4},    // in the 24 h, not the hour
+		{TS: clock - 30*60_000, Weight: scoring.WeightOne},     // the hour, a normal account
+		{TS: clock - 20*60_000, Weight: scoring.WeightOne / 2}, // damped by half
+		{TS: clock, Weight: 1},                                 // the floor, 1/1024
+	} {
+		v.Entries = append(v.Entries, en)
+		v.TimesChanged(en.TS)
+	}
+	w := db.Partition(3).NewWriter()
+	if err := w.SetVideo(v); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := &Service{db: db}
+	if _, ok, err := s.RecentLikes(context.Background(), "v1", func(int64, float64) {}); ok || err != nil {
+		t.Fatalf("before any assignment: ok %v, err %v", ok, err)
+	}
+	s.owned.Store(&[]int32{0, 3})
+	var times []int64
+	var weights []float64
+	got, ok, err := s.RecentLikes(context.Background(), "v1", func(ts int64, w float64) {
+		times, weights = append(times, ts), append(weights, w)
+	})
+	if err != nil || !ok || got != clock {
+		t.Fatalf("RecentLikes: clock %d, ok %v, err %v", got, ok, err)
+	}
+	wantT := []int64{clock - 2*hour, clock - 30*60_000, clock - 20*60_000, clock}
+	wantW := []float64{0.25, 1, 0.5, 1.0 / 1024}
+	if len(times) != len(wantT) {
+		t.Fatalf("likes at %v with weights %v, want %v, %v", times, weights, wantT, wantW)
+	}
+	for i := range wantT {
+		if times[i] != wantT[i] || weights[i] != wantW[i] {
+			t.Errorf("like %d: %d %v, want %d %v", i, times[i], weights[i], wantT[i], wantW[i])
+		}
+	}
+	share, likes, ok := s.DampedShare("v1")
+	if want := 1 - (1+0.5+1.0/1024)/3; !ok || likes != 3 || math.Abs(share-want) > 1e-12 {
+		t.Errorf("DampedShare: %v of %d likes (ok %v), want %v of 3", share, likes, ok, want)
+	}
+	if _, _, ok := s.DampedShare("v2"); ok {
+		t.Error("DampedShare of a video never seen: ok")
+	}
+	s.owned.Store(&[]int32{0})
+	if _, _, ok := s.DampedShare("v1"); ok {
+		t.Error("DampedShare of a video of a partition not held: ok")
+	}
+}
