@@ -32,6 +32,11 @@ type Config struct {
 	ScoresTopic     string
 	TrendingTopic   string
 	DeadLetterTopic string
+	// CreatorScoresTopic (compacted, keyed by creator) and
+	// RisingCreatorsTopic (keyed by region) take the creator score records
+	// and the rising-creators lists; empty: not written.
+	CreatorScoresTopic  string
+	RisingCreatorsTopic string
 	// StartFrom is where a group with no committed offset starts:
 	// "earliest" or "latest".
 	StartFrom string
@@ -78,6 +83,9 @@ func DefaultConfig() Config {
 		FlushInterval:   50 * time.Millisecond,
 		CreateTopics:    true,
 		Workers:         runtime.GOMAXPROCS(0),
+
+		CreatorScoresTopic:  "creator-scores",
+		RisingCreatorsTopic: "rising-creators",
 
 		OnOffsetOutOfRange: OutOfRangeEarliest,
 		MinFreeDisk:        256 << 20,
@@ -212,11 +220,18 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("input topic: %w", err)
 	}
 	if s.cfg.CreateTopics {
-		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
+		specs := []kafkaio.TopicSpec{
 			{Name: s.cfg.ScoresTopic, Partitions: n, Compacted: true},
 			{Name: s.cfg.TrendingTopic, Partitions: 1},
 			{Name: s.cfg.DeadLetterTopic, Partitions: n},
-		})
+		}
+		if s.cfg.CreatorScoresTopic != "" {
+			specs = append(specs, kafkaio.TopicSpec{Name: s.cfg.CreatorScoresTopic, Partitions: n, Compacted: true})
+		}
+		if s.cfg.RisingCreatorsTopic != "" {
+			specs = append(specs, kafkaio.TopicSpec{Name: s.cfg.RisingCreatorsTopic, Partitions: 1})
+		}
+		warnings, err := kafkaio.EnsureTopics(ctx, kc, specs)
 		for _, w := range warnings {
 			s.log.Warn().Msg(w)
 		}
@@ -278,6 +293,16 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	}
 	if out.Partials, err = open(s.cfg.PartialsTopic()); err != nil {
 		return err
+	}
+	if s.cfg.CreatorScoresTopic != "" {
+		if out.Creators, err = open(s.cfg.CreatorScoresTopic); err != nil {
+			return err
+		}
+	}
+	if s.cfg.RisingCreatorsTopic != "" {
+		if out.RisingCreators, err = open(s.cfg.RisingCreatorsTopic); err != nil {
+			return err
+		}
 	}
 	clogSink, err := openWith(s.cfg.ChangelogTopic(), kafkaio.SinkOptions{Balancer: targetBalancer})
 	if err != nil {

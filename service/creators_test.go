@@ -1,0 +1,122 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
+)
+
+// TestLiveCreators: the live service over 4 input partitions writes creator
+// score records and rising-creators lists, and they are the records of a
+// backfill of the same input, each creator's in the same order (the live
+// run lacks only what a bounded input's end adds: the last tick's and the
+// final records).
+func TestLiveCreators(t *testing.T) {
+	kc := testBroker(t)
+	cfg := testConfig(t, kc)
+	suffix := strings.TrimPrefix(cfg.Group, "virality")
+	cfg.CreatorScoresTopic += suffix
+	cfg.RisingCreatorsTopic += suffix
+	const n = 4
+	lines := generatedLines(t, 40_000)
+	createInput(t, kc, cfg.InputTopic, n)
+	produceKeyed(t, kc, cfg.InputTopic, lines, byUser)
+
+	wantCreators, wantRising := backfillCreators(t, cfg.Engine, lines, n)
+	perCreator := func(keys, values [][]byte) map[string][][]byte {
+		m := map[string][][]byte{}
+		for i := range keys {
+			m[string(keys[i])] = append(m[string(keys[i])], values[i])
+		}
+		return m
+	}
+	var wk, wv [][]byte
+	for _, m := range wantCreators {
+		wk, wv = append(wk, m.Key), append(wv, m.Value)
+	}
+	want := perCreator(wk, wv)
+
+	svc, stop := startService(t, cfg, t.TempDir())
+	waitFor(t, "all likes consumed", 2*time.Minute, func() bool { return svc.EventsIn.Load() == int64(len(lines)) })
+	var got map[string][][]byte
+	var rising []processor.Record
+	var total int
+	enough := func() bool {
+		var gk, gv [][]byte
+		for _, r := range readTopic(t, kc, cfg.CreatorScoresTopic) {
+			gk, gv = append(gk, r.Key), append(gv, r.Value)
+		}
+		got, total = perCreator(gk, gv), len(gk)
+		rising = readTopic(t, kc, cfg.RisingCreatorsTopic)
+		return total >= len(wantCreators)*9/10 && len(rising) >= len(wantRising)*9/10
+	}
+	eventually(time.Minute, enough)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if total < len(wantCreators)*9/10 || len(rising) < len(wantRising)*9/10 {
+		t.Fatalf("live: %d creator records, %d rising lists; backfill: %d and %d", total, len(rising), len(wantCreators), len(wantRising))
+	}
+	for id, recs := range got {
+		w := want[id]
+		if len(recs) > len(w) {
+			t.Fatalf("creator %s: %d live records, %d in the backfill", id, len(recs), len(w))
+		}
+		for i := range recs {
+			if !bytes.Equal(recs[i], w[i]) {
+				t.Fatalf("creator %s record %d:\n live:     %s\n backfill: %s", id, i, recs[i], w[i])
+			}
+		}
+	}
+	for i, r := range rising {
+		if !bytes.Equal(r.Value, wantRising[i].Value) {
+			t.Fatalf("rising list %d:\n live:     %.300s\n backfill: %.300s", i, r.Value, wantRising[i].Value)
+		}
+	}
+	t.Logf("%d creator records of %d creators and %d rising lists agree with the backfill (%d and %d)",
+		total, len(got), len(rising), len(wantCreators), len(wantRising))
+}
+
+// backfillCreators runs the lines through the engine as `virality
+// backfill --partitions n` does, keeping the creator outputs.
+func backfillCreators(t *testing.T, cfg processor.Config, lines []line, n int) (creators, rising []processor.Message) {
+	t.Helper()
+	db, err := store.Open(t.TempDir(), store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, r := &collect{}, &collect{}
+	g, err := processor.NewCoordinator(cfg, db, processor.Outputs{Scores: &collect{}, Trending: &collect{}, DeadLetters: &collect{},
+		Creators: c, RisingCreators: r},
+		processor.Topology{Partitions: n, Partitioner: Partitioner, Stream: true, Workers: 2, Expect: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range n {
+		if _, err := g.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	recs := make([]processor.Record, len(lines))
+	for i, l := range lines {
+		recs[i] = processor.Record{Value: l.value, Time: min(l.ts, now), Offset: int64(i)}
+	}
+	b := &processor.Batch{}
+	b.Fill(recs, 0)
+	b.Decode()
+	if err := g.TakeInput(ctx, 0, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c.msgs, r.msgs
+}
