@@ -43,6 +43,8 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.StringVar(&c.ScoresTopic, "scores-topic", c.ScoresTopic, "compacted `TOPIC` of score records, keyed by video id")
 	fs.StringVar(&c.TrendingTopic, "trending-topic", c.TrendingTopic, "`TOPIC` of trending snapshots, keyed by region")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "`TOPIC` of records that cannot be used, with the reason in headers")
+	fs.StringVar(&c.CreatorScoresTopic, "creator-scores-topic", c.CreatorScoresTopic, "compacted `TOPIC` of creator score records (creator momentum), keyed by creator id (empty: not written)")
+	fs.StringVar(&c.RisingCreatorsTopic, "rising-creators-topic", c.RisingCreatorsTopic, "`TOPIC` of rising-creators lists, keyed by region, one per region each minute (empty: not written)")
 	fs.StringVar(&c.StartFrom, "start-from", c.StartFrom, "where a group with no committed offsets starts: earliest or latest")
 	fs.Var(mebibytes{&c.MinFreeDisk}, "min-free-disk-mb", "free `MiB` on the state's file system below which the service does not start and reports not ready (0: no check)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the consumer group waits for a heartbeat (one a second) of an instance before it gives\nthe instance's partitions to the others: the pause after a kill (brokers accept 6s to 30m by default)")
