@@ -24,6 +24,7 @@ type replayFlags struct {
 	cfg                                   processor.Config
 	topic, from, to                       string
 	out, trendingOut, deadOut             string
+	creatorsOut, risingOut                string
 	scoresTopic, trendingTopic, deadTopic string
 	stateDir                              string
 	t1, t2                                time.Time
@@ -60,6 +61,8 @@ func parseReplay(args []string) (*replayFlags, error) {
 	fs.StringVar(&f.to, "to", "", "end `TIME` (RFC 3339), exclusive")
 	fs.StringVar(&f.out, "out", "", "score records `FILE` (- for standard output)")
 	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE`")
+	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written)")
+	fs.StringVar(&f.risingOut, "rising-creators-out", "", "rising-creators lists `FILE`, one per region each minute (empty: not written)")
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE` (empty, with no --dead-letter-topic: standard error)")
 	fs.StringVar(&f.scoresTopic, "scores-topic", "", "score records `TOPIC` instead of --out (created compacted if missing)")
 	fs.StringVar(&f.trendingTopic, "trending-topic", "", "trending snapshots `TOPIC` instead of --trending-out")
@@ -173,6 +176,12 @@ func runReplay(ctx context.Context, args []string) (err error) {
 		t1 := f.t1.UnixMilli()
 		out.Scores, gates[0] = newGate(out.Scores, fromTime(t1))
 		out.Trending, gates[1] = newGate(out.Trending, fromTime(t1))
+		if out.Creators != nil {
+			out.Creators, _ = newGate(out.Creators, fromTime(t1))
+		}
+		if out.RisingCreators != nil {
+			out.RisingCreators, _ = newGate(out.RisingCreators, fromTime(t1))
+		}
 		out.DeadLetters, gates[2] = newGate(out.DeadLetters, func(m *processor.Message) bool {
 			p, off, ok := deadLetterSource(m)
 			return !ok || p < 0 || int(p) >= n || off >= parts[p].start
@@ -376,6 +385,16 @@ func replayOutputs(ctx context.Context, f *replayFlags, kc kafkaio.Config, n int
 	}
 	if out.DeadLetters, err = open(f.deadOut, f.deadTopic, jsonl.DeadLetters); err != nil {
 		return out, closeAll, err
+	}
+	if f.creatorsOut != "" {
+		if out.Creators, err = open(f.creatorsOut, "", jsonl.Lines); err != nil {
+			return out, closeAll, err
+		}
+	}
+	if f.risingOut != "" {
+		if out.RisingCreators, err = open(f.risingOut, "", jsonl.Lines); err != nil {
+			return out, closeAll, err
+		}
 	}
 	return out, closeAll, nil
 }
