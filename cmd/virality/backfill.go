@@ -51,6 +51,7 @@ type backfillFlags struct {
 	t1, t2                    int64 // --from and --to in ms; 0: not given
 	cfg                       processor.Config
 	decoders, cacheMB         int
+	maxDeadFraction           float64
 	partitions, workers       int
 	sync                      bool
 	progress                  time.Duration
@@ -125,6 +126,7 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
 	fs.DurationVar(&f.progress, "progress", 2*time.Second, "interval of progress lines on standard error (0: none)")
 	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
+	fs.Float64Var(&f.maxDeadFraction, "max-dead-letter-fraction", 0.5, "exit with status 1 (outputs written all the same) when more than this `FRACTION` of the\nrecords went to the dead letters (1: never)")
 
 	if err := parseWithInputs(fs, args); err != nil {
 		return nil, err
@@ -181,6 +183,8 @@ func (f *backfillFlags) validate() error {
 		return usagef("--decoders %d: must be between 0 and 64", f.decoders)
 	case f.progress < 0:
 		return usagef("--progress %v: must not be negative (0 turns progress lines off)", f.progress)
+	case !(f.maxDeadFraction >= 0 && f.maxDeadFraction <= 1):
+		return usagef("--max-dead-letter-fraction %v: must be a fraction from 0 to 1 (1: never fail)", f.maxDeadFraction)
 	case f.cacheMB < 1 || f.cacheMB > 1<<20:
 		return usagef("--cache-mb %d: must be between 1 and %d", f.cacheMB, 1<<20)
 	}
@@ -433,16 +437,29 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 		if s := rs.Start(); s >= 0 {
 			warm = fmt.Sprintf("%d lines", s)
 		}
-		fmt.Fprintf(stderr, "backfill: done: %d records (warm-up: %s before %s), %d applied, %s, %d scores and %d snapshots from %s on (warm-up: %d scores, %d snapshots, %d dead letters not written) in %v, %.0f rec/s, peak RSS %d MiB\n",
-			st.Records, warm, f.from, st.Applied, deadSummary(st), gates[0].kept, gates[1].kept, f.from,
+		fmt.Fprintf(stderr, "backfill: done: %d records (warm-up: %s before %s), %d applied, %s in all; written: %d scores, %d snapshots, %d dead letters; not written (warm-up): %d scores, %d snapshots, %d dead letters; in %v, %.0f rec/s, peak RSS %d MiB\n",
+			st.Records, warm, f.from, st.Applied, deadSummary(st), gates[0].kept, gates[1].kept, gates[2].kept,
 			gates[0].dropped, gates[1].dropped, gates[2].dropped,
 			elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
-		return nil
+		return tooManyDead(st, f.maxDeadFraction)
 	}
 	fmt.Fprintf(stderr, "backfill: done: %d records, %d applied, %s, %d scores, %d snapshots in %v, %.0f rec/s, peak RSS %d MiB\n",
 		st.Records, st.Applied, deadSummary(st), st.Scores, st.Snapshots,
 		elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
-	return nil
+	return tooManyDead(st, f.maxDeadFraction)
+}
+
+// tooManyDead fails a finished backfill whose dead letters exceed max, a
+// fraction of its records: a pipeline must not take a run that rejected
+// most of its input (a wrong file, a changed format) for a success. The
+// outputs are complete all the same.
+func tooManyDead(st processor.Stats, max float64) error {
+	if st.Records == 0 || float64(st.DeadLetters) <= max*float64(st.Records) {
+		return nil
+	}
+	return fmt.Errorf("%d of %d records (%.1f%%) went to the dead letters, above --max-dead-letter-fraction %g: "+
+		"their reasons say what is wrong with the input (%s); the outputs were written all the same",
+		st.DeadLetters, st.Records, 100*float64(st.DeadLetters)/float64(st.Records), max, deadSummary(st))
 }
 
 // deadSummary says how many dead letters there were, by reason.
