@@ -45,6 +45,11 @@ type Config struct {
 	// without plants (the background around them is not: plants take
 	// some of the Events).
 	Plants []Plant
+
+	// RisingCreators is the number of planted rising creators (default
+	// 0): creators of new ids whose likes over several videos rise
+	// together (creators.go).
+	RisingCreators int
 }
 
 // Plant is a burst or campaign planted at a chosen time.
@@ -145,7 +150,7 @@ func (c Config) plantedMax() int64 {
 			campaigns++
 		}
 	}
-	return bursts*burstMaxLikes + campaigns*int64(min(campaignMaxLikes, c.FarmAccounts))
+	return bursts*burstMaxLikes + campaigns*int64(min(campaignMaxLikes, c.FarmAccounts)) + int64(max(c.RisingCreators, 0))*risingMaxLikes
 }
 
 // Validate reports the first setting that cannot produce the traffic the
@@ -164,6 +169,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gen: bursts must be >= 0, got %d", c.Bursts)
 	case c.Campaigns < 0:
 		return fmt.Errorf("gen: campaigns must be >= 0, got %d", c.Campaigns)
+	case c.RisingCreators < 0 || c.RisingCreators > 0 && c.Duration < burstMinDuration:
+		return fmt.Errorf("gen: rising creators must be >= 0 and need a duration of at least %s, got %d over %s", burstMinDuration, c.RisingCreators, c.Duration)
 	case c.Start.IsZero():
 		return errors.New("gen: start must be set (an event time such as 2026-11-01T00:00:00Z)")
 	case c.Start.Year() < 1971 || c.Start.Year() > 9998:

@@ -60,8 +60,10 @@ func (g *Generator) appendEvent(dst []byte, id int64, e *event, bad badKind) []b
 			dst = strconv.AppendInt(dst, int64(int(e.user)-g.cfg.Users), 10)
 		}
 	}
-	dst = append(dst, `","creator_id":"c`...)
-	if e.planted {
+	dst = append(dst, `","creator_id":"`...)
+	if e.planted && g.plantedVideos[e.video].creatorName != "" {
+		dst = append(dst, g.plantedVideos[e.video].creatorName...)
+	} else if dst = append(dst, 'c'); e.planted {
 		dst = strconv.AppendInt(dst, int64(g.plantedVideos[e.video].creator), 10)
 	} else {
 		dst = strconv.AppendInt(dst, int64(int(e.video)%g.creators), 10)

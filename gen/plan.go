@@ -16,6 +16,9 @@ type Truth struct {
 	End      int64  `json:"end"`      // epoch ms of its last like (the ts written)
 	Likes    int    `json:"likes"`    // likes it planted
 	Accounts int    `json:"accounts"` // distinct accounts that liked
+	// CreatorID names a planted rising creator (kind "rising_creator",
+	// no video_id; creators.go).
+	CreatorID string `json:"creator_id,omitempty"`
 }
 
 // Truth kinds.
@@ -33,8 +36,9 @@ type planted struct {
 }
 
 type plantedVideo struct {
-	name    string
-	creator int
+	name        string
+	creator     int
+	creatorName string // a rising creator's, instead of creator (creators.go)
 }
 
 // burst parameters (minutes, likes/min), drawn per burst from these ranges.
@@ -181,6 +185,8 @@ func (g *Generator) plan(r *rand.Rand) {
 		nc++
 	}
 
+	rising := g.plantRising(add)
+
 	slices.SortFunc(g.planted, func(a, b planted) int {
 		return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.video, b.video), cmp.Compare(a.user, b.user))
 	})
@@ -205,6 +211,7 @@ func (g *Generator) plan(r *rand.Rand) {
 		}
 		g.truth = append(g.truth, t)
 	}
+	g.truth = append(g.truth, g.risingTruth(rising)...)
 	slices.SortFunc(g.truth, func(a, b Truth) int {
 		return cmp.Or(cmp.Compare(a.Start, b.Start), cmp.Compare(a.VideoID, b.VideoID))
 	})

@@ -47,6 +47,7 @@ func runGen(ctx context.Context, args []string) error {
 	strayShare := fs.Float64("stray-unlike-share", d.StrayUnlikeShare, "share of events that unlike a like never given")
 	bursts := fs.Int("bursts", d.Bursts, "organic viral bursts (videos vb0..)")
 	campaigns := fs.Int("campaigns", d.Campaigns, "bought-like campaigns (videos vc0..)")
+	rising := fs.Int("rising-creators", d.RisingCreators, "planted rising creators (creators cr0.., videos vr0-0..): likes over several videos of a\ncreator rise together, in the truth as kind rising_creator")
 	farmAccounts := fs.Int("farm-accounts", d.FarmAccounts, "accounts in the like-farm pool (f0..)")
 	jitter := fs.Duration("jitter", d.Jitter, "each event's ts is moved back by up to this much, so lines arrive slightly out of order")
 	lateShare := fs.Float64("late-share", d.LateShare, "share of events 10-30 min late (beyond a 5 min allowed lateness)")
@@ -100,6 +101,7 @@ func runGen(ctx context.Context, args []string) error {
 		UnlikeShare: *unlikeShare, RepeatShare: *repeatShare, StrayUnlikeShare: *strayShare,
 		Bursts: *bursts, Campaigns: *campaigns, FarmAccounts: *farmAccounts,
 		Jitter: *jitter, LateShare: *lateShare, BadShare: *badShare,
+		RisingCreators: *rising,
 	}
 	if err := cfg.Validate(); err != nil {
 		// Validate names settings as words ("farm accounts"); they are
