@@ -179,6 +179,7 @@ func newHandler(b Backend, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /v1/trending/series", h.trendingSeries)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(http.FileServerFS(static))))
 	mux.HandleFunc("GET /v1/regions", h.regions)
+	registerCreators(mux, b) // creators.go
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /{$}", h.page)

@@ -1016,3 +1016,26 @@ func (c *Coordinator) RisingCreators(region string) (CreatorList, int64, bool) {
 	x, ok := l.lists[region]
 	return x, l.tick, ok
 }
+
+// ReadCreator computes a creator's record from the committed state of the
+// merger kept with partition 0 (the live service's), as its last record
+// would show it at its last change. It may be called from any goroutine:
+// it only reads the store.
+func ReadCreator(db *store.DB, id string) ([]byte, bool, error) {
+	if id == creatorsMetaID {
+		return nil, false, nil
+	}
+	v, ok, err := db.Partition(mergePartition).Creator(id)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	c, err := unmarshalCreator(id, v)
+	if err != nil {
+		return nil, false, fmt.Errorf("read creator %q: %w", id, err)
+	}
+	if c.changed == 0 {
+		return nil, false, nil
+	}
+	w := c.windows(c.changed)
+	return appendCreatorScore(nil, c, c.changed, &w), true, nil
+}

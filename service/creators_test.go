@@ -56,6 +56,17 @@ func TestLiveCreators(t *testing.T) {
 		return total >= len(wantCreators)*9/10 && len(rising) >= len(wantRising)*9/10
 	}
 	eventually(time.Minute, enough)
+	// The HTTP interface's answers (this instance holds partition 0).
+	if l, _, ok := svc.RisingCreators("global"); !ok || len(l.Creators) == 0 {
+		t.Errorf("no global rising-creators list from the service: %v %+v", ok, l)
+	}
+	for id := range want {
+		rec, ok, err := svc.Creator(context.Background(), id)
+		if err != nil || !ok || !bytes.Contains(rec, []byte(`"creator_id":"`+id+`"`)) {
+			t.Errorf("creator %s from the service: %s %v %v", id, rec, ok, err)
+		}
+		break
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
