@@ -61,11 +61,43 @@ type creatorTally struct {
 
 func (t *creatorTally) empty() bool { return len(t.counts) == 0 && len(t.videos) == 0 }
 
-// creatorReport is a partition's creator likes of one tick, sorted.
+// creatorReport is a chunk of a partition's creator likes of one tick,
+// sorted. Chunks hold at most about creatorChunkBytes, so that no record
+// of the partials topic or the changelog grows with the traffic.
 type creatorReport struct {
 	Tick   int64
+	Chunk  int32
 	Counts []creatorCount
 	Videos []creatorVideo
+}
+
+// creatorChunkBytes is a variable for the tests.
+var creatorChunkBytes = 256 << 10
+
+// chunks splits a sorted report into chunks of bounded size, numbered
+// from 0; deterministic, so that a report sent again after a crash
+// replaces each chunk by the same.
+func (r *creatorReport) chunks() []*creatorReport {
+	var out []*creatorReport
+	cur := &creatorReport{Tick: r.Tick}
+	size := 0
+	next := func(n int) {
+		if size > 0 && size+n > creatorChunkBytes {
+			out = append(out, cur)
+			cur = &creatorReport{Tick: r.Tick, Chunk: int32(len(out))}
+			size = 0
+		}
+		size += n
+	}
+	for _, c := range r.Counts {
+		next(len(c.Creator) + len(c.Region) + 24)
+		cur.Counts = append(cur.Counts, c)
+	}
+	for _, v := range r.Videos {
+		next(len(v.Creator) + len(v.Video) + 24)
+		cur.Videos = append(cur.Videos, v)
+	}
+	return append(out, cur)
 }
 
 type creatorCount struct {
@@ -107,7 +139,7 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 	e.ctallyDirty = true
 }
 
-// tallyReport turns the tally into the report of a tick and empties it.
+// report turns the tally into the report of a tick and empties it.
 func (t *creatorTally) report(tick int64) *creatorReport {
 	r := &creatorReport{Tick: tick}
 	for k, n := range t.counts {
@@ -132,28 +164,27 @@ func (e *Engine) closeCreators(tick int64) {
 	if e.ctally.empty() {
 		return
 	}
-	e.box.creators = append(e.box.creators, e.ctally.report(tick))
+	e.box.creators = append(e.box.creators, e.ctally.report(tick).chunks()...)
 	e.ctallyDirty = true
 }
 
 // loadCreatorTally restores the tally committed with the partition.
 func (e *Engine) loadCreatorTally() error {
-	v, ok, err := e.part.CreatorTally()
-	if err != nil || !ok {
-		return err
-	}
-	r, err := decodeCreatorReport(v)
-	if err != nil {
-		return err
-	}
 	e.ctally = creatorTally{counts: map[creatorCountKey]int64{}, videos: map[creatorVideoKey][2]int64{}}
-	for _, c := range r.Counts {
-		e.ctally.counts[creatorCountKey{c.Creator, c.Region, c.Minute}] = c.N
-	}
-	for _, v := range r.Videos {
-		e.ctally.videos[creatorVideoKey{v.Creator, v.Video}] = [2]int64{v.First, v.Last}
-	}
-	return nil
+	return e.part.ScanCreatorTally(func(v []byte) error {
+		r, err := decodeCreatorReport(v)
+		if err != nil {
+			return err
+		}
+		e.ctallyChunks++
+		for _, c := range r.Counts {
+			e.ctally.counts[creatorCountKey{c.Creator, c.Region, c.Minute}] = c.N
+		}
+		for _, v := range r.Videos {
+			e.ctally.videos[creatorVideoKey{v.Creator, v.Video}] = [2]int64{v.First, v.Last}
+		}
+		return nil
+	})
 }
 
 // saveCreatorTally writes the tally with the partition's commit.
@@ -162,9 +193,6 @@ func (e *Engine) saveCreatorTally(w *store.Writer) error {
 		return nil
 	}
 	e.ctallyDirty = false
-	if e.ctally.empty() {
-		return w.SetCreatorTally(nil)
-	}
 	t := e.ctally
 	// Encode without emptying: a copy of the maps' contents.
 	r := &creatorReport{}
@@ -174,7 +202,22 @@ func (e *Engine) saveCreatorTally(w *store.Writer) error {
 	for k, m := range t.videos {
 		r.Videos = append(r.Videos, creatorVideo{k.creator, k.video, m[0], m[1]})
 	}
-	return w.SetCreatorTally(encodeCreatorReport(nil, r))
+	var chunks []*creatorReport
+	if !t.empty() {
+		chunks = r.chunks()
+	}
+	for _, c := range chunks {
+		if err := w.SetCreatorTally(c.Chunk, encodeCreatorReport(nil, c)); err != nil {
+			return err
+		}
+	}
+	for i := int32(len(chunks)); i < e.ctallyChunks; i++ {
+		if err := w.DeleteCreatorTally(i); err != nil {
+			return err
+		}
+	}
+	e.ctallyChunks = int32(len(chunks))
+	return nil
 }
 
 // encodeCreatorReport appends a report (without its tick) in a compact
@@ -283,6 +326,7 @@ func appendCreatorPartial(b []byte, part int32, r *creatorReport) []byte {
 	b = append(b, partialsVersion, partialCreators)
 	b = binary.AppendUvarint(b, uint64(part))
 	b = binary.AppendVarint(b, r.Tick)
+	b = binary.AppendUvarint(b, uint64(r.Chunk))
 	return encodeCreatorReport(b, r)
 }
 
@@ -304,11 +348,16 @@ func decodeCreatorPartial(b []byte) (int32, *creatorReport, error) {
 	if n <= 0 {
 		return 0, nil, errors.New(errPartialFormat)
 	}
+	b = b[n:]
+	chunk, n := binary.Uvarint(b)
+	if n <= 0 || chunk > math.MaxInt32 {
+		return 0, nil, errors.New(errPartialFormat)
+	}
 	r, err := decodeCreatorReport(b[n:])
 	if err != nil {
 		return 0, nil, err
 	}
-	r.Tick = tick
+	r.Tick, r.Chunk = tick, int32(chunk)
 	return int32(p), r, nil
 }
 
@@ -505,21 +554,26 @@ type latestCreators struct {
 	regions []string
 }
 
+type creatorChunkKey struct {
+	tick        int64
+	part, chunk int32
+}
+
 // creatorMerger keeps every creator's state from the partitions' creator
 // reports, merged per tick like the trending lists; see the top of the
 // file.
 type creatorMerger struct {
 	cfg       Config
 	tick      int64
-	part      *store.Partition // where the state is kept
-	pending   map[int64]map[int32]*creatorReport
+	part      *store.Partition                      // where the state is kept
+	pending   map[int64]map[[2]int32]*creatorReport // by partition and chunk
 	ticks     int64Heap
 	done      int64
 	savedDone int64
 	saved     [2]int64 // done and risingMinute as last stored
 	// risingMinute is the minute of tick time of the last rising list.
 	risingMinute int64
-	unsaved      []report
+	unsaved      []creatorChunkKey
 	creators     map[string]*creator
 	dirty        []*creator
 	active       map[string]*creator // liked in the last 5 minutes: may be rising
@@ -541,7 +595,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		cfg:      cfg,
 		tick:     cfg.Tick.Milliseconds(),
 		part:     part,
-		pending:  map[int64]map[int32]*creatorReport{},
+		pending:  map[int64]map[[2]int32]*creatorReport{},
 		creators: map[string]*creator{},
 		active:   map[string]*creator{},
 		minLikes: DefaultCreatorMinLikes,
@@ -575,12 +629,12 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 	if err != nil {
 		return nil, err
 	}
-	err = part.ScanCreatorReports(func(tick int64, p int32, v []byte) error {
+	err = part.ScanCreatorReports(func(tick int64, p, chunk int32, v []byte) error {
 		r, err := decodeCreatorReport(v)
 		if err != nil {
 			return err
 		}
-		r.Tick = tick
+		r.Tick, r.Chunk = tick, chunk
 		if tick > cm.done {
 			cm.add(p, r, false)
 		}
@@ -595,13 +649,13 @@ func (cm *creatorMerger) add(part int32, r *creatorReport, unsaved bool) {
 	}
 	byPart := cm.pending[r.Tick]
 	if byPart == nil {
-		byPart = map[int32]*creatorReport{}
+		byPart = map[[2]int32]*creatorReport{}
 		cm.pending[r.Tick] = byPart
 		heap.Push(&cm.ticks, r.Tick)
 	}
-	byPart[part] = r
+	byPart[[2]int32{part, r.Chunk}] = r
 	if unsaved {
-		cm.unsaved = append(cm.unsaved, report{r.Tick, part})
+		cm.unsaved = append(cm.unsaved, creatorChunkKey{r.Tick, part, r.Chunk})
 	}
 }
 
@@ -642,12 +696,12 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 	return c, nil
 }
 
-func (cm *creatorMerger) mergeTick(t int64, byPart map[int32]*creatorReport) error {
-	ids := make([]int32, 0, len(byPart))
+func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) error {
+	ids := make([][2]int32, 0, len(byPart))
 	for id := range byPart {
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
+	slices.SortFunc(ids, func(a, b [2]int32) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
 	var changed []*creator
 	touch := func(c *creator) {
 		if !c.queued {
@@ -869,12 +923,12 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 		cm.savedDone = cm.done
 	}
 	for _, r := range cm.unsaved {
-		rep, ok := cm.pending[r.tick][r.part]
+		rep, ok := cm.pending[r.tick][[2]int32{r.part, r.chunk}]
 		if !ok {
 			continue
 		}
 		cm.buf = encodeCreatorReport(cm.buf[:0], rep)
-		if err := w.SetCreatorReport(r.tick, r.part, cm.buf); err != nil {
+		if err := w.SetCreatorReport(r.tick, r.part, r.chunk, cm.buf); err != nil {
 			return err
 		}
 	}

@@ -221,13 +221,18 @@ func roundTrip(f float64) float64 {
 }
 
 // TestCreatorsRestart: a run killed at every few commits and resumed ends
-// with the creator outputs of an uninterrupted run.
+// with the creator outputs of an uninterrupted run, with reports and
+// tallies cut into small chunks.
 func TestCreatorsRestart(t *testing.T) {
 	recs := generated(t, func(c *gen.Config) { c.Events = 40_000; c.Duration = 2 * time.Hour })
 	cfg := DefaultConfig()
 	cfg.CommitEvery = 3_000
 	want := runCreators(t, cfg, recs, oneSource(4, 2))
 
+	// Small chunks: reports and tallies of many chunks, whose outputs are
+	// those of whole ones.
+	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
+	creatorChunkBytes = 300
 	db := openMemStore(t)
 	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
 	open := func() *Coordinator {

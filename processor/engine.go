@@ -103,12 +103,13 @@ type Engine struct {
 
 	box outbox
 	// ctally: creator likes applied since the last closed tick (creators.go).
-	ctally      creatorTally
-	ctallyDirty bool
-	sentNext    int64 // next tick last sent as progress to the partials topic
-	stats       Stats
-	key         []byte
-	buf2        []byte
+	ctally       creatorTally
+	ctallyDirty  bool
+	ctallyChunks int32 // chunks of the tally in the store
+	sentNext     int64 // next tick last sent as progress to the partials topic
+	stats        Stats
+	key          []byte
+	buf2         []byte
 }
 
 // newEngine opens the engine of one partition on its committed state. It

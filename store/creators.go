@@ -11,8 +11,11 @@ import (
 // applied since it last closed a tick:
 //
 //	P<part> 'c' creator      a creator's state (opaque to the store, versioned by its first byte)
-//	P<part> 'q' tick part    a partition's creator likes of a tick, not yet merged
-//	P<part> 'y'              the partition's creator likes since its last closed tick
+//	P<part> 'q' tick part chunk  a chunk of a partition's creator likes of a tick, not yet merged
+//	P<part> 'y' chunk            a chunk of the partition's creator likes since its last closed tick
+//
+// Likes are split into chunks of bounded size, so that no record of the
+// changelog or the partials topic grows with the traffic.
 const (
 	kindCreator       = 'c'
 	kindCreatorReport = 'q'
@@ -34,24 +37,25 @@ func (w *Writer) SetCreator(id string, value []byte) error {
 	return w.set(w.keyOf(kindCreator, id), value, nil)
 }
 
-// ScanCreatorReports calls fn with every stored creator report, by tick
-// then partition.
-func (p *Partition) ScanCreatorReports(fn func(tick int64, part int32, value []byte) error) error {
+// ScanCreatorReports calls fn with every stored creator report chunk, by
+// tick, partition and chunk.
+func (p *Partition) ScanCreatorReports(fn func(tick int64, part, chunk int32, value []byte) error) error {
 	return p.scan(kindCreatorReport, func(k, v []byte) error {
-		if len(k) != 12 {
+		if len(k) != 16 {
 			return fmt.Errorf("creator report key: %w", errCorrupt)
 		}
-		return fn(int64(binary.BigEndian.Uint64(k)), int32(binary.BigEndian.Uint32(k[8:])), v)
+		return fn(int64(binary.BigEndian.Uint64(k)), int32(binary.BigEndian.Uint32(k[8:])), int32(binary.BigEndian.Uint32(k[12:])), v)
 	})
 }
 
-// SetCreatorReport stores a partition's creator likes of a tick until
-// merged.
-func (w *Writer) SetCreatorReport(tick int64, part int32, value []byte) error {
+// SetCreatorReport stores a chunk of a partition's creator likes of a
+// tick until merged.
+func (w *Writer) SetCreatorReport(tick int64, part, chunk int32, value []byte) error {
 	w.key = append(w.key[:0], w.p.prefix[:]...)
 	w.key = append(w.key, kindCreatorReport)
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(tick))
 	w.key = binary.BigEndian.AppendUint32(w.key, uint32(part))
+	w.key = binary.BigEndian.AppendUint32(w.key, uint32(chunk))
 	return w.set(w.key, value, nil)
 }
 
@@ -63,17 +67,26 @@ func (w *Writer) DeleteCreatorReportsThrough(tick int64) error {
 	return w.deleteRange(lo, hi, nil)
 }
 
-// CreatorTally returns the partition's creator likes since its last
-// closed tick.
-func (p *Partition) CreatorTally() ([]byte, bool, error) {
-	return p.get(p.keyOf(kindCreatorTally), nil)
+// ScanCreatorTally calls fn with each chunk of the partition's creator
+// likes since its last closed tick.
+func (p *Partition) ScanCreatorTally(fn func(value []byte) error) error {
+	return p.scan(kindCreatorTally, func(_, v []byte) error { return fn(v) })
 }
 
-// SetCreatorTally writes the partition's creator likes since its last
-// closed tick; an empty value deletes the record.
-func (w *Writer) SetCreatorTally(value []byte) error {
-	if len(value) == 0 {
-		return w.delete(w.keyOf(kindCreatorTally), nil)
-	}
-	return w.set(w.keyOf(kindCreatorTally), value, nil)
+func (w *Writer) tallyKey(chunk int32) []byte {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kindCreatorTally)
+	w.key = binary.BigEndian.AppendUint32(w.key, uint32(chunk))
+	return w.key
+}
+
+// SetCreatorTally writes a chunk of the partition's creator likes since
+// its last closed tick.
+func (w *Writer) SetCreatorTally(chunk int32, value []byte) error {
+	return w.set(w.tallyKey(chunk), value, nil)
+}
+
+// DeleteCreatorTally deletes a chunk of the partition's creator likes.
+func (w *Writer) DeleteCreatorTally(chunk int32) error {
+	return w.delete(w.tallyKey(chunk), nil)
 }
