@@ -59,6 +59,9 @@ type Config struct {
 	// AccountThreshold is the likes an hour above which an account's likes
 	// are damped as abnormal (scoring.AccountWeight).
 	AccountThreshold int
+	// CreatorMinLikes is the likes in the last hour a creator needs to be
+	// listed as rising (creators.go).
+	CreatorMinLikes int
 	// PairFilterBits sizes the in-memory Bloom filter that spares a store
 	// read for pairs never seen (a power of two is used).
 	PairFilterBits int
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		MaxAccounts:      2_000_000,
 		PairFilterBits:   1 << 27,
 		AccountThreshold: scoring.DefaultAccountThreshold,
+		CreatorMinLikes:  DefaultCreatorMinLikes,
 	}
 }
 
@@ -132,6 +136,9 @@ func (c *Config) Validate() error {
 	if c.AccountThreshold < 1 {
 		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1", c.AccountThreshold))
 	}
+	if c.CreatorMinLikes < 0 {
+		errs = append(errs, fmt.Errorf("creator min likes %d must not be negative", c.CreatorMinLikes))
+	}
 	if c.PairFilterBits < 1024 {
 		errs = append(errs, fmt.Errorf("pair filter bits %d must be at least 1024", c.PairFilterBits))
 	}
@@ -141,8 +148,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d",
+	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
-		c.AccountThreshold, c.TrendingEvery)
+		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes)
 }

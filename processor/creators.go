@@ -598,7 +598,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		pending:  map[int64]map[[2]int32]*creatorReport{},
 		creators: map[string]*creator{},
 		active:   map[string]*creator{},
-		minLikes: DefaultCreatorMinLikes,
+		minLikes: int64(cfg.CreatorMinLikes),
 	}
 	err := part.ScanCreators(func(id string, v []byte) error {
 		if id == creatorsMetaID {
