@@ -37,9 +37,10 @@ type EmbeddedOptions struct {
 	// SegmentBytes is the size of the segments records are kept in (0: 1
 	// MiB). Retention frees memory a whole segment at a time.
 	SegmentBytes int64
-	// CleanInterval is how often compaction and retention run while the
-	// broker runs (0: every 5 s when RetentionTime or RetentionBytes is
-	// set; otherwise never). Clean runs them at once.
+	// CleanInterval is how often retention runs while the broker runs
+	// (0: every 5 s when RetentionTime or RetentionBytes is set;
+	// otherwise never), and compaction every tenth time (it reads every
+	// record of the compacted topics). Clean runs both at once.
 	CleanInterval time.Duration
 }
 
@@ -55,9 +56,10 @@ func StartEmbedded(ctx context.Context, addr string) (*Embedded, error) {
 }
 
 // StartEmbeddedWith starts a broker as StartEmbedded does, with retention
-// and compaction as o says: every o.CleanInterval, compacted topics keep
-// their latest record per key and every partition drops its records
-// older than o.RetentionTime and its oldest beyond o.RetentionBytes. A
+// and compaction as o says: every o.CleanInterval, every partition drops
+// its records older than o.RetentionTime and its oldest beyond
+// o.RetentionBytes; every tenth time, compacted topics first keep only
+// their latest record per key. A
 // reader whose next offset was dropped gets an offset-out-of-range error,
 // as from Kafka.
 func StartEmbeddedWith(ctx context.Context, addr string, o EmbeddedOptions) (*Embedded, error) {
@@ -111,7 +113,7 @@ func StartEmbeddedWith(ctx context.Context, addr string, o EmbeddedOptions) (*Em
 	}
 	go func() {
 		defer stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-ctx.Done():
 				e.Close()
@@ -119,7 +121,11 @@ func StartEmbeddedWith(ctx context.Context, addr string, o EmbeddedOptions) (*Em
 			case <-e.done:
 				return
 			case <-tick:
-				e.Clean()
+				if n%10 == 0 {
+					e.Clean()
+				} else {
+					e.c.ApplyRetention()
+				}
 			}
 		}
 	}()

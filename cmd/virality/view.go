@@ -55,6 +55,7 @@ type viewStats struct {
 	EventsIn, Applied, DeadLetters, ScoresOut int64
 	Lag                                       int64
 	EventsPerSec                              float64
+	Watch                                     string // what to watch for (the demo's planted bursts), if anything
 }
 
 // Layout of the terminal view.
@@ -133,6 +134,9 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 	b = fmt.Appendf(b, "\nevents in %s (%s/s)   lag %s   dead letters %s   scores out %s\n\n",
 		viewGrouped(st.EventsIn), viewGrouped(int64(math.Round(st.EventsPerSec))),
 		viewGrouped(st.Lag), viewGrouped(st.DeadLetters), viewGrouped(st.ScoresOut))
+	if st.Watch != "" {
+		b = fmt.Appendf(b, "watch: %s\n\n", st.Watch)
+	}
 	if !ok {
 		b = append(b, "waiting for the first trending snapshot (one every tick of event time)...\n"...)
 		return b
@@ -196,8 +200,12 @@ func appendViewSummary(b []byte, src viewSource, st viewStats, tick int64, globa
 		}
 		b = append(b, ')')
 	}
-	return fmt.Appendf(b, " | in %d (%.0f/s) lag %d dead %d out %d\n",
+	b = fmt.Appendf(b, " | in %d (%.0f/s) lag %d dead %d out %d",
 		st.EventsIn, st.EventsPerSec, st.Lag, st.DeadLetters, st.ScoresOut)
+	if st.Watch != "" {
+		b = fmt.Appendf(b, " | watch: %s", st.Watch)
+	}
+	return append(b, '\n')
 }
 
 // viewHottest returns the lists of up to n regions whose top video scores
