@@ -425,17 +425,24 @@ type creatorWindows struct {
 func tickMinute(tick int64) int64 { return floorDiv(tick-1, minuteMS) }
 
 func (c *creator) windows(tick int64) creatorWindows {
+	w := c.counts(tick)
+	m := tickMinute(tick)
+	for _, vm := range c.videos {
+		if vm > m-60 && vm <= m {
+			w.videos1h++
+		}
+	}
+	return w
+}
+
+// counts is windows without videos1h, for ranking.
+func (c *creator) counts(tick int64) creatorWindows {
 	m := tickMinute(tick)
 	h := floorDiv(tick-1, 3_600_000)
 	w := creatorWindows{
 		likes5m:  sumBuckets(c.minutes, m-5, m),
 		likes1h:  sumBuckets(c.minutes, m-60, m),
 		likes24h: sumBuckets(c.hours, h-24, h),
-	}
-	for _, vm := range c.videos {
-		if vm > m-60 && vm <= m {
-			w.videos1h++
-		}
 	}
 	in := scoring.CreatorInput{TS: tick, FirstLike: c.first, Likes5m: w.likes5m, Likes24h: w.likes24h}
 	w.momentum, w.baseline = scoring.CreatorMomentum(&in)
@@ -837,7 +844,7 @@ func (cm *creatorMerger) rising(t int64) error {
 			delete(cm.active, id) // nothing in its last 5 minutes: no momentum
 			continue
 		}
-		w := c.windows(t)
+		w := c.counts(t)
 		if w.likes1h < cm.minLikes || w.momentum <= 0 {
 			continue
 		}
