@@ -97,6 +97,7 @@ func TestPageInBrowser(t *testing.T) {
 		{"a sparkline of velocity in the list", `<td class="spark"><svg[^>]*class="sparkline"`},
 		{"the chart of the selected video", `<div id="chart"><svg[^>]*id="video-chart"`},
 		{"the chart's bars", `<rect `},
+		{"the chart of the windows", `<div id="windows"><svg[^>]*id="windows-chart"`},
 		{"the chart's y unit", `likes per minute`},
 		{"the chart's time axis", `minutes before \d\d:\d\d:\d\dZ \(event time\)`},
 		{"the score legend", `how surprising a video's likes of the last 5 minutes are`},

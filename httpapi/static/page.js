@@ -201,6 +201,28 @@ function chart(s) {
   return svg;
 }
 
+// windowsChart draws the record's windows as bars of the same unit as the
+// chart: each window's likes per minute on average, with its count.
+function windowsChart(rec) {
+  const ws = [["likes_1m", "1 min", 1], ["likes_5m", "5 min", 5], ["likes_1h", "1 h", 60], ["likes_24h", "24 h", 1440]]
+    .filter(([f]) => typeof rec[f] === "number");
+  if (!ws.length) return null;
+  const W = 560, row = 22, L = 110, R = 170, T = 22;
+  const H = T + row * ws.length + 4;
+  const top = niceMax(Math.max(...ws.map(([f, , m]) => rec[f] / m)));
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", id: "windows-chart" });
+  el("title", {}, svg).textContent = "the windows of " + rec.video_id + ", in likes per minute";
+  el("text", { x: 0, y: 13 }, svg).textContent = "windows: likes per minute on average over the last …";
+  ws.forEach(([f, label, minutes], i) => {
+    const y = T + i * row, perMin = rec[f] / minutes;
+    el("text", { x: L - 6, y: y + 15, "text-anchor": "end" }, svg).textContent = label + " (" + f + ")";
+    el("rect", { x: L, y: y + 4, width: Math.max(1, ((W - L - R) * perMin) / top), height: row - 8, fill: "#9db8e8" }, svg);
+    el("text", { x: W - R + 6, y: y + 15 }, svg).textContent =
+      perMin.toFixed(perMin < 10 ? 2 : 1) + "/min (" + rec[f].toLocaleString("en") + " likes)";
+  });
+  return svg;
+}
+
 function chartLegend(s) {
   const lg = $("chart-legend");
   lg.replaceChildren();
@@ -258,6 +280,7 @@ async function refreshVideo() {
   const msg = $("video-msg");
   $("video-title").textContent = state.video;
   if (!state.video) {
+    $("windows").replaceChildren();
     $("chart").replaceChildren();
     $("chart-legend").replaceChildren();
     $("record").tBodies[0].replaceChildren();
@@ -280,6 +303,9 @@ async function refreshVideo() {
       $("chart").replaceChildren();
       $("chart-legend").textContent = "No like times of this video here: no chart.";
     }
+    const wc = windowsChart(rec);
+    if (wc) $("windows").replaceChildren(wc);
+    else $("windows").replaceChildren();
     showRecord(rec, series);
     msg.replaceChildren("Last hour of likes and the score record of " + rec.video_id +
       " (as on the video-scores topic).");
@@ -289,6 +315,7 @@ async function refreshVideo() {
   } catch (e) {
     $("chart").replaceChildren();
     $("chart-legend").replaceChildren();
+    $("windows").replaceChildren();
     $("record").tBodies[0].replaceChildren();
     msg.textContent = e.message;
     msg.className = "error";
