@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/viralityhq/virality/kafkaio"
 )
 
 // TestCreatorsBackfill: a backfill's creator score records and rising
@@ -73,4 +79,51 @@ func TestCreatorsBackfill(t *testing.T) {
 		}
 	}
 	t.Logf("%d creator records, %d rising lists, identical for 1, 4 and 8 partitions", len(first[0]), len(first[1]))
+}
+
+// TestCreatorsReplay: a replay of a whole topic ends with the same record
+// for every creator as a backfill of the same partitions.
+func TestCreatorsReplay(t *testing.T) {
+	kc := testKafka(t)
+	brokers := strings.Join(kc.Brokers, ",")
+	dir := t.TempDir()
+	topic := fmt.Sprintf("likes-creators-replay-%d", time.Now().UnixNano())
+	in := filepath.Join(dir, "likes.jsonl")
+	runCommand(t, "gen", "--events", "60000", "--videos", "3000", "--users", "100000", "--duration", "3h",
+		"--bursts", "2", "--campaigns", "1", "--farm-accounts", "300", "--rising-creators", "2", "--out", in)
+	if _, err := kafkaio.EnsureTopics(context.Background(), kc, []kafkaio.TopicSpec{{Name: topic, Partitions: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
+	runCommand(t, "replay", "--brokers", brokers, "--input-topic", topic, "--from", "2026-10-31T00:00:00Z", "--to", "2100-01-01T00:00:00Z",
+		"--out", filepath.Join(dir, "r-scores.jsonl"), "--dead-letter-out", filepath.Join(dir, "r-dlq.jsonl"),
+		"--creators-out", filepath.Join(dir, "r-creators.jsonl"), "--rising-creators-out", filepath.Join(dir, "r-rising.jsonl"))
+	runCommand(t, "backfill", "--in", in, "--partitions", "4", "--progress", "0", "--now", time.Now().UTC().Format(time.RFC3339),
+		"--out", filepath.Join(dir, "b-scores.jsonl"), "--dead-letter-out", filepath.Join(dir, "b-dlq.jsonl"),
+		"--creators-out", filepath.Join(dir, "b-creators.jsonl"))
+	last := func(path string) map[string]string {
+		m := map[string]string{}
+		for _, line := range readLines(t, path) {
+			var r struct {
+				ID string `json:"creator_id"`
+			}
+			if err := json.Unmarshal(line, &r); err != nil {
+				t.Fatal(err)
+			}
+			m[r.ID] = string(line)
+		}
+		return m
+	}
+	got, want := last(filepath.Join(dir, "r-creators.jsonl")), last(filepath.Join(dir, "b-creators.jsonl"))
+	if len(got) != len(want) || len(want) == 0 || got["cr0"] == "" {
+		t.Fatalf("%d creators replayed, %d backfilled (cr0: %q)", len(got), len(want), got["cr0"])
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Fatalf("creator %s:\n replay:   %s\n backfill: %s", id, got[id], w)
+		}
+	}
+	if n := len(readLines(t, filepath.Join(dir, "r-rising.jsonl"))); n < 100 {
+		t.Fatalf("%d rising lists replayed", n)
+	}
 }
