@@ -27,6 +27,9 @@ const (
 	KindScore      = "score"
 	KindTrending   = "trending"
 	KindDeadLetter = "dead_letter"
+	// Creator score records and rising-creators lists.
+	KindCreator        = "creator"
+	KindRisingCreators = "rising_creators"
 )
 
 // Reasons are the dead-letter reasons, the values of the reason label of
@@ -134,7 +137,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		in:         counter("events_in_total", "Like events taken from the input topic.", "partition"),
 		applied:    counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
 		dead:       counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
-		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter).", "kind"),
+		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter, creator, rising_creators).", "kind"),
 		lost:       counter("records_lost_to_retention_total", "Records a partition skipped because retention deleted them before they were read.", "partition"),
 		lag:        gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
 		watermark:  gaugeVec("watermark_seconds", "Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).", "partition"),
@@ -164,7 +167,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	for _, r := range Reasons {
 		m.counter(m.dead, string(r))
 	}
-	for _, k := range []string{KindScore, KindTrending, KindDeadLetter} {
+	for _, k := range []string{KindScore, KindTrending, KindDeadLetter, KindCreator, KindRisingCreators} {
 		m.counter(m.emitted, k)
 	}
 	b := currentBuild()

@@ -314,7 +314,7 @@ func TestSeriesFromStart(t *testing.T) {
 		want int
 	}{
 		{"virality_dead_letters_total", len(Reasons)},
-		{"virality_records_emitted_total", 3},
+		{"virality_records_emitted_total", 5},
 		{"virality_commit_failures_total", 1},
 		{"virality_build_info", 1},
 	} {

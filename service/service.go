@@ -295,14 +295,26 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if s.cfg.CreatorScoresTopic != "" {
-		if out.Creators, err = open(s.cfg.CreatorScoresTopic); err != nil {
+		k, err := open(s.cfg.CreatorScoresTopic)
+		if err != nil {
 			return err
 		}
+		out.Creators = &counted{Sink: k, count: func() {
+			if s.m != nil {
+				s.m.AddEmitted(metrics.KindCreator, 1)
+			}
+		}}
 	}
 	if s.cfg.RisingCreatorsTopic != "" {
-		if out.RisingCreators, err = open(s.cfg.RisingCreatorsTopic); err != nil {
+		k, err := open(s.cfg.RisingCreatorsTopic)
+		if err != nil {
 			return err
 		}
+		out.RisingCreators = &counted{Sink: k, count: func() {
+			if s.m != nil {
+				s.m.AddEmitted(metrics.KindRisingCreators, 1)
+			}
+		}}
 	}
 	clogSink, err := openWith(s.cfg.ChangelogTopic(), kafkaio.SinkOptions{Balancer: targetBalancer})
 	if err != nil {
