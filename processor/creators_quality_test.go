@@ -60,15 +60,26 @@ func TestRisingCreatorsOnGroundTruth(t *testing.T) {
 			momentum[l.TS] = append(momentum[l.TS], c.ID)
 		}
 	}
+	// The creators of the bought-like campaigns' videos.
+	creatorOf := map[string]string{}
+	for _, r := range recs {
+		var e struct {
+			Video   string `json:"video_id"`
+			Creator string `json:"creator_id"`
+		}
+		if json.Unmarshal(r.Value, &e) == nil && strings.HasPrefix(e.Video, "vc") {
+			creatorOf[e.Video] = e.Creator
+		}
+	}
 	results := []risingDetection{
-		detectRising("momentum (rising-creators list)", momentum, truth),
-		detectRising("likes in last 15 min", recentCreatorLists(t, recs, momentum), truth),
+		detectRising("momentum (rising-creators list)", momentum, truth, creatorOf),
+		detectRising("likes in last 15 min", recentCreatorLists(t, recs, momentum), truth, creatorOf),
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d rising creators planted; global top %d at every minute\n", cfg.RisingCreators, risingTopK)
-	fmt.Fprintf(&b, "| creator ranking | rising creators listed | median time to list | slowest | planted creators' share of the list while they rise |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| creator ranking | rising creators listed | median time to list | slowest | planted creators' share of the list while they rise | creators of campaigns listed |\n|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | %.0f%% |\n", r.name, r.found, cfg.RisingCreators, r.median, r.slowest, 100*r.share)
+		fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | %.0f%% | %d/%d |\n", r.name, r.found, cfg.RisingCreators, r.median, r.slowest, 100*r.share, r.campaigns, cfg.Campaigns)
 	}
 	t.Log("\n" + b.String())
 	m, naive := results[0], results[1]
@@ -85,9 +96,10 @@ type risingDetection struct {
 	found           int
 	median, slowest time.Duration // from a creator's first planted like to its first listing
 	share           float64       // of the list's entries between the first like and the peak's end
+	campaigns       int           // campaigns whose video's creator was listed during it or 30 min after
 }
 
-func detectRising(name string, lists map[int64][]string, truth []gen.Truth) risingDetection {
+func detectRising(name string, lists map[int64][]string, truth []gen.Truth, creatorOf map[string]string) risingDetection {
 	d := risingDetection{name: name}
 	ticks := make([]int64, 0, len(lists))
 	for T := range lists {
@@ -130,6 +142,17 @@ func detectRising(name string, lists map[int64][]string, truth []gen.Truth) risi
 			entries++
 			if planted[id] {
 				plantedEntries++
+			}
+		}
+	}
+	for _, tr := range truth {
+		if tr.Kind != gen.KindCampaign {
+			continue
+		}
+		for _, T := range ticks {
+			if T >= tr.Start && T <= tr.End+30*60_000 && contains(lists[T], creatorOf[tr.VideoID]) {
+				d.campaigns++
+				break
 			}
 		}
 	}
