@@ -3,6 +3,8 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +132,87 @@ func backfillCreators(t *testing.T, cfg processor.Config, lines []line, n int) (
 		t.Fatal(err)
 	}
 	return c.msgs, r.msgs
+}
+
+// TestLiveCreatorsTwoInstances: two instances of one group share the 8
+// input partitions (input keyed by user, so most likes cross between
+// them); every creator record and rising list they write is the backfill's
+// record of the same creator and seq, or of the same tick and region
+// (outputs may repeat around a rebalance, never differ).
+func TestLiveCreatorsTwoInstances(t *testing.T) {
+	kc := testBroker(t)
+	cfg := testConfig(t, kc)
+	suffix := strings.TrimPrefix(cfg.Group, "virality")
+	cfg.CreatorScoresTopic += suffix
+	cfg.RisingCreatorsTopic += suffix
+	const n = 8
+	createInput(t, kc, cfg.InputTopic, n)
+	a, stopA := startService(t, cfg, t.TempDir())
+	b, stopB := startService(t, cfg, t.TempDir())
+	owned := func(s *Service) int {
+		if p := s.owned.Load(); p != nil {
+			return len(*p)
+		}
+		return 0
+	}
+	waitFor(t, "both instances to own partitions", time.Minute, func() bool {
+		return owned(a) > 0 && owned(b) > 0 && owned(a)+owned(b) == n
+	})
+	lines := generatedLines(t, 40_000)
+	produceKeyed(t, kc, cfg.InputTopic, lines, byUser)
+	waitFor(t, "all likes consumed", 2*time.Minute, func() bool {
+		return a.EventsIn.Load()+b.EventsIn.Load() == int64(len(lines))
+	})
+	wantCreators, wantRising := backfillCreators(t, cfg.Engine, lines, n)
+	want := map[string]string{}
+	for _, m := range wantCreators {
+		var r struct {
+			Seq int64 `json:"seq"`
+		}
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			t.Fatal(err)
+		}
+		want[fmt.Sprintf("%s/%d", m.Key, r.Seq)] = string(m.Value)
+	}
+	wantLists := map[string]string{}
+	for _, m := range wantRising {
+		wantLists[fmt.Sprintf("%s/%d", m.Key, m.Time)] = string(m.Value)
+	}
+	var got, lists []processor.Record
+	eventually(time.Minute, func() bool {
+		got, lists = readTopic(t, kc, cfg.CreatorScoresTopic), readTopic(t, kc, cfg.RisingCreatorsTopic)
+		return len(got) >= len(wantCreators)*9/10 && len(lists) >= len(wantRising)*9/10
+	})
+	if err := errorsJoin(stopA(), stopB()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < len(wantCreators)*9/10 || len(lists) < len(wantRising)*9/10 {
+		t.Fatalf("live: %d creator records, %d rising lists; backfill: %d and %d", len(got), len(lists), len(wantCreators), len(wantRising))
+	}
+	for _, r := range got {
+		var x struct {
+			Seq int64 `json:"seq"`
+		}
+		if err := json.Unmarshal(r.Value, &x); err != nil {
+			t.Fatal(err)
+		}
+		k := fmt.Sprintf("%s/%d", r.Key, x.Seq)
+		if want[k] != string(r.Value) {
+			t.Fatalf("creator record %s:\n live:     %s\n backfill: %s", k, r.Value, want[k])
+		}
+	}
+	for _, r := range lists {
+		var x struct {
+			TS int64 `json:"ts"`
+		}
+		if err := json.Unmarshal(r.Value, &x); err != nil {
+			t.Fatal(err)
+		}
+		k := fmt.Sprintf("%s/%d", r.Key, x.TS)
+		if wantLists[k] != string(r.Value) {
+			t.Fatalf("rising list %s:\n live:     %.300s\n backfill: %.300s", k, r.Value, wantLists[k])
+		}
+	}
+	t.Logf("%d creator records and %d rising lists from two instances (%d and %d events) are the backfill's",
+		len(got), len(lists), a.EventsIn.Load(), b.EventsIn.Load())
 }
