@@ -65,7 +65,30 @@ type Config struct {
 	// file system counts as full: the service does not start, and a
 	// running one reports not ready (0: no check).
 	MinFreeDisk int64
+	// SessionTimeout is how long the group's coordinator waits for a
+	// heartbeat of this instance before it counts it dead and gives its
+	// partitions to the others: the time a killed instance's partitions
+	// stand still, or an instance restarted after a kill waits. The
+	// broker accepts group.min.session.timeout.ms (6 s by default) to
+	// group.max.session.timeout.ms (30 min). Heartbeats go every
+	// HeartbeatInterval from kafka-go's own goroutine, so a long commit
+	// or restore does not delay them.
+	SessionTimeout time.Duration
 }
+
+// HeartbeatInterval is how often the instance tells the group's
+// coordinator it is alive: a sixth of the shortest session timeout a
+// broker accepts by default, so that several heartbeats in a row must
+// fail before the session expires.
+const HeartbeatInterval = time.Second
+
+// rebalanceTimeout is how long the coordinator waits, in a rebalance,
+// for every member to join again: for this instance to end its
+// generation (drain what was fetched, commit). A member that takes
+// longer is dropped and joins afresh, a second rebalance. It does not
+// delay the failover of a killed instance: the coordinator drops a
+// member whose session expires without waiting for it.
+const rebalanceTimeout = 10 * time.Second
 
 // DefaultConfig returns the defaults of the flags of `virality run`.
 func DefaultConfig() Config {
@@ -89,6 +112,7 @@ func DefaultConfig() Config {
 
 		OnOffsetOutOfRange: OutOfRangeEarliest,
 		MinFreeDisk:        256 << 20,
+		SessionTimeout:     6 * time.Second,
 	}
 }
 
@@ -125,6 +149,10 @@ func (c *Config) Validate() error {
 	if c.MinFreeDisk < 0 {
 		errs = append(errs, fmt.Errorf("--min-free-disk-mb %d: must not be negative (0: no check)", c.MinFreeDisk>>20))
 	}
+	if c.SessionTimeout < 3*HeartbeatInterval || c.SessionTimeout > 30*time.Minute {
+		errs = append(errs, fmt.Errorf("--session-timeout %v: must be between %v (three heartbeats) and 30m; brokers accept 6s to 30m by default",
+			c.SessionTimeout, 3*HeartbeatInterval))
+	}
 	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
 		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
 	}
@@ -153,6 +181,12 @@ type Service struct {
 	assigned bool
 	problems map[string]string
 
+	// freeBytes tells the free space of the state's file system, and
+	// diskEvery how often the loop asks: store.FreeBytes and 5 s but in
+	// tests.
+	freeBytes func(dir string) (uint64, error)
+	diskEvery time.Duration
+
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
 	quiet                                          atomic.Bool
@@ -164,7 +198,8 @@ func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Ser
 		return nil, err
 	}
 	return &Service{cfg: cfg, db: db, m: m, log: log, now: time.Now,
-		recent: newRecentScores(100_000), problems: map[string]string{}, counted: map[int32]processor.Stats{}}, nil
+		recent: newRecentScores(100_000), problems: map[string]string{}, counted: map[int32]processor.Stats{},
+		freeBytes: store.FreeBytes, diskEvery: 5 * time.Second}, nil
 }
 
 // fetched is one fetch of one partition, decoded: of the input topic, or
@@ -351,15 +386,17 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		Dialer:            dialer,
 		Topics:            []string{s.cfg.InputTopic},
 		StartOffset:       start,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: HeartbeatInterval,
+		SessionTimeout:    s.cfg.SessionTimeout,
+		RebalanceTimeout:  rebalanceTimeout,
 		JoinGroupBackoff:  time.Second,
 		RetentionTime:     7 * 24 * time.Hour,
 	})
 	if err != nil {
 		return fmt.Errorf("join consumer group %q: %w", s.cfg.Group, err)
 	}
+	// Close sends LeaveGroup: after a graceful stop the coordinator
+	// rebalances at once instead of waiting out the session.
 	defer func() { err = errors.Join(err, ignoreClosed(cg.Close())) }()
 
 	for ctx.Err() == nil {
@@ -367,6 +404,10 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				break
+			}
+			if errors.Is(err, kafka.InvalidSessionTimeout) {
+				return fmt.Errorf("--session-timeout %v: the broker refuses it (%v): choose one within its group.min.session.timeout.ms and group.max.session.timeout.ms",
+					s.cfg.SessionTimeout, err)
 			}
 			s.setAssigned(false)
 			s.setProblem("broker", fmt.Sprintf("joining consumer group: %v", err))
@@ -738,7 +779,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 			}
 			s.quiet.Store(!dirty && !unflushed && g.Quiet())
-			if now.Sub(lastDiskCheck) >= 5*time.Second {
+			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
 				if err := s.checkDisk(); err != nil {
 					s.setProblem("disk", err.Error())
@@ -759,7 +800,7 @@ func (s *Service) checkDisk() error {
 	if s.cfg.MinFreeDisk <= 0 || s.db == nil {
 		return nil
 	}
-	free, err := store.FreeBytes(s.db.Dir())
+	free, err := s.freeBytes(s.db.Dir())
 	if err != nil {
 		return nil // cannot tell: commits will say
 	}
