@@ -2,22 +2,6 @@ package scoring
 
 import "math"
 
-// # Creator momentum
-//
-// A creator's momentum is the trending model applied to the likes of all
-// the creator's videos together: how surprising the likes of the last 5
-// minutes, n, are against the creator's own baseline, the b likes of the
-// 24 hours before them, under the same Gamma(α = 1, β = 60 min) prior
-// shrunk towards "not surprising" for creators with few likes:
-//
-//	μ = 5(α+b)/(β+T),  momentum = max(0, (n - μ) / sqrt(μ + μ²/(α+b) + 1))
-//
-// with T the minutes of the baseline interval after the creator's first
-// like. Baseline is the posterior mean rate (α+b)/(β+T), likes per minute.
-// Like times are counted by minute (see [CreatorInput]), and likes are not
-// weighted by account: account weights are kept per partition of videos,
-// and a creator's likes come from every partition.
-
 // CreatorInput is the state of one creator at a tick: standing likes
 // counted by the minute (and, for the day, the hour) of their like time.
 type CreatorInput struct {
@@ -31,7 +15,21 @@ type CreatorInput struct {
 var CreatorPrior = Trending{Alpha: 1, Beta: 60}
 
 // CreatorMomentum returns a creator's momentum and baseline (likes per
-// minute); see the package comment.
+// minute).
+//
+// A creator's momentum is the trending model applied to the likes of all
+// the creator's videos together: how surprising the likes of the last 5
+// minutes, n, are against the creator's own baseline, the b likes of the
+// 24 hours before them, under the same Gamma(α = 1, β = 60 min) prior
+// shrunk towards "not surprising" for creators with few likes:
+//
+//	μ = 5(α+b)/(β+T),  momentum = max(0, (n - μ) / sqrt(μ + μ²/(α+b) + 1))
+//
+// with T the minutes of the baseline interval after the creator's first
+// like. The baseline is the posterior mean rate (α+b)/(β+T). Like times
+// are counted by minute (see [CreatorInput]), and likes are not weighted
+// by account: account weights are kept per partition of videos, and a
+// creator's likes come from every partition.
 func CreatorMomentum(in *CreatorInput) (momentum, baseline float64) {
 	const recentMin = 5.0
 	m := CreatorPrior
