@@ -79,14 +79,15 @@ func main() {
 	if len(rows) > 0 {
 		printTable(rows, o.every)
 	}
-	if err != nil {
+	faults := judge(rows, o)
+	for _, f := range faults {
+		fmt.Println("GROWS:", f)
+	}
+	switch {
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(2)
-	}
-	if faults := judge(rows, o); len(faults) > 0 {
-		for _, f := range faults {
-			fmt.Println("GROWS:", f)
-		}
+	case len(faults) > 0:
 		os.Exit(1)
 	}
 	fmt.Printf("soak: nothing grows without bound over the last %d samples\n", o.window)
@@ -103,9 +104,13 @@ func run(o options) (rows []sample, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	}
+	defer func() {
+		if o.keep || err != nil {
+			fmt.Fprintf(os.Stderr, "soak: kept %s (state, log)\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	bin, err := live.Build(dir, o.rev)
 	if err != nil {
 		return nil, err
