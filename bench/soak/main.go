@@ -60,6 +60,7 @@ type options struct {
 	users      int
 	keep       bool
 	rev        string
+	runArgs    string
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&o.videos, "videos", 100_000, "videos of the generated catalogue")
 	flag.IntVar(&o.users, "users", 1_000_000, "users of the generated traffic")
 	flag.BoolVar(&o.keep, "keep", false, "keep the topics, the state directory and the log")
+	flag.StringVar(&o.runArgs, "run-args", "", "more flags for virality run, space-separated (e.g. '--cache-pairs 100000')")
 	flag.StringVar(&o.rev, "rev", "HEAD", "build virality run as of this `COMMIT`")
 	flag.Parse()
 	if o.window < 2 || o.every <= 0 || o.rate <= 0 || o.duration < time.Duration(o.window)*o.every {
@@ -131,9 +133,9 @@ func run(o options) (rows []sample, err error) {
 	}
 	state, logPath := filepath.Join(dir, "state"), filepath.Join(dir, "run.log")
 	fmt.Printf("soak: binary %s at %s; topic %s, group %s, state %s, log %s\n", bin, live.Revision(bin), topic, group, state, logPath)
-	in, err := live.Start(bin, []string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
+	in, err := live.Start(bin, append([]string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
 		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],
-		"--state-dir", state, "--http-addr", "127.0.0.1:0"}, logPath, nil)
+		"--state-dir", state, "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...), logPath, nil)
 	if err != nil {
 		return nil, err
 	}
