@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -167,10 +168,12 @@ type Service struct {
 	log zerolog.Logger
 	now func() time.Time
 
-	group  atomic.Pointer[processor.Coordinator]
-	owned  atomic.Pointer[[]int32]
-	recent *recentScores
-	clog   *changelog
+	group atomic.Pointer[processor.Coordinator]
+	owned atomic.Pointer[[]int32]
+	// inputPartitions is the input topic's partition count, once known.
+	inputPartitions atomic.Int32
+	recent          *recentScores
+	clog            *changelog
 	// counted holds each open partition's counters as last accounted, so
 	// that metrics get the increase; owned by the applying goroutine.
 	counted map[int32]processor.Stats
@@ -254,6 +257,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("input topic: %w", err)
 	}
+	s.inputPartitions.Store(int32(n))
 	if s.cfg.CreateTopics {
 		specs := []kafkaio.TopicSpec{
 			{Name: s.cfg.ScoresTopic, Partitions: n, Compacted: true},
@@ -995,16 +999,19 @@ func (s *Service) watchBroker(ctx context.Context) {
 	}
 }
 
-// Score returns the current score record of a video: the last one emitted
-// by this instance if it is still remembered, else computed from the
-// committed state.
+// Score returns the current score record of a video of this instance's
+// partitions: the last one it emitted if it is still remembered, else
+// computed from the committed state. A video of another instance's
+// partitions has none here, even if this instance held it once: its
+// record here would be out of date.
 func (s *Service) Score(_ context.Context, id string) ([]byte, bool, error) {
+	owned := s.owned.Load()
+	n := s.inputPartitions.Load()
+	if owned == nil || n == 0 || !slices.Contains(*owned, Partitioner(id, int(n))) {
+		return nil, false, nil
+	}
 	if rec, ok := s.recent.get(id); ok {
 		return rec, true, nil
-	}
-	owned := s.owned.Load()
-	if owned == nil {
-		return nil, false, nil
 	}
 	return processor.ReadScore(s.db, s.cfg.Engine, *owned, id)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/view"
 )
 
 // freeAddr returns a loopback address with a port free at the time.
@@ -30,7 +31,8 @@ func freeAddr(t *testing.T) string {
 // 4-partition topic; once the likes are consumed, each answers
 // /v1/videos/{id} for every video, its own partitions' from its state and
 // the others' from its view of the scores topic, with the video's last
-// record there, and each answers /v1/trending for the global list.
+// record there, and each answers /v1/trending for the global list; a view
+// opened in the test's process holds every video's last record.
 func TestInstancesAnswerEveryVideo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two child processes: not in -short")
@@ -94,6 +96,25 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	}
 	if !eventually(time.Minute, answered) {
 		t.Fatalf("not every video answered by both instances: %s", miss)
+	}
+	// A view in this process, another than the service's, reaches every
+	// video's last record.
+	vcfg := view.DefaultConfig()
+	vcfg.Kafka, vcfg.ScoresTopic, vcfg.TrendingTopic = kc, scores, trending
+	v, err := view.Open(context.Background(), vcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := v.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, rec := range lastScores(t, kc, scores) {
+		if s, ok := v.Get(id); !ok || string(s.Raw) != rec {
+			t.Fatalf("view: video %s: %v %s\n topic: %s", id, ok, s.Raw, rec)
+		}
 	}
 	for i, addr := range addrs {
 		if !eventually(time.Minute, func() bool {
