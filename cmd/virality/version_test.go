@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -127,6 +128,13 @@ func TestVersionLinkTime(t *testing.T) {
 	}
 	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
 	vcs := err == nil // git installed and this is a work tree it trusts
+	if top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output(); err == nil {
+		// The go command stamps a revision only where .git is a directory,
+		// not in a linked work tree (git worktree add), where it is a file.
+		if fi, err := os.Stat(filepath.Join(strings.TrimSpace(string(top)), ".git")); err != nil || !fi.IsDir() {
+			vcs = false
+		}
+	}
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	bin := filepath.Join(t.TempDir(), "virality")
 	build := exec.Command(gobin, "build", "-buildvcs="+strconv.FormatBool(vcs), "-o", bin,
