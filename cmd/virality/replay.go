@@ -263,9 +263,9 @@ func runReplay(ctx context.Context, args []string) (err error) {
 			prog.ranged, f.topic, f.from, f.to, elapsed, st.Applied, deadSummary(st), st.Scores, st.Snapshots)
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) after %d records of warm-up (%s) in %v: %d applied, %s, %d scores, %d snapshots; warm-up: %d scores, %d snapshots, %d dead letters not written\n",
+	fmt.Fprintf(os.Stderr, "replay: %d records of %s in [%s, %s) after %d records of warm-up (%s) in %v: %d applied, %s in all; written: %d scores, %d snapshots, %d dead letters; not written (warm-up): %d scores, %d snapshots, %d dead letters\n",
 		prog.ranged, f.topic, f.from, f.to, prog.warmed, f.warmup, elapsed, st.Applied, deadSummary(st),
-		gates[0].kept, gates[1].kept, gates[0].dropped, gates[1].dropped, gates[2].dropped)
+		gates[0].kept, gates[1].kept, gates[2].kept, gates[0].dropped, gates[1].dropped, gates[2].dropped)
 	return nil
 }
 
