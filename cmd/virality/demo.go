@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,13 +43,19 @@ type demoFlags struct {
 }
 
 // Memory of the demo: the caches of the engine are smaller than those of
-// `virality run`, and the embedded broker keeps a few MiB per partition.
+// `virality run` (every account's recent likes stay in memory: reading
+// them back costs more than anything else), the embedded broker keeps a
+// MiB per partition, Pebble's block cache is 16 MiB, and the Go heap is
+// held under demoMemoryLimit (GOMEMLIMIT, when set, wins) so that the
+// process stays under 512 MiB.
 const (
-	demoCacheVideos  = 100_000
-	demoCachePairs   = 200_000
+	demoCacheVideos  = 50_000
+	demoCachePairs   = 100_000
 	demoMaxAccounts  = 1_200_000
-	demoRetentionMB  = 2
-	demoAheadRecords = 32_000 // published records the service may not have read yet
+	demoRetentionMB  = 1
+	demoAheadRecords = 8_000 // published records the service may not have read yet (well under the retention)
+	demoCacheMB      = 16
+	demoMemoryLimit  = 400 << 20
 )
 
 func parseDemo(args []string) (*demoFlags, error) {
@@ -67,7 +74,7 @@ func parseDemo(args []string) (*demoFlags, error) {
 		"HTTP on --http-addr as for 'virality run'. Ctrl-C stops it.")
 	f.kafka = addKafkaFlags(fs)
 	fs.StringVar(&f.brokers, "embedded-addr", "127.0.0.1:0", "listen `ADDRESS` of the embedded broker (port 0: any free port); ignored with --brokers")
-	fs.IntVar(&f.partitions, "partitions", 8, "partitions of the likes topic")
+	fs.IntVar(&f.partitions, "partitions", 4, "partitions of the likes topic")
 	fs.Float64Var(&f.rate, "rate", 2000, "likes per second of generated traffic")
 	fs.Int64Var(&f.seed, "seed", 1, "generator seed")
 	fs.DurationVar(&f.duration, "duration", 2*time.Hour, "event time the generator plans for after the history; it stops after")
@@ -126,7 +133,7 @@ func parseDemo(args []string) (*demoFlags, error) {
 // hours of it (so the length of the history changes no video's rate; the
 // audience is small enough for the engine to keep every account's recent
 // likes in memory), with no bursts or campaigns at random but planted
-// ones: a burst that catches on at once (20 likes a minute from its first
+// ones: a burst that catches on at once (40 likes a minute from its first
 // like) a minute into the live traffic, a campaign half a minute later,
 // then one of each every plantEvery.
 func demoGen(rate float64, seed int64, live time.Time, history, duration, plantEvery time.Duration) gen.Config {
@@ -143,7 +150,7 @@ func demoGen(rate float64, seed int64, live time.Time, history, duration, plantE
 	for at := time.Minute; at < duration; at += plantEvery {
 		rate := 4.0 // later bursts catch on within minutes
 		if at == time.Minute {
-			rate = 20 // the first is in the top 10 within a few minutes
+			rate = 40 // the first is in the top 10 within a few minutes
 		}
 		c.Plants = append(c.Plants, gen.Plant{Kind: gen.KindBurst, At: history + at, Rate: rate})
 		if at+30*time.Second < duration {
@@ -269,7 +276,10 @@ func runDemo(ctx context.Context, args []string) (err error) {
 			runView(ctx, os.Stdout, svc, stats, time.Second, tty)
 		}()
 	}
-	err = serve(ctx, f.svc, stateDir, 64, f.httpAddr, log, started)
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		debug.SetMemoryLimit(demoMemoryLimit)
+	}
+	err = serve(ctx, f.svc, stateDir, demoCacheMB, f.httpAddr, log, started)
 	cancel()
 	wg.Wait()
 	if err == nil && pubErr != nil {

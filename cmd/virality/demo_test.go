@@ -280,7 +280,7 @@ func TestDemoPlan(t *testing.T) {
 	if c.Start != live.Add(-time.Hour) || c.Duration != 3*time.Hour || c.Bursts != 0 || c.Campaigns != 0 {
 		t.Fatalf("config %+v", c)
 	}
-	if len(c.Plants) != 24 || c.Plants[0] != (gen.Plant{Kind: gen.KindBurst, At: time.Hour + time.Minute, Rate: 20}) ||
+	if len(c.Plants) != 24 || c.Plants[0] != (gen.Plant{Kind: gen.KindBurst, At: time.Hour + time.Minute, Rate: 40}) ||
 		c.Plants[1] != (gen.Plant{Kind: gen.KindCampaign, At: time.Hour + 90*time.Second}) ||
 		c.Plants[2].At != time.Hour+11*time.Minute {
 		t.Fatalf("plants %+v", c.Plants)
