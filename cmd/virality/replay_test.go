@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/viralityhq/virality/kafkaio"
 )
 
@@ -110,9 +112,7 @@ func TestReplayWarmup(t *testing.T) {
 	runCommand(t, "gen", "--events", "120000", "--videos", "15000", "--users", "80000", "--duration", "6h",
 		"--bursts", "5", "--campaigns", "5", "--farm-accounts", "300", "--late-share", "0.001", "--bad-share", "0.001", "--out", in)
 	const parts = 4
-	if _, err := kafkaio.EnsureTopics(context.Background(), kc, []kafkaio.TopicSpec{{Name: topic, Partitions: parts}}); err != nil {
-		t.Fatal(err)
-	}
+	createKeptTopic(t, kc, topic, parts)
 	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
 	from := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
 	t1 := from.UnixMilli()
@@ -199,5 +199,26 @@ func TestReplayWarmup(t *testing.T) {
 		if len(w) == 0 || !bytes.Equal(g, w) {
 			t.Fatalf("%s: %d bytes with warm-up, %d of a replay of the whole topic from %s on: not identical", c.kind, len(g), len(w), from)
 		}
+	}
+}
+
+// createKeptTopic creates a topic without time-based retention: generated
+// likes carry event times older than a real broker's default retention,
+// which would delete them between two replays.
+func createKeptTopic(t *testing.T, kc kafkaio.Config, topic string, parts int) {
+	t.Helper()
+	cl, err := kc.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cl.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: topic, NumPartitions: parts, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}},
+	}}})
+	if err == nil {
+		err = res.Errors[topic]
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
