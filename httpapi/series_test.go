@@ -137,7 +137,7 @@ func TestSeriesRoutes(t *testing.T) {
 		{name: "video series without like times", target: "/v1/videos/v12/series", status: 501,
 			backend: func() Backend { return newFake() }, contains: []string{"no series"}},
 		{name: "video series error", target: "/v1/videos/v12/series", status: 500,
-			backend: func() Backend { b := newLikes(); b.err = errors.New("store: closed"); return b },
+			backend:  func() Backend { b := newLikes(); b.err = errors.New("store: closed"); return b },
 			contains: []string{`read the likes of video \"v12\": store: closed`}},
 		{name: "trending series", target: "/v1/trending/series?k=2", status: 200,
 			contains: []string{`{"ts":1790000010000,"region":"global","step_ms":60000,"units":{`,
