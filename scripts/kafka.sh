@@ -485,6 +485,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.partitions=1
+# The tests publish generated likes whose event times, weeks in the past,
+# are their record times: a time retention (7 days by default) would delete
+# them while a test reads them. Topics that need a retention set their own.
+log.retention.ms=-1
 default.replication.factor=1
 min.insync.replicas=1
 log.dirs=$dir/data
