@@ -505,22 +505,34 @@ func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
 }
 
 func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
-	if w.log != nil {
-		if !w.b.Indexed() {
-			return errors.New("store: a logged commit needs NewLoggedWriter")
-		}
-		it, err := w.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-		if err != nil {
-			return err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			w.log.List = append(w.log.List, Change{Key: slices.Clone(it.Key()), Delete: true})
-		}
-		if err := errors.Join(it.Error(), it.Close()); err != nil {
+	if w.log == nil {
+		return w.b.DeleteRange(lo, hi, nil)
+	}
+	if !w.b.Indexed() {
+		return errors.New("store: a logged commit needs NewLoggedWriter")
+	}
+	// A logged commit deletes the keys the range holds one by one, as the
+	// changelog has them: a range tombstone in an indexed batch would be
+	// fragmented again, with all the batch's others, by every later read
+	// of the batch, which costs time and memory that grow with the square
+	// of the deletions in a commit.
+	it, err := w.b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	start := len(w.log.List)
+	for ok := it.First(); ok; ok = it.Next() {
+		w.log.List = append(w.log.List, Change{Key: slices.Clone(it.Key()), Delete: true})
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	for _, c := range w.log.List[start:] {
+		if err := w.b.Delete(c.Key, nil); err != nil {
 			return err
 		}
 	}
-	return w.b.DeleteRange(lo, hi, nil)
+	return nil
 }
 
 // SetChangelogEnd records, beside the partition's state and outside it
