@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,70 @@ import (
 // topics for the rest. Behind one address, instances answer alike.
 type anyVideo struct {
 	*service.Service
-	view atomic.Pointer[view.View] // nil until the topics exist and it opened
+	view     atomic.Pointer[view.View]     // nil until the topics exist and it opened
+	creators atomic.Pointer[view.Creators] // likewise, for the creator topics
+}
+
+// openCreators opens the view of the creator topics once they exist, as
+// openView does for the videos'.
+func (a *anyVideo) openCreators(ctx context.Context, cfg view.CreatorsConfig, log zerolog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for attempt := 1; ; attempt++ {
+		c, err := view.OpenCreators(ctx, cfg)
+		if err == nil {
+			a.creators.Store(c)
+			<-ctx.Done()
+			_ = c.Close()
+			return
+		}
+		if attempt%30 == 0 {
+			log.Warn().Err(err).Msg("view of the creator topics; the HTTP API answers for creators on partition 0's holder only until it opens")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Creator answers from the service on partition 0's holder, else from the
+// view of the creator-scores topic (the record re-encoded, field for
+// field).
+func (a *anyVideo) Creator(ctx context.Context, id string) ([]byte, bool, error) {
+	rec, ok, err := a.Service.Creator(ctx, id)
+	if ok || err != nil {
+		return rec, ok, err
+	}
+	if c := a.creators.Load(); c != nil {
+		if s, ok := c.Get(id); ok {
+			b, err := json.Marshal(s)
+			return b, err == nil, err
+		}
+	}
+	return nil, false, nil
+}
+
+// RisingCreators answers from the service on partition 0's holder, else
+// from the view of the rising-creators topic.
+func (a *anyVideo) RisingCreators(region string) (processor.CreatorList, int64, bool) {
+	if l, tick, ok := a.Service.RisingCreators(region); ok {
+		return l, tick, true
+	}
+	c := a.creators.Load()
+	if c == nil {
+		return processor.CreatorList{}, 0, false
+	}
+	r, ok := c.Rising(region, 0)
+	if !ok {
+		return processor.CreatorList{}, 0, false
+	}
+	l := processor.CreatorList{Region: r.Region, Creators: make([]processor.RankedCreator, len(r.Creators))}
+	for i, e := range r.Creators {
+		l.Creators[i] = processor.RankedCreator{Creator: e.CreatorID, Momentum: e.Momentum, Likes1h: e.Likes1h}
+	}
+	return l, r.TS, true
 }
 
 // openView opens the view of the service's output topics once they exist

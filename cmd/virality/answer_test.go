@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,7 +34,8 @@ func freeAddr(t *testing.T) string {
 // /v1/videos/{id} for every video, its own partitions' from its state and
 // the others' from its view of the scores topic, with the video's last
 // record there, and each answers /v1/trending for the global list; a view
-// opened in the test's process holds every video's last record.
+// opened in the test's process holds every video's last record. Each also
+// answers /v1/creators/{id} for every creator and the rising list.
 func TestInstancesAnswerEveryVideo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two child processes: not in -short")
@@ -42,6 +45,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("-answer-%d", time.Now().UnixNano())
 	topic, scores, trending, group := "likes"+suffix, "video-scores"+suffix, "trending"+suffix, "virality"+suffix
+	creators, rising := "creator-scores"+suffix, "rising-creators"+suffix
 	const n = 4
 	in := filepath.Join(dir, "likes.jsonl")
 	runCommand(t, "gen", "--events", "60000", "--videos", "3000", "--users", "30000", "--duration", "4h",
@@ -59,6 +63,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 		instances = append(instances, startInstance(t, name, "run", "--brokers", brokers, "--group", group,
 			"--input-topic", topic, "--scores-topic", scores, "--trending-topic", trending,
 			"--dead-letter-topic", "likes.dlq"+suffix, "--state-dir", filepath.Join(dir, "state-"+name),
+			"--creator-scores-topic", creators, "--rising-creators-topic", rising,
 			"--http-addr", addr, "--log-level", "warn", "--idle-timeout", "1s", "--commit-interval", "200ms"))
 	}
 	if !eventually(2*time.Minute, func() bool { return committed(t, kc, group, topic, n) >= total }) {
@@ -113,7 +118,50 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	}
 	for id, rec := range lastScores(t, kc, scores) {
 		if s, ok := v.Get(id); !ok || string(s.Raw) != rec {
-			t.Fatalf("view: video %s: %v %s\n topic: %s", id, ok, s.Raw, rec)
+			var where []string
+			for _, r := range readAll(t, kc, scores) {
+				if string(r.Key) == id {
+					where = append(where, fmt.Sprintf("p%d@%d", r.Partition, r.Offset))
+				}
+			}
+			t.Fatalf("view: video %s: %v %s\n topic: %s\n records at %v", id, ok, s.Raw, rec, where)
+		}
+	}
+	// Every creator, from either instance: partition 0's holder from its
+	// state, the other from its view of creator-scores.
+	var creatorMiss string
+	creatorsAnswered := func() bool {
+		want := lastScores(t, kc, creators)
+		if len(want) == 0 {
+			creatorMiss = "no creator records yet"
+			return false
+		}
+		for id, rec := range want {
+			for i, addr := range addrs {
+				code, body := get("http://" + addr + "/v1/creators/" + id)
+				// Partition 0's holder answers the creator's current state,
+				// which may be ahead of its last record (the emission
+				// threshold); the other, the last record.
+				if code != http.StatusOK || !strings.Contains(body, `"creator_id":"`+id+`"`) ||
+					(!sameRecord(body, rec) && !newerRecord(body, rec)) {
+					creatorMiss = fmt.Sprintf("instance %d, creator %s: %d %.300s\n topic: %.300s", i, id, code, body, rec)
+					return false
+				}
+			}
+		}
+		creatorMiss = fmt.Sprintf("%d creators", len(want))
+		return true
+	}
+	if !eventually(time.Minute, creatorsAnswered) {
+		t.Fatalf("not every creator answered by both instances: %s", creatorMiss)
+	}
+	for i, addr := range addrs {
+		if !eventually(time.Minute, func() bool {
+			code, body := get("http://" + addr + "/v1/creators/rising?region=global&k=5")
+			return code == http.StatusOK && strings.Contains(body, `"creator_id"`)
+		}) {
+			code, body := get("http://" + addr + "/v1/creators/rising?region=global&k=5")
+			t.Fatalf("instance %d: /v1/creators/rising: %d %s", i, code, body)
 		}
 	}
 	for i, addr := range addrs {
@@ -128,5 +176,23 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	for _, in := range instances {
 		in.stop(t, syscall.SIGTERM)
 	}
-	t.Logf("both instances answer for every video (%s) and for the global list", miss)
+	t.Logf("both instances answer for every video (%s), every creator (%s) and the global lists", miss, creatorMiss)
+}
+
+// newerRecord reports whether record a has a later ts than b.
+func newerRecord(a, b string) bool {
+	var x, y struct{ TS int64 }
+	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && x.TS > y.TS
+}
+
+// sameRecord reports whether two JSON records hold the same fields and
+// values, seq aside (numbers compared as JSON numbers decode).
+func sameRecord(a, b string) bool {
+	var x, y map[string]any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return false
+	}
+	delete(x, "seq")
+	delete(y, "seq")
+	return reflect.DeepEqual(x, y)
 }

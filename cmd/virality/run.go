@@ -168,6 +168,10 @@ func serveWith(ctx context.Context, o serveOptions) (err error) {
 			vctx, stopView := context.WithCancel(ctx)
 			defer stopView()
 			go a.openView(vctx, vcfg, log)
+			if cfg.CreatorScoresTopic != "" {
+				go a.openCreators(vctx, view.CreatorsConfig{Kafka: cfg.Kafka, CreatorScoresTopic: cfg.CreatorScoresTopic,
+					RisingCreatorsTopic: cfg.RisingCreatorsTopic}, log)
+			}
 			backend = a
 		}
 		srv := httpapi.New(httpAddr, backend, reg)
