@@ -53,14 +53,8 @@ func TestCreators(t *testing.T) {
 		t.Errorf("rising: %+v %v", l, ok)
 	}
 	produce(t, ctx, pc, cfg.RisingCreatorsTopic, "US", `{"ts":180000,"region":"US","creators":[{"creator_id":"c1","momentum":3,"likes_1h":30}]}`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if l, ok := c.Rising("US", 0); ok && l.TS == 180000 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the US list written after Ready never arrived")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "the US list written after Ready read", func() bool {
+		l, ok := c.Rising("US", 0)
+		return ok && l.TS == 180000
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -17,17 +16,6 @@ import (
 	"github.com/viralityhq/virality/kafkaio"
 	"github.com/viralityhq/virality/view"
 )
-
-// freeAddr returns a loopback address with a port free at the time.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestInstancesAnswerEveryVideo: two `virality run` instances share a
 // 4-partition topic; once the likes are consumed, each answers
@@ -56,7 +44,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
 	total := int64(len(fileLines(t, in)))
 
-	addrs := []string{freeAddr(t), freeAddr(t)}
+	addrs := []string{freePort(t), freePort(t)}
 	var instances []*instance
 	for i, addr := range addrs {
 		name := fmt.Sprint("abc"[i : i+1])
