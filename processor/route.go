@@ -77,40 +77,49 @@ func (r *router) route(rec *Record, ev *event.Event, decodeErr error) verdict {
 
 // observe moves the watermark with an accepted event time.
 func (r *router) observe(ts int64) {
-	st := r.st
+	r.st.MaxTS, r.st.Ahead = AdvanceWatermark(r.st.MaxTS, r.st.Ahead, ts, r.lateness)
+}
+
+// AdvanceWatermark moves a robust watermark base, maxTS, with an event
+// time ts: ts within one lateness of it moves it; ts further ahead is held
+// in ahead (sorted, at most maxAhead of the most extreme dropped) until
+// agreeAhead of them lie within one lateness of each other, so that no
+// single record can drag the watermark forward. Backfill's time ranges
+// judge a stream's progress with it too.
+func AdvanceWatermark(maxTS int64, ahead []int64, ts, lateness int64) (int64, []int64) {
 	switch {
-	case st.MaxTS == 0:
-		st.MaxTS = ts
-	case ts <= st.MaxTS:
-	case ts <= st.MaxTS+r.lateness:
-		st.MaxTS = ts
-		r.settleAhead()
+	case maxTS == 0:
+		return ts, ahead
+	case ts <= maxTS:
+		return maxTS, ahead
+	case ts <= maxTS+lateness:
+		maxTS = ts
 	default:
-		i, _ := slices.BinarySearch(st.Ahead, ts)
-		st.Ahead = slices.Insert(st.Ahead, i, ts)
-		if len(st.Ahead) > maxAhead {
-			st.Ahead = st.Ahead[:maxAhead] // the most extreme go
+		i, _ := slices.BinarySearch(ahead, ts)
+		ahead = slices.Insert(ahead, i, ts)
+		if len(ahead) > maxAhead {
+			ahead = ahead[:maxAhead] // the most extreme go
 		}
 		// agreeAhead times within one lateness: the stream moved on.
-		for j := 0; j+agreeAhead <= len(st.Ahead); j++ {
-			if st.Ahead[j+agreeAhead-1]-st.Ahead[j] <= r.lateness {
-				st.MaxTS = st.Ahead[j+agreeAhead-1]
-				r.settleAhead()
+		moved := false
+		for j := 0; j+agreeAhead <= len(ahead); j++ {
+			if ahead[j+agreeAhead-1]-ahead[j] <= lateness {
+				maxTS, moved = ahead[j+agreeAhead-1], true
 				break
 			}
 		}
+		if !moved {
+			return maxTS, ahead
+		}
 	}
-}
-
-// settleAhead drops the ahead times the watermark has caught up with,
-// moving it on through those within one lateness.
-func (r *router) settleAhead() {
-	st := r.st
-	for len(st.Ahead) > 0 && st.Ahead[0] <= st.MaxTS+r.lateness {
-		st.MaxTS = max(st.MaxTS, st.Ahead[0])
-		st.Ahead = st.Ahead[1:]
+	// Drop the ahead times the watermark has caught up with, moving it on
+	// through those within one lateness.
+	for len(ahead) > 0 && ahead[0] <= maxTS+lateness {
+		maxTS = max(maxTS, ahead[0])
+		ahead = ahead[1:]
 	}
-	if len(st.Ahead) == 0 {
-		st.Ahead = nil
+	if len(ahead) == 0 {
+		ahead = nil
 	}
+	return maxTS, ahead
 }

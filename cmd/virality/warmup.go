@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -128,12 +127,6 @@ type rangeSource struct {
 	ahead    []int64 // sorted
 }
 
-// Of the late check's judgement of progress (processor/route.go).
-const (
-	rangeAgreeAhead = 8
-	rangeMaxAhead   = 64
-)
-
 func newRangeSource(src processor.Source, from, to, limit int64, lateness time.Duration) *rangeSource {
 	s := &rangeSource{src: src, from: from, to: to, limit: limit, lateness: lateness.Milliseconds()}
 	s.start.Store(-1)
@@ -168,38 +161,10 @@ func (s *rangeSource) Next(ctx context.Context, buf []processor.Record) ([]proce
 	return recs, err
 }
 
-// observe moves the progress with an event time.
+// observe moves the progress with an event time, as a source's
+// watermark moves.
 func (s *rangeSource) observe(ts int64) {
-	switch {
-	case s.progress == 0:
-		s.progress = ts
-	case ts <= s.progress:
-	case ts <= s.progress+s.lateness:
-		s.progress = ts
-		s.settle()
-	default:
-		i, _ := slices.BinarySearch(s.ahead, ts)
-		s.ahead = slices.Insert(s.ahead, i, ts)
-		if len(s.ahead) > rangeMaxAhead {
-			s.ahead = s.ahead[:rangeMaxAhead]
-		}
-		for j := 0; j+rangeAgreeAhead <= len(s.ahead); j++ {
-			if s.ahead[j+rangeAgreeAhead-1]-s.ahead[j] <= s.lateness {
-				s.progress = s.ahead[j+rangeAgreeAhead-1]
-				s.settle()
-				break
-			}
-		}
-	}
-}
-
-// settle drops the ahead times the progress has caught up with, moving it
-// on through those within one lateness.
-func (s *rangeSource) settle() {
-	for len(s.ahead) > 0 && s.ahead[0] <= s.progress+s.lateness {
-		s.progress = max(s.progress, s.ahead[0])
-		s.ahead = s.ahead[1:]
-	}
+	s.progress, s.ahead = processor.AdvanceWatermark(s.progress, s.ahead, ts, s.lateness)
 }
 
 // eta estimates the time left from the share done so far.
