@@ -24,30 +24,6 @@ type anyVideo struct {
 	creators atomic.Pointer[view.Creators] // likewise, for the creator topics
 }
 
-// openCreators opens the view of the creator topics once they exist, as
-// openView does for the videos'.
-func (a *anyVideo) openCreators(ctx context.Context, cfg view.CreatorsConfig, log zerolog.Logger) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for attempt := 1; ; attempt++ {
-		c, err := view.OpenCreators(ctx, cfg)
-		if err == nil {
-			a.creators.Store(c)
-			<-ctx.Done()
-			_ = c.Close()
-			return
-		}
-		if attempt%30 == 0 {
-			log.Warn().Err(err).Msg("view of the creator topics; the HTTP API answers for creators on partition 0's holder only until it opens")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // Creator answers from the service on partition 0's holder, else from the
 // view of the creator-scores topic (the record re-encoded, field for
 // field).
@@ -86,24 +62,26 @@ func (a *anyVideo) RisingCreators(region string) (processor.CreatorList, int64, 
 	return l, r.TS, true
 }
 
-// openView opens the view of the service's output topics once they exist
-// (the service creates them as it starts), retrying until ctx ends, and
-// closes it then.
-func (a *anyVideo) openView(ctx context.Context, cfg view.Config, log zerolog.Logger) {
+// openWhenReady opens a view of output topics once they exist (the
+// service creates them as it starts), retrying every second until ctx
+// ends, keeps it in p while ctx lasts, then closes it.
+func openWhenReady[V any, PV interface {
+	*V
+	Close() error
+}](ctx context.Context, p *atomic.Pointer[V], open func(context.Context) (PV, error), log zerolog.Logger, what string) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for attempt := 1; ; attempt++ {
-		v, err := view.Open(ctx, cfg)
+		v, err := open(ctx)
 		if err == nil {
-			a.view.Store(v)
-			log.Info().Str("scores", cfg.ScoresTopic).Str("trending", cfg.TrendingTopic).
-				Msg("HTTP answers for every video from a view of the output topics")
+			p.Store((*V)(v))
+			log.Info().Msgf("HTTP answers for every instance's %s from a view of the output topics", what)
 			<-ctx.Done()
 			_ = v.Close()
 			return
 		}
 		if attempt%30 == 0 {
-			log.Warn().Err(err).Msg("view of the output topics; the HTTP API answers for this instance's partitions only until it opens")
+			log.Warn().Err(err).Msgf("view of the output topics; the HTTP API answers only this instance's %s until it opens", what)
 		}
 		select {
 		case <-ctx.Done():

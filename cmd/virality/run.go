@@ -167,10 +167,13 @@ func serveWith(ctx context.Context, o serveOptions) (err error) {
 				MaxVideos: o.viewVideos}
 			vctx, stopView := context.WithCancel(ctx)
 			defer stopView()
-			go a.openView(vctx, vcfg, log)
+			go openWhenReady(vctx, &a.view, func(ctx context.Context) (*view.View, error) { return view.Open(ctx, vcfg) },
+				log, "videos and lists")
 			if cfg.CreatorScoresTopic != "" {
-				go a.openCreators(vctx, view.CreatorsConfig{Kafka: cfg.Kafka, CreatorScoresTopic: cfg.CreatorScoresTopic,
-					RisingCreatorsTopic: cfg.RisingCreatorsTopic}, log)
+				ccfg := view.CreatorsConfig{Kafka: cfg.Kafka, CreatorScoresTopic: cfg.CreatorScoresTopic,
+					RisingCreatorsTopic: cfg.RisingCreatorsTopic}
+				go openWhenReady(vctx, &a.creators, func(ctx context.Context) (*view.Creators, error) { return view.OpenCreators(ctx, ccfg) },
+					log, "creators")
 			}
 			backend = a
 		}
