@@ -103,6 +103,7 @@ func TestPageInBrowser(t *testing.T) {
 		{"the score legend", `how surprising a video's likes of the last 5 minutes are`},
 		{"the chart legend", `of the hour's [\d,]+ likes`},
 		{"the selected video's record with units", `likes in the last 5 min`},
+		{"the record's damping fields", `damped_likes_1h`},
 		{"the selected video in the title", `<span id="video-title">` + regexp.QuoteMeta(video) + `</span>`},
 		{"the link to this view", `id="permalink" href="/\?video=` + regexp.QuoteMeta(video) + `"`},
 	} {
@@ -117,6 +118,36 @@ func TestPageInBrowser(t *testing.T) {
 		t.Logf("DOM:\n%s", dom)
 	}
 	t.Logf("%d damped marks in the list", strings.Count(dom, `class="damped"`)-1) // one is the legend's
+
+	// A campaign of bought likes: its record says how many likes of the
+	// hour were damped and why, and its panel shows the mark with the
+	// reason.
+	campaign := ""
+	for _, id := range campaigns {
+		var rec struct {
+			Likes1h  int64  `json:"likes_1h"`
+			Damped1h int64  `json:"damped_likes_1h"`
+			Reason   string `json:"damped_reason"`
+		}
+		code, body := httpGet(base + "/v1/videos/" + id)
+		if code == 200 && json.Unmarshal([]byte(body), &rec) == nil && rec.Reason == "account_rate" &&
+			rec.Damped1h*10 >= rec.Likes1h && rec.Likes1h > 0 {
+			campaign = id
+			break
+		}
+	}
+	if campaign == "" {
+		t.Fatalf("no campaign video of %v has a record with damped_reason account_rate and 10%% or more of its hour damped", campaigns)
+	}
+	markRe := regexp.MustCompile(`<span class="damped"[^>]*>⚑ \d+% bought: account_rate</span>`)
+	waitFor(t, "the panel of campaign "+campaign+" with its mark and reason", 60*time.Second, func() bool {
+		out, err := runChromium(t, chromium, "--dump-dom", base+"/?video="+campaign)
+		if err != nil {
+			t.Logf("chromium: %v", err)
+			return false
+		}
+		return markRe.MatchString(out)
+	})
 
 	// The screenshot: of the page a link opens, at a desktop size.
 	shot := filepath.Join(t.TempDir(), "page.png")

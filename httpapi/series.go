@@ -226,9 +226,9 @@ func (h *handler) videoSeries(w http.ResponseWriter, r *http.Request) {
 }
 
 // trendingSeries answers the top k of a region's list, each video with its
-// standing likes (from its score record), its damped share and its
-// velocity (rate_5m, likes per minute) at the end of each of the last 60
-// minutes: what the page's list shows.
+// standing likes and damping fields (from its score record), its damped
+// share and its velocity (rate_5m, likes per minute) at the end of each of
+// the last 60 minutes: what the page's list shows.
 func (h *handler) trendingSeries(w http.ResponseWriter, r *http.Request) {
 	tick, top, ok := h.topK(w, r, MaxSeriesK)
 	if !ok {
@@ -241,7 +241,7 @@ func (h *handler) trendingSeries(w http.ResponseWriter, r *http.Request) {
 	b = event.AppendString(b, top.Region)
 	b = append(b, `,"step_ms":`...)
 	b = strconv.AppendInt(b, SeriesStepMS, 10)
-	b = append(b, `,"units":{"score":"the model's score (trending: standard deviations of the last 5 minutes' counted likes above the video's own baseline)","likes":"standing likes, all time","velocity":"rate_5m at the end of each of the last 60 minutes, oldest first, likes per minute","damped_share_1h":"share of the last hour's likes discounted as bought, 0 to 1"}`...)
+	b = append(b, `,"units":{"score":"the model's score (trending: standard deviations of the last 5 minutes' counted likes above the video's own baseline)","likes":"standing likes, all time","velocity":"rate_5m at the end of each of the last 60 minutes, oldest first, likes per minute","damped_share_1h":"share of the last hour's likes discounted as bought, 0 to 1","damping":"the score record's likes_1h, damped_likes_5m, damped_likes_1h (likes) and damped_reason: the page marks a video when damped_likes_1h/likes_1h is 10% or more"}`...)
 	b = append(b, `,"videos":[`...)
 	for i, v := range top.Videos {
 		if i > 0 {
@@ -251,9 +251,16 @@ func (h *handler) trendingSeries(w http.ResponseWriter, r *http.Request) {
 		b = event.AppendString(b, v.Video)
 		b = append(b, `,"score":`...)
 		b = appendNum(b, v.Score)
+		rec, hasRec := readRecord(r.Context(), h.b, v.Video)
 		b = append(b, `,"likes":`...)
-		if likes, ok := recordLikes(r.Context(), h.b, v.Video); ok {
-			b = strconv.AppendInt(b, likes, 10)
+		if hasRec && rec.Likes != nil {
+			b = strconv.AppendInt(b, *rec.Likes, 10)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"damping":`...)
+		if hasRec {
+			b = appendRecordDamping(b, &rec.Damping)
 		} else {
 			b = append(b, "null"...)
 		}
@@ -290,17 +297,32 @@ func (h *handler) trendingSeries(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, b)
 }
 
-// recordLikes reads the standing likes of a video's score record.
-func recordLikes(ctx context.Context, b Backend, id string) (int64, bool) {
+// listedRecord is what the list reads of a video's score record.
+type listedRecord struct {
+	Likes *int64 `json:"likes"`
+	processor.Damping
+}
+
+// readRecord reads a video's score record, as the backend answers it.
+func readRecord(ctx context.Context, b Backend, id string) (listedRecord, bool) {
+	var r listedRecord
 	rec, ok, err := b.Score(ctx, id)
-	if err != nil || !ok {
-		return 0, false
+	if err != nil || !ok || json.Unmarshal(rec, &r) != nil {
+		return listedRecord{}, false
 	}
-	var r struct {
-		Likes *int64 `json:"likes"`
-	}
-	if json.Unmarshal(rec, &r) != nil || r.Likes == nil {
-		return 0, false
-	}
-	return *r.Likes, true
+	return r, true
+}
+
+// appendRecordDamping appends the damping fields of a score record, as
+// the record has them.
+func appendRecordDamping(b []byte, d *processor.Damping) []byte {
+	b = append(b, `{"likes_1h":`...)
+	b = strconv.AppendInt(b, d.Likes1h, 10)
+	b = append(b, `,"damped_likes_5m":`...)
+	b = strconv.AppendInt(b, d.Damped5m, 10)
+	b = append(b, `,"damped_likes_1h":`...)
+	b = strconv.AppendInt(b, d.Damped1h, 10)
+	b = append(b, `,"damped_reason":`...)
+	b = event.AppendString(b, d.Reason)
+	return append(b, '}')
 }

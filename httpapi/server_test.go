@@ -50,7 +50,7 @@ func (f *fakeBackend) Regions() []string { return f.regions }
 
 func (f *fakeBackend) Ready() (bool, string) { return f.ready, f.why }
 
-const v12Record = `{"video_id":"v12","ts":1790000010000,"seq":7,"model":"default","score":31.2,"likes":40,"unique_likers":41,"unlikes":1,"likes_1m":3,"likes_5m":12,"likes_1h":40,"likes_24h":40,"rate_5m":2.5,"rate_1h":0.7,"rate_24h":0.03,"velocity":1.8,"acceleration":0.2}`
+const v12Record = `{"video_id":"v12","ts":1790000010000,"seq":7,"model":"default","score":31.2,"likes":40,"unique_likers":41,"unlikes":1,"likes_1m":3,"likes_5m":12,"likes_1h":40,"likes_24h":40,"rate_5m":2.5,"rate_1h":0.7,"rate_24h":0.03,"velocity":1.8,"acceleration":0.2,"damped_likes_5m":6,"damped_likes_1h":10,"damped_reason":"account_rate"}`
 
 func newFake() *fakeBackend {
 	return &fakeBackend{

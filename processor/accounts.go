@@ -145,3 +145,17 @@ func (a *accounts) load(current int64) error {
 		return nil
 	})
 }
+
+// windowDamping names the signals that damped likes of a window of n likes
+// whose weights sum to w. The account rate is the only signal so far and
+// the only way a like's weight falls below one, so it is read off the
+// window's sums: nothing is stored per like for it. A second signal (such
+// as coordinated accounts) needs its own bit per like, in store.Like and
+// store.Entry (a new store.FormatVersion), and a count of likes per signal
+// in each window, kept beside n and w.
+func windowDamping(n, w int64) scoring.Damping {
+	if w < n*scoring.WeightOne {
+		return scoring.DampedAccountRate
+	}
+	return 0
+}

@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 
@@ -44,7 +46,40 @@ func appendScore(b []byte, videoID string, seq int64, model string, score float6
 	b = appendFloat(b, in.Velocity())
 	b = append(b, `,"acceleration":`...)
 	b = appendFloat(b, in.Acceleration())
-	return append(b, '}')
+	b = append(b, `,"damped_likes_5m":`...)
+	b = strconv.AppendInt(b, in.DampedLikes(scoring.W5m), 10)
+	b = append(b, `,"damped_likes_1h":`...)
+	b = strconv.AppendInt(b, in.DampedLikes(scoring.W1h), 10)
+	b = append(b, `,"damped_reason":"`...)
+	b = in.Damping[scoring.W1h].AppendNames(b)
+	return append(b, `"}`...)
+}
+
+// Damping is what a score record says of a video's damped likes: the
+// fields a ranker reads to see why a video was demoted.
+type Damping struct {
+	Likes1h  int64  `json:"likes_1h"`
+	Damped5m int64  `json:"damped_likes_5m"`
+	Damped1h int64  `json:"damped_likes_1h"`
+	Reason   string `json:"damped_reason"`
+}
+
+// Share is the share of the last hour's likes that damping took away,
+// damped_likes_1h / likes_1h, from 0 to 1.
+func (d Damping) Share() float64 {
+	if d.Likes1h <= 0 {
+		return 0
+	}
+	return min(float64(d.Damped1h)/float64(d.Likes1h), 1)
+}
+
+// ScoreDamping reads the damping fields of a score record.
+func ScoreDamping(rec []byte) (Damping, error) {
+	var d Damping
+	if err := json.Unmarshal(rec, &d); err != nil {
+		return Damping{}, fmt.Errorf("processor: read the damping of a score record: %w", err)
+	}
+	return d, nil
 }
 
 // AppendList appends the trending record of one region at a tick (SPEC

@@ -552,6 +552,7 @@ func inputOf(v *video, ts int64) scoring.Input {
 	for i := range v.win {
 		in.Windows[i] = v.win[i].n
 		in.Weighted[i] = v.win[i].w
+		in.Damping[i] = windowDamping(v.win[i].n, v.win[i].w)
 	}
 	for h, hl := range scoring.HalfLifeMS {
 		in.Rates[h] = scoring.DecayRate(v.Decay[h], ts, hl)

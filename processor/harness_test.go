@@ -212,12 +212,24 @@ func scoreLine(value []byte) string {
 		L1h          int64   `json:"likes_1h"`
 		L24h         int64   `json:"likes_24h"`
 		Rate5m       float64 `json:"rate_5m"`
+		Damped5m     *int64  `json:"damped_likes_5m"`
+		Damped1h     *int64  `json:"damped_likes_1h"`
+		Reason       *string `json:"damped_reason"`
 	}
 	if err := json.Unmarshal(value, &r); err != nil {
 		return "bad score record: " + err.Error()
 	}
-	return fmt.Sprintf("score %s @%s #%d likes=%d uniq=%d unl=%d win=%d/%d/%d/%d rate5m=%.3f score=%.3f",
+	if r.Damped5m == nil || r.Damped1h == nil || r.Reason == nil {
+		return "bad score record: no damped_likes_5m, damped_likes_1h or damped_reason: " + string(value)
+	}
+	line := fmt.Sprintf("score %s @%s #%d likes=%d uniq=%d unl=%d win=%d/%d/%d/%d rate5m=%.3f score=%.3f",
 		r.VideoID, formatClock(r.TS), r.Seq, r.Likes, r.UniqueLikers, r.Unlikes, r.L1m, r.L5m, r.L1h, r.L24h, r.Rate5m, r.Score)
+	// Damping is shown only where there is some, so that the scenarios
+	// without bought likes read as they did before the fields existed.
+	if *r.Damped5m != 0 || *r.Damped1h != 0 || *r.Reason != "" {
+		line += fmt.Sprintf(" damped=%d/%d reason=%q", *r.Damped5m, *r.Damped1h, *r.Reason)
+	}
+	return line
 }
 
 func trendingLine(value []byte) string {

@@ -16,7 +16,12 @@ import (
 // records in a compact form, then the records the engine emits.
 //
 //	run [every-change] [lateness=D] [skew=D] [now=TIME] [tick=D] [topk=N]
-//	    [horizon=D] [threshold=F] [interval=D] [model=M] [show=scores,trending,dead,final]
+//	    [horizon=D] [threshold=F] [interval=D] [model=M] [accounts=N]
+//	    [show=scores,trending,dead,final]
+//
+// accounts is the account threshold (likes an hour). A score line shows
+// damped=5M/1H reason="..." (damped_likes_5m, damped_likes_1h,
+// damped_reason) when some of the video's likes were damped.
 //
 // "final" is the last score record of each video at the end of the input,
 // which always equals the video's state.
@@ -74,6 +79,12 @@ func TestScenarios(t *testing.T) {
 					cfg.EmitInterval = dur()
 				case "model":
 					cfg.Model = val
+				case "accounts":
+					n, err := strconv.Atoi(val)
+					if err != nil {
+						d.Fatalf(t, "accounts: %v", err)
+					}
+					cfg.AccountThreshold = n
 				case "show":
 					show = map[string]bool{}
 					for _, v := range arg.Vals {

@@ -38,7 +38,10 @@
 // 2^(-20(c/c0-1)), down to a floor of 1/1024. An account at one and a half
 // times the threshold counts a thousandth of a like: a farm that delivers 1500 likes in five minutes
 // moves n by about 1.5. Weights are fixed point with [WeightOne] as 1 so
-// that windowed sums of them are exact integers, too.
+// that windowed sums of them are exact integers, too, and so is what
+// damping took from a window ([Input.DampedLikes]); [Input.Damping] names
+// the signals that damped it, so that a record can say why a video with
+// many likes scores low.
 //
 // # The trending model
 //
@@ -111,6 +114,21 @@ type Input struct {
 	Weighted [NumWindows]int64
 	// Rates are decayed like rates in likes per minute.
 	Rates [NumHalfLives]float64
+	// Damping names, for each window, the signals that damped at least
+	// one of its likes (gave it a weight below WeightOne).
+	Damping [NumWindows]Damping
+}
+
+// DampedLikes is how many likes of window w damping took away: the
+// window's likes minus the sum of their weights, rounded up to a whole
+// like, so that it is 0 exactly when no like of the window was damped and
+// never more than Windows[w].
+func (in *Input) DampedLikes(w int) int64 {
+	lost := in.Windows[w]*WeightOne - in.Weighted[w]
+	if lost <= 0 {
+		return 0
+	}
+	return (lost + WeightOne - 1) / WeightOne
 }
 
 // Velocity is the current like rate in likes per minute: the 5-minute
@@ -237,6 +255,44 @@ func AccountWeight(recent, c0 int64) int64 {
 	w := int64(math.Round(WeightOne * math.Exp2(-20*x)))
 	return max(w, 1)
 }
+
+// Damping is a set of the signals that damp a like, one bit each, so that
+// a window whose likes were damped for different reasons names them all.
+// The account's like rate ([AccountWeight]) is the only signal so far;
+// a new one takes the next bit and a name.
+type Damping uint8
+
+// The damping signals.
+const (
+	// DampedAccountRate: the like's account liked faster than the account
+	// threshold in the hour before the like.
+	DampedAccountRate Damping = 1 << iota
+	numDampings               = iota
+)
+
+// dampingNames are the names of the signals, in bit order, as score
+// records give them.
+var dampingNames = [numDampings]string{"account_rate"}
+
+// AppendNames appends the names of d's signals, comma-separated in bit
+// order ("account_rate"); nothing when d is empty.
+func (d Damping) AppendNames(b []byte) []byte {
+	first := true
+	for i, name := range dampingNames {
+		if d&(1<<i) == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		b = append(b, name...)
+		first = false
+	}
+	return b
+}
+
+// String returns the names of d's signals, as AppendNames.
+func (d Damping) String() string { return string(d.AppendNames(nil)) }
 
 // Decay epochs: see the package comment.
 const (

@@ -147,3 +147,44 @@ func TestBaselines(t *testing.T) {
 		t.Error("Lookup of an unknown model succeeded")
 	}
 }
+
+// DampedLikes is the likes a window lost to damping, rounded up: 0 exactly
+// when every like counted fully, never more than the window's likes.
+func TestDampedLikes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		likes    int64
+		weighted int64
+		want     int64
+	}{
+		{"no likes", 0, 0, 0},
+		{"all normal", 40, 40 * WeightOne, 0},
+		{"one like at half weight", 3, 2*WeightOne + WeightOne/2, 1},
+		{"a sliver lost shows as a like", 10, 10*WeightOne - 1, 1},
+		{"exactly two lost", 5, 3 * WeightOne, 2},
+		{"all at the floor", 40, 40, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := Input{}
+			in.Windows[W5m], in.Weighted[W5m] = tc.likes, tc.weighted
+			if got := in.DampedLikes(W5m); got != tc.want {
+				t.Errorf("DampedLikes = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDampingNames(t *testing.T) {
+	for _, tc := range []struct {
+		d    Damping
+		want string
+	}{
+		{0, ""},
+		{DampedAccountRate, "account_rate"},
+		{DampedAccountRate | 1<<7, "account_rate"}, // bits without a signal name nothing
+	} {
+		if got := tc.d.String(); got != tc.want {
+			t.Errorf("Damping(%d) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}

@@ -3,13 +3,15 @@ package service
 import (
 	"context"
 
+	"github.com/viralityhq/virality/processor"
 	"github.com/viralityhq/virality/scoring"
 )
 
 // What the HTTP page and the demo's view read of a video's recent likes:
 // its velocity over the last hour and how much of it was damped as bought.
-// Both come from the committed state, as Score's fallback does, so nothing
-// is kept for them in memory.
+// The likes come from the committed state, as Score's fallback does, so
+// nothing is kept for them in memory; the damped marks come from the
+// video's score record.
 
 // RecentLikes calls fn with the like time (epoch ms) and account weight of
 // each standing like of the video in the last 24 h of its event time,
@@ -45,32 +47,16 @@ func (s *Service) RecentLikes(ctx context.Context, id string, fn func(ts int64, 
 	return 0, false, nil
 }
 
-// DampedShare returns the share of the video's likes of the last hour of
-// its event time that account damping discounted: 1 - (sum of their
-// weights) / (their number). 0 means every like of the hour came from a
-// normal account; 0.4 means 40% of the hour's likes did not count, as
-// bought. likes is the number of standing likes of the hour; ok is false
-// when this instance does not hold the video.
-func (s *Service) DampedShare(id string) (share float64, likes int64, ok bool) {
-	var weight float64
-	var times []int64
-	var weights []float64
-	clock, ok, err := s.RecentLikes(context.Background(), id, func(ts int64, w float64) {
-		times = append(times, ts)
-		weights = append(weights, w)
-	})
+// Damping returns what the video's score record says of its damped
+// likes (processor.Damping: likes_1h, damped_likes_5m, damped_likes_1h,
+// damped_reason), from the freshest record this instance has of it, as
+// Score answers it; ok is false when it has none. The demo's view marks
+// videos by it, so that it shows what a ranker reading the record sees.
+func (s *Service) Damping(id string) (d processor.Damping, ok bool) {
+	rec, ok, err := s.Score(context.Background(), id)
 	if err != nil || !ok {
-		return 0, 0, false
+		return processor.Damping{}, false
 	}
-	from := clock - scoring.WindowMS[scoring.W1h]
-	for i, ts := range times {
-		if ts > from {
-			likes++
-			weight += weights[i]
-		}
-	}
-	if likes == 0 {
-		return 0, 0, true
-	}
-	return max(0, 1-weight/float64(likes)), likes, true
+	d, err = processor.ScoreDamping(rec)
+	return d, err == nil
 }

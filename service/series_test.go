@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viralityhq/virality/processor"
 	"github.com/viralityhq/virality/scoring"
 	"github.com/viralityhq/virality/store"
 )
 
-// RecentLikes and DampedShare read a video's like times and weights from
-// the committed state of the partitions the instance holds.
-func TestRecentLikesAndDampedShare(t *testing.T) {
+// RecentLikes reads a video's like times and weights from the committed
+// state of the partitions the instance holds, and Damping what its score
+// record says of them.
+func TestRecentLikesAndDamping(t *testing.T) {
 	db, err := store.Open(t.TempDir(), store.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +34,10 @@ func TestRecentLikesAndDampedShare(t *testing.T) {
 		v.Entries = append(v.Entries, en)
 		v.TimesChanged(en.TS)
 	}
-	w := db.Partition(3).NewWriter()
+	const partitions = 8
+	part := Partitioner("v1", partitions)
+	other := (part + 1) % partitions
+	w := db.Partition(part).NewWriter()
 	if err := w.SetVideo(v); err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +45,12 @@ func TestRecentLikesAndDampedShare(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := &Service{db: db}
+	s := &Service{db: db, cfg: DefaultConfig(), recent: newRecentScores(10)}
+	s.inputPartitions.Store(partitions)
 	if _, ok, err := s.RecentLikes(context.Background(), "v1", func(int64, float64) {}); ok || err != nil {
 		t.Fatalf("before any assignment: ok %v, err %v", ok, err)
 	}
-	s.owned.Store(&[]int32{0, 3})
+	s.owned.Store(&[]int32{other, part})
 	var times []int64
 	var weights []float64
 	got, ok, err := s.RecentLikes(context.Background(), "v1", func(ts int64, w float64) {
@@ -63,15 +69,21 @@ func TestRecentLikesAndDampedShare(t *testing.T) {
 			t.Errorf("like %d: %d %v, want %d %v", i, times[i], weights[i], wantT[i], wantW[i])
 		}
 	}
-	share, likes, ok := s.DampedShare("v1")
-	if want := 1 - (1+0.5+1.0/1024)/3; !ok || likes != 3 || math.Abs(share-want) > 1e-12 {
-		t.Errorf("DampedShare: %v of %d likes (ok %v), want %v of 3", share, likes, ok, want)
+	// The hour holds weights 1, 1/2 and 1/1024: 1535/1024 of a like lost,
+	// rounded up to 2; the last 5 min the like at the floor, 1.
+	d, ok := s.Damping("v1")
+	want := processor.Damping{Likes1h: 3, Damped5m: 1, Damped1h: 2, Reason: "account_rate"}
+	if !ok || d != want {
+		t.Errorf("Damping: %+v (ok %v), want %+v", d, ok, want)
 	}
-	if _, _, ok := s.DampedShare("v2"); ok {
-		t.Error("DampedShare of a video never seen: ok")
+	if got, want := d.Share(), 2.0/3; math.Abs(got-want) > 1e-12 {
+		t.Errorf("share %v, want %v", got, want)
 	}
-	s.owned.Store(&[]int32{0})
-	if _, _, ok := s.DampedShare("v1"); ok {
-		t.Error("DampedShare of a video of a partition not held: ok")
+	if _, ok := s.Damping("v2"); ok {
+		t.Error("Damping of a video never seen: ok")
+	}
+	s.owned.Store(&[]int32{other})
+	if _, ok := s.Damping("v1"); ok {
+		t.Error("Damping of a video of a partition not held: ok")
 	}
 }

@@ -11,10 +11,10 @@ import (
 	"github.com/viralityhq/virality/processor"
 )
 
-// benchRecord is a score record as the service writes it (about 300 bytes).
+// benchRecord is a score record as the service writes it (about 350 bytes).
 func benchRecord(video string, ts, seq int64) []byte {
 	return fmt.Appendf(nil, `{"video_id":%q,"ts":%d,"seq":%d,"model":"trending","score":12.512345678,"likes":40,"unique_likers":42,"unlikes":2,`+
-		`"likes_1m":5,"likes_5m":21,"likes_1h":40,"likes_24h":40,"rate_5m":4.1234567,"rate_1h":0.6234567,"rate_24h":0.0271234,"velocity":4.1234567,"acceleration":3.48}`,
+		`"likes_1m":5,"likes_5m":21,"likes_1h":40,"likes_24h":40,"rate_5m":4.1234567,"rate_1h":0.6234567,"rate_24h":0.0271234,"velocity":4.1234567,"acceleration":3.48,"damped_likes_5m":0,"damped_likes_1h":0,"damped_reason":""}`,
 		video, ts, seq)
 }
 

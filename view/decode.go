@@ -95,6 +95,23 @@ func fastScore(data []byte, s *Score) bool {
 			ok = d.float(&s.Velocity)
 		case "acceleration":
 			ok = d.float(&s.Acceleration)
+		case "damped_likes_5m":
+			ok = d.int(&s.DampedLikes5m)
+		case "damped_likes_1h":
+			ok = d.int(&s.DampedLikes1h)
+		case "damped_reason":
+			v, ok := d.str()
+			if !ok {
+				return false
+			}
+			switch string(v) { // no allocation for the usual reasons
+			case "":
+				s.DampedReason = ""
+			case "account_rate":
+				s.DampedReason = "account_rate"
+			default:
+				s.DampedReason = string(v)
+			}
 		default:
 			return false
 		}

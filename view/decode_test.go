@@ -8,7 +8,11 @@ import (
 )
 
 var decodeSeeds = []string{
-	`{"video_id":"v42","ts":1793491260000,"seq":7,"model":"trending","score":12.5,"likes":40,"unique_likers":42,"unlikes":2,"likes_1m":5,"likes_5m":21,"likes_1h":40,"likes_24h":40,"rate_5m":4.1,"rate_1h":0.62,"rate_24h":0.027,"velocity":4.1,"acceleration":3.48}`,
+	`{"video_id":"v42","ts":1793491260000,"seq":7,"model":"trending","score":12.5,"likes":40,"unique_likers":42,"unlikes":2,"likes_1m":5,"likes_5m":21,"likes_1h":40,"likes_24h":40,"rate_5m":4.1,"rate_1h":0.62,"rate_24h":0.027,"velocity":4.1,"acceleration":3.48,"damped_likes_5m":0,"damped_likes_1h":0,"damped_reason":""}`,
+	`{"video_id":"vc","seq":3,"likes_5m":30,"likes_1h":31,"damped_likes_5m":29,"damped_likes_1h":29,"damped_reason":"account_rate"}`,
+	`{"video_id":"vc","seq":3,"damped_likes_1h":2,"damped_reason":"account_rate,coordination"}`,
+	`{"video_id":"vc","damped_reason":null}`,
+	`{"video_id":"vc","damped_reason":1}`,
 	` { "video_id" : "v1" , "seq" : 1 , "score" : -1.5e-3 , "acceleration" : -0 } `,
 	`{}`,
 	`{"video_id":"v\u00e9","seq":1}`,

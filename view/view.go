@@ -33,6 +33,12 @@ type Score struct {
 	Rate24h      float64 `json:"rate_24h"`
 	Velocity     float64 `json:"velocity"`
 	Acceleration float64 `json:"acceleration"`
+	// DampedLikes5m and DampedLikes1h are the likes of Likes5m and Likes1h
+	// that damping took away (bought likes), and DampedReason names why
+	// ("account_rate"; "" when nothing of the hour was damped).
+	DampedLikes5m int64  `json:"damped_likes_5m"`
+	DampedLikes1h int64  `json:"damped_likes_1h"`
+	DampedReason  string `json:"damped_reason"`
 	// Raw is the record's value, byte for byte. It is shared by every
 	// caller of Get: do not modify it.
 	Raw []byte `json:"-"`

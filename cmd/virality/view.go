@@ -22,32 +22,35 @@ type viewSource interface {
 	Regions() []string
 }
 
-// viewDampedSource is implemented by a source that knows the share of a
-// video's likes of the last hour damped as bought (service.Service does).
+// viewDampedSource is implemented by a source that has the videos' score
+// records (service.Service does): what a record says of the video's likes
+// damped as bought.
 type viewDampedSource interface {
-	DampedShare(video string) (share float64, likes int64, ok bool)
+	Damping(video string) (processor.Damping, bool)
 }
 
 // viewDampedMark is the damped share of the hour's likes from which a video
 // is marked, as on the HTTP page.
 const viewDampedMark = 0.10
 
-// viewDamped returns a video's mark, "⚑37%" when 37% of its likes of the
-// last hour were damped as bought, or "".
-func viewDamped(src viewSource, video string) string {
+// viewDamped returns a video's mark, "⚑37%" when its score record says
+// that damping took away 37% of its likes of the last hour
+// (damped_likes_1h / likes_1h), and why (damped_reason, "account_rate");
+// or "" and "".
+func viewDamped(src viewSource, video string) (mark, reason string) {
 	d, ok := src.(viewDampedSource)
 	if !ok {
-		return ""
+		return "", ""
 	}
-	share, _, ok := d.DampedShare(video)
-	if !ok || share < viewDampedMark {
-		return ""
+	dm, ok := d.Damping(video)
+	if !ok || dm.Share() < viewDampedMark {
+		return "", ""
 	}
-	return fmt.Sprintf("⚑%.0f%%", 100*share)
+	return fmt.Sprintf("⚑%.0f%%", 100*dm.Share()), dm.Reason
 }
 
 // viewLegend explains the columns in one line.
-const viewLegend = "score: σ above the video's own baseline, last 5 min · bar: vs #1 · ⚑N%: likes damped as bought, last hour\n"
+const viewLegend = "score: σ above own baseline, last 5 min · bar: vs #1 · ⚑N% why: likes damped as bought, last hour\n"
 
 // viewStats are the figures of the view's header.
 type viewStats struct {
@@ -150,8 +153,11 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 	for i, r := range videos {
 		b = fmt.Appendf(b, "%3d  %s  %8.2f  %s", i+1, viewPad(r.Video, viewVideoWidth), r.Score,
 			viewBar(r.Score, videos[0].Score, viewBarWidth))
-		if m := viewDamped(src, r.Video); m != "" {
+		if m, why := viewDamped(src, r.Video); m != "" {
 			b = append(b, " "+m+" bought"...)
+			if why != "" {
+				b = append(b, ": "+why...)
+			}
 		}
 		b = append(b, '\n')
 	}
@@ -169,7 +175,7 @@ func appendViewFrame(b []byte, src viewSource, st viewStats, tick int64, global 
 			for _, l := range cols {
 				if i < len(l.Videos) {
 					mark := "   "
-					if viewDamped(src, l.Videos[i].Video) != "" {
+					if m, _ := viewDamped(src, l.Videos[i].Video); m != "" {
 						mark = " ⚑ "
 					}
 					b = fmt.Appendf(b, "%3d %s %6.2f%s", i+1, viewPad(l.Videos[i].Video, 12), l.Videos[i].Score, mark)
@@ -195,8 +201,11 @@ func appendViewSummary(b []byte, src viewSource, st viewStats, tick int64, globa
 	}
 	for _, r := range global.Videos[:min(viewLineTop, len(global.Videos))] {
 		b = fmt.Appendf(b, " %s(%.1f", r.Video, r.Score)
-		if m := viewDamped(src, r.Video); m != "" {
+		if m, why := viewDamped(src, r.Video); m != "" {
 			b = append(b, " "+m...)
+			if why != "" {
+				b = append(b, " "+why...)
+			}
 		}
 		b = append(b, ')')
 	}

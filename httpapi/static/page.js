@@ -66,14 +66,29 @@ function pct(share) {
   return Math.round(100 * share) + "%";
 }
 
-// dampedMark is the mark of a video whose likes of the last hour were
-// damped as bought, or null.
-function dampedMark(share) {
-  if (typeof share !== "number" || share < DAMPED_MARK) return null;
+// Why likes were damped, by the names of a score record's damped_reason.
+const dampedReasons = {
+  account_rate: "their accounts liked far above a person's rate",
+};
+
+function reasonText(reason) {
+  return (reason || "").split(",").filter((r) => r).map((r) => r + ": " + (dampedReasons[r] || "damped")).join("; ");
+}
+
+// dampedMark is the mark of a video whose score record says that damping
+// took DAMPED_MARK or more of its likes of the last hour
+// (damped_likes_1h / likes_1h, the fields a ranker reads), or null. d is
+// the record or the list's copy of its damping fields; withReason writes
+// the record's damped_reason next to the share.
+function dampedMark(d, withReason) {
+  if (!d || typeof d.damped_likes_1h !== "number" || !(d.likes_1h > 0)) return null;
+  const share = Math.min(d.damped_likes_1h / d.likes_1h, 1);
+  if (share < DAMPED_MARK) return null;
   const m = document.createElement("span");
   m.className = "damped";
-  m.textContent = "⚑ " + pct(share) + " bought";
-  m.title = pct(share) + " of the last hour's likes were damped: they came from accounts liking far above a person's rate";
+  m.textContent = "⚑ " + pct(share) + " bought" + (withReason && d.damped_reason ? ": " + d.damped_reason : "");
+  m.title = pct(share) + " of the last hour's likes (" + d.damped_likes_1h.toLocaleString("en") + " of " +
+    d.likes_1h.toLocaleString("en") + ") were damped: " + (reasonText(d.damped_reason) || "no reason given");
   return m;
 }
 
@@ -105,7 +120,7 @@ async function refreshTrending() {
       row.onclick = () => select(v.video_id);
       cell(row, String(i + 1), "rank");
       const id = cell(row, v.video_id, "id");
-      const mark = dampedMark(v.damped_share_1h);
+      const mark = dampedMark(v.damping, false);
       if (mark) id.appendChild(mark);
       cell(row, v.score.toFixed(2), "num");
       cell(row, v.likes === null ? "–" : v.likes.toLocaleString("en"), "num");
@@ -251,7 +266,10 @@ const fields = [
   ["likes_1h", 0, "likes in the last hour"], ["likes_24h", 0, "likes in the last 24 h"],
   ["rate_5m", 2, "likes/min, half-life 5 min"], ["rate_1h", 2, "likes/min, half-life 1 h"],
   ["rate_24h", 3, "likes/min, half-life 24 h"], ["velocity", 2, "likes/min (rate_5m)"],
-  ["acceleration", 2, "likes/min (rate_5m - rate_1h)"], ["model", null, ""], ["seq", 0, "records so far"], ["ts", null, "latest event time"],
+  ["acceleration", 2, "likes/min (rate_5m - rate_1h)"],
+  ["damped_likes_5m", 0, "of the likes of the last 5 min, taken away by damping"],
+  ["damped_likes_1h", 0, "of the likes of the last hour, taken away by damping"],
+  ["damped_reason", null, "why the likes of the last hour were damped"], ["model", null, ""], ["seq", 0, "records so far"], ["ts", null, "latest event time"],
 ];
 
 function showRecord(rec, series) {
@@ -267,6 +285,7 @@ function showRecord(rec, series) {
     if (!rec || !(name in rec)) continue;
     let v = rec[name];
     if (name === "ts") v = utc(v);
+    else if (name === "damped_reason") v = v || "none";
     else if (typeof v === "number") v = digits ? v.toFixed(digits) : v.toLocaleString("en");
     add(name, String(v), name === "score" ? scoreUnit[rec.model] || "" : unit);
   }
@@ -309,7 +328,7 @@ async function refreshVideo() {
     showRecord(rec, series);
     msg.replaceChildren("Last hour of likes and the score record of " + rec.video_id +
       " (as on the video-scores topic).");
-    const mark = series && dampedMark(series.damped_share_1h);
+    const mark = dampedMark(rec, true);
     if (mark) msg.appendChild(mark);
     msg.className = "muted";
   } catch (e) {
