@@ -75,12 +75,17 @@ func show(v *view.View, k int) {
 	if err := v.Err(); err != nil {
 		fmt.Println("  warning:", err)
 	}
-	fmt.Printf("  %3s  %-24s %10s %8s %10s\n", "#", "video", "score", "likes", "velocity")
+	fmt.Printf("  %3s  %-24s %10s %8s %10s  %s\n", "#", "video", "score", "likes", "velocity", "damped (last hour)")
 	for i, e := range top.Videos {
-		likes, velocity := "-", "-"
+		likes, velocity, damped := "-", "-", ""
 		if s, ok := v.Get(e.VideoID); ok {
 			likes, velocity = fmt.Sprint(s.Likes), fmt.Sprintf("%.2f/min", s.Velocity)
+			// Why a video with many likes scores low: the likes damping
+			// took away, and the signal that damped them.
+			if s.DampedLikes1h > 0 {
+				damped = fmt.Sprintf("%d of %d (%s)", s.DampedLikes1h, s.Likes1h, s.DampedReason)
+			}
 		}
-		fmt.Printf("  %3d  %-24s %10.3f %8s %10s\n", i+1, e.VideoID, e.Score, likes, velocity)
+		fmt.Printf("  %3d  %-24s %10.3f %8s %10s  %s\n", i+1, e.VideoID, e.Score, likes, velocity, damped)
 	}
 }
