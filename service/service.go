@@ -75,6 +75,11 @@ type Config struct {
 	// HeartbeatInterval from kafka-go's own goroutine, so a long commit
 	// or restore does not delay them.
 	SessionTimeout time.Duration
+	// FetchMaxBytes bounds the records of one fetch of a partition. What
+	// the instance holds read but not yet applied is at most a few
+	// fetches per partition, so this bounds its memory while it catches
+	// up; larger fetches save round trips, not much else.
+	FetchMaxBytes int
 }
 
 // HeartbeatInterval is how often the instance tells the group's
@@ -114,6 +119,7 @@ func DefaultConfig() Config {
 		OnOffsetOutOfRange: OutOfRangeEarliest,
 		MinFreeDisk:        256 << 20,
 		SessionTimeout:     6 * time.Second,
+		FetchMaxBytes:      1 << 20,
 	}
 }
 
@@ -153,6 +159,9 @@ func (c *Config) Validate() error {
 	if c.SessionTimeout < 3*HeartbeatInterval || c.SessionTimeout > 30*time.Minute {
 		errs = append(errs, fmt.Errorf("--session-timeout %v: must be between %v (three heartbeats) and 30m; brokers accept 6s to 30m by default",
 			c.SessionTimeout, 3*HeartbeatInterval))
+	}
+	if c.FetchMaxBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("fetch size %d bytes: must be at least 1 KiB", c.FetchMaxBytes))
 	}
 	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
 		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
@@ -495,7 +504,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	}
 	s.log.Info().Int32("generation", gen.ID).Ints32("partitions", ids).Msg("assigned")
 
-	batches := make(chan *fetched, 4*len(ids)+4)
+	batches := make(chan *fetched, 2*len(ids)+2)
 	genDone := make(chan struct{})
 	gen.Start(func(gctx context.Context) {
 		<-gctx.Done()
@@ -610,6 +619,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 		return
 	}
 	defer src.Close()
+	src.MaxBytes = s.cfg.FetchMaxBytes
 	if !internal && s.m != nil {
 		s.m.AddLostToRetention(p, 0) // the series, at 0 until a loss
 	}

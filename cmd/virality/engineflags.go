@@ -26,12 +26,12 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.IntVar(&c.TrendingEvery, "trending-every", def.TrendingEvery, "write each region's trending list every `N` ticks of event time (1: every tick); the HTTP API's\nlatest list follows every tick")
 	fs.DurationVar(&c.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
 	fs.IntVar(&c.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
-	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory")
-	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory")
-	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory")
+	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory (with --memory-budget: its share of it)")
+	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory (with --memory-budget: its share of it)")
+	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
-	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two)")
+	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
 }
 
 // validateEngine checks the engine's settings, naming the flag and what to

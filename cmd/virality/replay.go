@@ -32,6 +32,8 @@ type replayFlags struct {
 	warmAll                               bool          // --warmup all: from the start of the topic
 	warmFor                               time.Duration // else this much before --from (0: none)
 	progress                              time.Duration
+	cacheMB, memTableMB                   int
+	budget                                memoryBudget
 }
 
 // warming reports whether the replay has a warm-up.
@@ -71,7 +73,13 @@ func parseReplay(args []string) (*replayFlags, error) {
 	fs.DurationVar(&f.progress, "progress", 5*time.Second, "interval of progress lines on standard error (0: none)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR` for the replay; must be new or empty (empty: a temporary directory)")
 	addEngineFlags(fs, &f.cfg)
+	addStoreFlags(fs, &f.cacheMB, &f.memTableMB)
+	addMemoryBudgetFlag(fs, &f.budget)
 	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
+	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
 		return nil, err
 	}
 	if err := validateEngine(&f.cfg); err != nil {
@@ -127,7 +135,8 @@ func runReplay(ctx context.Context, args []string) (err error) {
 	} else if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
 		return usagef("--state-dir %s is not empty: a replay starts from fresh state", stateDir)
 	}
-	db, err := store.Open(stateDir, store.DefaultOptions())
+	defer f.budget.limitHeap()()
+	db, err := store.Open(stateDir, storeOptions(f.cacheMB, f.memTableMB))
 	if err != nil {
 		return err
 	}

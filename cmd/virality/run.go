@@ -26,12 +26,14 @@ func init() {
 
 // runFlags are the flags of `virality run`.
 type runFlags struct {
-	svc      service.Config
-	kafka    *kafkaFlags
-	stateDir string
-	httpAddr string
-	logLevel string
-	cacheMB  int
+	svc        service.Config
+	kafka      *kafkaFlags
+	stateDir   string
+	httpAddr   string
+	logLevel   string
+	cacheMB    int
+	memTableMB int
+	budget     memoryBudget
 	// viewVideos bounds the view behind the HTTP API (0: none).
 	viewVideos int
 }
@@ -70,12 +72,15 @@ func parseRun(args []string) (*runFlags, error) {
 	fs.StringVar(&f.stateDir, "state-dir", "virality-state", "state `DIR` (Pebble); a restarted instance resumes from it")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen `ADDRESS` (empty: no HTTP)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
-	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
-	fs.IntVar(&f.viewVideos, "http-view-videos", 200_000, "the HTTP API answers for every video and region, whichever instance owns them, from a\nview of the output topics holding up to `N` videos (about 560 bytes each; 0: no view, the\nAPI answers for this instance's partitions and, on partition 0's holder, the lists)")
+	addStoreFlags(fs, &f.cacheMB, &f.memTableMB)
+	addMemoryBudgetFlag(fs, &f.budget)
+	fs.IntVar(&f.viewVideos, "http-view-videos", 200_000, "the HTTP API answers for every video and region, whichever instance owns them, from a\nview of the output topics holding up to `N` videos (about 560 bytes each; 0: no view, the\nAPI answers for this instance's partitions and, on partition 0's holder, the lists; with\n--memory-budget: its share of it)")
 	addEngineFlags(fs, &f.svc.Engine)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
+	f.budget.apply(setFlags(fs), sizes{engine: &f.svc.Engine, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB,
+		viewVideos: &f.viewVideos, fetchBytes: &f.svc.FetchMaxBytes})
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q: run takes only flags", fs.Arg(0))
 	}
@@ -96,6 +101,9 @@ func parseRun(args []string) (*runFlags, error) {
 	if f.stateDir == "" {
 		return nil, usagef("--state-dir: must not be empty")
 	}
+	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
+		return nil, err
+	}
 	if f.viewVideos < 0 {
 		return nil, usagef("--http-view-videos %d: must be 0 (no view) or more", f.viewVideos)
 	}
@@ -108,7 +116,8 @@ func runRun(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(f.logLevel)
-	return serveWith(ctx, serveOptions{cfg: f.svc, stateDir: f.stateDir, cacheMB: f.cacheMB,
+	defer f.budget.limitHeap()()
+	return serveWith(ctx, serveOptions{cfg: f.svc, stateDir: f.stateDir, cacheMB: f.cacheMB, memTableMB: f.memTableMB,
 		httpAddr: f.httpAddr, viewVideos: f.viewVideos, log: log})
 }
 
@@ -132,7 +141,9 @@ type serveOptions struct {
 	cfg      service.Config
 	stateDir string
 	cacheMB  int
-	httpAddr string
+	// memTableMB is the size of Pebble's memtables (0: the store's default).
+	memTableMB int
+	httpAddr   string
 	// viewVideos > 0: the HTTP API also answers for videos and lists of
 	// other instances, from a view of the output topics holding up to
 	// this many videos.
@@ -147,6 +158,9 @@ func serveWith(ctx context.Context, o serveOptions) (err error) {
 	cfg, stateDir, cacheMB, httpAddr, log, started := o.cfg, o.stateDir, o.cacheMB, o.httpAddr, o.log, o.started
 	opts := store.DefaultOptions()
 	opts.CacheBytes = int64(cacheMB) << 20
+	if o.memTableMB > 0 {
+		opts.MemTableBytes = uint64(o.memTableMB) << 20
+	}
 	db, err := store.Open(stateDir, opts)
 	if err != nil {
 		return err

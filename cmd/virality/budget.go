@@ -1,0 +1,214 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/bits"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/viralityhq/virality/processor"
+	"github.com/viralityhq/virality/store"
+)
+
+// memoryBudget is --memory-budget: the bytes a process that runs the
+// engine (run, replay, backfill) may hold. It is shared, in fixed shares,
+// by everything that grows with the input: the Go heap (under a soft limit,
+// so that the garbage collector works harder rather than letting the heap
+// double), the engine's caches of pairs, videos and accounts, the filter
+// of known pairs, the HTTP view of other instances' videos, and Pebble's
+// block cache and memtables. A flag that sets one of those sizes wins over
+// its share; GOMEMLIMIT, when set, wins over the heap's.
+type memoryBudget struct{ bytes int64 }
+
+const (
+	defaultMemoryBudget = 512 << 20
+	minMemoryBudget     = 128 << 20
+	// runtimeBytes is what the process holds outside the Go heap and
+	// Pebble: its code, goroutine stacks, the runtime's own structures.
+	runtimeBytes = 40 << 20
+)
+
+// Bytes each cached item takes on the Go heap, with its share of map and
+// slice overhead, measured on generated traffic (bench/RESULTS.md): a
+// video's record grows with its likes of the last day, so videoBytes is
+// an average over the cache, not a bound.
+const (
+	pairBytes    = 250
+	videoBytes   = 800
+	accountBytes = 170
+	viewBytes    = 560
+)
+
+// Shares of the Go heap's limit, in percent.
+const (
+	pairShare    = 22
+	videoShare   = 15
+	accountShare = 15
+	viewShare    = 6
+	filterShare  = 4
+)
+
+func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
+	b.bytes = defaultMemoryBudget
+	fs.Var(b, "memory-budget", "`BYTES` of memory the process may hold (e.g. 512MiB, 2GiB), shared by the Go heap, the\nengine's caches, the pair filter, the HTTP view and Pebble's block cache and memtables; a flag\nthat sets one of those wins over its share (0: no budget, each size its own default)")
+}
+
+func (b *memoryBudget) String() string {
+	switch {
+	case b == nil || b.bytes == 0:
+		return "0"
+	case b.bytes%(1<<30) == 0:
+		return strconv.FormatInt(b.bytes>>30, 10) + "GiB"
+	case b.bytes%(1<<20) == 0:
+		return strconv.FormatInt(b.bytes>>20, 10) + "MiB"
+	}
+	return strconv.FormatInt(b.bytes, 10) + "B"
+}
+
+func (b *memoryBudget) Set(v string) error {
+	n, err := parseBytes(v)
+	if err != nil {
+		return err
+	}
+	if n != 0 && n < minMemoryBudget {
+		return fmt.Errorf("%s is below the smallest budget, %dMiB (0: no budget)", v, minMemoryBudget>>20)
+	}
+	b.bytes = n
+	return nil
+}
+
+// parseBytes reads a size with a binary unit: B, KiB, MiB, GiB or TiB
+// (K, M, G, T and KB, MB, GB, TB are read as the same binary units).
+func parseBytes(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	if s == "0" {
+		return 0, nil
+	}
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	num, unit := s[:i], strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s[i:], "iB"), "B"))
+	shift := map[string]uint{"": 0, "K": 10, "KI": 10, "M": 20, "G": 30, "T": 40}
+	sh, ok := shift[unit]
+	if s[i:] == "" {
+		ok = false // a bare number: bytes or MiB? Say it.
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 || bits.Len64(uint64(n))+int(sh) > 62 {
+		return 0, fmt.Errorf("%q: give a size with its unit, e.g. 512MiB or 2GiB", v)
+	}
+	return n << sh, nil
+}
+
+// memoryPlan is how a budget is shared.
+type memoryPlan struct {
+	heapLimit  int64 // Go heap soft limit (debug.SetMemoryLimit)
+	cacheBytes int64 // Pebble block cache
+	memTable   int64 // each Pebble memtable (two may be held at once)
+	pairs      int
+	videos     int
+	accounts   int
+	viewVideos int
+	filterBits int
+	fetchBytes int // each fetch of a partition of the input
+}
+
+func (b memoryBudget) plan() memoryPlan {
+	var p memoryPlan
+	p.cacheBytes = max(b.bytes/16, 8<<20)
+	p.memTable = max(b.bytes/32, 4<<20)
+	p.heapLimit = b.bytes - p.cacheBytes - 2*p.memTable - runtimeBytes
+	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
+	p.pairs = share(pairShare, pairBytes)
+	p.videos = share(videoShare, videoBytes)
+	p.accounts = share(accountShare, accountBytes)
+	p.viewVideos = share(viewShare, viewBytes)
+	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
+	// The filter's size is a power of two of bits.
+	p.filterBits = 1 << (bits.Len64(uint64(p.heapLimit*filterShare/100*8)) - 1)
+	return p
+}
+
+// sizes are the flags a budget sizes: nil where the command has none.
+type sizes struct {
+	engine     *processor.Config
+	cacheMB    *int
+	memTableMB *int
+	viewVideos *int
+	fetchBytes *int // no flag: always its share
+}
+
+// apply gives every size in s that no flag set (set: the flags given) its
+// share of the budget. A zero budget changes nothing.
+func (b memoryBudget) apply(set map[string]bool, s sizes) {
+	if b.bytes == 0 {
+		return
+	}
+	p := b.plan()
+	for _, f := range []struct {
+		name string
+		ptr  *int
+		v    int
+	}{
+		{"cache-pairs", &s.engine.CachePairs, p.pairs},
+		{"cache-videos", &s.engine.CacheVideos, p.videos},
+		{"max-accounts", &s.engine.MaxAccounts, p.accounts},
+		{"pair-filter-bits", &s.engine.PairFilterBits, p.filterBits},
+		{"cache-mb", s.cacheMB, int(p.cacheBytes >> 20)},
+		{"memtable-mb", s.memTableMB, int(p.memTable >> 20)},
+		{"http-view-videos", s.viewVideos, p.viewVideos},
+		{"", s.fetchBytes, p.fetchBytes},
+	} {
+		if f.ptr != nil && !set[f.name] {
+			*f.ptr = f.v
+		}
+	}
+}
+
+// limitHeap holds the Go heap under the budget's share, unless GOMEMLIMIT
+// is set or there is no budget, until the returned function restores the
+// limit before it.
+func (b memoryBudget) limitHeap() (restore func()) {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || b.bytes == 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(b.plan().heapLimit)
+	return func() { debug.SetMemoryLimit(prev) }
+}
+
+// addStoreFlags defines the flags of Pebble's memory.
+func addStoreFlags(fs *flag.FlagSet, cacheMB, memTableMB *int) {
+	fs.IntVar(cacheMB, "cache-mb", 64, "Pebble block cache `MiB` (with --memory-budget: 1/16 of it)")
+	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/32 of it)")
+}
+
+// validateStore checks the store flags.
+func validateStore(cacheMB, memTableMB int) error {
+	switch {
+	case cacheMB < 1 || cacheMB > 1<<20:
+		return usagef("--cache-mb %d: must be between 1 and %d", cacheMB, 1<<20)
+	case memTableMB < 1 || memTableMB > 4<<10:
+		return usagef("--memtable-mb %d: must be between 1 and %d", memTableMB, 4<<10)
+	}
+	return nil
+}
+
+// storeOptions are Pebble's options for the sizes of the store flags.
+func storeOptions(cacheMB, memTableMB int) store.Options {
+	opts := store.DefaultOptions()
+	opts.CacheBytes = int64(cacheMB) << 20
+	opts.MemTableBytes = uint64(memTableMB) << 20
+	return opts
+}
+
+// setFlags returns the flags of fs given on the command line or by
+// environment variable.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}

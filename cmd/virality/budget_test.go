@@ -1,0 +1,81 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "2G": 2 << 30, "300MB": 300 << 20,
+		"64KiB": 64 << 10, "1TiB": 1 << 40, "4096B": 4096, " 1GiB ": 1 << 30,
+	} {
+		got, err := parseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "512", "MiB", "-1MiB", "1.5GiB", "12XB", "9999999999TiB"} {
+		if n, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) = %d, want an error", in, n)
+		}
+	}
+}
+
+// TestMemoryPlan: the shares of a budget add up to less than it, and grow
+// with it.
+func TestMemoryPlan(t *testing.T) {
+	var prev memoryPlan
+	for _, b := range []int64{128 << 20, 512 << 20, 4 << 30} {
+		p := memoryBudget{b}.plan()
+		caches := int64(p.pairs)*pairBytes + int64(p.videos)*videoBytes + int64(p.accounts)*accountBytes +
+			int64(p.viewVideos)*viewBytes + int64(p.filterBits)/8
+		if caches >= p.heapLimit*2/3 {
+			t.Errorf("budget %d: caches take %d of a heap limit of %d, leaving too little for the rest", b, caches, p.heapLimit)
+		}
+		if total := p.heapLimit + p.cacheBytes + 2*p.memTable + runtimeBytes; total != b {
+			t.Errorf("budget %d: the parts add up to %d", b, total)
+		}
+		if p.filterBits&(p.filterBits-1) != 0 {
+			t.Errorf("budget %d: %d filter bits is not a power of two", b, p.filterBits)
+		}
+		if p.pairs <= prev.pairs || p.videos <= prev.videos || p.accounts <= prev.accounts || p.heapLimit <= prev.heapLimit {
+			t.Errorf("budget %d: %+v does not grow from %+v", b, p, prev)
+		}
+		prev = p
+	}
+}
+
+// TestMemoryBudgetFlags: the budget sizes what no flag sets, a flag wins
+// over its share, a budget of 0 leaves every default, and a bad budget is
+// refused with what to give.
+func TestMemoryBudgetFlags(t *testing.T) {
+	f, err := parseRun([]string{"--memory-budget", "1GiB", "--cache-pairs", "12345"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := memoryBudget{1 << 30}.plan()
+	if f.svc.Engine.CachePairs != 12345 {
+		t.Errorf("--cache-pairs 12345 gave %d", f.svc.Engine.CachePairs)
+	}
+	if f.svc.Engine.CacheVideos != p.videos || f.svc.Engine.MaxAccounts != p.accounts || f.viewVideos != p.viewVideos ||
+		f.cacheMB != int(p.cacheBytes>>20) || f.memTableMB != int(p.memTable>>20) {
+		t.Errorf("sizes %+v, cache %d MiB, memtable %d MiB, view %d: want the plan %+v",
+			f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, p)
+	}
+
+	f, err = parseRun([]string{"--memory-budget", "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.svc.Engine.CachePairs != 1_000_000 || f.cacheMB != 64 || f.memTableMB != 32 || f.viewVideos != 200_000 {
+		t.Errorf("--memory-budget 0 changed a default: %+v, cache %d, memtable %d, view %d", f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos)
+	}
+
+	for _, args := range [][]string{{"--memory-budget", "512"}, {"--memory-budget", "64MiB"}} {
+		_, err := parseReplay(append(args, "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--brokers", "x:1", "--input-topic", "t"))
+		if err == nil || !strings.Contains(err.Error(), "memory-budget") {
+			t.Errorf("%v: got %v, want an error naming --memory-budget", args, err)
+		}
+	}
+}
