@@ -328,12 +328,17 @@ func (s *PartitionSource) copy(p []byte) []byte {
 }
 
 // grow returns the next n bytes of the arena. When the arena is full a
-// larger one replaces it; the records already returned keep pointing into
-// the old one.
+// new one replaces it, twice as large up to the fetch size, so that a
+// source keeps at most about one fetch's worth between calls; the records
+// already returned keep pointing into the old one.
 func (s *PartitionSource) grow(n int) []byte {
 	i := len(s.arena)
 	if cap(s.arena)-i < n {
-		s.arena = make([]byte, 0, max(2*cap(s.arena), n, 64<<10))
+		limit := s.MaxBytes
+		if limit <= 0 {
+			limit = defaultMaxBytes
+		}
+		s.arena = make([]byte, 0, max(min(2*cap(s.arena), limit), n, 64<<10))
 		i = 0
 	}
 	s.arena = s.arena[:i+n]

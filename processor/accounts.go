@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"slices"
+
 	"github.com/viralityhq/virality/scoring"
 	"github.com/viralityhq/virality/store"
 )
@@ -21,30 +23,32 @@ const (
 	accountKeep = accountBuckets + accountLag + 2
 )
 
-type acctBucket struct{ idx, n int64 }
-
-type accountKey struct {
-	user   string
-	bucket int64
-}
+type acctBucket = store.AccountBucket
 
 // accounts holds the recent like counts of accounts. Accounts with no like
 // in the last accountKeep buckets are dropped: they cannot change a weight.
+// Each account's counts are stored in one record (store.Account), written
+// at each commit the account liked something, so that an account evicted
+// from memory, or not loaded after a restart, costs one lookup.
 type accounts struct {
-	part    *store.Partition
-	bucket  int64
-	max     int
-	c0      int64 // account threshold, likes in accountBuckets
-	m       map[string][]acctBucket
-	dirty   []accountKey
-	partial bool // accounts were evicted while recent: a miss reads the store
-	deleted int64
+	part   *store.Partition
+	bucket int64
+	max    int
+	c0     int64 // account threshold, likes in accountBuckets
+	m      map[string][]acctBucket
+	dirty  map[string]struct{}
+	// partial: the store may hold accounts that are not in memory (some
+	// were evicted, or the state was opened on an earlier commit), so a
+	// miss reads the store.
+	partial bool
+	order   []string // scratch for save
 }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts, perHour int) *accounts {
 	// The counted buckets span an hour only when a bucket is 5 minutes.
 	c0 := max(int64(perHour)*accountBuckets*bucket/3_600_000, 1)
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0, m: map[string][]acctBucket{}}
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0,
+		m: map[string][]acctBucket{}, dirty: map[string]struct{}{}}
 }
 
 // like counts a like by user at ts and returns its weight.
@@ -52,68 +56,56 @@ func (a *accounts) like(user string, ts int64) (int64, error) {
 	b := floorDiv(ts, a.bucket)
 	bs, ok := a.m[user]
 	if !ok && a.partial {
-		for idx := b - accountKeep; idx <= b+accountLag; idx++ {
-			n, err := a.part.AccountCount(idx, user)
-			if err != nil {
-				return 0, err
-			}
-			if n > 0 {
-				bs = append(bs, acctBucket{idx, n})
-			}
+		var err error
+		if bs, err = a.part.Account(user, nil); err != nil {
+			return 0, err
 		}
 	}
 	var recent int64
 	i := 0
-	for ; i < len(bs) && bs[i].idx < b; i++ {
-		if bs[i].idx >= b-accountLag-accountBuckets+1 && bs[i].idx <= b-accountLag {
-			recent += bs[i].n
+	for ; i < len(bs) && bs[i].Bucket < b; i++ {
+		if bs[i].Bucket >= b-accountLag-accountBuckets+1 && bs[i].Bucket <= b-accountLag {
+			recent += bs[i].N
 		}
 	}
-	if i < len(bs) && bs[i].idx == b {
-		bs[i].n++
+	if i < len(bs) && bs[i].Bucket == b {
+		bs[i].N++
 	} else {
 		bs = append(bs, acctBucket{})
 		copy(bs[i+1:], bs[i:])
-		bs[i] = acctBucket{b, 1}
+		bs[i] = acctBucket{Bucket: b, N: 1}
 	}
 	// Drop buckets no future like can look at.
-	newest := bs[len(bs)-1].idx
+	newest := bs[len(bs)-1].Bucket
 	k := 0
-	for k < len(bs) && bs[k].idx < newest-accountKeep {
+	for k < len(bs) && bs[k].Bucket < newest-accountKeep {
 		k++
 	}
 	if k > 0 {
 		bs = append(bs[:0], bs[k:]...)
 	}
 	a.m[user] = bs
-	a.dirty = append(a.dirty, accountKey{user, b})
+	a.dirty[user] = struct{}{}
 	return scoring.AccountWeight(recent, a.c0), nil
 }
 
-func (a *accounts) count(user string, b int64) int64 {
-	for _, bk := range a.m[user] {
-		if bk.idx == b {
-			return bk.n
-		}
+// save writes the accounts that liked since the last commit, in the order
+// of their ids. Buckets too old to matter are dropped as accounts like
+// again; an account that never does keeps its last record, which no
+// weight reads any more (like the pairs, the records grow with the
+// accounts ever seen, not with the likes).
+func (a *accounts) save(w *store.Writer) error {
+	a.order = a.order[:0]
+	for user := range a.dirty {
+		a.order = append(a.order, user)
 	}
-	return 0
-}
-
-// save writes the counts changed since the last commit and drops buckets
-// too old to matter, with one range deletion.
-func (a *accounts) save(w *store.Writer, current int64) error {
-	for _, k := range a.dirty {
-		if err := w.SetAccountCount(k.bucket, k.user, a.count(k.user, k.bucket)); err != nil {
+	slices.Sort(a.order)
+	for _, user := range a.order {
+		if err := w.SetAccount(user, a.m[user]); err != nil {
 			return err
 		}
 	}
-	a.dirty = a.dirty[:0]
-	if cut := current - accountKeep; cut > a.deleted {
-		if err := w.DeleteAccountsBefore(cut); err != nil {
-			return err
-		}
-		a.deleted = cut
-	}
+	clear(a.dirty)
 	return nil
 }
 
@@ -121,7 +113,7 @@ func (a *accounts) save(w *store.Writer, current int64) error {
 // the bound, recent ones too (they are then read back when needed).
 func (a *accounts) evict(current int64) {
 	for user, bs := range a.m {
-		if bs[len(bs)-1].idx < current-accountKeep {
+		if bs[len(bs)-1].Bucket < current-accountKeep {
 			delete(a.m, user)
 		}
 	}
@@ -137,14 +129,9 @@ func (a *accounts) evict(current int64) {
 	}
 }
 
-// load reads the recent counts back after a restart.
-func (a *accounts) load(current int64) error {
-	a.deleted = current - accountKeep
-	return a.part.ScanAccounts(current-accountKeep, func(b int64, user string, n int64) error {
-		a.m[user] = append(a.m[user], acctBucket{b, n})
-		return nil
-	})
-}
+// open prepares the accounts of a partition opened on stored state: they
+// are read from the store as they like again.
+func (a *accounts) open(stored bool) { a.partial = stored }
 
 // windowDamping names the signals that damped likes of a window of n likes
 // whose weights sum to w. The account rate is the only signal so far and

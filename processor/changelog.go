@@ -41,7 +41,10 @@ const (
 	HeaderCommit = "virality-commit"
 )
 
-const changelogVersion = 1
+// changelogVersion is the first byte of each changelog record's value:
+// the records are the store's own keys and values, so it is the store's
+// format version (1 until format 4).
+const changelogVersion = store.FormatVersion
 
 // TargetPartition reads HeaderTarget: the changelog sink's balancer.
 func TargetPartition(v []byte) (int32, bool) {
@@ -166,7 +169,12 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 			ch := store.Change{Key: append([]byte(nil), rec.Key...), Delete: len(rec.Value) == 0}
 			if !ch.Delete {
 				if len(rec.Value) == 0 || rec.Value[0] != changelogVersion {
-					return st, fmt.Errorf("changelog of partition %d at %d: unknown record format", part, rec.Offset)
+					got := -1
+					if len(rec.Value) > 0 {
+						got = int(rec.Value[0])
+					}
+					return st, fmt.Errorf("changelog of partition %d at %d: record of format %d, this binary reads format %d: run the binary that wrote it, or start a new --group (the state is rebuilt from the input)",
+						part, rec.Offset, got, changelogVersion)
 				}
 				ch.Value = append([]byte(nil), rec.Value[1:]...)
 			}

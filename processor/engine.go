@@ -160,9 +160,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	if err := part.ScanCandidates(func(c store.Candidate) error { e.rank.load(c); return nil }); err != nil {
 		return nil, fmt.Errorf("load trending candidates of partition %d: %w", id, err)
 	}
-	if err := e.accounts.load(floorDiv(meta.MaxTS, e.bucket)); err != nil {
-		return nil, fmt.Errorf("load accounts of partition %d: %w", id, err)
-	}
+	e.accounts.open(true)
 	if err := e.loadCreatorTally(); err != nil {
 		return nil, fmt.Errorf("load creator likes of partition %d: %w", id, err)
 	}
@@ -731,7 +729,7 @@ func (e *Engine) write(w *store.Writer) error {
 		p.dirty = false
 	}
 	e.dirtyPairs = e.dirtyPairs[:0]
-	if err := e.accounts.save(w, floorDiv(e.meta.MaxTS, e.bucket)); err != nil {
+	if err := e.accounts.save(w); err != nil {
 		return err
 	}
 	if err := e.rank.save(w); err != nil {

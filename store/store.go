@@ -50,7 +50,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // older binary never misreads newer state, nor a newer one older state.
 //
 // 3: creator state (creators.go).
-const FormatVersion = 3
+// 4: an account's recent like counts in one record keyed by the account
+// (kindAccounts), read with one lookup, instead of one per (bucket, account).
+const FormatVersion = 4
 
 var formatKey = []byte("\x00format")
 
@@ -231,7 +233,7 @@ const (
 	kindPair      = 'p'
 	kindVideo     = 'v'
 	kindTimes     = 't'
-	kindAccount   = 'u'
+	kindAccounts  = 'a' // 'u', one key per (bucket, account), until format 4
 	kindPending   = 'e'
 	kindCandidate = 'k'
 	kindReport    = 'r'
@@ -372,44 +374,44 @@ func (p *Partition) scanPrefix(kind byte, prefix []byte, fn func(key, value []by
 	return errors.Join(it.Error(), it.Close())
 }
 
-// AccountCount returns an account's likes in one bucket of event time.
-func (p *Partition) AccountCount(bucket int64, user string) (int64, error) {
-	v, ok, err := p.get(p.accountKey(bucket, user), nil)
+// AccountBucket is an account's likes in one bucket of event time.
+type AccountBucket struct{ Bucket, N int64 }
+
+// Account appends an account's stored like counts to dst, oldest bucket
+// first.
+func (p *Partition) Account(user string, dst []AccountBucket) ([]AccountBucket, error) {
+	v, ok, err := p.get(p.keyOf(kindAccounts, user), nil)
 	if !ok || err != nil {
-		return 0, err
+		return dst, err
 	}
 	n, k := binary.Uvarint(v)
-	if k <= 0 {
-		return 0, fmt.Errorf("read account %q: %w", user, errCorrupt)
+	if k <= 0 || n > uint64(len(v)) {
+		return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
 	}
-	return int64(n), nil
-}
-
-func (p *Partition) accountKey(bucket int64, user string) []byte {
-	k := append(p.key[:0], p.prefix[:]...)
-	k = append(k, kindAccount)
-	k = binary.BigEndian.AppendUint64(k, uint64(bucket))
-	k = append(k, user...)
-	p.key = k
-	return k
-}
-
-// ScanAccounts calls fn with every account count in buckets from bucket on.
-func (p *Partition) ScanAccounts(from int64, fn func(bucket int64, user string, count int64) error) error {
-	return p.scan(kindAccount, func(k, v []byte) error {
-		if len(k) < 8 {
-			return errCorrupt
+	v = v[k:]
+	var b int64
+	for i := range n {
+		d, k := binary.Varint(v)
+		if k <= 0 {
+			return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
 		}
-		b := int64(binary.BigEndian.Uint64(k))
-		if b < from {
-			return nil
+		v = v[k:]
+		c, k := binary.Uvarint(v)
+		if k <= 0 {
+			return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
 		}
-		n, m := binary.Uvarint(v)
-		if m <= 0 {
-			return errCorrupt
+		v = v[k:]
+		if i == 0 {
+			b = d
+		} else {
+			b += d
 		}
-		return fn(b, string(k[8:]), int64(n))
-	})
+		dst = append(dst, AccountBucket{b, int64(c)})
+	}
+	if len(v) != 0 {
+		return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
+	}
+	return dst, nil
 }
 
 // ScanPending calls fn with each video marked as having state newer than
@@ -633,22 +635,21 @@ func (w *Writer) SetPair(video, user string, pr *Pair) error {
 	return w.set(w.keyOf(kindPair, video, user), w.buf, nil)
 }
 
-// SetAccountCount writes an account's likes in one bucket of event time.
-func (w *Writer) SetAccountCount(bucket int64, user string, count int64) error {
-	w.key = append(w.key[:0], w.p.prefix[:]...)
-	w.key = append(w.key, kindAccount)
-	w.key = binary.BigEndian.AppendUint64(w.key, uint64(bucket))
-	w.key = append(w.key, user...)
-	w.buf = binary.AppendUvarint(w.buf[:0], uint64(count))
-	return w.set(w.key, w.buf, nil)
-}
-
-// DeleteAccountsBefore drops every account count in buckets before bucket:
-// one range deletion over the time-ordered keys.
-func (w *Writer) DeleteAccountsBefore(bucket int64) error {
-	lo := append(append([]byte{}, w.p.prefix[:]...), kindAccount)
-	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(bucket, 0)))
-	return w.deleteRange(lo, hi, nil)
+// SetAccount writes an account's recent like counts, oldest bucket first;
+// with none it deletes the account's record.
+func (w *Writer) SetAccount(user string, bs []AccountBucket) error {
+	k := w.keyOf(kindAccounts, user)
+	if len(bs) == 0 {
+		return w.delete(k, nil)
+	}
+	w.buf = binary.AppendUvarint(w.buf[:0], uint64(len(bs)))
+	prev := int64(0)
+	for _, b := range bs {
+		w.buf = binary.AppendVarint(w.buf, b.Bucket-prev)
+		w.buf = binary.AppendUvarint(w.buf, uint64(b.N))
+		prev = b.Bucket
+	}
+	return w.set(k, w.buf, nil)
 }
 
 // SetReport stores a partition's trending lists of a tick until merged.

@@ -42,7 +42,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	cand := Candidate{Video: "v1", Score: 2.5, LastLike: 77, Region: "BR"}
 	commit(t, p, func(w *Writer) error {
 		return errorsJoin(w.SetMeta(&meta), w.SetPair("v1", "u1", &pair), w.SetCandidate(&cand),
-			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccountCount(100, "u1", 7))
+			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount("u1", []AccountBucket{{-3, 1}, {100, 7}, {102, 300}}))
 	})
 	if got, ok, err := p.Meta(); err != nil || !ok || !reflect.DeepEqual(got, meta) {
 		t.Errorf("meta %+v %v %v", got, ok, err)
@@ -64,12 +64,12 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(pending, []string{"v2"}) {
 		t.Errorf("pending %v", pending)
 	}
-	if n, err := p.AccountCount(100, "u1"); err != nil || n != 7 {
-		t.Errorf("account count %d %v", n, err)
+	if bs, err := p.Account("u1", nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1}, {100, 7}, {102, 300}}) {
+		t.Errorf("account %v %v", bs, err)
 	}
-	commit(t, p, func(w *Writer) error { return w.DeleteAccountsBefore(101) })
-	if n, _ := p.AccountCount(100, "u1"); n != 0 {
-		t.Errorf("account count %d after deleting its bucket", n)
+	commit(t, p, func(w *Writer) error { return w.SetAccount("u1", nil) })
+	if bs, err := p.Account("u1", nil); err != nil || len(bs) != 0 {
+		t.Errorf("account %v %v after deleting it", bs, err)
 	}
 	// Other partitions do not see it.
 	if _, ok, _ := db.Partition(4).Pair("v1", "u1"); ok {
