@@ -27,7 +27,7 @@ const (
 // Defaults of PartitionSource.
 const (
 	defaultMaxWait  = 200 * time.Millisecond
-	defaultMaxBytes = 16 << 20
+	defaultMaxBytes = 1 << 20
 	defaultRetryFor = 30 * time.Second
 	// requestSlack is added to MaxWait to bound one fetch round trip.
 	requestSlack = 30 * time.Second
@@ -70,7 +70,7 @@ type PartitionSource struct {
 	// MaxWait is how long a fetch waits for a first record before Next
 	// returns no records (0: 200ms).
 	MaxWait time.Duration
-	// MaxBytes bounds the records of one fetch (0: 16 MiB). A single
+	// MaxBytes bounds the records of one fetch (0: 1 MiB). A single
 	// record batch larger than this is still returned whole.
 	MaxBytes int
 	// RetryFor is how long Next retries failures that may pass (leader
