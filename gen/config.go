@@ -22,8 +22,31 @@ type Config struct {
 	StrayUnlikeShare float64 // share of events that unlike a (user, video) that never liked (default 0.001)
 
 	Bursts       int // organic viral bursts (default 20)
-	Campaigns    int // bought-like campaigns (default 20)
+	Campaigns    int // bought-like campaigns from the rate farm (default 20)
 	FarmAccounts int // accounts in the like-farm pool (default 2000)
+	// FarmRate is the likes a minute of the average farm account in the
+	// background, each account's rate spread evenly over [2/3, 4/3] of it
+	// (default 0: 3-6 likes a minute, slowed down together so that farm
+	// likes stay at most 13% of the events). Set, it is kept as it is: a
+	// farm of 400 accounts liking about once a minute.
+	FarmRate float64
+
+	// Adversaries beyond the rate farm (adversary.go); zero turns each
+	// off, and the output is then what it was without them.
+	//
+	// SpreadCampaigns are bought-like campaigns (videos "vs0"..) from a
+	// second farm of SpreadAccounts accounts ("f{FarmAccounts}"..) that
+	// behaves as the rate farm but lives in every region, so that a
+	// campaign's likes come from all of them.
+	SpreadCampaigns int
+	SpreadAccounts  int
+	// CrewCampaigns are campaigns (videos "vl0"..) delivered by lockstep
+	// crews: CrewAccounts accounts ("u{Users}"..: named and behaving as
+	// people, at human rates) split into crews of 20-60 that each like a
+	// campaign's video within a few minutes of each other, the same crews
+	// serving many campaigns.
+	CrewCampaigns int
+	CrewAccounts  int
 
 	// Jitter: events are produced in event-time order, then each event's ts
 	// is moved back by a uniform random delay in [0, Jitter], so arrival is
@@ -54,7 +77,7 @@ type Config struct {
 
 // Plant is a burst or campaign planted at a chosen time.
 type Plant struct {
-	Kind string        // KindBurst or KindCampaign
+	Kind string        // KindBurst, KindCampaign, KindSpreadCampaign or KindCrewCampaign
 	At   time.Duration // event time from Config.Start to its first like (before jitter)
 	// Rate, for a burst: likes a minute when it starts (0: drawn from 1/3
 	// to 1/2, as for random bursts). A higher rate makes a burst that
@@ -120,37 +143,97 @@ const (
 
 // budget is the part of the plan that follows from the Config alone; New
 // and Validate share it so that what Validate accepts, New can build.
+//
+// The adversaries (spread farm, crews) take their likes from the events
+// on top of the rate farm and leave the rest as it was: the farm's pace,
+// the human ceiling and each person's cap follow from the rate farm alone,
+// so that turning an adversary on changes no person's weight, hence no
+// burst. People then produce fewer likes, and stay further below the cap.
 type budget struct {
 	minutes     float64 // Duration in minutes
-	farmLikes   int64   // background likes by farm accounts
+	farmLikes   int64   // background likes by farm accounts (rate and spread farms)
 	farmMinRate float64 // likes/min of the slowest farm account
 	humanCap    float64 // likes/min the most active human may reach
+	humanLikes  int64   // events that the humans' caps are set against: all but the rate farm's likes
+
+	crews        int     // lockstep crews
+	crewCampRate float64 // campaign likes a minute of the average crew account
+	crewLikes    int64   // background likes by crew accounts
 }
 
 func (c Config) budget() budget {
 	b := budget{minutes: c.Duration.Minutes(), humanCap: humanRateMax}
+	// The spread farm paces itself as the rate farm, or alone without one.
+	farm := float64(c.FarmAccounts)
+	if farm == 0 {
+		farm = float64(c.SpreadAccounts)
+	}
+	mean := (farmRateMin + farmRateMax) / 2
+	switch {
+	case farm > 0 && c.FarmRate > 0:
+		// A rate asked for is kept; Validate bounds the likes it makes.
+		b.farmLikes = int64(farm * c.FarmRate * b.minutes)
+		b.farmMinRate = c.FarmRate * farmRateMin / mean
+		b.humanCap = math.Min(humanRateMax, b.farmMinRate/farmOverHuman)
 	// With no farm likes at all (a handful of events), nothing to outpace.
-	if c.FarmAccounts > 0 && int64(farmShareMax*float64(c.Events)) > 0 {
-		mean := (farmRateMin + farmRateMax) / 2
-		full := float64(c.FarmAccounts) * mean * b.minutes
+	case farm > 0 && int64(farmShareMax*float64(c.Events)) > 0:
+		full := farm * mean * b.minutes
 		b.farmLikes = int64(math.Min(full, farmShareMax*float64(c.Events)))
 		b.farmMinRate = float64(b.farmLikes) / full * farmRateMin
 		b.humanCap = math.Min(humanRateMax, b.farmMinRate/farmOverHuman)
 	}
+	b.humanLikes = int64(c.Events)
+	if c.FarmAccounts > 0 {
+		b.humanLikes -= b.farmLikes
+		if c.SpreadAccounts > 0 {
+			b.farmLikes += int64(float64(c.SpreadAccounts) * b.farmMinRate * mean / farmRateMin * b.minutes)
+		}
+	}
+	if c.CrewAccounts > 0 {
+		// Crew accounts like campaigns besides the catalogue: their
+		// background makes up the rest of their human rates.
+		b.crews = crewCount(c.CrewAccounts)
+		_, _, campaigns := c.campaigns()
+		perCampaign := 0.0
+		for d := range crewsPerCampaignMax - crewsPerCampaignMin + 1 {
+			perCampaign += float64(min(crewsPerCampaignMin+d, b.crews))
+		}
+		perCampaign /= crewsPerCampaignMax - crewsPerCampaignMin + 1
+		b.crewCampRate = float64(campaigns) * perCampaign / float64(b.crews) * crewTurnout / b.minutes
+		b.crewLikes = int64(float64(c.CrewAccounts) * max(0, crewRateMean*b.humanCap-b.crewCampRate) * b.minutes)
+	}
 	return b
+}
+
+// campaigns counts the campaigns of each kind, random and planted.
+func (c Config) campaigns() (rate, spread, crew int) {
+	rate, spread, crew = c.Campaigns, c.SpreadCampaigns, c.CrewCampaigns
+	for _, p := range c.Plants {
+		switch p.Kind {
+		case KindCampaign:
+			rate++
+		case KindSpreadCampaign:
+			spread++
+		case KindCrewCampaign:
+			crew++
+		}
+	}
+	return rate, spread, crew
 }
 
 // plantedMax is an upper bound on the likes all bursts and campaigns plant.
 func (c Config) plantedMax() int64 {
-	bursts, campaigns := int64(c.Bursts), int64(c.Campaigns)
+	bursts := int64(c.Bursts)
 	for _, p := range c.Plants {
 		if p.Kind == KindBurst {
 			bursts++
-		} else {
-			campaigns++
 		}
 	}
-	return bursts*burstMaxLikes + campaigns*int64(min(campaignMaxLikes, c.FarmAccounts)) + int64(max(c.RisingCreators, 0))*risingMaxLikes
+	rate, spread, crew := c.campaigns()
+	return bursts*burstMaxLikes + int64(rate)*int64(min(campaignMaxLikes, c.FarmAccounts)) +
+		int64(spread)*int64(min(campaignMaxLikes, c.SpreadAccounts)) +
+		int64(crew)*int64(min(crewCampaignMaxLikes, c.CrewAccounts)) +
+		int64(max(c.RisingCreators, 0))*risingMaxLikes
 }
 
 // Validate reports the first setting that cannot produce the traffic the
@@ -165,10 +248,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gen: users must be in [1, %d], got %d", idMax, c.Users)
 	case c.FarmAccounts < 0 || c.FarmAccounts > idMax:
 		return fmt.Errorf("gen: farm accounts must be in [0, %d], got %d", idMax, c.FarmAccounts)
+	case c.SpreadAccounts < 0 || c.CrewAccounts < 0 || int64(c.Users)+int64(c.FarmAccounts)+int64(c.SpreadAccounts)+int64(c.CrewAccounts) > idMax:
+		return fmt.Errorf("gen: spread and crew accounts must be >= 0, and users, farm, spread and crew accounts at most %d in all", idMax)
+	case !(c.FarmRate >= 0 && c.FarmRate <= farmRateLimit):
+		return fmt.Errorf("gen: farm rate must be in [0, %v] likes a minute (0: 3-6, slowed to the traffic), got %v", farmRateLimit, c.FarmRate)
 	case c.Bursts < 0:
 		return fmt.Errorf("gen: bursts must be >= 0, got %d", c.Bursts)
 	case c.Campaigns < 0:
 		return fmt.Errorf("gen: campaigns must be >= 0, got %d", c.Campaigns)
+	case c.SpreadCampaigns < 0:
+		return fmt.Errorf("gen: spread campaigns must be >= 0, got %d", c.SpreadCampaigns)
+	case c.CrewCampaigns < 0:
+		return fmt.Errorf("gen: crew campaigns must be >= 0, got %d", c.CrewCampaigns)
 	case c.RisingCreators < 0 || c.RisingCreators > 0 && c.Duration < burstMinDuration:
 		return fmt.Errorf("gen: rising creators must be >= 0 and need a duration of at least %s, got %d over %s", burstMinDuration, c.RisingCreators, c.Duration)
 	case c.Start.IsZero():
@@ -200,24 +291,31 @@ func (c Config) Validate() error {
 	if sum > sharesMax {
 		return fmt.Errorf("gen: unlike, repeat, stray unlike, late and bad shares add up to %.3f; keep them at most %.1f so that plain likes stay the bulk of the traffic", sum, sharesMax)
 	}
-	campaigns := c.Campaigns
 	for i, p := range c.Plants {
 		switch {
-		case p.Kind != KindBurst && p.Kind != KindCampaign:
-			return fmt.Errorf("gen: plant %d: kind %q: want %q or %q", i, p.Kind, KindBurst, KindCampaign)
+		case p.Kind != KindBurst && !isCampaign(p.Kind):
+			return fmt.Errorf("gen: plant %d: kind %q: want %q, %q, %q or %q", i, p.Kind, KindBurst, KindCampaign, KindSpreadCampaign, KindCrewCampaign)
 		case p.At < 0 || p.At >= c.Duration:
 			return fmt.Errorf("gen: plant %d: at %s: must lie within the run, in [0, %s)", i, p.At, c.Duration)
 		case !(p.Rate >= 0 && p.Rate <= burstMaxRate):
 			return fmt.Errorf("gen: plant %d: rate %v: must be in [0, %v] likes a minute", i, p.Rate, burstMaxRate)
-		case p.Kind == KindCampaign && p.Rate != 0:
-			return fmt.Errorf("gen: plant %d: a campaign has no rate (it delivers 300-1500 likes in 3-10 min)", i)
-		}
-		if p.Kind == KindCampaign {
-			campaigns++
+		case isCampaign(p.Kind) && p.Rate != 0:
+			return fmt.Errorf("gen: plant %d: a campaign has no rate (it delivers its likes in 3-10 min)", i)
 		}
 	}
+	campaigns, spread, crew := c.campaigns()
 	if campaigns > 0 && c.FarmAccounts < campaignMinLikes {
 		return fmt.Errorf("gen: campaigns need at least %d farm accounts (each farm account likes a campaign video at most once), got %d; raise farm accounts or set campaigns to 0", campaignMinLikes, c.FarmAccounts)
+	}
+	if spread > 0 && c.SpreadAccounts < campaignMinLikes {
+		return fmt.Errorf("gen: spread campaigns need at least %d spread accounts (each likes a campaign video at most once), got %d; raise spread accounts or set spread campaigns to 0", campaignMinLikes, c.SpreadAccounts)
+	}
+	if crew > 0 && c.CrewAccounts < crewSizeMin {
+		return fmt.Errorf("gen: crew campaigns need at least %d crew accounts (one crew), got %d; raise crew accounts or set crew campaigns to 0", crewSizeMin, c.CrewAccounts)
+	}
+	if b := c.budget(); b.crewCampRate > crewRateMin*b.humanCap {
+		return fmt.Errorf("gen: %d crew campaigns would have each of %d crew accounts like %.4f campaign videos a minute, more than %.1f of the human ceiling (%.4f a minute), and crews must like at human rates; raise crew accounts or lower crew campaigns",
+			crew, c.CrewAccounts, b.crewCampRate, crewRateMin, b.humanCap)
 	}
 	if c.Bursts > 0 && c.Duration < burstMinDuration {
 		return fmt.Errorf("gen: duration %s is too short for viral bursts (they ramp up for up to 48 min and peak for 15-30 min); raise duration to at least %s or set bursts to 0", c.Duration, burstMinDuration)
@@ -229,7 +327,11 @@ func (c Config) Validate() error {
 	// Humans must be able to produce the background while each stays
 	// below humanCap; worst case, nothing is planted.
 	b := c.budget()
-	human := float64(int64(c.Events) - b.farmLikes)
+	if b.farmLikes+b.crewLikes > int64(adversaryShareMax*float64(c.Events)) {
+		return fmt.Errorf("gen: the farm's %d and the crews' %d background likes would be more than half of %d events; raise events, or lower the farm rate or the farm, spread or crew accounts",
+			b.farmLikes, b.crewLikes, c.Events)
+	}
+	human := float64(b.humanLikes)
 	if capacity := float64(c.Users) * b.humanCap * b.minutes; capacity < human {
 		if c.FarmAccounts > 0 {
 			return fmt.Errorf("gen: %d users cannot produce ~%.0f likes in %s while each stays 5x slower than the slowest farm account (%.4f likes/min); raise users or duration, lower events, or lower farm accounts (at most ~users/50)",

@@ -45,3 +45,32 @@ func ExampleGenerator_Truth() {
 	// {"kind":"campaign","video_id":"vc0","start":1793497212431,"peak":1793497212431,"end":1793497646836,"likes":300,"accounts":300}
 	// {"event_id":"e0","video_id":"v488","user_id":"u3652","creator_id":"c88","action":"like","ts":"2026-10-31T23:59:59.293Z","region":"MX"} at 1793491199293
 }
+
+// Lockstep crews: accounts that like at human rates, named as people,
+// that deliver campaigns together, the same crews again and again.
+func ExampleGenerator_Crews() {
+	c := gen.DefaultConfig()
+	c.Events, c.Videos, c.Users, c.Duration = 200_000, 5000, 50_000, 6*time.Hour
+	c.Bursts, c.Campaigns, c.FarmAccounts, c.FarmRate = 0, 0, 100, 0.5
+	c.CrewCampaigns, c.CrewAccounts = 4, 150
+	g, err := gen.New(c)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i, cr := range g.Crews() {
+		fmt.Printf("crew %d: %d accounts (%s, ...), campaigns %v\n", i, len(cr.Accounts), cr.Accounts[0], cr.Videos)
+	}
+	for _, tr := range g.Truth() {
+		fmt.Printf("%s %s: %d likes in %v\n", tr.Kind, tr.VideoID, tr.Likes, (time.Duration(tr.End-tr.Start) * time.Millisecond).Round(time.Second))
+	}
+	// Output:
+	// crew 0: 50 accounts (u50002, ...), campaigns [vl0 vl1 vl2 vl3]
+	// crew 1: 32 accounts (u50000, ...), campaigns [vl0 vl1 vl2 vl3]
+	// crew 2: 45 accounts (u50001, ...), campaigns [vl0 vl1 vl2 vl3]
+	// crew 3: 23 accounts (u50008, ...), campaigns [vl1 vl2 vl3]
+	// crew_campaign vl2: 136 likes in 6m53s
+	// crew_campaign vl3: 137 likes in 6m44s
+	// crew_campaign vl1: 129 likes in 4m54s
+	// crew_campaign vl0: 116 likes in 7m28s
+}

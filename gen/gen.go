@@ -17,7 +17,8 @@
 //     late lines are mixed in at the configured shares.
 //   - Farm: accounts "f0".."f{FarmAccounts-1}" like random catalogue videos
 //     all the time, each at 3-6 likes/min, slowed down together when that
-//     would exceed 13% of the events. Farms live in one or two regions.
+//     would exceed 13% of the events (or, with Config.FarmRate, at 2/3 to
+//     4/3 of that rate). Farms live in one or two regions.
 //   - Planted: organic viral bursts on fresh videos "vb0".. start slowly (a
 //     like every 2-3 min), double every 4-6 min up to 30-80 likes/min, hold
 //     for 15-30 min and decay, liked by normal users, often mostly from one
@@ -25,6 +26,9 @@
 //     likes in 3-10 min from as many distinct farm accounts, from the first
 //     minute. Config.Plants adds bursts and campaigns at chosen times, a
 //     burst possibly catching on at once (a higher starting rate).
+//   - Adversaries, when asked for (adversary.go): a farm spread over every
+//     region, and lockstep crews of accounts that like at human rates but
+//     deliver campaigns together, with their own campaigns in the truth.
 //
 // Every event's ts is then moved back by a uniform delay of up to Jitter,
 // so lines arrive slightly out of event-time order. Bursts and campaigns are
@@ -83,10 +87,11 @@ type event struct {
 // Generator emits the events of one Config, one per Next call. It is not
 // safe for concurrent use.
 //
-// Next merges three sources by event time before jitter (ties: planted,
-// then farm, then background): the planted likes, sorted in New; the farm
-// clock; the background clock. Each source's count is fixed in New and
-// they add up to Events, so the merge ends exactly at Events lines. Only
+// Next merges four sources by event time before jitter (ties: planted,
+// then farm, then crews, then background): the planted likes, sorted in
+// New; the farm clock; the crews' clock (empty without crews); the
+// background clock. Each source's count is fixed in New and they add up to
+// Events, so the merge ends exactly at Events lines. Only
 // the ts written is jittered; the merge, the rings and Truth.Peak use the
 // event time before jitter.
 type Generator struct {
@@ -102,6 +107,7 @@ type Generator struct {
 	emitted int64
 	bg      *clock // background slots: human likes, unlikes, repeats, strays, bad lines
 	farm    *clock // farm likes of catalogue videos
+	crew    *clock // crew accounts' likes of catalogue videos
 
 	planted       []planted
 	pi            int
@@ -113,13 +119,19 @@ type Generator struct {
 	userRegion []uint8
 	regionOf   alias
 	farms      alias
-	farmRegion []uint8
+	farmRegion []uint8 // rate farm, then spread farm
+
+	crewBase   int32 // global index of the first crew account
+	crews      []crew
+	crewUsers  alias
+	crewRegion []uint8
 
 	// Cumulative thresholds for a background slot's kind, and the chance
 	// that a like is late.
 	cBad, cStray, cUnlike, cRepeat, pLate float64
 
 	farmLikes int64
+	crewLikes int64
 
 	recent        []likeRec
 	recentN, elig int64 // likes ever remembered; those old enough to unlike
@@ -143,9 +155,9 @@ const (
 	streamPlants
 )
 
-// New plans a run: the catalogue, users, farm accounts, and every burst and
-// campaign. It costs O(Videos + Users + FarmAccounts + planted likes) time
-// and memory, plus one pass of cheap draws over Events.
+// New plans a run: the catalogue, users, farm and crew accounts, and every
+// burst and campaign. It costs O(Videos + Users + accounts + planted likes)
+// time and memory, plus one pass of cheap draws over Events.
 func New(cfg Config) (*Generator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -160,7 +172,8 @@ func New(cfg Config) (*Generator, error) {
 	}
 	g.gap = g.jitter + 1000
 	b := cfg.budget()
-	g.farmLikes = b.farmLikes
+	g.farmLikes, g.crewLikes = b.farmLikes, b.crewLikes
+	g.crewBase = int32(cfg.Users + cfg.FarmAccounts + cfg.SpreadAccounts)
 
 	regionW := make([]float64, len(regions))
 	for i, r := range regions {
@@ -186,18 +199,18 @@ func New(cfg Config) (*Generator, error) {
 		uw[i] = math.Exp(1.3 * r.NormFloat64())
 		g.userRegion[i] = uint8(g.regionOf.draw(r.Uint64()))
 	}
-	capShare := b.humanCap * b.minutes / float64(int64(cfg.Events)-b.farmLikes)
+	capShare := b.humanCap * b.minutes / float64(b.humanLikes)
 	g.users = newAlias(capWeights(uw, capShare))
 
 	// Farm accounts: rates spread evenly over [3, 6] (relative), shuffled;
 	// mostly one region, the rest another.
 	r = rand.New(rand.NewPCG(seed, streamFarm))
+	var fw []float64
 	if n := cfg.FarmAccounts; n > 0 {
-		fw := make([]float64, n)
+		fw = make([]float64, n)
 		for i, j := range r.Perm(n) {
 			fw[j] = farmRateMin + (farmRateMax-farmRateMin)*(float64(i)+0.5)/float64(n)
 		}
-		g.farms = newAlias(fw)
 		home := r.Perm(len(regions))
 		g.farmRegion = make([]uint8, n)
 		for i := range g.farmRegion {
@@ -207,12 +220,21 @@ func New(cfg Config) (*Generator, error) {
 			}
 		}
 	}
+	if cfg.SpreadAccounts > 0 {
+		fw = g.setupSpread(seed, fw)
+	}
+	if len(fw) > 0 {
+		g.farms = newAlias(fw)
+	}
+	if cfg.CrewAccounts > 0 {
+		g.setupCrews(seed, b)
+	}
 
 	g.plan(rand.New(rand.NewPCG(seed, streamPlan)))
 
-	bg := int64(cfg.Events) - g.farmLikes - int64(len(g.planted))
+	bg := int64(cfg.Events) - g.farmLikes - g.crewLikes - int64(len(g.planted))
 	if bg <= 0 {
-		return nil, fmt.Errorf("gen: %d planted and %d farm likes leave no room for background traffic in %d events; raise events or lower bursts/campaigns", len(g.planted), g.farmLikes, cfg.Events)
+		return nil, fmt.Errorf("gen: %d planted, %d farm and %d crew likes leave no room for background traffic in %d events; raise events or lower bursts/campaigns", len(g.planted), g.farmLikes, g.crewLikes, cfg.Events)
 	}
 	n, m := float64(cfg.Events), float64(bg)
 	g.cBad = cfg.BadShare * n / m
@@ -222,11 +244,13 @@ func New(cfg Config) (*Generator, error) {
 	if g.cRepeat > 1 {
 		return nil, errors.New("gen: unlike, repeat, stray unlike and bad shares exceed the background traffic; lower them or plant fewer bursts/campaigns")
 	}
-	likes := m*(1-g.cUnlike) + float64(g.farmLikes)
+	likes := m*(1-g.cUnlike) + float64(g.farmLikes) + float64(g.crewLikes)
 	g.pLate = min(1, cfg.LateShare*n/likes)
 
 	g.bg = newClock(seed, streamBackgroundClock, bg, g.startMs, cfg.Duration, diurnal(cfg.Start, cfg.Duration))
 	g.farm = newClock(seed, streamFarmClock, g.farmLikes, g.startMs, cfg.Duration, nil)
+	// Crews like over the day as people do.
+	g.crew = newClock(seed, streamCrewClock, g.crewLikes, g.startMs, cfg.Duration, diurnal(cfg.Start, cfg.Duration))
 	g.src = rand.NewPCG(seed, streamEvents)
 	g.rng = rand.New(g.src)
 
@@ -294,16 +318,23 @@ func (g *Generator) Next(dst []byte) (line []byte, ts int64, ok bool) {
 	}
 	var e event
 	switch {
-	case tp <= g.farm.next && tp <= g.bg.next:
+	case tp <= g.farm.next && tp <= g.crew.next && tp <= g.bg.next:
 		p := g.planted[g.pi]
 		g.pi++
 		e = event{t: p.t, ts: p.ts, user: p.user, video: p.video, planted: true}
-	case g.farm.next <= g.bg.next:
+	case g.farm.next <= g.crew.next && g.farm.next <= g.bg.next:
 		e.t = g.farm.next
 		g.farm.advance()
 		x := g.src.Uint64()
 		e.user = int32(g.cfg.Users) + g.farms.draw(x)
 		e.video = int32((g.src.Uint64() >> 32) * uint64(g.cfg.Videos) >> 32)
+		g.like(&e, true)
+	case g.crew.next <= g.bg.next:
+		// A crew account likes as a person does: popular videos more.
+		e.t = g.crew.next
+		g.crew.advance()
+		e.user = g.crewBase + g.crewUsers.draw(g.src.Uint64())
+		e.video = g.videos.draw(g.src.Uint64())
 		g.like(&e, true)
 	default:
 		e.t = g.bg.next

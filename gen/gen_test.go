@@ -45,7 +45,7 @@ type line struct {
 	ts int64 // parsed ts, epoch ms
 }
 
-var wellFormed = regexp.MustCompile(`^\{"event_id":"e\d+","video_id":"v[bc]?\d+","user_id":"[uf]\d+","creator_id":"c\d+","action":"(like|unlike)","ts":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","region":"(US|BR|IN|ID|MX|GB|DE|JP)"\}$`)
+var wellFormed = regexp.MustCompile(`^\{"event_id":"e\d+","video_id":"v[bcsl]?\d+","user_id":"[uf]\d+","creator_id":"c\d+","action":"(like|unlike)","ts":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","region":"(US|BR|IN|ID|MX|GB|DE|JP)"\}$`)
 
 // generate runs cfg through Next and decodes every line.
 func generate(t testing.TB, cfg Config) ([]line, []Truth) {

@@ -55,6 +55,9 @@ func (g *Generator) appendEvent(dst []byte, id int64, e *event, bad badKind) []b
 		case int(e.user) < g.cfg.Users:
 			dst = append(dst, 'u')
 			dst = strconv.AppendInt(dst, int64(e.user), 10)
+		case e.user >= g.crewBase: // crews are named as people
+			dst = append(dst, 'u')
+			dst = strconv.AppendInt(dst, int64(g.cfg.Users)+int64(e.user-g.crewBase), 10)
 		default:
 			dst = append(dst, 'f')
 			dst = strconv.AppendInt(dst, int64(int(e.user)-g.cfg.Users), 10)
@@ -82,9 +85,12 @@ func (g *Generator) appendEvent(dst []byte, id int64, e *event, bad badKind) []b
 		dst = g.appendTS(dst, e.ts)
 	}
 	dst = append(dst, `","region":"`...)
-	if int(e.user) < g.cfg.Users {
+	switch {
+	case int(e.user) < g.cfg.Users:
 		dst = append(dst, regions[g.userRegion[e.user]].name...)
-	} else {
+	case e.user >= g.crewBase:
+		dst = append(dst, regions[g.crewRegion[e.user-g.crewBase]].name...)
+	default:
 		dst = append(dst, regions[g.farmRegion[int(e.user)-g.cfg.Users]].name...)
 	}
 	dst = append(dst, `"}`...)

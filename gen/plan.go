@@ -9,10 +9,10 @@ import (
 
 // Truth is one planted burst or campaign, as it appears in the output.
 type Truth struct {
-	Kind     string `json:"kind"` // "burst" or "campaign"
+	Kind     string `json:"kind"` // "burst", "campaign", "spread_campaign", "crew_campaign" or "rising_creator"
 	VideoID  string `json:"video_id"`
 	Start    int64  `json:"start"`    // epoch ms of its first like (the ts written, after jitter)
-	Peak     int64  `json:"peak"`     // epoch ms when it first runs at full rate (bursts); == Start for campaigns
+	Peak     int64  `json:"peak"`     // epoch ms when it first runs at full rate (bursts); == Start for campaigns of every kind
 	End      int64  `json:"end"`      // epoch ms of its last like (the ts written)
 	Likes    int    `json:"likes"`    // likes it planted
 	Accounts int    `json:"accounts"` // distinct accounts that liked
@@ -31,7 +31,7 @@ const (
 type planted struct {
 	t     int64 // event time the merge orders by
 	ts    int64 // t minus jitter: the ts written
-	user  int32 // global user index (farm accounts follow the humans)
+	user  int32 // global user index: humans, then farm accounts (rate, then spread), then crews
 	video int32 // index into Generator.plantedVideos
 }
 
@@ -122,7 +122,7 @@ func (g *Generator) plantBurst(r *rand.Rand, b burst, begin int64, name string, 
 // plantCampaign plants a campaign of likes from as many farm accounts of
 // pool, over length ms from begin, on a new video named name. It
 // reorders pool.
-func (g *Generator) plantCampaign(r *rand.Rand, pool []int32, likes int, begin, length int64, name string, add func(planted)) pending {
+func (g *Generator) plantCampaign(r *rand.Rand, kind string, pool []int32, likes int, begin, length int64, name string, add func(planted)) pending {
 	v := int32(len(g.plantedVideos))
 	g.plantedVideos = append(g.plantedVideos, plantedVideo{name: name, creator: r.IntN(g.creators)})
 	// Partial Fisher-Yates: the first likes entries of pool are a
@@ -133,7 +133,7 @@ func (g *Generator) plantCampaign(r *rand.Rand, pool []int32, likes int, begin, 
 		add(planted{t: begin + r.Int64N(length), user: pool[j], video: v})
 	}
 	// Abrupt start: the peak is the first like.
-	return pending{kind: KindCampaign, video: v, n: likes}
+	return pending{kind: kind, video: v, n: likes}
 }
 
 // plan draws every burst and campaign, their likes and their truth.
@@ -159,33 +159,45 @@ func (g *Generator) plan(r *rand.Rand) {
 		pool[i] = int32(g.cfg.Users + i)
 	}
 	for i := range g.cfg.Campaigns {
-		likes := min(campaignMinLikes+r.IntN(campaignMaxLikes-campaignMinLikes+1), len(pool))
-		length := int64(uniform(r, 3, 10) * 60e3)
-		length = min(length, span)
-		lo := int64(0.05 * float64(span))
-		hi := max(lo, int64(0.9*float64(span))-length)
-		begin := min(lo+r.Int64N(hi-lo+1), span-length)
-		todo = append(todo, g.plantCampaign(r, pool, likes, begin, length, "vc"+itoa(i), add))
+		likes := campaignLikes(r, len(pool))
+		begin, length := campaignSpan(r, span)
+		todo = append(todo, g.plantCampaign(r, KindCampaign, pool, likes, begin, length, "vc"+itoa(i), add))
 	}
 
 	// Plants at chosen times: random streams of their own, so that the
 	// draws above do not change.
 	rp := rand.New(rand.NewPCG(uint64(g.cfg.Seed), streamPlants))
 	nb, nc := g.cfg.Bursts, g.cfg.Campaigns
+	ns, nl := g.cfg.SpreadCampaigns, g.cfg.CrewCampaigns
+	var spread []int32
 	for _, pl := range g.cfg.Plants {
 		begin := pl.At.Milliseconds()
-		if pl.Kind == KindBurst {
+		switch pl.Kind {
+		case KindBurst:
 			todo = append(todo, g.plantBurst(rp, drawBurst(rp, pl.Rate), begin, "vb"+itoa(nb), add))
 			nb++
-			continue
+		case KindCampaign:
+			likes := campaignLikes(rp, len(pool))
+			length := max(1, min(int64(uniform(rp, 3, 10)*60e3), span-begin))
+			todo = append(todo, g.plantCampaign(rp, KindCampaign, pool, likes, begin, length, "vc"+itoa(nc), add))
+			nc++
+		case KindSpreadCampaign:
+			if spread == nil {
+				spread = g.spreadPool()
+			}
+			likes := campaignLikes(rp, len(spread))
+			length := max(1, min(int64(uniform(rp, 3, 10)*60e3), span-begin))
+			todo = append(todo, g.plantCampaign(rp, KindSpreadCampaign, spread, likes, begin, length, "vs"+itoa(ns), add))
+			ns++
+		case KindCrewCampaign:
+			length := max(1, min(int64(uniform(rp, 3, 10)*60e3), span-begin))
+			todo = append(todo, g.plantCrewCampaign(rp, begin, length, "vl"+itoa(nl), add))
+			nl++
 		}
-		likes := min(campaignMinLikes+rp.IntN(campaignMaxLikes-campaignMinLikes+1), len(pool))
-		length := max(1, min(int64(uniform(rp, 3, 10)*60e3), span-begin))
-		todo = append(todo, g.plantCampaign(rp, pool, likes, begin, length, "vc"+itoa(nc), add))
-		nc++
 	}
 
 	rising := g.plantRising(add)
+	todo = append(todo, g.planAdversaries(add)...)
 
 	slices.SortFunc(g.planted, func(a, b planted) int {
 		return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.video, b.video), cmp.Compare(a.user, b.user))
@@ -206,7 +218,7 @@ func (g *Generator) plan(r *rand.Rand) {
 		if p.n == 0 {
 			t.Start, t.End = p.peak, p.peak
 		}
-		if p.kind == KindCampaign {
+		if isCampaign(p.kind) {
 			t.Peak = t.Start
 		}
 		g.truth = append(g.truth, t)

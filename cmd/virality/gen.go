@@ -49,6 +49,11 @@ func runGen(ctx context.Context, args []string) error {
 	campaigns := fs.Int("campaigns", d.Campaigns, "bought-like campaigns (videos vc0..)")
 	rising := fs.Int("rising-creators", d.RisingCreators, "planted rising creators (creators cr0.., videos vr0-0..): likes over several videos of a\ncreator rise together, in the truth as kind rising_creator")
 	farmAccounts := fs.Int("farm-accounts", d.FarmAccounts, "accounts in the like-farm pool (f0..)")
+	farmRate := fs.Float64("farm-rate", d.FarmRate, "`N` likes a minute by the average farm account in the background, each account at 2/3 to\n4/3 of it (0: 3-6 a minute, slowed down so that farm likes stay at most 13% of the events)")
+	spreadCampaigns := fs.Int("spread-campaigns", d.SpreadCampaigns, "bought-like campaigns from a farm spread over every region (videos vs0..), in the truth\nas kind spread_campaign")
+	spreadAccounts := fs.Int("spread-accounts", d.SpreadAccounts, "accounts of the spread farm (f<farm-accounts>..): they like as the farm does, from every region")
+	crewCampaigns := fs.Int("crew-campaigns", d.CrewCampaigns, "bought-like campaigns delivered by lockstep crews (videos vl0..), in the truth as kind\ncrew_campaign")
+	crewAccounts := fs.Int("crew-accounts", d.CrewAccounts, "accounts in lockstep crews of 20-60 (u<users>..): they like at human rates, and 3-6 crews\ndeliver each crew campaign, each crew within a few minutes, the same crews again and again")
 	jitter := fs.Duration("jitter", d.Jitter, "each event's ts is moved back by up to this much, so lines arrive slightly out of order")
 	lateShare := fs.Float64("late-share", d.LateShare, "share of events 10-30 min late (beyond a 5 min allowed lateness)")
 	badShare := fs.Float64("bad-share", d.BadShare, "share of malformed lines (broken JSON, missing or oversized ids, unknown action, bad or future ts)")
@@ -99,7 +104,9 @@ func runGen(ctx context.Context, args []string) error {
 		Seed: *seed, Events: *events, Videos: *videos, Users: *users,
 		Start: st.UTC(), Duration: *duration,
 		UnlikeShare: *unlikeShare, RepeatShare: *repeatShare, StrayUnlikeShare: *strayShare,
-		Bursts: *bursts, Campaigns: *campaigns, FarmAccounts: *farmAccounts,
+		Bursts: *bursts, Campaigns: *campaigns, FarmAccounts: *farmAccounts, FarmRate: *farmRate,
+		SpreadCampaigns: *spreadCampaigns, SpreadAccounts: *spreadAccounts,
+		CrewCampaigns: *crewCampaigns, CrewAccounts: *crewAccounts,
 		Jitter: *jitter, LateShare: *lateShare, BadShare: *badShare,
 		RisingCreators: *rising,
 	}
@@ -134,13 +141,17 @@ func runGen(ctx context.Context, args []string) error {
 			return fmt.Errorf("write truth: %w", err)
 		}
 	}
+	planted := fmt.Sprintf("%d bursts, %d campaigns", cfg.Bursts, cfg.Campaigns)
+	if cfg.SpreadCampaigns > 0 || cfg.CrewCampaigns > 0 {
+		planted += fmt.Sprintf(", %d spread campaigns, %d crew campaigns", cfg.SpreadCampaigns, cfg.CrewCampaigns)
+	}
 	if *topic != "" {
-		fmt.Fprintf(os.Stderr, "gen: published %d events (%d unkeyed malformed lines; %d bursts, %d campaigns) to %s in %.2fs\n",
-			n, unkeyed, cfg.Bursts, cfg.Campaigns, dest, time.Since(began).Seconds())
+		fmt.Fprintf(os.Stderr, "gen: published %d events (%d unkeyed malformed lines; %s) to %s in %.2fs\n",
+			n, unkeyed, planted, dest, time.Since(began).Seconds())
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "gen: wrote %d events (%d bursts, %d campaigns) in %.2fs\n",
-		n, cfg.Bursts, cfg.Campaigns, time.Since(began).Seconds())
+	fmt.Fprintf(os.Stderr, "gen: wrote %d events (%s) in %.2fs\n",
+		n, planted, time.Since(began).Seconds())
 	return nil
 }
 
