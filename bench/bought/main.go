@@ -12,8 +12,9 @@
 // then the same for the hn and reddit-hot models and for the likes of the
 // last 15 minutes.
 //
-// The six engine runs (three models, two settings) cost about 400 CPU
-// seconds at the default size, about 3.5 minutes on two idle cores;
+// The six engine runs (three models, two settings) cost 370-500 CPU
+// seconds at the default size, about 4-5 minutes on two idle cores (an
+// estimate from runs on a shared machine, bench/RESULTS.md);
 // -baselines=false runs the default model only.
 //
 //	go run ./bench/bought                        # 1.3M likes over 6 h, 1 and 8 partitions
