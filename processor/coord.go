@@ -92,6 +92,12 @@ type Topology struct {
 	// Expect is the number of partitions this process will likely hold,
 	// over which the memory bounds of Config are shared.
 	Expect int
+	// WrittenListsOnly: the partitions rank and the merger merges only the
+	// trending lists of the ticks written to the outputs (every
+	// Config.TrendingEvery-th); the ticks between them only advance the
+	// ranking, and Latest follows the written ticks. For batch runs, where
+	// nothing reads Latest while they run; the outputs are the same.
+	WrittenListsOnly bool
 }
 
 // Coordinator owns what the partitions of one process share: the sinks,
@@ -255,6 +261,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.writtenOnly = c.topo.WrittenListsOnly && c.out.Partials == nil
 	c.engines[id] = e
 	c.ids = append(c.ids, id)
 	slices.Sort(c.ids)
@@ -878,7 +885,7 @@ func (c *Coordinator) Regions() []string {
 }
 
 func (c *Coordinator) writeSnapshot(s *Snapshot) error {
-	if n := int64(c.cfg.TrendingEvery); n > 1 && (s.Tick/c.cfg.Tick.Milliseconds())%n != 0 {
+	if !c.cfg.writtenTick(s.Tick) {
 		return nil // between written ticks: the latest list has it
 	}
 	var buf, key []byte

@@ -100,6 +100,7 @@ type Engine struct {
 	filter      *filter
 	accounts    *accounts
 	rank        *ranking
+	writtenOnly bool // lists only at written ticks (Topology.WrittenListsOnly)
 
 	box outbox
 	// ctally: creator likes applied since the last closed tick (creators.go).
@@ -610,6 +611,10 @@ func (e *Engine) emit(v *video, in *scoring.Input, score float64) error {
 }
 
 func (e *Engine) snapshot(tick int64) {
+	if e.writtenOnly && !e.cfg.writtenTick(tick) {
+		e.rank.advance(tick) // no one reads the lists between written ticks
+		return
+	}
 	e.box.reports = append(e.box.reports, e.rank.snapshot(tick, e.cfg.TopK))
 }
 

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"container/heap"
+	"slices"
 	"sort"
 
 	"github.com/google/btree"
@@ -40,13 +41,15 @@ type candidate struct {
 	score  float64
 	last   int64
 	region string
-	// The position in the trees, which lags the fields above until the
+	// The position in the boards, which lags the fields above until the
 	// next snapshot: a video that changes many times between two ticks
-	// moves in the trees once.
+	// moves once.
 	treeScore  float64
 	treeRegion string
-	encoded    []byte // the list entry at treeScore, as JSON
-	inTree     bool
+	encoded    []byte // the list entry at treeScore, as JSON; nil until it enters a tree
+	listed     bool   // counted in the global board and treeRegion's
+	inGlobal   bool   // in the global board's tree
+	inRegion   bool   // in treeRegion's board's tree
 	queued     bool
 	at         int64 // tick index at which it expires unless it changes
 	dirty      bool
@@ -60,25 +63,169 @@ func candLess(a, b *candidate) bool {
 	return a.video < b.video
 }
 
-// ranking keeps the candidates of one partition ordered, globally and per
-// home region, and drops those whose latest event falls out of the horizon.
+// board is the candidates of one list: of all regions, or of one home
+// region. Only those that can reach the top k are kept ordered, so that
+// the many candidates far below it (videos with a like or two in the
+// horizon) cost a comparison when they change, not moves in a tree.
+//
+// Invariant: while bounded, every candidate in the tree ranks at or
+// before floor and every other one of the board after it; unbounded, the
+// tree holds them all. A snapshot first fits the board: a tree that grew
+// past trimAt×k is cut back to keepAt×k (floor: the last one kept), and a
+// bounded tree that fell below k (its members dropped or expired) is
+// refilled with the best keepAt×k from a scan of the candidates. So the
+// first k of the tree are the first k of the board.
+type board struct {
+	tree    *btree.BTreeG[*candidate]
+	n       int // listed candidates, in the tree or not
+	bounded bool
+	floor   candidate // treeScore and video: the key of the last one kept
+	// list is the top k at the last snapshot, shared with it; full: it
+	// has k entries; stale: a change since may have moved it.
+	list  []Ranked
+	full  bool
+	stale bool
+}
+
+const (
+	keepAt = 2 // a fitted tree holds keepAt × k candidates...
+	trimAt = 4 // ...and is cut back when it holds more than trimAt × k
+)
+
+func newBoard() *board { return &board{tree: btree.NewG(16, candLess), stale: true} }
+
+func (b *board) add(c *candidate, in *bool) {
+	b.n++
+	if b.bounded && candLess(&b.floor, c) {
+		return
+	}
+	b.insert(c, in)
+}
+
+func (b *board) remove(c *candidate, in *bool) {
+	b.n--
+	if *in {
+		b.delete(c, in)
+	}
+}
+
+func (b *board) insert(c *candidate, in *bool) {
+	if c.encoded == nil {
+		c.encoded = appendRanked(nil, c.video, c.treeScore)
+	}
+	b.tree.ReplaceOrInsert(c)
+	*in = true
+	b.touch(c)
+}
+
+func (b *board) delete(c *candidate, in *bool) {
+	b.tree.Delete(c)
+	*in = false
+	b.touch(c)
+}
+
+// touch marks the list stale if c, at its position in the tree, is or
+// would be in it.
+func (b *board) touch(c *candidate) {
+	if b.stale {
+		return
+	}
+	if !b.full {
+		// Any change may lengthen or shorten a short list.
+		b.stale = true
+		return
+	}
+	l := &b.list[len(b.list)-1]
+	if c.treeScore > l.Score || (c.treeScore == l.Score && c.video <= l.Video) {
+		b.stale = true
+	}
+}
+
+// needsRefill reports whether the tree lacks candidates for a list of k
+// that only a scan can find.
+func (b *board) needsRefill(k int) bool {
+	if b.bounded && b.tree.Len() == b.n {
+		b.bounded = false
+	}
+	return b.bounded && b.tree.Len() < k
+}
+
+// trim cuts a tree of more than trimAt×k candidates back to keepAt×k.
+func (b *board) trim(k int, flag func(*candidate) *bool) {
+	if b.tree.Len() <= trimAt*k {
+		return
+	}
+	for b.tree.Len() > keepAt*k {
+		c, _ := b.tree.DeleteMax()
+		*flag(c) = false
+		b.touch(c)
+	}
+	last, _ := b.tree.Max()
+	b.floor = candidate{video: last.video, treeScore: last.treeScore}
+	b.bounded = true
+}
+
+// refill adds to the tree the best of the candidates outside it, given
+// all of them (in any order), so that it holds keepAt×k again.
+func (b *board) refill(k int, outside []*candidate, flag func(*candidate) *bool) {
+	need := keepAt*k - b.tree.Len()
+	if len(outside) <= need {
+		for _, c := range outside {
+			b.insert(c, flag(c))
+		}
+		b.bounded = false
+		return
+	}
+	slices.SortFunc(outside, func(x, y *candidate) int {
+		if candLess(x, y) {
+			return -1
+		}
+		return 1
+	})
+	for _, c := range outside[:need] {
+		b.insert(c, flag(c))
+	}
+	last, _ := b.tree.Max()
+	b.floor = candidate{video: last.video, treeScore: last.treeScore}
+}
+
+// top returns the first k of the board: the last list if nothing that
+// could move it changed.
+func (b *board) top(k int) []Ranked {
+	if !b.stale {
+		return b.list
+	}
+	out := make([]Ranked, 0, min(k, b.tree.Len()))
+	b.tree.Ascend(func(c *candidate) bool {
+		out = append(out, Ranked{Video: c.video, Score: c.treeScore, encoded: c.encoded})
+		return len(out) < k
+	})
+	b.list, b.full, b.stale = out, len(out) == k, false
+	return out
+}
+
+// ranking keeps the candidates of one partition on boards, globally and
+// per home region, and drops those whose latest event falls out of the
+// horizon.
 //
 // A video's trending score is the one computed at its latest change, so
-// the ranking changes only when a video does: a snapshot costs O(K) plus
-// O(log n) for each video changed since the last one, whatever the number
-// of videos. A video leaves the lists once its latest event is a horizon
-// older than the tick.
+// the ranking changes only when a video does: a snapshot costs O(K) plus,
+// for each video changed since the last one, O(log K) if it can reach a
+// list and O(1) if not, and now and then a scan of the candidates to
+// refill a board (see board). A video leaves the lists once its latest
+// event is a horizon older than the tick.
 type ranking struct {
 	tick, horizon int64
 	cands         map[string]*candidate
-	global        *btree.BTreeG[*candidate]
-	regions       map[string]*btree.BTreeG[*candidate]
+	global        *board
+	regions       map[string]*board
 	changed       []*candidate
 	// expiry holds, per tick index, the candidates that may expire then;
 	// stale entries are skipped when their candidate changed since.
 	expiry  map[int64][]*candidate
 	pending int64Heap
 	dirty   []*candidate
+	scratch map[*board][]*candidate
 }
 
 func newRanking(tick, horizon int64) *ranking {
@@ -86,9 +233,10 @@ func newRanking(tick, horizon int64) *ranking {
 		tick:    tick,
 		horizon: horizon,
 		cands:   map[string]*candidate{},
-		global:  btree.NewG(16, candLess),
-		regions: map[string]*btree.BTreeG[*candidate]{},
+		global:  newBoard(),
+		regions: map[string]*board{},
 		expiry:  map[int64][]*candidate{},
+		scratch: map[*board][]*candidate{},
 	}
 }
 
@@ -117,7 +265,7 @@ func (r *ranking) update(video string, score float64, last int64, region string)
 }
 
 // settle moves the candidates changed since the last snapshot to their
-// places in the trees.
+// places on the boards.
 func (r *ranking) settle() {
 	for _, c := range r.changed {
 		c.queued = false
@@ -135,17 +283,18 @@ func (r *ranking) settle() {
 }
 
 func (r *ranking) unplace(c *candidate) {
-	if !c.inTree {
+	if !c.listed {
 		return
 	}
-	r.global.Delete(c)
-	if t := r.regions[c.treeRegion]; t != nil {
-		t.Delete(c)
-		if t.Len() == 0 {
+	r.global.remove(c, &c.inGlobal)
+	if c.treeRegion != "" {
+		b := r.regions[c.treeRegion]
+		b.remove(c, &c.inRegion)
+		if b.n == 0 {
 			delete(r.regions, c.treeRegion)
 		}
 	}
-	c.inTree = false
+	c.listed = false
 }
 
 func (r *ranking) place(c *candidate) {
@@ -157,21 +306,22 @@ func (r *ranking) place(c *candidate) {
 		}
 		r.expiry[at] = append(r.expiry[at], c)
 	}
-	if c.treeScore != c.score || c.encoded == nil {
-		// A fresh slice: pending snapshots may still hold the old one.
-		c.encoded = appendRanked(nil, c.video, c.score)
+	if c.treeScore != c.score {
+		// Encoded again when it enters a tree: a fresh slice, as pending
+		// snapshots may still hold the old one.
+		c.encoded = nil
 	}
-	c.treeScore, c.treeRegion, c.inTree = c.score, c.region, true
-	r.global.ReplaceOrInsert(c)
+	c.treeScore, c.treeRegion, c.listed = c.score, c.region, true
+	r.global.add(c, &c.inGlobal)
 	if c.region == "" {
 		return
 	}
-	t := r.regions[c.region]
-	if t == nil {
-		t = btree.NewG(16, candLess)
-		r.regions[c.region] = t
+	b := r.regions[c.region]
+	if b == nil {
+		b = newBoard()
+		r.regions[c.region] = b
 	}
-	t.ReplaceOrInsert(c)
+	b.add(c, &c.inRegion)
 }
 
 func (r *ranking) drop(c *candidate) {
@@ -204,33 +354,76 @@ func (r *ranking) expire(t int64) {
 	}
 }
 
-// snapshot ranks the candidates at tick t.
-func (r *ranking) snapshot(t int64, k int) *Snapshot {
+func inGlobal(c *candidate) *bool { return &c.inGlobal }
+func inRegion(c *candidate) *bool { return &c.inRegion }
+
+// fit trims the boards that grew and refills those that fell short of k,
+// with one scan of the candidates for all that need one.
+func (r *ranking) fit(k int) {
+	r.global.trim(k, inGlobal)
+	for _, b := range r.regions {
+		b.trim(k, inRegion)
+	}
+	refillGlobal := r.global.needsRefill(k)
+	clear(r.scratch)
+	for _, b := range r.regions {
+		if b.needsRefill(k) {
+			r.scratch[b] = nil
+		}
+	}
+	if !refillGlobal && len(r.scratch) == 0 {
+		return
+	}
+	var global []*candidate
+	for _, c := range r.cands {
+		if !c.listed {
+			continue
+		}
+		if refillGlobal && !c.inGlobal {
+			global = append(global, c)
+		}
+		if c.treeRegion == "" || c.inRegion {
+			continue
+		}
+		b := r.regions[c.treeRegion]
+		if out, ok := r.scratch[b]; ok {
+			r.scratch[b] = append(out, c)
+		}
+	}
+	if refillGlobal {
+		r.global.refill(k, global, inGlobal)
+	}
+	for b, out := range r.scratch {
+		b.refill(k, out, inRegion)
+	}
+}
+
+// advance closes tick t without listing: the candidates changed since the
+// last tick take their places and the expired ones leave, as a snapshot
+// at t would have it.
+func (r *ranking) advance(t int64) {
 	r.settle()
 	r.expire(t)
+}
+
+// snapshot ranks the candidates at tick t.
+func (r *ranking) snapshot(t int64, k int) *Snapshot {
+	r.advance(t)
+	r.fit(k)
 	s := &Snapshot{Tick: t}
-	s.Lists = append(s.Lists, List{Region: GlobalRegion, Videos: top(r.global, k)})
+	s.Lists = append(s.Lists, List{Region: GlobalRegion, Videos: r.global.top(k)})
 	names := make([]string, 0, len(r.regions))
 	for n := range r.regions {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s.Lists = append(s.Lists, List{Region: n, Videos: top(r.regions[n], k)})
+		s.Lists = append(s.Lists, List{Region: n, Videos: r.regions[n].top(k)})
 	}
 	return s
 }
 
 func (r *ranking) empty() bool { return len(r.cands) == 0 }
-
-func top(t *btree.BTreeG[*candidate], k int) []Ranked {
-	out := make([]Ranked, 0, min(k, t.Len()))
-	t.Ascend(func(c *candidate) bool {
-		out = append(out, Ranked{Video: c.video, Score: c.treeScore, encoded: c.encoded})
-		return len(out) < k
-	})
-	return out
-}
 
 // load restores a candidate from the store.
 func (r *ranking) load(c store.Candidate) {
@@ -290,4 +483,11 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// writtenTick reports whether the lists of tick t (in ms) are written to
+// the trending output: every TrendingEvery-th tick since the epoch.
+func (c *Config) writtenTick(t int64) bool {
+	n := int64(c.TrendingEvery)
+	return n <= 1 || (t/c.Tick.Milliseconds())%n == 0
 }

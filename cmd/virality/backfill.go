@@ -392,6 +392,7 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 	eng, err := processor.NewCoordinator(f.cfg, db, out, processor.Topology{
 		Partitions: f.partitions, Partitioner: videoPartition, Stream: true,
 		Workers: f.workers, Expect: f.partitions, Lineage: lineage,
+		WrittenListsOnly: true,
 	})
 	if err != nil {
 		return fmt.Errorf("start engine on state %s: %w", stateDir, err)

@@ -197,7 +197,8 @@ func runReplay(ctx context.Context, args []string) (err error) {
 		})
 	}
 
-	topo := processor.Topology{Partitions: n, Partitioner: videoPartition, Workers: runtime.GOMAXPROCS(0), Expect: n}
+	topo := processor.Topology{Partitions: n, Partitioner: videoPartition, Workers: runtime.GOMAXPROCS(0), Expect: n,
+		WrittenListsOnly: true}
 	for p := range n {
 		topo.Sources = append(topo.Sources, int32(p))
 	}
