@@ -197,8 +197,14 @@ func readTopic(t *testing.T, kc kafkaio.Config, topic string) []processor.Record
 				t.Fatal(err)
 			}
 			for _, r := range recs {
+				// The source reuses its buffers at the next call.
 				r.Key = append([]byte(nil), r.Key...)
 				r.Value = append([]byte(nil), r.Value...)
+				hs := make([]processor.Header, len(r.Headers))
+				for i, h := range r.Headers {
+					hs[i] = processor.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)}
+				}
+				r.Headers = hs
 				all = append(all, r)
 			}
 		}
