@@ -14,15 +14,14 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/viralityhq/virality/bench/internal/live"
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
 	"github.com/viralityhq/virality/kafkaio"
-	"github.com/viralityhq/virality/processor"
 	"github.com/viralityhq/virality/service"
 	"github.com/viralityhq/virality/store"
 )
@@ -199,39 +198,7 @@ func rebalancePause(ctx context.Context, kc kafkaio.Config, partitions int) (tim
 // plainConsumer reads and decodes every partition, one goroutine each.
 func plainConsumer(ctx context.Context, kc kafkaio.Config, partitions, events int) (float64, error) {
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, partitions)
-	for part := range partitions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, end, err := kafkaio.FirstLastOffsets(ctx, kc, "likes", part)
-			if err != nil {
-				errs <- err
-				return
-			}
-			src, err := kafkaio.NewPartitionSource(kc, "likes", part, kafkaio.FirstOffset)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer src.Close()
-			var recs []processor.Record
-			var ev event.Event
-			for src.Offset() < end {
-				if recs, err = src.Next(ctx, recs); err != nil {
-					errs <- err
-					return
-				}
-				for i := range recs {
-					_ = event.Decode(recs[i].Value, recs[i].Time, &ev)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if _, err := live.ReadAll(ctx, kc, "likes", partitions); err != nil {
 		return 0, err
 	}
 	return float64(events) / time.Since(start).Seconds(), nil

@@ -1,7 +1,9 @@
 // Package live runs `virality run` as a child process for the benchmarks
-// of the live service (bench/failover, bench/soak): it builds the binary,
-// starts it with its log teed to a file, finds its HTTP address in the
-// log, reads its /metrics, and publishes generated likes at a steady rate.
+// of the live service (bench/failover, bench/soak, bench/catchup): it
+// builds the binary, starts it with its log teed to a file, finds its HTTP
+// address in the log, reads its /metrics and its memory, publishes
+// generated likes at a steady rate or preloads them at full speed, and
+// reads a topic back with a plain consumer.
 package live
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
 	"github.com/viralityhq/virality/kafkaio"
+	"github.com/viralityhq/virality/processor"
 )
 
 // Build builds ./cmd/virality as of commit rev of the git repository the
@@ -278,19 +281,9 @@ func (l *Load) run(ctx context.Context, p *kafkaio.Producer, g *gen.Generator, r
 			l.produced.Store(p.Writes())
 			sleep(ctx, d)
 		}
-		k := []byte(nil)
-		if event.Decode(line, ts, &ev) == nil {
-			key = append(key[:0], ev.VideoID...)
-			k, ts = key, ev.TS
-		}
-		if err := p.Produce(ctx, k, line, time.UnixMilli(ts)); err != nil {
-			var tl *kafkaio.TooLargeError
-			if errors.As(err, &tl) {
-				continue
-			}
-			if ctx.Err() == nil {
-				return fmt.Errorf("publish likes: %w", err)
-			}
+		var err error
+		if key, err = produceLike(ctx, p, line, ts, &ev, key); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("publish likes: %w", err)
 		}
 	}
 	fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -298,6 +291,119 @@ func (l *Load) run(ctx context.Context, p *kafkaio.Producer, g *gen.Generator, r
 	err := p.Flush(fctx)
 	l.produced.Store(p.Writes())
 	return err
+}
+
+// produceLike buffers one generated like keyed by its video id, with its
+// event time as record time; key is a buffer for the key, returned for
+// reuse. A like too large for a record batch is skipped.
+func produceLike(ctx context.Context, p *kafkaio.Producer, line []byte, ts int64, ev *event.Event, key []byte) ([]byte, error) {
+	var k []byte
+	if event.Decode(line, ts, ev) == nil {
+		key = append(key[:0], ev.VideoID...)
+		k, ts = key, ev.TS
+	}
+	err := p.Produce(ctx, k, line, time.UnixMilli(ts))
+	var tl *kafkaio.TooLargeError
+	if errors.As(err, &tl) {
+		err = nil
+	}
+	return key, err
+}
+
+// Preload publishes every like cfg generates to topic as fast as the
+// broker acknowledges them, keyed by video id with record time = event
+// time, and returns the number acknowledged.
+func Preload(ctx context.Context, kc kafkaio.Config, topic string, cfg gen.Config) (int64, error) {
+	g, err := gen.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	p, err := kafkaio.NewProducer(kc, topic)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	var ev event.Event
+	var line, key []byte
+	for {
+		var ts int64
+		var ok bool
+		if line, ts, ok = g.Next(line[:0]); !ok {
+			break
+		}
+		if key, err = produceLike(ctx, p, line, ts, &ev, key); err != nil {
+			return p.Writes(), fmt.Errorf("preload %s: %w", topic, err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		return p.Writes(), fmt.Errorf("preload %s: %w", topic, err)
+	}
+	return p.Writes(), nil
+}
+
+// ReadAll is a plain consumer, the ceiling of a catch-up: it fetches each
+// of the topic's partitions from its first offset to its end as of the
+// call, one goroutine a partition, and decodes every record, doing
+// nothing else. It returns the records read.
+func ReadAll(ctx context.Context, kc kafkaio.Config, topic string, partitions int) (int64, error) {
+	var read atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, partitions)
+	for part := range partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, end, err := kafkaio.FirstLastOffsets(ctx, kc, topic, part)
+			if err != nil {
+				errs <- err
+				return
+			}
+			src, err := kafkaio.NewPartitionSource(kc, topic, part, kafkaio.FirstOffset)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer src.Close()
+			var recs []processor.Record
+			var ev event.Event
+			for src.Offset() < end {
+				if recs, err = src.Next(ctx, recs); err != nil {
+					errs <- err
+					return
+				}
+				for i := range recs {
+					_ = event.Decode(recs[i].Value, recs[i].Time, &ev)
+				}
+				read.Add(int64(len(recs)))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return read.Load(), <-errs
+}
+
+// Memory returns the resident set of process pid and its peak, in bytes
+// (VmRSS and VmHWM of /proc/PID/status).
+func Memory(pid int) (rss, peak int64, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
 }
 
 func (l *Load) setErr(err error) {

@@ -1,0 +1,358 @@
+// Command catchup measures the live service catching up on the real
+// broker, and its peak memory (issue 9: catching up on 2M likes in 8
+// partitions stays within the memory budget, and its likes/s stand next
+// to B2). Against KAFKA_BROKERS it creates a topic of its own with
+// -partitions partitions and preloads -events generated likes keyed by
+// video (package gen, as bench/b2, at full speed), then, in the same run:
+//
+//  1. a plain consumer, the ceiling: every partition fetched from the
+//     earliest offset and each record decoded, one goroutine a partition;
+//  2. `virality run` built as of -rev, started as a child process with a
+//     group, topics and a state directory of its own and -run-args (none by
+//     default: the default --memory-budget), from the earliest offset.
+//     /metrics (virality_events_in_total) is polled until it has taken
+//     every like, and /proc/PID/status (VmRSS, VmHWM) is read every 200 ms.
+//
+// It prints one line per figure: the likes/s of both (the service's from
+// its start to the last like taken, start-up and group join included),
+// their ratio, the service's peak RSS (VmHWM), and a judgement against the
+// targets: a ratio of at least 0.7 and a peak RSS within the budget (512
+// MiB unless -run-args sets --memory-budget; with --memory-budget 0, the
+// issue's 512 MiB). When -limit passes before the service has taken every
+// like, the figures are those of the likes it took by then, and the ratio
+// target counts as missed. It exits 1 when a target is missed, 2 when the
+// run itself failed.
+//
+//	set -a; . .cache/kafka/env; set +a
+//	go run ./bench/catchup
+//	go run ./bench/catchup -run-args '--memory-budget 0'   # no budget
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/viralityhq/virality/bench/internal/live"
+	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/kafkaio"
+)
+
+const (
+	defaultBudget = 512 << 20 // virality run's default --memory-budget
+	targetRatio   = 0.7
+	sampleEvery   = 200 * time.Millisecond
+)
+
+type options struct {
+	brokers    string
+	events     int
+	partitions int
+	videos     int
+	users      int
+	rev        string
+	runArgs    string
+	limit      time.Duration
+	keep       bool
+}
+
+// result holds the figures of one run.
+type result struct {
+	preloaded int64
+	preload   time.Duration
+	plain     float64 // likes/s
+	rev       string
+	taken     int64         // likes the service took (all of them, unless timedOut)
+	caughtUp  time.Duration // from the child's start to its last like taken, or to -limit
+	timedOut  bool          // -limit passed before it took every like
+	rate      float64       // likes/s
+	peak      int64         // VmHWM, bytes
+	maxRSS    int64         // largest VmRSS sample, bytes
+	endRSS    int64         // VmRSS when caught up, bytes
+	heap      int64         // go_memstats_heap_inuse_bytes when caught up
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.brokers, "brokers", "", "Kafka brokers (default: $KAFKA_BROKERS)")
+	flag.IntVar(&o.events, "events", 2_000_000, "likes to preload")
+	flag.IntVar(&o.partitions, "partitions", 8, "partitions of the input topic")
+	flag.IntVar(&o.videos, "videos", 0, "videos of the generated catalogue (0: events/10, as bench/b2)")
+	flag.IntVar(&o.users, "users", 0, "users of the generated traffic (0: events/2, as bench/b2)")
+	flag.StringVar(&o.rev, "rev", "HEAD", "build virality run as of this `COMMIT`")
+	flag.StringVar(&o.runArgs, "run-args", "", "more flags for virality run, space-separated (e.g. '--memory-budget 0')")
+	flag.DurationVar(&o.limit, "limit", 20*time.Minute, "give up when virality run has not caught up within this long")
+	flag.BoolVar(&o.keep, "keep", false, "keep the topics, the state directory and the log")
+	flag.Parse()
+	budget, err := budgetOf(o.runArgs)
+	if err != nil || o.events <= 0 || o.partitions <= 0 {
+		fmt.Fprintln(os.Stderr, "catchup: want -events > 0, -partitions > 0 and a valid --memory-budget in -run-args:", err)
+		os.Exit(2)
+	}
+	r, err := run(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "catchup:", err)
+		os.Exit(2)
+	}
+	if !report(r, o, budget) {
+		os.Exit(1)
+	}
+}
+
+func run(o options) (r result, err error) {
+	brokers, err := live.Brokers(o.brokers)
+	if err != nil {
+		return r, err
+	}
+	kc := kafkaio.DefaultConfig()
+	kc.Brokers = brokers
+	dir, err := os.MkdirTemp("", "virality-catchup-")
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if o.keep || err != nil {
+			fmt.Fprintf(os.Stderr, "catchup: kept %s (state, log)\n", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
+	bin, err := live.Build(dir, o.rev)
+	if err != nil {
+		return r, err
+	}
+	r.rev = live.Revision(bin)
+
+	suffix := fmt.Sprintf("-catchup-%d", time.Now().Unix())
+	topic, group := "likes"+suffix, "virality"+suffix
+	outs := []string{"video-scores" + suffix, "trending" + suffix, "likes.dlq" + suffix,
+		"creator-scores" + suffix, "rising-creators" + suffix}
+	ctx := context.Background()
+	if _, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: topic, Partitions: o.partitions}}); err != nil {
+		return r, err
+	}
+	if !o.keep {
+		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
+	}
+
+	cfg := gen.DefaultConfig()
+	cfg.Events = o.events
+	cfg.Videos, cfg.Users = o.videos, o.users
+	if cfg.Videos == 0 {
+		cfg.Videos = max(o.events/10, 1000)
+	}
+	if cfg.Users == 0 {
+		cfg.Users = max(o.events/2, 50_000)
+	}
+	begin := time.Now()
+	if r.preloaded, err = live.Preload(ctx, kc, topic, cfg); err != nil {
+		return r, err
+	}
+	r.preload = time.Since(begin)
+	fmt.Fprintf(os.Stderr, "catchup: preloaded %d likes into %s in %.1f s\n", r.preloaded, topic, r.preload.Seconds())
+
+	begin = time.Now()
+	read, err := live.ReadAll(ctx, kc, topic, o.partitions)
+	if err != nil {
+		return r, err
+	}
+	r.plain = float64(read) / time.Since(begin).Seconds()
+	if read != r.preloaded {
+		return r, fmt.Errorf("the plain consumer read %d likes, %d were preloaded", read, r.preloaded)
+	}
+	fmt.Fprintf(os.Stderr, "catchup: plain consumer %.0f likes/s\n", r.plain)
+
+	state, logPath := filepath.Join(dir, "state"), filepath.Join(dir, "run.log")
+	args := append([]string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
+		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],
+		"--creator-scores-topic", outs[3], "--rising-creators-topic", outs[4],
+		"--start-from", "earliest", "--state-dir", state, "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...)
+	fmt.Fprintf(os.Stderr, "catchup: virality %s at %s; log %s\n", strings.Join(args, " "), r.rev, logPath)
+	begin = time.Now()
+	in, err := live.Start(bin, args, logPath, nil)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if serr := in.Stop(30 * time.Second); serr != nil && err == nil {
+			err = fmt.Errorf("stopping virality run: %w (log: %s)", serr, logPath)
+		}
+	}()
+	mem := sampleMemory(in.Pid())
+	r.taken, err = waitTaken(in, r.preloaded, begin, o.limit)
+	r.caughtUp = time.Since(begin)
+	r.rate = float64(r.taken) / r.caughtUp.Seconds()
+	if errors.Is(err, errTimedOut) {
+		r.timedOut, err = true, nil
+	}
+	if m, merr := in.Metrics(); merr == nil {
+		r.heap = int64(m["go_memstats_heap_inuse_bytes"])
+	}
+	r.endRSS, r.peak, _ = live.Memory(in.Pid())
+	r.maxRSS, r.peak = mem.stop(r.peak)
+	if err != nil {
+		return r, fmt.Errorf("%w (log: %s)", err, logPath)
+	}
+	return r, nil
+}
+
+var errTimedOut = errors.New("catchup: -limit passed")
+
+// waitTaken polls the instance's /metrics until it has taken n likes or
+// limit has passed since begin (errTimedOut), and returns the likes it
+// took. It shows the progress every 10 s.
+func waitTaken(in *live.Instance, n int64, begin time.Time, limit time.Duration) (int64, error) {
+	var taken int64
+	shown := begin
+	for {
+		if m, err := in.Metrics(); err == nil {
+			if taken = int64(m["virality_events_in_total"]); taken >= n {
+				return taken, nil
+			}
+		}
+		if time.Since(shown) >= 10*time.Second {
+			shown = time.Now()
+			rss, peak, _ := live.Memory(in.Pid())
+			fmt.Fprintf(os.Stderr, "catchup: %4.0f s: %d of %d likes taken; RSS %s, peak %s\n",
+				time.Since(begin).Seconds(), taken, n, mib(rss), mib(peak))
+		}
+		select {
+		case <-in.Exited():
+			return taken, errors.New("virality run exited before taking every like")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(begin) > limit {
+			return taken, errTimedOut
+		}
+	}
+}
+
+// sampler reads a process's memory every sampleEvery until stopped.
+type sampler struct {
+	quit chan struct{}
+	done chan struct{}
+	max  int64 // largest VmRSS, bytes
+	peak int64 // VmHWM, bytes
+}
+
+func sampleMemory(pid int) *sampler {
+	s := &sampler{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			if rss, peak, err := live.Memory(pid); err == nil {
+				s.max, s.peak = max(s.max, rss), max(s.peak, peak)
+			}
+			select {
+			case <-s.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the largest RSS sampled and the
+// peak, the larger of the sampled VmHWM and last (a final reading).
+func (s *sampler) stop(last int64) (maxRSS, peak int64) {
+	close(s.quit)
+	<-s.done
+	return s.max, max(s.peak, last)
+}
+
+// budgetOf returns the --memory-budget that runArgs give virality run, in
+// bytes (0: none), or the default.
+func budgetOf(runArgs string) (int64, error) {
+	f := strings.Fields(runArgs)
+	b := int64(defaultBudget)
+	for i := 0; i < len(f); i++ {
+		name, value, ok := strings.Cut(strings.TrimLeft(f[i], "-"), "=")
+		if name != "memory-budget" || !strings.HasPrefix(f[i], "-") {
+			continue
+		}
+		if !ok {
+			if i+1 == len(f) {
+				return 0, errors.New("--memory-budget without a value")
+			}
+			i++
+			value = f[i]
+		}
+		n, err := parseBytes(value)
+		if err != nil {
+			return 0, err
+		}
+		b = n
+	}
+	return b, nil
+}
+
+// parseBytes reads a size as virality run's --memory-budget does: 0, or a
+// number with a unit (512MiB, 2GiB, 1G).
+func parseBytes(v string) (int64, error) {
+	if v == "0" {
+		return 0, nil
+	}
+	i := len(v)
+	for i > 0 && (v[i-1] < '0' || v[i-1] > '9') {
+		i--
+	}
+	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(v[i:], "iB"), "B"))
+	shift, ok := map[string]uint{"K": 10, "KI": 10, "M": 20, "G": 30, "T": 40}[unit]
+	n, err := strconv.ParseInt(v[:i], 10, 64)
+	if !ok || err != nil || n < 0 {
+		return 0, fmt.Errorf("--memory-budget %q: give a size with its unit, e.g. 512MiB", v)
+	}
+	return n << shift, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// report prints one line per figure and the judgement, and returns
+// whether both targets are met.
+func report(r result, o options, budget int64) bool {
+	fmt.Printf("catchup events: %d in %d partitions (real broker), preloaded in %.1f s (%.0f likes/s)\n",
+		r.preloaded, o.partitions, r.preload.Seconds(), float64(r.preloaded)/r.preload.Seconds())
+	fmt.Printf("catchup plain consumer (fetch + decode): %.0f events/s\n", r.plain)
+	args := o.runArgs
+	if args == "" {
+		args = "defaults"
+	}
+	taken := fmt.Sprintf("%d in %.1f s from its start", r.taken, r.caughtUp.Seconds())
+	if r.timedOut {
+		taken = fmt.Sprintf("did not catch up: %d of %d likes in the -limit of %v", r.taken, r.preloaded, o.limit)
+	}
+	fmt.Printf("catchup virality run at %s (%s): %.0f events/s (%s), ratio to the plain consumer %.3f (target >= %.1f)\n",
+		r.rev, args, r.rate, taken, r.rate/r.plain, targetRatio)
+	limit, what := budget, "the memory budget"
+	if budget == 0 {
+		limit, what = defaultBudget, "no budget: the issue's default"
+	}
+	if gml := os.Getenv("GOMEMLIMIT"); gml != "" {
+		what += ", GOMEMLIMIT=" + gml + " in the environment"
+	}
+	fmt.Printf("catchup virality run peak RSS: %s (VmHWM; target at most %s, %s); largest sample %s, %s when caught up (Go heap in use %s)\n",
+		mib(r.peak), mib(limit), what, mib(r.maxRSS), mib(r.endRSS), mib(r.heap))
+	ratioOK, memOK := !r.timedOut && r.rate/r.plain >= targetRatio, r.peak <= limit
+	verdict := "met"
+	if !ratioOK || !memOK {
+		var missed []string
+		if !ratioOK {
+			missed = append(missed, "ratio")
+		}
+		if !memOK {
+			missed = append(missed, "peak RSS")
+		}
+		verdict = "missed (" + strings.Join(missed, ", ") + ")"
+	}
+	fmt.Printf("catchup targets (ratio >= %.1f, peak RSS <= %s): %s\n", targetRatio, mib(limit), verdict)
+	return ratioOK && memOK
+}
