@@ -51,6 +51,8 @@ type backfillFlags struct {
 	t1, t2                    int64 // --from and --to in ms; 0: not given
 	cfg                       processor.Config
 	decoders, cacheMB         int
+	memTableMB                int
+	budget                    memoryBudget
 	maxDeadFraction           float64
 	partitions, workers       int
 	sync                      bool
@@ -125,12 +127,14 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.IntVar(&f.decoders, "decoders", 1, "`N` goroutines decoding JSON beside the reader and the engine (0: decode on the reader)")
 	fs.BoolVar(&f.sync, "sync", false, "fsync outputs and state at each commit (survives a machine crash, not only a process crash)")
 	fs.DurationVar(&f.progress, "progress", 2*time.Second, "interval of progress lines on standard error (0: none)")
-	fs.IntVar(&f.cacheMB, "cache-mb", 64, "Pebble block cache `MiB`")
+	addStoreFlags(fs, &f.cacheMB, &f.memTableMB)
+	addMemoryBudgetFlag(fs, &f.budget)
 	fs.Float64Var(&f.maxDeadFraction, "max-dead-letter-fraction", 0.5, "exit with status 1 (outputs written all the same) when more than this `FRACTION` of the\nrecords went to the dead letters (1: never)")
 
 	if err := parseWithInputs(fs, args); err != nil {
 		return nil, err
 	}
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
@@ -185,8 +189,9 @@ func (f *backfillFlags) validate() error {
 		return usagef("--progress %v: must not be negative (0 turns progress lines off)", f.progress)
 	case !(f.maxDeadFraction >= 0 && f.maxDeadFraction <= 1):
 		return usagef("--max-dead-letter-fraction %v: must be a fraction from 0 to 1 (1: never fail)", f.maxDeadFraction)
-	case f.cacheMB < 1 || f.cacheMB > 1<<20:
-		return usagef("--cache-mb %d: must be between 1 and %d", f.cacheMB, 1<<20)
+	}
+	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
+		return err
 	}
 
 	now := time.Now()
@@ -302,8 +307,8 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 			}
 		}()
 	}
-	opts := store.DefaultOptions()
-	opts.CacheBytes = int64(f.cacheMB) << 20
+	defer f.budget.limitHeap()()
+	opts := storeOptions(f.cacheMB, f.memTableMB)
 	opts.Sync = f.sync
 	db, err := store.Open(stateDir, opts)
 	if err != nil {
