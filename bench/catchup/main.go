@@ -106,27 +106,12 @@ func main() {
 }
 
 func run(o options) (r result, err error) {
-	brokers, err := live.Brokers(o.brokers)
+	b, err := live.Setup("catchup", o.brokers, o.rev)
 	if err != nil {
 		return r, err
 	}
-	kc := kafkaio.DefaultConfig()
-	kc.Brokers = brokers
-	dir, err := os.MkdirTemp("", "virality-catchup-")
-	if err != nil {
-		return r, err
-	}
-	defer func() {
-		if o.keep || err != nil {
-			fmt.Fprintf(os.Stderr, "catchup: kept %s (state, log)\n", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
-	bin, err := live.Build(dir, o.rev)
-	if err != nil {
-		return r, err
-	}
+	defer func() { b.Done(o.keep || err != nil) }()
+	kc, dir, bin := b.Kafka, b.Dir, b.Bin
 	r.rev = live.Revision(bin)
 
 	suffix := fmt.Sprintf("-catchup-%d", time.Now().Unix())
@@ -169,7 +154,7 @@ func run(o options) (r result, err error) {
 	fmt.Fprintf(os.Stderr, "catchup: plain consumer %.0f likes/s\n", r.plain)
 
 	state, logPath := filepath.Join(dir, "state"), filepath.Join(dir, "run.log")
-	args := append([]string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
+	args := append([]string{"run", "--brokers", strings.Join(kc.Brokers, ","), "--group", group,
 		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],
 		"--creator-scores-topic", outs[3], "--rising-creators-topic", outs[4],
 		"--start-from", "earliest", "--state-dir", state, "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...)

@@ -66,23 +66,12 @@ func main() {
 }
 
 func run(o options) (trials []trial, err error) {
-	brokers, err := live.Brokers(o.brokers)
+	b, err := live.Setup("failover", o.brokers, o.rev)
 	if err != nil {
 		return nil, err
 	}
-	kc := kafkaio.DefaultConfig()
-	kc.Brokers = brokers
-	dir, err := os.MkdirTemp("", "virality-failover-")
-	if err != nil {
-		return nil, err
-	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	}
-	bin, err := live.Build(dir, o.rev)
-	if err != nil {
-		return nil, err
-	}
+	defer func() { b.Done(o.keep || err != nil) }()
+	kc, dir, bin := b.Kafka, b.Dir, b.Bin
 	suffix := fmt.Sprintf("-failover-%d", time.Now().Unix())
 	topic, group := "likes"+suffix, "virality"+suffix
 	outs := []string{"video-scores" + suffix, "trending" + suffix, "likes.dlq" + suffix}
@@ -92,7 +81,7 @@ func run(o options) (trials []trial, err error) {
 	if !o.keep {
 		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
 	}
-	args := append([]string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
+	args := append([]string{"run", "--brokers", strings.Join(kc.Brokers, ","), "--group", group,
 		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],
 		"--state-dir", filepath.Join(dir, "state"), "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...)
 	logPath := filepath.Join(dir, "run.log")

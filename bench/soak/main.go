@@ -100,27 +100,12 @@ func main() {
 }
 
 func run(o options) (rows []sample, err error) {
-	brokers, err := live.Brokers(o.brokers)
+	b, err := live.Setup("soak", o.brokers, o.rev)
 	if err != nil {
 		return nil, err
 	}
-	kc := kafkaio.DefaultConfig()
-	kc.Brokers = brokers
-	dir, err := os.MkdirTemp("", "virality-soak-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if o.keep || err != nil {
-			fmt.Fprintf(os.Stderr, "soak: kept %s (state, log)\n", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
-	bin, err := live.Build(dir, o.rev)
-	if err != nil {
-		return nil, err
-	}
+	defer func() { b.Done(o.keep || err != nil) }()
+	kc, dir, bin := b.Kafka, b.Dir, b.Bin
 	suffix := fmt.Sprintf("-soak-%d", time.Now().Unix())
 	topic, group := "likes"+suffix, "virality"+suffix
 	outs := []string{"video-scores" + suffix, "trending" + suffix, "likes.dlq" + suffix}
@@ -133,7 +118,7 @@ func run(o options) (rows []sample, err error) {
 	}
 	state, logPath := filepath.Join(dir, "state"), filepath.Join(dir, "run.log")
 	fmt.Printf("soak: binary %s at %s; topic %s, group %s, state %s, log %s\n", bin, live.Revision(bin), topic, group, state, logPath)
-	in, err := live.Start(bin, append([]string{"run", "--brokers", strings.Join(brokers, ","), "--group", group,
+	in, err := live.Start(bin, append([]string{"run", "--brokers", strings.Join(kc.Brokers, ","), "--group", group,
 		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],
 		"--state-dir", state, "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...), logPath, nil)
 	if err != nil {

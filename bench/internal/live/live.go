@@ -452,6 +452,45 @@ func DirSize(dir string) int64 {
 	return n
 }
 
+// Bench is what a benchmark against the real broker starts from: the
+// broker's configuration, a directory of its own and `virality` built in
+// it.
+type Bench struct {
+	Kafka kafkaio.Config
+	Dir   string
+	Bin   string
+	name  string
+}
+
+// Setup reads the brokers (brokersFlag, else KAFKA_BROKERS), makes a
+// temporary directory for the benchmark name and builds `virality` as of
+// commit rev into it. The caller ends with Done.
+func Setup(name, brokersFlag, rev string) (*Bench, error) {
+	brokers, err := Brokers(brokersFlag)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bench{Kafka: kafkaio.DefaultConfig(), name: name}
+	b.Kafka.Brokers = brokers
+	if b.Dir, err = os.MkdirTemp("", "virality-"+name+"-"); err != nil {
+		return nil, err
+	}
+	if b.Bin, err = Build(b.Dir, rev); err != nil {
+		b.Done(false)
+		return nil, err
+	}
+	return b, nil
+}
+
+// Done removes the benchmark's directory, or says where it is kept.
+func (b *Bench) Done(keep bool) {
+	if keep {
+		fmt.Fprintf(os.Stderr, "%s: kept %s (state, log)\n", b.name, b.Dir)
+		return
+	}
+	os.RemoveAll(b.Dir)
+}
+
 // Brokers returns KAFKA_BROKERS split, or an error saying how to set it.
 func Brokers(flagValue string) ([]string, error) {
 	if flagValue == "" {
