@@ -207,11 +207,16 @@ func validateStore(cacheMB, memTableMB int) error {
 	return nil
 }
 
-// storeOptions are Pebble's options for the sizes of the store flags.
+// storeOptions are Pebble's options for the sizes of the store flags (0:
+// the store's default).
 func storeOptions(cacheMB, memTableMB int) store.Options {
 	opts := store.DefaultOptions()
-	opts.CacheBytes = int64(cacheMB) << 20
-	opts.MemTableBytes = uint64(memTableMB) << 20
+	if cacheMB > 0 {
+		opts.CacheBytes = int64(cacheMB) << 20
+	}
+	if memTableMB > 0 {
+		opts.MemTableBytes = uint64(memTableMB) << 20
+	}
 	return opts
 }
 

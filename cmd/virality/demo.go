@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -90,8 +89,7 @@ func parseDemo(args []string) (*demoFlags, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	set := setFlags(fs)
 	if _, ok := os.LookupEnv("VIRALITY_BROKERS"); !set["brokers"] && !ok {
 		f.kafka.brokers = "" // embedded
 	}

@@ -156,12 +156,7 @@ type serveOptions struct {
 // ends.
 func serveWith(ctx context.Context, o serveOptions) (err error) {
 	cfg, stateDir, cacheMB, httpAddr, log, started := o.cfg, o.stateDir, o.cacheMB, o.httpAddr, o.log, o.started
-	opts := store.DefaultOptions()
-	opts.CacheBytes = int64(cacheMB) << 20
-	if o.memTableMB > 0 {
-		opts.MemTableBytes = uint64(o.memTableMB) << 20
-	}
-	db, err := store.Open(stateDir, opts)
+	db, err := store.Open(stateDir, storeOptions(cacheMB, o.memTableMB))
 	if err != nil {
 		return err
 	}
