@@ -467,6 +467,19 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		ids = append(ids, p)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	// The records remembered for /v1/videos are good only for partitions
+	// held without a break: another instance may have written newer ones
+	// (or older ones again) while this one did not hold the partition.
+	var kept []int32
+	if prev := s.owned.Load(); prev != nil {
+		for _, p := range *prev {
+			if _, ok := assigned[p]; ok {
+				kept = append(kept, p)
+			}
+		}
+	}
+	n := int(s.inputPartitions.Load())
+	s.recent.forget(func(id string) bool { return !slices.Contains(kept, Partitioner(id, n)) })
 	if err := s.restore(ctx, g, ids); err != nil {
 		return err
 	}
@@ -506,9 +519,19 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 
 	batches := make(chan *fetched, 2*len(ids)+2)
 	genDone := make(chan struct{})
+	// kafka-go rejoins the group once every function started on the
+	// generation has returned: this one returns only after the loop has
+	// applied, flushed and committed what it had. Otherwise the next owner
+	// of a partition taken away could start while this instance still
+	// writes the partition's last outputs, and a stale record would land
+	// on the scores topic after the new owner's newer ones (the group
+	// waits for this up to the rebalance timeout).
+	loopDone := make(chan struct{})
+	defer close(loopDone)
 	gen.Start(func(gctx context.Context) {
 		<-gctx.Done()
 		close(genDone)
+		<-loopDone
 	})
 	for _, p := range ids {
 		p, off, roff := p, starts[p], g.RepartitionedOffset(p)
@@ -1100,6 +1123,17 @@ func (r *recentScores) put(id string, rec []byte) {
 		}
 	}
 	r.m[id] = append(r.m[id][:0], rec...)
+}
+
+// forget drops the records of the videos drop says.
+func (r *recentScores) forget(drop func(id string) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.m {
+		if drop(id) {
+			delete(r.m, id)
+		}
+	}
 }
 
 func (r *recentScores) get(id string) ([]byte, bool) {

@@ -52,7 +52,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 			"--input-topic", topic, "--scores-topic", scores, "--trending-topic", trending,
 			"--dead-letter-topic", "likes.dlq"+suffix, "--state-dir", filepath.Join(dir, "state-"+name),
 			"--creator-scores-topic", creators, "--rising-creators-topic", rising,
-			"--http-addr", addr, "--log-level", "warn", "--idle-timeout", "1s", "--commit-interval", "200ms"))
+			"--http-addr", addr, "--log-level", "info", "--idle-timeout", "1s", "--commit-interval", "200ms"))
 	}
 	if !eventually(2*time.Minute, func() bool { return committed(t, kc, group, topic, n) >= total }) {
 		t.Fatalf("timed out: %d of %d likes committed", committed(t, kc, group, topic, n), total)
@@ -68,7 +68,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 		return res.StatusCode, strings.TrimSpace(string(b))
 	}
 	// Every video's last record on the topic, as each instance answers it.
-	var miss string
+	var miss, missID string
 	answered := func() bool {
 		want := lastScores(t, kc, scores)
 		if len(want) == 0 {
@@ -80,6 +80,7 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 				code, body := get("http://" + addr + "/v1/videos/" + id)
 				if code != http.StatusOK || withoutSeq(body) != withoutSeq(rec) {
 					miss = fmt.Sprintf("instance %d, video %s: %d %.300s\n topic: %.300s", i, id, code, body, rec)
+					missID = id
 					return false
 				}
 			}
@@ -90,7 +91,19 @@ func TestInstancesAnswerEveryVideo(t *testing.T) {
 	// Under the load of the whole test suite an instance can take a while
 	// to flush what it held back once idle.
 	if !eventually(3*time.Minute, answered) {
-		t.Fatalf("not every video answered by both instances: %s", miss)
+		// What the topic holds of the video, and what the instances did.
+		var where []string
+		for _, r := range readAll(t, kc, scores) {
+			if string(r.Key) == missID {
+				where = append(where, fmt.Sprintf("p%d@%d %.120s", r.Partition, r.Offset, r.Value))
+			}
+		}
+		for _, in := range instances {
+			_ = in.cmd.Process.Signal(syscall.SIGTERM)
+			_ = in.cmd.Wait()
+			t.Logf("instance %s:\n%s", in.name, in.stderr.String())
+		}
+		t.Fatalf("not every video answered by both instances: %s\n records of the video:\n %s", miss, strings.Join(where, "\n "))
 	}
 	// A view in this process, another than the service's, reaches every
 	// video's last record.
