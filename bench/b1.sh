@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# B1 of ../shared/BENCH.md: backfill of generated likes, JSON lines file to
+# Benchmark B1 (results in bench/RESULTS.md): backfill of generated likes, JSON lines file to
 # file, exact dedup and all windows. Prints one line per figure and writes
 # them, with the machine and the commit, to bench/RESULTS.md.
 #

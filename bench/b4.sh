@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# B4 of ../shared/BENCH.md: the same number of events over 1x, 10x and 100x
+# Benchmark B4 (results in bench/RESULTS.md): the same number of events over 1x, 10x and 100x
 # as many videos; events/s and peak RSS of backfill, and the slowdown at
 # 100x (target <= 1.5x). Appends the figures to bench/RESULTS.md.
 #
