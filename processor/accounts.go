@@ -42,6 +42,7 @@ type accounts struct {
 	// miss reads the store.
 	partial bool
 	order   []string // scratch for save
+	swept   int64    // bucket of the last sweep for accounts gone quiet
 }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts, perHour int) *accounts {
@@ -112,9 +113,14 @@ func (a *accounts) save(w *store.Writer) error {
 // evict drops accounts that cannot change a weight any more and, beyond
 // the bound, recent ones too (they are then read back when needed).
 func (a *accounts) evict(current int64) {
-	for user, bs := range a.m {
-		if bs[len(bs)-1].Bucket < current-accountKeep {
-			delete(a.m, user)
+	// An account goes quiet for good only as buckets close: sweep once a
+	// bucket, not at every commit.
+	if current > a.swept {
+		a.swept = current
+		for user, bs := range a.m {
+			if bs[len(bs)-1].Bucket < current-accountKeep {
+				delete(a.m, user)
+			}
 		}
 	}
 	if n := len(a.m) - a.max*3/4; len(a.m) > a.max && n > 0 {

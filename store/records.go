@@ -256,10 +256,15 @@ type Video struct {
 
 	bucketed  bool
 	dirtyFrom int64 // like times at or after this changed since the last write
+	// hours: the hours of like-time keys in the store, [lo, hi]; empty
+	// (hi < lo) when there are none. The keys are exactly the hours of the
+	// entries last written, so a write deletes the hours it no longer has
+	// one by one, without reading the store.
+	hoursLo, hoursHi int64
 }
 
 // NewVideo returns the state of a video never seen before.
-func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime} }
+func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, hoursLo: 0, hoursHi: -1} }
 
 // TimesChanged records that like times at or after ts changed.
 func (v *Video) TimesChanged(ts int64) { v.dirtyFrom = min(v.dirtyFrom, ts) }
@@ -327,6 +332,7 @@ func (v *Video) unmarshal(b []byte) error {
 	v.Pending = flags&1 != 0
 	v.bucketed = flags&2 != 0
 	v.dirtyFrom = noneDirty
+	v.hoursLo, v.hoursHi = 0, -1
 	if !v.bucketed {
 		base := r.varint()
 		n := r.uvarint()

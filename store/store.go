@@ -30,6 +30,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"fmt"
 	"slices"
 
@@ -347,6 +348,10 @@ func (p *Partition) Video(id string) (*Video, bool, error) {
 				return fmt.Errorf("bad like-time key for video %q", id)
 			}
 			hour := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			if vid.hoursHi < vid.hoursLo {
+				vid.hoursLo = hour
+			}
+			vid.hoursHi = hour
 			var err error
 			vid.Entries, err = decodeEntries(vid.Entries, val, hour*hourMS)
 			return err
@@ -716,6 +721,10 @@ func (w *Writer) SetVideo(v *Video) error {
 	if err := w.set(w.keyOf(kindVideo, v.ID), w.buf, nil); err != nil {
 		return err
 	}
+	if !v.bucketed && !wasBucketed {
+		v.dirtyFrom = noneDirty
+		return nil
+	}
 	prefix := w.keyOf(kindTimes, v.ID, "")
 	prefix = append([]byte{}, prefix...)
 	hourKey := func(h int64) []byte {
@@ -724,57 +733,89 @@ func (w *Writer) SetVideo(v *Video) error {
 		w.hours = k
 		return k
 	}
-	switch {
-	case v.bucketed:
-		from := v.dirtyFrom
-		if !wasBucketed {
-			from = minTime
+	from := v.dirtyFrom
+	if !wasBucketed {
+		from = minTime
+	}
+	// The hours to write: those from the first changed one (all of them
+	// when the entries move out of the video's record), none when they
+	// move back in.
+	fromHour, i := int64(math.MaxInt64), len(v.Entries)
+	if v.bucketed && from != noneDirty {
+		fromHour = math.MinInt64
+		if from != minTime {
+			fromHour = floorDiv(from, hourMS)
 		}
-		// Hours before the first standing like are gone: one range deletion.
-		if len(v.Entries) > 0 {
-			first := floorDiv(v.Entries[0].TS, hourMS)
-			if err := w.deleteRange(prefix, append([]byte{}, hourKey(first)...), nil); err != nil {
-				return err
-			}
-		}
-		if from == noneDirty {
-			break
-		}
-		fromHour := floorDiv(from, hourMS)
-		if from == minTime {
-			fromHour = minTime / hourMS
-		}
-		end := append([]byte{}, prefix...)
-		end = append(end, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		if err := w.deleteRange(append([]byte{}, hourKey(max(fromHour, 0))...), end, nil); err != nil {
-			return err
-		}
-		// Rewrite every hour from the first changed one.
-		i := 0
+		i = 0
 		for i < len(v.Entries) && floorDiv(v.Entries[i].TS, hourMS) < fromHour {
 			i++
 		}
-		for i < len(v.Entries) {
-			h := floorDiv(v.Entries[i].TS, hourMS)
-			j := i
-			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h {
-				j++
-			}
-			w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*hourMS)
-			if err := w.set(hourKey(h), w.buf, nil); err != nil {
+	}
+	firstHour := int64(math.MaxInt64) // hours before the first standing like are gone
+	if v.bucketed && len(v.Entries) > 0 {
+		firstHour = floorDiv(v.Entries[0].TS, hourMS)
+	}
+	// Delete the stored hours that are before the first like or will be
+	// rewritten without likes.
+	if v.hoursLo <= v.hoursHi {
+		if v.hoursHi-v.hoursLo > maxPointDeletes {
+			// Entries span a day at most, so this is not expected; should
+			// it happen, two range deletions bound the work.
+			keep := min(firstHour, fromHour, v.hoursHi+1)
+			if err := w.deleteHours(prefix, v.hoursLo, keep); err != nil {
 				return err
 			}
-			i = j
+			if err := w.deleteHours(prefix, max(fromHour, v.hoursLo), v.hoursHi+1); err != nil {
+				return err
+			}
+			v.hoursLo, v.hoursHi = 0, -1
 		}
-	case wasBucketed:
-		end := append(append([]byte{}, prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-		if err := w.deleteRange(prefix, end, nil); err != nil {
+		j := i
+		for h := v.hoursLo; h <= v.hoursHi; h++ {
+			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) < h {
+				j++
+			}
+			rewritten := h >= fromHour && j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h
+			if (h < firstHour || h >= fromHour) && !rewritten {
+				if err := w.delete(hourKey(h), nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// Rewrite every hour from the first changed one.
+	for i < len(v.Entries) {
+		h := floorDiv(v.Entries[i].TS, hourMS)
+		j := i
+		for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h {
+			j++
+		}
+		w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*hourMS)
+		if err := w.set(hourKey(h), w.buf, nil); err != nil {
 			return err
 		}
+		i = j
+	}
+	v.hoursLo, v.hoursHi = 0, -1
+	if v.bucketed && len(v.Entries) > 0 {
+		v.hoursLo, v.hoursHi = firstHour, floorDiv(v.Entries[len(v.Entries)-1].TS, hourMS)
 	}
 	v.dirtyFrom = noneDirty
 	return nil
 }
+
+// deleteHours deletes the like-time keys of hours [lo, hi) under prefix.
+func (w *Writer) deleteHours(prefix []byte, lo, hi int64) error {
+	if lo >= hi {
+		return nil
+	}
+	k := func(h int64) []byte { return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), uint64(max(h, 0))) }
+	return w.deleteRange(k(lo), k(hi), nil)
+}
+
+// maxPointDeletes is the most hours of like times a write deletes one by
+// one; a longer stretch goes in one range deletion.
+const maxPointDeletes = 48
 
 // Len is the size of the batch so far, in bytes.
 func (w *Writer) Len() int { return w.b.Len() }

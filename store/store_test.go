@@ -1,7 +1,13 @@
 package store
 
 import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"sort"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -139,4 +145,97 @@ func TestVideoLikeTimes(t *testing.T) {
 	v.TimesChanged(v.Entries[0].TS)
 	commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
 	check("inline again")
+}
+
+// TestVideoHourKeys drives a video through random changes (likes in and
+// out of order, unlikes, a clock that drops old hours, moves between
+// inline and per-hour like times, reloads from the store, long pauses) and
+// checks after every write that the store holds exactly the hours of the
+// video's like times, read back equal, with both kinds of writer.
+func TestVideoHourKeys(t *testing.T) {
+	for _, logged := range []bool{false, true} {
+		db := openMem(t)
+		p := db.Partition(1)
+		rng := rand.New(rand.NewPCG(7, uint64(len(fmt.Sprint(logged)))))
+		v := NewVideo("v9")
+		const hour, day = 3_600_000, 24 * 3_600_000
+		clock := int64(100 * day)
+		for step := range 3000 {
+			switch r := rng.IntN(100); {
+			case r < 70: // a like near the clock, sometimes late
+				ts := clock - rng.Int64N(2*hour)
+				if rng.IntN(10) == 0 {
+					ts = clock - rng.Int64N(day)
+				}
+				i := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > ts })
+				v.Entries = slices.Insert(v.Entries, i, Entry{TS: ts, Weight: 1024})
+				v.TimesChanged(ts)
+			case r < 85 && len(v.Entries) > 0: // an unlike
+				i := rng.IntN(len(v.Entries))
+				v.TimesChanged(v.Entries[i].TS)
+				v.Entries = slices.Delete(v.Entries, i, i+1)
+			case r < 97: // the clock moves on; old like times leave
+				clock += rng.Int64N(3 * hour)
+				if rng.IntN(40) == 0 {
+					clock += 3 * day // a long pause: every hour leaves
+				}
+				cut := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > clock-day })
+				v.Entries = v.Entries[cut:]
+			case r < 99 && v.hoursLo <= v.hoursHi:
+				// Widen the known range past maxPointDeletes, as no write
+				// does, to cover the range deletions that bound the work.
+				v.hoursLo -= maxPointDeletes + 10
+			case step == 0:
+				continue
+			default: // read back from the store, as after an eviction
+				got, ok, err := p.Video(v.ID)
+				if err != nil || !ok {
+					t.Fatalf("step %d: %v %v", step, ok, err)
+				}
+				cut := sort.Search(len(got.Entries), func(i int) bool { return got.Entries[i].TS > clock-day })
+				got.Entries = got.Entries[cut:]
+				v = got
+				continue
+			}
+			v.Clock = clock
+			w := p.NewWriter()
+			if logged {
+				w = p.NewLoggedWriter().For(p, &Changes{})
+			}
+			if err := w.SetVideo(v); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			want := map[int64]bool{}
+			if len(v.Entries) > inlineEntries {
+				for _, e := range v.Entries {
+					want[floorDiv(e.TS, hour)] = true
+				}
+			}
+			got := map[int64]bool{}
+			prefix := binary.AppendUvarint(nil, uint64(len(v.ID)))
+			prefix = append(prefix, v.ID...)
+			if err := p.scanPrefix(kindTimes, prefix, func(k, _ []byte) error {
+				got[int64(binary.BigEndian.Uint64(k[len(prefix):]))] = true
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("logged %v, step %d: hours stored %v, want %v", logged, step, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+			}
+			back, _, err := p.Video(v.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first hour may still hold like times the clock dropped
+			// (an hour is rewritten only when it changes); readers drop them.
+			cut := sort.Search(len(back.Entries), func(i int) bool { return back.Entries[i].TS > clock-day })
+			if !slices.Equal(back.Entries[cut:], v.Entries) {
+				t.Fatalf("logged %v, step %d: %d entries read back, %d written", logged, step, len(back.Entries), len(v.Entries))
+			}
+		}
+	}
 }
