@@ -30,8 +30,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -809,7 +809,9 @@ func (w *Writer) deleteHours(prefix []byte, lo, hi int64) error {
 	if lo >= hi {
 		return nil
 	}
-	k := func(h int64) []byte { return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), uint64(max(h, 0))) }
+	k := func(h int64) []byte {
+		return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), uint64(max(h, 0)))
+	}
 	return w.deleteRange(k(lo), k(hi), nil)
 }
 
