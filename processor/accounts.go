@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/viralityhq/virality/scoring"
@@ -25,69 +26,119 @@ const (
 
 type acctBucket = store.AccountBucket
 
+// acctRec is an account's likes in the buckets newest-accountKeep ..
+// newest: n[i] likes in bucket newest-i. Counts past what a uint32 holds
+// (4 billion likes of one account in one bucket) stay at its maximum.
+type acctRec struct {
+	newest int64
+	n      [accountKeep + 1]uint32
+	dirty  bool // liked since the last commit
+}
+
 // accounts holds the recent like counts of accounts. Accounts with no like
 // in the last accountKeep buckets are dropped: they cannot change a weight.
 // Each account's counts are stored in one record (store.Account), written
 // at each commit the account liked something, so that an account evicted
-// from memory, or not loaded after a restart, costs one lookup.
+// from memory, or not loaded after a restart, costs one lookup. In memory
+// they are a table without pointers, which the garbage collector skips.
 type accounts struct {
 	part   *store.Partition
 	bucket int64
 	max    int
 	c0     int64 // account threshold, likes in accountBuckets
-	m      map[string][]acctBucket
-	dirty  map[string]struct{}
+	t      *table[acctRec]
+	dirty  []int32 // entries liked since the last commit
 	// partial: the store may hold accounts that are not in memory (some
 	// were evicted, or the state was opened on an earlier commit), so a
 	// miss reads the store.
 	partial bool
-	order   []string // scratch for save
-	swept   int64    // bucket of the last sweep for accounts gone quiet
+	swept   int64 // bucket of the last sweep for accounts gone quiet
+	scratch []acctBucket
+	key     []byte
 }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts, perHour int) *accounts {
 	// The counted buckets span an hour only when a bucket is 5 minutes.
 	c0 := max(int64(perHour)*accountBuckets*bucket/3_600_000, 1)
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0,
-		m: map[string][]acctBucket{}, dirty: map[string]struct{}{}}
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0, t: newTable[acctRec]()}
 }
 
 // like counts a like by user at ts and returns its weight.
 func (a *accounts) like(user string, ts int64) (int64, error) {
 	b := floorDiv(ts, a.bucket)
-	bs, ok := a.m[user]
-	if !ok && a.partial {
+	a.key = append(a.key[:0], user...)
+	i, added := a.t.Put(a.key)
+	r := a.t.Val(i)
+	if added && a.partial {
 		var err error
-		if bs, err = a.part.Account(user, nil); err != nil {
+		if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
+			a.t.Delete(i)
 			return 0, err
 		}
+		r.set(a.scratch)
 	}
 	var recent int64
-	i := 0
-	for ; i < len(bs) && bs[i].Bucket < b; i++ {
-		if bs[i].Bucket >= b-accountLag-accountBuckets+1 && bs[i].Bucket <= b-accountLag {
-			recent += bs[i].N
+	for k := b - accountLag - accountBuckets + 1; k <= b-accountLag; k++ {
+		recent += r.count(k)
+	}
+	r.add(b)
+	if !r.dirty {
+		r.dirty = true
+		a.dirty = append(a.dirty, int32(i))
+	}
+	return scoring.AccountWeight(recent, a.c0), nil
+}
+
+// count returns the likes in bucket b.
+func (r *acctRec) count(b int64) int64 {
+	if d := r.newest - b; d >= 0 && d <= accountKeep {
+		return int64(r.n[d])
+	}
+	return 0
+}
+
+// add counts a like in bucket b. Buckets older than newest-accountKeep
+// are dropped: no future like can look at them.
+func (r *acctRec) add(b int64) {
+	empty := r.n == [accountKeep + 1]uint32{}
+	switch d := r.newest - b; {
+	case empty:
+		r.newest = b
+	case d < 0:
+		shift := min(-d, accountKeep+1)
+		copy(r.n[shift:], r.n[:accountKeep+1-shift])
+		clear(r.n[:shift])
+		r.newest = b
+	case d > accountKeep:
+		return
+	}
+	if d := r.newest - b; r.n[d] < ^uint32(0) {
+		r.n[d]++
+	}
+}
+
+// set loads stored counts.
+func (r *acctRec) set(bs []acctBucket) {
+	*r = acctRec{}
+	if len(bs) == 0 {
+		return
+	}
+	r.newest = bs[len(bs)-1].Bucket
+	for _, x := range bs {
+		if d := r.newest - x.Bucket; d >= 0 && d <= accountKeep {
+			r.n[d] = uint32(min(x.N, int64(^uint32(0))))
 		}
 	}
-	if i < len(bs) && bs[i].Bucket == b {
-		bs[i].N++
-	} else {
-		bs = append(bs, acctBucket{})
-		copy(bs[i+1:], bs[i:])
-		bs[i] = acctBucket{Bucket: b, N: 1}
+}
+
+// buckets appends the non-empty buckets, oldest first, as stored.
+func (r *acctRec) buckets(dst []acctBucket) []acctBucket {
+	for d := accountKeep; d >= 0; d-- {
+		if r.n[d] > 0 {
+			dst = append(dst, acctBucket{Bucket: r.newest - int64(d), N: int64(r.n[d])})
+		}
 	}
-	// Drop buckets no future like can look at.
-	newest := bs[len(bs)-1].Bucket
-	k := 0
-	for k < len(bs) && bs[k].Bucket < newest-accountKeep {
-		k++
-	}
-	if k > 0 {
-		bs = append(bs[:0], bs[k:]...)
-	}
-	a.m[user] = bs
-	a.dirty[user] = struct{}{}
-	return scoring.AccountWeight(recent, a.c0), nil
+	return dst
 }
 
 // save writes the accounts that liked since the last commit, in the order
@@ -96,40 +147,55 @@ func (a *accounts) like(user string, ts int64) (int64, error) {
 // weight reads any more (like the pairs, the records grow with the
 // accounts ever seen, not with the likes).
 func (a *accounts) save(w *store.Writer) error {
-	a.order = a.order[:0]
-	for user := range a.dirty {
-		a.order = append(a.order, user)
-	}
-	slices.Sort(a.order)
-	for _, user := range a.order {
-		if err := w.SetAccount(user, a.m[user]); err != nil {
+	slices.SortFunc(a.dirty, func(x, y int32) int { return bytes.Compare(a.t.Key(int(x)), a.t.Key(int(y))) })
+	for _, i := range a.dirty {
+		r := a.t.Val(int(i))
+		a.scratch = r.buckets(a.scratch[:0])
+		if err := w.SetAccount(string(a.t.Key(int(i))), a.scratch); err != nil {
 			return err
 		}
+		r.dirty = false
 	}
-	clear(a.dirty)
+	a.dirty = a.dirty[:0]
 	return nil
 }
 
 // evict drops accounts that cannot change a weight any more and, beyond
-// the bound, recent ones too (they are then read back when needed).
+// the bound, recent ones too (they are then read back when needed). It is
+// called only when every account is saved.
 func (a *accounts) evict(current int64) {
 	// An account goes quiet for good only as buckets close: sweep once a
 	// bucket, not at every commit.
 	if current > a.swept {
 		a.swept = current
-		for user, bs := range a.m {
-			if bs[len(bs)-1].Bucket < current-accountKeep {
-				delete(a.m, user)
+		for i := a.t.Len() - 1; i >= 0; i-- {
+			if a.t.Val(i).newest < current-accountKeep {
+				a.t.Delete(i)
 			}
 		}
 	}
-	if n := len(a.m) - a.max*3/4; len(a.m) > a.max && n > 0 {
-		for user := range a.m {
-			if n <= 0 {
-				break
+	if n := a.t.Len() - a.max*3/4; a.t.Len() > a.max && n > 0 {
+		// Which go does not matter for correctness, only for speed: those
+		// whose last like is oldest.
+		var ages [accountKeep + 2]int
+		age := func(i int) int { return int(min(max(current-a.t.Val(i).newest, 0), accountKeep+1)) }
+		for i := range a.t.Len() {
+			ages[age(i)]++
+		}
+		cut, below := accountKeep+1, 0 // delete ages > cut, and some of cut
+		for cut > 0 && below+ages[cut] <= n {
+			below += ages[cut]
+			cut--
+		}
+		some := n - below
+		for i := a.t.Len() - 1; i >= 0; i-- {
+			switch g := age(i); {
+			case g > cut:
+				a.t.Delete(i)
+			case g == cut && some > 0:
+				a.t.Delete(i)
+				some--
 			}
-			delete(a.m, user)
-			n--
 		}
 		a.partial = true
 	}

@@ -43,7 +43,7 @@ const (
 const (
 	pairBytes    = 250
 	videoBytes   = 800
-	accountBytes = 170
+	accountBytes = 130 // a table without pointers (processor/table.go)
 	viewBytes    = 560
 )
 
@@ -56,7 +56,7 @@ const (
 const (
 	pairShare    = 14
 	videoShare   = 10
-	accountShare = 12
+	accountShare = 16
 	viewShare    = 4
 	filterShare  = 4
 )

@@ -1,0 +1,157 @@
+package processor
+
+import (
+	"bytes"
+	"hash/maphash"
+	"unsafe"
+)
+
+// table maps string keys to values of a type without pointers, and holds
+// no pointers itself: keys are packed in one byte arena, entries in one
+// slice, the index is open addressing over int32s. The garbage collector
+// never scans it, and an entry costs its value, its key's bytes and about
+// 24 bytes more, against the 50 to 100 bytes and two or three objects of a
+// Go map from string to a slice or a pointer. Caches of millions of
+// entries (accounts, pairs) are what it is for.
+//
+// Entry indexes (0 .. Len()-1) are stable until Delete, which moves the
+// last entry into the deleted one's place.
+type table[V any] struct {
+	seed  maphash.Seed
+	slots []int32 // entry index + 1; 0: empty. len is a power of two.
+	ents  []tableEntry[V]
+	keys  []byte // arena of keys
+	dead  int    // bytes of the arena no entry uses
+}
+
+type tableEntry[V any] struct {
+	hash uint64
+	off  uint32
+	klen uint32
+	val  V
+}
+
+func newTable[V any]() *table[V] {
+	return &table[V]{seed: maphash.MakeSeed(), slots: make([]int32, 16)}
+}
+
+// Len returns the number of entries.
+func (t *table[V]) Len() int { return len(t.ents) }
+
+// Key returns entry i's key. It is valid until the next Put or Delete.
+func (t *table[V]) Key(i int) []byte {
+	e := &t.ents[i]
+	return t.keys[e.off : e.off+e.klen]
+}
+
+// Val returns entry i's value, to read or change in place. It is valid
+// until the next Put or Delete.
+func (t *table[V]) Val(i int) *V { return &t.ents[i].val }
+
+// Find returns the index of key's entry, or -1.
+func (t *table[V]) Find(key []byte) int {
+	h := maphash.Bytes(t.seed, key)
+	_, i := t.lookup(h, key)
+	return i
+}
+
+// lookup returns the slot where key is or would go, and its entry index
+// (-1 if absent).
+func (t *table[V]) lookup(h uint64, key []byte) (slot, idx int) {
+	mask := len(t.slots) - 1
+	for s := int(h) & mask; ; s = (s + 1) & mask {
+		x := t.slots[s]
+		if x == 0 {
+			return s, -1
+		}
+		e := &t.ents[x-1]
+		if e.hash == h && bytes.Equal(t.keys[e.off:e.off+e.klen], key) {
+			return s, int(x - 1)
+		}
+	}
+}
+
+// Put returns the index of key's entry, adding one with the zero value
+// if there is none (added reports which).
+func (t *table[V]) Put(key []byte) (idx int, added bool) {
+	h := maphash.Bytes(t.seed, key)
+	s, i := t.lookup(h, key)
+	if i >= 0 {
+		return i, false
+	}
+	if (len(t.ents)+1)*4 > len(t.slots)*3 {
+		t.grow()
+		s, _ = t.lookup(h, key)
+	}
+	t.ents = append(t.ents, tableEntry[V]{hash: h, off: uint32(len(t.keys)), klen: uint32(len(key))})
+	t.keys = append(t.keys, key...)
+	t.slots[s] = int32(len(t.ents))
+	return len(t.ents) - 1, true
+}
+
+func (t *table[V]) grow() {
+	t.slots = make([]int32, 2*len(t.slots))
+	mask := len(t.slots) - 1
+	for i := range t.ents {
+		s := int(t.ents[i].hash) & mask
+		for t.slots[s] != 0 {
+			s = (s + 1) & mask
+		}
+		t.slots[s] = int32(i + 1)
+	}
+}
+
+// slotOf returns the slot that holds entry i.
+func (t *table[V]) slotOf(i int) int {
+	mask := len(t.slots) - 1
+	for s := int(t.ents[i].hash) & mask; ; s = (s + 1) & mask {
+		if int(t.slots[s]) == i+1 {
+			return s
+		}
+	}
+}
+
+// Delete removes entry i; the last entry takes its index.
+func (t *table[V]) Delete(i int) {
+	mask := len(t.slots) - 1
+	// Empty its slot and shift back the entries of the probe run after it,
+	// so that every lookup still finds them (no tombstones).
+	s := t.slotOf(i)
+	t.slots[s] = 0
+	for n := (s + 1) & mask; t.slots[n] != 0; n = (n + 1) & mask {
+		home := int(t.ents[t.slots[n]-1].hash) & mask
+		// The entry at n may move to s if s lies in [home, n) cyclically.
+		if (n-home)&mask >= (n-s)&mask {
+			t.slots[s], t.slots[n] = t.slots[n], 0
+			s = n
+		}
+	}
+	t.dead += int(t.ents[i].klen)
+	last := len(t.ents) - 1
+	if i != last {
+		t.slots[t.slotOf(last)] = int32(i + 1)
+		t.ents[i] = t.ents[last]
+	}
+	t.ents = t.ents[:last]
+	if t.dead > 1<<16 && t.dead > len(t.keys)/2 {
+		t.compactKeys()
+	}
+}
+
+// compactKeys copies the live keys to a new arena.
+func (t *table[V]) compactKeys() {
+	keys := make([]byte, 0, len(t.keys)-t.dead)
+	for i := range t.ents {
+		e := &t.ents[i]
+		k := t.keys[e.off : e.off+e.klen]
+		e.off = uint32(len(keys))
+		keys = append(keys, k...)
+	}
+	t.keys, t.dead = keys, 0
+}
+
+// Bytes is an estimate of the memory the table holds.
+func (t *table[V]) Bytes() int {
+	var e tableEntry[V]
+	return cap(t.slots)*4 + cap(t.ents)*int(unsafe.Sizeof(e)) + cap(t.keys)
+}

@@ -1,0 +1,134 @@
+package processor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/viralityhq/virality/scoring"
+)
+
+// TestTableMatchesMap drives a table and a Go map with the same random
+// puts, changes and deletes (enough to grow the index and compact the key
+// arena) and checks after each step that both hold the same entries.
+func TestTableMatchesMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tb := newTable[int64]()
+	ref := map[string]int64{}
+	check := func(step int) {
+		if tb.Len() != len(ref) {
+			t.Fatalf("step %d: %d entries, want %d", step, tb.Len(), len(ref))
+		}
+		for i := range tb.Len() {
+			k := string(tb.Key(i))
+			if v, ok := ref[k]; !ok || v != *tb.Val(i) {
+				t.Fatalf("step %d: entry %d %q=%d, map has %d %v", step, i, k, *tb.Val(i), v, ok)
+			}
+			if j := tb.Find([]byte(k)); j != i {
+				t.Fatalf("step %d: Find(%q) = %d, want %d", step, k, j, i)
+			}
+		}
+	}
+	for step := range 200_000 {
+		k := fmt.Sprintf("user-%d", rng.IntN(5000+step/20))
+		switch r := rng.IntN(10); {
+		case r < 6:
+			i, added := tb.Put([]byte(k))
+			if _, ok := ref[k]; ok == added {
+				t.Fatalf("step %d: Put(%q) added %v, map had it: %v", step, k, added, ok)
+			}
+			*tb.Val(i) += int64(step)
+			ref[k] += int64(step)
+		default:
+			i := tb.Find([]byte(k))
+			if _, ok := ref[k]; ok != (i >= 0) {
+				t.Fatalf("step %d: Find(%q) = %d, map has it: %v", step, k, i, ok)
+			}
+			if i >= 0 {
+				tb.Delete(i)
+				delete(ref, k)
+			}
+		}
+		if step%5000 == 0 {
+			check(step)
+		}
+	}
+	check(-1)
+	if tb.dead > len(tb.keys)/2+1<<16 {
+		t.Errorf("key arena: %d of %d bytes dead", tb.dead, len(tb.keys))
+	}
+}
+
+// refAccounts is the definition of an account's weight, written plainly:
+// the weight of a like in bucket b counts the account's likes in buckets
+// b-13 .. b-2 among those it keeps (the last accountKeep+1 buckets up to
+// its newest).
+type refAccounts struct{ m map[string]map[int64]int64 }
+
+func (r *refAccounts) like(user string, b, c0 int64) int64 {
+	bs := r.m[user]
+	if bs == nil {
+		bs = map[int64]int64{}
+		r.m[user] = bs
+	}
+	var recent int64
+	for k, n := range bs {
+		if k >= b-accountLag-accountBuckets+1 && k <= b-accountLag {
+			recent += n
+		}
+	}
+	bs[b]++
+	newest := int64(-1 << 62)
+	for k := range bs {
+		newest = max(newest, k)
+	}
+	for k := range bs {
+		if k < newest-accountKeep {
+			delete(bs, k)
+		}
+	}
+	return scoring.AccountWeight(recent, c0)
+}
+
+// TestAccountsMatchDefinition: likes of many accounts in random order of
+// time, with commits, evictions beyond a small bound and reads back from
+// the store, get the weights of the definition.
+func TestAccountsMatchDefinition(t *testing.T) {
+	db := openMemStore(t)
+	part := db.Partition(0)
+	a := newAccounts(part, accountBucketMS, 300, 3)
+	ref := &refAccounts{m: map[string]map[int64]int64{}}
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := int64(1_000 * accountBucketMS)
+	for step := range 100_000 {
+		now += rng.Int64N(20_000)
+		ts := now - rng.Int64N(3*accountBucketMS)
+		if rng.IntN(50) == 0 {
+			ts = now - rng.Int64N(30*accountBucketMS) // very late
+		}
+		user := fmt.Sprintf("u%d", rng.IntN(1000))
+		if rng.IntN(3) == 0 {
+			user = fmt.Sprintf("farm%d", rng.IntN(5))
+		}
+		got, err := a.like(user, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ref.like(user, floorDiv(ts, accountBucketMS), a.c0); got != want {
+			t.Fatalf("step %d: weight of %s at %d: %d, want %d", step, user, ts, got, want)
+		}
+		if step%500 == 499 {
+			w := part.NewWriter()
+			if err := a.save(w); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			a.evict(floorDiv(now, accountBucketMS))
+		}
+	}
+	if !a.partial {
+		t.Error("the bound of 300 accounts never evicted one")
+	}
+}
