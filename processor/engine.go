@@ -44,6 +44,9 @@ type video struct {
 
 type window struct{ n, w int64 }
 
+// bufKey names a held event in the store.
+type bufKey struct{ ts, seq int64 }
+
 type pair struct {
 	video, user string
 	p           store.Pair
@@ -89,6 +92,7 @@ type Engine struct {
 	inputs   map[int32]*store.InputPos
 	buf      reorder
 	unsaved  []*routed // held since the last commit
+	stored   []bufKey  // held events in the store, to delete once applied
 	released int64     // release point so far: events before it are applied
 	quiet    bool      // every source idle, and held-back scores emitted since
 	savedRel int64     // release point of the last commit
@@ -171,6 +175,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 			return err
 		}
 		e.buf.push(r)
+		e.stored = append(e.stored, bufKey{r.ev.TS, r.seq})
 		return nil
 	})
 	if err != nil {
@@ -744,9 +749,17 @@ func (e *Engine) write(w *store.Writer) error {
 		return err
 	}
 	if e.released > e.savedRel {
-		if err := w.DeleteBufferedBefore(e.released); err != nil {
-			return err
+		// Delete the applied ones by key: a range deletion would read the
+		// batch and the store to list them for the changelog.
+		keep := e.stored[:0]
+		for _, k := range e.stored {
+			if k.ts >= e.released {
+				keep = append(keep, k)
+			} else if err := w.DeleteBuffered(k.ts, k.seq); err != nil {
+				return err
+			}
 		}
+		e.stored = keep
 		e.savedRel = e.released
 	}
 	for _, r := range e.unsaved {
@@ -757,6 +770,7 @@ func (e *Engine) write(w *store.Writer) error {
 		if err := w.SetBuffered(r.ev.TS, r.seq, e.buf2); err != nil {
 			return err
 		}
+		e.stored = append(e.stored, bufKey{r.ev.TS, r.seq})
 	}
 	clear(e.unsaved)
 	e.unsaved = e.unsaved[:0]

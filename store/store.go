@@ -684,12 +684,13 @@ func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
 	return w.set(w.key, value, nil)
 }
 
-// DeleteBufferedBefore drops the buffered events with event times before
-// ts, once applied: one range deletion.
-func (w *Writer) DeleteBufferedBefore(ts int64) error {
-	lo := append(append([]byte{}, w.p.prefix[:]...), kindBuffered)
-	hi := binary.BigEndian.AppendUint64(append([]byte{}, lo...), uint64(max(ts, 0)))
-	return w.deleteRange(lo, hi, nil)
+// DeleteBuffered drops one buffered event, once applied.
+func (w *Writer) DeleteBuffered(ts, seq int64) error {
+	w.key = append(w.key[:0], w.p.prefix[:]...)
+	w.key = append(w.key, kindBuffered)
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
+	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
+	return w.delete(w.key, nil)
 }
 
 // SetPending marks or unmarks a video as having unemitted state.
