@@ -3,8 +3,8 @@
 // `virality run`, starts it as a child process against KAFKA_BROKERS
 // with topics and a group of its own, publishes generated likes
 // (package gen) at -rate a second for -duration, and every -every
-// samples the child's resident memory (/proc/PID/status VmRSS) and Go
-// heap in use (/metrics), open files (/proc/PID/fd; those under the state
+// samples the child's resident memory (/proc/PID/status VmRSS), Go heap
+// in use and CPU time (/metrics), open files (/proc/PID/fd; those under the state
 // directory apart, as Pebble keeps its tables open and they follow the
 // state), goroutines (go_goroutines), the size of its state directory
 // and its consumer lag (virality_lag_records, summed). It prints one row
@@ -46,7 +46,8 @@ type sample struct {
 	state      int64 // bytes
 	lag        int64
 	produced   int64
-	in         int64 // virality_events_in_total
+	in         int64   // virality_events_in_total
+	cpu        float64 // process_cpu_seconds_total: user and system CPU since start
 }
 
 type options struct {
@@ -199,6 +200,7 @@ func take(in *live.Instance, load *live.Load, state string, at time.Duration) (s
 	s.heap = int64(m["go_memstats_heap_inuse_bytes"])
 	s.lag = int64(m["virality_lag_records"])
 	s.in = int64(m["virality_events_in_total"])
+	s.cpu = m["process_cpu_seconds_total"]
 	return s, nil
 }
 
@@ -214,16 +216,21 @@ func waitReady(in *live.Instance, limit time.Duration) bool {
 }
 
 func (s sample) row(every time.Duration) string {
-	return fmt.Sprintf("| %6.1f | %7.1f | %8.1f | %10d | %5d | %11d | %9.1f | %8d | %10d | %10d |",
+	return fmt.Sprintf("| %6.1f | %7.1f | %8.1f | %10d | %5d | %11d | %9.1f | %8d | %10d | %10d | %7.0f |",
 		s.at.Minutes(), float64(s.rss)/(1<<20), float64(s.heap)/(1<<20), s.goroutines, s.fds, s.stateFDs,
-		float64(s.state)/(1<<20), s.lag, s.produced, s.in)
+		float64(s.state)/(1<<20), s.lag, s.produced, s.in, s.cpu)
 }
 
 func printTable(rows []sample, every time.Duration) {
-	fmt.Println("| minute | RSS MiB | heap MiB | goroutines | files | state files | state MiB |      lag |   produced |   consumed |")
-	fmt.Println("|-------:|--------:|---------:|-----------:|------:|------------:|----------:|---------:|-----------:|-----------:|")
+	fmt.Println("| minute | RSS MiB | heap MiB | goroutines | files | state files | state MiB |      lag |   produced |   consumed |   CPU s |")
+	fmt.Println("|-------:|--------:|---------:|-----------:|------:|------------:|----------:|---------:|-----------:|-----------:|--------:|")
 	for _, s := range rows {
 		fmt.Println(s.row(every))
+	}
+	if n := len(rows); n >= 2 && rows[n-1].in > rows[0].in {
+		a, b := rows[0], rows[n-1]
+		fmt.Printf("soak: the service used %.2f cores on average, %.1f CPU ms per 1,000 likes consumed\n",
+			(b.cpu-a.cpu)/(b.at-a.at).Seconds(), 1e6*(b.cpu-a.cpu)/float64(b.in-a.in))
 	}
 }
 
