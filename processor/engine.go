@@ -8,6 +8,7 @@
 package processor
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -91,7 +92,8 @@ type Engine struct {
 	sources  []int32   // every source that feeds the partition
 	inputs   map[int32]*store.InputPos
 	buf      reorder
-	unsaved  []*routed // held since the last commit
+	savedSeq int64     // BufSeq of the last commit: held events after it are not in the store
+	unsaved  []*routed // scratch for write
 	stored   []bufKey  // held events in the store, to delete once applied
 	released int64     // release point so far: events before it are applied
 	quiet    bool      // every source idle, and held-back scores emitted since
@@ -149,6 +151,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	}
 	e.meta = meta
 	e.meta.Fingerprint = fingerprint
+	e.savedSeq = meta.BufSeq
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]
 		e.inputs[in.Source] = &in
@@ -282,7 +285,6 @@ func (e *Engine) take(r *routed) error {
 	e.meta.BufSeq++
 	r.seq = e.meta.BufSeq
 	e.buf.push(r)
-	e.unsaved = append(e.unsaved, r)
 	return nil
 }
 
@@ -762,16 +764,22 @@ func (e *Engine) write(w *store.Writer) error {
 		e.stored = keep
 		e.savedRel = e.released
 	}
-	for _, r := range e.unsaved {
-		if r.ev.TS < e.released {
-			continue // applied already
+	// The held events taken since the last commit; those applied since
+	// are gone from the buffer, and no longer kept in memory for this.
+	for _, r := range e.buf.h {
+		if r.seq > e.savedSeq {
+			e.unsaved = append(e.unsaved, r)
 		}
+	}
+	slices.SortFunc(e.unsaved, func(a, b *routed) int { return cmp.Compare(a.seq, b.seq) })
+	for _, r := range e.unsaved {
 		e.buf2 = appendRouted(e.buf2[:0], r)
 		if err := w.SetBuffered(r.ev.TS, r.seq, e.buf2); err != nil {
 			return err
 		}
 		e.stored = append(e.stored, bufKey{r.ev.TS, r.seq})
 	}
+	e.savedSeq = e.meta.BufSeq
 	clear(e.unsaved)
 	e.unsaved = e.unsaved[:0]
 	e.meta.Inputs = e.meta.Inputs[:0]
