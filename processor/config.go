@@ -50,7 +50,9 @@ type Config struct {
 	TrendingHorizon time.Duration
 	// CommitEvery is the number of input records between commits.
 	CommitEvery int
-	// CacheVideos and CachePairs bound the state kept in memory.
+	// CacheVideos and CachePairs bound the state kept in memory. A video's
+	// state grows with its likes of the last day, so the video cache is
+	// also held to CacheVideos times VideoBytes bytes.
 	CacheVideos int
 	CachePairs  int
 	// MaxAccounts bounds the accounts whose recent like counts are kept in

@@ -45,6 +45,20 @@ type video struct {
 
 type window struct{ n, w int64 }
 
+// VideoBytes is the memory a cached video takes on average, for the
+// bound of the video cache in bytes: its record, windows and map entry,
+// and about 25 like times of the last day (16 bytes each).
+const VideoBytes = 800
+
+// bytes estimates the memory v holds.
+func (v *video) bytes() int64 {
+	b := int64(400 + len(v.ID) + 16*cap(v.Entries) + 32*cap(v.Regions))
+	for _, d := range v.Decay {
+		b += 16 * int64(cap(d))
+	}
+	return b
+}
+
 // bufKey names a held event in the store.
 type bufKey struct{ ts, seq int64 }
 
@@ -799,6 +813,20 @@ func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 			}
 			delete(e.videos, id)
 			n--
+		}
+	}
+	// The videos' bytes, which grow with their likes of the last day.
+	var total int64
+	for _, v := range e.videos {
+		total += v.bytes()
+	}
+	if limit := int64(maxVideos) * VideoBytes; total > limit {
+		for id, v := range e.videos {
+			if total <= limit*3/4 {
+				break
+			}
+			total -= v.bytes()
+			delete(e.videos, id)
 		}
 	}
 	if n := len(e.pairs) - maxPairs/2; n > 0 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/store"
 )
 
 // stopAfter yields records until a budget runs out, then fails as a crash
@@ -114,5 +115,71 @@ func TestHeldEventsInStore(t *testing.T) {
 		if n != 0 {
 			t.Errorf("partition %d: %d held events left in the store after the run", id, n)
 		}
+	}
+}
+
+// TestSmallCaches: caches far smaller than the state (a few videos, pairs
+// and accounts, evicted at every commit and read back from the store) give
+// byte-identical outputs, and the video cache stays within its bytes.
+func TestSmallCaches(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 2_000
+	want := runRecords(t, cfg, recs)
+
+	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
+	db := openMemStore(t)
+	out := newTestOutputs()
+	g := openGroup(t, cfg, db, out)
+	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, pair := range map[string][2]*memSink{
+		"scores": {want.scores, out.scores}, "trending": {want.trending, out.trending}, "dead letters": {want.dead, out.dead},
+	} {
+		a, b := pair[0].msgs, pair[1].msgs
+		if len(a) != len(b) {
+			t.Fatalf("%s: %d records with large caches, %d with small ones", name, len(a), len(b))
+		}
+		for i := range a {
+			if !bytes.Equal(a[i].Value, b[i].Value) {
+				t.Fatalf("%s record %d differs:\n%s\n%s", name, i, a[i].Value, b[i].Value)
+			}
+		}
+	}
+	e, _ := g.Engine(0)
+	e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
+	var total int64
+	for _, v := range e.videos {
+		total += v.bytes()
+	}
+	if limit := int64(cfg.CacheVideos) * VideoBytes; total > limit {
+		t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
+	}
+	if e.accounts.t.Len() > cfg.MaxAccounts {
+		t.Errorf("account cache holds %d accounts, above its bound of %d", e.accounts.t.Len(), cfg.MaxAccounts)
+	}
+}
+
+// TestVideoCacheBytes: videos with many likes of the last day are evicted
+// by their bytes, though their number is within the count.
+func TestVideoCacheBytes(t *testing.T) {
+	g := openGroup(t, DefaultConfig(), openMemStore(t), newTestOutputs())
+	e, err := g.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		v := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
+		v.Entries = make([]store.Entry, 1000) // 16 KB of like times
+		e.videos[v.ID] = v
+	}
+	e.evict(1000, 1000, 1000) // 100 videos are within 1000, 1.6 MB is not within 800 KB
+	var total int64
+	for _, v := range e.videos {
+		total += v.bytes()
+	}
+	if total > 1000*VideoBytes || len(e.videos) == 0 {
+		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), total, 1000*VideoBytes)
 	}
 }

@@ -38,12 +38,13 @@ const (
 
 // Bytes each cached item takes on the Go heap, with its share of map and
 // slice overhead, measured on generated traffic (bench/RESULTS.md): a
-// video's record grows with its likes of the last day, so videoBytes is
-// an average over the cache, not a bound.
+// video's record grows with its likes of the last day, so the engine holds
+// the video cache to videoBytes a video on average, by its own estimate
+// of each video's bytes.
 const (
 	pairBytes    = 250
-	videoBytes   = 800
-	accountBytes = 130 // a table without pointers (processor/table.go)
+	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
+	accountBytes = 130                  // a table without pointers (processor/table.go)
 	viewBytes    = 560
 )
 
@@ -54,7 +55,7 @@ const (
 // collector runs all the time (a soak with caches at 58% of the limit
 // spent 60% of its CPU collecting).
 const (
-	pairShare    = 14
+	pairShare    = 4 // most pairs are new: the cache holds those changed since the commit, and few more
 	videoShare   = 10
 	accountShare = 16
 	viewShare    = 4
