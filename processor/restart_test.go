@@ -53,19 +53,7 @@ func TestRestartAfterCrash(t *testing.T) {
 			if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			for name, pair := range map[string][2]*memSink{
-				"scores": {want.scores, out.scores}, "trending": {want.trending, out.trending}, "dead letters": {want.dead, out.dead},
-			} {
-				a, b := pair[0].msgs, pair[1].msgs
-				if len(a) != len(b) {
-					t.Fatalf("%s: %d records uninterrupted, %d with crashes", name, len(a), len(b))
-				}
-				for i := range a {
-					if !bytes.Equal(a[i].Value, b[i].Value) {
-						t.Fatalf("%s record %d differs:\n%s\n%s", name, i, a[i].Value, b[i].Value)
-					}
-				}
-			}
+			sameOutputs(t, "uninterrupted", "with crashes", want, out)
 		})
 	}
 }
@@ -134,19 +122,7 @@ func TestSmallCaches(t *testing.T) {
 	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for name, pair := range map[string][2]*memSink{
-		"scores": {want.scores, out.scores}, "trending": {want.trending, out.trending}, "dead letters": {want.dead, out.dead},
-	} {
-		a, b := pair[0].msgs, pair[1].msgs
-		if len(a) != len(b) {
-			t.Fatalf("%s: %d records with large caches, %d with small ones", name, len(a), len(b))
-		}
-		for i := range a {
-			if !bytes.Equal(a[i].Value, b[i].Value) {
-				t.Fatalf("%s record %d differs:\n%s\n%s", name, i, a[i].Value, b[i].Value)
-			}
-		}
-	}
+	sameOutputs(t, "with large caches", "with small ones", want, out)
 	e, _ := g.Engine(0)
 	e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
 	var total int64
@@ -181,5 +157,23 @@ func TestVideoCacheBytes(t *testing.T) {
 	}
 	if total > 1000*VideoBytes || len(e.videos) == 0 {
 		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), total, 1000*VideoBytes)
+	}
+}
+
+// sameOutputs fails unless two runs' outputs are byte-identical.
+func sameOutputs(t *testing.T, wantName, gotName string, want, got testOutputs) {
+	t.Helper()
+	for name, pair := range map[string][2]*memSink{
+		"scores": {want.scores, got.scores}, "trending": {want.trending, got.trending}, "dead letters": {want.dead, got.dead},
+	} {
+		a, b := pair[0].msgs, pair[1].msgs
+		if len(a) != len(b) {
+			t.Fatalf("%s: %d records %s, %d %s", name, len(a), wantName, len(b), gotName)
+		}
+		for i := range a {
+			if !bytes.Equal(a[i].Value, b[i].Value) {
+				t.Fatalf("%s record %d differs:\n%s\n%s", name, i, a[i].Value, b[i].Value)
+			}
+		}
 	}
 }
