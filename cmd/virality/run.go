@@ -127,15 +127,6 @@ func newLogger(level string) zerolog.Logger {
 		Level(lvl).With().Timestamp().Logger()
 }
 
-// serve runs the service with its state and HTTP interface until ctx ends;
-// started, if set, is called once both are up. Its HTTP API answers for
-// the instance's own partitions.
-func serve(ctx context.Context, cfg service.Config, stateDir string, cacheMB int, httpAddr string,
-	log zerolog.Logger, started func(*service.Service, string)) (err error) {
-	return serveWith(ctx, serveOptions{cfg: cfg, stateDir: stateDir, cacheMB: cacheMB,
-		httpAddr: httpAddr, log: log, started: started})
-}
-
 // serveOptions are what serveWith runs.
 type serveOptions struct {
 	cfg      service.Config
