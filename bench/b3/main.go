@@ -5,6 +5,7 @@
 // first score record of its video on video-scores is measured.
 //
 //	go run ./bench/b3 -rate 20000 -duration 60s
+//	go run ./bench/b3 -reorder 0     # scores as soon as applied, in arrival order
 package main
 
 import (
@@ -29,14 +30,15 @@ import (
 func main() {
 	rate := flag.Float64("rate", 20_000, "offered likes per second")
 	duration := flag.Duration("duration", 60*time.Second, "how long to offer the load")
+	reorder := flag.Duration("reorder", service.DefaultConfig().Engine.Reorder, "the service's --reorder: a score comes at least this long after its like (0: at once, in arrival order)")
 	flag.Parse()
-	if err := run(*rate, *duration); err != nil {
+	if err := run(*rate, *duration, *reorder); err != nil {
 		fmt.Fprintln(os.Stderr, "b3:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rate float64, duration time.Duration) error {
+func run(rate float64, duration, reorder time.Duration) error {
 	ctx := context.Background()
 	emb, err := kafkaio.StartEmbedded(ctx, "127.0.0.1:0")
 	if err != nil {
@@ -60,6 +62,7 @@ func run(rate float64, duration time.Duration) error {
 	cfg := service.DefaultConfig()
 	cfg.Kafka = kc
 	cfg.Engine.EmitEveryChange = true
+	cfg.Engine.Reorder = reorder
 	svc, err := service.New(cfg, db, nil, zerolog.Nop())
 	if err != nil {
 		return err
