@@ -22,10 +22,11 @@ import (
 // block cache and memtables. A flag that sets one of those sizes wins over
 // its share; GOMEMLIMIT, when set, wins over the heap's.
 //
-// The default, 1 GiB, keeps the speed of the unbounded caches on the
-// benchmarks' traffic (a backfill of 1M generated likes: 23,200 likes/s
-// with a peak RSS of 831 MiB, against 24,100 and 835 MiB without a budget;
-// 10,900 and 440 MiB with 512 MiB, bench/RESULTS.md).
+// The default, 1 GiB, holds the live service at 5,000 likes/s from 1M
+// accounts to 880-930 MiB of RSS, and a backfill of 1.3M generated likes to
+// about 610 MiB at 10-20% more CPU than with a pair cache of 500,000
+// (870 MiB); 512 MiB holds a backfill of 1M likes to 440 MiB at less than
+// half the speed (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
