@@ -72,7 +72,7 @@ func (a *accounts) like(user string, ts int64) (int64, error) {
 	if added && a.partial {
 		var err error
 		if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
-			a.t.Delete(i)
+			a.t.Delete(i) // the last entry, just added: no other moves
 			return 0, err
 		}
 		r.set(a.scratch)
