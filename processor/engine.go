@@ -59,6 +59,15 @@ func (v *video) bytes() int64 {
 	return b
 }
 
+// videoCacheBytes estimates the memory of the cached videos.
+func (e *Engine) videoCacheBytes() int64 {
+	var total int64
+	for _, v := range e.videos {
+		total += v.bytes()
+	}
+	return total
+}
+
 // bufKey names a held event in the store.
 type bufKey struct{ ts, seq int64 }
 
@@ -816,11 +825,7 @@ func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 		}
 	}
 	// The videos' bytes, which grow with their likes of the last day.
-	var total int64
-	for _, v := range e.videos {
-		total += v.bytes()
-	}
-	if limit := int64(maxVideos) * VideoBytes; total > limit {
+	if total, limit := e.videoCacheBytes(), int64(maxVideos)*VideoBytes; total > limit {
 		for id, v := range e.videos {
 			if total <= limit*3/4 {
 				break

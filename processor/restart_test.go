@@ -125,11 +125,7 @@ func TestSmallCaches(t *testing.T) {
 	sameOutputs(t, "with large caches", "with small ones", want, out)
 	e, _ := g.Engine(0)
 	e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
-	var total int64
-	for _, v := range e.videos {
-		total += v.bytes()
-	}
-	if limit := int64(cfg.CacheVideos) * VideoBytes; total > limit {
+	if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
 		t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
 	}
 	if e.accounts.t.Len() > cfg.MaxAccounts {
@@ -151,12 +147,8 @@ func TestVideoCacheBytes(t *testing.T) {
 		e.videos[v.ID] = v
 	}
 	e.evict(1000, 1000, 1000) // 100 videos are within 1000, 1.6 MB is not within 800 KB
-	var total int64
-	for _, v := range e.videos {
-		total += v.bytes()
-	}
-	if total > 1000*VideoBytes || len(e.videos) == 0 {
-		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), total, 1000*VideoBytes)
+	if total := e.videoCacheBytes(); total > 1000*VideoBytes || len(e.videos) == 0 {
+		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), e.videoCacheBytes(), 1000*VideoBytes)
 	}
 }
 

@@ -3,7 +3,6 @@ package processor
 import (
 	"bytes"
 	"hash/maphash"
-	"unsafe"
 )
 
 // table maps string keys to values of a type without pointers, and holds
@@ -12,7 +11,7 @@ import (
 // never scans it, and an entry costs its value, its key's bytes and about
 // 24 bytes more, against the 50 to 100 bytes and two or three objects of a
 // Go map from string to a slice or a pointer. Caches of millions of
-// entries (accounts, pairs) are what it is for.
+// entries (the accounts' counts) are what it is for.
 //
 // Entry indexes (0 .. Len()-1) are stable until Delete, which moves the
 // last entry into the deleted one's place.
@@ -148,10 +147,4 @@ func (t *table[V]) compactKeys() {
 		keys = append(keys, k...)
 	}
 	t.keys, t.dead = keys, 0
-}
-
-// Bytes is an estimate of the memory the table holds.
-func (t *table[V]) Bytes() int {
-	var e tableEntry[V]
-	return cap(t.slots)*4 + cap(t.ents)*int(unsafe.Sizeof(e)) + cap(t.keys)
 }

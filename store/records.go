@@ -264,7 +264,7 @@ type Video struct {
 }
 
 // NewVideo returns the state of a video never seen before.
-func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, hoursLo: 0, hoursHi: -1} }
+func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, hoursHi: -1} }
 
 // TimesChanged records that like times at or after ts changed.
 func (v *Video) TimesChanged(ts int64) { v.dirtyFrom = min(v.dirtyFrom, ts) }

@@ -677,20 +677,21 @@ func (w *Writer) DeleteReportsThrough(tick int64) error {
 // SetBuffered stores an event held in the reorder buffer; seq makes the
 // key unique among events of one time.
 func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
-	w.key = append(w.key[:0], w.p.prefix[:]...)
-	w.key = append(w.key, kindBuffered)
-	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
-	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
-	return w.set(w.key, value, nil)
+	return w.set(w.bufferedKey(ts, seq), value, nil)
 }
 
 // DeleteBuffered drops one buffered event, once applied.
 func (w *Writer) DeleteBuffered(ts, seq int64) error {
+	return w.delete(w.bufferedKey(ts, seq), nil)
+}
+
+// bufferedKey is the key of a buffered event, in w.key.
+func (w *Writer) bufferedKey(ts, seq int64) []byte {
 	w.key = append(w.key[:0], w.p.prefix[:]...)
 	w.key = append(w.key, kindBuffered)
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
-	return w.delete(w.key, nil)
+	return w.key
 }
 
 // SetPending marks or unmarks a video as having unemitted state.
