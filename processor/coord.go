@@ -26,10 +26,14 @@ type Outputs struct {
 	// one coordinator that merges them (the holder of partition 0) to read
 	// back with TakePartials; without it lists are merged in process.
 	Partials Sink
-	// Repartition, if set, takes the events a source routes to another
-	// partition than its own (the live service's repartition topic, read
-	// back with [Coordinator.TakeRepartitioned]). Without it every
-	// partition is fed in process.
+	// ByUser and Repartition, if set, are the live service's internal
+	// topics: ByUser takes every event a source routes to the account
+	// stage of its user's partition (read back with
+	// [Coordinator.TakeByUser]), Repartition the events a stage sends on
+	// to another partition than its own, by video (read back with
+	// [Coordinator.TakeRepartitioned]). Set both or neither: without them
+	// every partition is fed in process.
+	ByUser      Sink
 	Repartition Sink
 	// Creators and RisingCreators, if set, take the creator score records
 	// and the rising-creators lists (creators.go) from the merger.
@@ -43,6 +47,7 @@ const (
 	sinkTrending    = "trending"
 	sinkDeadLetters = "dead-letters"
 	sinkRepartition = "repartition"
+	sinkByUser      = "by-user"
 	sinkPartials    = "partials"
 	sinkCreators    = "creators"
 	sinkRising      = "rising-creators"
@@ -124,9 +129,12 @@ type Coordinator struct {
 	engines map[int32]*Engine
 	ids     []int32 // sorted
 	routers map[int32]*router
-	// marked is, per (source, partition) fed by topic, the largest event
-	// time last told, so that progress markers go out only when it moved.
+	parts   []int32 // every partition, held here or not
+	// marked is, per (source, stage) and, in sent, per (stage, partition)
+	// fed by topic, the largest event time last told, so that progress
+	// markers go out only when it moved.
 	marked      map[[2]int32]int64
+	sent        map[[2]int32]told
 	markerEvery int64
 
 	sinceCommit  int
@@ -141,6 +149,7 @@ type Coordinator struct {
 	stats   Stats // records routed and dead letters; engines count the rest
 	hdr     [5]Header
 	rbuf    []byte
+	jbuf    []byte
 
 	// AfterCommit, if set, is called after each commit, e.g. to commit the
 	// input offsets to a Kafka consumer group as well.
@@ -163,6 +172,8 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		return nil, errors.New("processor: a stream has no sources of its own")
 	case !topo.Stream && len(topo.Sources) != topo.Partitions:
 		return nil, fmt.Errorf("processor: %d sources for %d partitions: give one per partition", len(topo.Sources), topo.Partitions)
+	case (out.ByUser == nil) != (out.Repartition == nil):
+		return nil, errors.New("processor: the by-user and repartition outputs go together: set both or neither")
 	}
 	if topo.Stream {
 		for p := range topo.Partitions {
@@ -170,16 +181,22 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		}
 	}
 	topo.Workers = max(topo.Workers, 1)
+	var parts []int32
+	for p := range topo.Partitions {
+		parts = append(parts, int32(p))
+	}
 	topo.Expect = max(topo.Expect, 1)
 	c := &Coordinator{
 		cfg:         cfg,
 		topo:        topo,
+		parts:       parts,
 		db:          db,
 		out:         out,
 		gpart:       db.Partition(groupPartition),
 		engines:     map[int32]*Engine{},
 		routers:     map[int32]*router{},
 		marked:      map[[2]int32]int64{},
+		sent:        map[[2]int32]told{},
 		markerEvery: max(min(cfg.Reorder.Milliseconds()/2, 1000), 10),
 		stats:       Stats{DeadByReason: map[string]int64{}},
 		changelog:   out.Changelog,
@@ -235,6 +252,7 @@ func (c *Coordinator) sinks() map[string]Sink {
 	m := map[string]Sink{sinkScores: c.out.Scores, sinkTrending: c.out.Trending, sinkDeadLetters: c.out.DeadLetters}
 	if c.out.Repartition != nil {
 		m[sinkRepartition] = c.out.Repartition
+		m[sinkByUser] = c.out.ByUser
 	}
 	if c.out.Partials != nil {
 		m[sinkPartials] = c.out.Partials
@@ -257,7 +275,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	if id < 0 || int(id) >= c.topo.Partitions {
 		return nil, fmt.Errorf("processor: partition %d out of range [0, %d)", id, c.topo.Partitions)
 	}
-	e, err := newEngine(c.cfg, c.fingerprint(), id, c.db.Partition(id), c.topo.Sources, max(c.cfg.PairFilterBits/c.topo.Expect, 1<<16))
+	e, err := newEngine(c.cfg, c.fingerprint(), id, c.db.Partition(id), c.parts, c.topo.Sources, max(c.cfg.PairFilterBits/c.topo.Expect, 1<<16))
 	if err != nil {
 		return nil, err
 	}
@@ -323,6 +341,15 @@ func (c *Coordinator) NextOffset(src int32) int64 {
 func (c *Coordinator) RepartitionedOffset(id int32) int64 {
 	if e, ok := c.engines[id]; ok {
 		return e.meta.Repartitioned
+	}
+	return 0
+}
+
+// ByUserOffset is the next offset of partition id's share of the by-user
+// topic to read.
+func (c *Coordinator) ByUserOffset(id int32) int64 {
+	if e, ok := c.engines[id]; ok {
+		return e.meta.Stage.ByUser
 	}
 	return 0
 }
@@ -420,40 +447,39 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 		return c.deadLetter(rec, v)
 	}
 	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
-	if c.out.Repartition != nil && v.part != r.id {
-		if f, ok := c.out.Repartition.(fitter); ok && !f.Fits(&Message{Key: []byte(ev.VideoID), Value: rec.Value, Headers: forwardHeaderRoom}) {
+	a := c.topo.Partitioner(ev.UserID, c.topo.Partitions)
+	if c.out.ByUser != nil {
+		// Every event, even one for this partition's own stage: a stage
+		// takes one log in one order (stage.go).
+		if f, ok := c.out.ByUser.(fitter); ok && !f.Fits(&Message{Key: []byte(ev.UserID), Value: rec.Value, Headers: forwardHeaderRoom}) {
 			// It cannot be forwarded whole, and a cut one would not decode.
 			return c.deadLetter(rec, verdict{ts: ev.TS, reason: ReasonTooLarge,
-				detail: fmt.Sprintf("%d bytes do not fit the repartition topic", len(rec.Value))})
+				detail: fmt.Sprintf("%d bytes do not fit the by-user topic", len(rec.Value))})
 		}
-		c.marked[[2]int32{r.id, v.part}] = r.st.MaxTS
-		return c.forward(v.part, rec.Value, rec.Time, rt, false)
+		c.marked[[2]int32{r.id, a}] = r.st.MaxTS
+		return c.forward(c.out.ByUser, a, rec.Value, rec.Time, rt, false)
 	}
-	e, ok := c.engines[v.part]
+	e, ok := c.engines[a]
 	if !ok {
-		return fmt.Errorf("processor: an event for partition %d, which is not held here", v.part)
+		return fmt.Errorf("processor: an event for the account stage of partition %d, which is not held here", a)
 	}
-	e.inbox = append(e.inbox, rt)
+	e.stage.inbox = append(e.stage.inbox, rt)
 	return nil
 }
 
-// tell passes a source's progress to the partitions it feeds: in process
-// directly, by topic as markers when its watermark moved.
+// tell passes a source's progress to the account stages it feeds: in
+// process as markers in their inboxes, in order with its events; by topic
+// as markers when its watermark moved.
 func (c *Coordinator) tell(src int32, idle bool) error {
 	r := c.routers[src]
-	if c.out.Repartition == nil {
+	if c.out.ByUser == nil {
 		for _, id := range c.ids {
-			c.engines[id].progress(src, r.st.MaxTS, idle)
+			st := c.engines[id].stage
+			st.inbox = append(st.inbox, &routed{src: src, srcMax: r.st.MaxTS, marker: true, idle: idle})
 		}
 		return nil
 	}
-	if e, ok := c.engines[src]; ok {
-		e.progress(src, r.st.MaxTS, idle)
-	}
-	for q := range int32(c.topo.Partitions) {
-		if q == src {
-			continue
-		}
+	for _, q := range c.parts {
 		k := [2]int32{src, q}
 		last, seen := c.marked[k]
 		if idle || !seen || r.st.MaxTS >= last+c.markerEvery {
@@ -461,7 +487,7 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 			if idle {
 				delete(c.marked, k) // the next record or marker wakes it
 			}
-			if err := c.forward(q, nil, 0, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
+			if err := c.forward(c.out.ByUser, q, nil, 0, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
 				return err
 			}
 		}
@@ -502,11 +528,14 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 		}
 		if f.marker {
 			if f.src != id {
-				e.progress(f.src, f.srcMax, f.idle)
+				// In order with the events: an event after a marker says
+				// its source is active again, a marker after an event may
+				// say it is idle.
+				e.inbox = append(e.inbox, &routed{src: f.src, srcMax: f.srcMax, marker: true, idle: f.idle})
 			}
 			continue
 		}
-		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax}
+		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, weight: f.weight}
 		if err := event.Decode(rec.Value, f.recTime, &r.ev); err != nil {
 			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, err)
 		}
@@ -515,23 +544,41 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 	return c.step(ctx)
 }
 
+// TakeByUser takes a batch of partition id's share of the by-user topic:
+// events and progress markers of every source, for the partition's
+// account stage.
+func (c *Coordinator) TakeByUser(ctx context.Context, id int32, b *Batch) error {
+	e, ok := c.engines[id]
+	if !ok {
+		return fmt.Errorf("processor: by-user records of partition %d, which is not held here", id)
+	}
+	st := e.stage
+	for i := range b.Recs {
+		rec := &b.Recs[i]
+		if rec.Offset < e.meta.Stage.ByUser {
+			continue
+		}
+		e.meta.Stage.ByUser = rec.Offset + 1
+		f, err := parseForward(rec)
+		if err != nil {
+			return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
+		}
+		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, marker: f.marker, idle: f.idle}
+		if !f.marker {
+			if err := event.Decode(rec.Value, f.recTime, &r.ev); err != nil {
+				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
+			}
+		}
+		st.inbox = append(st.inbox, r)
+	}
+	return c.step(ctx)
+}
+
 // step lets every partition take its queued events and apply what its
 // watermark releases, in parallel, then drains the outboxes in partition
 // order, and commits when due.
 func (c *Coordinator) step(ctx context.Context) error {
-	if err := c.parallel(func(e *Engine) error {
-		for i, r := range e.inbox {
-			e.inbox[i] = nil
-			if err := e.take(r); err != nil {
-				return err
-			}
-		}
-		e.inbox = e.inbox[:0]
-		return e.release()
-	}); err != nil {
-		return err
-	}
-	if err := c.drain(); err != nil {
+	if err := c.settle(); err != nil {
 		return err
 	}
 	if err := c.flushQuiet(ctx); err != nil {
@@ -544,6 +591,79 @@ func (c *Coordinator) step(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// settle lets the account stages take their inboxes and sends on what they
+// weighed, lets the partitions apply, and drains their outboxes.
+func (c *Coordinator) settle() error {
+	if err := c.parallel(func(e *Engine) error { return e.stage.run() }); err != nil {
+		return err
+	}
+	if err := c.sendOn(); err != nil {
+		return err
+	}
+	if err := c.parallel(func(e *Engine) error {
+		if err := e.takeInbox(); err != nil {
+			return err
+		}
+		return e.release()
+	}); err != nil {
+		return err
+	}
+	return c.drain()
+}
+
+// sendOn passes what the account stages weighed to the partitions of the
+// videos, stage by stage in partition order, then each stage's progress.
+func (c *Coordinator) sendOn() error {
+	for _, id := range c.ids {
+		st := c.engines[id].stage
+		for i, r := range st.out {
+			st.out[i] = nil
+			v := c.topo.Partitioner(r.ev.VideoID, c.topo.Partitions)
+			if c.out.Repartition != nil && v != id {
+				c.sent[[2]int32{id, v}] = told{r.srcMax, false}
+				c.jbuf = event.AppendJSON(c.jbuf[:0], &r.ev)
+				if err := c.forward(c.out.Repartition, v, c.jbuf, r.ev.TS, r, false); err != nil {
+					return err
+				}
+				continue
+			}
+			e, ok := c.engines[v]
+			if !ok {
+				return fmt.Errorf("processor: an event for partition %d, which is not held here", v)
+			}
+			e.inbox = append(e.inbox, r)
+		}
+		st.out = st.out[:0]
+		if c.out.Repartition == nil {
+			for _, q := range c.ids {
+				c.engines[q].inbox = append(c.engines[q].inbox, &routed{src: id, srcMax: st.low, marker: true, idle: st.idle})
+			}
+			continue
+		}
+		c.engines[id].inbox = append(c.engines[id].inbox, &routed{src: id, srcMax: st.low, marker: true, idle: st.idle})
+		for _, q := range c.parts {
+			if q == id {
+				continue
+			}
+			k := [2]int32{id, q}
+			last, seen := c.sent[k]
+			if !seen || st.idle != last.idle || st.low >= last.low+c.markerEvery {
+				c.sent[k] = told{st.low, st.idle}
+				if err := c.forward(c.out.Repartition, q, nil, 0, &routed{src: id, srcMax: st.low, off: st.st.Sent}, st.idle); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// told is the progress a stage last told a partition by topic.
+type told struct {
+	low  int64
+	idle bool
 }
 
 // parallel runs fn on every partition, on up to Workers goroutines.
@@ -657,7 +777,7 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 // committing state: a live service does it often, so that its outputs do
 // not wait for the next commit.
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
-	for _, name := range []string{sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising} {
+	for _, name := range []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising} {
 		s, ok := c.sinks()[name]
 		if !ok {
 			continue
@@ -681,6 +801,9 @@ func (e *CommitError) Unwrap() error { return e.Err }
 // changes of state to the changelog (if any), then the state of every
 // partition with its offsets, in one batch.
 func (c *Coordinator) Commit(ctx context.Context) error {
+	if err := c.settle(); err != nil {
+		return err
+	}
 	if err := c.FlushOutputs(ctx); err != nil {
 		return err
 	}
@@ -826,7 +949,18 @@ func (c *Coordinator) Finish(ctx context.Context) error {
 	if err := c.Step(ctx); err != nil {
 		return err
 	}
-	if err := c.parallel(func(e *Engine) error { return e.finish() }); err != nil {
+	if err := c.parallel(func(e *Engine) error { return e.stage.finish() }); err != nil {
+		return err
+	}
+	if err := c.sendOn(); err != nil {
+		return err
+	}
+	if err := c.parallel(func(e *Engine) error {
+		if err := e.takeInbox(); err != nil {
+			return err
+		}
+		return e.finish()
+	}); err != nil {
 		return err
 	}
 	if err := c.drain(); err != nil {
@@ -859,6 +993,10 @@ func (c *Coordinator) Stats() Stats {
 		s.Repeated += es.Repeated
 		s.Reordered += es.Reordered
 		s.Buffered += int64(c.engines[id].buf.len())
+		st := c.engines[id].stage
+		s.Repeated += st.repeated
+		s.HeldForWeight += int64(st.held.len())
+		s.LateWeighed += st.lateWeighed
 	}
 	s.Snapshots = c.listsWritten
 	return s

@@ -20,18 +20,24 @@ import (
 
 // Stats count what the engine did.
 type Stats struct {
-	Records      int64 // input records taken
-	Applied      int64 // events applied to state
-	Repeated     int64 // events a partition had taken already (after a crash)
-	Reordered    int64 // events that came after the release point passed them
-	Buffered     int64 // events held in reorder buffers
-	DeadLetters  int64
-	DeadByReason map[string]int64
-	StrayUnlikes int64 // unlikes with no standing like
-	IgnoredLikes int64 // likes while a like stood
-	Scores       int64 // score records emitted
-	Snapshots    int64 // trending records emitted
-	Commits      int64
+	Records   int64 // input records taken
+	Applied   int64 // events applied to state
+	Repeated  int64 // events a partition had taken already (after a crash)
+	Reordered int64 // events that came after the release point passed them
+	Buffered  int64 // events held in reorder buffers
+	// HeldForWeight: likes the account stages hold until the buckets their
+	// weights read are closed. LateWeighed: likes weighed after their own
+	// bucket had closed (from a source that was idle), whose likes no
+	// earlier weight counted.
+	HeldForWeight int64
+	LateWeighed   int64
+	DeadLetters   int64
+	DeadByReason  map[string]int64
+	StrayUnlikes  int64 // unlikes with no standing like
+	IgnoredLikes  int64 // likes while a like stood
+	Scores        int64 // score records emitted
+	Snapshots     int64 // trending records emitted
+	Commits       int64
 }
 
 // video is a video's state in the cache, with its windowed sums, which are
@@ -127,7 +133,7 @@ type Engine struct {
 	pairs       map[string]*pair
 	dirtyPairs  []*pair
 	filter      *filter
-	accounts    *accounts
+	stage       *stage // the account stage of the partition's users
 	rank        *ranking
 	writtenOnly bool // lists only at written ticks (Topology.WrittenListsOnly)
 
@@ -144,7 +150,7 @@ type Engine struct {
 
 // newEngine opens the engine of one partition on its committed state. It
 // is fed by the given sources.
-func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, sources []int32, filterBits int) (*Engine, error) {
+func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, sources, stageSources []int32, filterBits int) (*Engine, error) {
 	model, _ := scoring.Lookup(cfg.Model)
 	e := &Engine{
 		cfg:      cfg,
@@ -163,7 +169,6 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		stats:    Stats{DeadByReason: map[string]int64{}},
 	}
 	e.bucket = max(accountBucketMS, e.lateness)
-	e.accounts = newAccounts(part, e.bucket, cfg.MaxAccounts, cfg.AccountThreshold)
 	e.rank = newRanking(e.tick, e.horizon)
 	meta, ok, err := part.Meta()
 	if err != nil {
@@ -174,6 +179,10 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	}
 	e.meta = meta
 	e.meta.Fingerprint = fingerprint
+	if !ok {
+		e.meta.Stage.Closed = math.MinInt64
+	}
+	e.stage = newStage(cfg, id, part, stageSources, &e.meta.Stage, e.bucket)
 	e.savedSeq = meta.BufSeq
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]
@@ -191,7 +200,9 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	if err := part.ScanCandidates(func(c store.Candidate) error { e.rank.load(c); return nil }); err != nil {
 		return nil, fmt.Errorf("load trending candidates of partition %d: %w", id, err)
 	}
-	e.accounts.open(true)
+	if err := e.stage.open(); err != nil {
+		return nil, fmt.Errorf("load the account stage of partition %d: %w", id, err)
+	}
 	if err := e.loadCreatorTally(); err != nil {
 		return nil, fmt.Errorf("load creator likes of partition %d: %w", id, err)
 	}
@@ -303,11 +314,28 @@ func (e *Engine) take(r *routed) error {
 	e.stats.Records++
 	if r.ev.TS < e.released {
 		e.stats.Reordered++
-		return e.applyEvent(&r.ev)
+		return e.applyEvent(r)
 	}
 	e.meta.BufSeq++
 	r.seq = e.meta.BufSeq
 	e.buf.push(r)
+	return nil
+}
+
+// takeInbox takes the events and progress markers sent here since the
+// last step, in order.
+func (e *Engine) takeInbox() error {
+	for i, r := range e.inbox {
+		e.inbox[i] = nil
+		if r.marker {
+			e.progress(r.src, r.srcMax, r.idle)
+			continue
+		}
+		if err := e.take(r); err != nil {
+			return err
+		}
+	}
+	e.inbox = e.inbox[:0]
 	return nil
 }
 
@@ -333,7 +361,7 @@ func (e *Engine) release() error {
 		if !ok {
 			break
 		}
-		if err := e.applyEvent(&ev.ev); err != nil {
+		if err := e.applyEvent(ev); err != nil {
 			return err
 		}
 	}
@@ -348,7 +376,7 @@ func (e *Engine) finish() error {
 		if !ok {
 			break
 		}
-		if err := e.applyEvent(&ev.ev); err != nil {
+		if err := e.applyEvent(ev); err != nil {
 			return err
 		}
 	}
@@ -358,14 +386,15 @@ func (e *Engine) finish() error {
 	return nil
 }
 
-func (e *Engine) applyEvent(ev *event.Event) error {
+func (e *Engine) applyEvent(r *routed) error {
+	ev := &r.ev
 	if ev.TS > e.meta.MaxTS {
 		if err := e.advance(ev.TS); err != nil {
 			return err
 		}
 	}
 	e.stats.Applied++
-	return e.apply(ev)
+	return e.apply(ev, r.weight)
 }
 
 // advance moves the largest applied event time to ts, first closing every
@@ -415,7 +444,8 @@ func (e *Engine) closeTicks(upTo int64) error {
 	return nil
 }
 
-func (e *Engine) apply(ev *event.Event) error {
+// apply applies an event; a like with the weight its account stage gave.
+func (e *Engine) apply(ev *event.Event, w int64) error {
 	pr, err := e.pair(ev.VideoID, ev.UserID)
 	if err != nil {
 		return err
@@ -430,10 +460,6 @@ func (e *Engine) apply(ev *event.Event) error {
 	wm := e.watermark()
 	switch ev.Action {
 	case event.Like:
-		w, err := e.accounts.like(ev.UserID, ev.TS)
-		if err != nil {
-			return err
-		}
 		if applyLike(&pr.p, store.Like{TS: ev.TS, Weight: w, Region: ev.Region, EventID: ev.EventID}, wm) {
 			e.stats.IgnoredLikes++
 		}
@@ -764,7 +790,7 @@ func (e *Engine) write(w *store.Writer) error {
 		p.dirty = false
 	}
 	e.dirtyPairs = e.dirtyPairs[:0]
-	if err := e.accounts.save(w); err != nil {
+	if err := e.stage.write(w); err != nil {
 		return err
 	}
 	if err := e.rank.save(w); err != nil {
@@ -843,8 +869,7 @@ func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 			n--
 		}
 	}
-	e.accounts.max = maxAccounts
-	e.accounts.evict(floorDiv(e.meta.MaxTS, e.bucket))
+	e.stage.evict(maxAccounts)
 }
 
 // pendingVideos lists, in key order, the committed videos whose state is

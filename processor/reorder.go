@@ -20,6 +20,12 @@ type routed struct {
 	// the lateness.
 	srcMax int64
 	seq    int64 // number in the reorder buffer, for its store key
+	// weight is a like's account weight (scoring.WeightOne for a normal
+	// account), given by the account stage.
+	weight int64
+	// marker: no event, only the source's progress (srcMax), or that it is
+	// idle; on the account stage's input only.
+	marker, idle bool
 }
 
 // routedLess is the order in which a partition applies events: by event
@@ -80,7 +86,9 @@ func (r *reorder) popBefore(t int64) (*routed, bool) {
 func (r *reorder) len() int { return len(r.h) }
 
 // bufferVersion is the version of a buffered event's encoding.
-const bufferVersion = 1
+//
+// 2: the event's account weight.
+const bufferVersion = 2
 
 // appendRouted encodes a held event for the store.
 func appendRouted(b []byte, r *routed) []byte {
@@ -89,6 +97,7 @@ func appendRouted(b []byte, r *routed) []byte {
 	b = binary.AppendVarint(b, r.off)
 	b = binary.AppendVarint(b, r.srcMax)
 	b = binary.AppendVarint(b, r.seq)
+	b = binary.AppendVarint(b, r.weight)
 	b = binary.AppendVarint(b, r.ev.TS)
 	b = append(b, byte(r.ev.Action))
 	for _, s := range [...]string{r.ev.EventID, r.ev.VideoID, r.ev.UserID, r.ev.CreatorID, r.ev.Region} {
@@ -125,7 +134,7 @@ func decodeRouted(b []byte) (*routed, error) {
 		b = b[k+int(n):]
 		return s
 	}
-	r := &routed{src: int32(varint()), off: varint(), srcMax: varint(), seq: varint()}
+	r := &routed{src: int32(varint()), off: varint(), srcMax: varint(), seq: varint(), weight: varint()}
 	r.ev.TS = varint()
 	if len(b) == 0 {
 		return nil, errBadBuffered

@@ -6,13 +6,16 @@ import (
 	"fmt"
 )
 
-// HeaderForward is the header of a record of the repartition topic: the
-// partition it is for, the source partition and offset it came from, the
-// source's largest event time then, and whether it is only a progress
-// marker. Its first byte is the format version.
+// HeaderForward is the header of a record of the internal topics: the
+// partition it is for, the source partition and offset it came from (on
+// the by-video topic: the account stage and its count of events sent), the
+// source's largest event time then, a like's account weight (by-video
+// topic), and whether it is only a progress marker. Its first byte is the
+// format version.
 const HeaderForward = "virality-forward"
 
-const forwardVersion = 1
+// forwardVersion 2: the account weight.
+const forwardVersion = 2
 
 const (
 	forwardMarker = 1 << iota // no event: progress only
@@ -25,6 +28,7 @@ const (
 type forward struct {
 	part, src            int32
 	off, srcMax, recTime int64
+	weight               int64
 	marker, idle         bool
 }
 
@@ -35,6 +39,7 @@ func appendForward(b []byte, f *forward) []byte {
 	b = binary.AppendVarint(b, f.off)
 	b = binary.AppendVarint(b, f.srcMax)
 	b = binary.AppendVarint(b, f.recTime)
+	b = binary.AppendVarint(b, f.weight)
 	var flags byte
 	if f.marker {
 		flags |= forwardMarker
@@ -75,7 +80,7 @@ func decodeForward(b []byte) (forward, error) {
 		return v
 	}
 	f.part, f.src = int32(u()), int32(u())
-	f.off, f.srcMax, f.recTime = s(), s(), s()
+	f.off, f.srcMax, f.recTime, f.weight = s(), s(), s(), s()
 	if len(b) != 1 {
 		return f, errForward
 	}
@@ -99,17 +104,22 @@ func parseForward(rec *Record) (forward, error) {
 	return forward{}, errors.New("processor: repartitioned record without its header")
 }
 
-// forward sends an event (value: the original record's bytes) or a
-// progress marker (value nil) to partition part through the repartition
-// output, with the source record's time.
-func (c *Coordinator) forward(part int32, value []byte, recTime int64, r *routed, idle bool) error {
-	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, marker: value == nil, idle: idle}
+// forward sends an event (value: its record's bytes) or a progress
+// marker (value nil) to partition part of an internal topic (out: the
+// by-user or the repartition output), with the source record's time; an
+// event is keyed by its user on the by-user topic, by its video on the
+// other.
+func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64, r *routed, idle bool) error {
+	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, marker: value == nil, idle: idle}
 	c.rbuf = appendForward(c.rbuf[:0], &f)
 	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
 	m := Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}
 	if value != nil {
 		m.Key = []byte(r.ev.VideoID)
+		if out == c.out.ByUser {
+			m.Key = []byte(r.ev.UserID)
+		}
 		m.Time = r.ev.TS
 	}
-	return c.out.Repartition.Write(&m)
+	return out.Write(&m)
 }

@@ -128,8 +128,8 @@ func TestSmallCaches(t *testing.T) {
 	if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
 		t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
 	}
-	if e.accounts.t.Len() > cfg.MaxAccounts {
-		t.Errorf("account cache holds %d accounts, above its bound of %d", e.accounts.t.Len(), cfg.MaxAccounts)
+	if e.stage.acc.t.Len() > cfg.MaxAccounts {
+		t.Errorf("account cache holds %d accounts, above its bound of %d", e.stage.acc.t.Len(), cfg.MaxAccounts)
 	}
 }
 

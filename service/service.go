@@ -220,6 +220,7 @@ type fetched struct {
 	processor.Batch
 	part     int32
 	repart   bool
+	byUser   bool
 	partials bool
 	hw       int64 // high watermark after the fetch
 	err      error
@@ -229,9 +230,13 @@ type fetched struct {
 // trending lists reach the one instance that merges them.
 func (c *Config) PartialsTopic() string { return c.Group + "-trending-partials" }
 
-// RepartitionTopic is the internal topic through which records reach the
-// partition that owns their video when the input is not keyed by video.
+// RepartitionTopic is the internal topic through which weighed likes
+// reach the partition that owns their video.
 func (c *Config) RepartitionTopic() string { return c.Group + "-likes-by-video" }
+
+// ByUserTopic is the internal topic through which every record reaches the
+// account stage of the partition that owns its user.
+func (c *Config) ByUserTopic() string { return c.Group + "-likes-by-user" }
 
 // Partitioner names a video's partition as Kafka's default partitioner
 // does for a record keyed by the video id: input keyed by video needs no
@@ -291,6 +296,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	// input's partitions, whatever --create-topics says.
 	{
 		warnings, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{
+			{Name: s.cfg.ByUserTopic(), Partitions: n, AppendTime: true},
 			{Name: s.cfg.RepartitionTopic(), Partitions: n, AppendTime: true},
 			{Name: s.cfg.ChangelogTopic(), Partitions: n, Compacted: true},
 			{Name: s.cfg.PartialsTopic(), Partitions: 1, AppendTime: true},
@@ -334,6 +340,9 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		}
 	}}
 	if out.DeadLetters, err = open(s.cfg.DeadLetterTopic); err != nil {
+		return err
+	}
+	if out.ByUser, err = openWith(s.cfg.ByUserTopic(), kafkaio.SinkOptions{Balancer: forwardBalancer}); err != nil {
 		return err
 	}
 	if out.Repartition, err = openWith(s.cfg.RepartitionTopic(), kafkaio.SinkOptions{Balancer: forwardBalancer}); err != nil {
@@ -534,8 +543,9 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		<-loopDone
 	})
 	for _, p := range ids {
-		p, off, roff := p, starts[p], g.RepartitionedOffset(p)
+		p, off, uoff, roff := p, starts[p], g.ByUserOffset(p), g.RepartitionedOffset(p)
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.InputTopic, p, false, off, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.ByUserTopic(), p, true, uoff, batches) })
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.RepartitionTopic(), p, true, roff, batches) })
 	}
 	if off, ok := g.Merging(); ok {
@@ -626,7 +636,8 @@ func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup
 // ctx ends.
 func (s *Service) fetch(ctx context.Context, topic string, p int32, internal bool, offset int64, out chan<- *fetched) {
 	partials := topic == s.cfg.PartialsTopic()
-	repart := internal && !partials
+	byUser := topic == s.cfg.ByUserTopic()
+	repart := internal && !partials && !byUser
 	if internal && offset == 0 {
 		// The start of what the topic still holds.
 		if first, _, err := kafkaio.FirstLastOffsets(ctx, s.cfg.Kafka, topic, int(p)); err == nil {
@@ -636,7 +647,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 	src, err := kafkaio.NewPartitionSource(s.cfg.Kafka, topic, int(p), offset)
 	if err != nil {
 		select {
-		case out <- &fetched{part: p, repart: repart, partials: partials, err: err}:
+		case out <- &fetched{part: p, repart: repart, byUser: byUser, partials: partials, err: err}:
 		case <-ctx.Done():
 		}
 		return
@@ -667,7 +678,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 			stuck, warned = false, false
 			s.setStuck(topic, p, "")
 		}
-		b := &fetched{part: p, repart: repart, partials: partials, hw: src.HighWatermark(), err: err}
+		b := &fetched{part: p, repart: repart, byUser: byUser, partials: partials, hw: src.HighWatermark(), err: err}
 		if err == nil {
 			b.Fill(recs, 0)
 			if !internal { // internal records are decoded by the coordinator
@@ -736,11 +747,14 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			dirty, unflushed = true, true
 			return s.retryable(g.TakePartials(ctx, &b.Batch), &commitFailing)
 		}
-		if b.repart {
+		if b.repart || b.byUser {
 			if len(b.Recs) == 0 {
 				return nil
 			}
 			dirty, unflushed = true, true
+			if b.byUser {
+				return s.retryable(g.TakeByUser(ctx, b.part, &b.Batch), &commitFailing)
+			}
 			return s.retryable(g.TakeRepartitioned(ctx, b.part, &b.Batch), &commitFailing)
 		}
 		if s.m != nil {

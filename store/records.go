@@ -47,6 +47,21 @@ type Meta struct {
 	Repartitioned int64
 	// BufSeq numbers the events held in the reorder buffer.
 	BufSeq int64
+	// Stage is the state of the partition's account stage.
+	Stage StageState
+}
+
+// StageState is how far the account stage of a partition got: the
+// sources it takes likes from, how many events it has sent on, the
+// number of the last like it held, the last bucket of like time it has
+// closed (math.MinInt64: none), and the next offset of its share of the
+// by-user topic (live service).
+type StageState struct {
+	Inputs  []InputPos
+	Sent    int64
+	HeldSeq int64
+	Closed  int64
+	ByUser  int64
 }
 
 // InputPos is how far a partition has taken one source.
@@ -68,7 +83,7 @@ type RouteState struct {
 
 // metaVersion is the version of the meta record's encoding; it comes
 // first so that a binary never misreads a newer one.
-const metaVersion = 2
+const metaVersion = 3
 
 func (m *Meta) marshal(b []byte) []byte {
 	b = append(b, metaVersion)
@@ -83,8 +98,25 @@ func (m *Meta) marshal(b []byte) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Merger)))
 	b = append(b, m.Merger...)
-	b = binary.AppendUvarint(b, uint64(len(m.Inputs)))
-	for _, in := range m.Inputs {
+	b = appendInputs(b, m.Inputs)
+	b = binary.AppendVarint(b, m.Route.Offset)
+	b = binary.AppendVarint(b, m.Route.MaxTS)
+	b = binary.AppendUvarint(b, uint64(len(m.Route.Ahead)))
+	for _, t := range m.Route.Ahead {
+		b = binary.AppendVarint(b, t)
+	}
+	b = binary.AppendVarint(b, m.Repartitioned)
+	b = binary.AppendVarint(b, m.BufSeq)
+	b = appendInputs(b, m.Stage.Inputs)
+	b = binary.AppendVarint(b, m.Stage.Sent)
+	b = binary.AppendVarint(b, m.Stage.HeldSeq)
+	b = binary.AppendVarint(b, m.Stage.Closed)
+	return binary.AppendVarint(b, m.Stage.ByUser)
+}
+
+func appendInputs(b []byte, ins []InputPos) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ins)))
+	for _, in := range ins {
 		b = binary.AppendVarint(b, int64(in.Source))
 		b = binary.AppendVarint(b, in.Offset)
 		b = binary.AppendVarint(b, in.MaxTS)
@@ -94,14 +126,16 @@ func (m *Meta) marshal(b []byte) []byte {
 		}
 		b = append(b, idle)
 	}
-	b = binary.AppendVarint(b, m.Route.Offset)
-	b = binary.AppendVarint(b, m.Route.MaxTS)
-	b = binary.AppendUvarint(b, uint64(len(m.Route.Ahead)))
-	for _, t := range m.Route.Ahead {
-		b = binary.AppendVarint(b, t)
+	return b
+}
+
+func (r *reader) inputs() []InputPos {
+	var ins []InputPos
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		ins = append(ins, InputPos{Source: int32(r.varint()), Offset: r.varint(), MaxTS: r.varint(), Idle: r.byte() == 1})
 	}
-	b = binary.AppendVarint(b, m.Repartitioned)
-	return binary.AppendVarint(b, m.BufSeq)
+	return ins
 }
 
 func (m *Meta) unmarshal(b []byte) error {
@@ -122,11 +156,7 @@ func (m *Meta) unmarshal(b []byte) error {
 	if s := r.string(); s != "" {
 		m.Merger = []byte(s)
 	}
-	n = r.uvarint()
-	m.Inputs = nil
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		m.Inputs = append(m.Inputs, InputPos{Source: int32(r.varint()), Offset: r.varint(), MaxTS: r.varint(), Idle: r.byte() == 1})
-	}
+	m.Inputs = r.inputs()
 	m.Route.Offset = r.varint()
 	m.Route.MaxTS = r.varint()
 	n = r.uvarint()
@@ -136,6 +166,11 @@ func (m *Meta) unmarshal(b []byte) error {
 	}
 	m.Repartitioned = r.varint()
 	m.BufSeq = r.varint()
+	m.Stage.Inputs = r.inputs()
+	m.Stage.Sent = r.varint()
+	m.Stage.HeldSeq = r.varint()
+	m.Stage.Closed = r.varint()
+	m.Stage.ByUser = r.varint()
 	return r.done()
 }
 

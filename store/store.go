@@ -13,6 +13,7 @@
 //	P<part> 'k' video                    a trending candidate
 //	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
 //	P<part> 'b' ts seq                   an event held in the reorder buffer until the watermark passes it
+//	P<part> 'h' ts seq                   a like held by the account stage until its weight can be given
 //	P<part> 'c', 'q', 'y'                creators: see creators.go
 //	"\x00format"                         the version of this layout, checked at open
 //
@@ -53,7 +54,10 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 3: creator state (creators.go).
 // 4: an account's recent like counts in one record keyed by the account
 // (kindAccounts), read with one lookup, instead of one per (bucket, account).
-const FormatVersion = 4
+// 5: accounts are kept by the partition of their user (the account stage),
+// which holds likes until their weight can be given (kindHeld); buffered
+// events carry their weight.
+const FormatVersion = 5
 
 var formatKey = []byte("\x00format")
 
@@ -239,6 +243,7 @@ const (
 	kindCandidate = 'k'
 	kindReport    = 'r'
 	kindBuffered  = 'b'
+	kindHeld      = 'h'
 )
 
 func (p *Partition) keyOf(kind byte, parts ...string) []byte {
@@ -451,6 +456,12 @@ func (p *Partition) ScanReports(fn func(tick int64, part int32, value []byte) er
 // event-time order.
 func (p *Partition) ScanBuffered(fn func(value []byte) error) error {
 	return p.scan(kindBuffered, func(_, v []byte) error { return fn(v) })
+}
+
+// ScanHeld calls fn with every like held by the account stage, in
+// event-time order.
+func (p *Partition) ScanHeld(fn func(value []byte) error) error {
+	return p.scan(kindHeld, func(_, v []byte) error { return fn(v) })
 }
 
 // Writer collects the changes of one commit in one batch.
@@ -677,18 +688,29 @@ func (w *Writer) DeleteReportsThrough(tick int64) error {
 // SetBuffered stores an event held in the reorder buffer; seq makes the
 // key unique among events of one time.
 func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
-	return w.set(w.bufferedKey(ts, seq), value, nil)
+	return w.set(w.bufferedKey(kindBuffered, ts, seq), value, nil)
 }
 
 // DeleteBuffered drops one buffered event, once applied.
 func (w *Writer) DeleteBuffered(ts, seq int64) error {
-	return w.delete(w.bufferedKey(ts, seq), nil)
+	return w.delete(w.bufferedKey(kindBuffered, ts, seq), nil)
 }
 
-// bufferedKey is the key of a buffered event, in w.key.
-func (w *Writer) bufferedKey(ts, seq int64) []byte {
+// SetHeld stores a like held by the account stage; seq makes the key
+// unique among likes of one time.
+func (w *Writer) SetHeld(ts, seq int64, value []byte) error {
+	return w.set(w.bufferedKey(kindHeld, ts, seq), value, nil)
+}
+
+// DeleteHeld drops one held like, once weighed and sent on.
+func (w *Writer) DeleteHeld(ts, seq int64) error {
+	return w.delete(w.bufferedKey(kindHeld, ts, seq), nil)
+}
+
+// bufferedKey is the key of a buffered event or a held like, in w.key.
+func (w *Writer) bufferedKey(kind byte, ts, seq int64) []byte {
 	w.key = append(w.key[:0], w.p.prefix[:]...)
-	w.key = append(w.key, kindBuffered)
+	w.key = append(w.key, kind)
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(ts))
 	w.key = binary.BigEndian.AppendUint64(w.key, uint64(seq))
 	return w.key

@@ -123,7 +123,7 @@ func run(o options) (r result, err error) {
 		return r, err
 	}
 	if !o.keep {
-		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
+		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-user", group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
 	}
 
 	cfg := gen.DefaultConfig()

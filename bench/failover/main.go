@@ -79,7 +79,7 @@ func run(o options) (trials []trial, err error) {
 		return nil, err
 	}
 	if !o.keep {
-		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
+		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-user", group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
 	}
 	args := append([]string{"run", "--brokers", strings.Join(kc.Brokers, ","), "--group", group,
 		"--input-topic", topic, "--scores-topic", outs[0], "--trending-topic", outs[1], "--dead-letter-topic", outs[2],

@@ -115,7 +115,7 @@ func run(o options) (rows []sample, err error) {
 		return nil, err
 	}
 	if !o.keep {
-		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
+		defer live.DeleteTopics(kc, append(outs, topic, group+"-likes-by-user", group+"-likes-by-video", group+"-state-changelog", group+"-trending-partials")...)
 	}
 	state, logPath := filepath.Join(dir, "state"), filepath.Join(dir, "run.log")
 	fmt.Printf("soak: binary %s at %s; topic %s, group %s, state %s, log %s\n", bin, live.Revision(bin), topic, group, state, logPath)

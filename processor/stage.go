@@ -1,0 +1,280 @@
+package processor
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
+)
+
+// The account stage. A like's weight depends on its account's likes in the
+// hour before it (accounts.go), and an account likes videos of every
+// partition, so weights are given where all of an account's likes meet:
+// the stage of the partition that owns the user (Partitioner(user, n)).
+// Routers send every event there; the stage weighs each like and sends it
+// on to the partition of its video, whose engine applies it. Partition k
+// thus holds three things, committed together: the router of source k,
+// the account stage of the users of k and the engine of the videos of k.
+//
+// Exactness. The weight of a like in bucket b reads buckets b-13 .. b-2,
+// so the stage gives it only once those are closed: once the smallest
+// largest-event-time of its active sources, minus the lateness, has passed
+// the end of b-2 (no source may then send a like in b-2 or before). Until
+// then it holds the like. In a live stream whose sources keep step that is
+// at once, as the lateness is at most a bucket; a source that lags holds
+// back the likes of the last few minutes. Each like is counted for its
+// account when it is weighed, so the counts a weight reads are complete
+// and the weight depends neither on the partitioning nor on the order of
+// arrival. A like from a source that was idle, in a bucket already
+// closed, is weighed at once and counted (Stats.LateWeighed): weights
+// given before it stay as they were.
+//
+// Replays. What a stage sends is numbered (the offsets its engines see
+// from it, so that they recognise an event sent again after a crash).
+// The numbers are the same in every replay because the stage's output is
+// a function of its input order alone: it takes each record in turn and
+// releases held likes as each record moves its watermark, never at batch
+// ends. In the live service its input is one log, its share of the
+// by-user topic, even for its own source's records.
+type stage struct {
+	id       int32
+	part     *store.Partition
+	lateness int64
+	bucket   int64
+	sources  []int32
+	inputs   map[int32]*store.InputPos
+	st       *store.StageState // the engine's meta record holds it
+	acc      *accounts
+
+	held     reorder  // likes waiting for their buckets to close
+	savedSeq int64    // HeldSeq of the last commit
+	gone     []bufKey // released likes still in the store
+	unsaved  []*routed
+
+	low  int64 // smallest largest-event-time of the active sources (all: largest)
+	idle bool  // every source is idle
+	// inbox: events and progress markers routed here since the last step;
+	// out: events sent on since the coordinator last drained them.
+	inbox []*routed
+	out   []*routed
+
+	lateWeighed, repeated int64
+}
+
+func newStage(cfg Config, id int32, part *store.Partition, sources []int32, st *store.StageState, bucket int64) *stage {
+	s := &stage{
+		id:       id,
+		part:     part,
+		lateness: cfg.Lateness.Milliseconds(),
+		bucket:   bucket,
+		sources:  slices.Clone(sources),
+		inputs:   map[int32]*store.InputPos{},
+		st:       st,
+		acc:      newAccounts(part, bucket, cfg.MaxAccounts, cfg.AccountThreshold),
+		savedSeq: st.HeldSeq,
+	}
+	for i := range st.Inputs {
+		in := st.Inputs[i]
+		s.inputs[in.Source] = &in
+	}
+	for _, src := range sources {
+		if s.inputs[src] == nil {
+			s.inputs[src] = &store.InputPos{Source: src}
+		}
+	}
+	s.low, s.idle = s.frontier()
+	return s
+}
+
+// open loads the stage's held likes from committed state.
+func (s *stage) open() error {
+	s.acc.open(true)
+	return s.part.ScanHeld(func(v []byte) error {
+		r, err := decodeRouted(v)
+		if err != nil {
+			return err
+		}
+		s.held.push(r)
+		return nil
+	})
+}
+
+// frontier is the smallest largest-event-time of the active sources (0
+// while one has said nothing), or, when every source is idle, the largest.
+func (s *stage) frontier() (low int64, idle bool) {
+	low, high, active := int64(math.MaxInt64), int64(0), false
+	for _, src := range s.sources {
+		in := s.inputs[src]
+		high = max(high, in.MaxTS)
+		if in.Idle {
+			continue
+		}
+		active = true
+		low = min(low, in.MaxTS)
+	}
+	if !active {
+		return high, true
+	}
+	return low, false
+}
+
+// run takes the stage's inbox, in order.
+func (s *stage) run() error {
+	for i, r := range s.inbox {
+		s.inbox[i] = nil
+		if err := s.take(r); err != nil {
+			return err
+		}
+	}
+	s.inbox = s.inbox[:0]
+	return nil
+}
+
+// take takes one event or progress marker of a source.
+func (s *stage) take(r *routed) error {
+	in := s.inputs[r.src]
+	if in == nil {
+		return fmt.Errorf("processor: the account stage of partition %d got an event from source %d, which does not feed it", s.id, r.src)
+	}
+	if r.marker {
+		in.MaxTS = max(in.MaxTS, r.srcMax)
+		in.Idle = r.idle
+		return s.advance()
+	}
+	if r.off < in.Offset {
+		s.repeated++
+		return nil
+	}
+	in.Offset = r.off + 1
+	in.MaxTS = max(in.MaxTS, r.srcMax)
+	in.Idle = false
+	if err := s.advance(); err != nil {
+		return err
+	}
+	if r.ev.Action != event.Like {
+		return s.send(r)
+	}
+	b := floorDiv(r.ev.TS, s.bucket)
+	if b-accountLag > s.st.Closed {
+		s.st.HeldSeq++
+		r.seq = s.st.HeldSeq
+		s.held.push(r)
+		return nil
+	}
+	if b <= s.st.Closed {
+		s.lateWeighed++
+	}
+	return s.weigh(r)
+}
+
+// advance moves the stage's watermark with its sources' progress and
+// weighs the held likes whose buckets it closed, in event-time order.
+func (s *stage) advance() error {
+	s.low, s.idle = s.frontier()
+	if s.low == 0 {
+		return nil
+	}
+	if closed := floorDiv(s.low-s.lateness, s.bucket) - 1; closed > s.st.Closed {
+		s.st.Closed = closed
+	}
+	upTo := (s.st.Closed + accountLag + 1) * s.bucket
+	if s.idle {
+		// Caught up and quiet: nothing held waits for anything.
+		upTo = math.MaxInt64
+	}
+	return s.release(upTo)
+}
+
+// release weighs and sends the held likes before upTo, in event-time
+// order. A held like lies ahead of the watermark it waited for, but the
+// watermark may then jump past many at once (a lagging source caught up):
+// each goes out promising no more than its own time, so that the engines
+// do not release past the likes still to come in the same burst.
+func (s *stage) release(upTo int64) error {
+	for {
+		r, ok := s.held.popBefore(upTo)
+		if !ok {
+			return nil
+		}
+		if r.seq <= s.savedSeq {
+			s.gone = append(s.gone, bufKey{r.ev.TS, r.seq})
+		}
+		if err := s.weigh(r); err != nil {
+			return err
+		}
+		r.srcMax = min(r.srcMax, r.ev.TS)
+	}
+}
+
+// weigh counts a like for its account and sends it on with its weight.
+func (s *stage) weigh(r *routed) error {
+	w, err := s.acc.like(r.ev.UserID, r.ev.TS)
+	if err != nil {
+		return err
+	}
+	r.weight = w
+	return s.send(r)
+}
+
+// send passes an event on to the partition of its video, numbered.
+func (s *stage) send(r *routed) error {
+	r.src, r.off, r.srcMax, r.seq = s.id, s.st.Sent, s.low, 0
+	s.st.Sent++
+	s.out = append(s.out, r)
+	return nil
+}
+
+// finish weighs every held like: the input has ended.
+func (s *stage) finish() error {
+	if err := s.run(); err != nil {
+		return err
+	}
+	return s.release(math.MaxInt64)
+}
+
+// write adds the stage's changes since the last commit to w; the engine's
+// meta record, written after, holds its positions.
+func (s *stage) write(w *store.Writer) error {
+	if err := s.acc.save(w); err != nil {
+		return err
+	}
+	for _, k := range s.gone {
+		if err := w.DeleteHeld(k.ts, k.seq); err != nil {
+			return err
+		}
+	}
+	s.gone = s.gone[:0]
+	for _, r := range s.held.h {
+		if r.seq > s.savedSeq {
+			s.unsaved = append(s.unsaved, r)
+		}
+	}
+	slices.SortFunc(s.unsaved, func(a, b *routed) int { return cmp.Compare(a.seq, b.seq) })
+	var buf []byte
+	for _, r := range s.unsaved {
+		buf = appendRouted(buf[:0], r)
+		if err := w.SetHeld(r.ev.TS, r.seq, buf); err != nil {
+			return err
+		}
+	}
+	clear(s.unsaved)
+	s.unsaved = s.unsaved[:0]
+	s.savedSeq = s.st.HeldSeq
+	s.st.Inputs = s.st.Inputs[:0]
+	for _, src := range s.sources {
+		s.st.Inputs = append(s.st.Inputs, *s.inputs[src])
+	}
+	return nil
+}
+
+// evict trims the account cache; only when everything is saved.
+func (s *stage) evict(maxAccounts int) {
+	s.acc.max = maxAccounts
+	if s.st.Closed > math.MinInt64 {
+		// No like still to come, unless late, lies before closed+1.
+		s.acc.evict(s.st.Closed + 1)
+	}
+}
