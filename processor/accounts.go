@@ -45,7 +45,6 @@ type accounts struct {
 	part   *store.Partition
 	bucket int64
 	max    int
-	c0     int64 // account threshold, likes in accountBuckets
 	t      *table[acctRec]
 	dirty  []int32 // entries liked since the last commit
 	// partial: the store may hold accounts that are not in memory (some
@@ -57,14 +56,21 @@ type accounts struct {
 	key     []byte
 }
 
-func newAccounts(part *store.Partition, bucket int64, maxAccounts, perHour int) *accounts {
-	// The counted buckets span an hour only when a bucket is 5 minutes.
-	c0 := max(int64(perHour)*accountBuckets*bucket/3_600_000, 1)
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, c0: c0, t: newTable[acctRec]()}
+func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctRec]()}
 }
 
-// like counts a like by user at ts and returns its weight.
-func (a *accounts) like(user string, ts int64) (int64, error) {
+// counted converts a threshold in likes an hour to likes in the counted
+// buckets, which span an hour only when a bucket is 5 minutes.
+func (a *accounts) counted(perHour int64) int64 {
+	return max(perHour*accountBuckets*a.bucket/3_600_000, 1)
+}
+
+// like counts a like by user at ts and returns its weight for the
+// threshold perHour, the account's likes in the counted buckets before it
+// and the number of those buckets it liked in, and whether it is the
+// account's first like of its bucket.
+func (a *accounts) like(user string, ts, perHour int64) (w, recent int64, active int, first bool, err error) {
 	b := floorDiv(ts, a.bucket)
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
@@ -73,20 +79,23 @@ func (a *accounts) like(user string, ts int64) (int64, error) {
 		var err error
 		if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
 			a.t.Delete(i) // the last entry, just added: no other moves
-			return 0, err
+			return 0, 0, 0, false, err
 		}
 		r.set(a.scratch)
 	}
-	var recent int64
 	for k := b - accountLag - accountBuckets + 1; k <= b-accountLag; k++ {
-		recent += r.count(k)
+		if n := r.count(k); n > 0 {
+			recent += n
+			active++
+		}
 	}
+	first = r.count(b) == 0
 	r.add(b)
 	if !r.dirty {
 		r.dirty = true
 		a.dirty = append(a.dirty, int32(i))
 	}
-	return scoring.AccountWeight(recent, a.c0), nil
+	return scoring.AccountWeight(recent, a.counted(perHour)), recent, active, first, nil
 }
 
 // count returns the likes in bucket b.

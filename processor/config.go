@@ -59,7 +59,8 @@ type Config struct {
 	// memory; beyond it they are read back from the store when needed.
 	MaxAccounts int
 	// AccountThreshold is the likes an hour above which an account's likes
-	// are damped as abnormal (scoring.AccountWeight).
+	// are damped as abnormal (scoring.AccountWeight); 0 (the default)
+	// follows the traffic (scoring.AutoAccountThreshold, rates.go).
 	AccountThreshold int
 	// CreatorMinLikes is the likes in the last hour a creator needs to be
 	// listed as rising (creators.go).
@@ -87,7 +88,7 @@ func DefaultConfig() Config {
 		CachePairs:       1_000_000,
 		MaxAccounts:      2_000_000,
 		PairFilterBits:   1 << 27,
-		AccountThreshold: scoring.DefaultAccountThreshold,
+		AccountThreshold: 0,
 		CreatorMinLikes:  DefaultCreatorMinLikes,
 	}
 }
@@ -135,8 +136,8 @@ func (c *Config) Validate() error {
 	if c.CacheVideos < 1 || c.CachePairs < 1 || c.MaxAccounts < 1 {
 		errs = append(errs, errors.New("cache sizes must be positive"))
 	}
-	if c.AccountThreshold < 1 {
-		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1", c.AccountThreshold))
+	if c.AccountThreshold < 0 {
+		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1, or 0 to follow the traffic", c.AccountThreshold))
 	}
 	if c.CreatorMinLikes < 0 {
 		errs = append(errs, fmt.Errorf("creator min likes %d must not be negative", c.CreatorMinLikes))

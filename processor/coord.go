@@ -564,7 +564,11 @@ func (c *Coordinator) TakeByUser(ctx context.Context, id int32, b *Batch) error 
 			return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
 		}
 		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, marker: f.marker, idle: f.idle}
-		if !f.marker {
+		if f.report {
+			if r.report, err = decodeReport(rec.Value); err != nil {
+				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
+			}
+		} else if !f.marker {
 			if err := event.Decode(rec.Value, f.recTime, &r.ev); err != nil {
 				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
 			}
@@ -596,10 +600,7 @@ func (c *Coordinator) step(ctx context.Context) error {
 // settle lets the account stages take their inboxes and sends on what they
 // weighed, lets the partitions apply, and drains their outboxes.
 func (c *Coordinator) settle() error {
-	if err := c.parallel(func(e *Engine) error { return e.stage.run() }); err != nil {
-		return err
-	}
-	if err := c.sendOn(); err != nil {
+	if err := c.runStages(func(e *Engine) error { return e.stage.run() }); err != nil {
 		return err
 	}
 	if err := c.parallel(func(e *Engine) error {
@@ -613,9 +614,54 @@ func (c *Coordinator) settle() error {
 	return c.drain()
 }
 
+// runStages runs fn on every account stage and sends on what they weighed,
+// again while in-process reports of their rates free more.
+func (c *Coordinator) runStages(fn func(e *Engine) error) error {
+	for {
+		if err := c.parallel(fn); err != nil {
+			return err
+		}
+		more, err := c.sendOn()
+		if err != nil || !more {
+			return err
+		}
+		fn = func(e *Engine) error { return e.stage.run() }
+	}
+}
+
 // sendOn passes what the account stages weighed to the partitions of the
-// videos, stage by stage in partition order, then each stage's progress.
-func (c *Coordinator) sendOn() error {
+// videos, stage by stage in partition order, then each stage's progress
+// and its reports of rates. It reports whether it gave reports to stages
+// in process, which have yet to take them.
+func (c *Coordinator) sendOn() (reported bool, err error) {
+	for _, id := range c.ids {
+		st := c.engines[id].stage
+		for _, rep := range st.rates.out {
+			if c.out.ByUser == nil {
+				for _, q := range c.ids {
+					if q != id {
+						c.engines[q].stage.inbox = append(c.engines[q].stage.inbox, &routed{report: rep})
+						reported = true
+					}
+				}
+				continue
+			}
+			c.jbuf = appendReport(c.jbuf[:0], rep)
+			for _, q := range c.parts {
+				if q == id {
+					continue
+				}
+				f := forward{part: q, src: id, report: true}
+				c.rbuf = appendForward(c.rbuf[:0], &f)
+				c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
+				if err := c.out.ByUser.Write(&Message{Value: c.jbuf, Headers: c.hdr[:1], Time: st.low}); err != nil {
+					return false, err
+				}
+			}
+		}
+		clear(st.rates.out)
+		st.rates.out = st.rates.out[:0]
+	}
 	for _, id := range c.ids {
 		st := c.engines[id].stage
 		for i, r := range st.out {
@@ -625,39 +671,40 @@ func (c *Coordinator) sendOn() error {
 				c.sent[[2]int32{id, v}] = told{r.srcMax, false}
 				c.jbuf = event.AppendJSON(c.jbuf[:0], &r.ev)
 				if err := c.forward(c.out.Repartition, v, c.jbuf, r.ev.TS, r, false); err != nil {
-					return err
+					return false, err
 				}
 				continue
 			}
 			e, ok := c.engines[v]
 			if !ok {
-				return fmt.Errorf("processor: an event for partition %d, which is not held here", v)
+				return false, fmt.Errorf("processor: an event for partition %d, which is not held here", v)
 			}
 			e.inbox = append(e.inbox, r)
 		}
 		st.out = st.out[:0]
+		low, idle := st.promise(), st.quiet()
 		if c.out.Repartition == nil {
 			for _, q := range c.ids {
-				c.engines[q].inbox = append(c.engines[q].inbox, &routed{src: id, srcMax: st.low, marker: true, idle: st.idle})
+				c.engines[q].inbox = append(c.engines[q].inbox, &routed{src: id, srcMax: low, marker: true, idle: idle})
 			}
 			continue
 		}
-		c.engines[id].inbox = append(c.engines[id].inbox, &routed{src: id, srcMax: st.low, marker: true, idle: st.idle})
+		c.engines[id].inbox = append(c.engines[id].inbox, &routed{src: id, srcMax: low, marker: true, idle: idle})
 		for _, q := range c.parts {
 			if q == id {
 				continue
 			}
 			k := [2]int32{id, q}
 			last, seen := c.sent[k]
-			if !seen || st.idle != last.idle || st.low >= last.low+c.markerEvery {
-				c.sent[k] = told{st.low, st.idle}
-				if err := c.forward(c.out.Repartition, q, nil, 0, &routed{src: id, srcMax: st.low, off: st.st.Sent}, st.idle); err != nil {
-					return err
+			if !seen || idle != last.idle || low >= last.low+c.markerEvery {
+				c.sent[k] = told{low, idle}
+				if err := c.forward(c.out.Repartition, q, nil, 0, &routed{src: id, srcMax: low, off: st.st.Sent}, idle); err != nil {
+					return false, err
 				}
 			}
 		}
 	}
-	return nil
+	return reported, nil
 }
 
 // told is the progress a stage last told a partition by topic.
@@ -949,10 +996,7 @@ func (c *Coordinator) Finish(ctx context.Context) error {
 	if err := c.Step(ctx); err != nil {
 		return err
 	}
-	if err := c.parallel(func(e *Engine) error { return e.stage.finish() }); err != nil {
-		return err
-	}
-	if err := c.sendOn(); err != nil {
+	if err := c.runStages(func(e *Engine) error { return e.stage.finish() }); err != nil {
 		return err
 	}
 	if err := c.parallel(func(e *Engine) error {

@@ -182,7 +182,9 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	if !ok {
 		e.meta.Stage.Closed = math.MinInt64
 	}
-	e.stage = newStage(cfg, id, part, stageSources, &e.meta.Stage, e.bucket)
+	if e.stage, err = newStage(cfg, id, part, stageSources, len(sources), &e.meta.Stage, e.bucket); err != nil {
+		return nil, fmt.Errorf("open the account stage of partition %d: %w", id, err)
+	}
 	e.savedSeq = meta.BufSeq
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]

@@ -26,6 +26,9 @@ type routed struct {
 	// marker: no event, only the source's progress (srcMax), or that it is
 	// idle; on the account stage's input only.
 	marker, idle bool
+	// report: a stage's report of its account rates (rates.go), on the
+	// account stages' input only.
+	report *rateReport
 }
 
 // routedLess is the order in which a partition applies events: by event

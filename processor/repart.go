@@ -20,6 +20,7 @@ const forwardVersion = 2
 const (
 	forwardMarker = 1 << iota // no event: progress only
 	forwardIdle               // the source is idle
+	forwardReport             // an account stage's report of its rates (rates.go)
 )
 
 // forward is a decoded HeaderForward. recTime is the source record's own
@@ -29,7 +30,7 @@ type forward struct {
 	part, src            int32
 	off, srcMax, recTime int64
 	weight               int64
-	marker, idle         bool
+	marker, idle, report bool
 }
 
 func appendForward(b []byte, f *forward) []byte {
@@ -46,6 +47,9 @@ func appendForward(b []byte, f *forward) []byte {
 	}
 	if f.idle {
 		flags |= forwardIdle
+	}
+	if f.report {
+		flags |= forwardReport
 	}
 	return append(b, flags)
 }
@@ -84,7 +88,7 @@ func decodeForward(b []byte) (forward, error) {
 	if len(b) != 1 {
 		return f, errForward
 	}
-	f.marker, f.idle = b[0]&forwardMarker != 0, b[0]&forwardIdle != 0
+	f.marker, f.idle, f.report = b[0]&forwardMarker != 0, b[0]&forwardIdle != 0, b[0]&forwardReport != 0
 	return f, nil
 }
 

@@ -48,6 +48,7 @@ type stage struct {
 	inputs   map[int32]*store.InputPos
 	st       *store.StageState // the engine's meta record holds it
 	acc      *accounts
+	rates    *rates
 
 	held     reorder  // likes waiting for their buckets to close
 	savedSeq int64    // HeldSeq of the last commit
@@ -64,7 +65,7 @@ type stage struct {
 	lateWeighed, repeated int64
 }
 
-func newStage(cfg Config, id int32, part *store.Partition, sources []int32, st *store.StageState, bucket int64) *stage {
+func newStage(cfg Config, id int32, part *store.Partition, sources []int32, partitions int, st *store.StageState, bucket int64) (*stage, error) {
 	s := &stage{
 		id:       id,
 		part:     part,
@@ -73,8 +74,12 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, st *
 		sources:  slices.Clone(sources),
 		inputs:   map[int32]*store.InputPos{},
 		st:       st,
-		acc:      newAccounts(part, bucket, cfg.MaxAccounts, cfg.AccountThreshold),
+		acc:      newAccounts(part, bucket, cfg.MaxAccounts),
+		rates:    newRates(id, int64(cfg.AccountThreshold), partitions),
 		savedSeq: st.HeldSeq,
+	}
+	if err := s.rates.unmarshal(st.Rates); err != nil {
+		return nil, err
 	}
 	for i := range st.Inputs {
 		in := st.Inputs[i]
@@ -86,7 +91,7 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, st *
 		}
 	}
 	s.low, s.idle = s.frontier()
-	return s
+	return s, nil
 }
 
 // open loads the stage's held likes from committed state.
@@ -139,6 +144,10 @@ func (s *stage) take(r *routed) error {
 	if in == nil {
 		return fmt.Errorf("processor: the account stage of partition %d got an event from source %d, which does not feed it", s.id, r.src)
 	}
+	if r.report != nil {
+		s.rates.absorb(r.report)
+		return s.settle()
+	}
 	if r.marker {
 		in.MaxTS = max(in.MaxTS, r.srcMax)
 		in.Idle = r.idle
@@ -158,7 +167,7 @@ func (s *stage) take(r *routed) error {
 		return s.send(r)
 	}
 	b := floorDiv(r.ev.TS, s.bucket)
-	if b-accountLag > s.st.Closed {
+	if b-accountLag > s.rates.closed() {
 		s.st.HeldSeq++
 		r.seq = s.st.HeldSeq
 		s.held.push(r)
@@ -177,15 +186,58 @@ func (s *stage) advance() error {
 	if s.low == 0 {
 		return nil
 	}
-	if closed := floorDiv(s.low-s.lateness, s.bucket) - 1; closed > s.st.Closed {
-		s.st.Closed = closed
-	}
-	upTo := (s.st.Closed + accountLag + 1) * s.bucket
+	closed := floorDiv(s.low-s.lateness, s.bucket) - 1
 	if s.idle {
-		// Caught up and quiet: nothing held waits for anything.
-		upTo = math.MaxInt64
+		// Caught up and quiet (live only): the buckets up to the largest
+		// event time count as closed, so that the last likes before a
+		// pause are weighed (every stage, told the same, closes the same).
+		closed = floorDiv(s.low, s.bucket) - accountLag
 	}
-	return s.release(upTo)
+	s.st.Closed = max(s.st.Closed, closed)
+	return s.settle()
+}
+
+// settle reports the buckets whose likes are all weighed and weighs the
+// held likes that the reports of every stage free, until neither moves.
+func (s *stage) settle() error {
+	for {
+		done := s.st.Closed
+		if len(s.held.h) > 0 {
+			done = min(done, floorDiv(s.held.h[0].ev.TS, s.bucket)-1)
+		}
+		s.rates.report(done)
+		g := s.rates.closed()
+		if g == math.MinInt64 {
+			return nil
+		}
+		n, err := s.release((g + accountLag + 1) * s.bucket)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// quiet reports whether the stage is idle to its engines: every source is
+// idle and it holds no like up to their largest event time (one ahead of
+// it, such as a record time far ahead, waits as it would in an engine).
+func (s *stage) quiet() bool {
+	return s.idle && (len(s.held.h) == 0 || s.held.h[0].ev.TS > s.low)
+}
+
+// promise is the event time the stage promises its engines: no event it
+// sends later lies more than the lateness before it, and no like it holds
+// or may yet hold (one of a bucket after G+2) lies before it, so that the
+// engines wait for the likes it holds.
+func (s *stage) promise() int64 {
+	g := s.rates.closed()
+	if g == math.MinInt64 {
+		return 0
+	}
+	p := min(s.low, (g+accountLag+1)*s.bucket)
+	if len(s.held.h) > 0 {
+		p = min(p, s.held.h[0].ev.TS)
+	}
+	return p
 }
 
 // release weighs and sends the held likes before upTo, in event-time
@@ -193,27 +245,32 @@ func (s *stage) advance() error {
 // watermark may then jump past many at once (a lagging source caught up):
 // each goes out promising no more than its own time, so that the engines
 // do not release past the likes still to come in the same burst.
-func (s *stage) release(upTo int64) error {
+func (s *stage) release(upTo int64) (n int, err error) {
 	for {
 		r, ok := s.held.popBefore(upTo)
 		if !ok {
-			return nil
+			return n, nil
 		}
 		if r.seq <= s.savedSeq {
 			s.gone = append(s.gone, bufKey{r.ev.TS, r.seq})
 		}
 		if err := s.weigh(r); err != nil {
-			return err
+			return n, err
 		}
 		r.srcMax = min(r.srcMax, r.ev.TS)
+		n++
 	}
 }
 
 // weigh counts a like for its account and sends it on with its weight.
 func (s *stage) weigh(r *routed) error {
-	w, err := s.acc.like(r.ev.UserID, r.ev.TS)
+	b := floorDiv(r.ev.TS, s.bucket)
+	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.TS, s.rates.threshold(b))
 	if err != nil {
 		return err
+	}
+	if first {
+		s.rates.count(b, recent, active)
 	}
 	r.weight = w
 	return s.send(r)
@@ -221,18 +278,20 @@ func (s *stage) weigh(r *routed) error {
 
 // send passes an event on to the partition of its video, numbered.
 func (s *stage) send(r *routed) error {
-	r.src, r.off, r.srcMax, r.seq = s.id, s.st.Sent, s.low, 0
+	r.src, r.off, r.srcMax, r.seq = s.id, s.st.Sent, s.promise(), 0
 	s.st.Sent++
 	s.out = append(s.out, r)
 	return nil
 }
 
-// finish weighs every held like: the input has ended.
+// finish closes every bucket: the input has ended. Held likes are weighed
+// as the other stages' last reports come (Coordinator.Finish).
 func (s *stage) finish() error {
 	if err := s.run(); err != nil {
 		return err
 	}
-	return s.release(math.MaxInt64)
+	s.st.Closed = math.MaxInt64/4/s.bucket - accountKeep
+	return s.settle()
 }
 
 // write adds the stage's changes since the last commit to w; the engine's
@@ -263,6 +322,7 @@ func (s *stage) write(w *store.Writer) error {
 	clear(s.unsaved)
 	s.unsaved = s.unsaved[:0]
 	s.savedSeq = s.st.HeldSeq
+	s.st.Rates = s.rates.marshal(s.st.Rates[:0])
 	s.st.Inputs = s.st.Inputs[:0]
 	for _, src := range s.sources {
 		s.st.Inputs = append(s.st.Inputs, *s.inputs[src])
@@ -273,8 +333,9 @@ func (s *stage) write(w *store.Writer) error {
 // evict trims the account cache; only when everything is saved.
 func (s *stage) evict(maxAccounts int) {
 	s.acc.max = maxAccounts
-	if s.st.Closed > math.MinInt64 {
-		// No like still to come, unless late, lies before closed+1.
-		s.acc.evict(s.st.Closed + 1)
+	if g := s.rates.closed(); g > math.MinInt64 {
+		// No like still to weigh, unless late, lies before G+1: the
+		// held ones are of later buckets.
+		s.acc.evict(g + 1)
 	}
 }

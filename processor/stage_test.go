@@ -2,7 +2,9 @@ package processor
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
@@ -63,5 +65,89 @@ func TestAccountsAcrossPartitions(t *testing.T) {
 			}
 			t.Logf("%d videos identical, %d of them with damped likes", len(want), damped)
 		})
+	}
+}
+
+// TestBoughtLikesDefaults: on generated ground truth with 8 partitions of
+// state and the default configuration (the account threshold follows the
+// traffic), organic bursts reach the global top 20 and campaigns of farms
+// that like faster than people do not: at least 95% of bursts, within a
+// median of 10 minutes; at most 5% of the rate farm's campaigns and of the
+// spread farm's. Campaigns of lockstep crews, whose accounts like at human
+// rates, are logged: no signal of this engine tells them apart yet.
+func TestBoughtLikesDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 6-hour stream over 8 partitions; skipped with -short")
+	}
+	g := gen.DefaultConfig()
+	g.Events = 600_000
+	g.Videos, g.Users = 50_000, 250_000
+	g.Duration = 6 * time.Hour
+	g.Bursts = 20
+	g.Campaigns, g.FarmAccounts, g.FarmRate = 20, 300, 0.8
+	g.SpreadCampaigns, g.SpreadAccounts = 20, 300
+	g.CrewCampaigns, g.CrewAccounts = 20, 600
+	recs, truth := generate(t, g)
+	cfg := DefaultConfig()
+	cfg.TopK, cfg.Tick = compareTopK, compareTick
+	out := runTopology(t, cfg, recs, oneSource(8, 2))
+	lists := map[int64]map[string]bool{}
+	var ticks []int64
+	for _, m := range out.trending.msgs {
+		var s struct {
+			TS     int64  `json:"ts"`
+			Region string `json:"region"`
+			Videos []struct {
+				VideoID string `json:"video_id"`
+			} `json:"videos"`
+		}
+		if err := json.Unmarshal(m.Value, &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Region != GlobalRegion {
+			continue
+		}
+		if lists[s.TS] == nil {
+			lists[s.TS] = map[string]bool{}
+			ticks = append(ticks, s.TS)
+		}
+		for _, v := range s.Videos {
+			lists[s.TS][v.VideoID] = true
+		}
+	}
+	slices.Sort(ticks)
+	kinds := map[string][2]int{} // listed, planted
+	var delays []time.Duration
+	for _, tr := range truth {
+		k := kinds[tr.Kind]
+		k[1]++
+		for _, T := range ticks {
+			if T >= tr.Start && T <= tr.End+time.Hour.Milliseconds() && lists[T][tr.VideoID] {
+				k[0]++
+				if tr.Kind == gen.KindBurst {
+					delays = append(delays, time.Duration(T-tr.Start)*time.Millisecond)
+				}
+				break
+			}
+		}
+		kinds[tr.Kind] = k
+	}
+	slices.Sort(delays)
+	median := time.Duration(-1)
+	if len(delays) > 0 {
+		median = delays[len(delays)/2]
+	}
+	t.Logf("bursts listed %d/%d, median %v; rate-farm campaigns listed %d/%d, spread-farm %d/%d, lockstep crews %d/%d",
+		kinds[gen.KindBurst][0], kinds[gen.KindBurst][1], median,
+		kinds[gen.KindCampaign][0], kinds[gen.KindCampaign][1],
+		kinds[gen.KindSpreadCampaign][0], kinds[gen.KindSpreadCampaign][1],
+		kinds[gen.KindCrewCampaign][0], kinds[gen.KindCrewCampaign][1])
+	if b := kinds[gen.KindBurst]; b[1] == 0 || b[0]*100 < b[1]*95 || median > 10*time.Minute {
+		t.Errorf("bursts: %d of %d listed with a median delay of %v; want at least 95%% within a median of 10 min", b[0], b[1], median)
+	}
+	for _, kind := range []string{gen.KindCampaign, gen.KindSpreadCampaign} {
+		if c := kinds[kind]; c[1] == 0 || c[0]*100 > c[1]*5 {
+			t.Errorf("%s: %d of %d listed; want at most 5%%", kind, c[0], c[1])
+		}
 	}
 }

@@ -96,7 +96,7 @@ func (r *refAccounts) like(user string, b, c0 int64) int64 {
 func TestAccountsMatchDefinition(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(0)
-	a := newAccounts(part, accountBucketMS, 300, 3)
+	a := newAccounts(part, accountBucketMS, 300)
 	ref := &refAccounts{m: map[string]map[int64]int64{}}
 	rng := rand.New(rand.NewPCG(3, 4))
 	now := int64(1_000 * accountBucketMS)
@@ -110,11 +110,11 @@ func TestAccountsMatchDefinition(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			user = fmt.Sprintf("farm%d", rng.IntN(5))
 		}
-		got, err := a.like(user, ts)
+		got, _, _, _, err := a.like(user, ts, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := ref.like(user, floorDiv(ts, accountBucketMS), a.c0); got != want {
+		if want := ref.like(user, floorDiv(ts, accountBucketMS), a.counted(3)); got != want {
 			t.Fatalf("step %d: weight of %s at %d: %d, want %d", step, user, ts, got, want)
 		}
 		if step%500 == 499 {

@@ -74,6 +74,7 @@ package scoring
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"sort"
 	"strings"
 )
@@ -240,9 +241,72 @@ func (RedditHot) Score(in *Input) float64 {
 // WeightOne is the fixed-point weight of a like from a normal account.
 const WeightOne = 1024
 
-// DefaultAccountThreshold is the default c0: likes an hour up to which an
-// account counts fully.
+// DefaultAccountThreshold was the fixed default c0 before the threshold
+// followed the traffic ([AutoAccountThreshold]); the generator's tests use
+// it as a fixed setting.
 const DefaultAccountThreshold = 60
+
+// The threshold that follows the traffic: AutoThresholdTimes the
+// AutoThresholdQuantile of active accounts' likes in the hour before, and
+// at least AutoThresholdFloor.
+const (
+	AutoThresholdQuantile = 0.95
+	AutoThresholdTimes    = 6
+	AutoThresholdFloor    = 12
+)
+
+// RateUnit is the weight of one account in a [RateHist]: divisible by every
+// number of buckets in an hour (1 to 12), so that an account active in k
+// of them counts RateUnit/k in each, exactly.
+const RateUnit = 27720
+
+// RateBins is the number of bins of a [RateHist].
+const RateBins = 60
+
+// RateHist counts accounts by their likes in an hour, in units of
+// RateUnit: bin r holds r likes for r below 32, then each bin twice as
+// wide as the one before.
+type RateHist [RateBins]uint64
+
+// RateBin is the bin of an account with r likes in the hour.
+func RateBin(r int64) int {
+	if r < 32 {
+		return int(max(r, 0))
+	}
+	return min(32+bits.Len64(uint64(r))-6, RateBins-1)
+}
+
+// binLow is the fewest likes of bin i.
+func binLow(i int) int64 {
+	if i < 32 {
+		return int64(i)
+	}
+	return 1 << (i - 32 + 5)
+}
+
+// AutoAccountThreshold is the account threshold for accounts counted in
+// h: AutoThresholdTimes their AutoThresholdQuantile, at least
+// AutoThresholdFloor. A quantile lets the threshold follow the traffic's
+// volume; a farm of more than 5% of the accounts active in an hour moves
+// it, a smaller one does not.
+func AutoAccountThreshold(h *RateHist) int64 {
+	var n uint64
+	for _, c := range h {
+		n += c
+	}
+	if n == 0 {
+		return AutoThresholdFloor
+	}
+	want := uint64(math.Ceil(AutoThresholdQuantile * float64(n)))
+	var cum uint64
+	for i, c := range h {
+		cum += c
+		if cum >= want {
+			return max(AutoThresholdFloor, AutoThresholdTimes*binLow(i))
+		}
+	}
+	return AutoThresholdFloor
+}
 
 // AccountWeight is the fixed-point weight of a like from an account that gave
 // recent likes in the hour before it, for the threshold c0. It is never 0

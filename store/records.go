@@ -62,6 +62,9 @@ type StageState struct {
 	HeldSeq int64
 	Closed  int64
 	ByUser  int64
+	// Rates is the opaque state of the account threshold that follows
+	// the traffic.
+	Rates []byte
 }
 
 // InputPos is how far a partition has taken one source.
@@ -111,7 +114,9 @@ func (m *Meta) marshal(b []byte) []byte {
 	b = binary.AppendVarint(b, m.Stage.Sent)
 	b = binary.AppendVarint(b, m.Stage.HeldSeq)
 	b = binary.AppendVarint(b, m.Stage.Closed)
-	return binary.AppendVarint(b, m.Stage.ByUser)
+	b = binary.AppendVarint(b, m.Stage.ByUser)
+	b = binary.AppendUvarint(b, uint64(len(m.Stage.Rates)))
+	return append(b, m.Stage.Rates...)
 }
 
 func appendInputs(b []byte, ins []InputPos) []byte {
@@ -171,6 +176,10 @@ func (m *Meta) unmarshal(b []byte) error {
 	m.Stage.HeldSeq = r.varint()
 	m.Stage.Closed = r.varint()
 	m.Stage.ByUser = r.varint()
+	m.Stage.Rates = nil
+	if s := r.string(); s != "" {
+		m.Stage.Rates = []byte(s)
+	}
 	return r.done()
 }
 

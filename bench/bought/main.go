@@ -71,7 +71,9 @@ func main() {
 	campaigns := flag.Int("campaigns", 20, "campaigns of each kind")
 	baselines := flag.Bool("baselines", true, "also rank with hn, reddit-hot and likes in the last 15 minutes")
 	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "engine runs at once, each applying its partitions on one goroutine (outputs are the same\nfor any number of workers)")
+	threshold := flag.Int("account-threshold", 0, "account threshold, likes an hour (0: the engine's default)")
 	flag.Parse()
+	accountThreshold = *threshold
 	var partitions []int
 	for _, s := range strings.Split(*parts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -94,6 +96,9 @@ func main() {
 
 // workload is the generated stream: the adversaries beside the
 // default background.
+// accountThreshold overrides the engine's account threshold when above 0.
+var accountThreshold int
+
 func workload(events int, span time.Duration, seed int64, bursts, campaigns int) gen.Config {
 	c := gen.DefaultConfig()
 	c.Seed = seed
@@ -125,8 +130,15 @@ func run(ctx context.Context, w io.Writer, cfg gen.Config, partitions []int, par
 	fmt.Fprintf(w, "%d likes over %v (seed %d), generated in %v: %d organic bursts; %d campaigns of each kind: a rate farm of %d accounts at about %v like/min, a farm of %d accounts spread over every region, %d accounts at human rates in %d lockstep crews\n",
 		len(recs), cfg.Duration, cfg.Seed, time.Since(began).Round(time.Millisecond), cfg.Bursts, cfg.Campaigns,
 		cfg.FarmAccounts, cfg.FarmRate, cfg.SpreadAccounts, cfg.CrewAccounts, len(g.Crews()))
-	fmt.Fprintf(w, "global top %d at 1-minute ticks; engine: default configuration (model %s, account threshold %d likes/h); human ceiling of the generator %.1f likes/h\n\n",
-		topK, def.Model, def.AccountThreshold, cfg.HumanCeiling())
+	threshold := "following the traffic"
+	switch {
+	case accountThreshold > 0:
+		threshold = fmt.Sprintf("%d likes/h (-account-threshold)", accountThreshold)
+	case def.AccountThreshold > 0:
+		threshold = fmt.Sprintf("%d likes/h", def.AccountThreshold)
+	}
+	fmt.Fprintf(w, "global top %d at 1-minute ticks; engine: default configuration (model %s, account threshold %s); human ceiling of the generator %.1f likes/h\n\n",
+		topK, def.Model, threshold, cfg.HumanCeiling())
 
 	// Every (partitions, model) setting is a run of its own; parallel of
 	// them run at once, each on one goroutine.
@@ -219,6 +231,9 @@ func runEngine(ctx context.Context, recs []processor.Record, model string, parti
 	cfg := processor.DefaultConfig()
 	cfg.Model = model
 	cfg.Now = now
+	if accountThreshold > 0 {
+		cfg.AccountThreshold = accountThreshold
+	}
 	top := &topSink{lists: map[int64][]string{}}
 	out := processor.Outputs{Scores: jsonl.Discard, Trending: top, DeadLetters: jsonl.Discard}
 	eng, err := processor.NewCoordinator(cfg, db, out, processor.Topology{

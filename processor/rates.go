@@ -1,0 +1,337 @@
+package processor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/viralityhq/virality/scoring"
+)
+
+// The account threshold that follows the traffic (Config.AccountThreshold
+// 0). The threshold for likes in bucket b is scoring.AutoAccountThreshold
+// of the accounts active in buckets b-13 .. b-2, each counted in each
+// bucket it liked in by its likes in the hour before (the "recent" its
+// weight read), weighed 1/k if it liked in k of that hour's buckets, so
+// that an account counts about once an hour however often it likes (a
+// farm liking every minute weighs no more than a person liking once): a
+// histogram summed over every partition's account stage, so that the
+// threshold, and every weight, is the same for any partitioning.
+//
+// A stage reports its histogram of bucket c to every stage once all of its
+// likes of c are weighed: once its own watermark has closed c and it holds
+// no like of c or before. A report says "through r" and carries the
+// histograms of the buckets since its last. Each stage sums the reports;
+// G, the smallest "through" of all stages, is the last bucket every stage
+// has reported, and a like of bucket b is weighed once G >= b-2 (which
+// also closes the buckets its own count reads). A held like of bucket b
+// keeps its stage's reports at b-1, so G never passes it: G reaches the
+// oldest held bucket minus one, which frees it, so nothing waits forever.
+// Reports travel as the stages' other messages do (in process, or on the
+// by-user topic), are numbered by "through" (one sent again after a crash
+// is recognised), and are part of a stage's input, so its output stays a
+// function of its input order.
+//
+// With a fixed threshold (Config.AccountThreshold above 0) a stage has no
+// peers: G is its own report, and nothing is sent.
+
+// ratesVersion is the version of a stage's stored rates and of reports.
+const ratesVersion = 1
+
+// rateReport is a stage's report: the buckets after its last report up to
+// through are complete, with these histograms (empty buckets left out).
+type rateReport struct {
+	from    int32
+	through int64
+	hists   []bucketHist
+}
+
+type bucketHist struct {
+	bucket int64
+	h      scoring.RateHist
+}
+
+// rates is a stage's part of the threshold that follows the traffic.
+type rates struct {
+	id       int32
+	fixed    int64   // likes an hour; 0: follow the traffic
+	reported int64   // this stage's reports are through this bucket
+	peers    []int64 // every stage's last report ("through"); nil: fixed
+	own      map[int64]*scoring.RateHist
+	global   map[int64]*scoring.RateHist
+	cache    map[int64]int64
+	out      []*rateReport // reports to send to the other stages
+}
+
+func newRates(id int32, fixed int64, partitions int) *rates {
+	r := &rates{id: id, fixed: fixed, reported: math.MinInt64, own: map[int64]*scoring.RateHist{},
+		global: map[int64]*scoring.RateHist{}, cache: map[int64]int64{}}
+	if fixed == 0 {
+		r.peers = make([]int64, partitions)
+		for i := range r.peers {
+			r.peers[i] = math.MinInt64
+		}
+	}
+	return r
+}
+
+// closed is G: the last bucket every stage has reported.
+func (r *rates) closed() int64 {
+	if r.peers == nil {
+		return r.reported
+	}
+	return slices.Min(r.peers)
+}
+
+// threshold is the threshold in likes an hour for likes in bucket b.
+func (r *rates) threshold(b int64) int64 {
+	if r.fixed > 0 {
+		return r.fixed
+	}
+	if t, ok := r.cache[b]; ok {
+		return t
+	}
+	var sum scoring.RateHist
+	for k := b - accountLag - accountBuckets + 1; k <= b-accountLag; k++ {
+		if h := r.global[k]; h != nil {
+			for i, n := range h {
+				sum[i] += n
+			}
+		}
+	}
+	t := scoring.AutoAccountThreshold(&sum)
+	if b-accountLag <= r.closed() {
+		r.cache[b] = t // complete: it cannot change
+	}
+	return t
+}
+
+// count counts an account active in bucket b with recent likes in the
+// hour before, in active of its buckets, unless b is reported already (a
+// late like).
+func (r *rates) count(b, recent int64, active int) {
+	if r.fixed > 0 || b <= r.reported {
+		return
+	}
+	h := r.own[b]
+	if h == nil {
+		h = new(scoring.RateHist)
+		r.own[b] = h
+	}
+	h[scoring.RateBin(recent)] += scoring.RateUnit / uint64(max(active, 1))
+}
+
+// report reports this stage's buckets through upTo.
+func (r *rates) report(upTo int64) {
+	if upTo <= r.reported {
+		return
+	}
+	rep := &rateReport{from: r.id, through: upTo}
+	for b, h := range r.own {
+		if b <= upTo {
+			rep.hists = append(rep.hists, bucketHist{b, *h})
+			delete(r.own, b)
+		}
+	}
+	slices.SortFunc(rep.hists, func(x, y bucketHist) int { return cmpInt64(x.bucket, y.bucket) })
+	r.reported = upTo
+	if r.peers == nil {
+		return
+	}
+	r.absorb(rep)
+	r.out = append(r.out, rep)
+}
+
+// absorb adds a report of any stage; one seen already is skipped.
+func (r *rates) absorb(rep *rateReport) {
+	if r.peers == nil || int(rep.from) >= len(r.peers) || rep.through <= r.peers[rep.from] {
+		return
+	}
+	r.peers[rep.from] = rep.through
+	for _, x := range rep.hists {
+		h := r.global[x.bucket]
+		if h == nil {
+			h = new(scoring.RateHist)
+			r.global[x.bucket] = h
+		}
+		for i, n := range x.h {
+			h[i] += n
+		}
+	}
+	// No later like can read buckets before G-13, nor a threshold before
+	// G-1 still be asked for but by a late like.
+	g := r.closed()
+	if g > math.MinInt64 {
+		for b := range r.global {
+			if b < g-accountKeep {
+				delete(r.global, b)
+			}
+		}
+		for b := range r.cache {
+			if b < g-accountKeep {
+				delete(r.cache, b)
+			}
+		}
+	}
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func appendHist(b []byte, h *scoring.RateHist) []byte {
+	n := 0
+	for _, c := range h {
+		if c > 0 {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for i, c := range h {
+		if c > 0 {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = binary.AppendUvarint(b, c)
+		}
+	}
+	return b
+}
+
+func appendHists(b []byte, m map[int64]*scoring.RateHist) []byte {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.AppendVarint(b, k)
+		b = appendHist(b, m[k])
+	}
+	return b
+}
+
+// marshal encodes the stage's rates for its meta record.
+func (r *rates) marshal(b []byte) []byte {
+	b = append(b, ratesVersion)
+	b = binary.AppendVarint(b, r.reported)
+	b = binary.AppendUvarint(b, uint64(len(r.peers)))
+	for _, p := range r.peers {
+		b = binary.AppendVarint(b, p)
+	}
+	b = appendHists(b, r.own)
+	return appendHists(b, r.global)
+}
+
+var errRates = errors.New("processor: corrupt account rates")
+
+type ratesReader struct {
+	b   []byte
+	bad bool
+}
+
+func (d *ratesReader) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *ratesReader) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *ratesReader) hist(h *scoring.RateHist) {
+	n := d.uvarint()
+	for range n {
+		i, c := d.uvarint(), d.uvarint()
+		if d.bad || i >= scoring.RateBins {
+			d.bad = true
+			return
+		}
+		h[i] = c
+	}
+}
+
+func (d *ratesReader) hists() map[int64]*scoring.RateHist {
+	m := map[int64]*scoring.RateHist{}
+	n := d.uvarint()
+	for i := uint64(0); i < n && !d.bad; i++ {
+		k := d.varint()
+		h := new(scoring.RateHist)
+		d.hist(h)
+		m[k] = h
+	}
+	return m
+}
+
+// unmarshal loads stored rates (none: a fresh stage).
+func (r *rates) unmarshal(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if b[0] != ratesVersion {
+		return fmt.Errorf("%w: version %d, this binary reads %d", errRates, b[0], ratesVersion)
+	}
+	d := &ratesReader{b: b[1:]}
+	r.reported = d.varint()
+	n := d.uvarint()
+	if d.bad || n != uint64(len(r.peers)) {
+		return fmt.Errorf("%w: %d stages, this run has %d", errRates, n, len(r.peers))
+	}
+	for i := range n {
+		r.peers[i] = d.varint()
+	}
+	r.own, r.global = d.hists(), d.hists()
+	if d.bad || len(d.b) != 0 {
+		return errRates
+	}
+	return nil
+}
+
+// appendReport encodes a report for the by-user topic.
+func appendReport(b []byte, rep *rateReport) []byte {
+	b = append(b, ratesVersion)
+	b = binary.AppendVarint(b, int64(rep.from))
+	b = binary.AppendVarint(b, rep.through)
+	b = binary.AppendUvarint(b, uint64(len(rep.hists)))
+	for i := range rep.hists {
+		b = binary.AppendVarint(b, rep.hists[i].bucket)
+		b = appendHist(b, &rep.hists[i].h)
+	}
+	return b
+}
+
+func decodeReport(b []byte) (*rateReport, error) {
+	if len(b) == 0 || b[0] != ratesVersion {
+		return nil, errRates
+	}
+	d := &ratesReader{b: b[1:]}
+	rep := &rateReport{from: int32(d.varint()), through: d.varint()}
+	n := d.uvarint()
+	for i := uint64(0); i < n && !d.bad; i++ {
+		x := bucketHist{bucket: d.varint()}
+		d.hist(&x.h)
+		rep.hists = append(rep.hists, x)
+	}
+	if d.bad || len(d.b) != 0 {
+		return nil, errRates
+	}
+	return rep, nil
+}
