@@ -251,7 +251,7 @@ const DefaultAccountThreshold = 60
 // at least AutoThresholdFloor.
 const (
 	AutoThresholdQuantile = 0.95
-	AutoThresholdTimes    = 6
+	AutoThresholdTimes    = 4
 	AutoThresholdFloor    = 12
 )
 

@@ -201,9 +201,6 @@ func runDemo(ctx context.Context, args []string) (err error) {
 	if err := gcfg.Validate(); err != nil {
 		return usagef("generator: %v (try another --rate or --duration)", err)
 	}
-	// The generator slows people down to the traffic it makes; the
-	// account threshold follows, as in the model comparison test.
-	f.svc.Engine.AccountThreshold = int(math.Ceil(2*gcfg.HumanCeiling())) + 2
 	g, err := gen.New(gcfg)
 	if err != nil {
 		return err
