@@ -45,9 +45,14 @@ func topLists(t testing.TB, recs []Record, model string, threshold int) map[int6
 	cfg.Model = model
 	cfg.TopK = compareTopK
 	cfg.Tick = compareTick
-	out := runRecords(t, cfg, recs)
+	return globalLists(t, runRecords(t, cfg, recs).trending.msgs)
+}
+
+// globalLists maps each tick to the global list of trending records.
+func globalLists(t testing.TB, msgs []Message) map[int64][]string {
+	t.Helper()
 	lists := map[int64][]string{}
-	for _, m := range out.trending.msgs {
+	for _, m := range msgs {
 		var s struct {
 			TS     int64  `json:"ts"`
 			Region string `json:"region"`

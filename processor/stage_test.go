@@ -93,27 +93,12 @@ func TestBoughtLikesDefaults(t *testing.T) {
 	out := runTopology(t, cfg, recs, oneSource(8, 2))
 	lists := map[int64]map[string]bool{}
 	var ticks []int64
-	for _, m := range out.trending.msgs {
-		var s struct {
-			TS     int64  `json:"ts"`
-			Region string `json:"region"`
-			Videos []struct {
-				VideoID string `json:"video_id"`
-			} `json:"videos"`
+	for T, ids := range globalLists(t, out.trending.msgs) {
+		lists[T] = map[string]bool{}
+		for _, id := range ids {
+			lists[T][id] = true
 		}
-		if err := json.Unmarshal(m.Value, &s); err != nil {
-			t.Fatal(err)
-		}
-		if s.Region != GlobalRegion {
-			continue
-		}
-		if lists[s.TS] == nil {
-			lists[s.TS] = map[string]bool{}
-			ticks = append(ticks, s.TS)
-		}
-		for _, v := range s.Videos {
-			lists[s.TS][v.VideoID] = true
-		}
+		ticks = append(ticks, T)
 	}
 	slices.Sort(ticks)
 	kinds := map[string][2]int{} // listed, planted
