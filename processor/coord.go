@@ -447,7 +447,7 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 		return c.deadLetter(rec, v)
 	}
 	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
-	a := c.topo.Partitioner(ev.UserID, c.topo.Partitions)
+	a := v.part
 	if c.out.ByUser != nil {
 		// Every event, even one for this partition's own stage: a stage
 		// takes one log in one order (stage.go).

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,6 +60,7 @@ type rates struct {
 	fixed    int64   // likes an hour; 0: follow the traffic
 	reported int64   // this stage's reports are through this bucket
 	peers    []int64 // every stage's last report ("through"); nil: fixed
+	g        int64   // G: the smallest of peers (fixed: reported)
 	own      map[int64]*scoring.RateHist
 	global   map[int64]*scoring.RateHist
 	cache    map[int64]int64
@@ -66,7 +68,7 @@ type rates struct {
 }
 
 func newRates(id int32, fixed int64, partitions int) *rates {
-	r := &rates{id: id, fixed: fixed, reported: math.MinInt64, own: map[int64]*scoring.RateHist{},
+	r := &rates{id: id, fixed: fixed, reported: math.MinInt64, g: math.MinInt64, own: map[int64]*scoring.RateHist{},
 		global: map[int64]*scoring.RateHist{}, cache: map[int64]int64{}}
 	if fixed == 0 {
 		r.peers = make([]int64, partitions)
@@ -78,11 +80,15 @@ func newRates(id int32, fixed int64, partitions int) *rates {
 }
 
 // closed is G: the last bucket every stage has reported.
-func (r *rates) closed() int64 {
+func (r *rates) closed() int64 { return r.g }
+
+// update recomputes G after a report.
+func (r *rates) update() {
 	if r.peers == nil {
-		return r.reported
+		r.g = r.reported
+	} else {
+		r.g = slices.Min(r.peers)
 	}
-	return slices.Min(r.peers)
 }
 
 // threshold is the threshold in likes an hour for likes in bucket b.
@@ -135,9 +141,10 @@ func (r *rates) report(upTo int64) {
 			delete(r.own, b)
 		}
 	}
-	slices.SortFunc(rep.hists, func(x, y bucketHist) int { return cmpInt64(x.bucket, y.bucket) })
+	slices.SortFunc(rep.hists, func(x, y bucketHist) int { return cmp.Compare(x.bucket, y.bucket) })
 	r.reported = upTo
 	if r.peers == nil {
+		r.update()
 		return
 	}
 	r.absorb(rep)
@@ -150,6 +157,7 @@ func (r *rates) absorb(rep *rateReport) {
 		return
 	}
 	r.peers[rep.from] = rep.through
+	r.update()
 	for _, x := range rep.hists {
 		h := r.global[x.bucket]
 		if h == nil {
@@ -175,16 +183,6 @@ func (r *rates) absorb(rep *rateReport) {
 			}
 		}
 	}
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func appendHist(b []byte, h *scoring.RateHist) []byte {
@@ -302,6 +300,7 @@ func (r *rates) unmarshal(b []byte) error {
 	if d.bad || len(d.b) != 0 {
 		return errRates
 	}
+	r.update()
 	return nil
 }
 

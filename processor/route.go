@@ -9,10 +9,10 @@ import (
 	"github.com/viralityhq/virality/store"
 )
 
-// Partitioner names the partition of state that owns a video: for a live
-// service, the partition a Kafka producer keyed by video id would choose
-// (murmur2), so that input keyed by video needs no extra hop.
-type Partitioner func(video string, partitions int) int32
+// Partitioner names the partition of state that owns a key: a video, or a
+// user (its account stage). For a live service, the partition a Kafka
+// producer keyed by it would choose (murmur2).
+type Partitioner func(key string, partitions int) int32
 
 // agreeAhead is how many records must agree before a source's watermark
 // jumps ahead by more than the lateness: one record with a wrong clock
@@ -25,7 +25,7 @@ const (
 // router is the first stage of one source partition. It judges each
 // record on its own (decodable, not from the future, not late against the
 // source's watermark) and names the partition of state that owns its
-// video. Its state is the source's offset and watermark; it is committed
+// user, whose account stage weighs it (stage.go). Its state is the source's offset and watermark; it is committed
 // with the state of the partition that stores it.
 //
 // The watermark follows the largest event time the source has seen, but
@@ -45,7 +45,7 @@ type router struct {
 }
 
 type verdict struct {
-	part           int32 // partition of state, when reason == ""
+	part           int32 // partition of state of the user, when reason == ""
 	reason, detail string
 	ts             int64 // event time, for a dead letter
 }
@@ -72,7 +72,7 @@ func (r *router) route(rec *Record, ev *event.Event, decodeErr error) verdict {
 			detail: fmt.Sprintf("event time %d is %dms before the source's watermark base %d, more than the allowed lateness %dms", ev.TS, st.MaxTS-ev.TS, st.MaxTS, r.lateness)}
 	}
 	r.observe(ev.TS)
-	return verdict{part: r.part(ev.VideoID, r.parts)}
+	return verdict{part: r.part(ev.UserID, r.parts)}
 }
 
 // observe moves the watermark with an accepted event time.

@@ -158,10 +158,14 @@ func (s *stage) take(r *routed) error {
 		return nil
 	}
 	in.Offset = r.off + 1
+	// The watermark moves only when the source's progress does.
+	moved := r.srcMax > in.MaxTS || in.Idle
 	in.MaxTS = max(in.MaxTS, r.srcMax)
 	in.Idle = false
-	if err := s.advance(); err != nil {
-		return err
+	if moved {
+		if err := s.advance(); err != nil {
+			return err
+		}
 	}
 	if r.ev.Action != event.Like {
 		return s.send(r)
