@@ -29,9 +29,13 @@ type acctBucket = store.AccountBucket
 // acctRec is an account's likes in the buckets newest-accountKeep ..
 // newest: n[i] likes in bucket newest-i. Counts past what a uint32 holds
 // (4 billion likes of one account in one bucket) stay at its maximum.
+// key[i] is the lockstep key of its newest like in the bucket (by event
+// time, then key: lockstep.go) and sec[i] that like's second in the bucket.
 type acctRec struct {
 	newest int64
 	n      [accountKeep + 1]uint32
+	key    [accountKeep + 1]uint32
+	sec    [accountKeep + 1]uint16
 	dirty  bool // liked since the last commit
 }
 
@@ -66,11 +70,11 @@ func (a *accounts) counted(perHour int64) int64 {
 	return max(perHour*accountBuckets*a.bucket/3_600_000, 1)
 }
 
-// like counts a like by user at ts and returns its weight for the
+// like counts a like by user of video at ts and returns its weight for the
 // threshold perHour, the account's likes in the counted buckets before it
 // and the number of those buckets it liked in, and whether it is the
-// account's first like of its bucket.
-func (a *accounts) like(user string, ts, perHour int64) (w, recent int64, active int, first bool, err error) {
+// account's first like of its bucket; keys gets its lockstep keys.
+func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys) (w, recent int64, active int, first bool, err error) {
 	b := floorDiv(ts, a.bucket)
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
@@ -89,8 +93,15 @@ func (a *accounts) like(user string, ts, perHour int64) (w, recent int64, active
 			active++
 		}
 	}
+	*keys = lockKeys{}
+	for k := b - accountLag; k > b-accountLag-accountBuckets && keys.n < lockKeyCount; k-- {
+		if d := r.newest - k; d >= 0 && d <= accountKeep && r.n[d] > 0 {
+			keys.add(r.key[d])
+		}
+	}
 	first = r.count(b) == 0
 	r.add(b)
+	r.mark(b, lockKey(video, ts), uint16(min(floorDiv(ts-b*a.bucket, 1000), 1<<16-1)))
 	if !r.dirty {
 		r.dirty = true
 		a.dirty = append(a.dirty, int32(i))
@@ -106,6 +117,18 @@ func (r *acctRec) count(b int64) int64 {
 	return 0
 }
 
+// mark makes key, of a like at second sec of bucket b, the bucket's newest
+// if it is: later, or as late with a larger key. Call after add(b).
+func (r *acctRec) mark(b int64, key uint32, sec uint16) {
+	d := r.newest - b
+	if d < 0 || d > accountKeep {
+		return
+	}
+	if r.n[d] == 1 || sec > r.sec[d] || (sec == r.sec[d] && key > r.key[d]) {
+		r.key[d], r.sec[d] = key, sec
+	}
+}
+
 // add counts a like in bucket b. Buckets older than newest-accountKeep
 // are dropped: no future like can look at them.
 func (r *acctRec) add(b int64) {
@@ -117,6 +140,10 @@ func (r *acctRec) add(b int64) {
 		shift := min(-d, accountKeep+1)
 		copy(r.n[shift:], r.n[:accountKeep+1-shift])
 		clear(r.n[:shift])
+		copy(r.key[shift:], r.key[:accountKeep+1-shift])
+		clear(r.key[:shift])
+		copy(r.sec[shift:], r.sec[:accountKeep+1-shift])
+		clear(r.sec[:shift])
 		r.newest = b
 	case d > accountKeep:
 		return
@@ -136,6 +163,7 @@ func (r *acctRec) set(bs []acctBucket) {
 	for _, x := range bs {
 		if d := r.newest - x.Bucket; d >= 0 && d <= accountKeep {
 			r.n[d] = uint32(min(x.N, int64(^uint32(0))))
+			r.key[d], r.sec[d] = x.Key, x.Sec
 		}
 	}
 }
@@ -144,7 +172,7 @@ func (r *acctRec) set(bs []acctBucket) {
 func (r *acctRec) buckets(dst []acctBucket) []acctBucket {
 	for d := accountKeep; d >= 0; d-- {
 		if r.n[d] > 0 {
-			dst = append(dst, acctBucket{Bucket: r.newest - int64(d), N: int64(r.n[d])})
+			dst = append(dst, acctBucket{Bucket: r.newest - int64(d), N: int64(r.n[d]), Key: r.key[d], Sec: r.sec[d]})
 		}
 	}
 	return dst
@@ -213,17 +241,3 @@ func (a *accounts) evict(current int64) {
 // open prepares the accounts of a partition opened on stored state: they
 // are read from the store as they like again.
 func (a *accounts) open(stored bool) { a.partial = stored }
-
-// windowDamping names the signals that damped likes of a window of n likes
-// whose weights sum to w. The account rate is the only signal so far and
-// the only way a like's weight falls below one, so it is read off the
-// window's sums: nothing is stored per like for it. A second signal (such
-// as coordinated accounts) needs its own bit per like, in store.Like and
-// store.Entry (a new store.FormatVersion), and a count of likes per signal
-// in each window, kept beside n and w.
-func windowDamping(n, w int64) scoring.Damping {
-	if w < n*scoring.WeightOne {
-		return scoring.DampedAccountRate
-	}
-	return 0
-}

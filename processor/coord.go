@@ -535,7 +535,7 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 			}
 			continue
 		}
-		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, weight: f.weight}
+		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, weight: f.weight, keys: f.keys}
 		if err := event.Decode(rec.Value, f.recTime, &r.ev); err != nil {
 			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, err)
 		}

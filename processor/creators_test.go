@@ -224,7 +224,7 @@ func roundTrip(f float64) float64 {
 // with the creator outputs of an uninterrupted run, with reports and
 // tallies cut into small chunks.
 func TestCreatorsRestart(t *testing.T) {
-	recs := generated(t, func(c *gen.Config) { c.Events = 40_000; c.Duration = 2 * time.Hour })
+	recs := generated(t, func(c *gen.Config) { c.Events = 40_000; c.Duration = 2 * time.Hour; c.CrewCampaigns = 1 })
 	cfg := DefaultConfig()
 	cfg.CommitEvery = 3_000
 	want := runCreators(t, cfg, recs, oneSource(4, 2))

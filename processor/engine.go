@@ -45,11 +45,44 @@ type Stats struct {
 type video struct {
 	store.Video
 	win     [scoring.NumWindows]window
+	lock    *lockTracker // lockstep.go; nil: not tracked
 	dirty   bool
 	pending bool // the pending marker must be written
 }
 
-type window struct{ n, w int64 }
+// window is a video's standing likes in one window: how many, their
+// weights' sum, and how many each damping signal damped (bit i of
+// scoring.Damping in damped[i]).
+type window struct {
+	n, w   int64
+	damped [2]int64
+}
+
+// add adds (sign +1) or removes (-1) a like of weight w damped by d.
+func (x *window) add(w int64, d scoring.Damping, sign int64) {
+	x.n += sign
+	x.w += sign * w
+	for i := range x.damped {
+		if d&(1<<i) != 0 {
+			x.damped[i] += sign
+		}
+	}
+}
+
+// damping names the signals that damped at least one of the window's likes.
+func (x *window) damping() scoring.Damping {
+	var d scoring.Damping
+	for i, c := range x.damped {
+		if c > 0 {
+			d |= 1 << i
+		}
+	}
+	return d
+}
+
+// A window has a count for every damping signal (this fails to compile
+// when it has too few).
+const _ = uint(1<<len(window{}.damped) - 1 - int(scoring.DampedAccountRate|scoring.DampedLockstep))
 
 // VideoBytes is the memory a cached video takes on average, for the
 // bound of the video cache in bytes: its record, windows and map entry,
@@ -58,7 +91,7 @@ const VideoBytes = 800
 
 // bytes estimates the memory v holds.
 func (v *video) bytes() int64 {
-	b := int64(400 + len(v.ID) + 16*cap(v.Entries) + 32*cap(v.Regions))
+	b := int64(400+len(v.ID)+24*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes()
 	for _, d := range v.Decay {
 		b += 16 * int64(cap(d))
 	}
@@ -396,7 +429,7 @@ func (e *Engine) applyEvent(r *routed) error {
 		}
 	}
 	e.stats.Applied++
-	return e.apply(ev, r.weight)
+	return e.apply(ev, r.weight, &r.keys)
 }
 
 // advance moves the largest applied event time to ts, first closing every
@@ -446,8 +479,9 @@ func (e *Engine) closeTicks(upTo int64) error {
 	return nil
 }
 
-// apply applies an event; a like with the weight its account stage gave.
-func (e *Engine) apply(ev *event.Event, w int64) error {
+// apply applies an event; a like with the weight its account stage gave
+// and the lockstep keys of its account.
+func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
 	pr, err := e.pair(ev.VideoID, ev.UserID)
 	if err != nil {
 		return err
@@ -462,7 +496,15 @@ func (e *Engine) apply(ev *event.Event, w int64) error {
 	wm := e.watermark()
 	switch ev.Action {
 	case event.Like:
-		if applyLike(&pr.p, store.Like{TS: ev.TS, Weight: w, Region: ev.Region, EventID: ev.EventID}, wm) {
+		var d scoring.Damping
+		if w < scoring.WeightOne {
+			d |= scoring.DampedAccountRate
+		}
+		if e.lockstep(v, ev.TS, keys, !before.EverLiked) {
+			d |= scoring.DampedLockstep
+			w = min(w, scoring.LockstepWeight)
+		}
+		if applyLike(&pr.p, store.Like{TS: ev.TS, Weight: w, Damp: d, Region: ev.Region, EventID: ev.EventID}, wm) {
 			e.stats.IgnoredLikes++
 		}
 		if v.FirstLike == 0 || ev.TS < v.FirstLike {
@@ -479,7 +521,7 @@ func (e *Engine) apply(ev *event.Event, w int64) error {
 		v.Unique++
 		changed = true
 	}
-	if before.Liked != pr.p.Liked || beforeLike.TS != pr.p.Like.TS || beforeLike.Weight != pr.p.Like.Weight || beforeLike.Region != pr.p.Like.Region {
+	if before.Liked != pr.p.Liked || beforeLike.TS != pr.p.Like.TS || beforeLike.Weight != pr.p.Like.Weight || beforeLike.Damp != pr.p.Like.Damp || beforeLike.Region != pr.p.Like.Region {
 		if before.Liked {
 			e.standing(v, &beforeLike, -1)
 			e.creatorLike(ev, &beforeLike, -1)
@@ -509,8 +551,7 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 		lo := searchEntries(v.Entries, old-w)
 		hi := searchEntries(v.Entries, ts-w)
 		for _, en := range v.Entries[lo:hi] {
-			v.win[i].n--
-			v.win[i].w -= en.Weight
+			v.win[i].add(en.Weight, en.Damp, -1)
 		}
 	}
 	if cut := searchEntries(v.Entries, ts-scoring.WindowMS[scoring.W24h]); cut > 0 {
@@ -538,23 +579,26 @@ func searchEntries(es []store.Entry, t int64) int {
 }
 
 // standing adds (sign +1) or removes (-1) a standing like from a video.
-func (e *Engine) standing(v *video, l *store.Like, sign int64) {
+func (e *Engine) standing(v *video, like *store.Like, sign int64) {
+	l := v.counted(like)
 	v.Likes += sign
 	if l.Region != "" {
 		addRegion(&v.Video, l.Region, sign)
 	}
 	if l.TS > v.Clock-scoring.WindowMS[scoring.W24h] {
 		i := searchEntries(v.Entries, l.TS-1)
-		// Entries with this time sit at [i, j); keep them sorted by weight.
-		for i < len(v.Entries) && v.Entries[i].TS == l.TS && v.Entries[i].Weight < l.Weight {
+		// Entries with this time sit at [i, j); keep them sorted by weight,
+		// then damping.
+		en := store.Entry{TS: l.TS, Weight: l.Weight, Damp: l.Damp}
+		for i < len(v.Entries) && v.Entries[i].TS == l.TS && entryLess(&v.Entries[i], &en) {
 			i++
 		}
 		found := true
 		if sign > 0 {
 			v.Entries = append(v.Entries, store.Entry{})
 			copy(v.Entries[i+1:], v.Entries[i:])
-			v.Entries[i] = store.Entry{TS: l.TS, Weight: l.Weight}
-		} else if i < len(v.Entries) && v.Entries[i].TS == l.TS && v.Entries[i].Weight == l.Weight {
+			v.Entries[i] = en
+		} else if i < len(v.Entries) && v.Entries[i] == en {
 			v.Entries = append(v.Entries[:i], v.Entries[i+1:]...)
 		} else {
 			found = false
@@ -562,8 +606,7 @@ func (e *Engine) standing(v *video, l *store.Like, sign int64) {
 		if found {
 			for k, w := range scoring.WindowMS {
 				if l.TS > v.Clock-w {
-					v.win[k].n += sign
-					v.win[k].w += sign * l.Weight
+					v.win[k].add(l.Weight, l.Damp, sign)
 				}
 			}
 			v.TimesChanged(l.TS)
@@ -609,7 +652,7 @@ func inputOf(v *video, ts int64) scoring.Input {
 	for i := range v.win {
 		in.Windows[i] = v.win[i].n
 		in.Weighted[i] = v.win[i].w
-		in.Damping[i] = windowDamping(v.win[i].n, v.win[i].w)
+		in.Damping[i] = v.win[i].damping()
 	}
 	for h, hl := range scoring.HalfLifeMS {
 		in.Rates[h] = scoring.DecayRate(v.Decay[h], ts, hl)
@@ -726,26 +769,41 @@ func (e *Engine) video(id string) (*video, error) {
 	if !ok {
 		sv = store.NewVideo(id)
 	}
-	v := loadedVideo(sv)
+	v, err := loadedVideo(sv)
+	if err != nil {
+		return nil, fmt.Errorf("video %q: %w", id, err)
+	}
 	e.videos[id] = v
 	return v, nil
 }
 
-// loadedVideo derives what is not stored of a video: its windows.
-func loadedVideo(sv *store.Video) *video {
-	v := &video{Video: *sv}
+// loadedVideo derives what is not stored of a video: its windows, and its
+// lockstep tracker decoded.
+func loadedVideo(sv *store.Video) (*video, error) {
+	lock, err := unmarshalLock(sv.Lockstep)
+	if err != nil {
+		return nil, err
+	}
+	v := &video{Video: *sv, lock: lock}
 	if cut := searchEntries(v.Entries, v.Clock-scoring.WindowMS[scoring.W24h]); cut > 0 {
 		v.Entries = v.Entries[cut:]
 	}
 	for _, en := range v.Entries {
 		for i, w := range scoring.WindowMS {
 			if en.TS > v.Clock-w {
-				v.win[i].n++
-				v.win[i].w += en.Weight
+				v.win[i].add(en.Weight, en.Damp, +1)
 			}
 		}
 	}
-	return v
+	return v, nil
+}
+
+// entryLess orders like times of one time: by weight, then damping.
+func entryLess(a, b *store.Entry) bool {
+	if a.Weight != b.Weight {
+		return a.Weight < b.Weight
+	}
+	return a.Damp < b.Damp
 }
 
 // ReadScore computes the record of a video from the committed state of the
@@ -764,7 +822,10 @@ func ReadScore(db *store.DB, cfg Config, parts []int32, id string) ([]byte, bool
 		if !ok || sv.Unique == 0 {
 			continue
 		}
-		v := loadedVideo(sv)
+		v, err := loadedVideo(sv)
+		if err != nil {
+			return nil, false, err
+		}
 		in := inputOf(v, v.Clock)
 		return appendScore(nil, v.ID, v.Seq, model.Name(), model.Score(&in), &in), true, nil
 	}
@@ -774,6 +835,7 @@ func ReadScore(db *store.DB, cfg Config, parts []int32, id string) ([]byte, bool
 // write adds the state changed since the last commit to w.
 func (e *Engine) write(w *store.Writer) error {
 	for _, v := range e.dirtyVideos {
+		v.Lockstep = v.lock.marshal(v.Lockstep)
 		if err := w.SetVideo(&v.Video); err != nil {
 			return err
 		}

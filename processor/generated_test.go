@@ -23,6 +23,10 @@ func generated(t testing.TB, mod func(*gen.Config)) []Record {
 	cfg.Bursts = 3
 	cfg.Campaigns = 3
 	cfg.FarmAccounts = 300
+	// Lockstep crews: fifteen of about 40 accounts, three to six of them
+	// serving each of two campaigns (as people like, at most 0.2 of the
+	// ceiling can be campaigns), so that the second may be found lockstep.
+	cfg.CrewCampaigns, cfg.CrewAccounts = 2, 600
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -23,6 +23,8 @@ type routed struct {
 	// weight is a like's account weight (scoring.WeightOne for a normal
 	// account), given by the account stage.
 	weight int64
+	// keys are a like's lockstep keys (lockstep.go), given with its weight.
+	keys lockKeys
 	// marker: no event, only the source's progress (srcMax), or that it is
 	// idle; on the account stage's input only.
 	marker, idle bool
@@ -91,7 +93,8 @@ func (r *reorder) len() int { return len(r.h) }
 // bufferVersion is the version of a buffered event's encoding.
 //
 // 2: the event's account weight.
-const bufferVersion = 2
+// 3: its lockstep keys.
+const bufferVersion = 3
 
 // appendRouted encodes a held event for the store.
 func appendRouted(b []byte, r *routed) []byte {
@@ -101,6 +104,7 @@ func appendRouted(b []byte, r *routed) []byte {
 	b = binary.AppendVarint(b, r.srcMax)
 	b = binary.AppendVarint(b, r.seq)
 	b = binary.AppendVarint(b, r.weight)
+	b = appendKeys(b, &r.keys)
 	b = binary.AppendVarint(b, r.ev.TS)
 	b = append(b, byte(r.ev.Action))
 	for _, s := range [...]string{r.ev.EventID, r.ev.VideoID, r.ev.UserID, r.ev.CreatorID, r.ev.Region} {
@@ -138,6 +142,10 @@ func decodeRouted(b []byte) (*routed, error) {
 		return s
 	}
 	r := &routed{src: int32(varint()), off: varint(), srcMax: varint(), seq: varint(), weight: varint()}
+	var ok bool
+	if b, ok = readKeys(b, &r.keys); !ok {
+		return nil, errBadBuffered
+	}
 	r.ev.TS = varint()
 	if len(b) == 0 {
 		return nil, errBadBuffered

@@ -9,13 +9,13 @@ import (
 // HeaderForward is the header of a record of the internal topics: the
 // partition it is for, the source partition and offset it came from (on
 // the by-video topic: the account stage and its count of events sent), the
-// source's largest event time then, a like's account weight (by-video
-// topic), and whether it is only a progress marker. Its first byte is the
+// source's largest event time then, a like's account weight and
+// lockstep keys (by-video topic), and whether it is only a progress marker. Its first byte is the
 // format version.
 const HeaderForward = "virality-forward"
 
-// forwardVersion 2: the account weight.
-const forwardVersion = 2
+// forwardVersion 2: the account weight. 3: the lockstep keys.
+const forwardVersion = 3
 
 const (
 	forwardMarker = 1 << iota // no event: progress only
@@ -30,6 +30,7 @@ type forward struct {
 	part, src            int32
 	off, srcMax, recTime int64
 	weight               int64
+	keys                 lockKeys
 	marker, idle, report bool
 }
 
@@ -41,6 +42,7 @@ func appendForward(b []byte, f *forward) []byte {
 	b = binary.AppendVarint(b, f.srcMax)
 	b = binary.AppendVarint(b, f.recTime)
 	b = binary.AppendVarint(b, f.weight)
+	b = appendKeys(b, &f.keys)
 	var flags byte
 	if f.marker {
 		flags |= forwardMarker
@@ -85,7 +87,8 @@ func decodeForward(b []byte) (forward, error) {
 	}
 	f.part, f.src = int32(u()), int32(u())
 	f.off, f.srcMax, f.recTime, f.weight = s(), s(), s(), s()
-	if len(b) != 1 {
+	var ok bool
+	if b, ok = readKeys(b, &f.keys); !ok || len(b) != 1 {
 		return f, errForward
 	}
 	f.marker, f.idle, f.report = b[0]&forwardMarker != 0, b[0]&forwardIdle != 0, b[0]&forwardReport != 0
@@ -114,7 +117,7 @@ func parseForward(rec *Record) (forward, error) {
 // event is keyed by its user on the by-user topic, by its video on the
 // other.
 func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64, r *routed, idle bool) error {
-	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, marker: value == nil, idle: idle}
+	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, keys: r.keys, marker: value == nil, idle: idle}
 	c.rbuf = appendForward(c.rbuf[:0], &f)
 	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
 	m := Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}

@@ -142,7 +142,10 @@ func TestVideoCacheBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		v := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
+		v, err := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
 		v.Entries = make([]store.Entry, 1000) // 16 KB of like times
 		e.videos[v.ID] = v
 	}

@@ -269,7 +269,7 @@ func (s *stage) release(upTo int64) (n int, err error) {
 // weigh counts a like for its account and sends it on with its weight.
 func (s *stage) weigh(r *routed) error {
 	b := floorDiv(r.ev.TS, s.bucket)
-	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.TS, s.rates.threshold(b))
+	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.VideoID, r.ev.TS, s.rates.threshold(b), &r.keys)
 	if err != nil {
 		return err
 	}

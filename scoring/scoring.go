@@ -322,8 +322,8 @@ func AccountWeight(recent, c0 int64) int64 {
 
 // Damping is a set of the signals that damp a like, one bit each, so that
 // a window whose likes were damped for different reasons names them all.
-// The account's like rate ([AccountWeight]) is the only signal so far;
-// a new one takes the next bit and a name.
+// Two signals so far: the account's like rate ([AccountWeight]) and
+// lockstep groups; a new one takes the next bit and a name.
 type Damping uint8
 
 // The damping signals.
@@ -331,12 +331,21 @@ const (
 	// DampedAccountRate: the like's account liked faster than the account
 	// threshold in the hour before the like.
 	DampedAccountRate Damping = 1 << iota
-	numDampings               = iota
+	// DampedLockstep: the like's account is one of a group that liked
+	// the same videos within minutes of each other before, and liked this
+	// young video with them, or the video is one such groups drive
+	// (processor/lockstep.go).
+	DampedLockstep
+	numDampings = iota
 )
+
+// LockstepWeight is the fixed-point weight of a like damped as lockstep:
+// 1/64 of a like (a smaller account weight stays as it was).
+const LockstepWeight = WeightOne / 64
 
 // dampingNames are the names of the signals, in bit order, as score
 // records give them.
-var dampingNames = [numDampings]string{"account_rate"}
+var dampingNames = [numDampings]string{"account_rate", "lockstep"}
 
 // AppendNames appends the names of d's signals, comma-separated in bit
 // order ("account_rate"); nothing when d is empty.

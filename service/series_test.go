@@ -25,11 +25,11 @@ func TestRecentLikesAndDamping(t *testing.T) {
 	v := store.NewVideo("v1")
 	v.Clock, v.FirstLike, v.Likes, v.Unique = clock, clock-30*hour, 5, 6
 	for _, en := range []store.Entry{
-		{TS: clock - 25*hour, Weight: scoring.WeightOne},       // older than 24 h: left out
-		{TS: clock - 2*hour, Weight: scoring.WeightOne / 4},    // in the 24 h, not the hour
-		{TS: clock - 30*60_000, Weight: scoring.WeightOne},     // the hour, a normal account
-		{TS: clock - 20*60_000, Weight: scoring.WeightOne / 2}, // damped by half
-		{TS: clock, Weight: 1},                                 // the floor, 1/1024
+		{TS: clock - 25*hour, Weight: scoring.WeightOne},                                        // older than 24 h: left out
+		{TS: clock - 2*hour, Weight: scoring.WeightOne / 4, Damp: scoring.DampedAccountRate},    // in the 24 h, not the hour
+		{TS: clock - 30*60_000, Weight: scoring.WeightOne},                                      // the hour, a normal account
+		{TS: clock - 20*60_000, Weight: scoring.WeightOne / 2, Damp: scoring.DampedAccountRate}, // damped by half
+		{TS: clock, Weight: 1, Damp: scoring.DampedAccountRate},                                 // the floor, 1/1024
 	} {
 		v.Entries = append(v.Entries, en)
 		v.TimesChanged(en.TS)

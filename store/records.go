@@ -193,8 +193,22 @@ type SinkPos struct {
 type Like struct {
 	TS      int64
 	Weight  int64 // account weight, fixed point (scoring.WeightOne)
+	Damp    scoring.Damping
 	Region  string
 	EventID string
+}
+
+// appendWeight encodes a weight with its damping signals (dampBits of
+// them) in one number.
+func appendWeight(b []byte, w int64, d scoring.Damping) []byte {
+	return binary.AppendUvarint(b, uint64(w)<<dampBits|uint64(d))
+}
+
+// dampBits is the number of damping signals a stored weight carries.
+const dampBits = 2
+
+func splitWeight(x uint64) (int64, scoring.Damping) {
+	return int64(x >> dampBits), scoring.Damping(x & (1<<dampBits - 1))
 }
 
 // Pair is the state of one (user, video) pair: enough to place any later
@@ -241,13 +255,16 @@ func (p *Pair) marshal(b []byte) []byte {
 
 func appendLike(b []byte, l *Like) []byte {
 	b = binary.AppendVarint(b, l.TS)
-	b = binary.AppendUvarint(b, uint64(l.Weight))
+	b = appendWeight(b, l.Weight, l.Damp)
 	b = appendString(b, l.Region)
 	return appendString(b, l.EventID)
 }
 
 func (r *reader) like() Like {
-	return Like{TS: r.varint(), Weight: int64(r.uvarint()), Region: r.string(), EventID: r.string()}
+	l := Like{TS: r.varint()}
+	l.Weight, l.Damp = splitWeight(r.uvarint())
+	l.Region, l.EventID = r.string(), r.string()
+	return l
 }
 
 func (p *Pair) unmarshal(b []byte) error {
@@ -272,6 +289,7 @@ func (p *Pair) unmarshal(b []byte) error {
 type Entry struct {
 	TS     int64
 	Weight int64
+	Damp   scoring.Damping
 }
 
 // RegionCount is a video's standing likes from one region.
@@ -292,6 +310,12 @@ type Video struct {
 	// sorted by time then weight.
 	Entries []Entry
 	Decay   [scoring.NumHalfLives][]scoring.DecaySum
+	// Lockstep is the video's lockstep tracker, encoded by the processor
+	// (empty: none). LockFrom .. LockTo (event times, inclusive; 0, 0:
+	// none) is the span whose likes count as lockstep because the video
+	// was found to be a campaign.
+	Lockstep         []byte
+	LockFrom, LockTo int64
 	// Emission: the last emitted record.
 	Seq        int64
 	LastEmitTS int64
@@ -350,7 +374,9 @@ func (v *Video) marshal(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(v.Entries)))
 		b = encodeEntries(b, v.Entries, base)
 	}
-	return b
+	b = binary.AppendVarint(b, v.LockFrom)
+	b = binary.AppendVarint(b, v.LockTo)
+	return appendString(b, string(v.Lockstep))
 }
 
 func (v *Video) unmarshal(b []byte) error {
@@ -389,6 +415,10 @@ func (v *Video) unmarshal(b []byte) error {
 			return err
 		}
 	}
+	v.LockFrom, v.LockTo = r.varint(), r.varint()
+	if s := r.string(); s != "" {
+		v.Lockstep = []byte(s)
+	}
 	return r.done()
 }
 
@@ -397,7 +427,7 @@ func encodeEntries(b []byte, es []Entry, base int64) []byte {
 	prev := base
 	for _, e := range es {
 		b = binary.AppendUvarint(b, uint64(e.TS-prev))
-		b = binary.AppendUvarint(b, uint64(e.Weight))
+		b = appendWeight(b, e.Weight, e.Damp)
 		prev = e.TS
 	}
 	return b
@@ -408,7 +438,8 @@ func decodeEntries(dst []Entry, b []byte, base int64) ([]Entry, error) {
 	prev := base
 	for len(r.b) > 0 && r.err == nil {
 		prev += int64(r.uvarint())
-		dst = append(dst, Entry{TS: prev, Weight: int64(r.uvarint())})
+		w, d := splitWeight(r.uvarint())
+		dst = append(dst, Entry{TS: prev, Weight: w, Damp: d})
 	}
 	return dst, r.err
 }
@@ -420,7 +451,8 @@ func decodeEntriesN(dst []Entry, r *reader, base int64, n int) ([]Entry, error) 
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		prev += int64(r.uvarint())
-		dst = append(dst, Entry{TS: prev, Weight: int64(r.uvarint())})
+		w, d := splitWeight(r.uvarint())
+		dst = append(dst, Entry{TS: prev, Weight: w, Damp: d})
 	}
 	return dst, r.err
 }

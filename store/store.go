@@ -57,7 +57,10 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 5: accounts are kept by the partition of their user (the account stage),
 // which holds likes until their weight can be given (kindHeld); buffered
 // events carry their weight.
-const FormatVersion = 5
+// 6: lockstep groups: each like and like time carries its damping signals
+// (Like.Damp, Entry.Damp), an account its newest like's key in each bucket
+// (AccountBucket.Key, .Sec), a video its lockstep tracker (Video.Lockstep).
+const FormatVersion = 6
 
 var formatKey = []byte("\x00format")
 
@@ -384,8 +387,14 @@ func (p *Partition) scanPrefix(kind byte, prefix []byte, fn func(key, value []by
 	return errors.Join(it.Error(), it.Close())
 }
 
-// AccountBucket is an account's likes in one bucket of event time.
-type AccountBucket struct{ Bucket, N int64 }
+// AccountBucket is an account's likes in one bucket of event time, and the
+// key of its newest like there (Sec: its second in the bucket) for the
+// lockstep signal.
+type AccountBucket struct {
+	Bucket, N int64
+	Key       uint32
+	Sec       uint16
+}
 
 // Account appends an account's stored like counts to dst, oldest bucket
 // first.
@@ -411,12 +420,22 @@ func (p *Partition) Account(user string, dst []AccountBucket) ([]AccountBucket, 
 			return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
 		}
 		v = v[k:]
+		key, k := binary.Uvarint(v)
+		if k <= 0 || key > math.MaxUint32 {
+			return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
+		}
+		v = v[k:]
+		sec, k := binary.Uvarint(v)
+		if k <= 0 || sec > math.MaxUint16 {
+			return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
+		}
+		v = v[k:]
 		if i == 0 {
 			b = d
 		} else {
 			b += d
 		}
-		dst = append(dst, AccountBucket{b, int64(c)})
+		dst = append(dst, AccountBucket{Bucket: b, N: int64(c), Key: uint32(key), Sec: uint16(sec)})
 	}
 	if len(v) != 0 {
 		return dst, fmt.Errorf("read account %q: %w", user, errCorrupt)
@@ -663,6 +682,8 @@ func (w *Writer) SetAccount(user string, bs []AccountBucket) error {
 	for _, b := range bs {
 		w.buf = binary.AppendVarint(w.buf, b.Bucket-prev)
 		w.buf = binary.AppendUvarint(w.buf, uint64(b.N))
+		w.buf = binary.AppendUvarint(w.buf, uint64(b.Key))
+		w.buf = binary.AppendUvarint(w.buf, uint64(b.Sec))
 		prev = b.Bucket
 	}
 	return w.set(k, w.buf, nil)

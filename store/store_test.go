@@ -44,11 +44,11 @@ func TestRecordsRoundTrip(t *testing.T) {
 	meta := Meta{Offset: 42, MaxTS: 1_793_491_200_000, NextTick: 1_793_491_210_000, Fingerprint: "f",
 		Sinks: []SinkPos{{"scores", 10}, {"trending", 0}}, Merger: []byte(`{"done":1}`)}
 	pair := Pair{Liked: true, EverLiked: true, LastUnlike: 5, Like: Like{TS: 9, Weight: 1024, Region: "US", EventID: "e1"},
-		Later: []Like{{TS: 11, Weight: 3, EventID: "e2"}}}
+		Later: []Like{{TS: 11, Weight: 3, Damp: scoring.DampedAccountRate | scoring.DampedLockstep, EventID: "e2"}}}
 	cand := Candidate{Video: "v1", Score: 2.5, LastLike: 77, Region: "BR"}
 	commit(t, p, func(w *Writer) error {
 		return errorsJoin(w.SetMeta(&meta), w.SetPair("v1", "u1", &pair), w.SetCandidate(&cand),
-			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount("u1", []AccountBucket{{-3, 1}, {100, 7}, {102, 300}}))
+			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount("u1", []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}))
 	})
 	if got, ok, err := p.Meta(); err != nil || !ok || !reflect.DeepEqual(got, meta) {
 		t.Errorf("meta %+v %v %v", got, ok, err)
@@ -70,7 +70,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(pending, []string{"v2"}) {
 		t.Errorf("pending %v", pending)
 	}
-	if bs, err := p.Account("u1", nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1}, {100, 7}, {102, 300}}) {
+	if bs, err := p.Account("u1", nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}) {
 		t.Errorf("account %v %v", bs, err)
 	}
 	commit(t, p, func(w *Writer) error { return w.SetAccount("u1", nil) })

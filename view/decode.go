@@ -109,6 +109,8 @@ func fastScore(data []byte, s *Score) bool {
 				s.DampedReason = ""
 			case "account_rate":
 				s.DampedReason = "account_rate"
+			case "lockstep":
+				s.DampedReason = "lockstep"
 			default:
 				s.DampedReason = string(v)
 			}

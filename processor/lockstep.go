@@ -1,0 +1,301 @@
+package processor
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/viralityhq/virality/store"
+
+	"github.com/viralityhq/virality/scoring"
+)
+
+// Lockstep groups. Bought likes can come from accounts that each like at
+// a person's rate, so that no rate threshold sees them, but that deliver
+// campaigns together: the same groups of accounts like the same videos
+// within minutes of each other, again and again (the lockstep behaviour
+// of CopyCatch, Beutel et al., WWW 2013, and SynchroTrap, Cao et al., CCS
+// 2014). People who like a video together rarely liked another video
+// together, in the same ten minutes, an hour before.
+//
+// In streaming form, split where the data meets:
+//
+//   - The account stage (partition of the user) knows each account's
+//     likes. A like's key names a video and the 10 minutes its like fell
+//     in (lockKey). For each account and bucket the stage keeps the key of
+//     its newest like there (by event time, then key: a function of the
+//     bucket's likes, not of their arrival), and gives each like the keys
+//     of the account's lockKeyCount newest buckets with likes among
+//     b-2 .. b-13, the hour its weight reads: closed buckets, so the keys
+//     are the same for any partitioning, like the account weight.
+//   - The engine (partition of the video) knows who liked the video. A
+//     young video (its first like less than lockYoungMS ago) that draws
+//     lockGate likes in 5 minutes gets a tracker, which counts, for each
+//     key, the accounts among its later likers that carried it (at most
+//     lockMaxKeys keys, the first ones seen). A like is lockstep when one
+//     of its keys is now shared by at least lockMin of the tracked likers
+//     and by at least lockShare percent of them: that many accounts liked
+//     another video in the same ten minutes before, and now this one.
+//     Once lockstep likes are lockMin and lockShare percent of the tracked
+//     likes, the video is a campaign: every later like of it is damped
+//     while it is young, so that the crews that never served together
+//     before do not carry it either.
+//
+// A lockstep like counts scoring.LockstepWeight and carries the
+// DampedLockstep bit, so score records name it (damped_reason
+// "lockstep"). The engine applies a partition's likes in one order that
+// depends on the events alone (routedLess), and a tracker depends only
+// on its video's likes, so the decisions, like every weight, are the same
+// for any partitioning and after any restart: the tracker is stored with
+// its video.
+//
+// Memory: the stage keeps 6 bytes per account and bucket; the engine a
+// tracker (at most lockMaxKeys keys and counts) for each young video fast
+// enough to be tracked, dropped when the video's first hour ends.
+const (
+	lockKeyCount = 6
+	lockSlotMS   = 10 * 60_000
+	lockTrackMS  = 30 * 60_000
+	lockSpanMS   = 60 * 60_000
+	lockMaxKeys  = 256
+	lockMin      = 6
+	lockShare    = 10
+)
+
+// lockKeys are the keys a like carries from its account stage.
+type lockKeys struct {
+	k [lockKeyCount]uint32
+	n uint8
+}
+
+func (ks *lockKeys) slice() []uint32 { return ks.k[:ks.n] }
+
+// add adds a key unless it is there already or the set is full.
+func (ks *lockKeys) add(k uint32) {
+	if int(ks.n) == lockKeyCount || slices.Contains(ks.k[:ks.n], k) {
+		return
+	}
+	ks.k[ks.n] = k
+	ks.n++
+}
+
+// lockKey is the key of a like of video at ts: FNV-1a of the video id and
+// the 10 minutes of ts. Stored and sent between processes, so it must not
+// depend on the process (no seeded hash).
+func lockKey(video string, ts int64) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(video); i++ {
+		h = (h ^ uint32(video[i])) * 16777619
+	}
+	slot := uint64(floorDiv(ts, lockSlotMS))
+	for i := 0; i < 8; i++ {
+		h = (h ^ uint32(byte(slot>>(8*i)))) * 16777619
+	}
+	return h
+}
+
+// lockTracker is a young video's count of its likers' keys.
+type lockTracker struct {
+	likers  int64    // likes observed since the tracker began
+	lock    int64    // of them, lockstep
+	flagged bool     // the video is a campaign: damp every like
+	keys    []uint32 // sorted
+	counts  []uint32 // counts[i]: likers that carried keys[i]
+}
+
+// observe counts the keys of a new liker and reports whether its like is
+// damped as lockstep.
+func (t *lockTracker) observe(ks *lockKeys) bool {
+	t.likers++
+	lock := false
+	for _, k := range ks.slice() {
+		i, found := slices.BinarySearch(t.keys, k)
+		if !found {
+			if len(t.keys) >= lockMaxKeys {
+				continue
+			}
+			t.keys = slices.Insert(t.keys, i, k)
+			t.counts = slices.Insert(t.counts, i, 0)
+		}
+		t.counts[i]++
+		if c := int64(t.counts[i]); c >= lockMin && c*100 >= lockShare*t.likers {
+			lock = true
+		}
+	}
+	if lock {
+		t.lock++
+	}
+	if lock {
+		t.flagged = true
+	}
+	return t.flagged
+}
+
+// bytes estimates the tracker's memory.
+func (t *lockTracker) bytes() int64 {
+	if t == nil {
+		return 0
+	}
+	return 64 + 4*int64(cap(t.keys)+cap(t.counts))
+}
+
+// lockstep decides whether a like of v at ts, carrying keys, is damped as
+// lockstep; first: the account's first like of v (a like again after an
+// unlike is not counted twice). It starts and ends v's tracker.
+func (e *Engine) lockstep(v *video, ts int64, keys *lockKeys, first bool) bool {
+	if v.FirstLike != 0 && ts-v.FirstLike > lockTrackMS {
+		if v.lock != nil {
+			v.lock = nil
+			e.markVideo(v)
+		}
+		return false
+	}
+	if v.lock == nil {
+		if !first || v.LockTo != 0 {
+			return false
+		}
+		v.lock = &lockTracker{}
+	}
+	if !first {
+		return v.lock.flagged
+	}
+	was := v.lock.flagged
+	d := v.lock.observe(keys)
+	if !was && v.lock.flagged {
+		e.campaign(v, ts)
+	}
+	return d
+}
+
+// campaign damps every like of v's first hour, those applied already
+// too: v was found to be a campaign. From now on v's like times count
+// each like of that span as counted() gives it.
+func (e *Engine) campaign(v *video, ts int64) {
+	v.LockFrom, v.LockTo = min(v.FirstLike, ts), v.FirstLike+lockSpanMS
+	lo := searchEntries(v.Entries, v.LockFrom-1)
+	hi := searchEntries(v.Entries, v.LockTo)
+	for i := lo; i < hi; i++ {
+		en := &v.Entries[i]
+		l := v.counted(&store.Like{TS: en.TS, Weight: en.Weight, Damp: en.Damp})
+		for k, w := range scoring.WindowMS {
+			if en.TS > v.Clock-w {
+				v.win[k].add(en.Weight, en.Damp, -1)
+				v.win[k].add(l.Weight, l.Damp, +1)
+			}
+		}
+		en.Weight, en.Damp = l.Weight, l.Damp
+	}
+	// Like times of one time stay sorted by weight, then damping.
+	slices.SortStableFunc(v.Entries[lo:hi], func(a, b store.Entry) int {
+		if a.TS != b.TS {
+			return cmp.Compare(a.TS, b.TS)
+		}
+		if entryLess(&a, &b) {
+			return -1
+		}
+		if entryLess(&b, &a) {
+			return 1
+		}
+		return 0
+	})
+	if lo < hi {
+		v.TimesChanged(v.Entries[lo].TS)
+	}
+	e.markVideo(v)
+}
+
+// counted is a like as v's like times count it: damped as lockstep if v
+// is a campaign and the like lies in its first hour.
+func (v *video) counted(l *store.Like) store.Like {
+	c := *l
+	if v.LockTo != 0 && c.TS >= v.LockFrom && c.TS <= v.LockTo {
+		c.Weight = min(c.Weight, scoring.LockstepWeight)
+		c.Damp |= scoring.DampedLockstep
+	}
+	return c
+}
+
+// lockVersion is the version of a stored tracker.
+const lockVersion = 1
+
+var errLockstep = errors.New("processor: corrupt lockstep tracker")
+
+// marshal encodes the tracker for its video's record (nil: none).
+func (t *lockTracker) marshal(b []byte) []byte {
+	if t == nil {
+		return b[:0]
+	}
+	b = append(b[:0], lockVersion)
+	b = binary.AppendUvarint(b, uint64(t.likers))
+	b = binary.AppendUvarint(b, uint64(t.lock))
+	flag := byte(0)
+	if t.flagged {
+		flag = 1
+	}
+	b = append(b, flag)
+	b = binary.AppendUvarint(b, uint64(len(t.keys)))
+	for i, k := range t.keys {
+		b = binary.LittleEndian.AppendUint32(b, k)
+		b = binary.AppendUvarint(b, uint64(t.counts[i]))
+	}
+	return b
+}
+
+// unmarshalLock decodes a stored tracker (nil for none).
+func unmarshalLock(b []byte) (*lockTracker, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if b[0] != lockVersion {
+		return nil, fmt.Errorf("%w: version %d, this binary reads %d", errLockstep, b[0], lockVersion)
+	}
+	d := &ratesReader{b: b[1:]}
+	t := &lockTracker{likers: int64(d.uvarint()), lock: int64(d.uvarint())}
+	if d.bad || len(d.b) == 0 {
+		return nil, errLockstep
+	}
+	t.flagged = d.b[0] == 1
+	d.b = d.b[1:]
+	n := d.uvarint()
+	if d.bad || n > lockMaxKeys {
+		return nil, errLockstep
+	}
+	t.keys, t.counts = make([]uint32, n), make([]uint32, n)
+	for i := range n {
+		if len(d.b) < 4 {
+			return nil, errLockstep
+		}
+		t.keys[i] = binary.LittleEndian.Uint32(d.b)
+		d.b = d.b[4:]
+		t.counts[i] = uint32(d.uvarint())
+	}
+	if d.bad || len(d.b) != 0 || !slices.IsSorted(t.keys) {
+		return nil, errLockstep
+	}
+	return t, nil
+}
+
+// appendKeys and readKeys encode a like's keys in the buffered and
+// forwarded forms of an event.
+func appendKeys(b []byte, ks *lockKeys) []byte {
+	b = append(b, ks.n)
+	for _, k := range ks.slice() {
+		b = binary.LittleEndian.AppendUint32(b, k)
+	}
+	return b
+}
+
+func readKeys(b []byte, ks *lockKeys) ([]byte, bool) {
+	if len(b) == 0 || int(b[0]) > lockKeyCount || len(b) < 1+4*int(b[0]) {
+		return b, false
+	}
+	ks.n = b[0]
+	b = b[1:]
+	for i := range ks.n {
+		ks.k[i] = binary.LittleEndian.Uint32(b)
+		b = b[4:]
+	}
+	return b, true
+}
