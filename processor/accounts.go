@@ -22,6 +22,12 @@ const (
 	accountBuckets  = 12 // buckets counted: an hour
 	// accountKeep is how many buckets back any future like can look.
 	accountKeep = accountBuckets + accountLag + 2
+	// lockBuckets are the buckets a like's lockstep keys come from: b-2
+	// back over two hours; keyKeep is how many buckets back any future
+	// like can look for them, and how long an account kept in memory
+	// must be quiet to be dropped.
+	lockBuckets = 24
+	keyKeep     = lockBuckets + accountLag + 2
 )
 
 type acctBucket = store.AccountBucket
@@ -29,18 +35,20 @@ type acctBucket = store.AccountBucket
 // acctRec is an account's likes in the buckets newest-accountKeep ..
 // newest: n[i] likes in bucket newest-i. Counts past what a uint32 holds
 // (4 billion likes of one account in one bucket) stay at its maximum.
-// key[i] is the lockstep key of its newest like in the bucket (by event
-// time, then key: lockstep.go) and sec[i] that like's second in the bucket.
+// key[i] is the lockstep key of its newest like in bucket newest-i (by
+// event time, then key: lockstep.go) and sec[i] 1 + that like's second in
+// the bucket (0: no like), kept over keyKeep buckets.
 type acctRec struct {
 	newest int64
 	n      [accountKeep + 1]uint32
-	key    [accountKeep + 1]uint32
-	sec    [accountKeep + 1]uint16
+	key    [keyKeep + 1]uint32
+	sec    [keyKeep + 1]uint16
 	dirty  bool // liked since the last commit
 }
 
 // accounts holds the recent like counts of accounts. Accounts with no like
-// in the last accountKeep buckets are dropped: they cannot change a weight.
+// in the last keyKeep buckets are dropped: they cannot change a weight or
+// a like's lockstep keys.
 // Each account's counts are stored in one record (store.Account), written
 // at each commit the account liked something, so that an account evicted
 // from memory, or not loaded after a restart, costs one lookup. In memory
@@ -94,14 +102,14 @@ func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys) (
 		}
 	}
 	*keys = lockKeys{}
-	for k := b - accountLag; k > b-accountLag-accountBuckets && keys.n < lockKeyCount; k-- {
-		if d := r.newest - k; d >= 0 && d <= accountKeep && r.n[d] > 0 {
+	for k := b - accountLag; k > b-accountLag-lockBuckets && keys.n < lockKeyCount; k-- {
+		if d := r.newest - k; d >= 0 && d <= keyKeep && r.sec[d] > 0 {
 			keys.add(r.key[d])
 		}
 	}
 	first = r.count(b) == 0
 	r.add(b)
-	r.mark(b, lockKey(video, ts), uint16(min(floorDiv(ts-b*a.bucket, 1000), 1<<16-1)))
+	r.mark(b, lockKey(video, ts), uint16(min(floorDiv(ts-b*a.bucket, 1000)+1, 1<<16-1)))
 	if !r.dirty {
 		r.dirty = true
 		a.dirty = append(a.dirty, int32(i))
@@ -117,22 +125,22 @@ func (r *acctRec) count(b int64) int64 {
 	return 0
 }
 
-// mark makes key, of a like at second sec of bucket b, the bucket's newest
-// if it is: later, or as late with a larger key. Call after add(b).
+// mark makes key, of a like at second sec-1 of bucket b, the bucket's
+// newest if it is: later, or as late with a larger key. Call after add(b).
 func (r *acctRec) mark(b int64, key uint32, sec uint16) {
 	d := r.newest - b
-	if d < 0 || d > accountKeep {
+	if d < 0 || d > keyKeep {
 		return
 	}
-	if r.n[d] == 1 || sec > r.sec[d] || (sec == r.sec[d] && key > r.key[d]) {
+	if sec > r.sec[d] || (sec == r.sec[d] && key > r.key[d]) {
 		r.key[d], r.sec[d] = key, sec
 	}
 }
 
 // add counts a like in bucket b. Buckets older than newest-accountKeep
-// are dropped: no future like can look at them.
+// (keys: newest-keyKeep) are dropped: no future like can look at them.
 func (r *acctRec) add(b int64) {
-	empty := r.n == [accountKeep + 1]uint32{}
+	empty := r.n == [accountKeep + 1]uint32{} && r.sec == [keyKeep + 1]uint16{}
 	switch d := r.newest - b; {
 	case empty:
 		r.newest = b
@@ -140,10 +148,11 @@ func (r *acctRec) add(b int64) {
 		shift := min(-d, accountKeep+1)
 		copy(r.n[shift:], r.n[:accountKeep+1-shift])
 		clear(r.n[:shift])
-		copy(r.key[shift:], r.key[:accountKeep+1-shift])
-		clear(r.key[:shift])
-		copy(r.sec[shift:], r.sec[:accountKeep+1-shift])
-		clear(r.sec[:shift])
+		ks := min(-d, keyKeep+1)
+		copy(r.key[ks:], r.key[:keyKeep+1-ks])
+		clear(r.key[:ks])
+		copy(r.sec[ks:], r.sec[:keyKeep+1-ks])
+		clear(r.sec[:ks])
 		r.newest = b
 	case d > accountKeep:
 		return
@@ -163,6 +172,8 @@ func (r *acctRec) set(bs []acctBucket) {
 	for _, x := range bs {
 		if d := r.newest - x.Bucket; d >= 0 && d <= accountKeep {
 			r.n[d] = uint32(min(x.N, int64(^uint32(0))))
+		}
+		if d := r.newest - x.Bucket; d >= 0 && d <= keyKeep {
 			r.key[d], r.sec[d] = x.Key, x.Sec
 		}
 	}
@@ -170,9 +181,13 @@ func (r *acctRec) set(bs []acctBucket) {
 
 // buckets appends the non-empty buckets, oldest first, as stored.
 func (r *acctRec) buckets(dst []acctBucket) []acctBucket {
-	for d := accountKeep; d >= 0; d-- {
-		if r.n[d] > 0 {
-			dst = append(dst, acctBucket{Bucket: r.newest - int64(d), N: int64(r.n[d]), Key: r.key[d], Sec: r.sec[d]})
+	for d := keyKeep; d >= 0; d-- {
+		var n uint32
+		if d <= accountKeep {
+			n = r.n[d]
+		}
+		if n > 0 || r.sec[d] > 0 {
+			dst = append(dst, acctBucket{Bucket: r.newest - int64(d), N: int64(n), Key: r.key[d], Sec: r.sec[d]})
 		}
 	}
 	return dst
@@ -206,7 +221,7 @@ func (a *accounts) evict(current int64) {
 	if current > a.swept {
 		a.swept = current
 		for i := a.t.Len() - 1; i >= 0; i-- {
-			if a.t.Val(i).newest < current-accountKeep {
+			if a.t.Val(i).newest < current-keyKeep {
 				a.t.Delete(i)
 			}
 		}

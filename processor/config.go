@@ -62,6 +62,11 @@ type Config struct {
 	// are damped as abnormal (scoring.AccountWeight); 0 (the default)
 	// follows the traffic (scoring.AutoAccountThreshold, rates.go).
 	AccountThreshold int
+	// TrendingMinLikers is the accounts that must have liked a video in its
+	// first 30 minutes before it is listed in trending lists, so that the
+	// lockstep signal has judged it (lockstep.go); 0: listed from its first
+	// like.
+	TrendingMinLikers int
 	// CreatorMinLikes is the likes in the last hour a creator needs to be
 	// listed as rising (creators.go).
 	CreatorMinLikes int
@@ -73,23 +78,24 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Model:            scoring.DefaultModel,
-		Lateness:         5 * time.Minute,
-		Reorder:          5 * time.Second,
-		FutureSkew:       5 * time.Minute,
-		EmitThreshold:    0.05,
-		EmitInterval:     time.Minute,
-		Tick:             10 * time.Second,
-		TopK:             100,
-		TrendingEvery:    6,
-		TrendingHorizon:  10 * time.Minute,
-		CommitEvery:      200_000,
-		CacheVideos:      500_000,
-		CachePairs:       1_000_000,
-		MaxAccounts:      2_000_000,
-		PairFilterBits:   1 << 27,
-		AccountThreshold: 0,
-		CreatorMinLikes:  DefaultCreatorMinLikes,
+		Model:             scoring.DefaultModel,
+		Lateness:          5 * time.Minute,
+		Reorder:           5 * time.Second,
+		FutureSkew:        5 * time.Minute,
+		EmitThreshold:     0.05,
+		EmitInterval:      time.Minute,
+		Tick:              10 * time.Second,
+		TopK:              100,
+		TrendingEvery:     6,
+		TrendingHorizon:   10 * time.Minute,
+		CommitEvery:       200_000,
+		CacheVideos:       500_000,
+		CachePairs:        1_000_000,
+		MaxAccounts:       2_000_000,
+		PairFilterBits:    1 << 27,
+		AccountThreshold:  0,
+		TrendingMinLikers: DefaultTrendingMinLikers,
+		CreatorMinLikes:   DefaultCreatorMinLikes,
 	}
 }
 
@@ -139,6 +145,9 @@ func (c *Config) Validate() error {
 	if c.AccountThreshold < 0 {
 		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1, or 0 to follow the traffic", c.AccountThreshold))
 	}
+	if c.TrendingMinLikers < 0 {
+		errs = append(errs, fmt.Errorf("trending min likers %d must not be negative", c.TrendingMinLikers))
+	}
 	if c.CreatorMinLikes < 0 {
 		errs = append(errs, fmt.Errorf("creator min likes %d must not be negative", c.CreatorMinLikes))
 	}
@@ -151,8 +160,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d",
+	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d minlikers=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
-		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes)
+		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes, c.TrendingMinLikers)
 }

@@ -670,7 +670,11 @@ func (e *Engine) changed(v *video) error {
 	}
 	in := e.input(v, v.Clock)
 	score := e.model.Score(&in)
-	e.rank.update(v.ID, score, v.Clock, homeRegion(&v.Video))
+	listed := score
+	if v.judging(e.cfg.TrendingMinLikers) {
+		listed = 0
+	}
+	e.rank.update(v.ID, listed, v.Clock, homeRegion(&v.Video))
 	if e.shouldEmit(v, score) {
 		return e.emit(v, &in, score)
 	}

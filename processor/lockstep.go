@@ -17,8 +17,8 @@ import (
 // campaigns together: the same groups of accounts like the same videos
 // within minutes of each other, again and again (the lockstep behaviour
 // of CopyCatch, Beutel et al., WWW 2013, and SynchroTrap, Cao et al., CCS
-// 2014). People who like a video together rarely liked another video
-// together, in the same ten minutes, an hour before.
+// 2014). People who like a new video together rarely liked another video
+// together, in the same ten minutes, in the two hours before.
 //
 // In streaming form, split where the data meets:
 //
@@ -28,41 +28,51 @@ import (
 //     its newest like there (by event time, then key: a function of the
 //     bucket's likes, not of their arrival), and gives each like the keys
 //     of the account's lockKeyCount newest buckets with likes among
-//     b-2 .. b-13, the hour its weight reads: closed buckets, so the keys
-//     are the same for any partitioning, like the account weight.
-//   - The engine (partition of the video) knows who liked the video. A
-//     young video (its first like less than lockYoungMS ago) that draws
-//     lockGate likes in 5 minutes gets a tracker, which counts, for each
-//     key, the accounts among its later likers that carried it (at most
-//     lockMaxKeys keys, the first ones seen). A like is lockstep when one
-//     of its keys is now shared by at least lockMin of the tracked likers
-//     and by at least lockShare percent of them: that many accounts liked
-//     another video in the same ten minutes before, and now this one.
-//     Once lockstep likes are lockMin and lockShare percent of the tracked
-//     likes, the video is a campaign: every later like of it is damped
-//     while it is young, so that the crews that never served together
-//     before do not carry it either.
+//     b-2 .. b-25 (two hours): closed buckets, so the keys are the same
+//     for any partitioning, like the account weight.
+//   - The engine (partition of the video) knows who liked the video. In
+//     a video's first lockTrackMS its tracker counts, for each key, the
+//     accounts among its likers that carried it (at most lockMaxKeys keys,
+//     the first ones seen). Once one key is shared by lockMin likers, and
+//     by lockShare percent of them, the video is a campaign: that many
+//     accounts liked another video in the same ten minutes before, and
+//     now this new one. Every like of its first hour (lockSpanMS) is then
+//     damped, those applied already too, so that neither the crew's first
+//     likes nor those of crews that never served together before carry
+//     it.
+//   - A video in its first lockTrackMS is not listed in trending lists
+//     until Config.TrendingMinLikers accounts liked it (judging): with
+//     fewer, the signal cannot tell a crew from people, and the trending
+//     model lists a new video with a handful of likes.
 //
 // A lockstep like counts scoring.LockstepWeight and carries the
 // DampedLockstep bit, so score records name it (damped_reason
 // "lockstep"). The engine applies a partition's likes in one order that
 // depends on the events alone (routedLess), and a tracker depends only
 // on its video's likes, so the decisions, like every weight, are the same
-// for any partitioning and after any restart: the tracker is stored with
-// its video.
+// for any partitioning and after any restart: the tracker, and the span a
+// campaign's likes are damped in, are stored with the video.
 //
-// Memory: the stage keeps 6 bytes per account and bucket; the engine a
-// tracker (at most lockMaxKeys keys and counts) for each young video fast
-// enough to be tracked, dropped when the video's first hour ends.
+// What it cannot see: a crew's first campaign (no account of it liked
+// with the others before), and a campaign whose crews last served
+// together more than two hours before, or whose shared key is not among
+// the first lockMaxKeys its tracker saw.
+//
+// Memory: the stage keeps 6 bytes per account and bucket of the two hours;
+// the engine a tracker (at most lockMaxKeys keys and counts) for each
+// video in its first lockTrackMS, dropped after.
 const (
 	lockKeyCount = 6
 	lockSlotMS   = 10 * 60_000
 	lockTrackMS  = 30 * 60_000
 	lockSpanMS   = 60 * 60_000
 	lockMaxKeys  = 256
-	lockMin      = 6
-	lockShare    = 10
+	lockMin      = 5
+	lockShare    = 20
 )
+
+// DefaultTrendingMinLikers is Config.TrendingMinLikers by default.
+const DefaultTrendingMinLikers = 8
 
 // lockKeys are the keys a like carries from its account stage.
 type lockKeys struct {
@@ -131,6 +141,13 @@ func (t *lockTracker) observe(ks *lockKeys) bool {
 		t.flagged = true
 	}
 	return t.flagged
+}
+
+// judging reports whether v is too young, and has fewer likers than
+// minLikers, for the lockstep signal to have judged it: it is not listed
+// until then.
+func (v *video) judging(minLikers int) bool {
+	return v.lock != nil && !v.lock.flagged && v.lock.likers < int64(minLikers)
 }
 
 // bytes estimates the tracker's memory.

@@ -85,6 +85,12 @@ func TestScenarios(t *testing.T) {
 						d.Fatalf(t, "accounts: %v", err)
 					}
 					cfg.AccountThreshold = n
+				case "min-likers":
+					n, err := strconv.Atoi(val)
+					if err != nil {
+						d.Fatalf(t, "min-likers: %v", err)
+					}
+					cfg.TrendingMinLikers = n
 				case "show":
 					show = map[string]bool{}
 					for _, v := range arg.Vals {

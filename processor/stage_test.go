@@ -75,8 +75,8 @@ func TestAccountsAcrossPartitions(t *testing.T) {
 // traffic), organic bursts reach the global top 20 and campaigns of farms
 // that like faster than people do not: at least 95% of bursts, within a
 // median of 10 minutes; at most 5% of the rate farm's campaigns and of the
-// spread farm's. Campaigns of lockstep crews, whose accounts like at human
-// rates, are logged: no signal of this engine tells them apart yet.
+// spread farm's; at most 10% of those of lockstep crews, whose accounts
+// like at human rates (lockstep.go).
 func TestBoughtLikesDefaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 6-hour stream over 8 partitions; skipped with -short")
@@ -136,5 +136,8 @@ func TestBoughtLikesDefaults(t *testing.T) {
 		if c := kinds[kind]; c[1] == 0 || c[0]*100 > c[1]*5 {
 			t.Errorf("%s: %d of %d listed; want at most 5%%", kind, c[0], c[1])
 		}
+	}
+	if c := kinds[gen.KindCrewCampaign]; c[1] == 0 || c[0]*100 > c[1]*10 {
+		t.Errorf("%s: %d of %d listed; want at most 10%%", gen.KindCrewCampaign, c[0], c[1])
 	}
 }

@@ -64,8 +64,9 @@ func TestTableMatchesMap(t *testing.T) {
 // written plainly: the weight of a like in bucket b counts the account's
 // likes in buckets b-13 .. b-2 among those it keeps (the last
 // accountKeep+1 buckets up to its newest); its keys are those of the
-// newest like (by time, then key) of each of the same buckets from b-2
-// back, at most lockKeyCount different ones.
+// newest like (by time, then key) of each of the buckets b-2 .. b-25 among
+// those it keeps (keyKeep+1 up to its newest), at most lockKeyCount
+// different ones.
 type refAccounts struct {
 	m      map[string]map[int64]int64
 	newest map[string]map[int64][2]int64 // (ts, key) of the bucket's newest like
@@ -87,9 +88,9 @@ func (r *refAccounts) like(user, video string, ts, bucket, c0 int64) (int64, []u
 		}
 	}
 	var keys []uint32
-	for k := b - accountLag; k > b-accountLag-accountBuckets && len(keys) < lockKeyCount; k-- {
-		if bs[k] > 0 && !slices.Contains(keys, uint32(nw[k][1])) {
-			keys = append(keys, uint32(nw[k][1]))
+	for k := b - accountLag; k > b-accountLag-lockBuckets && len(keys) < lockKeyCount; k-- {
+		if x, ok := nw[k]; ok && !slices.Contains(keys, uint32(x[1])) {
+			keys = append(keys, uint32(x[1]))
 		}
 	}
 	bs[b]++
@@ -104,6 +105,10 @@ func (r *refAccounts) like(user, video string, ts, bucket, c0 int64) (int64, []u
 	for k := range bs {
 		if k < newest-accountKeep {
 			delete(bs, k)
+		}
+	}
+	for k := range nw {
+		if k < newest-keyKeep {
 			delete(nw, k)
 		}
 	}

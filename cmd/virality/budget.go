@@ -45,7 +45,7 @@ const (
 const (
 	pairBytes    = 250
 	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
-	accountBytes = 130                  // a table without pointers (processor/table.go)
+	accountBytes = 300                  // a table without pointers (processor/table.go): 272-byte entries (counts of 17 buckets, lockstep keys of 29), the key, the index
 	viewBytes    = 560
 )
 
