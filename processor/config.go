@@ -64,8 +64,8 @@ type Config struct {
 	AccountThreshold int
 	// TrendingMinLikers is the accounts that must have liked a video in its
 	// first 30 minutes before it is listed in trending lists, so that the
-	// lockstep signal has judged it (lockstep.go); 0: listed from its first
-	// like.
+	// lockstep signal has judged it (lockstep.go); 0 (the default): listed
+	// from its first like.
 	TrendingMinLikers int
 	// CreatorMinLikes is the likes in the last hour a creator needs to be
 	// listed as rising (creators.go).

@@ -40,10 +40,11 @@ import (
 //     damped, those applied already too, so that neither the crew's first
 //     likes nor those of crews that never served together before carry
 //     it.
-//   - A video in its first lockTrackMS is not listed in trending lists
-//     until Config.TrendingMinLikers accounts liked it (judging): with
-//     fewer, the signal cannot tell a crew from people, and the trending
-//     model lists a new video with a handful of likes.
+//   - With Config.TrendingMinLikers, a video in its first lockTrackMS is
+//     not listed in trending lists until that many accounts liked it
+//     (judging): with fewer, the signal cannot tell a crew from people,
+//     and the trending model lists a new video with a handful of likes.
+//     Off by default: it delays organic bursts too.
 //
 // A lockstep like counts scoring.LockstepWeight and carries the
 // DampedLockstep bit, so score records name it (damped_reason
@@ -71,8 +72,10 @@ const (
 	lockShare    = 20
 )
 
-// DefaultTrendingMinLikers is Config.TrendingMinLikers by default.
-const DefaultTrendingMinLikers = 8
+// DefaultTrendingMinLikers is Config.TrendingMinLikers by default: none.
+// 8 kept more crews' campaigns out of one generated stream and none out of
+// another, and listed organic bursts a minute later (bench/RESULTS.md).
+const DefaultTrendingMinLikers = 0
 
 // lockKeys are the keys a like carries from its account stage.
 type lockKeys struct {

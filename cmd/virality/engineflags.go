@@ -30,7 +30,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms); 0: follow\nthe traffic (4 times the 95th percentile of active accounts' likes in the hour, at least 12)")
-	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people (0: listed from its first like)")
+	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people, at the price of listing organic bursts\nlater (0: listed from its first like)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
 	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
 }
