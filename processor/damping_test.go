@@ -9,6 +9,36 @@ import (
 	"github.com/viralityhq/virality/scoring"
 )
 
+// eventRecords is evs as input records of one topic partition, in order.
+func eventRecords(evs []event.Event) []Record {
+	recs := make([]Record, len(evs))
+	for i := range evs {
+		recs[i] = Record{Value: event.AppendJSON(nil, &evs[i]), Topic: "in", Offset: int64(i)}
+	}
+	return recs
+}
+
+// dampedRecord is what the damping tests read of a score record.
+type dampedRecord struct {
+	VideoID  string  `json:"video_id"`
+	Score    float64 `json:"score"`
+	Likes    int64   `json:"likes"`
+	Likes5m  int64   `json:"likes_5m"`
+	Likes1h  int64   `json:"likes_1h"`
+	Damped5m int64   `json:"damped_likes_5m"`
+	Damped1h int64   `json:"damped_likes_1h"`
+	Reason   string  `json:"damped_reason"`
+}
+
+func decodeDamped(t *testing.T, value []byte) dampedRecord {
+	t.Helper()
+	var r dampedRecord
+	if err := json.Unmarshal(value, &r); err != nil {
+		t.Fatalf("%s: %v", value, err)
+	}
+	return r
+}
+
 // A campaign of bought likes from accounts that like far faster than a
 // person, with the default account threshold, against an organic video
 // liked by as many ordinary users at the same time: the campaign's
@@ -40,10 +70,7 @@ func TestDampingExplained(t *testing.T) {
 			event.Event{VideoID: "vc", UserID: fmt.Sprintf("farm%02d", a), TS: ts},
 			event.Event{VideoID: "vo", UserID: fmt.Sprintf("u%02d", a), TS: ts + 500})
 	}
-	recs := make([]Record, len(evs))
-	for i := range evs {
-		recs[i] = Record{Value: event.AppendJSON(nil, &evs[i]), Topic: "in", Offset: int64(i)}
-	}
+	recs := eventRecords(evs)
 	// The farm is most of the accounts here, so a threshold that follows
 	// the traffic would follow the farm: this test is about what records
 	// say, with the fixed threshold of 60.
@@ -51,21 +78,9 @@ func TestDampingExplained(t *testing.T) {
 	cfg.AccountThreshold = scoring.DefaultAccountThreshold
 	out := runRecords(t, cfg, recs)
 
-	type record struct {
-		VideoID  string  `json:"video_id"`
-		Score    float64 `json:"score"`
-		Likes5m  int64   `json:"likes_5m"`
-		Likes1h  int64   `json:"likes_1h"`
-		Damped5m int64   `json:"damped_likes_5m"`
-		Damped1h int64   `json:"damped_likes_1h"`
-		Reason   string  `json:"damped_reason"`
-	}
-	last := map[string]record{}
+	last := map[string]dampedRecord{}
 	for _, m := range out.scores.msgs {
-		var r record
-		if err := json.Unmarshal(m.Value, &r); err != nil {
-			t.Fatalf("%s: %v", m.Value, err)
-		}
+		r := decodeDamped(t, m.Value)
 		// Every record: the damped likes are some of the window's, and a
 		// reason is given exactly when likes of the hour were damped.
 		if r.Damped5m < 0 || r.Damped5m > r.Likes5m || r.Damped1h < 0 || r.Damped1h > r.Likes1h ||

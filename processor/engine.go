@@ -590,7 +590,7 @@ func (e *Engine) standing(v *video, like *store.Like, sign int64) {
 		// Entries with this time sit at [i, j); keep them sorted by weight,
 		// then damping.
 		en := store.Entry{TS: l.TS, Weight: l.Weight, Damp: l.Damp}
-		for i < len(v.Entries) && v.Entries[i].TS == l.TS && entryLess(&v.Entries[i], &en) {
+		for i < len(v.Entries) && compareEntries(v.Entries[i], en) < 0 {
 			i++
 		}
 		found := true
@@ -802,12 +802,9 @@ func loadedVideo(sv *store.Video) (*video, error) {
 	return v, nil
 }
 
-// entryLess orders like times of one time: by weight, then damping.
-func entryLess(a, b *store.Entry) bool {
-	if a.Weight != b.Weight {
-		return a.Weight < b.Weight
-	}
-	return a.Damp < b.Damp
+// compareEntries orders like times: by time, then weight, then damping.
+func compareEntries(a, b store.Entry) int {
+	return cmp.Or(cmp.Compare(a.TS, b.TS), cmp.Compare(a.Weight, b.Weight), cmp.Compare(a.Damp, b.Damp))
 }
 
 // ReadScore computes the record of a video from the committed state of the

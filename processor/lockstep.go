@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -109,20 +108,19 @@ func lockKey(video string, ts int64) uint32 {
 	return h
 }
 
-// lockTracker is a young video's count of its likers' keys.
+// lockTracker is a young video's count of its likers' keys. Once the
+// video is found to be a campaign it counts no more: only flagged is left.
 type lockTracker struct {
 	likers  int64    // likes observed since the tracker began
-	lock    int64    // of them, lockstep
 	flagged bool     // the video is a campaign: damp every like
 	keys    []uint32 // sorted
 	counts  []uint32 // counts[i]: likers that carried keys[i]
 }
 
-// observe counts the keys of a new liker and reports whether its like is
-// damped as lockstep.
+// observe counts the keys of a new liker and reports whether they make
+// the video a campaign (flagged).
 func (t *lockTracker) observe(ks *lockKeys) bool {
 	t.likers++
-	lock := false
 	for _, k := range ks.slice() {
 		i, found := slices.BinarySearch(t.keys, k)
 		if !found {
@@ -134,16 +132,11 @@ func (t *lockTracker) observe(ks *lockKeys) bool {
 		}
 		t.counts[i]++
 		if c := int64(t.counts[i]); c >= lockMin && c*100 >= lockShare*t.likers {
-			lock = true
+			t.flagged, t.keys, t.counts = true, nil, nil
+			return true
 		}
 	}
-	if lock {
-		t.lock++
-	}
-	if lock {
-		t.flagged = true
-	}
-	return t.flagged
+	return false
 }
 
 // judging reports whether v is too young, and has fewer likers than
@@ -178,15 +171,14 @@ func (e *Engine) lockstep(v *video, ts int64, keys *lockKeys, first bool) bool {
 		}
 		v.lock = &lockTracker{}
 	}
-	if !first {
+	if !first || v.lock.flagged {
 		return v.lock.flagged
 	}
-	was := v.lock.flagged
-	d := v.lock.observe(keys)
-	if !was && v.lock.flagged {
-		e.campaign(v, ts)
+	if !v.lock.observe(keys) {
+		return false
 	}
-	return d
+	e.campaign(v, ts)
+	return true
 }
 
 // campaign damps every like of v's first hour, those applied already
@@ -208,18 +200,7 @@ func (e *Engine) campaign(v *video, ts int64) {
 		en.Weight, en.Damp = l.Weight, l.Damp
 	}
 	// Like times of one time stay sorted by weight, then damping.
-	slices.SortStableFunc(v.Entries[lo:hi], func(a, b store.Entry) int {
-		if a.TS != b.TS {
-			return cmp.Compare(a.TS, b.TS)
-		}
-		if entryLess(&a, &b) {
-			return -1
-		}
-		if entryLess(&b, &a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(v.Entries[lo:hi], compareEntries)
 	if lo < hi {
 		v.TimesChanged(v.Entries[lo].TS)
 	}
@@ -249,7 +230,6 @@ func (t *lockTracker) marshal(b []byte) []byte {
 	}
 	b = append(b[:0], lockVersion)
 	b = binary.AppendUvarint(b, uint64(t.likers))
-	b = binary.AppendUvarint(b, uint64(t.lock))
 	flag := byte(0)
 	if t.flagged {
 		flag = 1
@@ -272,7 +252,7 @@ func unmarshalLock(b []byte) (*lockTracker, error) {
 		return nil, fmt.Errorf("%w: version %d, this binary reads %d", errLockstep, b[0], lockVersion)
 	}
 	d := &ratesReader{b: b[1:]}
-	t := &lockTracker{likers: int64(d.uvarint()), lock: int64(d.uvarint())}
+	t := &lockTracker{likers: int64(d.uvarint())}
 	if d.bad || len(d.b) == 0 {
 		return nil, errLockstep
 	}

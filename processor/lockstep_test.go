@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -100,29 +99,13 @@ func TestLockstepExplained(t *testing.T) {
 	}
 	evs = append(evs, event.Event{Action: event.Unlike, VideoID: "c1", UserID: "crew00", TS: t0 + 44*minute})
 	slices.SortFunc(evs, func(a, b event.Event) int { return int(a.TS - b.TS) })
-	recs := make([]Record, len(evs))
-	for i := range evs {
-		recs[i] = Record{Value: event.AppendJSON(nil, &evs[i]), Topic: "in", Offset: int64(i)}
-	}
+	recs := eventRecords(evs)
 	cfg := DefaultConfig()
 	out := runRecords(t, cfg, recs)
 
-	type record struct {
-		VideoID  string  `json:"video_id"`
-		Score    float64 `json:"score"`
-		Likes    int64   `json:"likes"`
-		Likes5m  int64   `json:"likes_5m"`
-		Likes1h  int64   `json:"likes_1h"`
-		Damped5m int64   `json:"damped_likes_5m"`
-		Damped1h int64   `json:"damped_likes_1h"`
-		Reason   string  `json:"damped_reason"`
-	}
-	last := map[string]record{}
+	last := map[string]dampedRecord{}
 	for _, m := range out.scores.msgs {
-		var r record
-		if err := json.Unmarshal(m.Value, &r); err != nil {
-			t.Fatalf("%s: %v", m.Value, err)
-		}
+		r := decodeDamped(t, m.Value)
 		if r.Damped1h < 0 || r.Damped1h > r.Likes1h || (r.Reason == "") != (r.Damped1h == 0) {
 			t.Errorf("inconsistent record %s", m.Value)
 		}

@@ -388,8 +388,8 @@ func (p *Partition) scanPrefix(kind byte, prefix []byte, fn func(key, value []by
 }
 
 // AccountBucket is an account's likes in one bucket of event time, and the
-// key of its newest like there (Sec: its second in the bucket) for the
-// lockstep signal.
+// lockstep key of its newest like there with Sec, 1 + that like's second
+// in the bucket (0: no key kept).
 type AccountBucket struct {
 	Bucket, N int64
 	Key       uint32
