@@ -538,6 +538,13 @@ func (b *batcher) flush(ctx context.Context) error {
 		// 806): each attempt has a deadline, and one that passes is
 		// retried like a refused connection.
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
+		// kafka-go gives every batch it starts room for BatchSize
+		// messages, however few it will hold: with 1000, a flush of a
+		// few records to each partition allocated 150 KB a batch, a
+		// third of everything the live service allocated. No batch of
+		// this chunk holds more than the chunk. (The writer reads
+		// BatchSize only inside WriteMessages, on this goroutine.)
+		b.w.BatchSize = min(writerBatchSize, len(chunk))
 		err := b.w.WriteMessages(wctx, chunk...)
 		cancel()
 		if err != nil {

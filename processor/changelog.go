@@ -64,8 +64,9 @@ func (c *Coordinator) logChanges(part int32, ch *store.Changes, commit []byte) e
 	target := strconv.AppendInt(nil, int64(part), 10)
 	hdr := []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
 	var val []byte
+	var m Message // one for all: the sink copies what it is given
 	for _, x := range ch.List {
-		m := Message{Key: x.Key, Headers: hdr}
+		m = Message{Key: x.Key, Headers: hdr}
 		if !x.Delete {
 			val = append(append(val[:0], changelogVersion), x.Value...)
 			m.Value = val

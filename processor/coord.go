@@ -119,6 +119,9 @@ type Topology struct {
 // always describe the same point of the input.
 type Coordinator struct {
 	cfg   Config
+	// logs keeps each partition's changes of a commit for the next: the
+	// changelog sink copies them.
+	logs map[int32]*store.Changes
 	topo  Topology
 	db    *store.DB
 	out   Outputs
@@ -304,6 +307,7 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	}
 	err := c.Commit(ctx)
 	delete(c.engines, id)
+	delete(c.logs, id)
 	delete(c.routers, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	if c.out.Partials != nil {
@@ -864,9 +868,18 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 	var logs map[int32]*store.Changes
 	if c.changelog != nil {
 		w = c.gpart.NewLoggedWriter()
+		if c.logs == nil {
+			c.logs = map[int32]*store.Changes{}
+		}
 		logs = make(map[int32]*store.Changes, len(c.ids))
 		for _, id := range c.ids {
-			logs[id] = &store.Changes{}
+			ch := c.logs[id]
+			if ch == nil {
+				ch = &store.Changes{}
+				c.logs[id] = ch
+			}
+			ch.Reset()
+			logs[id] = ch
 		}
 	} else {
 		w = c.gpart.NewWriter()

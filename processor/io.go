@@ -46,6 +46,8 @@ type Message struct {
 // Writes may be buffered; Flush returns once everything written before it
 // is durable (written and flushed to a file, or acknowledged by every
 // in-sync replica), so that the engine may commit state that reflects it.
+// Write copies what it keeps: the message and its bytes are reused once
+// it returns.
 type Sink interface {
 	Write(m *Message) error
 	Flush(ctx context.Context) error

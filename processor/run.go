@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/viralityhq/virality/event"
@@ -27,6 +28,7 @@ type Batch struct {
 	Events []event.Event
 	Errs   []error
 	arena  []byte
+	hdrs   []Header // the records' headers, one slab
 	done   chan struct{}
 }
 
@@ -128,6 +130,9 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) error
 func (b *Batch) Fill(recs []Record, resume int64) {
 	b.Recs = b.Recs[:0]
 	b.arena = b.arena[:0]
+	clear(b.hdrs)
+	b.hdrs = b.hdrs[:0]
+	nh := 0
 	for i := range recs {
 		if recs[i].Offset < resume {
 			continue
@@ -137,7 +142,9 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		for _, h := range recs[i].Headers {
 			b.arena = append(b.arena, h.Value...)
 		}
+		nh += len(recs[i].Headers)
 	}
+	b.hdrs = slices.Grow(b.hdrs, nh)
 	off := 0
 	take := func(n int) []byte {
 		s := b.arena[off : off+n : off+n]
@@ -152,11 +159,11 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		r.Key = take(len(r.Key))
 		r.Value = take(len(r.Value))
 		if len(r.Headers) > 0 {
-			hs := make([]Header, len(r.Headers))
-			for j, h := range r.Headers {
-				hs[j] = Header{Key: h.Key, Value: take(len(h.Value))}
+			j := len(b.hdrs)
+			for _, h := range r.Headers {
+				b.hdrs = append(b.hdrs, Header{Key: h.Key, Value: take(len(h.Value))})
 			}
-			r.Headers = hs
+			r.Headers = b.hdrs[j:len(b.hdrs):len(b.hdrs)]
 		}
 		b.Recs = append(b.Recs, r)
 	}

@@ -199,6 +199,10 @@ type Service struct {
 	freeBytes func(dir string) (uint64, error)
 	diskEvery time.Duration
 
+	// batches recycles fetched batches, their records and arenas, once
+	// applied: the coordinator copies what it keeps of a record.
+	batches sync.Pool
+
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
 	quiet                                          atomic.Bool
@@ -678,7 +682,12 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 			stuck, warned = false, false
 			s.setStuck(topic, p, "")
 		}
-		b := &fetched{part: p, repart: repart, byUser: byUser, partials: partials, hw: src.HighWatermark(), err: err}
+		b, _ := s.batches.Get().(*fetched)
+		if b == nil {
+			b = &fetched{}
+		}
+		b.part, b.repart, b.byUser, b.partials, b.hw, b.err = p, repart, byUser, partials, src.HighWatermark(), err
+		b.Recs = b.Recs[:0]
 		if err == nil {
 			b.Fill(recs, 0)
 			if !internal { // internal records are decoded by the coordinator
@@ -728,7 +737,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	var commitFailing time.Time
 	failures := &failureLog{log: s.log, every: 10 * time.Second}
 	var lastDiskCheck time.Time
-	apply := func(b *fetched) error {
+	applyOne := func(b *fetched) error {
 		if b.err != nil {
 			if stopsService(b.err) {
 				return b.err
@@ -772,6 +781,14 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		}
 		s.account(g, b)
 		return nil
+	}
+	apply := func(b *fetched) error {
+		err := applyOne(b)
+		if !b.partials { // the merger may keep parts of a partial's value
+			b.err = nil
+			s.batches.Put(b)
+		}
+		return err
 	}
 	for {
 		select {

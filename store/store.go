@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -505,7 +504,36 @@ type Change struct {
 // Changes are the changes of one partition in one commit, in order; the
 // partition's meta record comes last.
 type Changes struct {
-	List []Change
+	List  []Change
+	arena []byte // the keys and values of List
+}
+
+// Reset empties c for the next commit, keeping its memory. The keys and
+// values of its changes are then overwritten.
+func (c *Changes) Reset() {
+	clear(c.List)
+	c.List = c.List[:0]
+	if cap(c.arena) > 64<<20 {
+		c.arena = nil // one huge commit: do not keep its memory
+	}
+	c.arena = c.arena[:0]
+}
+
+// add appends a change with copies of k and v in the arena. A slice
+// handed out earlier stays valid when the arena grows: it keeps the old
+// array.
+func (c *Changes) add(k, v []byte, del bool) {
+	ch := Change{Key: c.copy(k), Delete: del}
+	if !del {
+		ch.Value = c.copy(v)
+	}
+	c.List = append(c.List, ch)
+}
+
+func (c *Changes) copy(p []byte) []byte {
+	i := len(c.arena)
+	c.arena = append(c.arena, p...)
+	return c.arena[i:len(c.arena):len(c.arena)]
 }
 
 // NewWriter starts a commit.
@@ -529,14 +557,14 @@ func (w *Writer) For(q *Partition, log *Changes) *Writer {
 
 func (w *Writer) set(k, v []byte, _ *pebble.WriteOptions) error {
 	if w.log != nil {
-		w.log.List = append(w.log.List, Change{Key: slices.Clone(k), Value: slices.Clone(v)})
+		w.log.add(k, v, false)
 	}
 	return w.b.Set(k, v, nil)
 }
 
 func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
 	if w.log != nil {
-		w.log.List = append(w.log.List, Change{Key: slices.Clone(k), Delete: true})
+		w.log.add(k, nil, true)
 	}
 	return w.b.Delete(k, nil)
 }
@@ -559,7 +587,7 @@ func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	}
 	start := len(w.log.List)
 	for ok := it.First(); ok; ok = it.Next() {
-		w.log.List = append(w.log.List, Change{Key: slices.Clone(it.Key()), Delete: true})
+		w.log.add(it.Key(), nil, true)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
