@@ -233,6 +233,7 @@ type batcher struct {
 	brokers []string
 	sh      *shared
 	w       *kafka.Writer
+	meta    *writerTransport // w's transport
 	opts    batcherOptions
 	limit   int // max.message.bytes in use
 
@@ -299,6 +300,7 @@ func (b *batcher) setLimit(limit int) {
 		b.w.Close()
 		b.tainted = true
 	}
+	b.meta = &writerTransport{RoundTripper: b.sh.t, topic: b.topic}
 	b.w = &kafka.Writer{
 		Addr:                   kafka.TCP(b.brokers...),
 		Topic:                  b.topic,
@@ -308,9 +310,18 @@ func (b *batcher) setLimit(limit int) {
 		BatchTimeout:           b.opts.batchTimeout,
 		WriteTimeout:           30 * time.Second,
 		RequiredAcks:           kafka.RequireAll,
-		Transport:              b.sh.t,
+		Transport:              b.meta,
 		AllowAutoTopicCreation: false,
 	}
+}
+
+// batchSizeFor returns the writer's BatchSize for a chunk of n records
+// to a topic of parts partitions (0: not known).
+func batchSizeFor(n, parts int) int {
+	if parts > 1 {
+		n = min(n, 2*n/parts+16)
+	}
+	return max(min(writerBatchSize, n), 1)
 }
 
 // room is the most recordSize may count for a record to fit in a batch.
@@ -541,10 +552,12 @@ func (b *batcher) flush(ctx context.Context) error {
 		// kafka-go gives every batch it starts room for BatchSize
 		// messages, however few it will hold: with 1000, a flush of a
 		// few records to each partition allocated 150 KB a batch, a
-		// third of everything the live service allocated. No batch of
-		// this chunk holds more than the chunk. (The writer reads
-		// BatchSize only inside WriteMessages, on this goroutine.)
-		b.w.BatchSize = min(writerBatchSize, len(chunk))
+		// third of everything the live service allocated. So BatchSize
+		// follows the chunk: twice a partition's even share, which a
+		// skewed partition may pass (it then takes two batches). (The
+		// writer reads BatchSize only inside WriteMessages, on this
+		// goroutine.)
+		b.w.BatchSize = batchSizeFor(len(chunk), b.meta.knownPartitions())
 		err := b.w.WriteMessages(wctx, chunk...)
 		cancel()
 		if err != nil {
@@ -558,6 +571,7 @@ func (b *batcher) flush(ctx context.Context) error {
 				}
 				if time.Since(failingSince) < defaultRetryFor {
 					b.sh.refresh()
+					b.meta.forget()
 					continue
 				}
 				return fmt.Errorf("write %d records to topic %q: not acknowledged within %v: %w", len(chunk), b.topic, defaultRetryFor, err)
@@ -584,6 +598,7 @@ func (b *batcher) flush(ctx context.Context) error {
 				}
 				if time.Since(failingSince) < defaultRetryFor {
 					b.sh.refresh()
+					b.meta.forget()
 					if err := sleep(ctx, 500*time.Millisecond); err != nil {
 						return fmt.Errorf("write to topic %q: %w", b.topic, err)
 					}
@@ -598,6 +613,7 @@ func (b *batcher) flush(ctx context.Context) error {
 				}
 				if time.Since(unknownSince) < 10*time.Second {
 					b.sh.refresh()
+					b.meta.forget()
 					if err := sleep(ctx, 200*time.Millisecond); err != nil {
 						return fmt.Errorf("write to topic %q: %w", b.topic, err)
 					}
