@@ -119,9 +119,6 @@ type Topology struct {
 // always describe the same point of the input.
 type Coordinator struct {
 	cfg   Config
-	// logs keeps each partition's changes of a commit for the next: the
-	// changelog sink copies them.
-	logs map[int32]*store.Changes
 	topo  Topology
 	db    *store.DB
 	out   Outputs
@@ -149,7 +146,10 @@ type Coordinator struct {
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
-	stats   Stats // records routed and dead letters; engines count the rest
+	// logs keeps each partition's changes of a commit for the next: the
+	// changelog sink copies them.
+	logs  map[int32]*store.Changes
+	stats Stats // records routed and dead letters; engines count the rest
 	hdr     [5]Header
 	rbuf    []byte
 	jbuf    []byte
