@@ -150,9 +150,9 @@ type Coordinator struct {
 	// changelog sink copies them.
 	logs  map[int32]*store.Changes
 	stats Stats // records routed and dead letters; engines count the rest
-	hdr     [5]Header
-	rbuf    []byte
-	jbuf    []byte
+	hdr   [5]Header
+	rbuf  []byte
+	jbuf  []byte
 
 	// AfterCommit, if set, is called after each commit, e.g. to commit the
 	// input offsets to a Kafka consumer group as well.
