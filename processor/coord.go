@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -827,17 +828,36 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 // FlushOutputs sends every output record produced so far, without
 // committing state: a live service does it often, so that its outputs do
 // not wait for the next commit.
+//
+// The sinks are flushed at once, each on its own goroutine: a flush waits
+// for the broker, and a commit waits for them all. A sink given under two
+// names is flushed once.
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
+	sinks := c.sinks()
+	names := make([]string, 0, len(sinks))
 	for _, name := range []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising} {
-		s, ok := c.sinks()[name]
-		if !ok {
-			continue
+		if s, ok := sinks[name]; ok && !slices.ContainsFunc(names, func(n string) bool { return sameSink(sinks[n], s) }) {
+			names = append(names, name)
 		}
-		if err := s.Flush(ctx); err != nil {
-			return &CommitError{fmt.Errorf("flush %s output: %w", name, err)}
+	}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { errs[i] = sinks[name].Flush(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return &CommitError{fmt.Errorf("flush %s output: %w", names[i], err)}
 		}
 	}
 	return nil
+}
+
+// sameSink reports whether a and b are one sink: the same pointer.
+func sameSink(a, b Sink) bool {
+	pa, pb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return pa.Kind() == reflect.Pointer && pb.Kind() == reflect.Pointer && pa.Pointer() == pb.Pointer()
 }
 
 // CommitError is a commit that failed, most often because an output could

@@ -47,7 +47,8 @@ type video struct {
 	win     [scoring.NumWindows]window
 	lock    *lockTracker // lockstep.go; nil: not tracked
 	dirty   bool
-	pending bool // the pending marker must be written
+	pending bool  // the pending marker must be written
+	sized   int64 // bytes() when last counted in Engine.videoBytes
 }
 
 // window is a video's standing likes in one window: how many, their
@@ -98,7 +99,16 @@ func (v *video) bytes() int64 {
 	return b
 }
 
-// videoCacheBytes estimates the memory of the cached videos.
+// counted counts v's bytes anew in e.videoBytes: when it enters the cache
+// and when it is written, after every change.
+func (e *Engine) counted(v *video) {
+	n := v.bytes()
+	e.videoBytes += n - v.sized
+	v.sized = n
+}
+
+// videoCacheBytes estimates the memory of the cached videos, each video
+// as it is now (e.videoBytes holds each as last written).
 func (e *Engine) videoCacheBytes() int64 {
 	var total int64
 	for _, v := range e.videos {
@@ -162,6 +172,7 @@ type Engine struct {
 	savedRel int64     // release point of the last commit
 
 	videos      map[string]*video
+	videoBytes  int64 // the cached videos' bytes, each as last written (counted)
 	dirtyVideos []*video
 	pairs       map[string]*pair
 	dirtyPairs  []*pair
@@ -778,6 +789,7 @@ func (e *Engine) video(id string) (*video, error) {
 		return nil, fmt.Errorf("video %q: %w", id, err)
 	}
 	e.videos[id] = v
+	e.counted(v)
 	return v, nil
 }
 
@@ -846,6 +858,7 @@ func (e *Engine) write(w *store.Writer) error {
 			}
 		}
 		v.dirty, v.pending = false, false
+		e.counted(v)
 	}
 	e.dirtyVideos = e.dirtyVideos[:0]
 	for _, p := range e.dirtyPairs {
@@ -907,21 +920,22 @@ func (e *Engine) write(w *store.Writer) error {
 // Which entries go does not matter for correctness, only for speed.
 func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 	if n := len(e.videos) - maxVideos*3/4; n > 0 && len(e.videos) > maxVideos/2 {
-		for id := range e.videos {
+		for id, v := range e.videos {
 			if n <= 0 {
 				break
 			}
+			e.videoBytes -= v.sized
 			delete(e.videos, id)
 			n--
 		}
 	}
 	// The videos' bytes, which grow with their likes of the last day.
-	if total, limit := e.videoCacheBytes(), int64(maxVideos)*VideoBytes; total > limit {
+	if limit := int64(maxVideos) * VideoBytes; e.videoBytes > limit {
 		for id, v := range e.videos {
-			if total <= limit*3/4 {
+			if e.videoBytes <= limit*3/4 {
 				break
 			}
-			total -= v.bytes()
+			e.videoBytes -= v.sized
 			delete(e.videos, id)
 		}
 	}

@@ -128,6 +128,10 @@ func TestSmallCaches(t *testing.T) {
 	if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
 		t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
 	}
+	// The count kept as videos come and are written is what they hold.
+	if e.videoBytes != e.videoCacheBytes() {
+		t.Errorf("video cache counted at %d bytes, holds %d", e.videoBytes, e.videoCacheBytes())
+	}
 	if e.stage.acc.t.Len() > cfg.MaxAccounts {
 		t.Errorf("account cache holds %d accounts, above its bound of %d", e.stage.acc.t.Len(), cfg.MaxAccounts)
 	}
@@ -148,6 +152,7 @@ func TestVideoCacheBytes(t *testing.T) {
 		}
 		v.Entries = make([]store.Entry, 1000) // 16 KB of like times
 		e.videos[v.ID] = v
+		e.counted(v)
 	}
 	e.evict(1000, 1000, 1000) // 100 videos are within 1000, 1.6 MB is not within 800 KB
 	if total := e.videoCacheBytes(); total > 1000*VideoBytes || len(e.videos) == 0 {

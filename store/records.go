@@ -12,8 +12,10 @@ import (
 var errCorrupt = errors.New("store: corrupt record")
 
 const (
-	hourMS        = 3_600_000
-	inlineEntries = 64
+	// bucketMS is the span of event time whose like times share a key,
+	// once a video has more than inlineEntries.
+	bucketMS      = 5 * 60_000
+	inlineEntries = 16
 	minTime       = math.MinInt64
 	noneDirty     = math.MaxInt64
 )
@@ -324,15 +326,39 @@ type Video struct {
 
 	bucketed  bool
 	dirtyFrom int64 // like times at or after this changed since the last write
-	// hours: the hours of like-time keys in the store, [lo, hi]; empty
-	// (hi < lo) when there are none. The keys are exactly the hours of the
-	// entries last written, so a write deletes the hours it no longer has
-	// one by one, without reading the store.
-	hoursLo, hoursHi int64
+	// buckets: the buckets of like-time keys in the store, [lo, hi]; empty
+	// (hi < lo) when there are none. The keys are exactly the buckets of the
+	// entries last written, so a write deletes the buckets it no longer has
+	// one by one, without reading the store; stored says which buckets of
+	// the range hold a key (likes leave gaps).
+	bucketsLo, bucketsHi int64
+	stored               [storedWords]uint64
+}
+
+// storedWords bound the buckets whose keys a video tracks one by one:
+// 320, more than a day of like times and the lateness after it. A bucket
+// past them is taken to have a key.
+const storedWords = 5
+
+// markBucket records that bucket h, at or after bucketsLo, has a key.
+func (v *Video) markBucket(h int64) {
+	if d := h - v.bucketsLo; d >= 0 && d < storedWords*64 {
+		v.stored[d/64] |= 1 << (d % 64)
+	}
+}
+
+// storedBucket reports whether bucket h of [bucketsLo, bucketsHi] has a
+// key.
+func (v *Video) storedBucket(h int64) bool {
+	d := h - v.bucketsLo
+	if d < 0 || d >= storedWords*64 {
+		return d >= 0
+	}
+	return v.stored[d/64]&(1<<(d%64)) != 0
 }
 
 // NewVideo returns the state of a video never seen before.
-func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, hoursHi: -1} }
+func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, bucketsHi: -1} }
 
 // TimesChanged records that like times at or after ts changed.
 func (v *Video) TimesChanged(ts int64) { v.dirtyFrom = min(v.dirtyFrom, ts) }
@@ -402,7 +428,7 @@ func (v *Video) unmarshal(b []byte) error {
 	v.Pending = flags&1 != 0
 	v.bucketed = flags&2 != 0
 	v.dirtyFrom = noneDirty
-	v.hoursLo, v.hoursHi = 0, -1
+	v.bucketsLo, v.bucketsHi, v.stored = 0, -1, [storedWords]uint64{}
 	if !v.bucketed {
 		base := r.varint()
 		n := r.uvarint()

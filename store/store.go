@@ -7,7 +7,7 @@
 //	P<part> 'm'                          meta: input offset, watermark, tick, sink positions
 //	P<part> 'p' <len(video)> video user  one (user, video) pair
 //	P<part> 'v' video                    a video's header
-//	P<part> 't' <len(video)> video hour  a video's standing like times of one hour
+//	P<part> 't' <len(video)> video bucket  a video's standing like times of one 5-minute bucket
 //	P<part> 'u' bucket user              an account's likes in one 5-minute bucket
 //	P<part> 'e' video                    marker: the video has state newer than its last record
 //	P<part> 'k' video                    a trending candidate
@@ -18,9 +18,12 @@
 //	"\x00format"                         the version of this layout, checked at open
 //
 // Like times of a video live inline in its header while there are few;
-// beyond that they move to per-hour keys, so that a commit rewrites only
-// the hours that changed and old hours are dropped with one range deletion
-// per video rather than a scan.
+// beyond that they move to one key per 5-minute bucket of event time, so
+// that a commit rewrites only the buckets that changed (most often the
+// last, a few likes) and old buckets are dropped by key, without a scan.
+// (Until format 7 the buckets were hours: a popular video's current hour,
+// kilobytes, was rewritten at every commit, and the rewrites were most of
+// what the live service wrote and compacted.)
 //
 // Everything one commit changes is written by one [Writer] into one Pebble
 // batch, together with the meta record naming the input offset it reflects:
@@ -59,7 +62,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 6: lockstep groups: each like and like time carries its damping signals
 // (Like.Damp, Entry.Damp), an account its newest like's key in each bucket
 // (AccountBucket.Key, .Sec), a video its lockstep tracker (Video.Lockstep).
-const FormatVersion = 6
+// 7: a video's like times are kept in 5-minute buckets of event time (were
+// hours), inline while 16 or fewer (were 64).
+const FormatVersion = 7
 
 var formatKey = []byte("\x00format")
 
@@ -354,13 +359,14 @@ func (p *Partition) Video(id string) (*Video, bool, error) {
 			if len(k) != len(prefix)+8 {
 				return fmt.Errorf("bad like-time key for video %q", id)
 			}
-			hour := int64(binary.BigEndian.Uint64(k[len(prefix):]))
-			if vid.hoursHi < vid.hoursLo {
-				vid.hoursLo = hour
+			bucket := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			if vid.bucketsHi < vid.bucketsLo {
+				vid.bucketsLo = bucket
 			}
-			vid.hoursHi = hour
+			vid.bucketsHi = bucket
+			vid.markBucket(bucket)
 			var err error
-			vid.Entries, err = decodeEntries(vid.Entries, val, hour*hourMS)
+			vid.Entries, err = decodeEntries(vid.Entries, val, bucket*bucketMS)
 			return err
 		})
 		if err != nil {
@@ -484,12 +490,12 @@ func (p *Partition) ScanHeld(fn func(value []byte) error) error {
 
 // Writer collects the changes of one commit in one batch.
 type Writer struct {
-	p     *Partition
-	b     *pebble.Batch
-	log   *Changes // nil: no changelog
-	buf   []byte
-	key   []byte
-	hours []byte
+	p      *Partition
+	b      *pebble.Batch
+	log    *Changes // nil: no changelog
+	buf    []byte
+	key    []byte
+	bucket []byte
 }
 
 // Change is one change of state as a changelog carries it: a key and its
@@ -800,85 +806,92 @@ func (w *Writer) SetVideo(v *Video) error {
 	}
 	prefix := w.keyOf(kindTimes, v.ID, "")
 	prefix = append([]byte{}, prefix...)
-	hourKey := func(h int64) []byte {
-		k := append(w.hours[:0], prefix...)
+	bucketKey := func(h int64) []byte {
+		k := append(w.bucket[:0], prefix...)
 		k = binary.BigEndian.AppendUint64(k, uint64(h))
-		w.hours = k
+		w.bucket = k
 		return k
 	}
 	from := v.dirtyFrom
 	if !wasBucketed {
 		from = minTime
 	}
-	// The hours to write: those from the first changed one (all of them
+	// The buckets to write: those from the first changed one (all of them
 	// when the entries move out of the video's record), none when they
 	// move back in.
-	fromHour, i := int64(math.MaxInt64), len(v.Entries)
+	fromBucket, i := int64(math.MaxInt64), len(v.Entries)
 	if v.bucketed && from != noneDirty {
-		fromHour = math.MinInt64
+		fromBucket = math.MinInt64
 		if from != minTime {
-			fromHour = floorDiv(from, hourMS)
+			fromBucket = floorDiv(from, bucketMS)
 		}
 		i = 0
-		for i < len(v.Entries) && floorDiv(v.Entries[i].TS, hourMS) < fromHour {
+		for i < len(v.Entries) && floorDiv(v.Entries[i].TS, bucketMS) < fromBucket {
 			i++
 		}
 	}
-	firstHour := int64(math.MaxInt64) // hours before the first standing like are gone
+	firstBucket := int64(math.MaxInt64) // buckets before the first standing like are gone
 	if v.bucketed && len(v.Entries) > 0 {
-		firstHour = floorDiv(v.Entries[0].TS, hourMS)
+		firstBucket = floorDiv(v.Entries[0].TS, bucketMS)
 	}
-	// Delete the stored hours that are before the first like or will be
+	// Delete the stored buckets that are before the first like or will be
 	// rewritten without likes.
-	if v.hoursLo <= v.hoursHi {
-		if v.hoursHi-v.hoursLo > maxPointDeletes {
+	if v.bucketsLo <= v.bucketsHi {
+		if v.bucketsHi-v.bucketsLo > maxPointDeletes {
 			// Entries span a day at most, so this is not expected; should
 			// it happen, two range deletions bound the work.
-			keep := min(firstHour, fromHour, v.hoursHi+1)
-			if err := w.deleteHours(prefix, v.hoursLo, keep); err != nil {
+			keep := min(firstBucket, fromBucket, v.bucketsHi+1)
+			if err := w.deleteBuckets(prefix, v.bucketsLo, keep); err != nil {
 				return err
 			}
-			if err := w.deleteHours(prefix, max(fromHour, v.hoursLo), v.hoursHi+1); err != nil {
+			if err := w.deleteBuckets(prefix, max(fromBucket, v.bucketsLo), v.bucketsHi+1); err != nil {
 				return err
 			}
-			v.hoursLo, v.hoursHi = 0, -1
+			v.bucketsLo, v.bucketsHi = 0, -1
 		}
 		j := i
-		for h := v.hoursLo; h <= v.hoursHi; h++ {
-			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) < h {
+		for h := v.bucketsLo; h <= v.bucketsHi; h++ {
+			if !v.storedBucket(h) {
+				continue // no key: a gap between likes
+			}
+			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) < h {
 				j++
 			}
-			rewritten := h >= fromHour && j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h
-			if (h < firstHour || h >= fromHour) && !rewritten {
-				if err := w.delete(hourKey(h), nil); err != nil {
+			rewritten := h >= fromBucket && j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) == h
+			if (h < firstBucket || h >= fromBucket) && !rewritten {
+				if err := w.delete(bucketKey(h), nil); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	// Rewrite every hour from the first changed one.
+	// Rewrite every bucket from the first changed one.
 	for i < len(v.Entries) {
-		h := floorDiv(v.Entries[i].TS, hourMS)
+		h := floorDiv(v.Entries[i].TS, bucketMS)
 		j := i
-		for j < len(v.Entries) && floorDiv(v.Entries[j].TS, hourMS) == h {
+		for j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) == h {
 			j++
 		}
-		w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*hourMS)
-		if err := w.set(hourKey(h), w.buf, nil); err != nil {
+		w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*bucketMS)
+		if err := w.set(bucketKey(h), w.buf, nil); err != nil {
 			return err
 		}
 		i = j
 	}
-	v.hoursLo, v.hoursHi = 0, -1
+	v.bucketsLo, v.bucketsHi = 0, -1
+	v.stored = [storedWords]uint64{}
 	if v.bucketed && len(v.Entries) > 0 {
-		v.hoursLo, v.hoursHi = firstHour, floorDiv(v.Entries[len(v.Entries)-1].TS, hourMS)
+		v.bucketsLo, v.bucketsHi = firstBucket, floorDiv(v.Entries[len(v.Entries)-1].TS, bucketMS)
+		for _, e := range v.Entries {
+			v.markBucket(floorDiv(e.TS, bucketMS))
+		}
 	}
 	v.dirtyFrom = noneDirty
 	return nil
 }
 
-// deleteHours deletes the like-time keys of hours [lo, hi) under prefix.
-func (w *Writer) deleteHours(prefix []byte, lo, hi int64) error {
+// deleteBuckets deletes the like-time keys of buckets [lo, hi) under prefix.
+func (w *Writer) deleteBuckets(prefix []byte, lo, hi int64) error {
 	if lo >= hi {
 		return nil
 	}
@@ -888,9 +901,9 @@ func (w *Writer) deleteHours(prefix []byte, lo, hi int64) error {
 	return w.deleteRange(k(lo), k(hi), nil)
 }
 
-// maxPointDeletes is the most hours of like times a write deletes one by
+// maxPointDeletes is the most buckets of like times a write deletes one by
 // one; a longer stretch goes in one range deletion.
-const maxPointDeletes = 48
+const maxPointDeletes = 576 // two days
 
 // Len is the size of the batch so far, in bytes.
 func (w *Writer) Len() int { return w.b.Len() }

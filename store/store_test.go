@@ -147,12 +147,13 @@ func TestVideoLikeTimes(t *testing.T) {
 	check("inline again")
 }
 
-// TestVideoHourKeys drives a video through random changes (likes in and
+// TestVideoBucketKeys drives a video through random changes (likes in and
 // out of order, unlikes, a clock that drops old hours, moves between
-// inline and per-hour like times, reloads from the store, long pauses) and
-// checks after every write that the store holds exactly the hours of the
-// video's like times, read back equal, with both kinds of writer.
-func TestVideoHourKeys(t *testing.T) {
+// inline and bucketed like times, reloads from the store, long pauses) and
+// checks after every write that the store holds exactly the 5-minute
+// buckets of the video's like times, read back equal, with both kinds of
+// writer.
+func TestVideoBucketKeys(t *testing.T) {
 	for _, logged := range []bool{false, true} {
 		db := openMem(t)
 		p := db.Partition(1)
@@ -181,10 +182,10 @@ func TestVideoHourKeys(t *testing.T) {
 				}
 				cut := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > clock-day })
 				v.Entries = v.Entries[cut:]
-			case r < 99 && v.hoursLo <= v.hoursHi:
+			case r < 99 && v.bucketsLo <= v.bucketsHi:
 				// Widen the known range past maxPointDeletes, as no write
 				// does, to cover the range deletions that bound the work.
-				v.hoursLo -= maxPointDeletes + 10
+				v.bucketsLo -= maxPointDeletes + 10
 			case step == 0:
 				continue
 			default: // read back from the store, as after an eviction
@@ -211,7 +212,7 @@ func TestVideoHourKeys(t *testing.T) {
 			want := map[int64]bool{}
 			if len(v.Entries) > inlineEntries {
 				for _, e := range v.Entries {
-					want[floorDiv(e.TS, hour)] = true
+					want[floorDiv(e.TS, bucketMS)] = true
 				}
 			}
 			got := map[int64]bool{}
@@ -224,7 +225,7 @@ func TestVideoHourKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !maps.Equal(got, want) {
-				t.Fatalf("logged %v, step %d: hours stored %v, want %v", logged, step, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+				t.Fatalf("logged %v, step %d: buckets stored %v, want %v", logged, step, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 			}
 			back, _, err := p.Video(v.ID)
 			if err != nil {
