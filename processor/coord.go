@@ -885,22 +885,19 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		c.unacked = nil
 	}
 	var w *store.Writer
-	var logs map[int32]*store.Changes
+	var logs map[int32]*store.Changes // nil: no changelog
 	if c.changelog != nil {
 		w = c.gpart.NewLoggedWriter()
 		if c.logs == nil {
 			c.logs = map[int32]*store.Changes{}
 		}
-		logs = make(map[int32]*store.Changes, len(c.ids))
 		for _, id := range c.ids {
-			ch := c.logs[id]
-			if ch == nil {
-				ch = &store.Changes{}
-				c.logs[id] = ch
+			if c.logs[id] == nil {
+				c.logs[id] = &store.Changes{}
 			}
-			ch.Reset()
-			logs[id] = ch
+			c.logs[id].Reset()
 		}
+		logs = c.logs
 	} else {
 		w = c.gpart.NewWriter()
 	}

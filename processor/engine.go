@@ -107,16 +107,6 @@ func (e *Engine) counted(v *video) {
 	v.sized = n
 }
 
-// videoCacheBytes estimates the memory of the cached videos, each video
-// as it is now (e.videoBytes holds each as last written).
-func (e *Engine) videoCacheBytes() int64 {
-	var total int64
-	for _, v := range e.videos {
-		total += v.bytes()
-	}
-	return total
-}
-
 // bufKey names a held event in the store.
 type bufKey struct{ ts, seq int64 }
 

@@ -177,3 +177,13 @@ func sameOutputs(t *testing.T, wantName, gotName string, want, got testOutputs) 
 		}
 	}
 }
+
+// videoCacheBytes sums the bytes of the cached videos as they are now,
+// against which the engine's running count (videoBytes) is checked.
+func (e *Engine) videoCacheBytes() int64 {
+	var total int64
+	for _, v := range e.videos {
+		total += v.bytes()
+	}
+	return total
+}

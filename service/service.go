@@ -785,7 +785,6 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	apply := func(b *fetched) error {
 		err := applyOne(b)
 		if !b.partials { // the merger may keep parts of a partial's value
-			b.err = nil
 			s.batches.Put(b)
 		}
 		return err
