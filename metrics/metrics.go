@@ -89,11 +89,16 @@ var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
 // do nothing, for modes that export no metrics (backfill, replay).
 type Metrics struct {
 	in, applied, dead, emitted, lost    *prometheus.CounterVec
+	stateWritten                        *prometheus.CounterVec
 	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
 	commit                              prometheus.Histogram
 	commitFailures, restored            prometheus.Counter
 	partitions, ready, restoring        prometheus.Gauge
 	disk, memtable                      prometheus.Gauge
+	wal, flushed, compacted             prometheus.Counter
+
+	// written are the store's counts at the last SetStateWrites.
+	written [3]uint64
 
 	mu     sync.RWMutex
 	parts  map[int32]*partition
@@ -134,15 +139,16 @@ func New(reg *prometheus.Registry) *Metrics {
 		}))
 	}
 	m := &Metrics{
-		in:         counter("events_in_total", "Like events taken from the input topic.", "partition"),
-		applied:    counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
-		dead:       counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
-		emitted:    counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter, creator, rising_creators).", "kind"),
-		lost:       counter("records_lost_to_retention_total", "Records a partition skipped because retention deleted them before they were read.", "partition"),
-		lag:        gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
-		watermark:  gaugeVec("watermark_seconds", "Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).", "partition"),
-		timeLag:    gaugeVec("event_time_lag_seconds", "Wall clock minus the event-time watermark of the partition, in seconds.", "partition"),
-		stateBytes: gaugeVec("state_bytes", "Size of the local state, by kind (disk, memtable).", "kind"),
+		in:           counter("events_in_total", "Like events taken from the input topic.", "partition"),
+		applied:      counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
+		dead:         counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
+		emitted:      counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter, creator, rising_creators).", "kind"),
+		lost:         counter("records_lost_to_retention_total", "Records a partition skipped because retention deleted them before they were read.", "partition"),
+		lag:          gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
+		watermark:    gaugeVec("watermark_seconds", "Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).", "partition"),
+		timeLag:      gaugeVec("event_time_lag_seconds", "Wall clock minus the event-time watermark of the partition, in seconds.", "partition"),
+		stateBytes:   gaugeVec("state_bytes", "Size of the local state, by kind (disk, memtable).", "kind"),
+		stateWritten: counter("state_written_bytes_total", "Bytes the state store wrote, by what wrote them (wal: commits to the write-ahead log, flush: memtables written as tables, compaction: tables rewritten by compactions).", "by"),
 		commit: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "batch_commit_seconds",
 			Help:    "Time to flush the sinks and commit one batch of state and offsets.",
@@ -164,6 +170,9 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	m.disk = m.stateBytes.WithLabelValues("disk")
 	m.memtable = m.stateBytes.WithLabelValues("memtable")
+	m.wal = m.stateWritten.WithLabelValues("wal")
+	m.flushed = m.stateWritten.WithLabelValues("flush")
+	m.compacted = m.stateWritten.WithLabelValues("compaction")
 	for _, r := range Reasons {
 		m.counter(m.dead, string(r))
 	}
@@ -315,6 +324,27 @@ func (m *Metrics) SetStateBytes(disk, memtable uint64) {
 	}
 	m.disk.Set(float64(disk))
 	m.memtable.Set(float64(memtable))
+}
+
+// SetStateWrites advances the counts of bytes the state store wrote to
+// the store's own counts since it opened (a count below the last one
+// starts over: the store was opened again). It is called from one
+// goroutine.
+func (m *Metrics) SetStateWrites(wal, flushed, compacted uint64) {
+	if m == nil {
+		return
+	}
+	for i, f := range []struct {
+		c prometheus.Counter
+		n uint64
+	}{{m.wal, wal}, {m.flushed, flushed}, {m.compacted, compacted}} {
+		prev := m.written[i]
+		if f.n < prev {
+			prev = 0
+		}
+		f.c.Add(float64(f.n - prev))
+		m.written[i] = f.n
+	}
 }
 
 // SetPartitions sets the number of partitions this instance owns.

@@ -62,6 +62,9 @@ func TestExposition(t *testing.T) {
 	m.SetWatermark(1, 1_790_000_000_250)
 	m.SetEventTimeLag(1, 90*time.Second+500*time.Millisecond)
 	m.SetStateBytes(1<<20, 4096)
+	m.SetStateWrites(100, 50, 400)
+	m.SetStateWrites(150, 50, 900) // later counts of the same store
+	m.SetStateWrites(10, 0, 0)     // the store opened again
 	m.SetPartitions(3)
 	m.SetReady(true)
 
@@ -88,6 +91,11 @@ virality_ready 1
 # TYPE virality_state_bytes gauge
 virality_state_bytes{kind="disk"} 1.048576e+06
 virality_state_bytes{kind="memtable"} 4096
+# HELP virality_state_written_bytes_total Bytes the state store wrote, by what wrote them (wal: commits to the write-ahead log, flush: memtables written as tables, compaction: tables rewritten by compactions).
+# TYPE virality_state_written_bytes_total counter
+virality_state_written_bytes_total{by="compaction"} 900
+virality_state_written_bytes_total{by="flush"} 50
+virality_state_written_bytes_total{by="wal"} 160
 # HELP virality_watermark_seconds Event-time watermark of the partition, seconds since the Unix epoch (0 before its first event).
 # TYPE virality_watermark_seconds gauge
 virality_watermark_seconds{partition="1"} 1.79000000025e+09
@@ -95,7 +103,7 @@ virality_watermark_seconds{partition="1"} 1.79000000025e+09
 	names := []string{
 		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_in_total",
 		"virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
-		"virality_watermark_seconds",
+		"virality_state_written_bytes_total", "virality_watermark_seconds",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
@@ -255,6 +263,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.AddCommitFailure()
 	m.AddLostToRetention(0, 1)
 	m.SetStateBytes(1, 1)
+	m.SetStateWrites(1, 1, 1)
 	m.SetPartitions(1)
 	m.SetReady(true)
 	m.ForgetPartition(0)

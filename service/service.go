@@ -855,8 +855,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 			}
 			if s.m != nil {
-				disk, mem := s.db.Sizes()
-				s.m.SetStateBytes(disk, mem)
+				st := s.db.Stats()
+				s.m.SetStateBytes(st.DiskBytes, st.MemTableBytes)
+				s.m.SetStateWrites(st.WALBytes, st.FlushedBytes, st.CompactedBytes)
 			}
 		}
 	}

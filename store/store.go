@@ -218,10 +218,29 @@ func (d *DB) Close() error {
 	return nil
 }
 
-// Sizes reports the bytes of state on disk and in memtables.
-func (d *DB) Sizes() (disk, memtables uint64) {
+// Stats are what Pebble reports of the state: its size, and the bytes it
+// wrote since the state was opened. Flushes and compactions are the
+// store's write amplification: a live service that falls behind while its
+// compactions grow writes too much, or with too random keys.
+type Stats struct {
+	DiskBytes, MemTableBytes uint64
+	// WALBytes went to the write-ahead log (every commit's batch).
+	WALBytes uint64
+	// FlushedBytes are the tables written from full memtables.
+	FlushedBytes uint64
+	// CompactedBytes are the tables compactions wrote.
+	CompactedBytes uint64
+}
+
+// Stats reports the state's size and what Pebble wrote.
+func (d *DB) Stats() Stats {
 	m := d.db.Metrics()
-	return m.DiskSpaceUsage(), m.MemTable.Size
+	s := Stats{DiskBytes: m.DiskSpaceUsage(), MemTableBytes: m.MemTable.Size, WALBytes: m.WAL.BytesWritten}
+	for _, l := range m.Levels {
+		s.FlushedBytes += l.TableBytesFlushed + l.BlobBytesFlushed
+		s.CompactedBytes += l.TableBytesCompacted + l.BlobBytesCompacted
+	}
+	return s
 }
 
 // Partition returns the state of one input partition.

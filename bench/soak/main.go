@@ -48,6 +48,8 @@ type sample struct {
 	produced   int64
 	in         int64   // virality_events_in_total
 	cpu        float64 // process_cpu_seconds_total: user and system CPU since start
+	flushed    int64   // bytes of memtables Pebble wrote as tables
+	compacted  int64   // bytes of tables Pebble's compactions wrote
 }
 
 type options struct {
@@ -201,6 +203,8 @@ func take(in *live.Instance, load *live.Load, state string, at time.Duration) (s
 	s.lag = int64(m["virality_lag_records"])
 	s.in = int64(m["virality_events_in_total"])
 	s.cpu = m["process_cpu_seconds_total"]
+	s.flushed = int64(m[`virality_state_written_bytes_total{by="flush"}`])
+	s.compacted = int64(m[`virality_state_written_bytes_total{by="compaction"}`])
 	return s, nil
 }
 
@@ -216,14 +220,14 @@ func waitReady(in *live.Instance, limit time.Duration) bool {
 }
 
 func (s sample) row(every time.Duration) string {
-	return fmt.Sprintf("| %6.1f | %7.1f | %8.1f | %10d | %5d | %11d | %9.1f | %8d | %10d | %10d | %7.0f |",
+	return fmt.Sprintf("| %6.1f | %7.1f | %8.1f | %10d | %5d | %11d | %9.1f | %8d | %10d | %10d | %7.0f | %11.0f | %13.0f |",
 		s.at.Minutes(), float64(s.rss)/(1<<20), float64(s.heap)/(1<<20), s.goroutines, s.fds, s.stateFDs,
-		float64(s.state)/(1<<20), s.lag, s.produced, s.in, s.cpu)
+		float64(s.state)/(1<<20), s.lag, s.produced, s.in, s.cpu, float64(s.flushed)/(1<<20), float64(s.compacted)/(1<<20))
 }
 
 func printTable(rows []sample, every time.Duration) {
-	fmt.Println("| minute | RSS MiB | heap MiB | goroutines | files | state files | state MiB |      lag |   produced |   consumed |   CPU s |")
-	fmt.Println("|-------:|--------:|---------:|-----------:|------:|------------:|----------:|---------:|-----------:|-----------:|--------:|")
+	fmt.Println("| minute | RSS MiB | heap MiB | goroutines | files | state files | state MiB |      lag |   produced |   consumed |   CPU s | flushed MiB | compacted MiB |")
+	fmt.Println("|-------:|--------:|---------:|-----------:|------:|------------:|----------:|---------:|-----------:|-----------:|--------:|------------:|--------------:|")
 	for _, s := range rows {
 		fmt.Println(s.row(every))
 	}

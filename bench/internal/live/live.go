@@ -189,7 +189,8 @@ func (in *Instance) Ready() bool {
 }
 
 // ParseMetrics sums the samples of the Prometheus text format by metric
-// name (labels dropped).
+// name (labels dropped), and keeps each labelled sample under its name and
+// labels as well (`name{label="value"}`).
 func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	m := map[string]float64{}
 	sc := bufio.NewScanner(r)
@@ -203,8 +204,9 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 		if len(f) < 2 {
 			continue
 		}
-		name := f[0]
+		name, labelled := f[0], ""
 		if i := strings.IndexByte(name, '{'); i >= 0 {
+			labelled = line[:strings.LastIndexByte(line, '}')+1]
 			name = name[:i]
 			// Label values may hold spaces: the value follows the '}'.
 			f = strings.Fields(line[strings.LastIndexByte(line, '}')+1:])
@@ -218,6 +220,9 @@ func ParseMetrics(r io.Reader) (map[string]float64, error) {
 			continue
 		}
 		m[name] += v
+		if labelled != "" {
+			m[labelled] += v
+		}
 	}
 	return m, sc.Err()
 }
