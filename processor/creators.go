@@ -54,9 +54,22 @@ type creatorCountKey struct {
 type creatorVideoKey struct{ creator, video string }
 
 // creatorTally is what an engine applied since it last closed a tick.
+// The store holds it as a chunk per commit of what changed in it.
 type creatorTally struct {
 	counts map[creatorCountKey]int64
 	videos map[creatorVideoKey][2]int64 // first and last minute with a new standing like
+	// changed since the last commit; reset: emptied since then, so the
+	// stored chunks must go.
+	changedCounts map[creatorCountKey]struct{}
+	changedVideos map[creatorVideoKey]struct{}
+	reset         bool
+}
+
+func newCreatorTally() creatorTally {
+	return creatorTally{
+		counts: map[creatorCountKey]int64{}, videos: map[creatorVideoKey][2]int64{},
+		changedCounts: map[creatorCountKey]struct{}{}, changedVideos: map[creatorVideoKey]struct{}{},
+	}
 }
 
 func (t *creatorTally) empty() bool { return len(t.counts) == 0 && len(t.videos) == 0 }
@@ -118,8 +131,7 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 	}
 	t := &e.ctally
 	if t.counts == nil {
-		t.counts = map[creatorCountKey]int64{}
-		t.videos = map[creatorVideoKey][2]int64{}
+		*t = newCreatorTally()
 	}
 	m := floorDiv(l.TS, minuteMS)
 	k := creatorCountKey{ev.CreatorID, l.Region, m}
@@ -128,6 +140,7 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 	} else {
 		delete(t.counts, k)
 	}
+	t.changedCounts[k] = struct{}{}
 	if sign > 0 {
 		vk := creatorVideoKey{ev.CreatorID, ev.VideoID}
 		if prev, ok := t.videos[vk]; !ok {
@@ -135,6 +148,7 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 		} else {
 			t.videos[vk] = [2]int64{min(prev[0], m), max(prev[1], m)}
 		}
+		t.changedVideos[vk] = struct{}{}
 	}
 	e.ctallyDirty = true
 }
@@ -148,15 +162,22 @@ func (t *creatorTally) report(tick int64) *creatorReport {
 	for k, m := range t.videos {
 		r.Videos = append(r.Videos, creatorVideo{k.creator, k.video, m[0], m[1]})
 	}
+	r.sort()
+	clear(t.counts)
+	clear(t.videos)
+	clear(t.changedCounts)
+	clear(t.changedVideos)
+	t.reset = true
+	return r
+}
+
+func (r *creatorReport) sort() {
 	slices.SortFunc(r.Counts, func(a, b creatorCount) int {
 		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Region, b.Region), cmp.Compare(a.Minute, b.Minute))
 	})
 	slices.SortFunc(r.Videos, func(a, b creatorVideo) int {
 		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Video, b.Video))
 	})
-	clear(t.counts)
-	clear(t.videos)
-	return r
 }
 
 // closeCreators reports the tally at tick, if there is anything in it.
@@ -168,9 +189,10 @@ func (e *Engine) closeCreators(tick int64) {
 	e.ctallyDirty = true
 }
 
-// loadCreatorTally restores the tally committed with the partition.
+// loadCreatorTally restores the tally committed with the partition: its
+// chunks in order, each what a commit changed (a count of 0: gone).
 func (e *Engine) loadCreatorTally() error {
-	e.ctally = creatorTally{counts: map[creatorCountKey]int64{}, videos: map[creatorVideoKey][2]int64{}}
+	e.ctally, e.ctallyChunks = newCreatorTally(), 0
 	return e.part.ScanCreatorTally(func(v []byte) error {
 		r, err := decodeCreatorReport(v)
 		if err != nil {
@@ -178,7 +200,12 @@ func (e *Engine) loadCreatorTally() error {
 		}
 		e.ctallyChunks++
 		for _, c := range r.Counts {
-			e.ctally.counts[creatorCountKey{c.Creator, c.Region, c.Minute}] = c.N
+			k := creatorCountKey{c.Creator, c.Region, c.Minute}
+			if c.N == 0 {
+				delete(e.ctally.counts, k)
+			} else {
+				e.ctally.counts[k] = c.N
+			}
 		}
 		for _, v := range r.Videos {
 			e.ctally.videos[creatorVideoKey{v.Creator, v.Video}] = [2]int64{v.First, v.Last}
@@ -187,36 +214,43 @@ func (e *Engine) loadCreatorTally() error {
 	})
 }
 
-// saveCreatorTally writes the tally with the partition's commit.
+// saveCreatorTally writes what changed in the tally since the last commit
+// as the next chunk (or chunks, when it is large), and drops the stored
+// chunks once the tally was emptied by a closed tick.
 func (e *Engine) saveCreatorTally(w *store.Writer) error {
 	if !e.ctallyDirty {
 		return nil
 	}
 	e.ctallyDirty = false
-	t := e.ctally
-	// Encode without emptying: a copy of the maps' contents.
-	r := &creatorReport{}
-	for k, n := range t.counts {
-		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, n})
+	t := &e.ctally
+	if t.reset {
+		for i := range e.ctallyChunks {
+			if err := w.DeleteCreatorTally(i); err != nil {
+				return err
+			}
+		}
+		e.ctallyChunks, t.reset = 0, false
 	}
-	for k, m := range t.videos {
+	if len(t.changedCounts) == 0 && len(t.changedVideos) == 0 {
+		return nil
+	}
+	r := &creatorReport{}
+	for k := range t.changedCounts {
+		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, t.counts[k]})
+	}
+	for k := range t.changedVideos {
+		m := t.videos[k]
 		r.Videos = append(r.Videos, creatorVideo{k.creator, k.video, m[0], m[1]})
 	}
-	var chunks []*creatorReport
-	if !t.empty() {
-		chunks = r.chunks()
-	}
-	for _, c := range chunks {
-		if err := w.SetCreatorTally(c.Chunk, encodeCreatorReport(nil, c)); err != nil {
+	clear(t.changedCounts)
+	clear(t.changedVideos)
+	r.sort()
+	for _, c := range r.chunks() {
+		if err := w.SetCreatorTally(e.ctallyChunks, encodeCreatorReport(nil, c)); err != nil {
 			return err
 		}
+		e.ctallyChunks++
 	}
-	for i := int32(len(chunks)); i < e.ctallyChunks; i++ {
-		if err := w.DeleteCreatorTally(i); err != nil {
-			return err
-		}
-	}
-	e.ctallyChunks = int32(len(chunks))
 	return nil
 }
 

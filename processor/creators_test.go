@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/store"
 
 	"github.com/viralityhq/virality/gen"
 	"github.com/viralityhq/virality/scoring"
@@ -230,9 +235,12 @@ func TestCreatorsRestart(t *testing.T) {
 	want := runCreators(t, cfg, recs, oneSource(4, 2))
 
 	// Small chunks: reports and tallies of many chunks, whose outputs are
-	// those of whole ones.
+	// those of whole ones. Commits every 100 likes, a few within a tick:
+	// the stored tally is a chunk per commit of what changed, and a crash
+	// between them must find all of it.
 	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
 	creatorChunkBytes = 300
+	cfg.CommitEvery = 100
 	db := openMemStore(t)
 	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
 	open := func() *Coordinator {
@@ -249,7 +257,7 @@ func TestCreatorsRestart(t *testing.T) {
 		}
 		return c
 	}
-	for _, at := range []int{5_000, 2_999, 9_001, 24_000} {
+	for _, at := range []int{5_000, 2_999, 9_001, 24_000, 24_350} {
 		src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: at}
 		if err := Run(context.Background(), open(), src, RunOptions{Decoders: 2}); err != errCrash {
 			t.Fatalf("run until crash: %v", err)
@@ -260,4 +268,51 @@ func TestCreatorsRestart(t *testing.T) {
 	}
 	sameMessages(t, "creators after restarts", want.creators.msgs, out.creators.msgs)
 	sameMessages(t, "rising creators after restarts", want.rising.msgs, out.rising.msgs)
+}
+
+// TestCreatorTallyChunks commits the tally after every few changes, a
+// chunk of what changed each time, and reads it back between commits: what
+// is read is the tally, through ticks that empty it.
+func TestCreatorTallyChunks(t *testing.T) {
+	db := openMemStore(t)
+	c, err := NewCoordinator(DefaultConfig(), db, newTestOutputs().outputs(), oneSource(1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
+	creatorChunkBytes = 200 // a commit's changes in several chunks
+	rng := rand.New(rand.NewPCG(3, 4))
+	for step := range 400 {
+		for range rng.IntN(30) {
+			ev := event.Event{CreatorID: fmt.Sprintf("c%d", rng.IntN(20)), VideoID: fmt.Sprintf("v%d", rng.IntN(50))}
+			l := store.Like{TS: int64(rng.IntN(5)) * minuteMS, Region: []string{"eu", "us"}[rng.IntN(2)]}
+			sign := int64(1)
+			if rng.IntN(3) == 0 {
+				sign = -1
+			}
+			e.creatorLike(&ev, &l, sign)
+		}
+		if rng.IntN(8) == 0 && !e.ctally.empty() {
+			e.closeCreators(int64(step) * minuteMS)
+		}
+		w := e.part.NewWriter()
+		if err := e.saveCreatorTally(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		counts, videos := maps.Clone(e.ctally.counts), maps.Clone(e.ctally.videos)
+		if err := e.loadCreatorTally(); err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(counts, e.ctally.counts) || !maps.Equal(videos, e.ctally.videos) {
+			t.Fatalf("step %d: read back %d counts and %d videos, want %d and %d", step,
+				len(e.ctally.counts), len(e.ctally.videos), len(counts), len(videos))
+		}
+	}
 }

@@ -92,7 +92,7 @@ const VideoBytes = 800
 
 // bytes estimates the memory v holds.
 func (v *video) bytes() int64 {
-	b := int64(400+len(v.ID)+24*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes()
+	b := int64(400+len(v.ID)+24*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes()
 	for _, d := range v.Decay {
 		b += 16 * int64(cap(d))
 	}

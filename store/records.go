@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/viralityhq/virality/scoring"
 )
@@ -333,7 +335,38 @@ type Video struct {
 	// the range hold a key (likes leave gaps).
 	bucketsLo, bucketsHi int64
 	stored               [storedWords]uint64
+	// many are the stored buckets of more than one part, with their
+	// number of parts, by bucket.
+	many []bucketParts
 }
+
+// bucketParts is a bucket of like times stored in more than one part.
+type bucketParts struct {
+	bucket int64
+	parts  int32
+}
+
+// partEntries is the most like times one key holds. A bucket's like
+// times are split into parts of partEntries in order, so that a like
+// added at the end of a busy bucket rewrites the bucket's last part, not
+// all of its likes (a popular video gets thousands in 5 minutes, and every
+// commit would write them all again).
+const partEntries = 64
+
+// partsOf returns the number of parts bucket h has in the store.
+func (v *Video) partsOf(h int64) int {
+	if h < v.bucketsLo || h > v.bucketsHi || !v.storedBucket(h) {
+		return 0
+	}
+	i, ok := slices.BinarySearchFunc(v.many, h, func(b bucketParts, h int64) int { return cmp.Compare(b.bucket, h) })
+	if !ok {
+		return 1
+	}
+	return int(v.many[i].parts)
+}
+
+// TrackedBytes is the memory v holds to track its keys in the store.
+func (v *Video) TrackedBytes() int64 { return 16 * int64(cap(v.many)) }
 
 // storedWords bound the buckets whose keys a video tracks one by one:
 // 320, more than a day of like times and the lateness after it. A bucket
@@ -428,7 +461,7 @@ func (v *Video) unmarshal(b []byte) error {
 	v.Pending = flags&1 != 0
 	v.bucketed = flags&2 != 0
 	v.dirtyFrom = noneDirty
-	v.bucketsLo, v.bucketsHi, v.stored = 0, -1, [storedWords]uint64{}
+	v.bucketsLo, v.bucketsHi, v.stored, v.many = 0, -1, [storedWords]uint64{}, nil
 	if !v.bucketed {
 		base := r.varint()
 		n := r.uvarint()

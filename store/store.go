@@ -7,8 +7,8 @@
 //	P<part> 'm'                          meta: input offset, watermark, tick, sink positions
 //	P<part> 'p' <len(video)> video user  one (user, video) pair
 //	P<part> 'v' video                    a video's header
-//	P<part> 't' <len(video)> video bucket  a video's standing like times of one 5-minute bucket
-//	P<part> 'u' bucket user              an account's likes in one 5-minute bucket
+//	P<part> 't' <len(video)> video bucket part  a part of a video's standing like times of one 5-minute bucket
+//	P<part> 'a' user                     an account's recent like counts (the account stage)
 //	P<part> 'e' video                    marker: the video has state newer than its last record
 //	P<part> 'k' video                    a trending candidate
 //	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
@@ -20,10 +20,12 @@
 // Like times of a video live inline in its header while there are few;
 // beyond that they move to one key per 5-minute bucket of event time, so
 // that a commit rewrites only the buckets that changed (most often the
-// last, a few likes) and old buckets are dropped by key, without a scan.
-// (Until format 7 the buckets were hours: a popular video's current hour,
-// kilobytes, was rewritten at every commit, and the rewrites were most of
-// what the live service wrote and compacted.)
+// last) and old buckets are dropped by key, without a scan. A bucket is
+// split into parts of 64 like times, so that a like added to a busy bucket
+// rewrites its last part. (Until format 7 the buckets were hours, until
+// format 8 whole: a popular video's current bucket, kilobytes, was
+// rewritten at every commit, and the rewrites were most of what the live
+// service wrote, logged and compacted.)
 //
 // Everything one commit changes is written by one [Writer] into one Pebble
 // batch, together with the meta record naming the input offset it reflects:
@@ -32,10 +34,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -64,7 +68,10 @@ var ErrFormat = errors.New("store: unsupported state format")
 // (AccountBucket.Key, .Sec), a video its lockstep tracker (Video.Lockstep).
 // 7: a video's like times are kept in 5-minute buckets of event time (were
 // hours), inline while 16 or fewer (were 64).
-const FormatVersion = 7
+// 8: a bucket of like times is split into parts of 64 like times (the key
+// ends with the part's number); the creator tally is a chunk per commit
+// of what changed (a count of 0 deletes), not the whole tally again.
+const FormatVersion = 8
 
 var formatKey = []byte("\x00format")
 
@@ -374,20 +381,35 @@ func (p *Partition) Video(id string) (*Video, bool, error) {
 	if vid.bucketed {
 		prefix := binary.AppendUvarint(nil, uint64(len(id)))
 		prefix = append(prefix, id...)
+		parts := int32(0) // of bucket vid.bucketsHi
 		err := p.scanPrefix(kindTimes, prefix, func(k, val []byte) error {
-			if len(k) != len(prefix)+8 {
+			if len(k) != len(prefix)+12 {
 				return fmt.Errorf("bad like-time key for video %q", id)
 			}
 			bucket := int64(binary.BigEndian.Uint64(k[len(prefix):]))
-			if vid.bucketsHi < vid.bucketsLo {
-				vid.bucketsLo = bucket
+			part := int32(binary.BigEndian.Uint32(k[len(prefix)+8:]))
+			switch {
+			case vid.bucketsHi < vid.bucketsLo || bucket != vid.bucketsHi:
+				if parts > 1 {
+					vid.many = append(vid.many, bucketParts{vid.bucketsHi, parts})
+				}
+				if vid.bucketsHi < vid.bucketsLo {
+					vid.bucketsLo = bucket
+				}
+				vid.bucketsHi, parts = bucket, 0
+				vid.markBucket(bucket)
 			}
-			vid.bucketsHi = bucket
-			vid.markBucket(bucket)
+			if part != parts {
+				return fmt.Errorf("like times of video %q: bucket %d has part %d after %d parts", id, bucket, part, parts)
+			}
+			parts++
 			var err error
 			vid.Entries, err = decodeEntries(vid.Entries, val, bucket*bucketMS)
 			return err
 		})
+		if parts > 1 {
+			vid.many = append(vid.many, bucketParts{vid.bucketsHi, parts})
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("read like times of video %q: %w", id, err)
 		}
@@ -515,6 +537,7 @@ type Writer struct {
 	buf    []byte
 	key    []byte
 	bucket []byte
+	times  []byte // the prefix of a video's like-time keys
 }
 
 // Change is one change of state as a changelog carries it: a key and its
@@ -812,6 +835,13 @@ func (w *Writer) DeleteCandidate(video string) error {
 
 // SetVideo writes a video's header and the like times changed since it
 // was last written, then marks it clean.
+//
+// Like times are stored by bucket of event time, each bucket in parts of
+// partEntries, in order: P<part> 't' video bucket part. A write rewrites
+// the parts from the one that holds the first changed like time, and
+// deletes the parts and buckets the video no longer has; the video tracks
+// which buckets, and how many parts of each, are in the store, so that
+// nothing is read to find them.
 func (w *Writer) SetVideo(v *Video) error {
 	wasBucketed := v.bucketed
 	v.bucketed = len(v.Entries) > inlineEntries
@@ -823,99 +853,143 @@ func (w *Writer) SetVideo(v *Video) error {
 		v.dirtyFrom = noneDirty
 		return nil
 	}
-	prefix := w.keyOf(kindTimes, v.ID, "")
-	prefix = append([]byte{}, prefix...)
-	bucketKey := func(h int64) []byte {
-		k := append(w.bucket[:0], prefix...)
+	w.times = append(w.times[:0], w.keyOf(kindTimes, v.ID, "")...)
+	partKey := func(h int64, j int) []byte {
+		k := append(w.bucket[:0], w.times...)
 		k = binary.BigEndian.AppendUint64(k, uint64(h))
+		k = binary.BigEndian.AppendUint32(k, uint32(j))
 		w.bucket = k
 		return k
 	}
-	from := v.dirtyFrom
-	if !wasBucketed {
-		from = minTime
-	}
-	// The buckets to write: those from the first changed one (all of them
-	// when the entries move out of the video's record), none when they
-	// move back in.
-	fromBucket, i := int64(math.MaxInt64), len(v.Entries)
-	if v.bucketed && from != noneDirty {
-		fromBucket = math.MinInt64
-		if from != minTime {
-			fromBucket = floorDiv(from, bucketMS)
-		}
-		i = 0
-		for i < len(v.Entries) && floorDiv(v.Entries[i].TS, bucketMS) < fromBucket {
-			i++
-		}
+	es := v.Entries
+	bucketOf := func(i int) int64 { return floorDiv(es[i].TS, bucketMS) }
+	// firstOf is the index of the first like time at or after ts.
+	firstOf := func(ts int64) int {
+		i, _ := slices.BinarySearchFunc(es, ts, func(e Entry, ts int64) int { return cmp.Compare(e.TS, ts) })
+		return i
 	}
 	firstBucket := int64(math.MaxInt64) // buckets before the first standing like are gone
-	if v.bucketed && len(v.Entries) > 0 {
-		firstBucket = floorDiv(v.Entries[0].TS, bucketMS)
+	if v.bucketed && len(es) > 0 {
+		firstBucket = bucketOf(0)
+	}
+	// What to write: the buckets from fromBucket on (none when the entries
+	// move back in), from the like time at i (the start of the part that
+	// holds the first changed one).
+	fromBucket, i := int64(math.MaxInt64), len(es)
+	if v.bucketed && v.dirtyFrom != noneDirty {
+		fromBucket, i = math.MinInt64, 0
+		if wasBucketed && v.dirtyFrom != minTime {
+			fromBucket = floorDiv(v.dirtyFrom, bucketMS)
+			// The oldest bucket may have lost like times at its start
+			// that its stored parts still hold (they are dropped when
+			// read): a change there rewrites it whole.
+			if fromBucket > firstBucket {
+				// From the start of the part before the first changed
+				// like time (of the last part when the changes removed
+				// every like after it, whose parts must go).
+				start := firstOf(fromBucket * bucketMS)
+				i = start + (max(firstOf(v.dirtyFrom)-start, 1)-1)/partEntries*partEntries
+			}
+		}
 	}
 	// Delete the stored buckets that are before the first like or will be
 	// rewritten without likes.
 	if v.bucketsLo <= v.bucketsHi {
 		if v.bucketsHi-v.bucketsLo > maxPointDeletes {
 			// Entries span a day at most, so this is not expected; should
-			// it happen, two range deletions bound the work.
+			// it happen, two range deletions bound the work, and the
+			// buckets from fromBucket are written whole.
 			keep := min(firstBucket, fromBucket, v.bucketsHi+1)
-			if err := w.deleteBuckets(prefix, v.bucketsLo, keep); err != nil {
+			if err := w.deleteBuckets(v.bucketsLo, keep); err != nil {
 				return err
 			}
-			if err := w.deleteBuckets(prefix, max(fromBucket, v.bucketsLo), v.bucketsHi+1); err != nil {
+			if err := w.deleteBuckets(max(fromBucket, v.bucketsLo), v.bucketsHi+1); err != nil {
 				return err
 			}
-			v.bucketsLo, v.bucketsHi = 0, -1
+			v.bucketsLo, v.bucketsHi = 0, -1 // v.many keeps the buckets before fromBucket
+			if fromBucket != math.MaxInt64 && fromBucket != math.MinInt64 {
+				i = firstOf(fromBucket * bucketMS)
+			}
 		}
 		j := i
 		for h := v.bucketsLo; h <= v.bucketsHi; h++ {
 			if !v.storedBucket(h) {
 				continue // no key: a gap between likes
 			}
-			for j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) < h {
+			for j < len(es) && bucketOf(j) < h {
 				j++
 			}
-			rewritten := h >= fromBucket && j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) == h
+			rewritten := h >= fromBucket && j < len(es) && bucketOf(j) == h
 			if (h < firstBucket || h >= fromBucket) && !rewritten {
-				if err := w.delete(bucketKey(h), nil); err != nil {
-					return err
+				for k := range v.partsOf(h) {
+					if err := w.delete(partKey(h, k), nil); err != nil {
+						return err
+					}
 				}
 			}
 		}
 	}
-	// Rewrite every bucket from the first changed one.
-	for i < len(v.Entries) {
-		h := floorDiv(v.Entries[i].TS, bucketMS)
-		j := i
-		for j < len(v.Entries) && floorDiv(v.Entries[j].TS, bucketMS) == h {
-			j++
+	// Rewrite every bucket from the first changed one, each from its part
+	// that holds i, and delete the parts it no longer has.
+	var many []bucketParts
+	for i < len(es) {
+		h := bucketOf(i)
+		start := i
+		if h == fromBucket {
+			start = firstOf(h * bucketMS)
 		}
-		w.buf = encodeEntries(w.buf[:0], v.Entries[i:j], h*bucketMS)
-		if err := w.set(bucketKey(h), w.buf, nil); err != nil {
-			return err
+		end := i
+		for end < len(es) && bucketOf(end) == h {
+			end++
 		}
-		i = j
+		for k := (i - start) / partEntries; i < end; k++ {
+			next := min(i+partEntries, end)
+			w.buf = encodeEntries(w.buf[:0], es[i:next], h*bucketMS)
+			if err := w.set(partKey(h, k), w.buf, nil); err != nil {
+				return err
+			}
+			i = next
+		}
+		parts := (end - start + partEntries - 1) / partEntries
+		for k := parts; k < v.partsOf(h); k++ {
+			if err := w.delete(partKey(h, k), nil); err != nil {
+				return err
+			}
+		}
+		if parts > 1 {
+			many = append(many, bucketParts{h, int32(parts)})
+		}
 	}
-	v.bucketsLo, v.bucketsHi = 0, -1
-	v.stored = [storedWords]uint64{}
-	if v.bucketed && len(v.Entries) > 0 {
-		v.bucketsLo, v.bucketsHi = firstBucket, floorDiv(v.Entries[len(v.Entries)-1].TS, bucketMS)
-		for _, e := range v.Entries {
-			v.markBucket(floorDiv(e.TS, bucketMS))
+	// What the store holds now: the buckets of the like times; the parts of
+	// those before fromBucket as they were, of the others as written.
+	if v.bucketed && len(es) > 0 {
+		kept := v.many[:0]
+		for _, b := range v.many {
+			if b.bucket >= firstBucket && b.bucket < fromBucket {
+				kept = append(kept, b)
+			}
 		}
+		v.many = append(kept, many...)
+		v.bucketsLo, v.bucketsHi = firstBucket, bucketOf(len(es)-1)
+		v.stored = [storedWords]uint64{}
+		for k := range es {
+			v.markBucket(bucketOf(k))
+		}
+	} else {
+		v.bucketsLo, v.bucketsHi, v.stored, v.many = 0, -1, [storedWords]uint64{}, nil
 	}
 	v.dirtyFrom = noneDirty
 	return nil
 }
 
-// deleteBuckets deletes the like-time keys of buckets [lo, hi) under prefix.
-func (w *Writer) deleteBuckets(prefix []byte, lo, hi int64) error {
+// deleteBuckets deletes the like-time keys of buckets [lo, hi) under the
+// video's prefix, w.times.
+func (w *Writer) deleteBuckets(lo, hi int64) error {
 	if lo >= hi {
 		return nil
 	}
 	k := func(h int64) []byte {
-		return binary.BigEndian.AppendUint64(append([]byte{}, prefix...), uint64(max(h, 0)))
+		return binary.BigEndian.AppendUint64(append([]byte{}, w.times...), uint64(max(h, 0)))
 	}
 	return w.deleteRange(k(lo), k(hi), nil)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -163,18 +164,35 @@ func TestVideoBucketKeys(t *testing.T) {
 		clock := int64(100 * day)
 		for step := range 3000 {
 			switch r := rng.IntN(100); {
-			case r < 70: // a like near the clock, sometimes late
-				ts := clock - rng.Int64N(2*hour)
-				if rng.IntN(10) == 0 {
-					ts = clock - rng.Int64N(day)
+			case r < 70: // likes near the clock, sometimes late, sometimes a burst
+				n := 1
+				if rng.IntN(4) == 0 {
+					n = 1 + rng.IntN(3*partEntries) // more than a part
 				}
-				i := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > ts })
-				v.Entries = slices.Insert(v.Entries, i, Entry{TS: ts, Weight: 1024})
-				v.TimesChanged(ts)
-			case r < 85 && len(v.Entries) > 0: // an unlike
-				i := rng.IntN(len(v.Entries))
-				v.TimesChanged(v.Entries[i].TS)
-				v.Entries = slices.Delete(v.Entries, i, i+1)
+				for range n {
+					ts := clock - rng.Int64N(2*hour)
+					switch rng.IntN(10) {
+					case 0:
+						ts = clock - rng.Int64N(day)
+					case 1, 2, 3, 4:
+						ts = clock - rng.Int64N(bucketMS/4)
+					}
+					i := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > ts })
+					v.Entries = slices.Insert(v.Entries, i, Entry{TS: ts, Weight: 1024})
+					v.TimesChanged(ts)
+				}
+			case r < 85 && len(v.Entries) > 0: // unlikes
+				for range 1 + rng.IntN(partEntries)*rng.IntN(2) {
+					if len(v.Entries) == 0 {
+						break
+					}
+					i := rng.IntN(len(v.Entries))
+					if rng.IntN(2) == 0 {
+						i = len(v.Entries) - 1 // the newest: parts at a bucket's end go
+					}
+					v.TimesChanged(v.Entries[i].TS)
+					v.Entries = slices.Delete(v.Entries, i, i+1)
+				}
 			case r < 97: // the clock moves on; old like times leave
 				clock += rng.Int64N(3 * hour)
 				if rng.IntN(40) == 0 {
@@ -199,6 +217,13 @@ func TestVideoBucketKeys(t *testing.T) {
 				continue
 			}
 			v.Clock = clock
+			if step%100 == 0 {
+				// Rewrites and deletions pile up in the memtable, which
+				// every read below would step over.
+				if err := db.db.Compact(context.Background(), []byte("P"), []byte("Q"), false); err != nil {
+					t.Fatal(err)
+				}
+			}
 			w := p.NewWriter()
 			if logged {
 				w = p.NewLoggedWriter().For(p, &Changes{})
@@ -216,16 +241,33 @@ func TestVideoBucketKeys(t *testing.T) {
 				}
 			}
 			got := map[int64]bool{}
+			parts := map[int64]int{}
 			prefix := binary.AppendUvarint(nil, uint64(len(v.ID)))
 			prefix = append(prefix, v.ID...)
-			if err := p.scanPrefix(kindTimes, prefix, func(k, _ []byte) error {
-				got[int64(binary.BigEndian.Uint64(k[len(prefix):]))] = true
+			last := map[int64]int{} // like times in the bucket's last part
+			if err := p.scanPrefix(kindTimes, prefix, func(k, val []byte) error {
+				h := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+				got[h] = true
+				es, err := decodeEntries(nil, val, h*bucketMS)
+				if err != nil {
+					return err
+				}
+				if n, ok := last[h]; ok && n != partEntries {
+					t.Errorf("logged %v, step %d: bucket %d has a part of %d like times before its last", logged, step, h, n)
+				}
+				last[h] = len(es)
+				parts[h]++
 				return nil
 			}); err != nil {
 				t.Fatal(err)
 			}
 			if !maps.Equal(got, want) {
 				t.Fatalf("logged %v, step %d: buckets stored %v, want %v", logged, step, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+			}
+			for h, n := range parts {
+				if v.partsOf(h) != n {
+					t.Fatalf("logged %v, step %d: bucket %d has %d parts stored, the video tracks %d", logged, step, h, n, v.partsOf(h))
+				}
 			}
 			back, _, err := p.Video(v.ID)
 			if err != nil {
