@@ -131,7 +131,7 @@ type memoryPlan struct {
 
 func (b memoryBudget) plan() memoryPlan {
 	var p memoryPlan
-	p.cacheBytes = max(b.bytes/8, 8<<20)
+	p.cacheBytes = max(b.bytes/16, 8<<20)
 	p.memTable = max(b.bytes/32, 4<<20)
 	p.heapLimit = b.bytes - p.cacheBytes - 2*p.memTable - runtimeBytes
 	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
@@ -194,7 +194,7 @@ func (b memoryBudget) limitHeap() (restore func()) {
 
 // addStoreFlags defines the flags of Pebble's memory.
 func addStoreFlags(fs *flag.FlagSet, cacheMB, memTableMB *int) {
-	fs.IntVar(cacheMB, "cache-mb", 64, "Pebble block cache `MiB` (with --memory-budget: 1/8 of it)")
+	fs.IntVar(cacheMB, "cache-mb", 64, "Pebble block cache `MiB` (with --memory-budget: 1/16 of it)")
 	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/32 of it)")
 }
 
