@@ -150,7 +150,6 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 		}
 		t.changedVideos[vk] = struct{}{}
 	}
-	e.ctallyDirty = true
 }
 
 // report turns the tally into the report of a tick and empties it.
@@ -186,7 +185,6 @@ func (e *Engine) closeCreators(tick int64) {
 		return
 	}
 	e.box.creators = append(e.box.creators, e.ctally.report(tick).chunks()...)
-	e.ctallyDirty = true
 }
 
 // loadCreatorTally restores the tally committed with the partition: its
@@ -218,10 +216,6 @@ func (e *Engine) loadCreatorTally() error {
 // as the next chunk (or chunks, when it is large), and drops the stored
 // chunks once the tally was emptied by a closed tick.
 func (e *Engine) saveCreatorTally(w *store.Writer) error {
-	if !e.ctallyDirty {
-		return nil
-	}
-	e.ctallyDirty = false
 	t := &e.ctally
 	if t.reset {
 		for i := range e.ctallyChunks {

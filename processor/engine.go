@@ -174,7 +174,6 @@ type Engine struct {
 	box outbox
 	// ctally: creator likes applied since the last closed tick (creators.go).
 	ctally       creatorTally
-	ctallyDirty  bool
 	ctallyChunks int32 // chunks of the tally in the store
 	sentNext     int64 // next tick last sent as progress to the partials topic
 	stats        Stats

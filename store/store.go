@@ -959,7 +959,7 @@ func (w *Writer) SetVideo(v *Video) error {
 			i = next
 		}
 		parts := (end - start + partEntries - 1) / partEntries
-		for k := parts; k < v.partsOf(h); k++ {
+		for k, was := parts, v.partsOf(h); k < was; k++ {
 			if err := w.delete(partKey(h, k), nil); err != nil {
 				return err
 			}
@@ -980,7 +980,7 @@ func (w *Writer) SetVideo(v *Video) error {
 		v.many = append(kept, many...)
 		v.bucketsLo, v.bucketsHi = firstBucket, bucketOf(len(es)-1)
 		v.stored = [storedWords]uint64{}
-		for k := range es {
+		for k := 0; k < len(es); k = firstOf((bucketOf(k) + 1) * bucketMS) {
 			v.markBucket(bucketOf(k))
 		}
 	} else {
