@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/viralityhq/virality/event"
 )
@@ -173,6 +174,15 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 	}
 	b.Events = b.Events[:len(b.Recs)]
 	b.Errs = b.Errs[:len(b.Recs)]
+}
+
+// Bytes is about what the batch holds on the heap: its arena and the
+// arrays of its records, headers, events and errors, at their capacity
+// (a batch is reused, so what it once grew to stays).
+func (b *Batch) Bytes() int64 {
+	return int64(cap(b.arena)) + int64(cap(b.Recs))*int64(unsafe.Sizeof(Record{})) +
+		int64(cap(b.hdrs))*int64(unsafe.Sizeof(Header{})) +
+		int64(cap(b.Events))*int64(unsafe.Sizeof(event.Event{})) + int64(cap(b.Errs))*16
 }
 
 // Decode decodes every record of the batch.

@@ -80,7 +80,17 @@ type Config struct {
 	// fetches per partition, so this bounds its memory while it catches
 	// up; larger fetches save round trips, not much else.
 	FetchMaxBytes int
+	// InputMaxBytes bounds the input an instance holds read but not yet
+	// applied, decoded, over all its partitions and internal topics:
+	// while the engine is behind, the fetchers wait and the records stay
+	// in the broker. Each fetch then asks for at most a sixth of this
+	// bound's share per fetcher (and FetchMaxBytes).
+	InputMaxBytes int64
 }
+
+// footprint is how many times its raw bytes a fetched batch holds once
+// decoded (records, events and their arrays; 2.9 for generated likes).
+const footprint = 3
 
 // HeartbeatInterval is how often the instance tells the group's
 // coordinator it is alive: a sixth of the shortest session timeout a
@@ -120,6 +130,7 @@ func DefaultConfig() Config {
 		MinFreeDisk:        256 << 20,
 		SessionTimeout:     6 * time.Second,
 		FetchMaxBytes:      1 << 20,
+		InputMaxBytes:      64 << 20,
 	}
 }
 
@@ -162,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FetchMaxBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("fetch size %d bytes: must be at least 1 KiB", c.FetchMaxBytes))
+	}
+	if c.InputMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("input held %d bytes: must be at least 1 MiB", c.InputMaxBytes))
 	}
 	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
 		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
@@ -228,6 +242,7 @@ type fetched struct {
 	partials bool
 	hw       int64 // high watermark after the fetch
 	err      error
+	held     int64 // bytes taken from the generation's gate
 }
 
 // PartialsTopic is the internal topic through which each partition's
@@ -530,7 +545,17 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	}
 	s.log.Info().Int32("generation", gen.ID).Ints32("partitions", ids).Msg("assigned")
 
+	// The channel's capacity is not what bounds the input held: the gate
+	// is, and each fetch asks for a share of it small enough that every
+	// fetcher may wait on the broker at once with half of it still free.
 	batches := make(chan *fetched, 2*len(ids)+2)
+	fetchers := 3 * len(ids)
+	if _, ok := g.Merging(); ok {
+		fetchers++
+	}
+	in := &input{gate: newGate(s.cfg.InputMaxBytes),
+		maxBytes: int(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(2*footprint*fetchers)))}
+	in.maxBytes = max(in.maxBytes, 16<<10)
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
 	// generation has returned: this one returns only after the loop has
@@ -548,16 +573,16 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	})
 	for _, p := range ids {
 		p, off, uoff, roff := p, starts[p], g.ByUserOffset(p), g.RepartitionedOffset(p)
-		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.InputTopic, p, false, off, batches) })
-		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.ByUserTopic(), p, true, uoff, batches) })
-		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.RepartitionTopic(), p, true, roff, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, in, s.cfg.InputTopic, p, false, off, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, in, s.cfg.ByUserTopic(), p, true, uoff, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, in, s.cfg.RepartitionTopic(), p, true, roff, batches) })
 	}
 	if off, ok := g.Merging(); ok {
 		// This instance holds partition 0: it merges the trending lists.
-		gen.Start(func(gctx context.Context) { s.fetch(gctx, s.cfg.PartialsTopic(), 0, true, off, batches) })
+		gen.Start(func(gctx context.Context) { s.fetch(gctx, in, s.cfg.PartialsTopic(), 0, true, off, batches) })
 	}
 	s.setAssigned(true)
-	return s.loop(ctx, g, ids, batches, genDone)
+	return s.loop(ctx, g, ids, in.gate, batches, genDone)
 }
 
 // restore brings the local state of newly assigned partitions up to
@@ -636,9 +661,16 @@ func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup
 	return first, nil
 }
 
+// input is what a generation's fetchers share: the gate on the bytes they
+// hold, and the most each fetch asks for.
+type input struct {
+	gate     *gate
+	maxBytes int
+}
+
 // fetch reads one partition of a topic and sends decoded batches, until
 // ctx ends.
-func (s *Service) fetch(ctx context.Context, topic string, p int32, internal bool, offset int64, out chan<- *fetched) {
+func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, internal bool, offset int64, out chan<- *fetched) {
 	partials := topic == s.cfg.PartialsTopic()
 	byUser := topic == s.cfg.ByUserTopic()
 	repart := internal && !partials && !byUser
@@ -657,7 +689,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 		return
 	}
 	defer src.Close()
-	src.MaxBytes = s.cfg.FetchMaxBytes
+	src.MaxBytes = in.maxBytes
 	if !internal && s.m != nil {
 		s.m.AddLostToRetention(p, 0) // the series, at 0 until a loss
 	}
@@ -671,11 +703,16 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 	}()
 	var recs []processor.Record
 	for ctx.Err() == nil {
+		reserved := int64(footprint * in.maxBytes)
+		if !in.gate.acquire(ctx, reserved) {
+			return
+		}
 		recs, err = src.Next(ctx, recs[:0])
 		var oor *kafkaio.OffsetOutOfRangeError
 		if errors.As(err, &oor) {
 			stuck = true
 			if err = s.offsetGone(topic, p, src, oor, &warned); err == nil {
+				in.gate.release(reserved)
 				continue // moved to the first offset the partition holds
 			}
 		} else if err == nil && stuck {
@@ -696,6 +733,8 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 		} else if ctx.Err() != nil {
 			return
 		}
+		b.held = b.Bytes()
+		in.gate.adjust(b.held - reserved)
 		select {
 		case out <- b:
 		case <-ctx.Done():
@@ -712,7 +751,7 @@ func (s *Service) fetch(ctx context.Context, topic string, p int32, internal boo
 
 // loop applies batches on this goroutine, which owns the group's state,
 // and commits on the wall-clock cadence.
-func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, batches <-chan *fetched, genDone <-chan struct{}) error {
+func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, gate *gate, batches <-chan *fetched, genDone <-chan struct{}) error {
 	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
 	defer tick.Stop()
 	var flushTick <-chan time.Time
@@ -784,6 +823,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	apply := func(b *fetched) error {
 		err := applyOne(b)
+		gate.release(b.held)
 		if !b.partials { // the merger may keep parts of a partial's value
 			s.batches.Put(b)
 		}

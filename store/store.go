@@ -162,7 +162,16 @@ func Open(dir string, o Options) (*DB, error) {
 		Logger:                      quietLogger{dir: dir},
 		FS:                          o.FS,
 	}
-	for i := range opts.Levels {
+	// Bloom filters above the last level only: a point read of a video
+	// or an account the caches do not hold mostly finds it in the last
+	// level, where the filter says "maybe" at the cost of reading it. A
+	// table's filter is one block of about 1.25 bytes a key, and the block
+	// cache, churned by random reads, did not keep them: reading the last
+	// level's filters again took 6% of the live service's CPU at 5,000
+	// likes/s (bench/RESULTS.md). A key that is in no level (a new
+	// account or video; new pairs mostly stop at the engine's own filter)
+	// costs an index and a data block of the last level instead.
+	for i := range opts.Levels[:len(opts.Levels)-1] {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)

@@ -61,6 +61,11 @@ const (
 	accountShare = 16
 	viewShare    = 4
 	filterShare  = 4
+	// inputShare bounds the input the live service holds read but not
+	// yet applied (service.Config's InputMaxBytes). A soak that fell
+	// behind with that input unbounded in total held 300 MB of it, a
+	// third of the heap.
+	inputShare = 6
 )
 
 func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
@@ -126,7 +131,8 @@ type memoryPlan struct {
 	accounts   int
 	viewVideos int
 	filterBits int
-	fetchBytes int // each fetch of a partition of the input
+	fetchBytes int   // each fetch of a partition of the input
+	inputBytes int64 // the input held read but not yet applied (run)
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -140,6 +146,7 @@ func (b memoryBudget) plan() memoryPlan {
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
+	p.inputBytes = max(p.heapLimit*inputShare/100, 4<<20)
 	// The filter's size is a power of two of bits.
 	p.filterBits = 1 << (bits.Len64(uint64(p.heapLimit*filterShare/100*8)) - 1)
 	return p
@@ -151,7 +158,8 @@ type sizes struct {
 	cacheMB    *int
 	memTableMB *int
 	viewVideos *int
-	fetchBytes *int // no flag: always its share
+	fetchBytes *int   // no flag: always its share
+	inputBytes *int64 // no flag: always its share
 }
 
 // apply gives every size in s that no flag set (set: the flags given) its
@@ -178,6 +186,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 		if f.ptr != nil && !set[f.name] {
 			*f.ptr = f.v
 		}
+	}
+	if s.inputBytes != nil {
+		*s.inputBytes = p.inputBytes
 	}
 }
 
