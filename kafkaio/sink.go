@@ -241,7 +241,8 @@ type batcher struct {
 	sent    int
 	arena   []byte
 	hdrs    []kafka.Header
-	size    int  // bytes of msgs[sent:], as counted by bytes
+	size    int // bytes of msgs[sent:], as counted by bytes
+	scratch []int
 	tainted bool // a write failed since the buffers were last reset
 	closed  bool
 
@@ -315,11 +316,33 @@ func (b *batcher) setLimit(limit int) {
 	}
 }
 
-// batchSizeFor returns the writer's BatchSize for a chunk of n records
-// to a topic of parts partitions (0: not known).
-func batchSizeFor(n, parts int) int {
-	if parts > 1 {
-		n = min(n, 2*n/parts+16)
+// batchSizeFor returns the writer's BatchSize for chunk, to a topic of
+// parts partitions (0: not known): the most records bal gives one
+// partition, as the writer will (scratch is reused between calls).
+// kafka-go gives every batch it starts room for BatchSize messages,
+// however few it will hold: with 1000, a flush of a few records to each
+// partition allocated 150 KB a batch, and with twice a partition's even
+// share, a fifth of all the live service allocated. A stateful balancer
+// (round robin) may place records otherwise: a batch that fills up is
+// then followed by another, nothing worse.
+func batchSizeFor(chunk []kafka.Message, parts int, bal kafka.Balancer, scratch *[]int) int {
+	n := len(chunk)
+	if parts > 1 && bal != nil {
+		if cap(*scratch) < 2*parts {
+			*scratch = make([]int, 2*parts)
+		}
+		ids, counts := (*scratch)[:parts], (*scratch)[parts:2*parts]
+		for i := range ids {
+			ids[i] = i
+		}
+		clear(counts)
+		n = 0
+		for i := range chunk {
+			if p := bal.Balance(chunk[i], ids...); p >= 0 && p < parts {
+				counts[p]++
+				n = max(n, counts[p])
+			}
+		}
 	}
 	return max(min(writerBatchSize, n), 1)
 }
@@ -549,15 +572,9 @@ func (b *batcher) flush(ctx context.Context) error {
 		// 806): each attempt has a deadline, and one that passes is
 		// retried like a refused connection.
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
-		// kafka-go gives every batch it starts room for BatchSize
-		// messages, however few it will hold: with 1000, a flush of a
-		// few records to each partition allocated 150 KB a batch, a
-		// third of everything the live service allocated. So BatchSize
-		// follows the chunk: twice a partition's even share, which a
-		// skewed partition may pass (it then takes two batches). (The
-		// writer reads BatchSize only inside WriteMessages, on this
-		// goroutine.)
-		b.w.BatchSize = batchSizeFor(len(chunk), b.meta.knownPartitions())
+		// BatchSize follows the chunk (batchSizeFor). The writer reads
+		// it only inside WriteMessages, on this goroutine.
+		b.w.BatchSize = batchSizeFor(chunk, b.meta.knownPartitions(), b.w.Balancer, &b.scratch)
 		err := b.w.WriteMessages(wctx, chunk...)
 		cancel()
 		if err != nil {

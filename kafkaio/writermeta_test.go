@@ -2,6 +2,7 @@ package kafkaio
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -70,17 +71,50 @@ func TestWriterTransportCachesItsTopic(t *testing.T) {
 }
 
 func TestBatchSizeFor(t *testing.T) {
+	msgs := func(n int) []kafka.Message {
+		m := make([]kafka.Message, n)
+		for i := range m {
+			m[i].Key = []byte(fmt.Sprintf("video-%d", i))
+		}
+		return m
+	}
+	// most is the largest partition of chunk, as the writer places it.
+	most := func(chunk []kafka.Message, parts int) int {
+		counts := map[int]int{}
+		ids := make([]int, parts)
+		for i := range ids {
+			ids[i] = i
+		}
+		n := 0
+		for _, m := range chunk {
+			p := (&kafka.Hash{}).Balance(m, ids...)
+			counts[p]++
+			n = max(n, counts[p])
+		}
+		return n
+	}
+	var scratch []int
 	for _, c := range []struct{ n, parts, want int }{
 		{0, 0, 1},
 		{5, 0, 5},
-		{5, 8, 5},         // 2*5/8+16 = 17: the chunk
-		{800, 8, 216},     // 2*800/8+16
+		{5, 1, 5},
+		{800, 8, most(msgs(800), 8)},
+		{800, 3, most(msgs(800), 3)},
 		{10_000, 8, 1000}, // the writer's cap
-		{10_000, 1, 1000},
+		{10_000, 1, 1000}, // the writer's cap
 		{50, 1, 50},
 	} {
-		if got := batchSizeFor(c.n, c.parts); got != c.want {
-			t.Errorf("batchSizeFor(%d, %d) = %d, want %d", c.n, c.parts, got, c.want)
+		if got := batchSizeFor(msgs(c.n), c.parts, &kafka.Hash{}, &scratch); got != c.want {
+			t.Errorf("batchSizeFor(%d records, %d partitions) = %d, want %d", c.n, c.parts, got, c.want)
 		}
+	}
+	// Within bounds: at least an even share, at most the chunk.
+	if got := batchSizeFor(msgs(800), 8, &kafka.Hash{}, &scratch); got < 100 || got > 200 {
+		t.Errorf("batchSizeFor(800 records, 8 partitions) = %d, want between an even share (100) and twice it", got)
+	}
+	// A chunk all for one partition needs a batch as large as the chunk.
+	one := kafka.BalancerFunc(func(kafka.Message, ...int) int { return 2 })
+	if got := batchSizeFor(msgs(300), 8, one, &scratch); got != 300 {
+		t.Errorf("batchSizeFor(300 records to one partition) = %d, want 300", got)
 	}
 }

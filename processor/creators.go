@@ -91,25 +91,33 @@ var creatorChunkBytes = 256 << 10
 // from 0; deterministic, so that a report sent again after a crash
 // replaces each chunk by the same.
 func (r *creatorReport) chunks() []*creatorReport {
+	// Chunks share r's arrays: most reports make one chunk, and a copy of
+	// each tick's report was a tenth of what the live service allocated.
 	var out []*creatorReport
 	cur := &creatorReport{Tick: r.Tick}
-	size := 0
-	next := func(n int) {
+	size, from := 0, 0
+	next := func(n, i int, videos bool) {
 		if size > 0 && size+n > creatorChunkBytes {
+			if videos {
+				cur.Videos = r.Videos[from:i:i]
+			} else {
+				cur.Counts = r.Counts[from:i:i]
+			}
 			out = append(out, cur)
 			cur = &creatorReport{Tick: r.Tick, Chunk: int32(len(out))}
-			size = 0
+			size, from = 0, i
 		}
 		size += n
 	}
-	for _, c := range r.Counts {
-		next(len(c.Creator) + len(c.Region) + 24)
-		cur.Counts = append(cur.Counts, c)
+	for i, c := range r.Counts {
+		next(len(c.Creator)+len(c.Region)+24, i, false)
 	}
-	for _, v := range r.Videos {
-		next(len(v.Creator) + len(v.Video) + 24)
-		cur.Videos = append(cur.Videos, v)
+	cur.Counts = r.Counts[from:len(r.Counts):len(r.Counts)]
+	from = 0
+	for i, v := range r.Videos {
+		next(len(v.Creator)+len(v.Video)+24, i, true)
 	}
+	cur.Videos = r.Videos[from:len(r.Videos):len(r.Videos)]
 	return append(out, cur)
 }
 
@@ -154,7 +162,7 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 
 // report turns the tally into the report of a tick and empties it.
 func (t *creatorTally) report(tick int64) *creatorReport {
-	r := &creatorReport{Tick: tick}
+	r := &creatorReport{Tick: tick, Counts: make([]creatorCount, 0, len(t.counts)), Videos: make([]creatorVideo, 0, len(t.videos))}
 	for k, n := range t.counts {
 		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, n})
 	}
@@ -228,7 +236,7 @@ func (e *Engine) saveCreatorTally(w *store.Writer) error {
 	if len(t.changedCounts) == 0 && len(t.changedVideos) == 0 {
 		return nil
 	}
-	r := &creatorReport{}
+	r := &creatorReport{Counts: make([]creatorCount, 0, len(t.changedCounts)), Videos: make([]creatorVideo, 0, len(t.changedVideos))}
 	for k := range t.changedCounts {
 		r.Counts = append(r.Counts, creatorCount{k.creator, k.region, k.minute, t.counts[k]})
 	}

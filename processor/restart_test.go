@@ -160,6 +160,55 @@ func TestVideoCacheBytes(t *testing.T) {
 	}
 }
 
+// TestVideoCacheSecondChance: eviction keeps the videos taken from the
+// cache since it last passed, and drops the others first; when all were
+// taken, some still go.
+func TestVideoCacheSecondChance(t *testing.T) {
+	g := openGroup(t, DefaultConfig(), openMemStore(t), newTestOutputs())
+	e, err := g.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		v, err := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.videos[v.ID] = v
+		e.counted(v)
+	}
+	hot := map[string]bool{}
+	for i := range 20 {
+		id := fmt.Sprintf("v%d", i*5)
+		hot[id] = true
+		if _, err := e.video(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.evict(80, 1000, 1000) // down to 60 videos
+	if len(e.videos) != 60 {
+		t.Fatalf("%d videos left, want 60", len(e.videos))
+	}
+	for id := range hot {
+		if _, ok := e.videos[id]; !ok {
+			t.Errorf("video %s, taken from the cache, was evicted before videos never taken", id)
+		}
+	}
+	// Every video taken again: a pass clears the marks, then evicts.
+	for id := range e.videos {
+		if _, err := e.video(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.evict(40, 1000, 1000) // down to 30
+	if len(e.videos) != 30 {
+		t.Fatalf("%d videos left, want 30", len(e.videos))
+	}
+	if e.videoBytes != e.videoCacheBytes() {
+		t.Errorf("video cache counted at %d bytes, holds %d", e.videoBytes, e.videoCacheBytes())
+	}
+}
+
 // sameOutputs fails unless two runs' outputs are byte-identical.
 func sameOutputs(t *testing.T, wantName, gotName string, want, got testOutputs) {
 	t.Helper()

@@ -83,9 +83,15 @@ type Config struct {
 	// InputMaxBytes bounds the input an instance holds read but not yet
 	// applied, decoded, over all its partitions and internal topics:
 	// while the engine is behind, the fetchers wait and the records stay
-	// in the broker. Each fetch then asks for at most a sixth of this
-	// bound's share per fetcher (and FetchMaxBytes).
+	// in the broker. Each fetch then asks for at most a third of this
+	// bound's share per fetcher (and FetchMaxBytes), so that every fetcher
+	// may wait on the broker at once.
 	InputMaxBytes int64
+	// RecentScores is how many videos of its own partitions the instance
+	// keeps the last score record of, to answer the HTTP API with it
+	// (about 500 bytes each); another video's is computed from the
+	// committed state when asked (0: always).
+	RecentScores int
 }
 
 // footprint is how many times its raw bytes a fetched batch holds once
@@ -131,6 +137,7 @@ func DefaultConfig() Config {
 		SessionTimeout:     6 * time.Second,
 		FetchMaxBytes:      1 << 20,
 		InputMaxBytes:      64 << 20,
+		RecentScores:       100_000,
 	}
 }
 
@@ -173,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FetchMaxBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("fetch size %d bytes: must be at least 1 KiB", c.FetchMaxBytes))
+	}
+	if c.RecentScores < 0 {
+		errs = append(errs, fmt.Errorf("recent scores %d: must not be negative", c.RecentScores))
 	}
 	if c.InputMaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("input held %d bytes: must be at least 1 MiB", c.InputMaxBytes))
@@ -228,7 +238,7 @@ func New(cfg Config, db *store.DB, m *metrics.Metrics, log zerolog.Logger) (*Ser
 		return nil, err
 	}
 	return &Service{cfg: cfg, db: db, m: m, log: log, now: time.Now,
-		recent: newRecentScores(100_000), problems: map[string]string{}, counted: map[int32]processor.Stats{},
+		recent: newRecentScores(cfg.RecentScores), problems: map[string]string{}, counted: map[int32]processor.Stats{},
 		freeBytes: store.FreeBytes, diskEvery: 5 * time.Second}, nil
 }
 
@@ -547,14 +557,16 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 
 	// The channel's capacity is not what bounds the input held: the gate
 	// is, and each fetch asks for a share of it small enough that every
-	// fetcher may wait on the broker at once with half of it still free.
+	// fetcher may wait on the broker at once (a fetch returns whole record
+	// batches, so one may hold more than it asked for: it then holds more
+	// of the gate).
 	batches := make(chan *fetched, 2*len(ids)+2)
 	fetchers := 3 * len(ids)
 	if _, ok := g.Merging(); ok {
 		fetchers++
 	}
 	in := &input{gate: newGate(s.cfg.InputMaxBytes),
-		maxBytes: int(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(2*footprint*fetchers)))}
+		maxBytes: int(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)))}
 	in.maxBytes = max(in.maxBytes, 16<<10)
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
@@ -1185,6 +1197,9 @@ func newRecentScores(max int) *recentScores {
 }
 
 func (r *recentScores) put(id string, rec []byte) {
+	if r.max == 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[id]; !ok && len(r.m) >= r.max {

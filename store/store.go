@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -115,7 +116,15 @@ type DB struct {
 	// log cannot be written, holding its locks): nothing more may touch
 	// the database, whose state on disk stays that of the last commit.
 	broken error
+	// lastCommit is the size of the last commit's batch: the next starts
+	// with room for a little more. A batch that starts small doubles its
+	// buffer as it grows, and the live service's commits of a few MiB a
+	// second allocated 14% of all it allocated that way.
+	lastCommit atomic.Int64
 }
+
+// batchRoom is what a new commit's batch starts with.
+func (d *DB) batchRoom() int { return int(d.lastCommit.Load() * 9 / 8) }
 
 // commit applies a batch, turning Pebble's panic on a failed log write
 // into an error that names the disk's trouble.
@@ -133,6 +142,7 @@ func (d *DB) commit(b *pebble.Batch) (err error) {
 			err = d.broken
 		}
 	}()
+	d.lastCommit.Store(int64(b.Len()))
 	return diskError(d.dir, errors.Join(b.Commit(d.wo), b.Close()))
 }
 
@@ -603,14 +613,14 @@ func (c *Changes) copy(p []byte) []byte {
 
 // NewWriter starts a commit.
 func (p *Partition) NewWriter() *Writer {
-	return &Writer{p: p, b: p.db.db.NewBatch()}
+	return &Writer{p: p, b: p.db.db.NewBatchWithSize(p.db.batchRoom())}
 }
 
 // NewLoggedWriter starts a commit whose changes are also collected, per
 // partition, for a changelog: reads see the batch so that a deleted range
 // is listed key by key.
 func (p *Partition) NewLoggedWriter() *Writer {
-	return &Writer{p: p, b: p.db.db.NewIndexedBatch()}
+	return &Writer{p: p, b: p.db.db.NewIndexedBatchWithSize(p.db.batchRoom())}
 }
 
 // For returns a writer of partition q that adds to the same batch as w, so

@@ -47,6 +47,7 @@ const (
 	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
 	accountBytes = 300                  // a table without pointers (processor/table.go): 272-byte entries (counts of 17 buckets, lockstep keys of 29), the key, the index
 	viewBytes    = 560
+	recentBytes  = 500 // a score record, its video's ID and the map's share
 )
 
 // Shares of the Go heap's limit, in percent. They leave more than half
@@ -61,6 +62,10 @@ const (
 	accountShare = 16
 	viewShare    = 4
 	filterShare  = 4
+	// recentShare: the last score records of the instance's own videos,
+	// which the HTTP API answers with (service.Config's RecentScores);
+	// 100,000 of them held 50 MB, unbudgeted, in a soak.
+	recentShare = 2
 	// inputShare bounds the input the live service holds read but not
 	// yet applied (service.Config's InputMaxBytes). A soak that fell
 	// behind with that input unbounded in total held 300 MB of it, a
@@ -133,6 +138,7 @@ type memoryPlan struct {
 	filterBits int
 	fetchBytes int   // each fetch of a partition of the input
 	inputBytes int64 // the input held read but not yet applied (run)
+	recent     int   // videos whose last score record run keeps for the API
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -145,6 +151,7 @@ func (b memoryBudget) plan() memoryPlan {
 	p.videos = share(videoShare, videoBytes)
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
+	p.recent = share(recentShare, recentBytes)
 	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
 	p.inputBytes = max(p.heapLimit*inputShare/100, 4<<20)
 	// The filter's size is a power of two of bits.
@@ -160,6 +167,7 @@ type sizes struct {
 	viewVideos *int
 	fetchBytes *int   // no flag: always its share
 	inputBytes *int64 // no flag: always its share
+	recent     *int   // no flag: always its share
 }
 
 // apply gives every size in s that no flag set (set: the flags given) its
@@ -189,6 +197,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	}
 	if s.inputBytes != nil {
 		*s.inputBytes = p.inputBytes
+	}
+	if s.recent != nil {
+		*s.recent = p.recent
 	}
 }
 
