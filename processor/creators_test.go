@@ -316,3 +316,50 @@ func TestCreatorTallyChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatorReportChunks: a report's chunks, in order, hold its counts and
+// videos, each chunk within the bound unless one item passes it alone,
+// numbered from 0; a chunk may hold the last counts and the first videos.
+func TestCreatorReportChunks(t *testing.T) {
+	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, limit := range []int{1, 40, 100, 333, 1 << 20} {
+		creatorChunkBytes = limit
+		for _, n := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {7, 0}, {0, 9}, {13, 17}, {200, 3}} {
+			r := &creatorReport{Tick: 42}
+			for i := range n[0] {
+				r.Counts = append(r.Counts, creatorCount{fmt.Sprintf("c%d", i), "eu", int64(i), rnd.Int64N(9) + 1})
+			}
+			for i := range n[1] {
+				r.Videos = append(r.Videos, creatorVideo{fmt.Sprintf("c%d", i), fmt.Sprintf("v%d", rnd.IntN(1000)), 1, 2})
+			}
+			var counts []creatorCount
+			var videos []creatorVideo
+			chunks := r.chunks()
+			for i, c := range chunks {
+				if c.Tick != 42 || c.Chunk != int32(i) {
+					t.Fatalf("limit %d, %v: chunk %d is tick %d, number %d", limit, n, i, c.Tick, c.Chunk)
+				}
+				size := 0
+				for _, x := range c.Counts {
+					size += len(x.Creator) + len(x.Region) + 24
+				}
+				for _, x := range c.Videos {
+					size += len(x.Creator) + len(x.Video) + 24
+				}
+				if size > limit && len(c.Counts)+len(c.Videos) > 1 {
+					t.Errorf("limit %d, %v: chunk %d holds %d bytes in %d items", limit, n, i, size, len(c.Counts)+len(c.Videos))
+				}
+				counts = append(counts, c.Counts...)
+				videos = append(videos, c.Videos...)
+			}
+			if fmt.Sprint(counts) != fmt.Sprint(r.Counts) || fmt.Sprint(videos) != fmt.Sprint(r.Videos) {
+				t.Errorf("limit %d, %v: chunks hold %d counts and %d videos, not the report's %d and %d",
+					limit, n, len(counts), len(videos), len(r.Counts), len(r.Videos))
+			}
+			if limit == 1<<20 && len(chunks) != 1 {
+				t.Errorf("%v: %d chunks of a report within the bound", n, len(chunks))
+			}
+		}
+	}
+}

@@ -75,10 +75,9 @@ type Config struct {
 	// HeartbeatInterval from kafka-go's own goroutine, so a long commit
 	// or restore does not delay them.
 	SessionTimeout time.Duration
-	// FetchMaxBytes bounds the records of one fetch of a partition. What
-	// the instance holds read but not yet applied is at most a few
-	// fetches per partition, so this bounds its memory while it catches
-	// up; larger fetches save round trips, not much else.
+	// FetchMaxBytes bounds the records of one fetch of a partition (a
+	// record batch larger than this still comes whole); InputMaxBytes
+	// may ask for less. Larger fetches save round trips, not much else.
 	FetchMaxBytes int
 	// InputMaxBytes bounds the input an instance holds read but not yet
 	// applied, decoded, over all its partitions and internal topics:

@@ -118,8 +118,8 @@ type DB struct {
 	broken error
 	// lastCommit is the size of the last commit's batch: the next starts
 	// with room for a little more. A batch that starts small doubles its
-	// buffer as it grows, and the live service's commits of a few MiB a
-	// second allocated 14% of all it allocated that way.
+	// buffer as it grows: the live service's commits of a few MiB a
+	// second were 14% of all it allocated, 10% when sized so.
 	lastCommit atomic.Int64
 }
 
