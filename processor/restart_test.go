@@ -140,20 +140,7 @@ func TestSmallCaches(t *testing.T) {
 // TestVideoCacheBytes: videos with many likes of the last day are evicted
 // by their bytes, though their number is within the count.
 func TestVideoCacheBytes(t *testing.T) {
-	g := openGroup(t, DefaultConfig(), openMemStore(t), newTestOutputs())
-	e, err := g.Open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		v, err := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.Entries = make([]store.Entry, 1000) // 16 KB of like times
-		e.videos[v.ID] = v
-		e.counted(v)
-	}
+	e := engineWithVideos(t, 100, 1000) // 16 KB of like times each
 	e.evict(1000, 1000, 1000) // 100 videos are within 1000, 1.6 MB is not within 800 KB
 	if total := e.videoCacheBytes(); total > 1000*VideoBytes || len(e.videos) == 0 {
 		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), e.videoCacheBytes(), 1000*VideoBytes)
@@ -164,19 +151,7 @@ func TestVideoCacheBytes(t *testing.T) {
 // cache since it last passed, and drops the others first; when all were
 // taken, some still go.
 func TestVideoCacheSecondChance(t *testing.T) {
-	g := openGroup(t, DefaultConfig(), openMemStore(t), newTestOutputs())
-	e, err := g.Open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		v, err := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.videos[v.ID] = v
-		e.counted(v)
-	}
+	e := engineWithVideos(t, 100, 0)
 	hot := map[string]bool{}
 	for i := range 20 {
 		id := fmt.Sprintf("v%d", i*5)
@@ -207,6 +182,29 @@ func TestVideoCacheSecondChance(t *testing.T) {
 	if e.videoBytes != e.videoCacheBytes() {
 		t.Errorf("video cache counted at %d bytes, holds %d", e.videoBytes, e.videoCacheBytes())
 	}
+}
+
+// engineWithVideos returns partition 0's engine with n videos v0, v1, ...
+// in its cache, each with entries like times.
+func engineWithVideos(t *testing.T, n, entries int) *Engine {
+	t.Helper()
+	g := openGroup(t, DefaultConfig(), openMemStore(t), newTestOutputs())
+	e, err := g.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		v, err := loadedVideo(store.NewVideo(fmt.Sprintf("v%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entries > 0 {
+			v.Entries = make([]store.Entry, entries)
+		}
+		e.videos[v.ID] = v
+		e.counted(v)
+	}
+	return e
 }
 
 // sameOutputs fails unless two runs' outputs are byte-identical.
