@@ -141,7 +141,7 @@ func TestSmallCaches(t *testing.T) {
 // by their bytes, though their number is within the count.
 func TestVideoCacheBytes(t *testing.T) {
 	e := engineWithVideos(t, 100, 1000) // 16 KB of like times each
-	e.evict(1000, 1000, 1000) // 100 videos are within 1000, 1.6 MB is not within 800 KB
+	e.evict(1000, 1000, 1000)           // 100 videos are within 1000, 1.6 MB is not within 800 KB
 	if total := e.videoCacheBytes(); total > 1000*VideoBytes || len(e.videos) == 0 {
 		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), e.videoCacheBytes(), 1000*VideoBytes)
 	}
