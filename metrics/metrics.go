@@ -94,6 +94,7 @@ type Metrics struct {
 	commit                              prometheus.Histogram
 	commitFailures, restored            prometheus.Counter
 	partitions, ready, restoring        prometheus.Gauge
+	inputHeld                           prometheus.Gauge
 	disk, memtable                      prometheus.Gauge
 	wal, flushed, compacted             prometheus.Counter
 
@@ -164,6 +165,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		})),
 		restoring:  gauge("partitions_restoring", "Partitions whose state is being restored from the changelog."),
 		partitions: gauge("partitions_owned", "Input partitions assigned to this instance."),
+		inputHeld:  gauge("input_held_bytes", "Input read from the broker but not yet applied, decoded, in bytes (bounded by a share of --memory-budget)."),
 		ready:      gauge("ready", "1 when the service is ready (assignments loaded, broker reachable), else 0."),
 		parts:      map[int32]*partition{},
 		labels:     map[labelKey]prometheus.Counter{},
@@ -345,6 +347,14 @@ func (m *Metrics) SetStateWrites(wal, flushed, compacted uint64) {
 		f.c.Add(float64(f.n - prev))
 		m.written[i] = f.n
 	}
+}
+
+// SetInputHeld sets the bytes of input read but not yet applied.
+func (m *Metrics) SetInputHeld(n int64) {
+	if m == nil {
+		return
+	}
+	m.inputHeld.Set(float64(n))
 }
 
 // SetPartitions sets the number of partitions this instance owns.

@@ -66,6 +66,7 @@ func TestExposition(t *testing.T) {
 	m.SetStateWrites(150, 50, 900) // later counts of the same store
 	m.SetStateWrites(10, 0, 0)     // the store opened again
 	m.SetPartitions(3)
+	m.SetInputHeld(3 << 20)
 	m.SetReady(true)
 
 	want := `
@@ -78,6 +79,9 @@ virality_event_time_lag_seconds{partition="1"} 90.5
 # HELP virality_events_in_total Like events taken from the input topic.
 # TYPE virality_events_in_total counter
 virality_events_in_total{partition="1"} 10
+# HELP virality_input_held_bytes Input read from the broker but not yet applied, decoded, in bytes (bounded by a share of --memory-budget).
+# TYPE virality_input_held_bytes gauge
+virality_input_held_bytes 3.145728e+06
 # HELP virality_lag_records Records between the committed offset and the end of the partition.
 # TYPE virality_lag_records gauge
 virality_lag_records{partition="1"} 42
@@ -102,7 +106,7 @@ virality_watermark_seconds{partition="1"} 1.79000000025e+09
 `
 	names := []string{
 		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_in_total",
-		"virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
+		"virality_input_held_bytes", "virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
 		"virality_state_written_bytes_total", "virality_watermark_seconds",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

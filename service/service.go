@@ -564,9 +564,13 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	if _, ok := g.Merging(); ok {
 		fetchers++
 	}
-	in := &input{gate: newGate(s.cfg.InputMaxBytes),
-		maxBytes: int(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)))}
-	in.maxBytes = max(in.maxBytes, 16<<10)
+	// A fetcher holds its share while it waits on the broker, up to 200 ms
+	// when there is nothing new: if the shares of all could not be held
+	// at once, a fetcher would wait for others' polls to end, and a
+	// partition with much to read could wait behind idle ones. So the
+	// gate holds at least every fetcher's share.
+	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
+	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
 	// generation has returned: this one returns only after the loop has
@@ -906,6 +910,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 			}
 			if s.m != nil {
+				s.m.SetInputHeld(gate.held())
 				st := s.db.Stats()
 				s.m.SetStateBytes(st.DiskBytes, st.MemTableBytes)
 				s.m.SetStateWrites(st.WALBytes, st.FlushedBytes, st.CompactedBytes)
