@@ -361,7 +361,7 @@ func TestLiveMatchesBackfill(t *testing.T) {
 		set  func(*Config)
 	}{
 		{"by video", byVideo, nil}, {"by user", byUser, nil}, {"unkeyed", unkeyed, nil},
-		{"by user, 1 MiB of input held", byUser, tight},
+		{"by user with 1 MiB of input held", byUser, tight},
 	} {
 		t.Run(tc.name, func(t *testing.T) { liveMatchesBackfill(t, tc.key, tc.set) })
 	}
