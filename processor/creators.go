@@ -91,34 +91,34 @@ var creatorChunkBytes = 256 << 10
 // from 0; deterministic, so that a report sent again after a crash
 // replaces each chunk by the same.
 func (r *creatorReport) chunks() []*creatorReport {
-	// Chunks share r's arrays: most reports make one chunk, and copying
-	// them was 3% of what the live service allocated.
-	var out []*creatorReport
-	cur := &creatorReport{Tick: r.Tick}
-	size, from := 0, 0
-	next := func(n, i int, videos bool) {
-		if size > 0 && size+n > creatorChunkBytes {
-			if videos {
-				cur.Videos = r.Videos[from:i:i]
-			} else {
-				cur.Counts = r.Counts[from:i:i]
-			}
-			out = append(out, cur)
-			cur = &creatorReport{Tick: r.Tick, Chunk: int32(len(out))}
-			size, from = 0, i
+	// Items are the counts, then the videos; chunks share r's arrays (most
+	// reports make one chunk, and copying them was 3% of what the live
+	// service allocated).
+	nc, n := len(r.Counts), len(r.Counts)+len(r.Videos)
+	size := func(i int) int {
+		if i < nc {
+			return len(r.Counts[i].Creator) + len(r.Counts[i].Region) + 24
 		}
-		size += n
+		v := &r.Videos[i-nc]
+		return len(v.Creator) + len(v.Video) + 24
 	}
-	for i, c := range r.Counts {
-		next(len(c.Creator)+len(c.Region)+24, i, false)
+	var out []*creatorReport
+	cut := func(from, to int) {
+		c, v := min(from, nc), max(from-nc, 0)
+		out = append(out, &creatorReport{Tick: r.Tick, Chunk: int32(len(out)),
+			Counts: r.Counts[c:min(to, nc):min(to, nc)], Videos: r.Videos[v:max(to-nc, 0):max(to-nc, 0)]})
 	}
-	cur.Counts = r.Counts[from:len(r.Counts):len(r.Counts)]
-	from = 0
-	for i, v := range r.Videos {
-		next(len(v.Creator)+len(v.Video)+24, i, true)
+	from, bytes := 0, 0
+	for i := range n {
+		if s := size(i); bytes > 0 && bytes+s > creatorChunkBytes {
+			cut(from, i)
+			from, bytes = i, s
+		} else {
+			bytes += s
+		}
 	}
-	cur.Videos = r.Videos[from:len(r.Videos):len(r.Videos)]
-	return append(out, cur)
+	cut(from, n)
+	return out
 }
 
 type creatorCount struct {

@@ -933,7 +933,7 @@ func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 // the second chance.)
 func (e *Engine) evictVideos(maxVideos int) {
 	limit := int64(maxVideos) * VideoBytes
-	count := len(e.videos) > maxVideos*3/4 && len(e.videos) > maxVideos/2
+	count := len(e.videos) > maxVideos*3/4
 	size := e.videoBytes > limit
 	if !count && !size {
 		return

@@ -182,7 +182,7 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 func (b *Batch) Bytes() int64 {
 	return int64(cap(b.arena)) + int64(cap(b.Recs))*int64(unsafe.Sizeof(Record{})) +
 		int64(cap(b.hdrs))*int64(unsafe.Sizeof(Header{})) +
-		int64(cap(b.Events))*int64(unsafe.Sizeof(event.Event{})) + int64(cap(b.Errs))*16
+		int64(cap(b.Events))*int64(unsafe.Sizeof(event.Event{})) + int64(cap(b.Errs))*int64(unsafe.Sizeof(error(nil)))
 }
 
 // Decode decodes every record of the batch.

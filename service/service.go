@@ -554,21 +554,18 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	}
 	s.log.Info().Int32("generation", gen.ID).Ints32("partitions", ids).Msg("assigned")
 
-	// The channel's capacity is not what bounds the input held: the gate
-	// is, and each fetch asks for a share of it small enough that every
-	// fetcher may wait on the broker at once (a fetch returns whole record
-	// batches, so one may hold more than it asked for: it then holds more
-	// of the gate).
+	// The gate, not the channel's capacity, bounds the input held. A
+	// fetcher holds its share while it waits on the broker, up to 200 ms
+	// when there is nothing new: if the shares of all could not be held at
+	// once, a partition with much to read could wait behind idle ones'
+	// polls. So each fetch asks for little enough, and the gate holds at
+	// least every fetcher's share. (A fetch returns whole record batches:
+	// one may hold more than it asked for, and then holds more of the gate.)
 	batches := make(chan *fetched, 2*len(ids)+2)
 	fetchers := 3 * len(ids)
 	if _, ok := g.Merging(); ok {
 		fetchers++
 	}
-	// A fetcher holds its share while it waits on the broker, up to 200 ms
-	// when there is nothing new: if the shares of all could not be held
-	// at once, a fetcher would wait for others' polls to end, and a
-	// partition with much to read could wait behind idle ones. So the
-	// gate holds at least every fetcher's share.
 	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})

@@ -116,7 +116,7 @@ type DB struct {
 	// log cannot be written, holding its locks): nothing more may touch
 	// the database, whose state on disk stays that of the last commit.
 	broken error
-	// lastCommit is the size of the last commit's batch: the next starts
+	// lastCommit is the size of the last Writer's batch: the next starts
 	// with room for a little more. A batch that starts small doubles its
 	// buffer as it grows: the live service's commits of a few MiB a
 	// second were 14% of all it allocated, 10% when sized so.
@@ -142,7 +142,6 @@ func (d *DB) commit(b *pebble.Batch) (err error) {
 			err = d.broken
 		}
 	}()
-	d.lastCommit.Store(int64(b.Len()))
 	return diskError(d.dir, errors.Join(b.Commit(d.wo), b.Close()))
 }
 
@@ -1033,6 +1032,7 @@ func (w *Writer) Commit() error {
 	if w.p.db.db == nil {
 		return ErrClosed
 	}
+	w.p.db.lastCommit.Store(int64(w.b.Len()))
 	return w.p.db.commit(w.b)
 }
 
