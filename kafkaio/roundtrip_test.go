@@ -41,6 +41,10 @@ func TestSinkToSourceRoundTrip(t *testing.T) {
 		t.Fatalf("writes %d buffered %d", s.Writes(), s.Buffered())
 	}
 
+	ends, err := s.EndOffsets(ctx, []int32{0, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[int]processor.Record{}
 	keyPart := map[string]int32{}
 	for p := range 3 {
@@ -73,6 +77,9 @@ func TestSinkToSourceRoundTrip(t *testing.T) {
 		}
 		if hw := src.HighWatermark(); hw != src.Offset() {
 			t.Errorf("partition %d: high watermark %d, offset %d", p, hw, src.Offset())
+		}
+		if ends[int32(p)] != src.Offset() {
+			t.Errorf("partition %d: EndOffsets says %d, read to %d", p, ends[int32(p)], src.Offset())
 		}
 		src.Close()
 	}

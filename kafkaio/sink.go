@@ -203,6 +203,31 @@ func (s *Sink) Fits(m *processor.Message) bool {
 // called from any goroutine.
 func (s *Sink) Truncated() int64 { return s.b.truncated.Load() }
 
+// EndOffsets returns the end offset of each of the given partitions of
+// the sink's topic: after a Flush, the offset its next record will take.
+// It asks once for all, on the connections the sink already holds (a
+// changelog asks at every commit: a new client per partition took tens of
+// milliseconds each).
+func (s *Sink) EndOffsets(ctx context.Context, partitions []int32) (map[int32]int64, error) {
+	reqs := make([]kafka.OffsetRequest, len(partitions))
+	for i, p := range partitions {
+		reqs[i] = kafka.LastOffsetOf(int(p))
+	}
+	res, err := s.b.sh.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{s.b.topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", s.b.topic, err)
+	}
+	ends := make(map[int32]int64, len(partitions))
+	for _, p := range partitions {
+		po, err := partitionOffsets(res, s.b.topic, int(p))
+		if err != nil {
+			return nil, err
+		}
+		ends[p] = po.LastOffset
+	}
+	return ends, nil
+}
+
 // Close releases the writer. Records not flushed are dropped.
 func (s *Sink) Close() error { return s.b.close() }
 

@@ -39,13 +39,9 @@ func (c *changelog) Ends(ctx context.Context, parts []int32) (map[int32]int64, e
 	// A commit called from the processing loop has no deadline of its own.
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	ends := make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		_, last, err := kafkaio.FirstLastOffsets(ctx, c.kc, c.topic, int(p))
-		if err != nil {
-			return nil, fmt.Errorf("end of changelog partition %d: %w", p, err)
-		}
-		ends[p] = last
+	ends, err := c.EndOffsets(ctx, parts)
+	if err != nil {
+		return nil, fmt.Errorf("end of changelog: %w", err)
 	}
 	return ends, nil
 }
