@@ -88,7 +88,7 @@ func (p *Producer) Bytes() int64 { return p.b.bytes.Load() }
 
 // MaxMessageBytes returns the record batch limit in use: the topic's
 // max.message.bytes, or 1,000,000 when that could not be read.
-func (p *Producer) MaxMessageBytes() int { return p.b.limit }
+func (p *Producer) MaxMessageBytes() int { return int(p.b.limit.Load()) }
 
 // Close releases the producer. Records not flushed are dropped.
 func (p *Producer) Close() error { return p.b.close() }

@@ -2,6 +2,7 @@ package kafkaio
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -109,4 +110,102 @@ func cloneHeaders(hs []processor.Header) []processor.Header {
 		out[i] = processor.Header{Key: h.Key, Value: bytes.Clone(h.Value)}
 	}
 	return out
+}
+
+// TestSinkDetach writes records while detached ones are sent on another
+// goroutine, retries a send that failed, and reads every record back, in
+// the order written for each key (those of the failed send may come
+// twice, as a Sink says).
+func TestSinkDetach(t *testing.T) {
+	c := broker(t)
+	mustTopics(t, c, TopicSpec{Name: "out", Partitions: 2})
+	ctx := testCtx(t, 20*time.Second)
+	s, err := NewSink(c, "out", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Detach() != nil {
+		t.Fatal("Detach of an empty sink returned a send")
+	}
+	const rounds, each = 20, 50
+	val := make([]byte, 0, 64)
+	write := func(i int) {
+		val = fmt.Appendf(val[:0], `{"i":%d}`, i)
+		if err := s.Write(&processor.Message{Key: []byte(fmt.Sprintf("k%d", i%5)), Value: val}); err != nil {
+			t.Error(err)
+		}
+	}
+	// The first send fails (its context is done), and is sent again.
+	for i := range each {
+		write(i)
+	}
+	send := s.Detach()
+	if s.Buffered() != 0 {
+		t.Fatalf("buffered %d after Detach", s.Buffered())
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := send(done); err == nil {
+		t.Fatal("a send with its context done succeeded")
+	}
+	for r := 1; r < rounds; r++ {
+		errc := make(chan error, 1)
+		go func() { errc <- send(ctx) }()
+		for i := r * each; i < (r+1)*each; i++ {
+			write(i) // while the last ones are sent
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		send = s.Detach()
+	}
+	if err := send(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Writes(); n != rounds*each {
+		t.Fatalf("%d records acknowledged, want %d", n, rounds*each)
+	}
+	last := map[string]int{}
+	seen := map[int]bool{}
+	for p := range 2 {
+		src, err := NewPartitionSource(c, "out", p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			buf, err := src.Next(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(buf) == 0 {
+				break
+			}
+			for _, r := range buf {
+				var i int
+				if _, err := fmt.Sscanf(string(r.Value), `{"i":%d}`, &i); err != nil {
+					t.Fatalf("value %q: %v", r.Value, err)
+				}
+				// The failed send may have delivered some: they come
+				// twice, the second time in order.
+				if seen[i] && i >= each {
+					t.Errorf("record %d read twice", i)
+				}
+				seen[i] = true
+				if l, ok := last[string(r.Key)]; ok && l > i && l >= each {
+					t.Errorf("key %s: record %d after %d", r.Key, i, l)
+				}
+				last[string(r.Key)] = i
+			}
+		}
+		src.Close()
+	}
+	if len(seen) != rounds*each {
+		t.Fatalf("read %d records, want %d", len(seen), rounds*each)
+	}
+	for k, l := range last {
+		if want := rounds*each - 5 + int(k[1]-'0'); l != want {
+			t.Errorf("key %s: last record %d, want %d", k, l, want)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,7 +130,8 @@ type SinkOptions struct {
 // in the same order. Records that were written before the failure may then
 // appear twice, but never out of order for a key: whatever is resent is
 // resent after everything that preceded it, so the last record of a key is
-// always the newest. A Sink is used by one goroutine at a time.
+// always the newest. A Sink is used by one goroutine at a time, but for
+// the sends Detach returns.
 //
 // A record too large for one record batch of the topic (see
 // SinkOptions.MaxMessageBytes) is cut or refused by Write, as
@@ -175,7 +177,16 @@ func (s *Sink) Write(m *processor.Message) error {
 // Flush sends the buffered records and waits for their acknowledgement.
 func (s *Sink) Flush(ctx context.Context) error { return s.b.flush(ctx) }
 
-// Buffered returns the number of records written but not yet flushed.
+// Detach takes the buffered records out of the sink and returns the
+// function that sends them and waits for their acknowledgement, nil when
+// none are buffered; Write goes on into new buffers meanwhile, on its own
+// goroutine. After an error the function may be called again: it sends
+// what was not acknowledged. Sends, and Flush, must run one at a time, in
+// the order of the Detach calls: they share one writer.
+func (s *Sink) Detach() func(ctx context.Context) error { return s.b.detach() }
+
+// Buffered returns the number of records written but not yet flushed or
+// detached.
 func (s *Sink) Buffered() int { return s.b.buffered() }
 
 // Writes returns the number of records acknowledged so far. It may be
@@ -188,7 +199,7 @@ func (s *Sink) Bytes() int64 { return s.b.bytes.Load() }
 
 // MaxMessageBytes returns the record batch limit in use: the option, the
 // topic's max.message.bytes, or 1,000,000 when that could not be read.
-func (s *Sink) MaxMessageBytes() int { return s.b.limit }
+func (s *Sink) MaxMessageBytes() int { return int(s.b.limit.Load()) }
 
 // Fits reports whether m fits in one record batch of the topic as it is:
 // whether Write would take it whole, neither cut nor refused. A caller
@@ -260,18 +271,28 @@ type batcher struct {
 	w       *kafka.Writer
 	meta    *writerTransport // w's transport
 	opts    batcherOptions
-	limit   int // max.message.bytes in use
+	limit   atomic.Int64 // max.message.bytes in use; set by sends
 
+	buffer        // what Write adds to
+	scratch []int // for batchSizeFor, in sends
+	closed  bool
+	// spare is a detached buffer sent and reset, for the next detach.
+	mu    sync.Mutex
+	spare *buffer
+
+	writes, bytes, truncated atomic.Int64
+}
+
+// buffer holds records written and not yet acknowledged: the batcher's
+// own, or one detached from it and sent on another goroutine.
+type buffer struct {
 	msgs    []kafka.Message // msgs[sent:] are not acknowledged
 	sent    int
 	arena   []byte
 	hdrs    []kafka.Header
-	size    int // bytes of msgs[sent:], as counted by bytes
-	scratch []int
+	size    int  // bytes of msgs[sent:], as counted by bytes
+	fitted  int  // the largest limit its records were fitted to
 	tainted bool // a write failed since the buffers were last reset
-	closed  bool
-
-	writes, bytes, truncated atomic.Int64
 }
 
 // batcherOptions are a batcher's settings; zero values are defaults.
@@ -321,10 +342,9 @@ func (b *batcher) lookupLimit(ctx context.Context) int {
 // holds a record at the limit. A writer in use is closed first: its
 // BatchBytes cannot change.
 func (b *batcher) setLimit(limit int) {
-	b.limit = min(max(limit, batchOverhead+1), maxMaxMessageBytes)
+	b.limit.Store(int64(min(max(limit, batchOverhead+1), maxMaxMessageBytes)))
 	if b.w != nil {
-		b.w.Close()
-		b.tainted = true
+		b.w.Close() // the caller taints the buffer it was sending
 	}
 	b.meta = &writerTransport{RoundTripper: b.sh.t, topic: b.topic}
 	b.w = &kafka.Writer{
@@ -375,7 +395,7 @@ func batchSizeFor(chunk []kafka.Message, parts int, bal kafka.Balancer, scratch 
 }
 
 // room is the most recordSize may count for a record to fit in a batch.
-func (b *batcher) room() int { return b.limit - batchOverhead }
+func (b *batcher) room() int { return int(b.limit.Load()) - batchOverhead }
 
 // recordSize returns the bytes kafka-go counts for a record against
 // Writer.BatchBytes (kafka.Message's totalSize): 22 bytes of fixed
@@ -464,6 +484,35 @@ func (b *batcher) truncates(n int, key func(i int) string) bool {
 
 func (b *batcher) buffered() int { return len(b.msgs) - b.sent }
 
+// detach takes the buffered records out, for another goroutine to send
+// with the function returned while add fills a new buffer; nil when there
+// are none. Once sent, the buffer's memory serves the next detach.
+func (b *batcher) detach() func(ctx context.Context) error {
+	if b.closed || b.buffered() == 0 {
+		return nil
+	}
+	f := new(buffer)
+	*f = b.buffer
+	b.mu.Lock()
+	spare := b.spare
+	b.spare = nil
+	b.mu.Unlock()
+	b.buffer = buffer{}
+	if spare != nil {
+		b.buffer = *spare
+	}
+	return func(ctx context.Context) error {
+		if err := b.send(ctx, f); err != nil {
+			return err
+		}
+		b.reset(f)
+		b.mu.Lock()
+		b.spare = f
+		b.mu.Unlock()
+		return nil
+	}
+}
+
 // add buffers a copy of one record, cut or refused (*TooLargeError) when
 // it does not fit in a batch, as opts.oversize says. A record time in the
 // future becomes the wall clock: brokers refuse timestamps ahead of their
@@ -498,12 +547,13 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	}
 	b.msgs = append(b.msgs, m)
 	b.size += messageBytes(&m)
+	b.fitted = max(b.fitted, int(b.limit.Load()))
 	return nil
 }
 
 // tooLarge returns the error of a record refused for its size.
 func (b *batcher) tooLarge(size, keyLen, valueLen int, hs []processor.Header) error {
-	e := &TooLargeError{Topic: b.topic, Size: size + batchOverhead, Max: b.limit, KeyLen: keyLen, ValueLen: valueLen}
+	e := &TooLargeError{Topic: b.topic, Size: size + batchOverhead, Max: int(b.limit.Load()), KeyLen: keyLen, ValueLen: valueLen}
 	for _, h := range hs {
 		e.HeadersLen += len(h.Key) + len(h.Value)
 	}
@@ -529,30 +579,31 @@ func messageBytes(m *kafka.Message) int {
 	return n
 }
 
-// refit applies the limit to the records not yet acknowledged, after it
-// went down: records that no longer fit are cut, or, when they may not
-// be, reported in an error (they stay buffered).
-func (b *batcher) refit() error {
-	for i := b.sent; i < len(b.msgs); i++ {
-		m := &b.msgs[i]
+// refit applies the limit to the records of f not yet acknowledged,
+// after it went down: records that no longer fit are cut, or, when they
+// may not be, reported in an error (they stay buffered).
+func (b *batcher) refit(f *buffer) error {
+	for i := f.sent; i < len(f.msgs); i++ {
+		m := &f.msgs[i]
 		hs := m.Headers
 		each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
 		size := recordSize(len(m.Key), len(m.Value), headersSize(len(hs), each))
 		if size <= b.room() {
 			continue
 		}
-		f, ok := fitRecord(b.room(), len(m.Key), len(m.Value), len(hs), each)
+		fit, ok := fitRecord(b.room(), len(m.Key), len(m.Value), len(hs), each)
 		if !ok || !b.truncates(len(hs), func(i int) string { return hs[i].Key }) {
 			return fmt.Errorf("write to topic %q: the topic accepts record batches of at most %d bytes (max.message.bytes), and a buffered record of %d bytes needs %d",
-				b.topic, b.limit, messageBytes(m), size+batchOverhead)
+				b.topic, b.limit.Load(), messageBytes(m), size+batchOverhead)
 		}
-		b.size -= messageBytes(m)
-		m.Key, m.Value = cut(m.Key, f.keyLen), cut(m.Value, f.valueLen)
+		f.size -= messageBytes(m)
+		m.Key, m.Value = cut(m.Key, fit.keyLen), cut(m.Value, fit.valueLen)
 		// A new array: the old one may still be read by kafka-go.
-		m.Headers = append(hs[:len(hs):len(hs)], f.extra...)
-		b.size += messageBytes(m)
+		m.Headers = append(hs[:len(hs):len(hs)], fit.extra...)
+		f.size += messageBytes(m)
 		b.truncated.Add(1)
 	}
+	f.fitted = int(b.limit.Load())
 	return nil
 }
 
@@ -590,10 +641,25 @@ func (b *batcher) flush(ctx context.Context) error {
 	if b.closed {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
 	}
+	if err := b.send(ctx, &b.buffer); err != nil {
+		return err
+	}
+	b.reset(&b.buffer)
+	return nil
+}
+
+// send writes the records of f not yet acknowledged in chunks, in order.
+// Sends run one at a time: they share the writer.
+func (b *batcher) send(ctx context.Context, f *buffer) error {
+	if f.fitted > int(b.limit.Load()) { // a send of another buffer lowered it
+		if err := b.refit(f); err != nil {
+			return err
+		}
+	}
 	var unknownSince, failingSince time.Time
 	relooked := false
-	for b.sent < len(b.msgs) {
-		chunk := b.msgs[b.sent:min(len(b.msgs), b.sent+chunkRecords)]
+	for f.sent < len(f.msgs) {
+		chunk := f.msgs[f.sent:min(len(f.msgs), f.sent+chunkRecords)]
 		// kafka-go's writer can wait without end for metadata it never
 		// gets (a topic just created, a broker that went away; its issue
 		// 806): each attempt has a deadline, and one that passes is
@@ -605,7 +671,7 @@ func (b *batcher) flush(ctx context.Context) error {
 		err := b.w.WriteMessages(wctx, chunk...)
 		cancel()
 		if err != nil {
-			b.tainted = true
+			f.tainted = true
 			if ctx.Err() != nil {
 				return fmt.Errorf("write to topic %q: %w", b.topic, ctx.Err())
 			}
@@ -625,9 +691,9 @@ func (b *batcher) flush(ctx context.Context) error {
 			// again, once a flush, and cut what it holds to the new one.
 			if tooLargeForBroker(err) && !relooked {
 				relooked = true
-				if limit := b.lookupLimit(ctx); limit > 0 && limit < b.limit {
+				if limit := b.lookupLimit(ctx); limit > 0 && limit < int(b.limit.Load()) {
 					b.setLimit(limit)
-					if err := b.refit(); err != nil {
+					if err := b.refit(f); err != nil {
 						return err
 					}
 					continue
@@ -667,7 +733,7 @@ func (b *batcher) flush(ctx context.Context) error {
 			}
 			if tooLargeForBroker(err) {
 				return fmt.Errorf("%w (batches were kept within %d bytes, the topic's max.message.bytes as this client read it; give the sink a lower MaxMessageBytes)",
-					writeError(b.topic, len(chunk), err), b.limit)
+					writeError(b.topic, len(chunk), err), b.limit.Load())
 			}
 			return writeError(b.topic, len(chunk), err)
 		}
@@ -677,24 +743,23 @@ func (b *batcher) flush(ctx context.Context) error {
 		}
 		b.writes.Add(int64(len(chunk)))
 		b.bytes.Add(int64(n))
-		b.size -= n
-		b.sent += len(chunk)
+		f.size -= n
+		f.sent += len(chunk)
 	}
-	b.reset()
 	return nil
 }
 
-// reset empties the buffers after a fully acknowledged flush.
-func (b *batcher) reset() {
-	clear(b.msgs) // drop references into old arenas
-	b.msgs, b.sent, b.size = b.msgs[:0], 0, 0
-	if b.tainted || cap(b.arena) > 64<<20 {
-		b.arena, b.hdrs, b.tainted = nil, nil, false
+// reset empties a buffer after a fully acknowledged send.
+func (b *batcher) reset(f *buffer) {
+	clear(f.msgs) // drop references into old arenas
+	f.msgs, f.sent, f.size, f.fitted = f.msgs[:0], 0, 0, 0
+	if f.tainted || cap(f.arena) > 64<<20 {
+		f.arena, f.hdrs, f.tainted = nil, nil, false
 		return
 	}
-	b.arena = b.arena[:0]
-	clear(b.hdrs)
-	b.hdrs = b.hdrs[:0]
+	f.arena = f.arena[:0]
+	clear(f.hdrs)
+	f.hdrs = f.hdrs[:0]
 }
 
 // writeError reports a failed WriteMessages on one line.

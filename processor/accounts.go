@@ -212,16 +212,23 @@ func (a *accounts) save(w *store.Writer) error {
 	return nil
 }
 
-// evict drops accounts that cannot change a weight any more and, beyond
-// the bound, recent ones too (they are then read back when needed). It is
-// called only when every account is saved.
+// evict drops saved accounts that cannot change a weight any more and,
+// beyond the bound, recent ones too (they are then read back when needed).
+// It is called once a commit is durable; accounts liked since it was
+// written stay.
 func (a *accounts) evict(current int64) {
+	n0 := a.t.Len()
+	defer func() {
+		if a.t.Len() < n0 && len(a.dirty) > 0 {
+			a.reindexDirty()
+		}
+	}()
 	// An account goes quiet for good only as buckets close: sweep once a
 	// bucket, not at every commit.
 	if current > a.swept {
 		a.swept = current
 		for i := a.t.Len() - 1; i >= 0; i-- {
-			if a.t.Val(i).newest < current-keyKeep {
+			if r := a.t.Val(i); r.newest < current-keyKeep && !r.dirty {
 				a.t.Delete(i)
 			}
 		}
@@ -242,6 +249,7 @@ func (a *accounts) evict(current int64) {
 		some := n - below
 		for i := a.t.Len() - 1; i >= 0; i-- {
 			switch g := age(i); {
+			case a.t.Val(i).dirty:
 			case g > cut:
 				a.t.Delete(i)
 			case g == cut && some > 0:
@@ -250,6 +258,17 @@ func (a *accounts) evict(current int64) {
 			}
 		}
 		a.partial = true
+	}
+}
+
+// reindexDirty lists the dirty accounts again after deletions, which move
+// entries to other indexes.
+func (a *accounts) reindexDirty() {
+	a.dirty = a.dirty[:0]
+	for i := range a.t.Len() {
+		if a.t.Val(i).dirty {
+			a.dirty = append(a.dirty, int32(i))
+		}
 	}
 }
 

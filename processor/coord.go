@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/store"
@@ -155,9 +156,20 @@ type Coordinator struct {
 	rbuf  []byte
 	jbuf  []byte
 
-	// AfterCommit, if set, is called after each commit, e.g. to commit the
-	// input offsets to a Kafka consumer group as well.
+	// async: every output is a Detacher, and commits and flushes fly on
+	// their own goroutine (flight.go); flight is the one in the air, failed
+	// one that failed, to fly again before anything newer.
+	async          bool
+	flight, failed *flight
+	committed      map[int32]int64 // sources' offsets of the last commit made durable
+
+	// AfterCommit, if set, is called after each commit is durable, e.g. to
+	// commit the input offsets (CommittedOffset) to a Kafka consumer group
+	// as well.
 	AfterCommit func(ctx context.Context) error
+	// CommitTook, if set, is told how long each commit took, from its
+	// start to its batch being durable.
+	CommitTook func(time.Duration)
 }
 
 // NewCoordinator opens a coordinator on the state in db. It resumes from
@@ -215,6 +227,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 	}
 	c.meta = meta
 	c.meta.Fingerprint = c.fingerprint()
+	c.async = c.canDetach()
 	if out.Partials == nil {
 		c.merger, err = newMerger(cfg.TopK, meta.Merger, c.writeSnapshot)
 		if err != nil {
@@ -276,6 +289,9 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	if e, ok := c.engines[id]; ok {
 		return e, nil
 	}
+	// The partition's state is read from the store: a commit in flight
+	// must have landed. One that fails is kept, to be retried.
+	_ = c.land(context.Background())
 	if id < 0 || int(id) >= c.topo.Partitions {
 		return nil, fmt.Errorf("processor: partition %d out of range [0, %d)", id, c.topo.Partitions)
 	}
@@ -832,10 +848,17 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 // The sinks are flushed at once, each on its own goroutine: a flush waits
 // for the broker, and a commit waits for them all. A sink given under two
 // names is flushed once.
+//
+// When every output is a Detacher, FlushOutputs only starts the flush,
+// unless a flush or commit is in flight (then the records wait for the
+// next), and returns the error of the one before, if it failed.
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
+	if c.async {
+		return c.flushAsync(ctx)
+	}
 	sinks := c.sinks()
 	names := make([]string, 0, len(sinks))
-	for _, name := range []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising} {
+	for _, name := range sinkOrder {
 		if s, ok := sinks[name]; ok && !slices.ContainsFunc(names, func(n string) bool { return sameSink(sinks[n], s) }) {
 			names = append(names, name)
 		}
@@ -870,8 +893,18 @@ func (e *CommitError) Unwrap() error { return e.Err }
 
 // Commit makes everything so far durable: outputs first, then the
 // changes of state to the changelog (if any), then the state of every
-// partition with its offsets, in one batch.
+// partition with its offsets, in one batch. It returns once all is.
 func (c *Coordinator) Commit(ctx context.Context) error {
+	if c.async {
+		if err := c.land(ctx); err != nil {
+			return err
+		}
+		if err := c.launchCommit(ctx); err != nil {
+			return err
+		}
+		return c.await(ctx)
+	}
+	start := time.Now()
 	if err := c.settle(); err != nil {
 		return err
 	}
@@ -888,16 +921,7 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 	var logs map[int32]*store.Changes // nil: no changelog
 	if c.changelog != nil {
 		w = c.gpart.NewLoggedWriter()
-		if c.logs == nil {
-			c.logs = map[int32]*store.Changes{}
-		}
-		for _, id := range c.ids {
-			if c.logs[id] == nil {
-				c.logs[id] = &store.Changes{}
-			}
-			c.logs[id].Reset()
-		}
-		logs = c.logs
+		logs = c.resetLogs()
 	} else {
 		w = c.gpart.NewWriter()
 	}
@@ -919,16 +943,31 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 	} else if err := w.Commit(); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
-	c.commits++
 	c.sinceCommit = 0
-	n := max(len(c.engines), 1)
-	for _, id := range c.ids {
-		c.engines[id].evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
-	}
+	c.landed(c.offsets(), time.Since(start))
+	return c.afterCommit(ctx)
+}
+
+func (c *Coordinator) afterCommit(ctx context.Context) error {
 	if c.AfterCommit != nil {
 		return c.AfterCommit(ctx)
 	}
 	return nil
+}
+
+// resetLogs returns the changes of each partition, emptied, for a commit
+// to record for the changelog.
+func (c *Coordinator) resetLogs() map[int32]*store.Changes {
+	if c.logs == nil {
+		c.logs = map[int32]*store.Changes{}
+	}
+	for _, id := range c.ids {
+		if c.logs[id] == nil {
+			c.logs[id] = &store.Changes{}
+		}
+		c.logs[id].Reset()
+	}
+	return c.logs
 }
 
 // commitLogged commits a batch once the changelog has acknowledged its

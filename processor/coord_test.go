@@ -64,6 +64,17 @@ func runTopology(t *testing.T, cfg Config, recs []Record, topo Topology) testOut
 // run(p) records each.
 func runSources(t *testing.T, cfg Config, recs []Record, n int, key func(*event.Event) string, run func(p int) int) testOutputs {
 	t.Helper()
+	out := newTestOutputs()
+	c := openCoordinator(t, cfg, openMemStore(t), out, perSource(n, 2))
+	feedSources(t, c, recs, n, key, run, nil)
+	return out
+}
+
+// feedSources feeds records to c as runSources does, then finishes. After
+// each turn it calls after, if set, with the turn's error, which is
+// otherwise fatal.
+func feedSources(t *testing.T, c *Coordinator, recs []Record, n int, key func(*event.Event) string, run func(p int) int, after func(error)) {
+	t.Helper()
 	bySrc := make([][]Record, n)
 	for _, r := range recs {
 		var ev event.Event
@@ -76,8 +87,6 @@ func runSources(t *testing.T, cfg Config, recs []Record, n int, key func(*event.
 		r.Offset = int64(len(bySrc[p]))
 		bySrc[p] = append(bySrc[p], r)
 	}
-	out := newTestOutputs()
-	c := openCoordinator(t, cfg, openMemStore(t), out, perSource(n, 2))
 	ctx := context.Background()
 	b := &Batch{}
 	for i, left := 0, len(recs); left > 0; i++ {
@@ -90,14 +99,16 @@ func runSources(t *testing.T, cfg Config, recs []Record, n int, key func(*event.
 		b.Decode()
 		bySrc[p] = bySrc[p][take:]
 		left -= take
-		if err := c.TakeInput(ctx, int32(p), b); err != nil {
+		err := c.TakeInput(ctx, int32(p), b)
+		if after != nil {
+			after(err)
+		} else if err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := c.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return out
 }
 
 // perVideo splits score records by video, keeping each video's order.

@@ -907,17 +907,22 @@ func (e *Engine) write(w *store.Writer) error {
 	return w.SetMeta(&e.meta)
 }
 
-// evict trims the caches to their bounds once everything in them is clean.
-// Which entries go does not matter for correctness, only for speed.
+// evict trims the caches to their bounds once a commit is durable. Only
+// clean entries go: what they hold is in the store. Entries changed since
+// that commit (it may have been written while the partitions went on, see
+// flight.go) stay for the next. Which entries go does not matter for
+// correctness, only for speed.
 func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 	e.evictVideos(maxVideos)
 	if n := len(e.pairs) - maxPairs/2; n > 0 {
-		for k := range e.pairs {
+		for k, p := range e.pairs {
 			if n <= 0 {
 				break
 			}
-			delete(e.pairs, k)
-			n--
+			if !p.dirty {
+				delete(e.pairs, k)
+				n--
+			}
 		}
 	}
 	e.stage.evict(maxAccounts)
@@ -946,7 +951,7 @@ func (e *Engine) evictVideos(maxVideos int) {
 			if done() {
 				return
 			}
-			if v.used && pass == 0 {
+			if v.dirty || v.used && pass == 0 {
 				v.used = false
 				continue
 			}

@@ -334,7 +334,7 @@ func (s *stage) write(w *store.Writer) error {
 	return nil
 }
 
-// evict trims the account cache; only when everything is saved.
+// evict trims the account cache once a commit is durable.
 func (s *stage) evict(maxAccounts int) {
 	s.acc.max = maxAccounts
 	if g := s.rates.closed(); g > math.MinInt64 {

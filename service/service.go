@@ -417,6 +417,9 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if s.m != nil {
+		g.CommitTook = s.m.ObserveCommit
+	}
 	s.group.Store(g)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -538,7 +541,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	g.AfterCommit = func(context.Context) error {
 		offsets := map[int]int64{}
 		for _, p := range ids {
-			if off := g.NextOffset(p); off > 0 {
+			if off := g.CommittedOffset(p); off > 0 {
 				offsets[int(p)] = off
 			}
 		}
@@ -868,25 +871,34 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			}
 		case <-tick.C:
 			now := s.now()
-			if dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
-				if err := s.commit(ctx, g); err != nil {
-					if commitFailing.IsZero() {
-						commitFailing = now
-					}
-					if now.Sub(commitFailing) > 2*time.Minute {
-						return err
-					}
-					s.setProblem("commit", err.Error())
-					failures.failed(now, "commit", err)
-					if s.m != nil {
-						s.m.AddCommitFailure()
-					}
-					continue
+			// Commits fly on their own goroutine (processor.Detacher):
+			// land the last one, or retry it if it failed, then start
+			// the next when due.
+			landed := g.Commits()
+			err := g.Poll(ctx)
+			if err == nil && dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
+				var started bool
+				if started, err = g.StartCommit(ctx); started {
+					lastCommit, dirty = now, false
 				}
+			}
+			if err != nil {
+				if commitFailing.IsZero() {
+					commitFailing = now
+				}
+				if now.Sub(commitFailing) > 2*time.Minute {
+					return err
+				}
+				s.setProblem("commit", err.Error())
+				failures.failed(now, "commit", err)
+				if s.m != nil {
+					s.m.AddCommitFailure()
+				}
+				continue
+			} else if g.Commits() > landed {
 				failures.recovered("commit")
 				s.setProblem("commit", "")
 				commitFailing = time.Time{}
-				lastCommit, dirty = now, false
 			}
 			for _, p := range ids {
 				if !idle[p] && caughtUp[p] && now.Sub(lastData[p]) >= s.cfg.IdleTimeout {
@@ -897,7 +909,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					dirty, unflushed = true, true
 				}
 			}
-			s.quiet.Store(!dirty && !unflushed && g.Quiet())
+			s.quiet.Store(!dirty && !unflushed && !g.Committing() && g.Quiet())
 			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
 				if err := s.checkDisk(); err != nil {
@@ -996,17 +1008,11 @@ func (s *Service) drain(ctx context.Context, g *processor.Coordinator, batches <
 	}
 }
 
+// commit makes everything so far durable, and waits for it.
 func (s *Service) commit(ctx context.Context, g *processor.Coordinator) error {
-	start := s.now()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := g.Commit(ctx); err != nil {
-		return err
-	}
-	if s.m != nil {
-		s.m.ObserveCommit(s.now().Sub(start))
-	}
-	return nil
+	return g.Commit(ctx)
 }
 
 // account moves the engine counters of a batch's partition to metrics.
@@ -1169,6 +1175,8 @@ type capture struct {
 	n      *atomic.Int64
 }
 
+func (c *capture) Unwrap() processor.Sink { return c.Sink }
+
 func (c *capture) Write(m *processor.Message) error {
 	c.recent.put(string(m.Key), m.Value)
 	c.n.Add(1)
@@ -1180,6 +1188,8 @@ type counted struct {
 	processor.Sink
 	count func()
 }
+
+func (c *counted) Unwrap() processor.Sink { return c.Sink }
 
 func (c *counted) Write(m *processor.Message) error {
 	c.count()

@@ -1,0 +1,337 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/viralityhq/virality/store"
+)
+
+// Detacher is a Sink whose buffered records can be taken out and sent on
+// another goroutine while new ones are written. When every output is one
+// (the live service's Kafka topics), flushes and commits wait on the
+// broker and the disk off the goroutine that applies events.
+type Detacher interface {
+	Sink
+	// Detach takes out the records written so far and returns the
+	// function that sends them, nil when there are none. The function
+	// returns once they are durable, as Flush does; after an error it may
+	// be called again and sends what was not acknowledged. The sends of
+	// a sink run one at a time, in the order of their Detach calls, and
+	// never at the same time as its Flush.
+	Detach() func(ctx context.Context) error
+}
+
+// Wrapper is a Sink that passes what it is given on to another, after
+// looking at it (counting, keeping the last record): a flight detaches
+// records from the sink it wraps.
+type Wrapper interface {
+	Sink
+	Unwrap() Sink
+}
+
+// detacherOf returns s, or the sink it wraps, as a Detacher.
+func detacherOf(s Sink) (Detacher, bool) {
+	for {
+		if d, ok := s.(Detacher); ok {
+			return d, true
+		}
+		w, ok := s.(Wrapper)
+		if !ok {
+			return nil, false
+		}
+		s = w.Unwrap()
+	}
+}
+
+// sinkOrder is the order in which outputs are flushed and named.
+var sinkOrder = []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScores, sinkPartials, sinkTrending, sinkCreators, sinkRising}
+
+// flight is a flush of the outputs, or a commit, that runs on its own
+// goroutine while the partitions go on applying: the sends of the records
+// detached from each sink, then, for a commit, the Pebble batch of the
+// state that reflects them, written on the applying goroutine before the
+// flight took off. One flight is in the air at a time, so that each
+// sink's sends and the batches stay in order. A flight that failed is
+// kept whole, and flown again before anything newer is sent or committed.
+type flight struct {
+	sends []send
+	// A commit: the batch, the partitions whose changelog ends it records
+	// (logged), and the sources' offsets it holds.
+	w       *store.Writer
+	logged  bool
+	ids     []int32
+	parts   []*store.Partition
+	offsets map[int32]int64
+
+	start time.Time
+	took  time.Duration
+	done  chan struct{}
+	err   error
+}
+
+type send struct {
+	name string
+	fn   func(ctx context.Context) error // nil once sent
+}
+
+// fly runs f: every sink's send at once, each on its own goroutine, then
+// the batch once all are acknowledged.
+func (f *flight) fly(ctx context.Context, log Changelog) {
+	defer func() {
+		f.took = time.Since(f.start)
+		close(f.done)
+	}()
+	errs := make([]error, len(f.sends))
+	var wg sync.WaitGroup
+	for i := range f.sends {
+		s := &f.sends[i]
+		if s.fn == nil {
+			continue
+		}
+		wg.Go(func() {
+			if errs[i] = s.fn(ctx); errs[i] == nil {
+				s.fn = nil
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			f.err = &CommitError{fmt.Errorf("flush %s output: %w", f.sends[i].name, err)}
+			return
+		}
+	}
+	if f.w == nil {
+		return
+	}
+	if f.logged {
+		ends, err := log.Ends(ctx, f.ids)
+		if err != nil {
+			f.err = &CommitError{fmt.Errorf("read changelog offsets: %w", err)}
+			return
+		}
+		for i, id := range f.ids {
+			if err := f.w.For(f.parts[i], nil).SetChangelogEnd(ends[id]); err != nil {
+				f.err = err
+				return
+			}
+		}
+	}
+	if err := f.w.Commit(); err != nil {
+		f.err = fmt.Errorf("commit state: %w", err)
+		return
+	}
+	f.w = nil
+}
+
+// launch sends f on its way.
+func (c *Coordinator) launch(ctx context.Context, f *flight) {
+	f.done, f.err, f.start = make(chan struct{}), nil, time.Now()
+	c.flight = f
+	go f.fly(ctx, c.changelog)
+}
+
+// await waits for the flight in the air, if any, and returns its error: a
+// failed flight is kept, to be flown again by the next commit or flush.
+// A commit that landed counts, and the caches may shed what it made
+// durable.
+func (c *Coordinator) await(ctx context.Context) error {
+	f := c.flight
+	if f == nil {
+		return nil
+	}
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return &CommitError{fmt.Errorf("wait for the commit in flight: %w", ctx.Err())}
+	}
+	c.flight = nil
+	if f.err != nil {
+		c.failed = f
+		return f.err
+	}
+	if f.offsets != nil {
+		c.landed(f.offsets, f.took)
+		return c.afterCommit(ctx)
+	}
+	return nil
+}
+
+// landed records a commit made durable, with the sources' offsets it
+// holds, and trims the caches: whatever they shed can be read back.
+func (c *Coordinator) landed(offsets map[int32]int64, took time.Duration) {
+	c.commits++
+	c.committed = offsets
+	n := max(len(c.engines), 1)
+	for _, id := range c.ids {
+		c.engines[id].evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
+	}
+	if c.CommitTook != nil {
+		c.CommitTook(took)
+	}
+}
+
+// offsets returns the sources' next offsets, as a commit records them.
+func (c *Coordinator) offsets() map[int32]int64 {
+	m := make(map[int32]int64, len(c.ids))
+	for _, id := range c.ids {
+		m[id] = c.NextOffset(id)
+	}
+	return m
+}
+
+// CommittedOffset is the next offset of source src to read, as the last
+// commit made durable holds it (0 before any).
+func (c *Coordinator) CommittedOffset(src int32) int64 { return c.committed[src] }
+
+// Committing reports whether a commit or flush is in flight, or failed
+// and waits to be flown again: StartCommit must be called again even if
+// nothing new was applied.
+func (c *Coordinator) Committing() bool { return c.flight != nil || c.failed != nil }
+
+// land waits until no flight is in the air, as reading the store needs,
+// and flies a failed one again; an error is returned, and whatever failed
+// is kept for the next commit.
+func (c *Coordinator) land(ctx context.Context) error {
+	if err := c.await(ctx); err != nil {
+		return err
+	}
+	if f := c.failed; f != nil {
+		c.failed = nil
+		c.launch(ctx, f)
+		return c.await(ctx)
+	}
+	return nil
+}
+
+// detach takes out the records of every sink, in sinkOrder, with the
+// changelog's last for a commit. A sink given under two names is taken
+// once: the second Detach finds it empty.
+func (c *Coordinator) detach(commit bool) []send {
+	sinks := c.sinks()
+	var sends []send
+	add := func(name string, s Sink) {
+		if d, _ := detacherOf(s); d != nil {
+			if fn := d.Detach(); fn != nil {
+				sends = append(sends, send{name: name, fn: fn})
+			}
+		}
+	}
+	for _, name := range sinkOrder {
+		if s, ok := sinks[name]; ok {
+			add(name, s)
+		}
+	}
+	if commit && c.changelog != nil {
+		add("changelog", c.changelog)
+	}
+	return sends
+}
+
+// canDetach reports whether every output, and the changelog, can be
+// detached, and none is positioned (a position is read after a Flush).
+func (c *Coordinator) canDetach() bool {
+	all := make([]Sink, 0, 10)
+	for _, s := range c.sinks() {
+		all = append(all, s)
+	}
+	if c.changelog != nil {
+		all = append(all, c.changelog)
+	}
+	return !slices.ContainsFunc(all, func(s Sink) bool {
+		_, ok := detacherOf(s)
+		_, pos := s.(Positioned)
+		return !ok || pos
+	})
+}
+
+// StartCommit begins a commit and returns before it is durable, when every
+// output is a Detacher: the outputs and the changelog are flushed and the
+// state committed on another goroutine, while the partitions go on
+// applying. It starts nothing, and returns false, while a flush or commit
+// is in flight, or when one has failed: it returns that one's error, and
+// flies it again, whole, before anything newer (see Poll); one that has
+// landed is counted first. Reading the
+// store, and Commit, wait for a commit in flight. With an output that is
+// not a Detacher, StartCommit is Commit.
+func (c *Coordinator) StartCommit(ctx context.Context) (started bool, err error) {
+	if !c.async {
+		err := c.Commit(ctx)
+		return err == nil, err
+	}
+	if err := c.Poll(ctx); err != nil || c.flight != nil {
+		return false, err
+	}
+	return true, c.launchCommit(ctx)
+}
+
+// Poll lands the flight if it is done, returning its error if it failed,
+// and flies a failed one again; it never waits.
+func (c *Coordinator) Poll(ctx context.Context) error {
+	if f := c.flight; f != nil {
+		select {
+		case <-f.done:
+			return c.await(ctx)
+		default:
+			return nil
+		}
+	}
+	if f := c.failed; f != nil {
+		c.failed = nil
+		c.launch(ctx, f)
+	}
+	return nil
+}
+
+// Commits returns the number of commits made durable so far.
+func (c *Coordinator) Commits() int64 { return c.commits }
+
+// launchCommit writes a commit's batch and sends it off with the records
+// detached from every output and the changelog.
+func (c *Coordinator) launchCommit(ctx context.Context) error {
+	if err := c.settle(); err != nil {
+		return err
+	}
+	f := &flight{offsets: c.offsets(), logged: c.changelog != nil}
+	var logs map[int32]*store.Changes // nil: no changelog
+	if f.logged {
+		f.w = c.gpart.NewLoggedWriter()
+		logs = c.resetLogs()
+	} else {
+		f.w = c.gpart.NewWriter()
+	}
+	if err := c.write(f.w, logs); err != nil {
+		return errors.Join(fmt.Errorf("prepare commit: %w", err), f.w.Abort())
+	}
+	if f.logged {
+		id := newCommitID()
+		for _, part := range c.ids {
+			if err := c.logChanges(part, logs[part], id); err != nil {
+				return errors.Join(fmt.Errorf("prepare commit: %w", err), f.w.Abort())
+			}
+			f.ids = append(f.ids, part)
+			f.parts = append(f.parts, c.engines[part].part)
+		}
+	}
+	f.sends = c.detach(true)
+	c.sinceCommit = 0
+	c.launch(ctx, f)
+	return nil
+}
+
+// flushAsync starts a flush of the outputs unless a flight is in the air
+// or failed (see Poll): then what was written waits for the next.
+func (c *Coordinator) flushAsync(ctx context.Context) error {
+	if err := c.Poll(ctx); err != nil || c.flight != nil {
+		return err
+	}
+	if sends := c.detach(false); len(sends) > 0 {
+		c.launch(ctx, &flight{sends: sends})
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/viralityhq/virality/event"
+	"github.com/viralityhq/virality/gen"
+)
+
+// detachSink is an in-memory Detacher: what is written goes out when a
+// detached send runs, on a flight's goroutine; the sends numbered in fail
+// fail once and send nothing.
+type detachSink struct {
+	buf  []Message // written, not detached: the applying goroutine's
+	fail map[int]bool
+
+	mu    sync.Mutex
+	sent  []Message
+	sends int
+}
+
+func (s *detachSink) Write(m *Message) error {
+	c := Message{Key: append([]byte(nil), m.Key...), Value: append([]byte(nil), m.Value...), Time: m.Time}
+	for _, h := range m.Headers {
+		c.Headers = append(c.Headers, Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
+	}
+	s.buf = append(s.buf, c)
+	return nil
+}
+
+func (s *detachSink) Flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, s.buf...)
+	s.buf = nil
+	return nil
+}
+
+func (s *detachSink) Detach() func(context.Context) error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	out := s.buf
+	s.buf = nil
+	return func(context.Context) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.sends++
+		if s.fail[s.sends] {
+			return errors.New("broker away")
+		}
+		s.sent = append(s.sent, out...)
+		return nil
+	}
+}
+
+// counting wraps a sink, as the live service's counters do.
+type counting struct {
+	Sink
+	n int
+}
+
+func (c *counting) Write(m *Message) error { c.n++; return c.Sink.Write(m) }
+func (c *counting) Unwrap() Sink           { return c.Sink }
+
+// TestFlightsMatchCommits: commits and flushes that fly on their own
+// goroutine while the partitions go on applying, some failing and flown
+// again, with caches so small that every landing evicts while entries
+// changed since the commit was written are in them, give the records of
+// commits made in line, in the same order.
+func TestFlightsMatchCommits(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	run := func(p int) int { return 97 + 13*p }
+	cfg := DefaultConfig()
+	want := runSources(t, cfg, recs, 4, byUser, run)
+
+	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
+	scores := &detachSink{fail: map[int]bool{3: true}}
+	trending, dead := &detachSink{}, &detachSink{fail: map[int]bool{2: true}}
+	counted := &counting{Sink: scores}
+	c, err := NewCoordinator(cfg, openMemStore(t), Outputs{Scores: counted, Trending: trending, DeadLetters: dead}, perSource(4, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		if _, err := c.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !c.async {
+		t.Fatal("every output detaches, yet commits do not fly")
+	}
+	ctx := context.Background()
+	var started, failed, flushes int
+	check := func(err error) {
+		var ce *CommitError
+		if errors.As(err, &ce) {
+			failed++ // as the service does, go on: it flies again
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A turn may commit in line too (the caches are full), landing the
+	// flight in the air first.
+	feedSources(t, c, recs, 4, byUser, run, func(err error) {
+		check(err)
+		if flushes++; flushes%3 == 0 {
+			check(c.FlushOutputs(ctx))
+			return
+		}
+		ok, err := c.StartCommit(ctx)
+		if ok {
+			started++
+		}
+		check(err)
+	})
+	if failed != 2 {
+		t.Errorf("%d flights failed, want 2", failed)
+	}
+	if started < 10 {
+		t.Errorf("%d commits started in flight, want many", started)
+	}
+	if c.Committing() {
+		t.Error("a flight is still in the air after Finish")
+	}
+	sameMessages(t, "scores", want.scores.msgs, scores.sent)
+	sameMessages(t, "trending", want.trending.msgs, trending.sent)
+	sameMessages(t, "dead letters", want.dead.msgs, dead.sent)
+	if counted.n != len(scores.sent) {
+		t.Errorf("%d scores counted, %d sent", counted.n, len(scores.sent))
+	}
+}
+
+// TestEvictKeepsDirty: a commit that lands while the partitions went on
+// applying trims the caches of what it made durable only: videos and pairs
+// changed since it was written stay, whatever the bounds.
+func TestEvictKeepsDirty(t *testing.T) {
+	e := engineWithVideos(t, 100, 0)
+	for i := range 100 {
+		p := &pair{video: fmt.Sprintf("v%d", i), user: "u"}
+		e.pairs[p.video+"\x00"+p.user] = p
+		if i%10 == 0 {
+			e.videos[p.video].dirty, p.dirty = true, true
+		}
+	}
+	e.evict(1, 1, 1)
+	for i := 0; i < 100; i += 10 {
+		id := fmt.Sprintf("v%d", i)
+		if _, ok := e.videos[id]; !ok {
+			t.Errorf("video %s changed since the commit was evicted", id)
+		}
+		if _, ok := e.pairs[id+"\x00u"]; !ok {
+			t.Errorf("pair of %s changed since the commit was evicted", id)
+		}
+	}
+	if len(e.videos) != 10 || len(e.pairs) != 10 {
+		t.Errorf("%d videos and %d pairs left, want the 10 changed of each", len(e.videos), len(e.pairs))
+	}
+}
