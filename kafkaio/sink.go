@@ -189,6 +189,10 @@ func (s *Sink) Detach() func(ctx context.Context) error { return s.b.detach() }
 // detached.
 func (s *Sink) Buffered() int { return s.b.buffered() }
 
+// BufferedBytes returns the key, value and header bytes of the records
+// written but not yet flushed or detached.
+func (s *Sink) BufferedBytes() int { return s.b.size }
+
 // Writes returns the number of records acknowledged so far. It may be
 // called from any goroutine.
 func (s *Sink) Writes() int64 { return s.b.writes.Load() }

@@ -324,6 +324,40 @@ func (c *Coordinator) launchCommit(ctx context.Context) error {
 	return nil
 }
 
+// Throttle holds the partitions back while the outputs take records
+// slower than the partitions make them: when more than max bytes wait in
+// the outputs (of those that tell, with BufferedBytes), it waits for the
+// flight in the air and sends them off in a new one. Without it, records
+// made while a flight is in the air pile up without bound.
+func (c *Coordinator) Throttle(ctx context.Context, max int64) error {
+	if !c.async || c.backlog() <= max {
+		return nil
+	}
+	if err := c.land(ctx); err != nil {
+		return err
+	}
+	if sends := c.detach(false); len(sends) > 0 {
+		c.launch(ctx, &flight{sends: sends})
+	}
+	return nil
+}
+
+// backlog returns the bytes written to the outputs and not yet detached,
+// of the outputs that can tell.
+func (c *Coordinator) backlog() int64 {
+	type sized interface{ BufferedBytes() int }
+	var n int64
+	seen := map[Detacher]bool{}
+	for _, s := range c.sinks() {
+		d, _ := detacherOf(s)
+		if b, ok := d.(sized); ok && !seen[d] {
+			seen[d] = true
+			n += int64(b.BufferedBytes())
+		}
+	}
+	return n
+}
+
 // flushAsync starts a flush of the outputs unless a flight is in the air
 // or failed (see Poll): then what was written waits for the next.
 func (c *Coordinator) flushAsync(ctx context.Context) error {

@@ -40,6 +40,14 @@ func (s *detachSink) Flush(context.Context) error {
 	return nil
 }
 
+func (s *detachSink) BufferedBytes() int {
+	n := 0
+	for _, m := range s.buf {
+		n += len(m.Key) + len(m.Value)
+	}
+	return n
+}
+
 func (s *detachSink) Detach() func(context.Context) error {
 	if len(s.buf) == 0 {
 		return nil
@@ -69,7 +77,7 @@ func (c *counting) Unwrap() Sink           { return c.Sink }
 
 // TestFlightsMatchCommits: commits and flushes that fly on their own
 // goroutine while the partitions go on applying, some failing and flown
-// again, with caches so small that every landing evicts while entries
+// again, some waited for when the outputs hold too much, with caches so small that every landing evicts while entries
 // changed since the commit was written are in them, give the records of
 // commits made in line, in the same order.
 func TestFlightsMatchCommits(t *testing.T) {
@@ -109,8 +117,12 @@ func TestFlightsMatchCommits(t *testing.T) {
 	// flight in the air first.
 	feedSources(t, c, recs, 4, byUser, run, func(err error) {
 		check(err)
-		if flushes++; flushes%3 == 0 {
+		switch flushes++; flushes % 5 {
+		case 1:
 			check(c.FlushOutputs(ctx))
+			return
+		case 2:
+			check(c.Throttle(ctx, 1000))
 			return
 		}
 		ok, err := c.StartCommit(ctx)

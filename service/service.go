@@ -86,6 +86,10 @@ type Config struct {
 	// bound's share per fetcher (and FetchMaxBytes), so that every fetcher
 	// may wait on the broker at once.
 	InputMaxBytes int64
+	// OutputMaxBytes bounds the output records waiting to be sent while a
+	// flush or commit is in flight (about as much may be in the flight):
+	// past it, the engine waits for the broker to take them.
+	OutputMaxBytes int64
 	// RecentScores is how many videos of its own partitions the instance
 	// keeps the last score record of, to answer the HTTP API with it
 	// (about 500 bytes each); another video's is computed from the
@@ -136,6 +140,7 @@ func DefaultConfig() Config {
 		SessionTimeout:     6 * time.Second,
 		FetchMaxBytes:      1 << 20,
 		InputMaxBytes:      64 << 20,
+		OutputMaxBytes:     64 << 20,
 		RecentScores:       100_000,
 	}
 }
@@ -185,6 +190,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InputMaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("input held %d bytes: must be at least 1 MiB", c.InputMaxBytes))
+	}
+	if c.OutputMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("output waiting %d bytes: must be at least 1 MiB", c.OutputMaxBytes))
 	}
 	if c.OnOffsetOutOfRange != OutOfRangeEarliest && c.OnOffsetOutOfRange != OutOfRangeFail {
 		errs = append(errs, fmt.Errorf("--on-offset-out-of-range %q: choose earliest or fail", c.OnOffsetOutOfRange))
@@ -852,6 +860,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			return s.drain(ctx, g, batches, apply)
 		case b := <-batches:
 			if err := apply(b); err != nil {
+				return err
+			}
+			if err := s.retryable(g.Throttle(ctx, s.cfg.OutputMaxBytes), &commitFailing); err != nil {
 				return err
 			}
 		case <-flushTick:

@@ -350,18 +350,18 @@ func completeTrending(t *testing.T, values [][]byte, lines []line, n int) []stri
 // The input may be keyed by video (each record already in its video's
 // partition), by user or not at all: records reach their video's partition
 // through the repartition topic, and the outputs are the same. So they are
-// when the input held read but not yet applied is bounded to 1 MiB: the
+// when the input held read but not yet applied is bounded to 1 MiB (the
 // fetchers wait on each other all the time, and a byte the gate lost would
-// soon stop them all.
+// soon stop them all), and so is the output waiting for the broker.
 func TestLiveMatchesBackfill(t *testing.T) {
-	tight := func(c *Config) { c.InputMaxBytes, c.FetchMaxBytes = 1<<20, 16<<10 }
+	tight := func(c *Config) { c.InputMaxBytes, c.OutputMaxBytes, c.FetchMaxBytes = 1<<20, 1<<20, 16<<10 }
 	for _, tc := range []struct {
 		name string
 		key  keyBy
 		set  func(*Config)
 	}{
 		{"by video", byVideo, nil}, {"by user", byUser, nil}, {"unkeyed", unkeyed, nil},
-		{"by user with 1 MiB of input held", byUser, tight},
+		{"by user with 1 MiB of input and output held", byUser, tight},
 	} {
 		t.Run(tc.name, func(t *testing.T) { liveMatchesBackfill(t, tc.key, tc.set) })
 	}

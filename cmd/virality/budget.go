@@ -71,6 +71,10 @@ const (
 	// behind with that input unbounded in total held 300 MB of it, a
 	// third of the heap.
 	inputShare = 6
+	// outputShare bounds the output records waiting while a flush or
+	// commit is in flight (service.Config's OutputMaxBytes): a soak that
+	// fell behind with them unbounded held 160 MB of them.
+	outputShare = 6
 )
 
 func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
@@ -128,17 +132,18 @@ func parseBytes(v string) (int64, error) {
 
 // memoryPlan is how a budget is shared.
 type memoryPlan struct {
-	heapLimit  int64 // Go heap soft limit (debug.SetMemoryLimit)
-	cacheBytes int64 // Pebble block cache
-	memTable   int64 // each Pebble memtable (two may be held at once)
-	pairs      int
-	videos     int
-	accounts   int
-	viewVideos int
-	filterBits int
-	fetchBytes int   // each fetch of a partition of the input
-	inputBytes int64 // the input held read but not yet applied (run)
-	recent     int   // videos whose last score record run keeps for the API
+	heapLimit   int64 // Go heap soft limit (debug.SetMemoryLimit)
+	cacheBytes  int64 // Pebble block cache
+	memTable    int64 // each Pebble memtable (two may be held at once)
+	pairs       int
+	videos      int
+	accounts    int
+	viewVideos  int
+	filterBits  int
+	fetchBytes  int   // each fetch of a partition of the input
+	inputBytes  int64 // the input held read but not yet applied (run)
+	outputBytes int64 // the output waiting to be sent (run)
+	recent      int   // videos whose last score record run keeps for the API
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -154,6 +159,7 @@ func (b memoryBudget) plan() memoryPlan {
 	p.recent = share(recentShare, recentBytes)
 	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
 	p.inputBytes = max(p.heapLimit*inputShare/100, 4<<20)
+	p.outputBytes = max(p.heapLimit*outputShare/100, 4<<20)
 	// The filter's size is a power of two of bits.
 	p.filterBits = 1 << (bits.Len64(uint64(p.heapLimit*filterShare/100*8)) - 1)
 	return p
@@ -161,13 +167,14 @@ func (b memoryBudget) plan() memoryPlan {
 
 // sizes are the flags a budget sizes: nil where the command has none.
 type sizes struct {
-	engine     *processor.Config
-	cacheMB    *int
-	memTableMB *int
-	viewVideos *int
-	fetchBytes *int   // no flag: always its share
-	inputBytes *int64 // no flag: always its share
-	recent     *int   // no flag: always its share
+	engine      *processor.Config
+	cacheMB     *int
+	memTableMB  *int
+	viewVideos  *int
+	fetchBytes  *int   // no flag: always its share
+	inputBytes  *int64 // no flag: always its share
+	outputBytes *int64 // no flag: always its share
+	recent      *int   // no flag: always its share
 }
 
 // apply gives every size in s that no flag set (set: the flags given) its
@@ -197,6 +204,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	}
 	if s.inputBytes != nil {
 		*s.inputBytes = p.inputBytes
+	}
+	if s.outputBytes != nil {
+		*s.outputBytes = p.outputBytes
 	}
 	if s.recent != nil {
 		*s.recent = p.recent

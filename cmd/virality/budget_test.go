@@ -59,7 +59,8 @@ func TestMemoryBudgetFlags(t *testing.T) {
 		t.Errorf("--cache-pairs 12345 gave %d", f.svc.Engine.CachePairs)
 	}
 	if f.svc.Engine.CacheVideos != p.videos || f.svc.Engine.MaxAccounts != p.accounts || f.viewVideos != p.viewVideos ||
-		f.cacheMB != int(p.cacheBytes>>20) || f.memTableMB != int(p.memTable>>20) {
+		f.cacheMB != int(p.cacheBytes>>20) || f.memTableMB != int(p.memTable>>20) ||
+		f.svc.InputMaxBytes != p.inputBytes || f.svc.OutputMaxBytes != p.outputBytes {
 		t.Errorf("sizes %+v, cache %d MiB, memtable %d MiB, view %d: want the plan %+v",
 			f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, p)
 	}

@@ -80,7 +80,7 @@ func parseRun(args []string) (*runFlags, error) {
 		return nil, err
 	}
 	f.budget.apply(setFlags(fs), sizes{engine: &f.svc.Engine, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB,
-		viewVideos: &f.viewVideos, fetchBytes: &f.svc.FetchMaxBytes, inputBytes: &f.svc.InputMaxBytes,
+		viewVideos: &f.viewVideos, fetchBytes: &f.svc.FetchMaxBytes, inputBytes: &f.svc.InputMaxBytes, outputBytes: &f.svc.OutputMaxBytes,
 		recent: &f.svc.RecentScores})
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q: run takes only flags", fs.Arg(0))
