@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
@@ -189,9 +190,12 @@ func (s *Sink) Detach() func(ctx context.Context) error { return s.b.detach() }
 // detached.
 func (s *Sink) Buffered() int { return s.b.buffered() }
 
-// BufferedBytes returns the key, value and header bytes of the records
-// written but not yet flushed or detached.
-func (s *Sink) BufferedBytes() int { return s.b.size }
+// BufferedBytes returns the memory the records written but not yet
+// flushed or detached take: their keys, values and headers, and a
+// kafka.Message each (about 150 bytes, as much as a score record).
+func (s *Sink) BufferedBytes() int {
+	return s.b.size + s.b.buffered()*int(unsafe.Sizeof(kafka.Message{}))
+}
 
 // Writes returns the number of records acknowledged so far. It may be
 // called from any goroutine.

@@ -87,8 +87,9 @@ type Config struct {
 	// may wait on the broker at once.
 	InputMaxBytes int64
 	// OutputMaxBytes bounds the output records waiting to be sent while a
-	// flush or commit is in flight (about as much may be in the flight):
-	// past it, the engine waits for the broker to take them.
+	// flush or commit is in flight, with their buffers (about as much may
+	// be in the flight): past it, the engine waits for the broker to take
+	// them.
 	OutputMaxBytes int64
 	// RecentScores is how many videos of its own partitions the instance
 	// keeps the last score record of, to answer the HTTP API with it
@@ -140,7 +141,7 @@ func DefaultConfig() Config {
 		SessionTimeout:     6 * time.Second,
 		FetchMaxBytes:      1 << 20,
 		InputMaxBytes:      64 << 20,
-		OutputMaxBytes:     64 << 20,
+		OutputMaxBytes:     16 << 20,
 		RecentScores:       100_000,
 	}
 }
@@ -796,6 +797,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		lastData[p] = now
 	}
 	dirty := false
+	landed := g.Commits()
 	var commitFailing time.Time
 	failures := &failureLog{log: s.log, every: 10 * time.Second}
 	var lastDiskCheck time.Time
@@ -885,7 +887,6 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			// Commits fly on their own goroutine (processor.Detacher):
 			// land the last one, or retry it if it failed, then start
 			// the next when due.
-			landed := g.Commits()
 			err := g.Poll(ctx)
 			if err == nil && dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
 				var started bool
@@ -907,6 +908,8 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 				continue
 			} else if g.Commits() > landed {
+				// One landed, here or in a commit the engine made.
+				landed = g.Commits()
 				failures.recovered("commit")
 				s.setProblem("commit", "")
 				commitFailing = time.Time{}

@@ -72,9 +72,11 @@ const (
 	// third of the heap.
 	inputShare = 6
 	// outputShare bounds the output records waiting while a flush or
-	// commit is in flight (service.Config's OutputMaxBytes): a soak that
-	// fell behind with them unbounded held 160 MB of them.
-	outputShare = 6
+	// commit is in flight (service.Config's OutputMaxBytes); as much may
+	// be in the flight, and as much in the buffers it hands back. A soak
+	// that fell behind with them unbounded held 160 MB of them, and 130 MB
+	// with this share at 6%.
+	outputShare = 2
 )
 
 func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
