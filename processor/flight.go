@@ -209,6 +209,12 @@ func (c *Coordinator) land(ctx context.Context) error {
 	return nil
 }
 
+// Land waits until no flush or commit is in flight, flying a failed one
+// again first, and returns its error: a caller that must not let the
+// changes since the last commit grow (the broker takes commits slower than
+// they come) waits here before it starts the next.
+func (c *Coordinator) Land(ctx context.Context) error { return c.land(ctx) }
+
 // detach takes out the records of every sink, in sinkOrder, with the
 // changelog's last for a commit. A sink given under two names is taken
 // once: the second Detach finds it empty.

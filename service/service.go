@@ -888,6 +888,14 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 			// land the last one, or retry it if it failed, then start
 			// the next when due.
 			err := g.Poll(ctx)
+			if err == nil && dirty && now.Sub(lastCommit) >= 2*s.cfg.CommitInterval && g.Committing() {
+				// The broker takes commits slower than they come: wait
+				// for the one in flight, so that the next holds at most
+				// about two intervals of changes (their changelog
+				// records, and the cached entries that cannot be evicted
+				// until it lands).
+				err = g.Land(ctx)
+			}
 			if err == nil && dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
 				var started bool
 				if started, err = g.StartCommit(ctx); started {
