@@ -49,33 +49,15 @@ func TestSinkToSourceRoundTrip(t *testing.T) {
 	got := map[int]processor.Record{}
 	keyPart := map[string]int32{}
 	for p := range 3 {
-		src, err := NewPartitionSource(c, "out", p, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf []processor.Record
-		for {
-			buf, err = src.Next(ctx, buf)
-			if err != nil {
-				t.Fatal(err)
+		src := readNumbered(t, ctx, c, "out", p, func(i int, r processor.Record) {
+			r.Key, r.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
+			r.Headers = cloneHeaders(r.Headers)
+			got[i] = r
+			if kp, ok := keyPart[string(r.Key)]; ok && kp != r.Partition {
+				t.Errorf("key %s in partitions %d and %d", r.Key, kp, r.Partition)
 			}
-			if len(buf) == 0 {
-				break
-			}
-			for _, r := range buf {
-				var i int
-				if _, err := fmt.Sscanf(string(r.Value), `{"i":%d}`, &i); err != nil {
-					t.Fatalf("value %q: %v", r.Value, err)
-				}
-				r.Key, r.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
-				r.Headers = cloneHeaders(r.Headers)
-				got[i] = r
-				if kp, ok := keyPart[string(r.Key)]; ok && kp != r.Partition {
-					t.Errorf("key %s in partitions %d and %d", r.Key, kp, r.Partition)
-				}
-				keyPart[string(r.Key)] = r.Partition
-			}
-		}
+			keyPart[string(r.Key)] = r.Partition
+		})
 		if hw := src.HighWatermark(); hw != src.Offset() {
 			t.Errorf("partition %d: high watermark %d, offset %d", p, hw, src.Offset())
 		}
@@ -169,36 +151,18 @@ func TestSinkDetach(t *testing.T) {
 	last := map[string]int{}
 	seen := map[int]bool{}
 	for p := range 2 {
-		src, err := NewPartitionSource(c, "out", p, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			buf, err := src.Next(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
+		readNumbered(t, ctx, c, "out", p, func(i int, r processor.Record) {
+			// The failed send may have delivered some: they come
+			// twice, the second time in order.
+			if seen[i] && i >= each {
+				t.Errorf("record %d read twice", i)
 			}
-			if len(buf) == 0 {
-				break
+			seen[i] = true
+			if l, ok := last[string(r.Key)]; ok && l > i && l >= each {
+				t.Errorf("key %s: record %d after %d", r.Key, i, l)
 			}
-			for _, r := range buf {
-				var i int
-				if _, err := fmt.Sscanf(string(r.Value), `{"i":%d}`, &i); err != nil {
-					t.Fatalf("value %q: %v", r.Value, err)
-				}
-				// The failed send may have delivered some: they come
-				// twice, the second time in order.
-				if seen[i] && i >= each {
-					t.Errorf("record %d read twice", i)
-				}
-				seen[i] = true
-				if l, ok := last[string(r.Key)]; ok && l > i && l >= each {
-					t.Errorf("key %s: record %d after %d", r.Key, i, l)
-				}
-				last[string(r.Key)] = i
-			}
-		}
-		src.Close()
+			last[string(r.Key)] = i
+		}).Close()
 	}
 	if len(seen) != rounds*each {
 		t.Fatalf("read %d records, want %d", len(seen), rounds*each)
@@ -206,6 +170,33 @@ func TestSinkDetach(t *testing.T) {
 	for k, l := range last {
 		if want := rounds*each - 5 + int(k[1]-'0'); l != want {
 			t.Errorf("key %s: last record %d, want %d", k, l, want)
+		}
+	}
+}
+
+// readNumbered reads partition p of topic from its start to its end and
+// calls each with every record (its bytes valid for the call) and the
+// number in its value, {"i":N}. It returns the source, to close.
+func readNumbered(t *testing.T, ctx context.Context, c Config, topic string, p int, each func(i int, r processor.Record)) *PartitionSource {
+	t.Helper()
+	src, err := NewPartitionSource(c, topic, p, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf []processor.Record
+	for {
+		if buf, err = src.Next(ctx, buf); err != nil {
+			t.Fatal(err)
+		}
+		if len(buf) == 0 {
+			return src
+		}
+		for _, r := range buf {
+			var i int
+			if _, err := fmt.Sscanf(string(r.Value), `{"i":%d}`, &i); err != nil {
+				t.Fatalf("value %q: %v", r.Value, err)
+			}
+			each(i, r)
 		}
 	}
 }

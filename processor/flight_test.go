@@ -24,11 +24,7 @@ type detachSink struct {
 }
 
 func (s *detachSink) Write(m *Message) error {
-	c := Message{Key: append([]byte(nil), m.Key...), Value: append([]byte(nil), m.Value...), Time: m.Time}
-	for _, h := range m.Headers {
-		c.Headers = append(c.Headers, Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
-	}
-	s.buf = append(s.buf, c)
+	s.buf = append(s.buf, cloneMessage(m))
 	return nil
 }
 

@@ -25,12 +25,17 @@ type memSink struct {
 }
 
 func (s *memSink) Write(m *Message) error {
+	s.msgs = append(s.msgs, cloneMessage(m))
+	return nil
+}
+
+// cloneMessage deep-copies m: a sink's Write may not keep its bytes.
+func cloneMessage(m *Message) Message {
 	c := Message{Key: append([]byte(nil), m.Key...), Value: append([]byte(nil), m.Value...), Time: m.Time}
 	for _, h := range m.Headers {
 		c.Headers = append(c.Headers, Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
 	}
-	s.msgs = append(s.msgs, c)
-	return nil
+	return c
 }
 
 func (s *memSink) Flush(context.Context) error { s.durable = len(s.msgs); s.flushes++; return nil }
