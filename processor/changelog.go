@@ -95,7 +95,7 @@ type RestoreStats struct {
 // is called now and then with the records read so far.
 func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader, progress func(read, total int64)) (RestoreStats, error) {
 	var st RestoreStats
-	_ = c.land(ctx) // what is in flight lands first; a failure is kept
+	_ = c.Land(ctx) // what is in flight lands first; a failure is kept
 	p := c.db.Partition(part)
 	first, end, err := r.Bounds(ctx, part)
 	if err != nil {

@@ -160,6 +160,7 @@ type Coordinator struct {
 	// their own goroutine (flight.go); flight is the one in the air, failed
 	// one that failed, to fly again before anything newer.
 	async          bool
+	detachers      []namedDetacher // the outputs', in sinkOrder, then the changelog's
 	flight, failed *flight
 	committed      map[int32]int64 // sources' offsets of the last commit made durable
 
@@ -227,7 +228,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 	}
 	c.meta = meta
 	c.meta.Fingerprint = c.fingerprint()
-	c.async = c.canDetach()
+	c.findDetachers()
 	if out.Partials == nil {
 		c.merger, err = newMerger(cfg.TopK, meta.Merger, c.writeSnapshot)
 		if err != nil {
@@ -291,7 +292,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	}
 	// The partition's state is read from the store: a commit in flight
 	// must have landed. One that fails is kept, to be retried.
-	_ = c.land(context.Background())
+	_ = c.Land(context.Background())
 	if id < 0 || int(id) >= c.topo.Partitions {
 		return nil, fmt.Errorf("processor: partition %d out of range [0, %d)", id, c.topo.Partitions)
 	}
@@ -896,7 +897,7 @@ func (e *CommitError) Unwrap() error { return e.Err }
 // partition with its offsets, in one batch. It returns once all is.
 func (c *Coordinator) Commit(ctx context.Context) error {
 	if c.async {
-		if err := c.land(ctx); err != nil {
+		if err := c.Land(ctx); err != nil {
 			return err
 		}
 		if err := c.launchCommit(ctx); err != nil {
@@ -917,24 +918,11 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		}
 		c.unacked = nil
 	}
-	var w *store.Writer
-	var logs map[int32]*store.Changes // nil: no changelog
-	if c.changelog != nil {
-		w = c.gpart.NewLoggedWriter()
-		logs = c.resetLogs()
-	} else {
-		w = c.gpart.NewWriter()
-	}
-	if err := c.write(w, logs); err != nil {
-		return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+	w, err := c.prepare()
+	if err != nil {
+		return err
 	}
 	if c.changelog != nil {
-		id := newCommitID()
-		for _, part := range c.ids {
-			if err := c.logChanges(part, logs[part], id); err != nil {
-				return errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
-			}
-		}
 		if err := c.commitLogged(ctx, w); err != nil {
 			// The batch waits, whole, for its changelog records.
 			c.unacked = w
@@ -955,9 +943,17 @@ func (c *Coordinator) afterCommit(ctx context.Context) error {
 	return nil
 }
 
-// resetLogs returns the changes of each partition, emptied, for a commit
-// to record for the changelog.
-func (c *Coordinator) resetLogs() map[int32]*store.Changes {
+// prepare writes a commit's batch: every partition's changed state, and,
+// with a changelog, the changes' records to it, under a new commit id.
+func (c *Coordinator) prepare() (*store.Writer, error) {
+	if c.changelog == nil {
+		w := c.gpart.NewWriter()
+		if err := c.write(w, nil); err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+		}
+		return w, nil
+	}
+	w := c.gpart.NewLoggedWriter()
 	if c.logs == nil {
 		c.logs = map[int32]*store.Changes{}
 	}
@@ -967,7 +963,16 @@ func (c *Coordinator) resetLogs() map[int32]*store.Changes {
 		}
 		c.logs[id].Reset()
 	}
-	return c.logs
+	if err := c.write(w, c.logs); err != nil {
+		return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+	}
+	id := newCommitID()
+	for _, part := range c.ids {
+		if err := c.logChanges(part, c.logs[part], id); err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+		}
+	}
+	return w, nil
 }
 
 // commitLogged commits a batch once the changelog has acknowledged its

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -194,66 +193,75 @@ func (c *Coordinator) CommittedOffset(src int32) int64 { return c.committed[src]
 // nothing new was applied.
 func (c *Coordinator) Committing() bool { return c.flight != nil || c.failed != nil }
 
-// land waits until no flight is in the air, as reading the store needs,
-// and flies a failed one again; an error is returned, and whatever failed
-// is kept for the next commit.
-func (c *Coordinator) land(ctx context.Context) error {
+// Land waits until no flush or commit is in flight, flying a failed one
+// again first, and returns its error; whatever failed is kept for the
+// next commit. Reading the store needs it, and a caller that must not let
+// the changes since the last commit grow (the broker takes commits slower
+// than they come) waits here before it starts the next.
+func (c *Coordinator) Land(ctx context.Context) error {
 	if err := c.await(ctx); err != nil {
 		return err
 	}
-	if f := c.failed; f != nil {
-		c.failed = nil
-		c.launch(ctx, f)
-		return c.await(ctx)
-	}
-	return nil
+	_ = c.Poll(ctx) // none in the air: flies a failed one again
+	return c.await(ctx)
 }
 
-// Land waits until no flush or commit is in flight, flying a failed one
-// again first, and returns its error: a caller that must not let the
-// changes since the last commit grow (the broker takes commits slower than
-// they come) waits here before it starts the next.
-func (c *Coordinator) Land(ctx context.Context) error { return c.land(ctx) }
+// namedDetacher is an output, or the changelog, that can be detached.
+type namedDetacher struct {
+	name  string
+	d     Detacher
+	log   bool                             // the changelog, sent by commits only
+	sized interface{ BufferedBytes() int } // an output that tells the bytes it holds
+}
 
-// detach takes out the records of every sink, in sinkOrder, with the
-// changelog's last for a commit. A sink given under two names is taken
-// once: the second Detach finds it empty.
-func (c *Coordinator) detach(commit bool) []send {
+// findDetachers lists the outputs, in sinkOrder, and the changelog, once
+// each (a sink given under two names is listed once), and turns commits in
+// flight on when every one can be detached and none is positioned (a
+// position is read after a Flush).
+func (c *Coordinator) findDetachers() {
 	sinks := c.sinks()
-	var sends []send
-	add := func(name string, s Sink) {
-		if d, _ := detacherOf(s); d != nil {
-			if fn := d.Detach(); fn != nil {
-				sends = append(sends, send{name: name, fn: fn})
-			}
+	c.async = true
+	add := func(name string, s Sink, log bool) {
+		d, ok := detacherOf(s)
+		if _, pos := s.(Positioned); !ok || pos {
+			c.async = false
+			return
 		}
+		if slices.ContainsFunc(c.detachers, func(x namedDetacher) bool { return x.d == d }) {
+			return
+		}
+		x := namedDetacher{name: name, d: d, log: log}
+		if b, ok := d.(interface{ BufferedBytes() int }); ok && !log {
+			x.sized = b
+		}
+		c.detachers = append(c.detachers, x)
 	}
 	for _, name := range sinkOrder {
 		if s, ok := sinks[name]; ok {
-			add(name, s)
+			add(name, s, false)
 		}
 	}
-	if commit && c.changelog != nil {
-		add("changelog", c.changelog)
+	if c.changelog != nil {
+		add("changelog", c.changelog, true)
 	}
-	return sends
+	if !c.async {
+		c.detachers = nil
+	}
 }
 
-// canDetach reports whether every output, and the changelog, can be
-// detached, and none is positioned (a position is read after a Flush).
-func (c *Coordinator) canDetach() bool {
-	all := make([]Sink, 0, 10)
-	for _, s := range c.sinks() {
-		all = append(all, s)
+// detach takes out the records of every output, and of the changelog for
+// a commit.
+func (c *Coordinator) detach(commit bool) []send {
+	var sends []send
+	for _, x := range c.detachers {
+		if x.log && !commit {
+			continue
+		}
+		if fn := x.d.Detach(); fn != nil {
+			sends = append(sends, send{name: x.name, fn: fn})
+		}
 	}
-	if c.changelog != nil {
-		all = append(all, c.changelog)
-	}
-	return !slices.ContainsFunc(all, func(s Sink) bool {
-		_, ok := detacherOf(s)
-		_, pos := s.(Positioned)
-		return !ok || pos
-	})
+	return sends
 }
 
 // StartCommit begins a commit and returns before it is durable, when every
@@ -262,9 +270,9 @@ func (c *Coordinator) canDetach() bool {
 // applying. It starts nothing, and returns false, while a flush or commit
 // is in flight, or when one has failed: it returns that one's error, and
 // flies it again, whole, before anything newer (see Poll); one that has
-// landed is counted first. Reading the
-// store, and Commit, wait for a commit in flight. With an output that is
-// not a Detacher, StartCommit is Commit.
+// landed is counted first. Reading the store, and Commit, wait for a
+// commit in flight. With an output that is not a Detacher, StartCommit is
+// Commit.
 func (c *Coordinator) StartCommit(ctx context.Context) (started bool, err error) {
 	if !c.async {
 		err := c.Commit(ctx)
@@ -303,25 +311,15 @@ func (c *Coordinator) launchCommit(ctx context.Context) error {
 	if err := c.settle(); err != nil {
 		return err
 	}
-	f := &flight{offsets: c.offsets(), logged: c.changelog != nil}
-	var logs map[int32]*store.Changes // nil: no changelog
-	if f.logged {
-		f.w = c.gpart.NewLoggedWriter()
-		logs = c.resetLogs()
-	} else {
-		f.w = c.gpart.NewWriter()
+	w, err := c.prepare()
+	if err != nil {
+		return err
 	}
-	if err := c.write(f.w, logs); err != nil {
-		return errors.Join(fmt.Errorf("prepare commit: %w", err), f.w.Abort())
-	}
+	f := &flight{w: w, offsets: c.offsets(), logged: c.changelog != nil}
 	if f.logged {
-		id := newCommitID()
-		for _, part := range c.ids {
-			if err := c.logChanges(part, logs[part], id); err != nil {
-				return errors.Join(fmt.Errorf("prepare commit: %w", err), f.w.Abort())
-			}
-			f.ids = append(f.ids, part)
-			f.parts = append(f.parts, c.engines[part].part)
+		f.ids = slices.Clone(c.ids)
+		for _, id := range c.ids {
+			f.parts = append(f.parts, c.engines[id].part)
 		}
 	}
 	f.sends = c.detach(true)
@@ -339,7 +337,7 @@ func (c *Coordinator) Throttle(ctx context.Context, max int64) error {
 	if !c.async || c.backlog() <= max {
 		return nil
 	}
-	if err := c.land(ctx); err != nil {
+	if err := c.Land(ctx); err != nil {
 		return err
 	}
 	if sends := c.detach(false); len(sends) > 0 {
@@ -351,14 +349,10 @@ func (c *Coordinator) Throttle(ctx context.Context, max int64) error {
 // backlog returns the bytes written to the outputs and not yet detached,
 // of the outputs that can tell.
 func (c *Coordinator) backlog() int64 {
-	type sized interface{ BufferedBytes() int }
 	var n int64
-	seen := map[Detacher]bool{}
-	for _, s := range c.sinks() {
-		d, _ := detacherOf(s)
-		if b, ok := d.(sized); ok && !seen[d] {
-			seen[d] = true
-			n += int64(b.BufferedBytes())
+	for _, x := range c.detachers {
+		if x.sized != nil {
+			n += int64(x.sized.BufferedBytes())
 		}
 	}
 	return n
