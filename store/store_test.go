@@ -310,7 +310,9 @@ func TestHeldEventsSingleDeleted(t *testing.T) {
 	}
 	// Written, flushed to a table, then deleted: the deletion meets its
 	// value in a compaction.
-	commit(t, p, func(w *Writer) error { return errorsJoin(w.SetBuffered(5, 1, []byte("b1")), w.SetHeld(5, 1, []byte("h1"))) })
+	commit(t, p, func(w *Writer) error {
+		return errorsJoin(w.SetBuffered(5, 1, []byte("b1")), w.SetHeld(5, 1, []byte("h1")))
+	})
 	compact()
 	commit(t, p, func(w *Writer) error { return errorsJoin(w.DeleteBuffered(5, 1), w.DeleteHeld(5, 1)) })
 	compact()

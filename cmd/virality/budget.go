@@ -151,12 +151,7 @@ type memoryPlan struct {
 func (b memoryBudget) plan() memoryPlan {
 	var p memoryPlan
 	p.cacheBytes = max(b.bytes/16, 8<<20)
-	// Memtables of 1/16 (64 MiB at 1 GiB; were 1/32): a memtable lives
-	// twice as long, so a video's header and like times rewritten at
-	// every commit, and an event held a few seconds, are flushed half as
-	// often, or never; with held events single-deleted, the live
-	// service's compactions wrote a third as much (bench/RESULTS.md).
-	p.memTable = max(b.bytes/16, 4<<20)
+	p.memTable = max(b.bytes/32, 4<<20)
 	p.heapLimit = b.bytes - p.cacheBytes - 2*p.memTable - runtimeBytes
 	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
 	p.pairs = share(pairShare, pairBytes)
@@ -234,7 +229,7 @@ func (b memoryBudget) limitHeap() (restore func()) {
 // addStoreFlags defines the flags of Pebble's memory.
 func addStoreFlags(fs *flag.FlagSet, cacheMB, memTableMB *int) {
 	fs.IntVar(cacheMB, "cache-mb", 64, "Pebble block cache `MiB` (with --memory-budget: 1/16 of it)")
-	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/16 of it)")
+	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/32 of it)")
 }
 
 // validateStore checks the store flags.
