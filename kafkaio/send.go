@@ -28,6 +28,11 @@ import (
 // partition whose batch the broker acknowledged is not sent again when
 // another one's failed: the retry sends only what is not acknowledged.
 
+// batchRecords bounds the records of one record batch, as kafka-go's
+// Writer did (its BatchSize): the sizes recordSize counts hold only for
+// offset deltas under 1000 (see batcher).
+const batchRecords = 1000
+
 // outgoing is a chunk being sent: its records by partition, and how many
 // of each partition's the broker acknowledged.
 type outgoing struct {
@@ -162,7 +167,7 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 			s := recordSize(len(m.Key), len(m.Value), headersSize(len(m.Headers), func(i int) (int, int) {
 				return len(m.Headers[i].Key), len(m.Headers[i].Value)
 			}))
-			if n > 0 && size+s > room {
+			if n > 0 && (size+s > room || n == batchRecords) {
 				break
 			}
 			n, size = n+1, size+s
