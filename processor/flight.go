@@ -76,34 +76,25 @@ type flight struct {
 type send struct {
 	name string
 	fn   func(ctx context.Context) error // nil once sent
+	log  bool                            // the changelog's
 }
 
-// fly runs f: every sink's send at once, each on its own goroutine, then
-// the batch once all are acknowledged.
+// fly runs f: every output's send at once, each on its own goroutine,
+// then, once all are acknowledged, the changelog's, then the batch.
+//
+// The changelog goes last because a restart replays it: a partition whose
+// local state is behind its changelog (a crash between the changelog's
+// acknowledgement and the batch) is brought up to the last complete
+// commit there, and so resumes after the input that commit covers. The
+// records that input made must then be in the outputs already, or they
+// are never written: a by-user record lost so loses the like.
 func (f *flight) fly(ctx context.Context, log Changelog) {
 	defer func() {
 		f.took = time.Since(f.start)
 		close(f.done)
 	}()
-	errs := make([]error, len(f.sends))
-	var wg sync.WaitGroup
-	for i := range f.sends {
-		s := &f.sends[i]
-		if s.fn == nil {
-			continue
-		}
-		wg.Go(func() {
-			if errs[i] = s.fn(ctx); errs[i] == nil {
-				s.fn = nil
-			}
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			f.err = &CommitError{fmt.Errorf("flush %s output: %w", f.sends[i].name, err)}
-			return
-		}
+	if !f.sendAll(ctx, false) || !f.sendAll(ctx, true) {
+		return
 	}
 	if f.w == nil {
 		return
@@ -126,6 +117,33 @@ func (f *flight) fly(ctx context.Context, log Changelog) {
 		return
 	}
 	f.w = nil
+}
+
+// sendAll runs the sends of the outputs (log false) or of the changelog
+// (log true) not yet acknowledged, each on its own goroutine, and reports
+// whether all were; f.err says why not.
+func (f *flight) sendAll(ctx context.Context, log bool) bool {
+	errs := make([]error, len(f.sends))
+	var wg sync.WaitGroup
+	for i := range f.sends {
+		s := &f.sends[i]
+		if s.fn == nil || s.log != log {
+			continue
+		}
+		wg.Go(func() {
+			if errs[i] = s.fn(ctx); errs[i] == nil {
+				s.fn = nil
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			f.err = &CommitError{fmt.Errorf("flush %s output: %w", f.sends[i].name, err)}
+			return false
+		}
+	}
+	return true
 }
 
 // launch sends f on its way.
@@ -258,7 +276,7 @@ func (c *Coordinator) detach(commit bool) []send {
 			continue
 		}
 		if fn := x.d.Detach(); fn != nil {
-			sends = append(sends, send{name: x.name, fn: fn})
+			sends = append(sends, send{name: x.name, fn: fn, log: x.log})
 		}
 	}
 	return sends

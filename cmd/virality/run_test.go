@@ -90,6 +90,25 @@ func lastScores(t *testing.T, kc kafkaio.Config, topic string) map[string]string
 	return last
 }
 
+// countRecords counts the records topic holds.
+func countRecords(t *testing.T, kc kafkaio.Config, topic string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	n, err := kafkaio.Partitions(ctx, kc, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for p := range n {
+		first, end, err := kafkaio.FirstLastOffsets(ctx, kc, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += end - first
+	}
+	return sum
+}
+
 func lastScoresFile(t *testing.T, path string) map[string]string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -163,7 +182,7 @@ func TestRunRestarts(t *testing.T) {
 		if stop.sig == syscall.SIGTERM && err != nil {
 			t.Fatalf("graceful stop: %v\n%s", err, stderr.String())
 		}
-		t.Logf("stopped with %v after %d records committed", stop.sig, committed(t, kc, group, topic, n))
+		t.Logf("stopped with %v after %d records committed; stderr: %s", stop.sig, committed(t, kc, group, topic, n), stderr.String())
 	}
 	cmd := child(context.Background(), args...)
 	var stderr strings.Builder
@@ -192,20 +211,38 @@ func TestRunRestarts(t *testing.T) {
 		}
 		return len(got) == len(exp)
 	}
-	eventually(time.Minute, converged) // checked below, with the difference
+	start := time.Now()
+	ok := eventually(time.Minute, converged) // checked below, with the difference
+	t.Logf("converged: %v, after %v", ok, time.Since(start).Round(time.Millisecond))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("final stop: %v\n%s", err, stderr.String())
 	}
-	if len(got) != len(exp) || len(exp) == 0 {
-		t.Fatalf("%d videos live, %d in the backfill", len(got), len(exp))
+	if len(exp) == 0 {
+		t.Fatal("the backfill wrote no scores")
 	}
+	var missing, differ []string
 	for id, w := range exp {
-		if got[id] != w {
-			t.Fatalf("video %s:\n live:     %s\n backfill: %s", id, got[id], w)
+		switch g, ok := got[id]; {
+		case !ok:
+			missing = append(missing, id)
+		case g != w:
+			differ = append(differ, id)
 		}
+	}
+	if len(missing)+len(differ) > 0 || len(got) != len(exp) {
+		for i, id := range missing[:min(5, len(missing))] {
+			t.Errorf("missing %d: backfill: %s", i, exp[id])
+		}
+		for i, id := range differ[:min(5, len(differ))] {
+			t.Errorf("differs %d:\n live:     %s\n backfill: %s", i, got[id], exp[id])
+		}
+		dlq, _ := os.ReadFile(filepath.Join(dir, "backfill-dlq.jsonl"))
+		t.Logf("last run's stderr: %s", stderr.String())
+		t.Fatalf("%d videos live, %d in the backfill: %d missing, %d differ; dead letters: %d live, %d in the backfill",
+			len(got), len(exp), len(missing), len(differ), countRecords(t, kc, "likes.dlq"+suffix), strings.Count(string(dlq), "\n"))
 	}
 	t.Logf("%d videos agree after a graceful stop and a SIGKILL", len(exp))
 }
