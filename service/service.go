@@ -1022,7 +1022,14 @@ func (s *Service) drain(ctx context.Context, g *processor.Coordinator, batches <
 				}
 			}
 		default:
-			if err := s.commit(context.WithoutCancel(ctx), g); err != nil {
+			cctx := context.WithoutCancel(ctx)
+			err := s.commit(cctx, g)
+			if ce := (*processor.CommitError)(nil); errors.As(err, &ce) {
+				// The commit in flight flew on the generation's context,
+				// which a stop cancels: it failed, and flies again now.
+				err = s.commit(cctx, g)
+			}
+			if err != nil {
 				s.log.Warn().Err(err).Msg("commit at the end of a generation")
 			}
 			return nil

@@ -182,6 +182,9 @@ func TestRunRestarts(t *testing.T) {
 		if stop.sig == syscall.SIGTERM && err != nil {
 			t.Fatalf("graceful stop: %v\n%s", err, stderr.String())
 		}
+		if stop.sig == syscall.SIGTERM && strings.Contains(stderr.String(), "commit at the end") {
+			t.Errorf("the graceful stop did not commit what it had applied:\n%s", stderr.String())
+		}
 		t.Logf("stopped with %v after %d records committed; stderr: %s", stop.sig, committed(t, kc, group, topic, n), stderr.String())
 	}
 	cmd := child(context.Background(), args...)
