@@ -643,6 +643,20 @@ func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
 	return w.b.Delete(k, nil)
 }
 
+// singleDelete deletes a key set once: a held or buffered event, whose key
+// holds its event time and a number never given twice, and is written
+// once, by the commit after it was taken (Restore keeps this true). When
+// Pebble's flush or compaction brings a single deletion and its value
+// together, both go: an event held for a few seconds then never leaves
+// the memtable, where a deletion would have stayed as a tombstone through
+// every level, and its value until the tombstone reached it.
+func (w *Writer) singleDelete(k []byte) error {
+	if w.log != nil {
+		w.log.add(k, nil, true)
+	}
+	return w.b.SingleDelete(k, nil)
+}
+
 func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	if w.log == nil {
 		return w.b.DeleteRange(lo, hi, nil)
@@ -704,6 +718,12 @@ func IsMetaKey(key []byte) bool {
 	return len(key) == 6 && key[0] == 'P' && key[5] == kindMeta
 }
 
+// setOnce reports whether a key (without its partition's prefix) is of a
+// kind written once and removed with a single deletion (Writer.singleDelete).
+func setOnce(k []byte) bool {
+	return len(k) > 0 && (k[0] == kindBuffered || k[0] == kindHeld)
+}
+
 // Wipe drops every piece of the partition's local state.
 func (p *Partition) Wipe() error {
 	if p.db.db == nil {
@@ -731,9 +751,18 @@ func (p *Partition) Restore(changes []Change, end int64) error {
 			return fmt.Errorf("store: changelog key %q is not of this partition", c.Key)
 		}
 		var err error
-		if c.Delete {
+		switch {
+		case c.Delete:
 			err = b.Delete(c.Key, nil)
-		} else {
+		case setOnce(c.Key[len(p.prefix):]):
+			// A commit whose changelog records were sent but whose batch
+			// was lost (a crash in between) may have set this event's
+			// key again, with the same number, in the commit that
+			// replaced it: the changelog can hold two values of it. A
+			// deletion before each keeps the single deletion that will
+			// drop it from bringing back the older one.
+			err = errors.Join(b.Delete(c.Key, nil), b.Set(c.Key, c.Value, nil))
+		default:
 			err = b.Set(c.Key, c.Value, nil)
 		}
 		if err != nil {
@@ -816,7 +845,7 @@ func (w *Writer) SetBuffered(ts, seq int64, value []byte) error {
 
 // DeleteBuffered drops one buffered event, once applied.
 func (w *Writer) DeleteBuffered(ts, seq int64) error {
-	return w.delete(w.bufferedKey(kindBuffered, ts, seq), nil)
+	return w.singleDelete(w.bufferedKey(kindBuffered, ts, seq))
 }
 
 // SetHeld stores a like held by the account stage; seq makes the key
@@ -827,7 +856,7 @@ func (w *Writer) SetHeld(ts, seq int64, value []byte) error {
 
 // DeleteHeld drops one held like, once weighed and sent on.
 func (w *Writer) DeleteHeld(ts, seq int64) error {
-	return w.delete(w.bufferedKey(kindHeld, ts, seq), nil)
+	return w.singleDelete(w.bufferedKey(kindHeld, ts, seq))
 }
 
 // bufferedKey is the key of a buffered event or a held like, in w.key.

@@ -282,3 +282,66 @@ func TestVideoBucketKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldEventsSingleDeleted checks that buffered and held events, which
+// are removed with single deletions, stay removed through Pebble's flushes
+// and compactions, also when a restore applied two values of one key (a
+// commit's changelog records sent, its batch lost, and the key set again by
+// the commit that replaced it).
+func TestHeldEventsSingleDeleted(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(1)
+	compact := func() {
+		t.Helper()
+		if err := db.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(scan func(fn func([]byte) error) error) int {
+		t.Helper()
+		n := 0
+		if err := scan(func([]byte) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Written, flushed to a table, then deleted: the deletion meets its
+	// value in a compaction.
+	commit(t, p, func(w *Writer) error {
+		return errorsJoin(w.SetBuffered(5, 1, []byte("b1")), w.SetHeld(5, 1, []byte("h1")))
+	})
+	compact()
+	commit(t, p, func(w *Writer) error { return errorsJoin(w.DeleteBuffered(5, 1), w.DeleteHeld(5, 1)) })
+	compact()
+	if n, m := count(p.ScanBuffered), count(p.ScanHeld); n != 0 || m != 0 {
+		t.Fatalf("after deletion: %d buffered, %d held events", n, m)
+	}
+	// Restored twice from the changelog, then deleted as a live commit
+	// deletes it.
+	w := p.NewWriter()
+	key := func(kind byte) []byte { return slices.Clone(w.bufferedKey(kind, 7, 2)) }
+	kb, kh := key(kindBuffered), key(kindHeld)
+	for i, v := range []string{"first", "second"} {
+		if err := p.Restore([]Change{{Key: kb, Value: []byte(v)}, {Key: kh, Value: []byte(v)}}, 10); err != nil {
+			t.Fatal(err)
+		}
+		// The first value in the last level, the second in a table
+		// above it, as a compaction may find them.
+		if i == 0 {
+			compact()
+		} else if err := db.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, m := count(p.ScanBuffered), count(p.ScanHeld); n != 1 || m != 1 {
+		t.Fatalf("after restores: %d buffered, %d held events, want 1 and 1", n, m)
+	}
+	commit(t, p, func(w *Writer) error { return errorsJoin(w.DeleteBuffered(7, 2), w.DeleteHeld(7, 2)) })
+	compact()
+	if n, m := count(p.ScanBuffered), count(p.ScanHeld); n != 0 || m != 0 {
+		t.Fatalf("after restores and deletion: %d buffered, %d held events came back", n, m)
+	}
+}
