@@ -851,6 +851,9 @@ func (e *Engine) write(w *store.Writer) error {
 		v.dirty, v.pending = false, false
 		e.counted(v)
 	}
+	// Cleared, not only cut: the array would otherwise keep every video
+	// of the largest commit so far alive after the cache let it go.
+	clear(e.dirtyVideos)
 	e.dirtyVideos = e.dirtyVideos[:0]
 	for _, p := range e.dirtyPairs {
 		if err := w.SetPair(p.video, p.user, &p.p); err != nil {
@@ -858,6 +861,7 @@ func (e *Engine) write(w *store.Writer) error {
 		}
 		p.dirty = false
 	}
+	clear(e.dirtyPairs)
 	e.dirtyPairs = e.dirtyPairs[:0]
 	if err := e.stage.write(w); err != nil {
 		return err

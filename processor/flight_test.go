@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"weak"
 
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
@@ -263,4 +265,43 @@ func TestEvictKeepsDirty(t *testing.T) {
 	if len(e.videos) != 10 || len(e.pairs) != 10 {
 		t.Errorf("%d videos and %d pairs left, want the 10 changed of each", len(e.videos), len(e.pairs))
 	}
+}
+
+// TestEvictedVideosAreFreed checks that a video the cache let go is not
+// kept alive by the engine: the list of changed videos, cut after each
+// write, once kept every video of its largest commit.
+func TestEvictedVideosAreFreed(t *testing.T) {
+	e := engineWithVideos(t, 100, 1000)
+	write := func() {
+		t.Helper()
+		if err := e.write(e.part.NewWriter()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var gone []weak.Pointer[video]
+	for id, v := range e.videos {
+		e.markVideo(v)
+		if id != "v0" {
+			gone = append(gone, weak.Make(v))
+		}
+	}
+	write() // a commit of every video
+	e.markVideo(e.videos["v0"])
+	write() // a commit of one
+	e.markVideo(e.videos["v0"])
+	e.evict(1, 1, 1)
+	if len(e.videos) != 1 {
+		t.Fatalf("%d videos left in the cache, want the one changed", len(e.videos))
+	}
+	runtime.GC()
+	alive := 0
+	for _, p := range gone {
+		if p.Value() != nil {
+			alive++
+		}
+	}
+	if alive > 0 {
+		t.Errorf("%d of %d videos evicted from the cache are still reachable", alive, len(gone))
+	}
+	runtime.KeepAlive(e) // the engine is what must not hold them
 }
