@@ -16,8 +16,12 @@ import (
 	"github.com/viralityhq/virality/processor"
 )
 
-// Sink settings.
+// Writer settings. kafka-go's defaults are traps for a synchronous writer:
+// a batch waits up to 1 s for more records (BatchTimeout), and a batch of
+// 100 records caps throughput.
 const (
+	defaultBatchTimeout = 5 * time.Millisecond
+	writerBatchSize     = 1000
 	// defaultMaxMessageBytes is the record batch limit assumed when the
 	// topic's max.message.bytes cannot be read: under Kafka's default of
 	// 1048588 bytes.
@@ -34,11 +38,11 @@ const (
 	// when a sink or producer is made.
 	limitLookupTimeout = 5 * time.Second
 
-	// writeAttemptTimeout bounds one Produce request of a chunk: its
-	// sending and the wait for acknowledgement.
+	// writeAttemptTimeout bounds one write of a chunk: its batches, their
+	// retries inside the writer and the waits for acknowledgement.
 	writeAttemptTimeout = 20 * time.Second
-	// chunkRecords bounds the records of one chunk, so that a large flush
-	// is sent in requests of bounded size.
+	// chunkRecords bounds one WriteMessages call, so that a large flush
+	// does not hand kafka-go a huge slice at once.
 	chunkRecords = 10_000
 )
 
@@ -97,6 +101,9 @@ func (e *TooLargeError) Error() string {
 
 // SinkOptions tune a Sink. The zero value is the default.
 type SinkOptions struct {
+	// BatchTimeout is how long a partial batch of a partition waits for
+	// more records during a Flush (0: 5ms).
+	BatchTimeout time.Duration
 	// Balancer chooses the partition of each record (nil: &kafka.Hash{},
 	// so the same key always goes to the same partition, as kafka-go and
 	// Sarama hash keys).
@@ -149,7 +156,7 @@ func NewSink(c Config, topic string, opts SinkOptions) (*Sink, error) {
 		return nil, fmt.Errorf("kafkaio: sink of topic %q: MaxMessageBytes %d is negative", topic, opts.MaxMessageBytes)
 	}
 	b, err := newBatcher(c, topic, batcherOptions{
-		balancer: bal, maxMessageBytes: opts.MaxMessageBytes, oversize: opts.Oversize,
+		balancer: bal, batchTimeout: opts.BatchTimeout, maxMessageBytes: opts.MaxMessageBytes, oversize: opts.Oversize,
 	})
 	if err != nil {
 		return nil, err
@@ -245,7 +252,7 @@ func (s *Sink) Close() error { return s.b.close() }
 
 var _ processor.Sink = (*Sink)(nil)
 
-// batcher buffers copies of records and sends them (send.go).
+// batcher buffers copies of records and writes them with one kafka.Writer.
 //
 // Records are copied into arena (bytes) and hdrs (headers); the buffered
 // kafka.Messages point into them. When arena must grow, append moves it,
@@ -255,26 +262,28 @@ var _ processor.Sink = (*Sink)(nil)
 // be sending a batch of a failed or cancelled call from the old buffers,
 // so those are dropped to the garbage collector instead.
 //
-// Sizes. A batch holds records while the sum of their recordSize stays
-// within limit-batchOverhead (as kafka-go's Writer, which sent them
-// before, counted against its BatchBytes). A record takes at most that many bytes in a v2
+// Sizes. kafka-go counts a record as recordSize does and puts records in
+// a batch while their sum stays within Writer.BatchBytes, which is set to
+// limit-batchOverhead. A record takes at most that many bytes in a v2
 // batch: its varints (length, time and offset deltas, key and value
 // lengths) take at most 4+7+2+4+4 bytes for records under 64 MiB, batches
 // of at most 1000 records and time deltas under 4000 years, against the
-// 22 bytes recordSize counts besides key, value and headers (whose
-// varints it counts exactly). So a batch never exceeds limit bytes on the
-// wire, and a single record fits when recordSize is at most
+// 22 bytes kafka-go counts besides key, value and headers (whose varints
+// it counts exactly). So a batch kafka-go builds never exceeds limit
+// bytes on the wire, and a single record fits when recordSize is at most
 // limit-batchOverhead.
 type batcher struct {
 	topic   string
 	brokers []string
 	sh      *shared
-	meta    *writerTransport // the shared transport, with the topic's metadata kept a second
+	w       *kafka.Writer
+	meta    *writerTransport // w's transport
 	opts    batcherOptions
 	limit   atomic.Int64 // max.message.bytes in use; set by sends
 
-	buffer // what Write adds to
-	closed bool
+	buffer        // what Write adds to
+	scratch []int // for batchSizeFor, in sends
+	closed  bool
 	// spare is a detached buffer sent and reset, for the next detach.
 	mu    sync.Mutex
 	spare *buffer
@@ -297,6 +306,7 @@ type buffer struct {
 // batcherOptions are a batcher's settings; zero values are defaults.
 type batcherOptions struct {
 	balancer        kafka.Balancer
+	batchTimeout    time.Duration
 	maxMessageBytes int // 0: the topic's
 	oversize        Oversize
 }
@@ -305,12 +315,14 @@ func newBatcher(c Config, topic string, opts batcherOptions) (*batcher, error) {
 	if topic == "" {
 		return nil, errors.New("kafkaio: no topic given")
 	}
+	if opts.batchTimeout <= 0 {
+		opts.batchTimeout = defaultBatchTimeout
+	}
 	sh, err := acquire(c)
 	if err != nil {
 		return nil, err
 	}
 	b := &batcher{topic: topic, brokers: c.Brokers, sh: sh, opts: opts}
-	b.meta = &writerTransport{RoundTripper: sh.t, topic: topic}
 	limit := opts.maxMessageBytes
 	if limit <= 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), limitLookupTimeout)
@@ -334,16 +346,67 @@ func (b *batcher) lookupLimit(ctx context.Context) int {
 	return l.MaxMessageBytes
 }
 
-// setLimit makes limit the batch limit.
+// setLimit makes limit the batch limit, with a writer whose BatchBytes
+// holds a record at the limit. A writer in use is closed first: its
+// BatchBytes cannot change.
 func (b *batcher) setLimit(limit int) {
 	b.limit.Store(int64(min(max(limit, batchOverhead+1), maxMaxMessageBytes)))
+	if b.w != nil {
+		b.w.Close() // the caller taints the buffer it was sending
+	}
+	b.meta = &writerTransport{RoundTripper: b.sh.t, topic: b.topic}
+	b.w = &kafka.Writer{
+		Addr:                   kafka.TCP(b.brokers...),
+		Topic:                  b.topic,
+		Balancer:               b.opts.balancer,
+		BatchSize:              writerBatchSize,
+		BatchBytes:             int64(b.room()),
+		BatchTimeout:           b.opts.batchTimeout,
+		WriteTimeout:           30 * time.Second,
+		RequiredAcks:           kafka.RequireAll,
+		Transport:              b.meta,
+		AllowAutoTopicCreation: false,
+	}
+}
+
+// batchSizeFor returns the writer's BatchSize for chunk, to a topic of
+// parts partitions (0: not known): the most records bal gives one
+// partition, as the writer will (scratch is reused between calls).
+// kafka-go gives every batch it starts room for BatchSize messages,
+// however few it will hold: with 1000, a flush of a few records to each
+// partition allocated 150 KB a batch. (Sized so, its batches still take
+// a fifth of what the live service allocates, since it copies every
+// message into them: 19% less than sized at twice a partition's even
+// share, bench/RESULTS.md.) A stateful balancer
+// (round robin) may place records otherwise: a batch that fills up is
+// then followed by another, nothing worse.
+func batchSizeFor(chunk []kafka.Message, parts int, bal kafka.Balancer, scratch *[]int) int {
+	n := len(chunk)
+	if parts > 1 && bal != nil {
+		if cap(*scratch) < 2*parts {
+			*scratch = make([]int, 2*parts)
+		}
+		ids, counts := (*scratch)[:parts], (*scratch)[parts:2*parts]
+		for i := range ids {
+			ids[i] = i
+		}
+		clear(counts)
+		n = 0
+		for i := range chunk {
+			if p := bal.Balance(chunk[i], ids...); p >= 0 && p < parts {
+				counts[p]++
+				n = max(n, counts[p])
+			}
+		}
+	}
+	return max(min(writerBatchSize, n), 1)
 }
 
 // room is the most recordSize may count for a record to fit in a batch.
 func (b *batcher) room() int { return int(b.limit.Load()) - batchOverhead }
 
-// recordSize returns the bytes a record counts against a batch's room
-// (as kafka-go's kafka.Message totalSize counts them): 22 bytes of fixed
+// recordSize returns the bytes kafka-go counts for a record against
+// Writer.BatchBytes (kafka.Message's totalSize): 22 bytes of fixed
 // fields, key, value, and the headers with their varint lengths.
 func recordSize(keyLen, valueLen, headersSize int) int {
 	return 22 + keyLen + valueLen + headersSize
@@ -594,7 +657,7 @@ func (b *batcher) flush(ctx context.Context) error {
 }
 
 // send writes the records of f not yet acknowledged in chunks, in order.
-// Sends run one at a time.
+// Sends run one at a time: they share the writer.
 func (b *batcher) send(ctx context.Context, f *buffer) error {
 	if f.fitted > int(b.limit.Load()) { // a send of another buffer lowered it
 		if err := b.refit(f); err != nil {
@@ -603,21 +666,17 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	}
 	var unknownSince, failingSince time.Time
 	relooked := false
-	var o *outgoing // the chunk in the air, with what is acknowledged
 	for f.sent < len(f.msgs) {
 		chunk := f.msgs[f.sent:min(len(f.msgs), f.sent+chunkRecords)]
-		// A request can wait without end for metadata it never gets (a
-		// topic just created, a broker that went away; kafka-go's issue
+		// kafka-go's writer can wait without end for metadata it never
+		// gets (a topic just created, a broker that went away; its issue
 		// 806): each attempt has a deadline, and one that passes is
 		// retried like a refused connection.
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
-		var err error
-		if o == nil {
-			o, err = b.plan(wctx, chunk)
-		}
-		if err == nil {
-			err = b.produce(wctx, o)
-		}
+		// BatchSize follows the chunk (batchSizeFor). The writer reads
+		// it only inside WriteMessages, on this goroutine.
+		b.w.BatchSize = batchSizeFor(chunk, b.meta.knownPartitions(), b.w.Balancer, &b.scratch)
+		err := b.w.WriteMessages(wctx, chunk...)
 		cancel()
 		if err != nil {
 			f.tainted = true
@@ -645,14 +704,13 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 					if err := b.refit(f); err != nil {
 						return err
 					}
-					o = nil // the records changed: placed again, and all sent again
 					continue
 				}
 			}
 			// A broker that restarts refuses connections for a while,
 			// and the transport keeps what it knew of the old one:
 			// forget it and try again, for as long as a source would.
-			if (retriable(err) || misrouted(err)) && !errors.Is(err, protocol.ErrNoTopic) {
+			if retriable(err) && !errors.Is(err, protocol.ErrNoTopic) {
 				if failingSince.IsZero() {
 					failingSince = time.Now()
 				}
@@ -665,8 +723,8 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 					continue
 				}
 			}
-			// Partitions are looked up in the transport's metadata
-			// cache, which may predate the topic.
+			// The writer looks partitions up in the transport's
+			// metadata cache, which may predate the topic.
 			if errors.Is(err, kafka.UnknownTopicOrPartition) || errors.Is(err, protocol.ErrNoTopic) {
 				if unknownSince.IsZero() {
 					unknownSince = time.Now()
@@ -687,7 +745,6 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 			}
 			return writeError(b.topic, len(chunk), err)
 		}
-		o = nil
 		n := 0
 		for i := range chunk {
 			n += messageBytes(&chunk[i])
@@ -713,7 +770,7 @@ func (b *batcher) reset(f *buffer) {
 	f.hdrs = f.hdrs[:0]
 }
 
-// writeError reports a failed send on one line.
+// writeError reports a failed WriteMessages on one line.
 func writeError(topic string, n int, err error) error {
 	var werr kafka.WriteErrors
 	if errors.As(err, &werr) {
@@ -731,7 +788,11 @@ func (b *batcher) close() error {
 		return nil
 	}
 	b.closed = true
+	err := b.w.Close()
 	b.sh.release()
 	b.msgs, b.arena, b.hdrs = nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("close writer of topic %q: %w", b.topic, err)
+	}
 	return nil
 }
