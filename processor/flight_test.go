@@ -106,6 +106,25 @@ func (l *detachLog) Ends(_ context.Context, parts []int32) (map[int32]int64, err
 	return ends, nil
 }
 
+// openFlying opens a coordinator of four sources and partitions on out,
+// whose outputs all detach, so that its commits fly.
+func openFlying(t *testing.T, cfg Config, out Outputs) *Coordinator {
+	t.Helper()
+	c, err := NewCoordinator(cfg, openMemStore(t), out, perSource(4, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		if _, err := c.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !c.async {
+		t.Fatal("every output detaches, yet commits do not fly")
+	}
+	return c
+}
+
 // TestFlightLogsAfterOutputs: a commit in flight sends the changelog's
 // records only once every output has acknowledged its own, and none
 // while one fails. A restart brings a partition's state up to the last
@@ -120,18 +139,7 @@ func TestFlightLogsAfterOutputs(t *testing.T) {
 	scores := &detachSink{fail: map[int]bool{2: true, 5: true}}
 	trending, dead := &detachSink{}, &detachSink{fail: map[int]bool{3: true}}
 	log := &detachLog{outputs: []*detachSink{scores, trending, dead}}
-	c, err := NewCoordinator(DefaultConfig(), openMemStore(t), Outputs{Scores: scores, Trending: trending, DeadLetters: dead, Changelog: log}, perSource(4, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p := range 4 {
-		if _, err := c.Open(int32(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !c.async {
-		t.Fatal("every output detaches, yet commits do not fly")
-	}
+	c := openFlying(t, DefaultConfig(), Outputs{Scores: scores, Trending: trending, DeadLetters: dead, Changelog: log})
 	ctx := context.Background()
 	failed := 0
 	feedSources(t, c, recs, 4, byUser, run, func(err error) {
@@ -183,18 +191,7 @@ func TestFlightsMatchCommits(t *testing.T) {
 	scores := &detachSink{fail: map[int]bool{3: true}}
 	trending, dead := &detachSink{}, &detachSink{fail: map[int]bool{2: true}}
 	counted := &counting{Sink: scores}
-	c, err := NewCoordinator(cfg, openMemStore(t), Outputs{Scores: counted, Trending: trending, DeadLetters: dead}, perSource(4, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p := range 4 {
-		if _, err := c.Open(int32(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !c.async {
-		t.Fatal("every output detaches, yet commits do not fly")
-	}
+	c := openFlying(t, cfg, Outputs{Scores: counted, Trending: trending, DeadLetters: dead})
 	ctx := context.Background()
 	var started, failed, flushes int
 	check := func(err error) {

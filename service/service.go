@@ -1024,7 +1024,7 @@ func (s *Service) drain(ctx context.Context, g *processor.Coordinator, batches <
 		default:
 			cctx := context.WithoutCancel(ctx)
 			err := s.commit(cctx, g)
-			if ce := (*processor.CommitError)(nil); errors.As(err, &ce) {
+			if errors.As(err, new(*processor.CommitError)) {
 				// The commit in flight flew on the generation's context,
 				// which a stop cancels: it failed, and flies again now.
 				err = s.commit(cctx, g)
