@@ -67,6 +67,14 @@ type Config struct {
 	// lockstep signal has judged it (lockstep.go); 0 (the default): listed
 	// from its first like.
 	TrendingMinLikers int
+	// TrendingMinAge is the event time that must have passed since a
+	// video's first like before it is listed in trending lists: the
+	// lockstep signal judges a campaign by its likers as the crews that
+	// deliver it arrive, within minutes of each other, and the trending
+	// model would list a new video with a handful of likes before then.
+	// Organic bursts build for minutes before they are listed anyway.
+	// 0: listed from its first like.
+	TrendingMinAge time.Duration
 	// CreatorMinLikes is the likes in the last hour a creator needs to be
 	// listed as rising (creators.go).
 	CreatorMinLikes int
@@ -95,6 +103,7 @@ func DefaultConfig() Config {
 		PairFilterBits:    1 << 27,
 		AccountThreshold:  0,
 		TrendingMinLikers: DefaultTrendingMinLikers,
+		TrendingMinAge:    DefaultTrendingMinAge,
 		CreatorMinLikes:   DefaultCreatorMinLikes,
 	}
 }
@@ -148,6 +157,9 @@ func (c *Config) Validate() error {
 	if c.TrendingMinLikers < 0 {
 		errs = append(errs, fmt.Errorf("trending min likers %d must not be negative", c.TrendingMinLikers))
 	}
+	if c.TrendingMinAge < 0 || c.TrendingMinAge > lockTrackMS*time.Millisecond {
+		errs = append(errs, fmt.Errorf("trending min age %v must be between 0 and %v", c.TrendingMinAge, lockTrackMS*time.Millisecond))
+	}
 	if c.CreatorMinLikes < 0 {
 		errs = append(errs, fmt.Errorf("creator min likes %d must not be negative", c.CreatorMinLikes))
 	}
@@ -160,8 +172,8 @@ func (c *Config) Validate() error {
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d minlikers=%d",
+	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d minlikers=%d minage=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
-		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes, c.TrendingMinLikers)
+		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes, c.TrendingMinLikers, c.TrendingMinAge.Milliseconds())
 }

@@ -672,7 +672,7 @@ func (e *Engine) changed(v *video) error {
 	in := e.input(v, v.Clock)
 	score := e.model.Score(&in)
 	listed := score
-	if v.judging(e.cfg.TrendingMinLikers) {
+	if v.judging(e.cfg.TrendingMinLikers, e.cfg.TrendingMinAge.Milliseconds()) {
 		listed = 0
 	}
 	e.rank.update(v.ID, listed, v.Clock, homeRegion(&v.Video))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/viralityhq/virality/store"
 
@@ -39,11 +40,14 @@ import (
 //     damped, those applied already too, so that neither the crew's first
 //     likes nor those of crews that never served together before carry
 //     it.
-//   - With Config.TrendingMinLikers, a video in its first lockTrackMS is
-//     not listed in trending lists until that many accounts liked it
-//     (judging): with fewer, the signal cannot tell a crew from people,
-//     and the trending model lists a new video with a handful of likes.
-//     Off by default: it delays organic bursts too.
+//   - A video is not listed in trending lists until Config.TrendingMinAge
+//     (5 minutes) of event time has passed since its first like (judging).
+//     The trending model lists a new video with a handful of likes; a
+//     campaign's first crew may have no history with the others, and the
+//     crews that follow, within minutes, show the shared keys. Organic
+//     bursts build for minutes before they are listed anyway. With
+//     Config.TrendingMinLikers, a video in its first lockTrackMS also
+//     waits until that many accounts liked it (off by default).
 //
 // A lockstep like counts scoring.LockstepWeight and carries the
 // DampedLockstep bit, so score records name it (damped_reason
@@ -70,6 +74,12 @@ const (
 	lockMin      = 5
 	lockShare    = 20
 )
+
+// DefaultTrendingMinAge is Config.TrendingMinAge by default. On the
+// streams of bench/bought it keeps all but 0-2 of 20 crews' campaigns
+// out of the global top 20, against 2-8 without it, and delays the
+// organic bursts' median listing by 0-0.7 minutes (bench/RESULTS.md).
+const DefaultTrendingMinAge = 5 * time.Minute
 
 // DefaultTrendingMinLikers is Config.TrendingMinLikers by default: none.
 // 8 kept more crews' campaigns out of one generated stream and none out of
@@ -139,10 +149,14 @@ func (t *lockTracker) observe(ks *lockKeys) bool {
 	return false
 }
 
-// judging reports whether v is too young, and has fewer likers than
-// minLikers, for the lockstep signal to have judged it: it is not listed
-// until then.
-func (v *video) judging(minLikers int) bool {
+// judging reports whether v is too young for the lockstep signal to have
+// judged it: its first like is less than minAge before its latest event,
+// or it has fewer likers than minLikers in its first lockTrackMS. It is
+// not listed until then.
+func (v *video) judging(minLikers int, minAge int64) bool {
+	if v.Clock-v.FirstLike < minAge {
+		return true
+	}
 	return v.lock != nil && !v.lock.flagged && v.lock.likers < int64(minLikers)
 }
 

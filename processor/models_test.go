@@ -45,6 +45,7 @@ func topLists(t testing.TB, recs []Record, model string, threshold int) map[int6
 	cfg.Model = model
 	cfg.TopK = compareTopK
 	cfg.Tick = compareTick
+	cfg.TrendingEvery = 1 // every tick's list, not every sixth
 	return globalLists(t, runRecords(t, cfg, recs).trending.msgs)
 }
 

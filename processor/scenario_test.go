@@ -91,6 +91,8 @@ func TestScenarios(t *testing.T) {
 						d.Fatalf(t, "min-likers: %v", err)
 					}
 					cfg.TrendingMinLikers = n
+				case "min-age":
+					cfg.TrendingMinAge = dur()
 				case "show":
 					show = map[string]bool{}
 					for _, v := range arg.Vals {

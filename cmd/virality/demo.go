@@ -70,8 +70,9 @@ func parseDemo(args []string) (*demoFlags, error) {
 		"creates the topics, publishes --history of generated likes with event times in the past as\n"+
 		"fast as the service applies them (so that every video has a baseline from the first screen),\n"+
 		"then likes at --rate with event time = now, runs the live service on them and shows the\n"+
-		"trending videos, refreshed. A viral burst and a bought-like campaign are planted a minute\n"+
-		"into the live traffic, then one of each every --plant-every; the view says what to watch.\n"+
+		"trending videos, refreshed. A viral burst is planted to be listed a minute into the live traffic\n"+
+		"(it starts --trending-min-age before), a bought-like campaign half a minute later, then one of\n"+
+		"each every --plant-every; the view says what to watch.\n"+
 		"HTTP on --http-addr as for 'virality run'. Ctrl-C stops it.")
 	f.kafka = addKafkaFlags(fs)
 	fs.StringVar(&f.brokers, "embedded-addr", "127.0.0.1:0", "listen `ADDRESS` of the embedded broker (port 0: any free port); ignored with --brokers")
@@ -134,9 +135,10 @@ func parseDemo(args []string) (*demoFlags, error) {
 // audience is small enough for the engine to keep every account's recent
 // likes in memory), with no bursts or campaigns at random but planted
 // ones: a burst that catches on at once (40 likes a minute from its first
-// like) a minute into the live traffic, a campaign half a minute later,
-// then one of each every plantEvery.
-func demoGen(rate float64, seed int64, live time.Time, history, duration, plantEvery time.Duration) gen.Config {
+// like) and may be listed a minute into the live traffic (it starts
+// minAge, --trending-min-age, before that, within the history), a
+// campaign at a minute and a half, then one of each every plantEvery.
+func demoGen(rate float64, seed int64, live time.Time, history, duration, plantEvery, minAge time.Duration) gen.Config {
 	c := gen.DefaultConfig()
 	c.Seed = seed
 	c.Start = live.Add(-history).UTC()
@@ -152,7 +154,11 @@ func demoGen(rate float64, seed int64, live time.Time, history, duration, plantE
 		if at == time.Minute {
 			rate = 40 // the first is in the top 10 within a few minutes
 		}
-		c.Plants = append(c.Plants, gen.Plant{Kind: gen.KindBurst, At: history + at, Rate: rate})
+		begin := history + at
+		if at == time.Minute {
+			begin = max(begin-minAge, 0)
+		}
+		c.Plants = append(c.Plants, gen.Plant{Kind: gen.KindBurst, At: begin, Rate: rate})
 		if at+30*time.Second < duration {
 			c.Plants = append(c.Plants, gen.Plant{Kind: gen.KindCampaign, At: history + at + 30*time.Second})
 		}
@@ -197,7 +203,7 @@ func runDemo(ctx context.Context, args []string) (err error) {
 	if _, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: f.svc.InputTopic, Partitions: f.partitions}}); err != nil {
 		return err
 	}
-	gcfg := demoGen(f.rate, f.seed, live, f.history, f.duration, f.plantEvery)
+	gcfg := demoGen(f.rate, f.seed, live, f.history, f.duration, f.plantEvery, f.svc.Engine.TrendingMinAge)
 	if err := gcfg.Validate(); err != nil {
 		return usagef("generator: %v (try another --rate or --duration)", err)
 	}

@@ -55,7 +55,7 @@ func TestDemoCampaignsStayOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gcfg := demoGen(rate, 1, live, history, 35*time.Minute, 10*time.Minute)
+	gcfg := demoGen(rate, 1, live, history, 35*time.Minute, 10*time.Minute, processor.DefaultTrendingMinAge)
 	g, err := gen.New(gcfg)
 	if err != nil {
 		t.Fatal(err)

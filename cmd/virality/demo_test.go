@@ -182,9 +182,9 @@ func TestDemo(t *testing.T) {
 
 // TestDemoWarmStart is the demo's promise: it starts from history, so a
 // non-empty global list shows within 15 s of start, the first planted
-// burst (a minute into the live traffic) reaches the global top 10 within
-// 5 minutes of start, and the planted campaign (half a minute after it)
-// is never in it, until 5 more minutes of event time have passed. It runs the demo as a user would, at a quarter of
+// burst (listable a minute into the live traffic) reaches the global top
+// 10 within 5 minutes of start, and the planted campaign (half a minute
+// after that) is never in it, until 5 more minutes of event time have passed. It runs the demo as a user would, at a quarter of
 // the demo's rate with 20 minutes of history, and with event time running
 // 4 times as fast as the wall clock after it (--speed 4), so that the
 // burst's first 5 minutes of event time take about 75 s: long for the
@@ -282,27 +282,27 @@ func TestDemoWarmStart(t *testing.T) {
 	t.Logf("no planted campaign in the global top 10 over %v after that", time.Since(watch).Round(time.Second))
 }
 
-// TestDemoPlan: the demo's generator plants the first burst a minute
-// into the live traffic and a campaign half a minute later, then one of
-// each every --plant-every; the view's watch line says what comes and
+// TestDemoPlan: the demo's generator plants the first burst to be
+// listable a minute into the live traffic (--trending-min-age before), a
+// campaign half a minute after that, then one of each every --plant-every; the view's watch line says what comes and
 // what runs.
 func TestDemoPlan(t *testing.T) {
 	live := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	c := demoGen(2000, 1, live, time.Hour, 2*time.Hour, 10*time.Minute)
+	c := demoGen(2000, 1, live, time.Hour, 2*time.Hour, 10*time.Minute, 5*time.Minute)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Start != live.Add(-time.Hour) || c.Duration != 3*time.Hour || c.Bursts != 0 || c.Campaigns != 0 {
 		t.Fatalf("config %+v", c)
 	}
-	if len(c.Plants) != 24 || c.Plants[0] != (gen.Plant{Kind: gen.KindBurst, At: time.Hour + time.Minute, Rate: 40}) ||
+	if len(c.Plants) != 24 || c.Plants[0] != (gen.Plant{Kind: gen.KindBurst, At: 56 * time.Minute, Rate: 40}) ||
 		c.Plants[1] != (gen.Plant{Kind: gen.KindCampaign, At: time.Hour + 90*time.Second}) ||
 		c.Plants[2].At != time.Hour+11*time.Minute {
 		t.Fatalf("plants %+v", c.Plants)
 	}
 	ms := func(d time.Duration) int64 { return live.Add(d).UnixMilli() }
 	plants := []gen.Truth{
-		{Kind: gen.KindBurst, VideoID: "vb0", Start: ms(time.Minute), End: ms(time.Hour)},
+		{Kind: gen.KindBurst, VideoID: "vb0", Start: ms(-4 * time.Minute), End: ms(time.Hour)},
 		{Kind: gen.KindCampaign, VideoID: "vc0", Start: ms(90 * time.Second), End: ms(5 * time.Minute)},
 		{Kind: gen.KindBurst, VideoID: "vb1", Start: ms(11 * time.Minute), End: ms(2 * time.Hour)},
 	}
@@ -311,10 +311,11 @@ func TestDemoPlan(t *testing.T) {
 		tick int64
 		want string
 	}{
-		{math.MinInt64, "warming up: applying 1h0m0s of history, 0% in; then a burst starts on vb0 at 12:01:00Z (planted)"},
-		{ms(-15 * time.Minute), "warming up: applying 1h0m0s of history, 75% in; then a burst starts on vb0 at 12:01:00Z (planted)"},
-		{ms(0), "next: a burst starts on vb0 at 12:01:00Z (planted)"},
-		{ms(2 * time.Minute), "a burst started on vb0 at 12:01:00Z (planted): watch it climb; " +
+		{math.MinInt64, "warming up: applying 1h0m0s of history, 0% in; then a burst starts on vb0 at 11:56:00Z (planted)"},
+		{ms(-15 * time.Minute), "warming up: applying 1h0m0s of history, 75% in; then a burst starts on vb0 at 11:56:00Z (planted)"},
+		{ms(-2 * time.Minute), "warming up: applying 1h0m0s of history, 97% in; then a campaign starts on vc0 at 12:01:30Z (planted)"},
+		{ms(0), "a burst started on vb0 at 11:56:00Z (planted): watch it climb; next: a campaign starts on vc0 at 12:01:30Z (planted)"},
+		{ms(2 * time.Minute), "a burst started on vb0 at 11:56:00Z (planted): watch it climb; " +
 			"bought likes on vc0 since 12:01:30Z (planted campaign); next: a burst starts on vb1 at 12:11:00Z (planted)"},
 		{ms(20 * time.Minute), "a burst started on vb1 at 12:11:00Z (planted): watch it climb"},
 	} {
@@ -322,7 +323,7 @@ func TestDemoPlan(t *testing.T) {
 			t.Errorf("at %v:\n got %q\nwant %q", time.Duration(tc.tick-ms(0))*time.Millisecond, got, tc.want)
 		}
 	}
-	if got, want := demoPlanLine(plants, 10*time.Minute), "planted: burst vb0 at 12:01:00Z, campaign vc0 at 12:01:30Z, then one of each every 10m0s (event time)"; got != want {
+	if got, want := demoPlanLine(plants, 10*time.Minute), "planted: burst vb0 at 11:56:00Z, campaign vc0 at 12:01:30Z, then one of each every 10m0s (event time)"; got != want {
 		t.Errorf("plan line %q, want %q", got, want)
 	}
 }

@@ -31,6 +31,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms); 0: follow\nthe traffic (4 times the 95th percentile of active accounts' likes in the hour, at least 12)")
 	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people, at the price of listing organic bursts\nlater (0: listed from its first like)")
+	fs.DurationVar(&c.TrendingMinAge, "trending-min-age", def.TrendingMinAge, "event time since a video's first like before it is listed in trending lists, so that the\nlockstep signal sees the crews that deliver a campaign (0 to 30m; 0: listed from its first like)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
 	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
 }
@@ -71,6 +72,8 @@ func validateEngine(c *processor.Config) error {
 		return usagef("--max-accounts %d: must be at least 1", c.MaxAccounts)
 	case c.TrendingMinLikers < 0:
 		return usagef("--trending-min-likers %d: must be 0 or more", c.TrendingMinLikers)
+	case c.TrendingMinAge < 0 || c.TrendingMinAge > 30*time.Minute:
+		return usagef("--trending-min-age %v: must be between 0 and 30m", c.TrendingMinAge)
 	case c.AccountThreshold < 0:
 		return usagef("--account-threshold %d: must be at least 1 like an hour, or 0 to follow the traffic", c.AccountThreshold)
 	case c.CreatorMinLikes < 0:
