@@ -81,8 +81,9 @@ func (a *accounts) counted(perHour int64) int64 {
 // like counts a like by user of video at ts and returns its weight for the
 // threshold perHour, the account's likes in the counted buckets before it
 // and the number of those buckets it liked in, and whether it is the
-// account's first like of its bucket; keys gets its lockstep keys.
-func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys) (w, recent int64, active int, first bool, err error) {
+// account's first like of its bucket; keys gets its lockstep keys, each
+// with its popularity in its bucket as pop gives it.
+func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys, pop func(bucket int64, key uint32) uint8) (w, recent int64, active int, first bool, err error) {
 	b := floorDiv(ts, a.bucket)
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
@@ -104,7 +105,7 @@ func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys) (
 	*keys = lockKeys{}
 	for k := b - accountLag; k > b-accountLag-lockBuckets && keys.n < lockKeyCount; k-- {
 		if d := r.newest - k; d >= 0 && d <= keyKeep && r.sec[d] > 0 {
-			keys.add(r.key[d])
+			keys.add(r.key[d], pop(k, r.key[d]))
 		}
 	}
 	first = r.count(b) == 0

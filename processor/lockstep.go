@@ -86,20 +86,23 @@ const DefaultTrendingMinAge = 5 * time.Minute
 // another, and listed organic bursts a minute later (bench/RESULTS.md).
 const DefaultTrendingMinLikers = 0
 
-// lockKeys are the keys a like carries from its account stage.
+// lockKeys are the keys a like carries from its account stage, each with
+// its popularity (popular.go).
 type lockKeys struct {
 	k [lockKeyCount]uint32
+	p [lockKeyCount]uint8
 	n uint8
 }
 
 func (ks *lockKeys) slice() []uint32 { return ks.k[:ks.n] }
 
-// add adds a key unless it is there already or the set is full.
-func (ks *lockKeys) add(k uint32) {
+// add adds a key of popularity pop unless it is there already or the set
+// is full.
+func (ks *lockKeys) add(k uint32, pop uint8) {
 	if int(ks.n) == lockKeyCount || slices.Contains(ks.k[:ks.n], k) {
 		return
 	}
-	ks.k[ks.n] = k
+	ks.k[ks.n], ks.p[ks.n] = k, pop
 	ks.n++
 }
 
@@ -125,13 +128,15 @@ type lockTracker struct {
 	flagged bool     // the video is a campaign: damp every like
 	keys    []uint32 // sorted
 	counts  []uint32 // counts[i]: likers that carried keys[i]
+	pops    []uint8  // pops[i]: the largest popularity keys[i] came with
 }
 
 // observe counts the keys of a new liker and reports whether they make
-// the video a campaign (flagged).
+// the video a campaign (flagged): a key shared by lockMin likers, and
+// lockShare percent of them, more than its popularity makes likely.
 func (t *lockTracker) observe(ks *lockKeys) bool {
 	t.likers++
-	for _, k := range ks.slice() {
+	for j, k := range ks.slice() {
 		i, found := slices.BinarySearch(t.keys, k)
 		if !found {
 			if len(t.keys) >= lockMaxKeys {
@@ -139,10 +144,12 @@ func (t *lockTracker) observe(ks *lockKeys) bool {
 			}
 			t.keys = slices.Insert(t.keys, i, k)
 			t.counts = slices.Insert(t.counts, i, 0)
+			t.pops = slices.Insert(t.pops, i, ks.p[j])
 		}
 		t.counts[i]++
-		if c := int64(t.counts[i]); c >= lockMin && c*100 >= lockShare*t.likers {
-			t.flagged, t.keys, t.counts = true, nil, nil
+		t.pops[i] = min(t.pops[i], ks.p[j])
+		if c := int64(t.counts[i]); c >= lockMin && c*100 >= lockShare*t.likers && unlikely(t.likers, c, t.pops[i]) {
+			t.flagged, t.keys, t.counts, t.pops = true, nil, nil, nil
 			return true
 		}
 	}
@@ -165,7 +172,7 @@ func (t *lockTracker) bytes() int64 {
 	if t == nil {
 		return 0
 	}
-	return 64 + 4*int64(cap(t.keys)+cap(t.counts))
+	return 88 + 4*int64(cap(t.keys)+cap(t.counts)) + int64(cap(t.pops))
 }
 
 // lockstep decides whether a like of v at ts, carrying keys, is damped as
@@ -232,8 +239,9 @@ func (v *video) counted(l *store.Like) store.Like {
 	return c
 }
 
-// lockVersion is the version of a stored tracker.
-const lockVersion = 1
+// lockVersion is the version of a stored tracker. 2: each key's
+// popularity.
+const lockVersion = 2
 
 var errLockstep = errors.New("processor: corrupt lockstep tracker")
 
@@ -253,6 +261,7 @@ func (t *lockTracker) marshal(b []byte) []byte {
 	for i, k := range t.keys {
 		b = binary.LittleEndian.AppendUint32(b, k)
 		b = binary.AppendUvarint(b, uint64(t.counts[i]))
+		b = append(b, t.pops[i])
 	}
 	return b
 }
@@ -276,7 +285,7 @@ func unmarshalLock(b []byte) (*lockTracker, error) {
 	if d.bad || n > lockMaxKeys {
 		return nil, errLockstep
 	}
-	t.keys, t.counts = make([]uint32, n), make([]uint32, n)
+	t.keys, t.counts, t.pops = make([]uint32, n), make([]uint32, n), make([]uint8, n)
 	for i := range n {
 		if len(d.b) < 4 {
 			return nil, errLockstep
@@ -284,6 +293,11 @@ func unmarshalLock(b []byte) (*lockTracker, error) {
 		t.keys[i] = binary.LittleEndian.Uint32(d.b)
 		d.b = d.b[4:]
 		t.counts[i] = uint32(d.uvarint())
+		if d.bad || len(d.b) == 0 {
+			return nil, errLockstep
+		}
+		t.pops[i] = d.b[0]
+		d.b = d.b[1:]
 	}
 	if d.bad || len(d.b) != 0 || !slices.IsSorted(t.keys) {
 		return nil, errLockstep
@@ -295,21 +309,22 @@ func unmarshalLock(b []byte) (*lockTracker, error) {
 // forwarded forms of an event.
 func appendKeys(b []byte, ks *lockKeys) []byte {
 	b = append(b, ks.n)
-	for _, k := range ks.slice() {
+	for i, k := range ks.slice() {
 		b = binary.LittleEndian.AppendUint32(b, k)
+		b = append(b, ks.p[i])
 	}
 	return b
 }
 
 func readKeys(b []byte, ks *lockKeys) ([]byte, bool) {
-	if len(b) == 0 || int(b[0]) > lockKeyCount || len(b) < 1+4*int(b[0]) {
+	if len(b) == 0 || int(b[0]) > lockKeyCount || len(b) < 1+5*int(b[0]) {
 		return b, false
 	}
 	ks.n = b[0]
 	b = b[1:]
 	for i := range ks.n {
-		ks.k[i] = binary.LittleEndian.Uint32(b)
-		b = b[4:]
+		ks.k[i], ks.p[i] = binary.LittleEndian.Uint32(b), b[4]
+		b = b[5:]
 	}
 	return b, true
 }

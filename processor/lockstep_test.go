@@ -12,12 +12,13 @@ import (
 
 // TestLockTracker: a key shared by lockMin likers, and by lockShare
 // percent of them, makes the video a campaign; fewer, or a share below it
-// among many likers, does not.
+// among many likers, or a key so popular that as many would share it by
+// chance, does not.
 func TestLockTracker(t *testing.T) {
 	keys := func(ks ...uint32) *lockKeys {
 		var x lockKeys
 		for _, k := range ks {
-			x.add(k)
+			x.add(k, popByte(1e-4)) // one in 10,000 active accounts liked it
 		}
 		return &x
 	}
@@ -43,6 +44,28 @@ func TestLockTracker(t *testing.T) {
 		}
 	}
 
+	// 5 of 20 likers share a key: a campaign if one account in a
+	// thousand liked its video then, not if one in twenty did (a hit
+	// that heavy users like: the demo's false positive).
+	for _, tc := range []struct {
+		p    float64
+		want bool
+	}{{0.001, true}, {0.01, true}, {0.05, false}, {1, false}} {
+		tr = lockTracker{}
+		var got bool
+		for i := range 20 {
+			var x lockKeys
+			x.add(uint32(1000+i), popByte(1e-4))
+			if i%4 == 3 {
+				x.add(7, popByte(tc.p))
+			}
+			got = tr.observe(&x) || got
+		}
+		if got != tc.want {
+			t.Errorf("5 of 20 likers share a key of popularity %v: campaign %v, want %v", tc.p, got, tc.want)
+		}
+	}
+
 	// Keys past lockMaxKeys are not counted; those counted go on.
 	tr = lockTracker{}
 	tr.observe(keys(7))
@@ -56,7 +79,7 @@ func TestLockTracker(t *testing.T) {
 	// Stored and read back.
 	b := tr.marshal(nil)
 	got, err := unmarshalLock(b)
-	if err != nil || got.likers != tr.likers || got.flagged != tr.flagged || !slices.Equal(got.keys, tr.keys) || !slices.Equal(got.counts, tr.counts) {
+	if err != nil || got.likers != tr.likers || got.flagged != tr.flagged || !slices.Equal(got.keys, tr.keys) || !slices.Equal(got.counts, tr.counts) || !slices.Equal(got.pops, tr.pops) {
 		t.Fatalf("read back %+v, %v", got, err)
 	}
 	b[0] = lockVersion + 1
@@ -91,7 +114,12 @@ func TestLockstepExplained(t *testing.T) {
 			event.Event{VideoID: "o1", UserID: fmt.Sprintf("u%02d", a), TS: t0 + 40*minute + int64(a)*4_000 + 500})
 	}
 	// Others like p1 too, and a video of their own, so that the accounts
-	// of the crew are not all there is.
+	// of the crew are not all there is; a thousand more like other videos
+	// in the minutes the crew liked p1, so that p1 is not the hit of
+	// those minutes (a hit's key is no evidence: popular.go).
+	for a := range 1000 {
+		evs = append(evs, event.Event{VideoID: fmt.Sprintf("b%03d", a%300), UserID: fmt.Sprintf("y%03d", a), TS: t0 + int64(a)*200})
+	}
 	for a := range 40 {
 		evs = append(evs,
 			event.Event{VideoID: "p1", UserID: fmt.Sprintf("x%02d", a), TS: t0 + 20*minute + int64(a)*10_000},

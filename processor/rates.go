@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/viralityhq/virality/scoring"
+	"github.com/viralityhq/virality/store"
 )
 
 // The account threshold that follows the traffic (Config.AccountThreshold
@@ -39,7 +40,9 @@ import (
 // peers: G is its own report, and nothing is sent.
 
 // ratesVersion is the version of a stage's stored rates and of reports.
-const ratesVersion = 1
+// 2: reports carry key sketches (popular.go), and stages report to each
+// other with a fixed threshold too.
+const ratesVersion = 2
 
 // rateReport is a stage's report: the buckets after its last report up to
 // through are complete, with these histograms (empty buckets left out).
@@ -52,6 +55,7 @@ type rateReport struct {
 type bucketHist struct {
 	bucket int64
 	h      scoring.RateHist
+	keys   *keySketch // nil: no like of the bucket
 }
 
 // rates is a stage's part of the threshold that follows the traffic.
@@ -65,16 +69,31 @@ type rates struct {
 	global   map[int64]*scoring.RateHist
 	cache    map[int64]int64
 	out      []*rateReport // reports to send to the other stages
+
+	// Key sketches (popular.go): this stage's of the buckets it has not
+	// reported, and every stage's summed, kept for keep buckets before G.
+	// They are stored one record a bucket; changed lists those to write
+	// (or delete) at the next commit.
+	ownKeys, globalKeys map[int64]*keySketch
+	keep                int64
+	changed             map[sketchRef]bool
 }
 
-func newRates(id int32, fixed int64, partitions int) *rates {
+// sketchRef names a stored key sketch.
+type sketchRef struct {
+	global bool
+	bucket int64
+}
+
+// newRates: keep is how many buckets before G a like's keys may be read
+// from (a late like's too).
+func newRates(id int32, fixed int64, partitions int, keep int64) *rates {
 	r := &rates{id: id, fixed: fixed, reported: math.MinInt64, g: math.MinInt64, own: map[int64]*scoring.RateHist{},
-		global: map[int64]*scoring.RateHist{}, cache: map[int64]int64{}}
-	if fixed == 0 {
-		r.peers = make([]int64, partitions)
-		for i := range r.peers {
-			r.peers[i] = math.MinInt64
-		}
+		global: map[int64]*scoring.RateHist{}, cache: map[int64]int64{},
+		ownKeys: map[int64]*keySketch{}, globalKeys: map[int64]*keySketch{}, keep: keep, changed: map[sketchRef]bool{}}
+	r.peers = make([]int64, partitions)
+	for i := range r.peers {
+		r.peers[i] = math.MinInt64
 	}
 	return r
 }
@@ -83,13 +102,7 @@ func newRates(id int32, fixed int64, partitions int) *rates {
 func (r *rates) closed() int64 { return r.g }
 
 // update recomputes G after a report.
-func (r *rates) update() {
-	if r.peers == nil {
-		r.g = r.reported
-	} else {
-		r.g = slices.Min(r.peers)
-	}
-}
+func (r *rates) update() { r.g = slices.Min(r.peers) }
 
 // threshold is the threshold in likes an hour for likes in bucket b.
 func (r *rates) threshold(b int64) int64 {
@@ -129,6 +142,30 @@ func (r *rates) count(b, recent int64, active int) {
 	h[scoring.RateBin(recent)] += scoring.RateUnit / uint64(max(active, 1))
 }
 
+// countKey counts a like of key in bucket b, the first of its account
+// there if first, unless b is reported already (a late like).
+func (r *rates) countKey(b int64, key uint32, first bool) {
+	if b <= r.reported {
+		return
+	}
+	s := r.ownKeys[b]
+	if s == nil {
+		s = new(keySketch)
+		r.ownKeys[b] = s
+	}
+	s.add(key)
+	if first {
+		s.accounts++
+	}
+	r.changed[sketchRef{false, b}] = true
+}
+
+// popularity is the popularity byte of key in bucket b, a bucket every
+// stage has reported; 0 (no evidence) if its sketch is gone.
+func (r *rates) popularity(b int64, key uint32) uint8 {
+	return r.globalKeys[b].popularity(key)
+}
+
 // report reports this stage's buckets through upTo.
 func (r *rates) report(upTo int64) {
 	if upTo <= r.reported {
@@ -137,28 +174,45 @@ func (r *rates) report(upTo int64) {
 	rep := &rateReport{from: r.id, through: upTo}
 	for b, h := range r.own {
 		if b <= upTo {
-			rep.hists = append(rep.hists, bucketHist{b, *h})
+			rep.hists = append(rep.hists, bucketHist{bucket: b, h: *h, keys: r.ownKeys[b]})
 			delete(r.own, b)
+		}
+	}
+	for b, s := range r.ownKeys {
+		if b <= upTo {
+			if !slices.ContainsFunc(rep.hists, func(x bucketHist) bool { return x.bucket == b }) {
+				rep.hists = append(rep.hists, bucketHist{bucket: b, keys: s})
+			}
+			delete(r.ownKeys, b)
+			r.changed[sketchRef{false, b}] = true
 		}
 	}
 	slices.SortFunc(rep.hists, func(x, y bucketHist) int { return cmp.Compare(x.bucket, y.bucket) })
 	r.reported = upTo
-	if r.peers == nil {
-		r.update()
-		return
-	}
 	r.absorb(rep)
 	r.out = append(r.out, rep)
 }
 
 // absorb adds a report of any stage; one seen already is skipped.
 func (r *rates) absorb(rep *rateReport) {
-	if r.peers == nil || int(rep.from) >= len(r.peers) || rep.through <= r.peers[rep.from] {
+	if int(rep.from) >= len(r.peers) || rep.through <= r.peers[rep.from] {
 		return
 	}
 	r.peers[rep.from] = rep.through
 	r.update()
 	for _, x := range rep.hists {
+		if x.keys != nil {
+			s := r.globalKeys[x.bucket]
+			if s == nil {
+				s = new(keySketch)
+				r.globalKeys[x.bucket] = s
+			}
+			s.merge(x.keys)
+			r.changed[sketchRef{true, x.bucket}] = true
+		}
+		if x.h == (scoring.RateHist{}) {
+			continue
+		}
 		h := r.global[x.bucket]
 		if h == nil {
 			h = new(scoring.RateHist)
@@ -182,7 +236,68 @@ func (r *rates) absorb(rep *rateReport) {
 				delete(r.cache, b)
 			}
 		}
+		for b := range r.globalKeys {
+			if b < g-r.keep {
+				delete(r.globalKeys, b)
+				r.changed[sketchRef{true, b}] = true
+			}
+		}
 	}
+}
+
+// saveSketches writes the sketches changed since the last commit, and
+// deletes those dropped.
+func (r *rates) saveSketches(w *store.Writer) error {
+	refs := make([]sketchRef, 0, len(r.changed))
+	for ref := range r.changed {
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs, func(x, y sketchRef) int {
+		return cmp.Or(cmp.Compare(boolInt(x.global), boolInt(y.global)), cmp.Compare(x.bucket, y.bucket))
+	})
+	var buf []byte
+	for _, ref := range refs {
+		m := r.ownKeys
+		if ref.global {
+			m = r.globalKeys
+		}
+		var err error
+		if s := m[ref.bucket]; s != nil {
+			buf = s.marshal(buf[:0])
+			err = w.SetKeySketch(ref.global, ref.bucket, buf)
+		} else {
+			err = w.DeleteKeySketch(ref.global, ref.bucket)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	clear(r.changed)
+	return nil
+}
+
+// loadSketch loads a stored sketch.
+func (r *rates) loadSketch(global bool, bucket int64, v []byte) error {
+	s, rest, err := readSketch(v)
+	if err == nil && len(rest) != 0 {
+		err = errSketch
+	}
+	if err != nil {
+		return fmt.Errorf("key sketch of bucket %d: %w", bucket, err)
+	}
+	if global {
+		r.globalKeys[bucket] = s
+	} else {
+		r.ownKeys[bucket] = s
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func appendHist(b []byte, h *scoring.RateHist) []byte {
@@ -313,6 +428,12 @@ func appendReport(b []byte, rep *rateReport) []byte {
 	for i := range rep.hists {
 		b = binary.AppendVarint(b, rep.hists[i].bucket)
 		b = appendHist(b, &rep.hists[i].h)
+		if s := rep.hists[i].keys; s != nil {
+			b = append(b, 1)
+			b = s.marshal(b)
+		} else {
+			b = append(b, 0)
+		}
 	}
 	return b
 }
@@ -327,6 +448,17 @@ func decodeReport(b []byte) (*rateReport, error) {
 	for i := uint64(0); i < n && !d.bad; i++ {
 		x := bucketHist{bucket: d.varint()}
 		d.hist(&x.h)
+		if d.bad || len(d.b) == 0 || d.b[0] > 1 {
+			return nil, errRates
+		}
+		has := d.b[0] == 1
+		d.b = d.b[1:]
+		if has {
+			var err error
+			if x.keys, d.b, err = readSketch(d.b); err != nil {
+				return nil, err
+			}
+		}
 		rep.hists = append(rep.hists, x)
 	}
 	if d.bad || len(d.b) != 0 {

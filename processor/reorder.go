@@ -93,8 +93,8 @@ func (r *reorder) len() int { return len(r.h) }
 // bufferVersion is the version of a buffered event's encoding.
 //
 // 2: the event's account weight.
-// 3: its lockstep keys.
-const bufferVersion = 3
+// 3: its lockstep keys. 4: each key's popularity.
+const bufferVersion = 4
 
 // appendRouted encodes a held event for the store.
 func appendRouted(b []byte, r *routed) []byte {

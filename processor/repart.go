@@ -14,8 +14,9 @@ import (
 // format version.
 const HeaderForward = "virality-forward"
 
-// forwardVersion 2: the account weight. 3: the lockstep keys.
-const forwardVersion = 3
+// forwardVersion 2: the account weight. 3: the lockstep keys. 4: each
+// key's popularity.
+const forwardVersion = 4
 
 const (
 	forwardMarker = 1 << iota // no event: progress only

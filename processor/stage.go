@@ -75,7 +75,7 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, part
 		inputs:   map[int32]*store.InputPos{},
 		st:       st,
 		acc:      newAccounts(part, bucket, cfg.MaxAccounts),
-		rates:    newRates(id, int64(cfg.AccountThreshold), partitions),
+		rates:    newRates(id, int64(cfg.AccountThreshold), partitions, keyKeep+(cfg.Lateness.Milliseconds()+bucket-1)/bucket+accountLag),
 		savedSeq: st.HeldSeq,
 	}
 	if err := s.rates.unmarshal(st.Rates); err != nil {
@@ -97,6 +97,9 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, part
 // open loads the stage's held likes from committed state.
 func (s *stage) open() error {
 	s.acc.open(true)
+	if err := s.part.ScanKeySketches(s.rates.loadSketch); err != nil {
+		return err
+	}
 	return s.part.ScanHeld(func(v []byte) error {
 		r, err := decodeRouted(v)
 		if err != nil {
@@ -269,13 +272,14 @@ func (s *stage) release(upTo int64) (n int, err error) {
 // weigh counts a like for its account and sends it on with its weight.
 func (s *stage) weigh(r *routed) error {
 	b := floorDiv(r.ev.TS, s.bucket)
-	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.VideoID, r.ev.TS, s.rates.threshold(b), &r.keys)
+	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.VideoID, r.ev.TS, s.rates.threshold(b), &r.keys, s.rates.popularity)
 	if err != nil {
 		return err
 	}
 	if first {
 		s.rates.count(b, recent, active)
 	}
+	s.rates.countKey(b, lockKey(r.ev.VideoID, r.ev.TS), first)
 	r.weight = w
 	return s.send(r)
 }
@@ -302,6 +306,9 @@ func (s *stage) finish() error {
 // meta record, written after, holds its positions.
 func (s *stage) write(w *store.Writer) error {
 	if err := s.acc.save(w); err != nil {
+		return err
+	}
+	if err := s.rates.saveSketches(w); err != nil {
 		return err
 	}
 	for _, k := range s.gone {

@@ -72,7 +72,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 8: a bucket of like times is split into parts of 64 like times (the key
 // ends with the part's number); the creator tally is a chunk per commit
 // of what changed (a count of 0 deletes), not the whole tally again.
-const FormatVersion = 8
+// 9: the account stages' key sketches (sketch.go); buffered and held
+// events, and lockstep trackers, carry each key's popularity.
+const FormatVersion = 9
 
 var formatKey = []byte("\x00format")
 
