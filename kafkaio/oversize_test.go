@@ -146,8 +146,8 @@ func TestSinkLimit(t *testing.T) {
 		if got := s.MaxMessageBytes(); got != tc.want {
 			t.Errorf("topic %s, option %d: limit %d, want %d", tc.topic, tc.opt, got, tc.want)
 		}
-		if got := s.b.w.BatchBytes; got != int64(tc.want-batchOverhead) {
-			t.Errorf("topic %s, option %d: writer BatchBytes %d, want %d", tc.topic, tc.opt, got, tc.want-batchOverhead)
+		if got := s.b.room(); got != tc.want-batchOverhead {
+			t.Errorf("topic %s, option %d: batch room %d, want %d", tc.topic, tc.opt, got, tc.want-batchOverhead)
 		}
 		s.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,12 +17,8 @@ import (
 	"github.com/viralityhq/virality/processor"
 )
 
-// Writer settings. kafka-go's defaults are traps for a synchronous writer:
-// a batch waits up to 1 s for more records (BatchTimeout), and a batch of
-// 100 records caps throughput.
+// Sink settings.
 const (
-	defaultBatchTimeout = 5 * time.Millisecond
-	writerBatchSize     = 1000
 	// defaultMaxMessageBytes is the record batch limit assumed when the
 	// topic's max.message.bytes cannot be read: under Kafka's default of
 	// 1048588 bytes.
@@ -38,11 +35,11 @@ const (
 	// when a sink or producer is made.
 	limitLookupTimeout = 5 * time.Second
 
-	// writeAttemptTimeout bounds one write of a chunk: its batches, their
-	// retries inside the writer and the waits for acknowledgement.
+	// writeAttemptTimeout bounds one Produce request of a chunk: its
+	// sending and the wait for acknowledgement.
 	writeAttemptTimeout = 20 * time.Second
-	// chunkRecords bounds one WriteMessages call, so that a large flush
-	// does not hand kafka-go a huge slice at once.
+	// chunkRecords bounds the records of one chunk, so that a large flush
+	// is sent in requests of bounded size.
 	chunkRecords = 10_000
 )
 
@@ -101,9 +98,6 @@ func (e *TooLargeError) Error() string {
 
 // SinkOptions tune a Sink. The zero value is the default.
 type SinkOptions struct {
-	// BatchTimeout is how long a partial batch of a partition waits for
-	// more records during a Flush (0: 5ms).
-	BatchTimeout time.Duration
 	// Balancer chooses the partition of each record (nil: &kafka.Hash{},
 	// so the same key always goes to the same partition, as kafka-go and
 	// Sarama hash keys).
@@ -156,7 +150,7 @@ func NewSink(c Config, topic string, opts SinkOptions) (*Sink, error) {
 		return nil, fmt.Errorf("kafkaio: sink of topic %q: MaxMessageBytes %d is negative", topic, opts.MaxMessageBytes)
 	}
 	b, err := newBatcher(c, topic, batcherOptions{
-		balancer: bal, batchTimeout: opts.BatchTimeout, maxMessageBytes: opts.MaxMessageBytes, oversize: opts.Oversize,
+		balancer: bal, maxMessageBytes: opts.MaxMessageBytes, oversize: opts.Oversize,
 	})
 	if err != nil {
 		return nil, err
@@ -252,7 +246,7 @@ func (s *Sink) Close() error { return s.b.close() }
 
 var _ processor.Sink = (*Sink)(nil)
 
-// batcher buffers copies of records and writes them with one kafka.Writer.
+// batcher buffers copies of records and sends them (send.go).
 //
 // Records are copied into arena (bytes) and hdrs (headers); the buffered
 // kafka.Messages point into them. When arena must grow, append moves it,
@@ -262,28 +256,26 @@ var _ processor.Sink = (*Sink)(nil)
 // be sending a batch of a failed or cancelled call from the old buffers,
 // so those are dropped to the garbage collector instead.
 //
-// Sizes. kafka-go counts a record as recordSize does and puts records in
-// a batch while their sum stays within Writer.BatchBytes, which is set to
-// limit-batchOverhead. A record takes at most that many bytes in a v2
+// Sizes. A batch holds records while the sum of their recordSize stays
+// within limit-batchOverhead (as kafka-go's Writer, which sent them
+// before, counted against its BatchBytes). A record takes at most that many bytes in a v2
 // batch: its varints (length, time and offset deltas, key and value
 // lengths) take at most 4+7+2+4+4 bytes for records under 64 MiB, batches
 // of at most 1000 records and time deltas under 4000 years, against the
-// 22 bytes kafka-go counts besides key, value and headers (whose varints
-// it counts exactly). So a batch kafka-go builds never exceeds limit
-// bytes on the wire, and a single record fits when recordSize is at most
+// 22 bytes recordSize counts besides key, value and headers (whose
+// varints it counts exactly). So a batch never exceeds limit bytes on the
+// wire, and a single record fits when recordSize is at most
 // limit-batchOverhead.
 type batcher struct {
 	topic   string
 	brokers []string
 	sh      *shared
-	w       *kafka.Writer
-	meta    *writerTransport // w's transport
+	meta    *writerTransport // the shared transport, with the topic's metadata kept a second
 	opts    batcherOptions
 	limit   atomic.Int64 // max.message.bytes in use; set by sends
 
-	buffer        // what Write adds to
-	scratch []int // for batchSizeFor, in sends
-	closed  bool
+	buffer // what Write adds to
+	closed bool
 	// spare is a detached buffer sent and reset, for the next detach.
 	mu    sync.Mutex
 	spare *buffer
@@ -306,7 +298,6 @@ type buffer struct {
 // batcherOptions are a batcher's settings; zero values are defaults.
 type batcherOptions struct {
 	balancer        kafka.Balancer
-	batchTimeout    time.Duration
 	maxMessageBytes int // 0: the topic's
 	oversize        Oversize
 }
@@ -315,14 +306,12 @@ func newBatcher(c Config, topic string, opts batcherOptions) (*batcher, error) {
 	if topic == "" {
 		return nil, errors.New("kafkaio: no topic given")
 	}
-	if opts.batchTimeout <= 0 {
-		opts.batchTimeout = defaultBatchTimeout
-	}
 	sh, err := acquire(c)
 	if err != nil {
 		return nil, err
 	}
 	b := &batcher{topic: topic, brokers: c.Brokers, sh: sh, opts: opts}
+	b.meta = &writerTransport{RoundTripper: sh.t, topic: topic}
 	limit := opts.maxMessageBytes
 	if limit <= 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), limitLookupTimeout)
@@ -346,67 +335,16 @@ func (b *batcher) lookupLimit(ctx context.Context) int {
 	return l.MaxMessageBytes
 }
 
-// setLimit makes limit the batch limit, with a writer whose BatchBytes
-// holds a record at the limit. A writer in use is closed first: its
-// BatchBytes cannot change.
+// setLimit makes limit the batch limit.
 func (b *batcher) setLimit(limit int) {
 	b.limit.Store(int64(min(max(limit, batchOverhead+1), maxMaxMessageBytes)))
-	if b.w != nil {
-		b.w.Close() // the caller taints the buffer it was sending
-	}
-	b.meta = &writerTransport{RoundTripper: b.sh.t, topic: b.topic}
-	b.w = &kafka.Writer{
-		Addr:                   kafka.TCP(b.brokers...),
-		Topic:                  b.topic,
-		Balancer:               b.opts.balancer,
-		BatchSize:              writerBatchSize,
-		BatchBytes:             int64(b.room()),
-		BatchTimeout:           b.opts.batchTimeout,
-		WriteTimeout:           30 * time.Second,
-		RequiredAcks:           kafka.RequireAll,
-		Transport:              b.meta,
-		AllowAutoTopicCreation: false,
-	}
-}
-
-// batchSizeFor returns the writer's BatchSize for chunk, to a topic of
-// parts partitions (0: not known): the most records bal gives one
-// partition, as the writer will (scratch is reused between calls).
-// kafka-go gives every batch it starts room for BatchSize messages,
-// however few it will hold: with 1000, a flush of a few records to each
-// partition allocated 150 KB a batch. (Sized so, its batches still take
-// a fifth of what the live service allocates, since it copies every
-// message into them: 19% less than sized at twice a partition's even
-// share, bench/RESULTS.md.) A stateful balancer
-// (round robin) may place records otherwise: a batch that fills up is
-// then followed by another, nothing worse.
-func batchSizeFor(chunk []kafka.Message, parts int, bal kafka.Balancer, scratch *[]int) int {
-	n := len(chunk)
-	if parts > 1 && bal != nil {
-		if cap(*scratch) < 2*parts {
-			*scratch = make([]int, 2*parts)
-		}
-		ids, counts := (*scratch)[:parts], (*scratch)[parts:2*parts]
-		for i := range ids {
-			ids[i] = i
-		}
-		clear(counts)
-		n = 0
-		for i := range chunk {
-			if p := bal.Balance(chunk[i], ids...); p >= 0 && p < parts {
-				counts[p]++
-				n = max(n, counts[p])
-			}
-		}
-	}
-	return max(min(writerBatchSize, n), 1)
 }
 
 // room is the most recordSize may count for a record to fit in a batch.
 func (b *batcher) room() int { return int(b.limit.Load()) - batchOverhead }
 
-// recordSize returns the bytes kafka-go counts for a record against
-// Writer.BatchBytes (kafka.Message's totalSize): 22 bytes of fixed
+// recordSize returns the bytes a record counts against a batch's room
+// (as kafka-go's kafka.Message totalSize counts them): 22 bytes of fixed
 // fields, key, value, and the headers with their varint lengths.
 func recordSize(keyLen, valueLen, headersSize int) int {
 	return 22 + keyLen + valueLen + headersSize
@@ -592,6 +530,11 @@ func messageBytes(m *kafka.Message) int {
 // may not be, reported in an error (they stay buffered).
 func (b *batcher) refit(f *buffer) error {
 	for i := f.sent; i < len(f.msgs); i++ {
+		if i == f.sent {
+			// The records change in place below: a request still
+			// encoded from the old array keeps reading it unchanged.
+			f.msgs = slices.Clone(f.msgs)
+		}
 		m := &f.msgs[i]
 		hs := m.Headers
 		each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
@@ -657,7 +600,7 @@ func (b *batcher) flush(ctx context.Context) error {
 }
 
 // send writes the records of f not yet acknowledged in chunks, in order.
-// Sends run one at a time: they share the writer.
+// Sends run one at a time.
 func (b *batcher) send(ctx context.Context, f *buffer) error {
 	if f.fitted > int(b.limit.Load()) { // a send of another buffer lowered it
 		if err := b.refit(f); err != nil {
@@ -666,17 +609,21 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	}
 	var unknownSince, failingSince time.Time
 	relooked := false
+	var o *outgoing // the chunk in the air, with what is acknowledged
 	for f.sent < len(f.msgs) {
 		chunk := f.msgs[f.sent:min(len(f.msgs), f.sent+chunkRecords)]
-		// kafka-go's writer can wait without end for metadata it never
-		// gets (a topic just created, a broker that went away; its issue
+		// A request can wait without end for metadata it never gets (a
+		// topic just created, a broker that went away; kafka-go's issue
 		// 806): each attempt has a deadline, and one that passes is
 		// retried like a refused connection.
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
-		// BatchSize follows the chunk (batchSizeFor). The writer reads
-		// it only inside WriteMessages, on this goroutine.
-		b.w.BatchSize = batchSizeFor(chunk, b.meta.knownPartitions(), b.w.Balancer, &b.scratch)
-		err := b.w.WriteMessages(wctx, chunk...)
+		var err error
+		if o == nil {
+			o, err = b.plan(wctx, chunk)
+		}
+		if err == nil {
+			err = b.produce(wctx, o)
+		}
 		cancel()
 		if err != nil {
 			f.tainted = true
@@ -704,13 +651,14 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 					if err := b.refit(f); err != nil {
 						return err
 					}
+					o = nil // the records changed: placed again, and all sent again
 					continue
 				}
 			}
 			// A broker that restarts refuses connections for a while,
 			// and the transport keeps what it knew of the old one:
 			// forget it and try again, for as long as a source would.
-			if retriable(err) && !errors.Is(err, protocol.ErrNoTopic) {
+			if (retriable(err) || misrouted(err)) && !errors.Is(err, protocol.ErrNoTopic) {
 				if failingSince.IsZero() {
 					failingSince = time.Now()
 				}
@@ -723,8 +671,8 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 					continue
 				}
 			}
-			// The writer looks partitions up in the transport's
-			// metadata cache, which may predate the topic.
+			// Partitions are looked up in the transport's metadata
+			// cache, which may predate the topic.
 			if errors.Is(err, kafka.UnknownTopicOrPartition) || errors.Is(err, protocol.ErrNoTopic) {
 				if unknownSince.IsZero() {
 					unknownSince = time.Now()
@@ -745,6 +693,7 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 			}
 			return writeError(b.topic, len(chunk), err)
 		}
+		o = nil
 		n := 0
 		for i := range chunk {
 			n += messageBytes(&chunk[i])
@@ -759,18 +708,24 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 
 // reset empties a buffer after a fully acknowledged send.
 func (b *batcher) reset(f *buffer) {
-	clear(f.msgs) // drop references into old arenas
-	f.msgs, f.sent, f.size, f.fitted = f.msgs[:0], 0, 0, 0
+	f.sent, f.size, f.fitted = 0, 0, 0
 	if f.tainted || cap(f.arena) > 64<<20 {
-		f.arena, f.hdrs, f.tainted = nil, nil, false
+		// A request of an attempt that failed or was cancelled may still
+		// be encoded on the transport's goroutine, from the messages
+		// themselves (send.go reads them in place): leave every array to
+		// it and the garbage collector. Cleared, it once sent records
+		// without key, value or headers.
+		f.msgs, f.arena, f.hdrs, f.tainted = nil, nil, nil, false
 		return
 	}
+	clear(f.msgs) // drop references into old arenas
+	f.msgs = f.msgs[:0]
 	f.arena = f.arena[:0]
 	clear(f.hdrs)
 	f.hdrs = f.hdrs[:0]
 }
 
-// writeError reports a failed WriteMessages on one line.
+// writeError reports a failed send on one line.
 func writeError(topic string, n int, err error) error {
 	var werr kafka.WriteErrors
 	if errors.As(err, &werr) {
@@ -788,11 +743,7 @@ func (b *batcher) close() error {
 		return nil
 	}
 	b.closed = true
-	err := b.w.Close()
 	b.sh.release()
 	b.msgs, b.arena, b.hdrs = nil, nil, nil
-	if err != nil {
-		return fmt.Errorf("close writer of topic %q: %w", b.topic, err)
-	}
 	return nil
 }

@@ -14,15 +14,15 @@ import (
 // metadata from memory.
 const topicMetaTTL = time.Second
 
-// writerTransport is the transport of a batcher's writer. kafka-go's
-// writer asks its transport for the topic's metadata once for every
-// message it is given (Writer.partitions), and kafka.Transport answers
-// each ask with a new copy of its cached metadata filtered to the topic:
-// in the live service a tenth of all it allocated. writerTransport
-// answers that ask from its own copy for up to topicMetaTTL, and passes
-// every other request (produce requests, other topics) to the shared
-// transport. forget drops the copy, as a refresh of the shared transport
-// does.
+// writerTransport is the transport of a batcher. Each chunk a batcher
+// sends asks for the topic's metadata (its partitions and their leaders),
+// and kafka.Transport answers each ask with a new copy of its cached
+// metadata filtered to the topic. (kafka-go's Writer, which sent before,
+// asked once for every message: in the live service a tenth of all it
+// allocated.) writerTransport answers that ask from its own copy for up
+// to topicMetaTTL, and passes every other request (produce requests,
+// other topics) to the shared transport. forget drops the copy, as a
+// refresh of the shared transport does.
 type writerTransport struct {
 	kafka.RoundTripper
 	topic string

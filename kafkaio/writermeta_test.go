@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
+
+	"github.com/viralityhq/virality/processor"
 )
 
 // countingRT answers metadata requests with a topic of three partitions
@@ -70,51 +74,97 @@ func TestWriterTransportCachesItsTopic(t *testing.T) {
 	}
 }
 
-func TestBatchSizeFor(t *testing.T) {
-	msgs := func(n int) []kafka.Message {
-		m := make([]kafka.Message, n)
-		for i := range m {
-			m[i].Key = []byte(fmt.Sprintf("video-%d", i))
-		}
-		return m
+// refusingRT counts the Produce requests that pass through it, and makes
+// the broker's answer for one partition an error the first time.
+type refusingRT struct {
+	kafka.RoundTripper
+	refuse   int32 // partition whose first answer is refused; -1: none
+	requests int
+	refused  bool
+}
+
+func (r *refusingRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	res, err := r.RoundTripper.RoundTrip(ctx, addr, req)
+	if _, ok := req.(*produce.Request); !ok || err != nil {
+		return res, err
 	}
-	// most is the largest partition of chunk, as the writer places it.
-	most := func(chunk []kafka.Message, parts int) int {
-		counts := map[int]int{}
+	r.requests++
+	for i := range res.(*produce.Response).Topics {
+		ps := res.(*produce.Response).Topics[i].Partitions
+		for j := range ps {
+			if ps[j].Partition == r.refuse && !r.refused {
+				// Acknowledged by the broker all the same: a record sent
+				// again shows as read twice.
+				r.refused = true
+				ps[j].ErrorCode = int16(kafka.NotLeaderForPartition)
+			}
+		}
+	}
+	return res, err
+}
+
+// TestSendOneRequestAFlush checks that a flush sends the records of every
+// partition in one Produce request, in batches within the topic's limit,
+// each partition's in order and on the partition kafka-go's Writer chose;
+// and that when the broker refuses one partition, only that partition's
+// records are sent again.
+func TestSendOneRequestAFlush(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c := broker(t)
+	const parts, n = 8, 800
+	mustTopics(t, c, TopicSpec{Name: "one", Partitions: parts}, TopicSpec{Name: "small", Partitions: parts}, TopicSpec{Name: "refused", Partitions: parts})
+	for _, tc := range []struct {
+		topic    string
+		limit    int // MaxMessageBytes; 0: the topic's
+		refuse   int32
+		requests int // Produce requests of the flush; 0: more than one
+	}{
+		{"one", 0, -1, 1},
+		{"small", 2000, -1, 0}, // about 40 records a batch, 100 a partition: rounds
+		{"refused", 0, 5, 2},
+	} {
+		s, err := NewSink(c, tc.topic, SinkOptions{MaxMessageBytes: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := &refusingRT{RoundTripper: s.b.meta.RoundTripper, refuse: tc.refuse}
+		s.b.meta.RoundTripper = rt
+		want := make([][]int, parts)
 		ids := make([]int, parts)
 		for i := range ids {
 			ids[i] = i
 		}
-		n := 0
-		for _, m := range chunk {
-			p := (&kafka.Hash{}).Balance(m, ids...)
-			counts[p]++
-			n = max(n, counts[p])
+		hash := &kafka.Hash{}
+		for i := range n {
+			m := processor.Message{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d}`, i), Time: 1}
+			if err := s.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			p := hash.Balance(kafka.Message{Key: m.Key}, ids...)
+			want[p] = append(want[p], i)
 		}
-		return n
-	}
-	var scratch []int
-	for _, c := range []struct{ n, parts, want int }{
-		{0, 0, 1},
-		{5, 0, 5},
-		{5, 1, 5},
-		{800, 8, most(msgs(800), 8)},
-		{800, 3, most(msgs(800), 3)},
-		{10_000, 8, 1000}, // the writer's cap
-		{10_000, 1, 1000}, // the writer's cap
-		{50, 1, 50},
-	} {
-		if got := batchSizeFor(msgs(c.n), c.parts, &kafka.Hash{}, &scratch); got != c.want {
-			t.Errorf("batchSizeFor(%d records, %d partitions) = %d, want %d", c.n, c.parts, got, c.want)
+		if err := s.Flush(ctx); err == nil {
+			// A refused partition is retried within the flush.
+		} else {
+			t.Fatalf("%s: flush: %v", tc.topic, err)
 		}
-	}
-	// Within bounds: at least an even share, at most the chunk.
-	if got := batchSizeFor(msgs(800), 8, &kafka.Hash{}, &scratch); got < 100 || got > 200 {
-		t.Errorf("batchSizeFor(800 records, 8 partitions) = %d, want between an even share (100) and twice it", got)
-	}
-	// A chunk all for one partition needs a batch as large as the chunk.
-	one := kafka.BalancerFunc(func(kafka.Message, ...int) int { return 2 })
-	if got := batchSizeFor(msgs(300), 8, one, &scratch); got != 300 {
-		t.Errorf("batchSizeFor(300 records to one partition) = %d, want 300", got)
+		switch {
+		case tc.requests > 0 && rt.requests != tc.requests:
+			t.Errorf("%s: %d Produce requests, want %d", tc.topic, rt.requests, tc.requests)
+		case tc.requests == 0 && rt.requests <= 1:
+			t.Errorf("%s: %d Produce requests for batches of at most %d bytes, want more", tc.topic, rt.requests, tc.limit)
+		}
+		for p := range parts {
+			var got []int
+			readNumbered(t, ctx, c, tc.topic, p, func(i int, _ processor.Record) { got = append(got, i) })
+			w := want[p]
+			if int32(p) == tc.refuse && rt.refused {
+				w = append(append([]int{}, w...), w...) // kept by the broker, and sent again
+			}
+			if !slices.Equal(got, w) {
+				t.Errorf("%s: partition %d holds %v, want %v", tc.topic, p, got, w)
+			}
+		}
+		s.Close()
 	}
 }

@@ -1,0 +1,99 @@
+package kafkaio
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/produce"
+
+	"github.com/viralityhq/virality/processor"
+)
+
+// lateRT holds the first Produce request and says its attempt timed out,
+// as a transport does whose connection goroutine may still be encoding
+// the request after the attempt's deadline: the sink retries, and the test
+// reads the held request's records later, as that goroutine would.
+type lateRT struct {
+	kafka.RoundTripper
+	held *produce.Request
+}
+
+func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	if p, ok := req.(*produce.Request); ok && r.held == nil {
+		r.held = p
+		return nil, context.DeadlineExceeded
+	}
+	return r.RoundTripper.RoundTrip(ctx, addr, req)
+}
+
+// TestSendTimedOutRequestKeepsItsRecords: a request whose attempt timed
+// out still reads the records it was given after the sink has sent them
+// again, had them acknowledged, and buffered and sent more. (send.go
+// encodes records in place; the buffers of a flush with a failed attempt
+// must not be reused. They were cleared once, and a record went out
+// without its headers: TestRunRestarts saw it after a restart.)
+func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	c := broker(t)
+	mustTopics(t, c, TopicSpec{Name: "late", Partitions: 2})
+	s, err := NewSink(c, "late", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rt := &lateRT{RoundTripper: s.b.meta.RoundTripper}
+	s.b.meta.RoundTripper = rt
+	write := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			m := processor.Message{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d}`, i), Time: 1,
+				Headers: []processor.Header{{Key: "h", Value: fmt.Appendf(nil, "h%d", i)}}}
+			if err := s.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(0, 100)
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rt.held == nil {
+		t.Fatal("no Produce request was sent")
+	}
+	write(100, 100) // into the buffers, unless they were left to the request
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tp := range rt.held.Topics {
+		for _, p := range tp.Partitions {
+			for {
+				rec, err := p.RecordSet.Records.ReadRecord()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Key == nil || rec.Value == nil {
+					t.Fatalf("the timed-out request reads a record without key or value (headers %v): cleared under it", rec.Headers)
+				}
+				k, _ := io.ReadAll(rec.Key)
+				v, _ := io.ReadAll(rec.Value)
+				var i int
+				if _, err := fmt.Sscanf(string(k), "k%d", &i); err != nil || i >= 100 || string(v) != fmt.Sprintf(`{"i":%d}`, i) ||
+					len(rec.Headers) != 1 || string(rec.Headers[0].Value) != fmt.Sprintf("h%d", i) {
+					t.Fatalf("the timed-out request reads key %q, value %q, headers %v: not a record it was given", k, v, rec.Headers)
+				}
+				n++
+			}
+		}
+	}
+	if n != 100 {
+		t.Errorf("the timed-out request holds %d records, want 100", n)
+	}
+}
