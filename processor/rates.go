@@ -36,8 +36,9 @@ import (
 // is recognised), and are part of a stage's input, so its output stays a
 // function of its input order.
 //
-// With a fixed threshold (Config.AccountThreshold above 0) a stage has no
-// peers: G is its own report, and nothing is sent.
+// With a fixed threshold (Config.AccountThreshold above 0) the histograms
+// are not counted, but the reports still go to every stage: they carry
+// the key sketches of lockstep's popular keys (popular.go).
 
 // ratesVersion is the version of a stage's stored rates and of reports.
 // 2: reports carry key sketches (popular.go), and stages report to each
