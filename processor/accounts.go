@@ -78,12 +78,13 @@ func (a *accounts) counted(perHour int64) int64 {
 	return max(perHour*accountBuckets*a.bucket/3_600_000, 1)
 }
 
-// like counts a like by user of video at ts and returns its weight for the
+// like counts a like by user at ts, of lockstep key key (its video's and
+// time's: lockKey), and returns its weight for the
 // threshold perHour, the account's likes in the counted buckets before it
 // and the number of those buckets it liked in, and whether it is the
 // account's first like of its bucket; keys gets its lockstep keys, each
 // with its popularity in its bucket as pop gives it.
-func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys, pop func(bucket int64, key uint32) uint8) (w, recent int64, active int, first bool, err error) {
+func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKeys, pop func(bucket int64, key uint32) uint8) (w, recent int64, active int, first bool, err error) {
 	b := floorDiv(ts, a.bucket)
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
@@ -110,7 +111,7 @@ func (a *accounts) like(user, video string, ts, perHour int64, keys *lockKeys, p
 	}
 	first = r.count(b) == 0
 	r.add(b)
-	r.mark(b, lockKey(video, ts), uint16(min(floorDiv(ts-b*a.bucket, 1000)+1, 1<<16-1)))
+	r.mark(b, key, uint16(min(floorDiv(ts-b*a.bucket, 1000)+1, 1<<16-1)))
 	if !r.dirty {
 		r.dirty = true
 		a.dirty = append(a.dirty, int32(i))

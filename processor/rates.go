@@ -78,6 +78,7 @@ type rates struct {
 	ownKeys, globalKeys map[int64]*keySketch
 	keep                int64
 	changed             map[sketchRef]bool
+	counted             int64 // the last bucket countKey marked changed since the last save
 }
 
 // sketchRef names a stored key sketch.
@@ -91,7 +92,8 @@ type sketchRef struct {
 func newRates(id int32, fixed int64, partitions int, keep int64) *rates {
 	r := &rates{id: id, fixed: fixed, reported: math.MinInt64, g: math.MinInt64, own: map[int64]*scoring.RateHist{},
 		global: map[int64]*scoring.RateHist{}, cache: map[int64]int64{},
-		ownKeys: map[int64]*keySketch{}, globalKeys: map[int64]*keySketch{}, keep: keep, changed: map[sketchRef]bool{}}
+		ownKeys: map[int64]*keySketch{}, globalKeys: map[int64]*keySketch{}, keep: keep, changed: map[sketchRef]bool{},
+		counted: math.MinInt64}
 	r.peers = make([]int64, partitions)
 	for i := range r.peers {
 		r.peers[i] = math.MinInt64
@@ -158,7 +160,10 @@ func (r *rates) countKey(b int64, key uint32, first bool) {
 	if first {
 		s.accounts++
 	}
-	r.changed[sketchRef{false, b}] = true
+	if b != r.counted { // likes come mostly in one bucket: not a map write each
+		r.changed[sketchRef{false, b}] = true
+		r.counted = b
+	}
 }
 
 // popularity is the popularity byte of key in bucket b, a bucket every
@@ -274,6 +279,7 @@ func (r *rates) saveSketches(w *store.Writer) error {
 		}
 	}
 	clear(r.changed)
+	r.counted = math.MinInt64
 	return nil
 }
 

@@ -272,14 +272,15 @@ func (s *stage) release(upTo int64) (n int, err error) {
 // weigh counts a like for its account and sends it on with its weight.
 func (s *stage) weigh(r *routed) error {
 	b := floorDiv(r.ev.TS, s.bucket)
-	w, recent, active, first, err := s.acc.like(r.ev.UserID, r.ev.VideoID, r.ev.TS, s.rates.threshold(b), &r.keys, s.rates.popularity)
+	key := lockKey(r.ev.VideoID, r.ev.TS)
+	w, recent, active, first, err := s.acc.like(r.ev.UserID, key, r.ev.TS, s.rates.threshold(b), &r.keys, s.rates.popularity)
 	if err != nil {
 		return err
 	}
 	if first {
 		s.rates.count(b, recent, active)
 	}
-	s.rates.countKey(b, lockKey(r.ev.VideoID, r.ev.TS), first)
+	s.rates.countKey(b, key, first)
 	r.weight = w
 	return s.send(r)
 }

@@ -138,7 +138,7 @@ func TestAccountsMatchDefinition(t *testing.T) {
 		}
 		video := fmt.Sprintf("v%d", rng.IntN(200))
 		var keys lockKeys
-		got, _, _, _, err := a.like(user, video, ts, 3, &keys, func(int64, uint32) uint8 { return 0 })
+		got, _, _, _, err := a.like(user, lockKey(video, ts), ts, 3, &keys, func(int64, uint32) uint8 { return 0 })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -150,13 +150,10 @@ func demoGen(rate float64, seed int64, live time.Time, history, duration, plantE
 	c.FarmAccounts = max(300, c.Users/200)
 	c.Bursts, c.Campaigns = 0, 0
 	for at := time.Minute; at < duration; at += plantEvery {
-		rate := 4.0 // later bursts catch on within minutes
+		rate, begin := 4.0, history+at // later bursts catch on within minutes
 		if at == time.Minute {
-			rate = 40 // the first is in the top 10 within a few minutes
-		}
-		begin := history + at
-		if at == time.Minute {
-			begin = max(begin-minAge, 0)
+			// The first is in the top 10 within a few minutes.
+			rate, begin = 40, max(begin-minAge, 0)
 		}
 		c.Plants = append(c.Plants, gen.Plant{Kind: gen.KindBurst, At: begin, Rate: rate})
 		if at+30*time.Second < duration {
