@@ -233,6 +233,9 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	if err := part.ScanPairs(func(k []byte) { e.filter.add(k) }); err != nil {
 		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
 	}
+	if err := part.ScanVideoKeys(func(k []byte) { e.filter.add(k) }); err != nil {
+		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
+	}
 	if err := part.ScanCandidates(func(c store.Candidate) error { e.rank.load(c); return nil }); err != nil {
 		return nil, fmt.Errorf("load trending candidates of partition %d: %w", id, err)
 	}
@@ -768,11 +771,24 @@ func (e *Engine) video(id string) (*video, error) {
 		v.used = true
 		return v, nil
 	}
-	sv, ok, err := e.part.Video(id)
-	if err != nil {
-		return nil, err
+	// A video the filter has never seen is new: no store read (most
+	// videos a backfill meets are; a read of a key in no level costs an
+	// index and a data block of the last level).
+	var sv *store.Video
+	e.key = store.VideoKey(e.key[:0], id)
+	if e.filter.mayContain(e.key) {
+		var ok bool
+		var err error
+		if sv, ok, err = e.part.Video(id); err != nil {
+			return nil, err
+		}
+		if !ok {
+			sv = nil
+		}
+	} else {
+		e.filter.add(e.key)
 	}
-	if !ok {
+	if sv == nil {
 		sv = store.NewVideo(id)
 	}
 	v, err := loadedVideo(sv)

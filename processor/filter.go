@@ -5,10 +5,12 @@ import (
 	"math/bits"
 )
 
-// filter is a Bloom filter of the pairs in the store. A pair it has never
-// seen needs no store read, which is most pairs: most likes are the first
-// of their (user, video). False positives cost one read, never a wrong
-// answer, so a filter fuller than planned only slows down.
+// filter is a Bloom filter of the pairs and the videos in the store
+// (store.PairKey, store.VideoKey). A pair or a video it has never seen
+// needs no store read, which is most pairs (most likes are the first of
+// their user and video) and most videos a backfill meets. False positives
+// cost one read, never a wrong answer, so a filter fuller than planned only
+// slows down.
 type filter struct {
 	bits  []uint64
 	mask  uint64

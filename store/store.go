@@ -388,6 +388,21 @@ func (p *Partition) ScanPairs(fn func(key []byte)) error {
 	return p.scan(kindPair, func(k, _ []byte) error { fn(k); return nil })
 }
 
+// ScanVideoKeys calls fn with the [VideoKey] of every stored video.
+func (p *Partition) ScanVideoKeys(fn func(key []byte)) error {
+	var key []byte
+	return p.scan(kindVideo, func(k, _ []byte) error {
+		key = VideoKey(key[:0], string(k))
+		fn(key)
+		return nil
+	})
+}
+
+// VideoKey appends the identity of a video to dst: the [PairKey] of the
+// video and the empty user, which no pair has (a like's user is never
+// empty), so that one filter of keys can hold both.
+func VideoKey(dst []byte, video string) []byte { return PairKey(dst, video, "") }
+
 // PairKey appends the identity of a (user, video) pair to dst, as
 // [Partition.ScanPairs] reports it.
 func PairKey(dst []byte, video, user string) []byte {
