@@ -44,6 +44,7 @@ backfill() {
   rm -rf "$out/ref-state-$name"
   cmd=("$bin" backfill --in "$input" --out "$out/ref-scores-$name.jsonl"
     --trending-out "$out/ref-trending-$name.jsonl" --dead-letter-out "$out/ref-dlq-$name.jsonl"
+    --creators-out "$out/ref-creators-$name.jsonl" --rising-creators-out "$out/ref-rising-$name.jsonl"
     --state-dir "$out/ref-state-$name" --now 2026-11-26T00:00:00Z --progress 0 "$@")
 }
 
@@ -84,7 +85,7 @@ for name in "${names[@]}"; do
   echo "$line (medians)"
 done
 if [ -n "${BEFORE:-}" ]; then
-  for f in scores trending dlq; do
+  for f in scores trending dlq creators rising; do
     cmp "$out/ref-$f-before.jsonl" "$out/ref-$f-now.jsonl"
   done
   echo "outputs of $BEFORE and of this tree: byte-identical"

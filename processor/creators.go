@@ -401,6 +401,15 @@ func decodeCreatorPartial(b []byte) (int32, *creatorReport, error) {
 type bucket struct{ idx, n int64 }
 
 func addBucket(bs []bucket, idx, n int64) []bucket {
+	// Most likes are of the latest minute or hour, or a later one.
+	if k := len(bs) - 1; k < 0 || bs[k].idx < idx {
+		return append(bs, bucket{idx, n})
+	} else if bs[k].idx == idx {
+		if bs[k].n += n; bs[k].n == 0 {
+			bs = bs[:k]
+		}
+		return bs
+	}
 	i, found := slices.BinarySearchFunc(bs, idx, func(b bucket, t int64) int { return cmp.Compare(b.idx, t) })
 	if found {
 		bs[i].n += n
@@ -415,9 +424,9 @@ func addBucket(bs []bucket, idx, n int64) []bucket {
 // sumBuckets is the likes of the buckets in (lo, hi].
 func sumBuckets(bs []bucket, lo, hi int64) int64 {
 	var s int64
-	for _, b := range bs {
-		if b.idx > lo && b.idx <= hi {
-			s += b.n
+	for i := len(bs) - 1; i >= 0 && bs[i].idx > lo; i-- {
+		if bs[i].idx <= hi {
+			s += bs[i].n
 		}
 	}
 	return s
@@ -752,10 +761,20 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 			changed = append(changed, c)
 		}
 	}
+	// A report is sorted by creator: look each up once in a row.
+	var last *creator
+	get := func(id string) (*creator, error) {
+		if last != nil && last.id == id {
+			return last, nil
+		}
+		c, err := cm.get(id)
+		last = c
+		return c, err
+	}
 	for _, id := range ids {
 		r := byPart[id]
 		for _, x := range r.Counts {
-			c, err := cm.get(x.Creator)
+			c, err := get(x.Creator)
 			if err != nil {
 				return err
 			}
@@ -768,7 +787,7 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 			touch(c)
 		}
 		for _, x := range r.Videos {
-			c, err := cm.get(x.Creator)
+			c, err := get(x.Creator)
 			if err != nil {
 				return err
 			}
@@ -873,31 +892,42 @@ func (cm *creatorMerger) markDirty(c *creator) {
 // by home region.
 func (cm *creatorMerger) rising(t int64) error {
 	m := tickMinute(t)
-	var cands []RankedCreator
-	region := map[string]string{}
+	type cand struct {
+		RankedCreator
+		region string
+	}
+	var cands []cand
 	for id, c := range cm.active {
 		if c.lastMinute() <= m-5 {
 			delete(cm.active, id) // nothing in its last 5 minutes: no momentum
 			continue
 		}
-		w := c.counts(t)
-		if w.likes1h < cm.minLikes || w.momentum <= 0 {
+		// Most creators have too few likes in the last hour: their
+		// momentum is not needed.
+		if sumBuckets(c.minutes, m-60, m) < cm.minLikes {
 			continue
 		}
-		cands = append(cands, RankedCreator{Creator: id, Momentum: w.momentum, Likes1h: w.likes1h})
-		region[id] = c.homeRegion()
+		w := c.counts(t)
+		if w.momentum <= 0 {
+			continue
+		}
+		cands = append(cands, cand{RankedCreator{Creator: id, Momentum: w.momentum, Likes1h: w.likes1h}, c.homeRegion()})
 	}
-	slices.SortFunc(cands, func(a, b RankedCreator) int {
+	slices.SortFunc(cands, func(a, b cand) int {
 		return cmp.Or(-cmp.Compare(a.Momentum, b.Momentum), cmp.Compare(a.Creator, b.Creator))
 	})
 	k := cm.cfg.TopK
-	lists := []CreatorList{{Region: GlobalRegion, Creators: cands[:min(k, len(cands))]}}
+	global := make([]RankedCreator, 0, min(k, len(cands)))
 	by := map[string][]RankedCreator{}
 	for _, x := range cands {
-		if r := region[x.Creator]; r != "" && len(by[r]) < k {
-			by[r] = append(by[r], x)
+		if len(global) < k {
+			global = append(global, x.RankedCreator)
+		}
+		if r := x.region; r != "" && len(by[r]) < k {
+			by[r] = append(by[r], x.RankedCreator)
 		}
 	}
+	lists := []CreatorList{{Region: GlobalRegion, Creators: global}}
 	names := make([]string, 0, len(by))
 	for r := range by {
 		names = append(names, r)

@@ -646,6 +646,23 @@ func (w *Writer) For(q *Partition, log *Changes) *Writer {
 	return &Writer{p: q, b: w.b, log: log}
 }
 
+// Fork returns a writer of partition q with a batch of its own, so that
+// partitions can write their changes on goroutines of their own; Join adds
+// a fork's changes to w's batch. Only a writer without a changelog forks.
+func (w *Writer) Fork(q *Partition) *Writer {
+	return &Writer{p: q, b: q.db.db.NewBatch()}
+}
+
+// Join adds the changes of fork f to w's batch, after those already in it,
+// and releases f.
+func (w *Writer) Join(f *Writer) error {
+	if w.log != nil || f.log != nil {
+		return errors.New("store: a logged commit cannot join forks")
+	}
+	err := w.b.Apply(f.b, nil)
+	return errors.Join(err, f.b.Close())
+}
+
 func (w *Writer) set(k, v []byte, _ *pebble.WriteOptions) error {
 	if w.log != nil {
 		w.log.add(k, v, false)
