@@ -337,6 +337,28 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	return errors.Join(err, c.merger.leave(id))
 }
 
+// PipeCreators runs the creator merger on a goroutine of its own (on),
+// or back on the caller's after its last job (off), for a bounded run that
+// calls nothing else of the coordinator concurrently. It does nothing
+// where the creator merger is fed by the partials topic, where commits
+// fly, or where a creator output is also another output.
+func (c *Coordinator) PipeCreators(on bool) error {
+	if c.merger == nil || c.out.Partials != nil || c.async || c.topo.Workers < 2 {
+		return nil
+	}
+	for _, s := range []Sink{c.out.Creators, c.out.RisingCreators} {
+		if s == nil {
+			continue
+		}
+		for name, o := range c.sinks() {
+			if name != sinkCreators && name != sinkRising && sameSink(s, o) {
+				return nil
+			}
+		}
+	}
+	return c.merger.pipeCreators(on)
+}
+
 // Engine returns the engine of a partition held here.
 func (c *Coordinator) Engine(id int32) (*Engine, bool) {
 	e, ok := c.engines[id]
@@ -803,6 +825,9 @@ func (c *Coordinator) drain() error {
 			return err
 		}
 	}
+	if c.merger != nil && c.out.Partials == nil {
+		return c.merger.kickCreators()
+	}
 	return nil
 }
 
@@ -856,6 +881,11 @@ func (c *Coordinator) flushQuiet(ctx context.Context) error {
 func (c *Coordinator) FlushOutputs(ctx context.Context) error {
 	if c.async {
 		return c.flushAsync(ctx)
+	}
+	if c.merger != nil {
+		if err := c.merger.waitCreators(); err != nil {
+			return err
+		}
 	}
 	sinks := c.sinks()
 	names := make([]string, 0, len(sinks))

@@ -1108,7 +1108,7 @@ func (c *Coordinator) takeCreators(id int32, e *Engine) error {
 				return err
 			}
 		} else {
-			c.merger.creators.add(id, r, true)
+			c.merger.addCreators(id, r)
 		}
 	}
 	clear(e.box.creators)

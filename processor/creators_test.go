@@ -60,7 +60,9 @@ type creatorRecord struct {
 
 // TestCreatorsRecomputation checks each creator's last record against a
 // recomputation from the raw lines with plain maps, and the creator
-// outputs for 1, 4 and 8 partitions against each other.
+// outputs for 1, 4 and 8 partitions against each other: with one worker
+// the creator merger runs on the coordinator's goroutine, with two on
+// its own (creatorPipe).
 func TestCreatorsRecomputation(t *testing.T) {
 	recs := generated(t, nil)
 	cfg := DefaultConfig()
@@ -68,7 +70,7 @@ func TestCreatorsRecomputation(t *testing.T) {
 
 	var first creatorOutputs
 	for i, n := range []int{1, 4, 8} {
-		out := runCreators(t, cfg, recs, oneSource(n, 2))
+		out := runCreators(t, cfg, recs, oneSource(n, min(n, 2)))
 		if len(out.creators.msgs) == 0 || len(out.rising.msgs) == 0 {
 			t.Fatalf("%d partitions: %d creator records, %d rising lists", n, len(out.creators.msgs), len(out.rising.msgs))
 		}

@@ -39,8 +39,35 @@ type merger struct {
 	offset int64
 
 	creators *creatorMerger // creators.go
+	// pipe: the creator merger runs on a goroutine of its own (see
+	// creatorPipe), fed at the end of each drain.
+	pipe *creatorPipe
 
 	latest *atomic.Pointer[latest] // shared with the coordinator
+}
+
+// creatorPipe runs the creator merger beside the coordinator: a bounded
+// run's creator records are as many as its score records, and merging
+// them on the coordinator's goroutine held up every step (a quarter of a
+// backfill's time, bench/RESULTS.md). The coordinator queues the reports
+// it takes and the frontier the partitions reach; at the end of a drain
+// a job takes both, on its own goroutine, while the partitions apply the
+// next step. Whatever else touches the creator merger or its outputs
+// (a commit, a flush of the outputs, the end of the input) waits for the
+// job first. A job merges the same reports up to the same frontier, in
+// the same order, as the merger would in line, so the outputs do not
+// change.
+type creatorPipe struct {
+	queue   []creatorAdd
+	front   int64 // the frontier to merge before
+	started int64 // the frontier of the last job
+	running bool
+	done    chan error
+}
+
+type creatorAdd struct {
+	part int32
+	r    *creatorReport
 }
 
 // latest is the last emitted snapshot, for readers on other goroutines.
@@ -133,6 +160,9 @@ func (m *merger) save(w *store.Writer) error {
 		}
 	}
 	m.unsaved = m.unsaved[:0]
+	if err := m.waitCreators(); err != nil {
+		return err
+	}
 	if m.creators != nil {
 		return m.creators.save(w)
 	}
@@ -178,7 +208,7 @@ func (m *merger) frontier() int64 {
 }
 
 func (m *merger) flush() error {
-	if len(m.pending) == 0 && (m.creators == nil || !m.creators.hasPending()) {
+	if len(m.pending) == 0 && (m.creators == nil || m.pipe == nil && !m.creators.hasPending()) {
 		return nil
 	}
 	return m.emitBefore(m.frontier())
@@ -189,14 +219,81 @@ func (m *merger) finish() error {
 	if err := m.emitBefore(math.MaxInt64); err != nil {
 		return err
 	}
+	if err := m.kickCreators(); err != nil {
+		return err
+	}
+	if err := m.waitCreators(); err != nil {
+		return err
+	}
 	if m.creators != nil {
 		return m.creators.finish()
 	}
 	return nil
 }
 
+// addCreators hands a partition's creator report to the creator merger,
+// or queues it for the next job of the pipe.
+func (m *merger) addCreators(part int32, r *creatorReport) {
+	if m.pipe != nil {
+		m.pipe.queue = append(m.pipe.queue, creatorAdd{part, r})
+		return
+	}
+	m.creators.add(part, r, true)
+}
+
+// pipeCreators starts or (on) or stops (off) running the creator merger
+// on a goroutine of its own; stopping waits for its last job.
+func (m *merger) pipeCreators(on bool) error {
+	switch {
+	case on && m.pipe == nil && m.creators != nil:
+		m.pipe = &creatorPipe{front: math.MinInt64, started: math.MinInt64, done: make(chan error, 1)}
+	case !on && m.pipe != nil:
+		err := errors.Join(m.kickCreators(), m.waitCreators())
+		m.pipe = nil
+		return err
+	}
+	return nil
+}
+
+// kickCreators starts a job of the pipe with the reports queued and the
+// frontier reached since the last one, once that one is done.
+func (m *merger) kickCreators() error {
+	p := m.pipe
+	if p == nil || len(p.queue) == 0 && p.front == p.started {
+		return nil
+	}
+	if err := m.waitCreators(); err != nil {
+		return err
+	}
+	adds, f, cm := p.queue, p.front, m.creators
+	p.queue, p.started, p.running = nil, f, true
+	go func() {
+		for _, a := range adds {
+			cm.add(a.part, a.r, true)
+		}
+		var err error
+		if f > math.MinInt64 {
+			err = cm.emitBefore(f)
+		}
+		p.done <- err
+	}()
+	return nil
+}
+
+// waitCreators waits for the pipe's job, if one runs: after it, the
+// creator merger and its outputs may be touched.
+func (m *merger) waitCreators() error {
+	if m.pipe == nil || !m.pipe.running {
+		return nil
+	}
+	m.pipe.running = false
+	return <-m.pipe.done
+}
+
 func (m *merger) emitBefore(f int64) error {
-	if m.creators != nil {
+	if m.pipe != nil {
+		m.pipe.front = max(m.pipe.front, f)
+	} else if m.creators != nil {
 		if err := m.creators.emitBefore(f); err != nil {
 			return err
 		}

@@ -39,9 +39,17 @@ type Batch struct {
 // the coordinator's workers. Records before the resume offset are
 // skipped. At the end of a bounded source (io.EOF) it finishes: final
 // records and a last commit.
-func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) error {
+func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := g.PipeCreators(true); err != nil {
+		return err
+	}
+	defer func() {
+		if perr := g.PipeCreators(false); perr != nil {
+			err = errors.Join(err, perr)
+		}
+	}()
 
 	const depth = 8
 	free := make(chan *Batch, depth+2)
