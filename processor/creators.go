@@ -977,9 +977,13 @@ func (cm *creatorMerger) finish() error {
 func (cm *creatorMerger) save(w *store.Writer) error {
 	// Creators clean since the last commit, which every earlier batch
 	// has reached, can be read back from the store: drop the idle ones.
+	// A pending creator is neither pruned nor dropped: its next record,
+	// the final one if no like comes, counts its windows at its last
+	// change, which pruning to the latest tick would cut (the outputs then
+	// depended on when commits came).
 	if cm.done > 0 {
 		for id, c := range cm.creators {
-			if c.dirty {
+			if c.dirty || c.pending {
 				continue
 			}
 			c.prune(cm.done)

@@ -365,3 +365,20 @@ func TestCreatorReportChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestCreatorsCommitCadence: the creator outputs do not depend on when
+// commits come. A creator whose last change was not emitted keeps what
+// its final record counts, however many commits pass before the input
+// ends (a commit once pruned it to the merger's latest tick, so that the
+// final record of a creator last liked over an hour before a commit
+// counted fewer likes in its last hour).
+func TestCreatorsCommitCadence(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) { c.Events = 60_000; c.Videos = 3_000; c.Duration = 8 * time.Hour })
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 1 << 30
+	want := runCreators(t, cfg, recs, oneSource(2, 2))
+	cfg.CommitEvery = 700
+	got := runCreators(t, cfg, recs, oneSource(2, 2))
+	sameMessages(t, "creators, commits every 700 records", want.creators.msgs, got.creators.msgs)
+	sameMessages(t, "rising creators, commits every 700 records", want.rising.msgs, got.rising.msgs)
+}
