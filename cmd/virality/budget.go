@@ -139,22 +139,19 @@ type memoryPlan struct {
 	memTable   int64 // each Pebble memtable (two may be held at once)
 	pairs      int
 	videos     int
-	// boundedVideos and boundedPairs: the caches of a bounded run
-	// (backfill, replay), which has no HTTP view, no API's recent records
-	// and no input or output waiting on a broker. Their shares go to the
-	// video cache (a backfill of 1.3M likes read videos the cache had let
-	// go 49,000 times, at 27 us each), and the pair cache is three times
-	// run's: a bounded run commits when the pairs changed since the last
-	// commit fill it, and each commit rewrites every video changed since
-	// the last, so fewer commits write less (bench/RESULTS.md).
-	boundedVideos, boundedPairs int
-	accounts                    int
-	viewVideos                  int
-	filterBits                  int
-	fetchBytes                  int   // each fetch of a partition of the input
-	inputBytes                  int64 // the input held read but not yet applied (run)
-	outputBytes                 int64 // the output waiting to be sent (run)
-	recent                      int   // videos whose last score record run keeps for the API
+	// boundedVideos: the video cache of a bounded run (backfill, replay),
+	// which has no HTTP view, no API's recent records and no input or
+	// output waiting on a broker: their shares go to the video cache
+	// (a backfill of 1.3M likes read videos the cache had let go 49,000
+	// times, at 27 us each; bench/RESULTS.md).
+	boundedVideos int
+	accounts      int
+	viewVideos    int
+	filterBits    int
+	fetchBytes    int   // each fetch of a partition of the input
+	inputBytes    int64 // the input held read but not yet applied (run)
+	outputBytes   int64 // the output waiting to be sent (run)
+	recent        int   // videos whose last score record run keeps for the API
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -166,7 +163,6 @@ func (b memoryBudget) plan() memoryPlan {
 	p.pairs = share(pairShare, pairBytes)
 	p.videos = share(videoShare, videoBytes)
 	p.boundedVideos = share(videoShare+viewShare+recentShare+inputShare+outputShare, videoBytes)
-	p.boundedPairs = share(3*pairShare, pairBytes)
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -180,7 +176,7 @@ func (b memoryBudget) plan() memoryPlan {
 
 // sizes are the flags a budget sizes: nil where the command has none.
 type sizes struct {
-	bounded     bool // backfill, replay: see memoryPlan.boundedVideos and boundedPairs
+	bounded     bool // backfill, replay: see memoryPlan.boundedVideos
 	engine      *processor.Config
 	cacheMB     *int
 	memTableMB  *int
@@ -199,7 +195,7 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	}
 	p := b.plan()
 	if s.bounded {
-		p.videos, p.pairs = p.boundedVideos, p.boundedPairs
+		p.videos = p.boundedVideos
 	}
 	for _, f := range []struct {
 		name string
