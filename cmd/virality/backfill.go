@@ -134,7 +134,7 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	if err := parseWithInputs(fs, args); err != nil {
 		return nil, err
 	}
-	f.budget.apply(setFlags(fs), sizes{bounded: true, engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	if err := f.validate(); err != nil {
 		return nil, err
 	}

@@ -134,24 +134,18 @@ func parseBytes(v string) (int64, error) {
 
 // memoryPlan is how a budget is shared.
 type memoryPlan struct {
-	heapLimit  int64 // Go heap soft limit (debug.SetMemoryLimit)
-	cacheBytes int64 // Pebble block cache
-	memTable   int64 // each Pebble memtable (two may be held at once)
-	pairs      int
-	videos     int
-	// boundedVideos: the video cache of a bounded run (backfill, replay),
-	// which has no HTTP view, no API's recent records and no input or
-	// output waiting on a broker: their shares go to the video cache
-	// (a backfill of 1.3M likes read videos the cache had let go 49,000
-	// times, at 27 us each; bench/RESULTS.md).
-	boundedVideos int
-	accounts      int
-	viewVideos    int
-	filterBits    int
-	fetchBytes    int   // each fetch of a partition of the input
-	inputBytes    int64 // the input held read but not yet applied (run)
-	outputBytes   int64 // the output waiting to be sent (run)
-	recent        int   // videos whose last score record run keeps for the API
+	heapLimit   int64 // Go heap soft limit (debug.SetMemoryLimit)
+	cacheBytes  int64 // Pebble block cache
+	memTable    int64 // each Pebble memtable (two may be held at once)
+	pairs       int
+	videos      int
+	accounts    int
+	viewVideos  int
+	filterBits  int
+	fetchBytes  int   // each fetch of a partition of the input
+	inputBytes  int64 // the input held read but not yet applied (run)
+	outputBytes int64 // the output waiting to be sent (run)
+	recent      int   // videos whose last score record run keeps for the API
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -162,7 +156,6 @@ func (b memoryBudget) plan() memoryPlan {
 	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
 	p.pairs = share(pairShare, pairBytes)
 	p.videos = share(videoShare, videoBytes)
-	p.boundedVideos = share(videoShare+viewShare+recentShare+inputShare+outputShare, videoBytes)
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -176,7 +169,6 @@ func (b memoryBudget) plan() memoryPlan {
 
 // sizes are the flags a budget sizes: nil where the command has none.
 type sizes struct {
-	bounded     bool // backfill, replay: see memoryPlan.boundedVideos
 	engine      *processor.Config
 	cacheMB     *int
 	memTableMB  *int
@@ -194,9 +186,6 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 		return
 	}
 	p := b.plan()
-	if s.bounded {
-		p.videos = p.boundedVideos
-	}
 	for _, f := range []struct {
 		name string
 		ptr  *int

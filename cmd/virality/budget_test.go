@@ -33,10 +33,6 @@ func TestMemoryPlan(t *testing.T) {
 		if caches >= p.heapLimit*2/3 {
 			t.Errorf("budget %d: caches take %d of a heap limit of %d, leaving too little for the rest", b, caches, p.heapLimit)
 		}
-		bounded := int64(p.pairs)*pairBytes + int64(p.boundedVideos)*videoBytes + int64(p.accounts)*accountBytes + int64(p.filterBits)/8
-		if bounded >= p.heapLimit*2/3 || p.boundedVideos <= p.videos {
-			t.Errorf("budget %d: a bounded run's caches take %d of a heap limit of %d (videos %d, against %d in run)", b, bounded, p.heapLimit, p.boundedVideos, p.videos)
-		}
 		if total := p.heapLimit + p.cacheBytes + 2*p.memTable + runtimeBytes; total != b {
 			t.Errorf("budget %d: the parts add up to %d", b, total)
 		}
@@ -67,16 +63,6 @@ func TestMemoryBudgetFlags(t *testing.T) {
 		f.svc.InputMaxBytes != p.inputBytes || f.svc.OutputMaxBytes != p.outputBytes {
 		t.Errorf("sizes %+v, cache %d MiB, memtable %d MiB, view %d: want the plan %+v",
 			f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, p)
-	}
-
-	// A backfill has no view, API or broker buffers: their shares go to
-	// the video cache.
-	bf, err := parseBackfill([]string{"--memory-budget", "1GiB", "--in", "x.jsonl", "--out", "y.jsonl"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bf.cfg.CacheVideos != p.boundedVideos || bf.cfg.CachePairs != p.pairs {
-		t.Errorf("backfill: videos %d, pairs %d; want %d, %d", bf.cfg.CacheVideos, bf.cfg.CachePairs, p.boundedVideos, p.pairs)
 	}
 
 	f, err = parseRun([]string{"--memory-budget", "0"})

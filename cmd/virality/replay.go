@@ -78,7 +78,7 @@ func parseReplay(args []string) (*replayFlags, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	f.budget.apply(setFlags(fs), sizes{bounded: true, engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
 		return nil, err
 	}
