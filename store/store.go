@@ -88,12 +88,6 @@ type Options struct {
 	// it a commit survives a crash of the process (kill -9) but not of the
 	// machine.
 	Sync bool
-	// Bulk suits a bounded run (backfill, replay), which writes its state
-	// once and reads little of it back: level 0 gathers 16 flushed tables
-	// before they are compacted, against 4. A backfill of 1.3M likes took
-	// 8% less time and 10% less CPU (bench/RESULTS.md); the live service,
-	// whose reads each look at every table of level 0, keeps 4.
-	Bulk bool
 	// FS, if set, replaces the operating system's file system (tests use
 	// vfs.NewMem()).
 	FS vfs.FS
@@ -167,15 +161,11 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, err
 	}
 	cache := pebble.NewCache(o.CacheBytes)
-	l0Tables := 4
-	if o.Bulk {
-		l0Tables = 16
-	}
 	opts := &pebble.Options{
 		Cache:                       cache,
 		MemTableSize:                o.MemTableBytes,
 		FormatMajorVersion:          pebble.FormatNewest,
-		L0CompactionThreshold:       l0Tables,
+		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               lbaseMaxBytes,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },

@@ -310,7 +310,6 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 	defer f.budget.limitHeap()()
 	opts := storeOptions(f.cacheMB, f.memTableMB)
 	opts.Sync = f.sync
-	opts.Bulk = true
 	db, err := store.Open(stateDir, opts)
 	if err != nil {
 		return fmt.Errorf("open state %s: %w", stateDir, err)

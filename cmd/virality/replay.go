@@ -136,9 +136,7 @@ func runReplay(ctx context.Context, args []string) (err error) {
 		return usagef("--state-dir %s is not empty: a replay starts from fresh state", stateDir)
 	}
 	defer f.budget.limitHeap()()
-	opts := storeOptions(f.cacheMB, f.memTableMB)
-	opts.Bulk = true
-	db, err := store.Open(stateDir, opts)
+	db, err := store.Open(stateDir, storeOptions(f.cacheMB, f.memTableMB))
 	if err != nil {
 		return err
 	}
