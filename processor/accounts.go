@@ -66,6 +66,11 @@ type accounts struct {
 	swept   int64 // bucket of the last sweep for accounts gone quiet
 	scratch []acctBucket
 	key     []byte
+	// filter: the partition's filter of keys (shared with its engine,
+	// which never runs at the same time as its stage), which holds every
+	// account the store may hold, so that a new account is not read.
+	filter *filter
+	fkey   []byte
 }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
@@ -89,13 +94,21 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
 	r := a.t.Val(i)
-	if added && a.partial {
-		var err error
-		if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
-			a.t.Delete(i) // the last entry, just added: no other moves
-			return 0, 0, 0, false, err
+	if added {
+		read := a.partial
+		if a.filter != nil {
+			a.fkey = store.AccountKey(a.fkey[:0], user)
+			read = read && a.filter.mayContain(a.fkey)
+			a.filter.add(a.fkey)
 		}
-		r.set(a.scratch)
+		if read {
+			var err error
+			if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
+				a.t.Delete(i) // the last entry, just added: no other moves
+				return 0, 0, 0, false, err
+			}
+			r.set(a.scratch)
+		}
 	}
 	for k := b - accountLag - accountBuckets + 1; k <= b-accountLag; k++ {
 		if n := r.count(k); n > 0 {

@@ -219,6 +219,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 	if e.stage, err = newStage(cfg, id, part, stageSources, len(sources), &e.meta.Stage, e.bucket); err != nil {
 		return nil, fmt.Errorf("open the account stage of partition %d: %w", id, err)
 	}
+	e.stage.acc.filter = e.filter
 	e.savedSeq = meta.BufSeq
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]
@@ -234,6 +235,9 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
 	}
 	if err := part.ScanVideoKeys(func(k []byte) { e.filter.add(k) }); err != nil {
+		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
+	}
+	if err := part.ScanAccountKeys(func(k []byte) { e.filter.add(k) }); err != nil {
 		return nil, fmt.Errorf("load pair filter of partition %d: %w", id, err)
 	}
 	if err := part.ScanCandidates(func(c store.Candidate) error { e.rank.load(c); return nil }); err != nil {

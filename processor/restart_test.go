@@ -108,7 +108,9 @@ func TestHeldEventsInStore(t *testing.T) {
 
 // TestSmallCaches: caches far smaller than the state (a few videos, pairs
 // and accounts, evicted at every commit and read back from the store) give
-// byte-identical outputs, and the video cache stays within its bytes.
+// byte-identical outputs, and the video cache stays within its bytes. A
+// crash halfway makes the resumed run build its filter of keys from the
+// store: the videos, pairs and accounts it does not list are not read.
 func TestSmallCaches(t *testing.T) {
 	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
 	cfg := DefaultConfig()
@@ -118,6 +120,10 @@ func TestSmallCaches(t *testing.T) {
 	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
 	db := openMemStore(t)
 	out := newTestOutputs()
+	src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
+	if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
+		t.Fatalf("run until crash: %v", err)
+	}
 	g := openGroup(t, cfg, db, out)
 	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
 		t.Fatal(err)

@@ -398,6 +398,20 @@ func (p *Partition) ScanVideoKeys(fn func(key []byte)) error {
 	})
 }
 
+// ScanAccountKeys calls fn with the [AccountKey] of every stored account.
+func (p *Partition) ScanAccountKeys(fn func(key []byte)) error {
+	var key []byte
+	return p.scan(kindAccounts, func(k, _ []byte) error {
+		key = AccountKey(key[:0], string(k))
+		fn(key)
+		return nil
+	})
+}
+
+// AccountKey appends the identity of an account to dst: the [PairKey] of
+// the empty video and the user, which no pair or video has.
+func AccountKey(dst []byte, user string) []byte { return PairKey(dst, "", user) }
+
 // VideoKey appends the identity of a video to dst: the [PairKey] of the
 // video and the empty user, which no pair has (a like's user is never
 // empty), so that one filter of keys can hold both.
