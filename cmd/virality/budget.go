@@ -23,10 +23,10 @@ import (
 // its share; GOMEMLIMIT, when set, wins over the heap's.
 //
 // The default, 1 GiB, holds the live service at 5,000 likes/s from 1M
-// accounts to 880-930 MiB of RSS, and a backfill of 1.3M generated likes to
-// about 700 MiB (B1's 10M likes: 919 MiB) at 10-20% more CPU than with a pair cache of 500,000
-// (870 MiB); 512 MiB holds a backfill of 1M likes to 440 MiB at less than
-// half the speed (bench/RESULTS.md).
+// accounts to 880-930 MiB of RSS, and a backfill of 1.3M generated likes
+// to about 700 MiB (B1's 10M likes: 919 MiB) at 10-20% more CPU than with a
+// pair cache of 500,000 (870 MiB); 512 MiB holds a backfill of 1M likes to
+// 440 MiB at less than half the speed (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
