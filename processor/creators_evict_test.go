@@ -8,16 +8,27 @@ import (
 
 // TestCreatorEviction: a creator idle for a day leaves the merger's memory
 // and is read back from the store, exactly, when liked again (and when an
-// old like of it is withdrawn).
+// old like of it is withdrawn), by the merger that let it go and by one
+// opened afresh on the store (its filter of known creators built there).
 func TestCreatorEviction(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		testCreatorEviction(t, reopen)
+	}
+}
+
+func testCreatorEviction(t *testing.T, reopen bool) {
 	db := openMemStore(t)
 	part := db.Partition(groupPartition)
-	cm, err := newCreatorMerger(DefaultConfig(), part)
-	if err != nil {
-		t.Fatal(err)
-	}
 	last := map[string][]byte{}
-	cm.writeRecord = func(k, v []byte, _ int64) error { last[string(k)] = slices.Clone(v); return nil }
+	var cm *creatorMerger
+	open := func() {
+		var err error
+		if cm, err = newCreatorMerger(DefaultConfig(), part); err != nil {
+			t.Fatal(err)
+		}
+		cm.writeRecord = func(k, v []byte, _ int64) error { last[string(k)] = slices.Clone(v); return nil }
+	}
+	open()
 	commit := func() {
 		w := part.NewWriter()
 		if err := cm.save(w); err != nil {
@@ -53,6 +64,15 @@ func TestCreatorEviction(t *testing.T) {
 	if _, ok := cm.creators["A"]; ok {
 		t.Fatal("creator A, idle for 25 h, is still in memory")
 	}
+	if reopen {
+		// Its stored record still counts its hours: the merger opened
+		// again loads it, and lets it go at its first commit.
+		open()
+		commit()
+		if _, ok := cm.creators["A"]; ok {
+			t.Fatal("creator A, idle for 25 h, is still in the memory of a merger opened again")
+		}
+	}
 	now := base + 25*3_600_000 + 300_000
 	report(now+tick, "A", "va", base, -1, now, 1)
 	var got struct {
@@ -67,6 +87,6 @@ func TestCreatorEviction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Seq != 2 || got.Likes != 5 || got.Likes1h != 1 || got.Likes24h != 1 || got.Videos != 1 || got.Region != "US" {
-		t.Errorf("creator A read back: %s", last["A"])
+		t.Errorf("creator A read back (merger opened again: %v): %s", reopen, last["A"])
 	}
 }
