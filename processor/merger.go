@@ -241,7 +241,7 @@ func (m *merger) addCreators(part int32, r *creatorReport) {
 	m.creators.add(part, r, true)
 }
 
-// pipeCreators starts or (on) or stops (off) running the creator merger
+// pipeCreators starts (on) or stops (off) running the creator merger
 // on a goroutine of its own; stopping waits for its last job.
 func (m *merger) pipeCreators(on bool) error {
 	switch {
