@@ -98,8 +98,7 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 		read := a.partial
 		if a.filter != nil {
 			a.fkey = store.AccountKey(a.fkey[:0], user)
-			read = read && a.filter.mayContain(a.fkey)
-			a.filter.add(a.fkey)
+			read = a.filter.seen(a.fkey) && read
 		}
 		if read {
 			var err error

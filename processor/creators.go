@@ -745,7 +745,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 	}
 	c := &creator{id: id, videos: map[string]int64{}}
 	cm.fkey = append(cm.fkey[:0], id...)
-	if cm.known.mayContain(cm.fkey) {
+	if cm.known.seen(cm.fkey) {
 		v, ok, err := cm.part.Creator(id)
 		if err != nil {
 			return nil, err
@@ -755,8 +755,6 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 				return nil, err
 			}
 		}
-	} else {
-		cm.known.add(cm.fkey)
 	}
 	cm.creators[id] = c
 	return c, nil

@@ -753,7 +753,7 @@ func (e *Engine) pair(videoID, user string) (*pair, error) {
 		return p, nil
 	}
 	p := &pair{video: videoID, user: user}
-	if e.filter.mayContain(e.key) {
+	if e.filter.seen(e.key) {
 		sp, ok, err := e.part.Pair(videoID, user)
 		if err != nil {
 			return nil, err
@@ -761,8 +761,6 @@ func (e *Engine) pair(videoID, user string) (*pair, error) {
 		if ok {
 			p.p = sp
 		}
-	} else {
-		e.filter.add(e.key)
 	}
 	e.pairs[string(e.key)] = p
 	return p, nil
@@ -778,21 +776,14 @@ func (e *Engine) video(id string) (*video, error) {
 	// A video the filter has never seen is new: no store read (most
 	// videos a backfill meets are; a read of a key in no level costs an
 	// index and a data block of the last level).
-	var sv *store.Video
-	e.key = store.VideoKey(e.key[:0], id)
-	if e.filter.mayContain(e.key) {
-		var ok bool
+	sv, ok := (*store.Video)(nil), false
+	if e.key = store.VideoKey(e.key[:0], id); e.filter.seen(e.key) {
 		var err error
 		if sv, ok, err = e.part.Video(id); err != nil {
 			return nil, err
 		}
-		if !ok {
-			sv = nil
-		}
-	} else {
-		e.filter.add(e.key)
 	}
-	if sv == nil {
+	if !ok {
 		sv = store.NewVideo(id)
 	}
 	v, err := loadedVideo(sv)

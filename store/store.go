@@ -390,19 +390,19 @@ func (p *Partition) ScanPairs(fn func(key []byte)) error {
 
 // ScanVideoKeys calls fn with the [VideoKey] of every stored video.
 func (p *Partition) ScanVideoKeys(fn func(key []byte)) error {
-	var key []byte
-	return p.scan(kindVideo, func(k, _ []byte) error {
-		key = VideoKey(key[:0], string(k))
-		fn(key)
-		return nil
-	})
+	return p.scanIDs(kindVideo, VideoKey, fn)
 }
 
 // ScanAccountKeys calls fn with the [AccountKey] of every stored account.
 func (p *Partition) ScanAccountKeys(fn func(key []byte)) error {
+	return p.scanIDs(kindAccounts, AccountKey, fn)
+}
+
+// scanIDs calls fn with the key that as makes of each stored id of kind.
+func (p *Partition) scanIDs(kind byte, as func(dst []byte, id string) []byte, fn func(key []byte)) error {
 	var key []byte
-	return p.scan(kindAccounts, func(k, _ []byte) error {
-		key = AccountKey(key[:0], string(k))
+	return p.scan(kind, func(k, _ []byte) error {
+		key = as(key[:0], string(k))
 		fn(key)
 		return nil
 	})
