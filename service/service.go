@@ -237,7 +237,13 @@ type Service struct {
 
 	// Counters for the demo's view.
 	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
-	quiet                                          atomic.Bool
+	// InternalLag is the most records any one partition of the internal
+	// topics (by user, repartition, partials) held here had that the
+	// service had not taken, as of their last fetches: the demo paces its
+	// generator on it, so that the embedded broker's retention never
+	// drops an internal record before it is read.
+	InternalLag atomic.Int64
+	quiet       atomic.Bool
 }
 
 // New returns a service on the state in db. m may be nil.
@@ -259,6 +265,7 @@ type fetched struct {
 	byUser   bool
 	partials bool
 	hw       int64 // high watermark after the fetch
+	next     int64 // the source's next offset after the fetch
 	err      error
 	held     int64 // bytes taken from the generation's gate
 }
@@ -747,7 +754,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		if b == nil {
 			b = &fetched{}
 		}
-		b.part, b.repart, b.byUser, b.partials, b.hw, b.err = p, repart, byUser, partials, src.HighWatermark(), err
+		b.part, b.repart, b.byUser, b.partials, b.hw, b.next, b.err = p, repart, byUser, partials, src.HighWatermark(), src.Offset(), err
 		b.Recs = b.Recs[:0]
 		if err == nil {
 			b.Fill(recs, 0)
@@ -796,6 +803,8 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	for _, p := range ids {
 		lastData[p] = now
 	}
+	internal := internalLag{to: &s.InternalLag}
+	defer internal.reset()
 	dirty := false
 	landed := g.Commits()
 	var commitFailing time.Time
@@ -812,6 +821,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		s.setProblem("fetch", "")
 		if len(b.Recs) > 0 {
 			s.quiet.Store(false)
+		}
+		if b.partials || b.repart || b.byUser {
+			internal.fetched(b)
 		}
 		if b.partials {
 			if len(b.Recs) == 0 {
@@ -1081,6 +1093,40 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 	st.DeadByReason = reasons
 	prev[-1] = st
 	s.Lag.Store(max(b.hw-g.NextOffset(b.part), 0))
+}
+
+// internalLag keeps, for each internal topic partition the loop takes,
+// how many records its last fetch left unread below the high watermark
+// (what retention could drop; fetched records are safe in memory), and
+// publishes the largest.
+type internalLag struct {
+	to   *atomic.Int64
+	lags map[[2]int32]int64 // (topic kind, partition) -> records behind
+}
+
+func (l *internalLag) fetched(b *fetched) {
+	if l.lags == nil {
+		l.lags = map[[2]int32]int64{}
+	}
+	kind := int32(0)
+	switch {
+	case b.byUser:
+		kind = 1
+	case b.partials:
+		kind = 2
+	}
+	l.lags[[2]int32{kind, b.part}] = max(b.hw-b.next, 0)
+	var most int64
+	for _, n := range l.lags {
+		most = max(most, n)
+	}
+	l.to.Store(most)
+}
+
+// reset forgets the partitions of a generation that ended.
+func (l *internalLag) reset() {
+	l.lags = nil
+	l.to.Store(0)
 }
 
 // setAssigned records whether the service holds its partitions.

@@ -54,9 +54,14 @@ const (
 	demoMaxAccounts  = 1_200_000
 	demoRetentionMB  = 1
 	demoAheadRecords = 8_000 // published records the service may not have read yet (well under the retention)
-	demoCacheMB      = 16
-	demoMemTableMB   = 16 // each of Pebble's memtables, two of which may be full at once
-	demoMemoryLimit  = 400 << 20
+	// demoInternalAhead bounds the records of any one internal topic
+	// partition the service has not read yet: a weighed like, with its
+	// forwarding headers, is under 250 bytes, so 2,000 of them stay well
+	// under the 1 MiB a partition keeps.
+	demoInternalAhead = 2_000
+	demoCacheMB       = 16
+	demoMemTableMB    = 16 // each of Pebble's memtables, two of which may be full at once
+	demoMemoryLimit   = 400 << 20
 )
 
 func parseDemo(args []string) (*demoFlags, error) {
@@ -230,25 +235,22 @@ func runDemo(ctx context.Context, args []string) (err error) {
 	var wg sync.WaitGroup
 	var pubErr error
 	// The publisher stays at most demoAheadRecords ahead of what the
-	// service has read, so that retention never drops a record before it
-	// is read, however fast the history goes.
-	var consumed atomic.Pointer[atomic.Int64]
+	// service has read, and waits while any internal topic partition has
+	// demoInternalAhead records it has not read, so that retention never
+	// drops a record before it is read, however fast the history goes.
+	var running atomic.Pointer[service.Service]
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		read := func() int64 {
-			if n := consumed.Load(); n != nil {
-				return n.Load()
-			}
-			return 0
-		}
-		if err := publishDemo(ctx, kc, f.svc.InputTopic, g, clk, read, demoAheadRecords); err != nil && ctx.Err() == nil {
+		if err := publishDemo(ctx, kc, f.svc.InputTopic, g, clk, func(published int64) bool {
+			return demoBehind(running.Load(), published)
+		}); err != nil && ctx.Err() == nil {
 			pubErr = err
 			cancel()
 		}
 	}()
 	started := func(svc *service.Service, httpURL string) {
-		consumed.Store(&svc.EventsIn)
+		running.Store(svc)
 		if httpURL != "" {
 			fmt.Printf("http: %s\n", httpURL)
 		}
@@ -314,7 +316,20 @@ func (c demoClock) until(ts int64) time.Duration {
 // time = event time: at once while they lie before the clock's start (the
 // history), then each when the clock reaches its event time; never more
 // than ahead records beyond read(), the records the service has read.
-func publishDemo(ctx context.Context, kc kafkaio.Config, topic string, g *gen.Generator, clk demoClock, read func() int64, ahead int64) (err error) {
+// demoBehind says whether the service svc (nil before it starts) is too
+// far behind the publisher, which has published records so far, for the
+// publisher to go on.
+func demoBehind(svc *service.Service, published int64) bool {
+	var read, internal int64
+	if svc != nil {
+		read, internal = svc.EventsIn.Load(), svc.InternalLag.Load()
+	}
+	return published-read >= demoAheadRecords || internal >= demoInternalAhead
+}
+
+// publishDemo publishes g's likes to topic at clk's pace, and waits while
+// behind says the service is too far behind.
+func publishDemo(ctx context.Context, kc kafkaio.Config, topic string, g *gen.Generator, clk demoClock, behind func(published int64) bool) (err error) {
 	p, err := kafkaio.NewProducer(kc, topic)
 	if err != nil {
 		return err
@@ -350,7 +365,7 @@ func publishDemo(ctx context.Context, kc kafkaio.Config, topic string, g *gen.Ge
 				return nil
 			}
 		}
-		for n-read() >= ahead {
+		for behind(n) {
 			if err := p.Flush(ctx); err != nil {
 				return err
 			}
