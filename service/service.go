@@ -860,6 +860,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	apply := func(b *fetched) error {
 		err := applyOne(b)
+		s.count(g)
 		gate.release(b.held)
 		if !b.partials { // the merger may keep parts of a partial's value
 			s.batches.Put(b)
@@ -943,6 +944,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					dirty, unflushed = true, true
 				}
 			}
+			s.count(g)
 			s.quiet.Store(!dirty && !unflushed && !g.Committing() && g.Quiet())
 			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
@@ -1056,42 +1058,60 @@ func (s *Service) commit(ctx context.Context, g *processor.Coordinator) error {
 	return g.Commit(ctx)
 }
 
-// account moves the engine counters of a batch's partition to metrics.
-func (s *Service) account(g *processor.Coordinator, b *fetched) {
+// count moves the coordinator's and the engines' counters to the
+// service's counters and to metrics. It runs after every batch the loop
+// applies, whichever topic it came from (a like taken from the input is
+// applied when it comes back from the internal topics), and at ticks.
+func (s *Service) count(g *processor.Coordinator) {
 	prev := s.counted
-	e, ok := g.Engine(b.part)
-	if !ok {
-		return
-	}
-	// The coordinator's counters; those of a partition given away drop
-	// out of the sums, so only increases count.
+	// The coordinator's own counters only grow; an engine's drop out of
+	// the sums when its partition is given away, so they are counted by
+	// engine.
 	st := g.Stats()
 	p := prev[-1]
 	inc := func(now, was int64) int64 { return max(now-was, 0) }
 	s.EventsIn.Add(inc(st.Records, p.Records))
-	s.Applied.Add(inc(st.Applied, p.Applied))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
-		s.m.AddIn(b.part, int64(len(b.Recs)))
-		s.m.AddApplied(b.part, inc(st.Applied, p.Applied))
-		s.m.AddEmitted("score", inc(st.Scores, p.Scores))
 		s.m.AddEmitted("dead_letter", inc(st.DeadLetters, p.DeadLetters))
 		for r, n := range st.DeadByReason {
 			if d := n - p.DeadByReason[r]; d > 0 {
 				s.m.AddDead(r, d)
 			}
 		}
-		s.m.SetWatermark(b.part, e.Watermark())
-		if wm := e.Watermark(); wm > 0 {
-			s.m.SetEventTimeLag(b.part, s.now().Sub(time.UnixMilli(wm)))
+	}
+	for _, id := range g.Partitions() {
+		e, ok := g.Engine(id)
+		if !ok {
+			continue
 		}
+		es, was := e.Stats(), prev[id]
+		s.Applied.Add(inc(es.Applied, was.Applied))
+		if s.m != nil {
+			s.m.AddApplied(id, inc(es.Applied, was.Applied))
+			s.m.AddEmitted("score", inc(es.Scores, was.Scores))
+		}
+		prev[id] = processor.Stats{Applied: es.Applied, Scores: es.Scores}
 	}
 	reasons := make(map[string]int64, len(st.DeadByReason))
 	for r, n := range st.DeadByReason {
 		reasons[r] = n
 	}
-	st.DeadByReason = reasons
-	prev[-1] = st
+	prev[-1] = processor.Stats{Records: st.Records, DeadLetters: st.DeadLetters, DeadByReason: reasons}
+}
+
+// account records what an input batch says of its partition: records
+// in, the engine's watermark, the lag.
+func (s *Service) account(g *processor.Coordinator, b *fetched) {
+	if s.m != nil {
+		s.m.AddIn(b.part, int64(len(b.Recs)))
+		if e, ok := g.Engine(b.part); ok {
+			s.m.SetWatermark(b.part, e.Watermark())
+			if wm := e.Watermark(); wm > 0 {
+				s.m.SetEventTimeLag(b.part, s.now().Sub(time.UnixMilli(wm)))
+			}
+		}
+	}
 	s.Lag.Store(max(b.hw-g.NextOffset(b.part), 0))
 }
 

@@ -129,6 +129,13 @@ func produceKeyed(t *testing.T, kc kafkaio.Config, topic string, lines []line, k
 // the producer split them: what `virality backfill --partitions N` does.
 func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, trending []processor.Message) {
 	t.Helper()
+	scores, trending, _ = backfillStats(t, cfg, lines, n)
+	return scores, trending
+}
+
+// backfillStats is backfill, with the coordinator's counters at the end.
+func backfillStats(t *testing.T, cfg processor.Config, lines []line, n int) (scores, trending []processor.Message, st processor.Stats) {
+	t.Helper()
 	db, err := store.Open(t.TempDir(), store.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +168,7 @@ func backfill(t *testing.T, cfg processor.Config, lines []line, n int) (scores, 
 	if err := g.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return s.msgs, tr.msgs
+	return s.msgs, tr.msgs, g.Stats()
 }
 
 type collect struct{ msgs []processor.Message }
@@ -378,7 +385,7 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 	createInput(t, kc, cfg.InputTopic, n)
 	produceKeyed(t, kc, cfg.InputTopic, lines, key)
 
-	wantScores, wantTrending := backfill(t, cfg.Engine, lines, n)
+	wantScores, wantTrending, wantStats := backfillStats(t, cfg.Engine, lines, n)
 	want := lastPerVideo(wantScores)
 
 	svc, stop := startService(t, cfg, t.TempDir())
@@ -413,6 +420,11 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 		return len(a) >= len(b)
 	}
 	eventually(time.Minute, func() bool { return converged() && trendingDone() }) // checked below, with the differences
+	// The counters follow the likes through the internal topics: every
+	// like the backfill applied is counted once it is applied, though the
+	// input went idle before.
+	applied := func() bool { return svc.Applied.Load() == wantStats.Applied }
+	eventually(time.Minute, applied)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -437,6 +449,9 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 		if a[i] != b[i] {
 			t.Fatalf("trending snapshot %d:\n live:     %s\n backfill: %s", i, a[i], b[i])
 		}
+	}
+	if !applied() {
+		t.Fatalf("the service counted %d likes applied, the backfill applied %d", svc.Applied.Load(), wantStats.Applied)
 	}
 	t.Logf("%d videos and %d trending records agree", len(want), len(a))
 }
