@@ -42,6 +42,17 @@ var Reasons = []event.Reason{
 	event.ReasonMissingTS, event.ReasonFuture, event.ReasonLate,
 }
 
+// IgnoredReasons are the values of the reason label of
+// events_ignored_total. A like taken from the input is applied, ignored
+// for one of them, or dead-lettered.
+var IgnoredReasons = []string{IgnoredRepeatedLike, IgnoredStrayUnlike, IgnoredReplayed}
+
+const (
+	IgnoredRepeatedLike = "repeated_like"
+	IgnoredStrayUnlike  = "stray_unlike"
+	IgnoredReplayed     = "replayed"
+)
+
 // BuildInfo is the labels of build_info: what binary is running.
 type BuildInfo struct {
 	Version   string // the release, or Go's module version of the build
@@ -89,6 +100,7 @@ var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
 // do nothing, for modes that export no metrics (backfill, replay).
 type Metrics struct {
 	in, applied, dead, emitted, lost    *prometheus.CounterVec
+	ignored                             *prometheus.CounterVec
 	stateWritten                        *prometheus.CounterVec
 	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
 	commit                              prometheus.Histogram
@@ -143,6 +155,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		in:           counter("events_in_total", "Like events taken from the input topic.", "partition"),
 		applied:      counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
 		dead:         counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
+		ignored:      counter("events_ignored_total", "Valid events that changed nothing, by reason (repeated_like: a like while the user's like stood; stray_unlike: an unlike with no like standing; replayed: an event the partition had applied before a restart).", "reason"),
 		emitted:      counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter, creator, rising_creators).", "kind"),
 		lost:         counter("records_lost_to_retention_total", "Records a partition skipped because retention deleted them before they were read.", "partition"),
 		lag:          gaugeVec("lag_records", "Records between the committed offset and the end of the partition.", "partition"),
@@ -175,6 +188,9 @@ func New(reg *prometheus.Registry) *Metrics {
 	m.wal = m.stateWritten.WithLabelValues("wal")
 	m.flushed = m.stateWritten.WithLabelValues("flush")
 	m.compacted = m.stateWritten.WithLabelValues("compaction")
+	for _, r := range IgnoredReasons {
+		m.counter(m.ignored, r)
+	}
 	for _, r := range Reasons {
 		m.counter(m.dead, string(r))
 	}
@@ -219,6 +235,14 @@ func (m *Metrics) AddApplied(partition int32, n int64) {
 		return
 	}
 	m.partition(partition).applied.Add(float64(n))
+}
+
+// AddIgnored counts n events ignored for a reason (IgnoredReasons).
+func (m *Metrics) AddIgnored(reason string, n int64) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.counter(m.ignored, reason).Add(float64(n))
 }
 
 // AddDead counts n dead letters for a reason.

@@ -58,6 +58,8 @@ func TestExposition(t *testing.T) {
 	m := New(reg)
 	m.AddIn(1, 10)
 	m.AddApplied(1, 9)
+	m.AddIgnored(IgnoredRepeatedLike, 2)
+	m.AddIgnored(IgnoredRepeatedLike, 0)
 	m.SetLag(1, 42)
 	m.SetWatermark(1, 1_790_000_000_250)
 	m.SetEventTimeLag(1, 90*time.Second+500*time.Millisecond)
@@ -76,6 +78,11 @@ virality_events_applied_total{partition="1"} 9
 # HELP virality_event_time_lag_seconds Wall clock minus the event-time watermark of the partition, in seconds.
 # TYPE virality_event_time_lag_seconds gauge
 virality_event_time_lag_seconds{partition="1"} 90.5
+# HELP virality_events_ignored_total Valid events that changed nothing, by reason (repeated_like: a like while the user's like stood; stray_unlike: an unlike with no like standing; replayed: an event the partition had applied before a restart).
+# TYPE virality_events_ignored_total counter
+virality_events_ignored_total{reason="replayed"} 0
+virality_events_ignored_total{reason="repeated_like"} 2
+virality_events_ignored_total{reason="stray_unlike"} 0
 # HELP virality_events_in_total Like events taken from the input topic.
 # TYPE virality_events_in_total counter
 virality_events_in_total{partition="1"} 10
@@ -105,7 +112,7 @@ virality_state_written_bytes_total{by="wal"} 160
 virality_watermark_seconds{partition="1"} 1.79000000025e+09
 `
 	names := []string{
-		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_in_total",
+		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_ignored_total", "virality_events_in_total",
 		"virality_input_held_bytes", "virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
 		"virality_state_written_bytes_total", "virality_watermark_seconds",
 	}

@@ -1166,18 +1166,16 @@ func (c *Coordinator) Stats() Stats {
 		s.DeadByReason[r] = n
 	}
 	for _, id := range c.ids {
-		es := c.engines[id].stats
+		es := c.engines[id].Stats()
 		s.Applied += es.Applied
 		s.StrayUnlikes += es.StrayUnlikes
 		s.IgnoredLikes += es.IgnoredLikes
 		s.Scores += es.Scores
 		s.Repeated += es.Repeated
 		s.Reordered += es.Reordered
-		s.Buffered += int64(c.engines[id].buf.len())
-		st := c.engines[id].stage
-		s.Repeated += st.repeated
-		s.HeldForWeight += int64(st.held.len())
-		s.LateWeighed += st.lateWeighed
+		s.Buffered += es.Buffered
+		s.HeldForWeight += es.HeldForWeight
+		s.LateWeighed += es.LateWeighed
 	}
 	s.Snapshots = c.listsWritten
 	return s

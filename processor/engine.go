@@ -283,9 +283,16 @@ func (e *Engine) Watermark() int64 {
 	return 0
 }
 
-// Stats returns the counters so far. The map is shared: read it only from
-// the goroutine that runs the engine.
-func (e *Engine) Stats() Stats { return e.stats }
+// Stats returns the counters so far, the account stage's included. The
+// map is shared: read it only from the goroutine that runs the engine.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.Buffered = int64(e.buf.len())
+	s.Repeated += e.stage.repeated
+	s.HeldForWeight = int64(e.stage.held.len())
+	s.LateWeighed = e.stage.lateWeighed
+	return s
+}
 
 // low is the smallest largest-event-time of the sources: 0 while one has
 // reported nothing.

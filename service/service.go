@@ -1073,7 +1073,7 @@ func (s *Service) count(g *processor.Coordinator) {
 	s.EventsIn.Add(inc(st.Records, p.Records))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
-		s.m.AddEmitted("dead_letter", inc(st.DeadLetters, p.DeadLetters))
+		s.m.AddEmitted(metrics.KindDeadLetter, inc(st.DeadLetters, p.DeadLetters))
 		for r, n := range st.DeadByReason {
 			if d := n - p.DeadByReason[r]; d > 0 {
 				s.m.AddDead(r, d)
@@ -1089,9 +1089,13 @@ func (s *Service) count(g *processor.Coordinator) {
 		s.Applied.Add(inc(es.Applied, was.Applied))
 		if s.m != nil {
 			s.m.AddApplied(id, inc(es.Applied, was.Applied))
-			s.m.AddEmitted("score", inc(es.Scores, was.Scores))
+			s.m.AddIgnored(metrics.IgnoredRepeatedLike, inc(es.IgnoredLikes, was.IgnoredLikes))
+			s.m.AddIgnored(metrics.IgnoredStrayUnlike, inc(es.StrayUnlikes, was.StrayUnlikes))
+			s.m.AddIgnored(metrics.IgnoredReplayed, inc(es.Repeated, was.Repeated))
+			s.m.AddEmitted(metrics.KindScore, inc(es.Scores, was.Scores))
 		}
-		prev[id] = processor.Stats{Applied: es.Applied, Scores: es.Scores}
+		prev[id] = processor.Stats{Applied: es.Applied, Scores: es.Scores,
+			IgnoredLikes: es.IgnoredLikes, StrayUnlikes: es.StrayUnlikes, Repeated: es.Repeated}
 	}
 	reasons := make(map[string]int64, len(st.DeadByReason))
 	for r, n := range st.DeadByReason {

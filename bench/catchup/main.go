@@ -73,7 +73,7 @@ type result struct {
 	preload   time.Duration
 	plain     float64 // likes/s
 	rev       string
-	applied   int64         // likes the service applied or dead-lettered (all of them, unless timedOut)
+	applied   int64         // likes the service applied, ignored or dead-lettered (all of them, unless timedOut)
 	caughtUp  time.Duration // from the child's start to its last like applied, or to -limit
 	tookAll   time.Duration // from the child's start to its last like taken from the input (0: not all)
 	timedOut  bool          // -limit passed before it applied every like
@@ -196,7 +196,7 @@ func run(o options) (r result, err error) {
 var errTimedOut = errors.New("catchup: -limit passed")
 
 // waitApplied polls the instance's /metrics until it has applied or
-// dead-lettered n likes or limit has passed since begin (errTimedOut), and
+// dead-lettered (or ignored) n likes or limit has passed since begin (errTimedOut), and
 // returns the likes it applied and when, since begin, it had taken all n
 // from the input (0: it had not). It shows the progress every 10 s.
 func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duration) (applied int64, tookAll time.Duration, err error) {
@@ -205,7 +205,9 @@ func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duratio
 	for {
 		if m, err := in.Metrics(); err == nil {
 			taken = int64(m["virality_events_in_total"])
-			applied = int64(m["virality_events_applied_total"] + m["virality_dead_letters_total"])
+			// Every like taken ends applied, ignored (a repeated like,
+			// a stray unlike) or dead-lettered.
+			applied = int64(m["virality_events_applied_total"] + m["virality_events_ignored_total"] + m["virality_dead_letters_total"])
 			if taken >= n && tookAll == 0 {
 				tookAll = time.Since(begin)
 			}
