@@ -49,6 +49,12 @@ type Config struct {
 	// its held-back scores are emitted and it no longer holds back the
 	// trending ticks of the others.
 	IdleTimeout time.Duration
+	// MaxInputSkew is how far, in event time, an input partition may read
+	// ahead of the slowest of this instance's partitions still being read
+	// (0: no limit). What one reads ahead waits in memory for the others
+	// (a like is weighed once every source has passed its buckets), so
+	// reading a backlog with no limit holds hours of likes on the heap.
+	MaxInputSkew time.Duration
 	// FlushInterval is how often records emitted since the last flush are
 	// sent to Kafka, between commits, so that the ranker sees a like's
 	// effect within about this long (0: only at commits).
@@ -129,6 +135,7 @@ func DefaultConfig() Config {
 		Engine:          processor.DefaultConfig(),
 		CommitInterval:  time.Second,
 		IdleTimeout:     5 * time.Second,
+		MaxInputSkew:    5 * time.Minute,
 		FlushInterval:   50 * time.Millisecond,
 		CreateTopics:    true,
 		Workers:         runtime.GOMAXPROCS(0),
@@ -169,6 +176,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		errs = append(errs, fmt.Errorf("--workers %d: must be between 1 and 1024", c.Workers))
+	}
+	if c.MaxInputSkew < 0 {
+		errs = append(errs, fmt.Errorf("--max-input-skew %v: must be 0 (no limit) or more", c.MaxInputSkew))
 	}
 	if c.IdleTimeout < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--idle-timeout %v: must be at least 10ms", c.IdleTimeout))
@@ -586,6 +596,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		fetchers++
 	}
 	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
+	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), ids)
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
@@ -693,9 +704,11 @@ func (s *Service) startOffset(ctx context.Context, p int32, fromState, fromGroup
 }
 
 // input is what a generation's fetchers share: the gate on the bytes they
-// hold, and the most each fetch asks for.
+// hold, the pacer of the input partitions, and the most each fetch asks
+// for.
 type input struct {
 	gate     *gate
+	pace     *pacer
 	maxBytes int
 }
 
@@ -734,6 +747,11 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 	}()
 	var recs []processor.Record
 	for ctx.Err() == nil {
+		// Wait for the other partitions before taking a share of the
+		// gate: the slowest must find it free.
+		if !internal && !in.pace.wait(ctx, p) {
+			return
+		}
 		reserved := int64(footprint * in.maxBytes)
 		if !in.gate.acquire(ctx, reserved) {
 			return
@@ -760,6 +778,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			b.Fill(recs, 0)
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
+				in.pace.read(p, len(b.Recs), s.maxEventTime(&b.Batch))
 			}
 		} else if ctx.Err() != nil {
 			return
@@ -778,6 +797,21 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			sleep(ctx, time.Second)
 		}
 	}
+}
+
+// maxEventTime returns the largest event time of a decoded batch's
+// events, of those the engine will not dead-letter as from the future.
+func (s *Service) maxEventTime(b *processor.Batch) int64 {
+	skew := s.cfg.Engine.FutureSkew.Milliseconds()
+	var m int64
+	for i := range b.Recs {
+		if b.Errs[i] == nil {
+			if ts := b.Events[i].TS; ts > m && (b.Recs[i].Time <= 0 || ts <= b.Recs[i].Time+skew) {
+				m = ts
+			}
+		}
+	}
+	return m
 }
 
 // loop applies batches on this goroutine, which owns the group's state,

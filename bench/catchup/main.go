@@ -41,6 +41,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/viralityhq/virality/bench/internal/live"
@@ -65,6 +66,10 @@ type options struct {
 	runArgs    string
 	limit      time.Duration
 	keep       bool
+	// Profiles of the run to write, and when.
+	cpuProfile, heapProfile string
+	profileSeconds          int
+	profileAfter            time.Duration
 }
 
 // result holds the figures of one run.
@@ -95,6 +100,10 @@ func main() {
 	flag.StringVar(&o.runArgs, "run-args", "", "more flags for virality run, space-separated (e.g. '--memory-budget 0')")
 	flag.DurationVar(&o.limit, "limit", 20*time.Minute, "give up when virality run has not caught up within this long")
 	flag.BoolVar(&o.keep, "keep", false, "keep the topics, the state directory and the log")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of virality run to `FILE`: -profile-seconds from -profile-after")
+	flag.StringVar(&o.heapProfile, "heapprofile", "", "write a heap profile of virality run to `FILE`, taken -profile-seconds after its start")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 60, "how long the CPU profile runs, and when the heap profile is taken")
+	flag.DurationVar(&o.profileAfter, "profile-after", 0, "start the CPU profile this long after virality run starts")
 	flag.Parse()
 	budget, err := budgetOf(o.runArgs)
 	if err != nil || o.events <= 0 || o.partitions <= 0 {
@@ -176,6 +185,7 @@ func run(o options) (r result, err error) {
 		}
 	}()
 	mem := sampleMemory(in.Pid())
+	profiled := profile(in, o)
 	r.applied, r.tookAll, err = waitApplied(in, r.preloaded, begin, o.limit)
 	r.caughtUp = time.Since(begin)
 	r.rate = float64(r.applied) / r.caughtUp.Seconds()
@@ -187,10 +197,42 @@ func run(o options) (r result, err error) {
 	}
 	r.endRSS, r.peak, _ = live.Memory(in.Pid())
 	r.maxRSS, r.peak = mem.stop(r.peak)
+	if perr := <-profiled; perr != nil {
+		fmt.Fprintln(os.Stderr, "catchup: profile:", perr)
+	}
 	if err != nil {
 		return r, fmt.Errorf("%w (log: %s)", err, logPath)
 	}
 	return r, nil
+}
+
+// profile takes the CPU and heap profiles asked for, on its own
+// goroutine; the channel gives its error once done.
+func profile(in *live.Instance, o options) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		var cpuErr, heapErr error
+		var wg sync.WaitGroup
+		if o.cpuProfile != "" {
+			wg.Go(func() {
+				select {
+				case <-time.After(o.profileAfter):
+					cpuErr = in.Profile("profile", o.profileSeconds, o.cpuProfile)
+				case <-in.Exited():
+				}
+			})
+		}
+		if o.heapProfile != "" {
+			select {
+			case <-time.After(time.Duration(o.profileSeconds) * time.Second):
+				heapErr = in.Profile("heap", 0, o.heapProfile)
+			case <-in.Exited():
+			}
+		}
+		wg.Wait()
+		done <- errors.Join(cpuErr, heapErr)
+	}()
+	return done
 }
 
 var errTimedOut = errors.New("catchup: -limit passed")

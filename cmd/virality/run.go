@@ -53,6 +53,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.StringVar(&c.OnOffsetOutOfRange, "on-offset-out-of-range", c.OnOffsetOutOfRange, "when a partition's next offset was deleted by retention: earliest (resume at the first offset it holds; the records between are lost, logged and counted) or fail (stop with an error)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
+	fs.DurationVar(&c.MaxInputSkew, "max-input-skew", c.MaxInputSkew, "an input partition reads at most this far ahead, in event time, of the slowest of the instance's\npartitions still being read; what it read ahead would wait in memory (0: no limit)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "send emitted records to Kafka this often between commits (0: only at commits)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "`N` goroutines applying partitions in parallel")
 	fs.BoolVar(&c.CreateTopics, "create-topics", c.CreateTopics, "create missing output topics (scores compacted)")

@@ -178,6 +178,34 @@ func (in *Instance) Metrics() (map[string]float64, error) {
 	return ParseMetrics(res.Body)
 }
 
+// Profile writes one of its /debug/pprof profiles to path: a CPU profile
+// over the next seconds when name is "profile", else the named profile
+// ("heap", "goroutine", ...) as it stands.
+func (in *Instance) Profile(name string, seconds int, path string) error {
+	u := in.URL + "/debug/pprof/" + name
+	if name == "profile" {
+		u += fmt.Sprintf("?seconds=%d", seconds)
+	}
+	c := http.Client{Timeout: time.Duration(seconds)*time.Second + time.Minute}
+	res, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", u, res.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // Ready reports whether /readyz answers 200.
 func (in *Instance) Ready() bool {
 	res, err := in.client.Get(in.URL + "/readyz")

@@ -1,0 +1,104 @@
+package service
+
+import (
+	"context"
+	"math"
+	"sync"
+)
+
+// pacer keeps a generation's input partitions in step in event time. An
+// account stage weighs a like only once every source has passed the like's
+// buckets (processor/stage.go), and an engine releases an event only once
+// every source's watermark has: whatever one partition reads ahead of the
+// slowest waits in memory. Reading a backlog, partitions read at whatever
+// speed the broker serves them, hours of event time apart, and the likes
+// between piled up on the heap (a catch-up of 2M likes held 300 MB of
+// them, and spent 40% of its CPU collecting garbage).
+//
+// So a partition's fetcher waits while the largest event time it has read
+// is more than skew ahead of the slowest partition still being read: the
+// smallest largest-event-time of the partitions whose last fetch brought
+// records. A partition that has caught up (its last fetch brought nothing)
+// holds nobody back, and the slowest never waits, so the partitions cannot
+// all wait on one another. Partitions of other instances are not seen
+// here; their skew is theirs to keep.
+type pacer struct {
+	skew int64 // ms; 0: no pacing
+
+	mu    sync.Mutex
+	parts map[int32]*paced
+	// wake is closed, and replaced, when the slowest partition moves.
+	wake chan struct{}
+}
+
+type paced struct {
+	maxTS    int64 // largest event time read, ms; 0: none yet
+	caughtUp bool  // the last fetch brought nothing
+}
+
+// newPacer paces partitions ids to within skew ms of one another (0: no
+// pacing).
+func newPacer(skew int64, ids []int32) *pacer {
+	p := &pacer{skew: skew, parts: map[int32]*paced{}, wake: make(chan struct{})}
+	for _, id := range ids {
+		p.parts[id] = &paced{}
+	}
+	return p
+}
+
+// slowest returns the smallest largest-event-time of the partitions being
+// read, other than id (math.MaxInt64 when there is none). A partition that
+// has read nothing yet counts as 0: the others wait for its first fetch.
+func (p *pacer) slowest(id int32) int64 {
+	low := int64(math.MaxInt64)
+	for other, s := range p.parts {
+		if other != id && !s.caughtUp {
+			low = min(low, s.maxTS)
+		}
+	}
+	return low
+}
+
+// wait blocks while partition id is more than the skew ahead of the
+// slowest other partition; it returns false when ctx ends first.
+func (p *pacer) wait(ctx context.Context, id int32) bool {
+	if p == nil || p.skew <= 0 {
+		return true
+	}
+	for {
+		p.mu.Lock()
+		s, w := p.parts[id], p.wake
+		ahead := s != nil && s.maxTS > 0 && s.maxTS-p.slowest(id) > p.skew
+		p.mu.Unlock()
+		if !ahead {
+			return true
+		}
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// read records what a fetch of partition id brought: n records, the
+// largest event time among them maxTS (0: none known).
+func (p *pacer) read(id int32, n int, maxTS int64) {
+	if p == nil || p.skew <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.parts[id]
+	if s == nil {
+		return
+	}
+	caughtUp := n == 0
+	if caughtUp == s.caughtUp && maxTS <= s.maxTS {
+		return // nothing that moves the slowest
+	}
+	s.caughtUp = caughtUp
+	s.maxTS = max(s.maxTS, maxTS)
+	close(p.wake)
+	p.wake = make(chan struct{})
+}

@@ -1,0 +1,90 @@
+package service
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+)
+
+// TestPacer: a partition more than the skew ahead of the slowest one being
+// read waits until that one moves or catches up; a partition that has not
+// read yet holds the others back; the slowest never waits; a waiter whose
+// context ends gives up; with no skew nobody waits.
+func TestPacer(t *testing.T) {
+	const minute = 60_000
+	ctx := context.Background()
+	// waits starts p.wait(id) and reports, once every goroutine is
+	// blocked, whether it is still waiting; the channel then gives its
+	// result.
+	waits := func(p *pacer, ctx context.Context, id int32) (bool, <-chan bool) {
+		got := make(chan bool, 1)
+		go func() { got <- p.wait(ctx, id) }()
+		synctest.Wait()
+		select {
+		case ok := <-got:
+			got <- ok
+			return false, got
+		default:
+			return true, got
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		p := newPacer(5*minute, []int32{0, 1, 2})
+		p.read(0, 100, 10*minute)
+		if waiting, _ := waits(p, ctx, 0); !waiting {
+			t.Fatal("partition 0 read on while 1 and 2 had read nothing")
+		}
+		p.read(1, 100, 2*minute)
+		p.read(2, 100, 30*minute)
+		if waiting, _ := waits(p, ctx, 1); waiting {
+			t.Fatal("the slowest partition waited")
+		}
+		waiting, got := waits(p, ctx, 0)
+		if !waiting {
+			t.Fatal("partition 0, 8 minutes ahead of 1, read on")
+		}
+		p.read(1, 100, 6*minute) // 0 is now 4 minutes ahead
+		synctest.Wait()
+		if !<-got {
+			t.Fatal("partition 0 gave up")
+		}
+		waiting, got = waits(p, ctx, 2)
+		if !waiting {
+			t.Fatal("partition 2, 24 minutes ahead, read on")
+		}
+		p.read(0, 0, 0) // caught up: no longer in the way
+		synctest.Wait()
+		select {
+		case <-got:
+			t.Fatal("partition 2 read on while 1 was 24 minutes behind")
+		default:
+		}
+		p.read(1, 0, 0) // 1 caught up too: nobody is behind 2
+		synctest.Wait()
+		if !<-got {
+			t.Fatal("partition 2 gave up")
+		}
+
+		p.read(1, 100, 7*minute) // 1 has more again, far behind 2
+		cctx, cancel := context.WithCancel(ctx)
+		waiting, got = waits(p, cctx, 2)
+		if !waiting {
+			t.Fatal("partition 2 read on while 1 was 23 minutes behind")
+		}
+		cancel()
+		synctest.Wait()
+		if <-got {
+			t.Fatal("a waiter whose context ended did not give up")
+		}
+
+		off := newPacer(0, []int32{0, 1})
+		off.read(0, 100, 60*minute)
+		if waiting, _ := waits(off, ctx, 0); waiting {
+			t.Fatal("a pacer with no skew held a partition back")
+		}
+		var none *pacer
+		if waiting, _ := waits(none, ctx, 0); waiting {
+			t.Fatal("a nil pacer held a partition back")
+		}
+	})
+}
