@@ -107,6 +107,7 @@ type Metrics struct {
 	commitFailures, restored            prometheus.Counter
 	partitions, ready, restoring        prometheus.Gauge
 	inputHeld                           prometheus.Gauge
+	eventsHeld                          *prometheus.GaugeVec
 	disk, memtable                      prometheus.Gauge
 	wal, flushed, compacted             prometheus.Counter
 
@@ -178,6 +179,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		})),
 		restoring:  gauge("partitions_restoring", "Partitions whose state is being restored from the changelog."),
 		partitions: gauge("partitions_owned", "Input partitions assigned to this instance."),
+		eventsHeld: gaugeVec("events_held", "Events taken but not yet applied, by where they wait (weighing: in the account stages, for the buckets their weights read to close; reorder: in the partitions' reorder buffers, for the watermark).", "where"),
 		inputHeld:  gauge("input_held_bytes", "Input read from the broker but not yet applied, decoded, in bytes (bounded by a share of --memory-budget)."),
 		ready:      gauge("ready", "1 when the service is ready (assignments loaded, broker reachable), else 0."),
 		parts:      map[int32]*partition{},
@@ -371,6 +373,16 @@ func (m *Metrics) SetStateWrites(wal, flushed, compacted uint64) {
 		f.c.Add(float64(f.n - prev))
 		m.written[i] = f.n
 	}
+}
+
+// SetEventsHeld sets the events the account stages hold for weighing and
+// the partitions' reorder buffers hold for the watermark.
+func (m *Metrics) SetEventsHeld(weighing, reorder int64) {
+	if m == nil {
+		return
+	}
+	m.eventsHeld.WithLabelValues("weighing").Set(float64(weighing))
+	m.eventsHeld.WithLabelValues("reorder").Set(float64(reorder))
 }
 
 // SetInputHeld sets the bytes of input read but not yet applied.

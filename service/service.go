@@ -1107,6 +1107,7 @@ func (s *Service) count(g *processor.Coordinator) {
 	s.EventsIn.Add(inc(st.Records, p.Records))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
+		s.m.SetEventsHeld(st.HeldForWeight, st.Buffered)
 		s.m.AddEmitted(metrics.KindDeadLetter, inc(st.DeadLetters, p.DeadLetters))
 		for r, n := range st.DeadByReason {
 			if d := n - p.DeadByReason[r]; d > 0 {

@@ -242,10 +242,11 @@ var errTimedOut = errors.New("catchup: -limit passed")
 // returns the likes it applied and when, since begin, it had taken all n
 // from the input (0: it had not). It shows the progress every 10 s.
 func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duration) (applied int64, tookAll time.Duration, err error) {
-	var taken int64
+	var taken, weighing, reorder int64
 	shown := begin
 	for {
 		if m, err := in.Metrics(); err == nil {
+			weighing, reorder = int64(m[`virality_events_held{where="weighing"}`]), int64(m[`virality_events_held{where="reorder"}`])
 			taken = int64(m["virality_events_in_total"])
 			// Every like taken ends applied, ignored (a repeated like,
 			// a stray unlike) or dead-lettered.
@@ -260,8 +261,8 @@ func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duratio
 		if time.Since(shown) >= 10*time.Second {
 			shown = time.Now()
 			rss, peak, _ := live.Memory(in.Pid())
-			fmt.Fprintf(os.Stderr, "catchup: %4.0f s: %d of %d likes taken, %d applied; RSS %s, peak %s\n",
-				time.Since(begin).Seconds(), taken, n, applied, mib(rss), mib(peak))
+			fmt.Fprintf(os.Stderr, "catchup: %4.0f s: %d of %d likes taken, %d applied (held: %d weighing, %d reordering); RSS %s, peak %s\n",
+				time.Since(begin).Seconds(), taken, n, applied, weighing, reorder, mib(rss), mib(peak))
 		}
 		select {
 		case <-in.Exited():
