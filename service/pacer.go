@@ -22,11 +22,19 @@ import (
 // holds nobody back, and the slowest never waits, so the partitions cannot
 // all wait on one another. Partitions of other instances are not seen
 // here; their skew is theirs to keep.
+//
+// And every partition waits while an internal topic's partition holds
+// more than maxBehind records unread (Config.MaxInternalBehind): the
+// internal topics are read whatever the input does, so that wait ends.
 type pacer struct {
-	skew int64 // ms; 0: no pacing
+	skew      int64 // ms; 0: no pacing in event time
+	maxBehind int64 // records; 0: no limit
 
 	mu    sync.Mutex
 	parts map[int32]*paced
+	// internal is the most records an internal topic's partition held
+	// unread at its last fetch.
+	internal int64
 	// wake is closed, and replaced, when the slowest partition moves.
 	wake chan struct{}
 }
@@ -37,9 +45,10 @@ type paced struct {
 }
 
 // newPacer paces partitions ids to within skew ms of one another (0: no
-// pacing).
-func newPacer(skew int64, ids []int32) *pacer {
-	p := &pacer{skew: skew, parts: map[int32]*paced{}, wake: make(chan struct{})}
+// pacing), and holds them while an internal topic's partition has more
+// than maxBehind records unread (0: no limit).
+func newPacer(skew, maxBehind int64, ids []int32) *pacer {
+	p := &pacer{skew: skew, maxBehind: maxBehind, parts: map[int32]*paced{}, wake: make(chan struct{})}
 	for _, id := range ids {
 		p.parts[id] = &paced{}
 	}
@@ -62,13 +71,14 @@ func (p *pacer) slowest(id int32) int64 {
 // wait blocks while partition id is more than the skew ahead of the
 // slowest other partition; it returns false when ctx ends first.
 func (p *pacer) wait(ctx context.Context, id int32) bool {
-	if p == nil || p.skew <= 0 {
+	if p == nil {
 		return true
 	}
 	for {
 		p.mu.Lock()
 		s, w := p.parts[id], p.wake
-		ahead := s != nil && s.maxTS > 0 && s.maxTS-p.slowest(id) > p.skew
+		ahead := p.skew > 0 && s != nil && s.maxTS > 0 && s.maxTS-p.slowest(id) > p.skew
+		ahead = ahead || p.maxBehind > 0 && p.internal > p.maxBehind
 		p.mu.Unlock()
 		if !ahead {
 			return true
@@ -78,6 +88,23 @@ func (p *pacer) wait(ctx context.Context, id int32) bool {
 		case <-ctx.Done():
 			return false
 		}
+	}
+}
+
+// behind records the most records an internal topic's partition held
+// unread at its last fetch. The internal topics are read whatever the
+// input does, so a wait on them ends.
+func (p *pacer) behind(n int64) {
+	if p == nil || p.maxBehind <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.internal
+	p.internal = n
+	if was > p.maxBehind && n <= p.maxBehind {
+		close(p.wake)
+		p.wake = make(chan struct{})
 	}
 }
 

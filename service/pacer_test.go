@@ -9,7 +9,8 @@ import (
 // TestPacer: a partition more than the skew ahead of the slowest one being
 // read waits until that one moves or catches up; a partition that has not
 // read yet holds the others back; the slowest never waits; a waiter whose
-// context ends gives up; with no skew nobody waits.
+// context ends gives up; all wait while an internal topic is too far
+// behind; with no limits nobody waits.
 func TestPacer(t *testing.T) {
 	const minute = 60_000
 	ctx := context.Background()
@@ -29,7 +30,7 @@ func TestPacer(t *testing.T) {
 		}
 	}
 	synctest.Test(t, func(t *testing.T) {
-		p := newPacer(5*minute, []int32{0, 1, 2})
+		p := newPacer(5*minute, 0, []int32{0, 1, 2})
 		p.read(0, 100, 10*minute)
 		if waiting, _ := waits(p, ctx, 0); !waiting {
 			t.Fatal("partition 0 read on while 1 and 2 had read nothing")
@@ -77,7 +78,29 @@ func TestPacer(t *testing.T) {
 			t.Fatal("a waiter whose context ended did not give up")
 		}
 
-		off := newPacer(0, []int32{0, 1})
+		// The internal topics behind: every partition waits, the slowest
+		// too, until they are read down to the limit.
+		q := newPacer(0, 100, []int32{0, 1})
+		q.read(0, 100, minute)
+		q.behind(500)
+		waiting, got = waits(q, ctx, 1)
+		if !waiting {
+			t.Fatal("a partition read on while an internal topic was 500 records behind, 100 allowed")
+		}
+		q.behind(200)
+		synctest.Wait()
+		select {
+		case <-got:
+			t.Fatal("a partition read on while an internal topic was 200 records behind, 100 allowed")
+		default:
+		}
+		q.behind(100)
+		synctest.Wait()
+		if !<-got {
+			t.Fatal("the waiter gave up")
+		}
+
+		off := newPacer(0, 0, []int32{0, 1})
 		off.read(0, 100, 60*minute)
 		if waiting, _ := waits(off, ctx, 0); waiting {
 			t.Fatal("a pacer with no skew held a partition back")

@@ -55,6 +55,14 @@ type Config struct {
 	// (a like is weighed once every source has passed its buckets), so
 	// reading a backlog with no limit holds hours of likes on the heap.
 	MaxInputSkew time.Duration
+	// MaxInternalBehind is how many records an internal topic's partition
+	// may hold unread before the input waits (0: no limit). The input is
+	// routed to the by-user topic much faster than the account stages
+	// weigh it, and the stages' reports to one another, which close the
+	// buckets that free the likes they hold, travel the same topic: behind
+	// a backlog of it, every report waits for the whole backlog to be
+	// read, while the likes it would free pile up in memory.
+	MaxInternalBehind int64
 	// FlushInterval is how often records emitted since the last flush are
 	// sent to Kafka, between commits, so that the ranker sees a like's
 	// effect within about this long (0: only at commits).
@@ -125,20 +133,21 @@ const rebalanceTimeout = 10 * time.Second
 // DefaultConfig returns the defaults of the flags of `virality run`.
 func DefaultConfig() Config {
 	return Config{
-		Kafka:           kafkaio.DefaultConfig(),
-		Group:           "virality",
-		InputTopic:      "likes",
-		ScoresTopic:     "video-scores",
-		TrendingTopic:   "trending",
-		DeadLetterTopic: "likes.dlq",
-		StartFrom:       "earliest",
-		Engine:          processor.DefaultConfig(),
-		CommitInterval:  time.Second,
-		IdleTimeout:     5 * time.Second,
-		MaxInputSkew:    5 * time.Minute,
-		FlushInterval:   50 * time.Millisecond,
-		CreateTopics:    true,
-		Workers:         runtime.GOMAXPROCS(0),
+		Kafka:             kafkaio.DefaultConfig(),
+		Group:             "virality",
+		InputTopic:        "likes",
+		ScoresTopic:       "video-scores",
+		TrendingTopic:     "trending",
+		DeadLetterTopic:   "likes.dlq",
+		StartFrom:         "earliest",
+		Engine:            processor.DefaultConfig(),
+		CommitInterval:    time.Second,
+		IdleTimeout:       5 * time.Second,
+		MaxInputSkew:      5 * time.Minute,
+		MaxInternalBehind: 10_000,
+		FlushInterval:     50 * time.Millisecond,
+		CreateTopics:      true,
+		Workers:           runtime.GOMAXPROCS(0),
 
 		CreatorScoresTopic:  "creator-scores",
 		RisingCreatorsTopic: "rising-creators",
@@ -176,6 +185,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		errs = append(errs, fmt.Errorf("--workers %d: must be between 1 and 1024", c.Workers))
+	}
+	if c.MaxInternalBehind < 0 {
+		errs = append(errs, fmt.Errorf("MaxInternalBehind %d: must be 0 (no limit) or more", c.MaxInternalBehind))
 	}
 	if c.MaxInputSkew < 0 {
 		errs = append(errs, fmt.Errorf("--max-input-skew %v: must be 0 (no limit) or more", c.MaxInputSkew))
@@ -596,7 +608,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		fetchers++
 	}
 	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
-	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), ids)
+	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), s.cfg.MaxInternalBehind, ids)
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
@@ -624,7 +636,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		gen.Start(func(gctx context.Context) { s.fetch(gctx, in, s.cfg.PartialsTopic(), 0, true, off, batches) })
 	}
 	s.setAssigned(true)
-	return s.loop(ctx, g, ids, in.gate, batches, genDone)
+	return s.loop(ctx, g, ids, in, batches, genDone)
 }
 
 // restore brings the local state of newly assigned partitions up to
@@ -816,7 +828,8 @@ func (s *Service) maxEventTime(b *processor.Batch) int64 {
 
 // loop applies batches on this goroutine, which owns the group's state,
 // and commits on the wall-clock cadence.
-func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, gate *gate, batches <-chan *fetched, genDone <-chan struct{}) error {
+func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, in *input, batches <-chan *fetched, genDone <-chan struct{}) error {
+	gate := in.gate
 	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
 	defer tick.Stop()
 	var flushTick <-chan time.Time
@@ -837,7 +850,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	for _, p := range ids {
 		lastData[p] = now
 	}
-	internal := internalLag{to: &s.InternalLag}
+	internal := internalLag{to: &s.InternalLag, pace: in.pace}
 	defer internal.reset()
 	dirty := false
 	landed := g.Commits()
@@ -1160,6 +1173,7 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 // publishes the largest.
 type internalLag struct {
 	to   *atomic.Int64
+	pace *pacer             // told too: the input waits while the most is high
 	lags map[[2]int32]int64 // (topic kind, partition) -> records behind
 }
 
@@ -1180,12 +1194,14 @@ func (l *internalLag) fetched(b *fetched) {
 		most = max(most, n)
 	}
 	l.to.Store(most)
+	l.pace.behind(most)
 }
 
 // reset forgets the partitions of a generation that ended.
 func (l *internalLag) reset() {
 	l.lags = nil
 	l.to.Store(0)
+	l.pace.behind(0)
 }
 
 // setAssigned records whether the service holds its partitions.
