@@ -23,18 +23,24 @@ import (
 // all wait on one another. Partitions of other instances are not seen
 // here; their skew is theirs to keep.
 //
+// A partition ahead of the slowest also waits while the engine holds more
+// than maxHeld events taken but not applied (Config.MaxHeldEvents): held
+// likes are freed as the slowest partition moves the stages' watermark.
+//
 // And every partition waits while an internal topic's partition holds
 // more than maxBehind records unread (Config.MaxInternalBehind): the
 // internal topics are read whatever the input does, so that wait ends.
 type pacer struct {
 	skew      int64 // ms; 0: no pacing in event time
 	maxBehind int64 // records; 0: no limit
+	maxHeld   int64 // events; 0: no limit
 
 	mu    sync.Mutex
 	parts map[int32]*paced
 	// internal is the most records an internal topic's partition held
-	// unread at its last fetch.
-	internal int64
+	// unread at its last fetch; held is the events the engine holds,
+	// taken but not yet applied.
+	internal, held int64
 	// wake is closed, and replaced, when the slowest partition moves.
 	wake chan struct{}
 }
@@ -47,8 +53,8 @@ type paced struct {
 // newPacer paces partitions ids to within skew ms of one another (0: no
 // pacing), and holds them while an internal topic's partition has more
 // than maxBehind records unread (0: no limit).
-func newPacer(skew, maxBehind int64, ids []int32) *pacer {
-	p := &pacer{skew: skew, maxBehind: maxBehind, parts: map[int32]*paced{}, wake: make(chan struct{})}
+func newPacer(skew, maxBehind, maxHeld int64, ids []int32) *pacer {
+	p := &pacer{skew: skew, maxBehind: maxBehind, maxHeld: maxHeld, parts: map[int32]*paced{}, wake: make(chan struct{})}
 	for _, id := range ids {
 		p.parts[id] = &paced{}
 	}
@@ -77,10 +83,13 @@ func (p *pacer) wait(ctx context.Context, id int32) bool {
 	for {
 		p.mu.Lock()
 		s, w := p.parts[id], p.wake
-		ahead := p.skew > 0 && s != nil && s.maxTS > 0 && s.maxTS-p.slowest(id) > p.skew
-		ahead = ahead || p.maxBehind > 0 && p.internal > p.maxBehind
+		low := p.slowest(id)
+		ahead := s != nil && s.maxTS > 0 && s.maxTS > low // not the slowest
+		wait := ahead && p.skew > 0 && s.maxTS-low > p.skew ||
+			ahead && p.maxHeld > 0 && p.held > p.maxHeld ||
+			p.maxBehind > 0 && p.internal > p.maxBehind
 		p.mu.Unlock()
-		if !ahead {
+		if !wait {
 			return true
 		}
 		select {
@@ -103,6 +112,23 @@ func (p *pacer) behind(n int64) {
 	was := p.internal
 	p.internal = n
 	if was > p.maxBehind && n <= p.maxBehind {
+		close(p.wake)
+		p.wake = make(chan struct{})
+	}
+}
+
+// holding records the events the engine holds, taken but not yet
+// applied: likes its account stages hold for weighing, events its reorder
+// buffers hold for the watermark.
+func (p *pacer) holding(n int64) {
+	if p == nil || p.maxHeld <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.held
+	p.held = n
+	if was > p.maxHeld && n <= p.maxHeld {
 		close(p.wake)
 		p.wake = make(chan struct{})
 	}

@@ -10,7 +10,8 @@ import (
 // read waits until that one moves or catches up; a partition that has not
 // read yet holds the others back; the slowest never waits; a waiter whose
 // context ends gives up; all wait while an internal topic is too far
-// behind; with no limits nobody waits.
+// behind, and all but the slowest while the engine holds too many events;
+// with no limits nobody waits.
 func TestPacer(t *testing.T) {
 	const minute = 60_000
 	ctx := context.Background()
@@ -30,7 +31,7 @@ func TestPacer(t *testing.T) {
 		}
 	}
 	synctest.Test(t, func(t *testing.T) {
-		p := newPacer(5*minute, 0, []int32{0, 1, 2})
+		p := newPacer(5*minute, 0, 0, []int32{0, 1, 2})
 		p.read(0, 100, 10*minute)
 		if waiting, _ := waits(p, ctx, 0); !waiting {
 			t.Fatal("partition 0 read on while 1 and 2 had read nothing")
@@ -80,7 +81,7 @@ func TestPacer(t *testing.T) {
 
 		// The internal topics behind: every partition waits, the slowest
 		// too, until they are read down to the limit.
-		q := newPacer(0, 100, []int32{0, 1})
+		q := newPacer(0, 100, 0, []int32{0, 1})
 		q.read(0, 100, minute)
 		q.behind(500)
 		waiting, got = waits(q, ctx, 1)
@@ -100,7 +101,26 @@ func TestPacer(t *testing.T) {
 			t.Fatal("the waiter gave up")
 		}
 
-		off := newPacer(0, 0, []int32{0, 1})
+		// The engine holds too much: the partitions ahead of the slowest
+		// wait; the slowest, whose progress frees what is held, reads on.
+		h := newPacer(0, 0, 1000, []int32{0, 1})
+		h.read(0, 100, 9*minute)
+		h.read(1, 100, 2*minute)
+		h.holding(5000)
+		if waiting, _ := waits(h, ctx, 1); waiting {
+			t.Fatal("the slowest partition waited for held events")
+		}
+		waiting, got = waits(h, ctx, 0)
+		if !waiting {
+			t.Fatal("a partition ahead read on while the engine held 5000 events, 1000 allowed")
+		}
+		h.holding(900)
+		synctest.Wait()
+		if !<-got {
+			t.Fatal("the waiter gave up")
+		}
+
+		off := newPacer(0, 0, 0, []int32{0, 1})
 		off.read(0, 100, 60*minute)
 		if waiting, _ := waits(off, ctx, 0); waiting {
 			t.Fatal("a pacer with no skew held a partition back")

@@ -63,6 +63,11 @@ type Config struct {
 	// a backlog of it, every report waits for the whole backlog to be
 	// read, while the likes it would free pile up in memory.
 	MaxInternalBehind int64
+	// MaxHeldEvents is how many events taken but not yet applied (likes
+	// the account stages hold for weighing, events the reorder buffers
+	// hold for the watermark) the engine may hold before the input
+	// partitions ahead of the slowest wait (0: no limit).
+	MaxHeldEvents int64
 	// FlushInterval is how often records emitted since the last flush are
 	// sent to Kafka, between commits, so that the ranker sees a like's
 	// effect within about this long (0: only at commits).
@@ -145,6 +150,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       5 * time.Second,
 		MaxInputSkew:      5 * time.Minute,
 		MaxInternalBehind: 10_000,
+		MaxHeldEvents:     100_000,
 		FlushInterval:     50 * time.Millisecond,
 		CreateTopics:      true,
 		Workers:           runtime.GOMAXPROCS(0),
@@ -185,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		errs = append(errs, fmt.Errorf("--workers %d: must be between 1 and 1024", c.Workers))
+	}
+	if c.MaxHeldEvents < 0 {
+		errs = append(errs, fmt.Errorf("MaxHeldEvents %d: must be 0 (no limit) or more", c.MaxHeldEvents))
 	}
 	if c.MaxInternalBehind < 0 {
 		errs = append(errs, fmt.Errorf("MaxInternalBehind %d: must be 0 (no limit) or more", c.MaxInternalBehind))
@@ -608,7 +617,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 		fetchers++
 	}
 	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
-	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), s.cfg.MaxInternalBehind, ids)
+	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), s.cfg.MaxInternalBehind, s.cfg.MaxHeldEvents, ids)
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
@@ -907,7 +916,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	apply := func(b *fetched) error {
 		err := applyOne(b)
-		s.count(g)
+		s.count(g, in.pace)
 		gate.release(b.held)
 		if !b.partials { // the merger may keep parts of a partial's value
 			s.batches.Put(b)
@@ -991,7 +1000,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					dirty, unflushed = true, true
 				}
 			}
-			s.count(g)
+			s.count(g, in.pace)
 			s.quiet.Store(!dirty && !unflushed && !g.Committing() && g.Quiet())
 			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
@@ -1106,10 +1115,11 @@ func (s *Service) commit(ctx context.Context, g *processor.Coordinator) error {
 }
 
 // count moves the coordinator's and the engines' counters to the
-// service's counters and to metrics. It runs after every batch the loop
+// service's counters and to metrics, and tells the pacer what the engine
+// holds. It runs after every batch the loop
 // applies, whichever topic it came from (a like taken from the input is
 // applied when it comes back from the internal topics), and at ticks.
-func (s *Service) count(g *processor.Coordinator) {
+func (s *Service) count(g *processor.Coordinator, pace *pacer) {
 	prev := s.counted
 	// The coordinator's own counters only grow; an engine's drop out of
 	// the sums when its partition is given away, so they are counted by
@@ -1117,6 +1127,7 @@ func (s *Service) count(g *processor.Coordinator) {
 	st := g.Stats()
 	p := prev[-1]
 	inc := func(now, was int64) int64 { return max(now-was, 0) }
+	pace.holding(st.HeldForWeight + st.Buffered)
 	s.EventsIn.Add(inc(st.Records, p.Records))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
