@@ -831,6 +831,21 @@ func (c *Coordinator) drain() error {
 	return nil
 }
 
+// WaitsOnInput reports whether an account stage held here waits on its
+// sources' progress: it has closed the buckets as far as their largest
+// event times allow, so that only more input lets it weigh the likes it
+// holds and report further (the stages' reports to one another free the
+// rest, input or none). A service that holds back its input to bound
+// what the stages hold must let the slowest source on while this is so.
+func (c *Coordinator) WaitsOnInput() bool {
+	for _, id := range c.ids {
+		if st := c.engines[id].stage; st.rates.reported >= st.st.Closed {
+			return true
+		}
+	}
+	return false
+}
+
 // Quiet reports whether every partition held here has gone idle and
 // emitted its held-back scores.
 func (c *Coordinator) Quiet() bool {

@@ -23,9 +23,11 @@ import (
 // all wait on one another. Partitions of other instances are not seen
 // here; their skew is theirs to keep.
 //
-// A partition ahead of the slowest also waits while the engine holds more
-// than maxHeld events taken but not applied (Config.MaxHeldEvents): held
-// likes are freed as the slowest partition moves the stages' watermark.
+// While the engine holds more than maxHeld events taken but not applied
+// (Config.MaxHeldEvents), the partitions wait: the stages' reports to one
+// another free held likes without more input, as far as the sources'
+// progress allows. Once the stages wait on that progress, the slowest
+// partition reads on, and moves it.
 //
 // And every partition waits while an internal topic's partition holds
 // more than maxBehind records unread (Config.MaxInternalBehind): the
@@ -39,8 +41,10 @@ type pacer struct {
 	parts map[int32]*paced
 	// internal is the most records an internal topic's partition held
 	// unread at its last fetch; held is the events the engine holds,
-	// taken but not yet applied.
+	// taken but not yet applied; starved: the engine's account stages
+	// wait on the input's progress to weigh what they hold.
 	internal, held int64
+	starved        bool
 	// wake is closed, and replaced, when the slowest partition moves.
 	wake chan struct{}
 }
@@ -86,7 +90,7 @@ func (p *pacer) wait(ctx context.Context, id int32) bool {
 		low := p.slowest(id)
 		ahead := s != nil && s.maxTS > 0 && s.maxTS > low // not the slowest
 		wait := ahead && p.skew > 0 && s.maxTS-low > p.skew ||
-			ahead && p.maxHeld > 0 && p.held > p.maxHeld ||
+			p.maxHeld > 0 && p.held > p.maxHeld && (ahead || !p.starved) ||
 			p.maxBehind > 0 && p.internal > p.maxBehind
 		p.mu.Unlock()
 		if !wait {
@@ -118,17 +122,18 @@ func (p *pacer) behind(n int64) {
 }
 
 // holding records the events the engine holds, taken but not yet
-// applied: likes its account stages hold for weighing, events its reorder
-// buffers hold for the watermark.
-func (p *pacer) holding(n int64) {
+// applied (likes its account stages hold for weighing, events its reorder
+// buffers hold for the watermark), and whether its stages wait on the
+// input to weigh them (processor.Coordinator.WaitsOnInput).
+func (p *pacer) holding(n int64, starved bool) {
 	if p == nil || p.maxHeld <= 0 {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	was := p.held
-	p.held = n
-	if was > p.maxHeld && n <= p.maxHeld {
+	was, wasStarved := p.held, p.starved
+	p.held, p.starved = n, starved
+	if was > p.maxHeld && n <= p.maxHeld || starved && !wasStarved {
 		close(p.wake)
 		p.wake = make(chan struct{})
 	}
@@ -137,7 +142,7 @@ func (p *pacer) holding(n int64) {
 // read records what a fetch of partition id brought: n records, the
 // largest event time among them maxTS (0: none known).
 func (p *pacer) read(id int32, n int, maxTS int64) {
-	if p == nil || p.skew <= 0 {
+	if p == nil || p.skew <= 0 && p.maxHeld <= 0 {
 		return
 	}
 	p.mu.Lock()

@@ -10,7 +10,8 @@ import (
 // read waits until that one moves or catches up; a partition that has not
 // read yet holds the others back; the slowest never waits; a waiter whose
 // context ends gives up; all wait while an internal topic is too far
-// behind, and all but the slowest while the engine holds too many events;
+// behind, and while the engine holds too many events (the slowest reads
+// on once the engine waits on it);
 // with no limits nobody waits.
 func TestPacer(t *testing.T) {
 	const minute = 60_000
@@ -101,20 +102,32 @@ func TestPacer(t *testing.T) {
 			t.Fatal("the waiter gave up")
 		}
 
-		// The engine holds too much: the partitions ahead of the slowest
-		// wait; the slowest, whose progress frees what is held, reads on.
+		// The engine holds too much: the partitions wait, the slowest
+		// too until the stages wait on its progress to free what they
+		// hold.
 		h := newPacer(0, 0, 1000, []int32{0, 1})
 		h.read(0, 100, 9*minute)
 		h.read(1, 100, 2*minute)
-		h.holding(5000)
-		if waiting, _ := waits(h, ctx, 1); waiting {
-			t.Fatal("the slowest partition waited for held events")
+		h.holding(5000, false)
+		waiting, slow := waits(h, ctx, 1)
+		if !waiting {
+			t.Fatal("the slowest partition read on while the engine held 5000 events, 1000 allowed, and could free them without it")
 		}
 		waiting, got = waits(h, ctx, 0)
 		if !waiting {
 			t.Fatal("a partition ahead read on while the engine held 5000 events, 1000 allowed")
 		}
-		h.holding(900)
+		h.holding(5000, true) // the stages wait on the sources' progress
+		synctest.Wait()
+		if !<-slow {
+			t.Fatal("the slowest partition gave up")
+		}
+		select {
+		case <-got:
+			t.Fatal("a partition ahead read on while the engine waited on the slowest")
+		default:
+		}
+		h.holding(900, false)
 		synctest.Wait()
 		if !<-got {
 			t.Fatal("the waiter gave up")

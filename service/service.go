@@ -1127,7 +1127,7 @@ func (s *Service) count(g *processor.Coordinator, pace *pacer) {
 	st := g.Stats()
 	p := prev[-1]
 	inc := func(now, was int64) int64 { return max(now-was, 0) }
-	pace.holding(st.HeldForWeight + st.Buffered)
+	pace.holding(st.HeldForWeight+st.Buffered, g.WaitsOnInput())
 	s.EventsIn.Add(inc(st.Records, p.Records))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
