@@ -706,20 +706,10 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	return nil
 }
 
-// A buffer sent is kept for the next records up to these sizes. Larger
-// ones, grown by a burst (a commit's changelog in a catch-up), go to the
-// garbage collector: kept, the arrays of a batcher's two buffers held their
-// largest sizes for good, and every collection scanned them (a catch-up
-// held 290 MB so, over nine sinks).
-const (
-	keepArena = 4 << 20
-	keepMsgs  = 16 << 10 // about 2.5 MB of kafka.Message
-)
-
 // reset empties a buffer after a fully acknowledged send.
 func (b *batcher) reset(f *buffer) {
 	f.sent, f.size, f.fitted = 0, 0, 0
-	if f.tainted || cap(f.arena) > keepArena || cap(f.msgs) > keepMsgs || cap(f.hdrs) > keepMsgs {
+	if f.tainted || cap(f.arena) > 64<<20 {
 		// A request of an attempt that failed or was cancelled may still
 		// be encoded on the transport's goroutine, from the messages
 		// themselves (send.go reads them in place): leave every array to
