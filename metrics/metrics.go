@@ -154,7 +154,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	}
 	m := &Metrics{
 		in:           counter("events_in_total", "Like events taken from the input topic.", "partition"),
-		applied:      counter("events_applied_total", "Like events applied to the state (not dead-lettered, not duplicates).", "partition"),
+		applied:      counter("events_applied_total", "Like events applied to the state (not dead-lettered, not ignored).", "partition"),
 		dead:         counter("dead_letters_total", "Events sent to the dead-letter topic, by reason.", "reason"),
 		ignored:      counter("events_ignored_total", "Valid events that changed nothing, by reason (repeated_like: a like while the user's like stood; stray_unlike: an unlike with no like standing; replayed: an event the partition had applied before a restart).", "reason"),
 		emitted:      counter("records_emitted_total", "Records written to the output topics, by kind (score, trending, dead_letter, creator, rising_creators).", "kind"),

@@ -72,7 +72,7 @@ func TestExposition(t *testing.T) {
 	m.SetReady(true)
 
 	want := `
-# HELP virality_events_applied_total Like events applied to the state (not dead-lettered, not duplicates).
+# HELP virality_events_applied_total Like events applied to the state (not dead-lettered, not ignored).
 # TYPE virality_events_applied_total counter
 virality_events_applied_total{partition="1"} 9
 # HELP virality_event_time_lag_seconds Wall clock minus the event-time watermark of the partition, in seconds.

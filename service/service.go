@@ -266,8 +266,10 @@ type Service struct {
 	// applied: the coordinator copies what it keeps of a record.
 	batches sync.Pool
 
-	// Counters for the demo's view.
-	EventsIn, Applied, DeadLetters, ScoresOut, Lag atomic.Int64
+	// Counters for the demo's view. A like taken (EventsIn) is in time
+	// applied, ignored (a repeated like, a stray unlike, one replayed
+	// after a restart) or dead-lettered.
+	EventsIn, Applied, Ignored, DeadLetters, ScoresOut, Lag atomic.Int64
 	// InternalLag is the most records any one partition of the internal
 	// topics (by user, repartition, partials) held here had that the
 	// service had not taken, as of their last fetches: the demo paces its
@@ -1145,9 +1147,13 @@ func (s *Service) count(g *processor.Coordinator, pace *pacer) {
 			continue
 		}
 		es, was := e.Stats(), prev[id]
-		s.Applied.Add(inc(es.Applied, was.Applied))
+		// The engine counts a repeated like or a stray unlike as applied
+		// (it changes nothing); the metrics count it as ignored.
+		changed := func(st processor.Stats) int64 { return st.Applied - st.IgnoredLikes - st.StrayUnlikes }
+		s.Applied.Add(inc(changed(es), changed(was)))
+		s.Ignored.Add(inc(es.IgnoredLikes, was.IgnoredLikes) + inc(es.StrayUnlikes, was.StrayUnlikes) + inc(es.Repeated, was.Repeated))
 		if s.m != nil {
-			s.m.AddApplied(id, inc(es.Applied, was.Applied))
+			s.m.AddApplied(id, inc(changed(es), changed(was)))
 			s.m.AddIgnored(metrics.IgnoredRepeatedLike, inc(es.IgnoredLikes, was.IgnoredLikes))
 			s.m.AddIgnored(metrics.IgnoredStrayUnlike, inc(es.StrayUnlikes, was.StrayUnlikes))
 			s.m.AddIgnored(metrics.IgnoredReplayed, inc(es.Repeated, was.Repeated))

@@ -423,7 +423,11 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 	// The counters follow the likes through the internal topics: every
 	// like the backfill applied is counted once it is applied, though the
 	// input went idle before.
-	applied := func() bool { return svc.Applied.Load() == wantStats.Applied }
+	wantApplied := wantStats.Applied - wantStats.IgnoredLikes - wantStats.StrayUnlikes
+	applied := func() bool {
+		return svc.Applied.Load() == wantApplied &&
+			svc.Applied.Load()+svc.Ignored.Load()+svc.DeadLetters.Load() == int64(len(lines))
+	}
 	eventually(time.Minute, applied)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -451,7 +455,8 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 		}
 	}
 	if !applied() {
-		t.Fatalf("the service counted %d likes applied, the backfill applied %d", svc.Applied.Load(), wantStats.Applied)
+		t.Fatalf("the service counted %d likes applied, %d ignored and %d dead-lettered of %d; the backfill applied %d",
+			svc.Applied.Load(), svc.Ignored.Load(), svc.DeadLetters.Load(), len(lines), wantApplied)
 	}
 	t.Logf("%d videos and %d trending records agree", len(want), len(a))
 }

@@ -211,7 +211,7 @@ type catchUp struct {
 }
 
 // liveCatchUp runs the service from the earliest offset until it has
-// taken every record, then a second instance of the same group on an
+// applied every record, then a second instance of the same group on an
 // empty state directory until it has restored every partition.
 func liveCatchUp(ctx context.Context, kc kafkaio.Config, events, workers int) (catchUp, error) {
 	var r catchUp
@@ -224,7 +224,10 @@ func liveCatchUp(ctx context.Context, kc kafkaio.Config, events, workers int) (c
 		return r, err
 	}
 	begin := time.Now()
-	for svc.EventsIn.Load() < int64(events) {
+	// Caught up once every like is applied, ignored or dead-lettered:
+	// taken from the input, a like still has the hops through the
+	// internal topics ahead of it.
+	for svc.Applied.Load()+svc.Ignored.Load()+svc.DeadLetters.Load() < int64(events) {
 		if err := svc.Failed(); err != nil {
 			return r, err
 		}
