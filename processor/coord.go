@@ -836,7 +836,7 @@ func (c *Coordinator) drain() error {
 // event times allow, so that only more input lets it weigh the likes it
 // holds and report further (the stages' reports to one another free the
 // rest, input or none). A service that holds back its input to bound
-// what the stages hold must let the slowest source on while this is so.
+// what the stages hold must let it on while this is so.
 func (c *Coordinator) WaitsOnInput() bool {
 	for _, id := range c.ids {
 		if st := c.engines[id].stage; st.rates.reported >= st.st.Closed {

@@ -23,11 +23,14 @@ import (
 // all wait on one another. Partitions of other instances are not seen
 // here; their skew is theirs to keep.
 //
-// While the engine holds more than maxHeld events taken but not applied
-// (Config.MaxHeldEvents), the partitions wait: the stages' reports to one
-// another free held likes without more input, as far as the sources'
-// progress allows. Once the stages wait on that progress, the slowest
-// partition reads on, and moves it.
+// While the account stages hold more than maxHeld likes for weighing
+// (Config.MaxHeldEvents) and could weigh them without more input, the
+// partitions wait: the stages' reports to one another close the buckets
+// that free held likes, and in a catch-up they trail the input (each round
+// of reports closes two or three buckets), so that what is read meanwhile
+// only waits. Once the stages wait on the sources' progress, the input
+// reads on whatever they hold (a dense live stream holds its lateness'
+// worth of likes for good).
 //
 // And every partition waits while an internal topic's partition holds
 // more than maxBehind records unread (Config.MaxInternalBehind): the
@@ -90,7 +93,7 @@ func (p *pacer) wait(ctx context.Context, id int32) bool {
 		low := p.slowest(id)
 		ahead := s != nil && s.maxTS > 0 && s.maxTS > low // not the slowest
 		wait := ahead && p.skew > 0 && s.maxTS-low > p.skew ||
-			p.maxHeld > 0 && p.held > p.maxHeld && (ahead || !p.starved) ||
+			p.maxHeld > 0 && p.held > p.maxHeld && !p.starved ||
 			p.maxBehind > 0 && p.internal > p.maxBehind
 		p.mu.Unlock()
 		if !wait {
@@ -121,10 +124,9 @@ func (p *pacer) behind(n int64) {
 	}
 }
 
-// holding records the events the engine holds, taken but not yet
-// applied (likes its account stages hold for weighing, events its reorder
-// buffers hold for the watermark), and whether its stages wait on the
-// input to weigh them (processor.Coordinator.WaitsOnInput).
+// holding records the likes the engine's account stages hold for
+// weighing, and whether they wait on the input to weigh them
+// (processor.Coordinator.WaitsOnInput).
 func (p *pacer) holding(n int64, starved bool) {
 	if p == nil || p.maxHeld <= 0 {
 		return

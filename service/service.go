@@ -63,10 +63,11 @@ type Config struct {
 	// a backlog of it, every report waits for the whole backlog to be
 	// read, while the likes it would free pile up in memory.
 	MaxInternalBehind int64
-	// MaxHeldEvents is how many events taken but not yet applied (likes
-	// the account stages hold for weighing, events the reorder buffers
-	// hold for the watermark) the engine may hold before the input
-	// partitions ahead of the slowest wait (0: no limit).
+	// MaxHeldEvents is how many likes the account stages may hold for
+	// weighing before the input waits, until the stages wait on the
+	// sources' progress, when the slowest partition reads on (0: no
+	// limit). The reorder buffers are not counted: they hold events for
+	// the lateness behind the sources' progress, which only input moves.
 	MaxHeldEvents int64
 	// FlushInterval is how often records emitted since the last flush are
 	// sent to Kafka, between commits, so that the ranker sees a like's
@@ -1129,7 +1130,10 @@ func (s *Service) count(g *processor.Coordinator, pace *pacer) {
 	st := g.Stats()
 	p := prev[-1]
 	inc := func(now, was int64) int64 { return max(now-was, 0) }
-	pace.holding(st.HeldForWeight+st.Buffered, g.WaitsOnInput())
+	// Only the stages' held likes: the reorder buffers hold events for
+	// the lateness behind the sources' progress, which only more input
+	// moves, however many they are.
+	pace.holding(st.HeldForWeight, g.WaitsOnInput())
 	s.EventsIn.Add(inc(st.Records, p.Records))
 	s.DeadLetters.Add(inc(st.DeadLetters, p.DeadLetters))
 	if s.m != nil {
