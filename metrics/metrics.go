@@ -193,6 +193,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	for _, r := range IgnoredReasons {
 		m.counter(m.ignored, r)
 	}
+	m.SetEventsHeld(0, 0) // both series from the start
 	for _, r := range Reasons {
 		m.counter(m.dead, string(r))
 	}
