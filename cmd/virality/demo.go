@@ -69,6 +69,14 @@ func parseDemo(args []string) (*demoFlags, error) {
 	f.svc.Group = "virality-demo"
 	f.svc.IdleTimeout = 2 * time.Second
 	f.svc.CommitInterval = 500 * time.Millisecond
+	// The demo's generator paces itself on the service's input and
+	// internal topics (demoBehind); the service's own pacing of its input
+	// (service.Config's MaxInputSkew, MaxInternalBehind, MaxHeldEvents)
+	// is off: with it on, TestDemo once lost 1,000 records of
+	// likes-by-video to the embedded broker's retention (1 MiB a
+	// partition) in CI, for a reason not yet found (perhaps held likes
+	// sent on in one burst after a pause of the input).
+	f.svc.MaxInputSkew, f.svc.MaxInternalBehind, f.svc.MaxHeldEvents = 0, 0, 0
 	fs := newFlagSet("demo", "demo [flags]\n\n"+
 		"Starts an embedded Kafka-protocol broker on loopback (unless --brokers names one), prints\n"+
 		"its address as 'broker: HOST:PORT' so that any Kafka client (kcat, ...) can connect,\n"+
