@@ -43,12 +43,12 @@ type pacer struct {
 	mu    sync.Mutex
 	parts map[int32]*paced
 	// internal is the most records an internal topic's partition held
-	// unread at its last fetch; held is the events the engine holds,
-	// taken but not yet applied; starved: the engine's account stages
-	// wait on the input's progress to weigh what they hold.
+	// unread at its last fetch; held is the likes the account stages hold
+	// for weighing; starved: the stages wait on the input's progress to
+	// weigh them.
 	internal, held int64
 	starved        bool
-	// wake is closed, and replaced, when the slowest partition moves.
+	// wake is closed, and replaced, when anything a waiter waits on moves.
 	wake chan struct{}
 }
 
@@ -57,9 +57,10 @@ type paced struct {
 	caughtUp bool  // the last fetch brought nothing
 }
 
-// newPacer paces partitions ids to within skew ms of one another (0: no
-// pacing), and holds them while an internal topic's partition has more
-// than maxBehind records unread (0: no limit).
+// newPacer paces partitions ids to within skew ms of one another, holds
+// them while an internal topic's partition has more than maxBehind records
+// unread, and while the account stages hold more than maxHeld likes they
+// can weigh without more input (each 0: no limit).
 func newPacer(skew, maxBehind, maxHeld int64, ids []int32) *pacer {
 	p := &pacer{skew: skew, maxBehind: maxBehind, maxHeld: maxHeld, parts: map[int32]*paced{}, wake: make(chan struct{})}
 	for _, id := range ids {
@@ -119,8 +120,7 @@ func (p *pacer) behind(n int64) {
 	was := p.internal
 	p.internal = n
 	if was > p.maxBehind && n <= p.maxBehind {
-		close(p.wake)
-		p.wake = make(chan struct{})
+		p.wakeAll()
 	}
 }
 
@@ -136,15 +136,18 @@ func (p *pacer) holding(n int64, starved bool) {
 	was, wasStarved := p.held, p.starved
 	p.held, p.starved = n, starved
 	if was > p.maxHeld && n <= p.maxHeld || starved && !wasStarved {
-		close(p.wake)
-		p.wake = make(chan struct{})
+		p.wakeAll()
 	}
 }
+
+// paces reports whether the pacer keeps the partitions in step in event
+// time, and so needs read.
+func (p *pacer) paces() bool { return p != nil && p.skew > 0 }
 
 // read records what a fetch of partition id brought: n records, the
 // largest event time among them maxTS (0: none known).
 func (p *pacer) read(id int32, n int, maxTS int64) {
-	if p == nil || p.skew <= 0 && p.maxHeld <= 0 {
+	if !p.paces() {
 		return
 	}
 	p.mu.Lock()
@@ -159,6 +162,11 @@ func (p *pacer) read(id int32, n int, maxTS int64) {
 	}
 	s.caughtUp = caughtUp
 	s.maxTS = max(s.maxTS, maxTS)
+	p.wakeAll()
+}
+
+// wakeAll wakes every waiter to look again; p.mu is held.
+func (p *pacer) wakeAll() {
 	close(p.wake)
 	p.wake = make(chan struct{})
 }

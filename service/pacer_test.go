@@ -11,8 +11,7 @@ import (
 // read yet holds the others back; the slowest never waits; a waiter whose
 // context ends gives up; all wait while an internal topic is too far
 // behind, and while the stages hold too many likes and do not wait on the
-// input to weigh them;
-// with no limits nobody waits.
+// input to weigh them; with no limits nobody waits.
 func TestPacer(t *testing.T) {
 	const minute = 60_000
 	ctx := context.Background()

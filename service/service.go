@@ -64,9 +64,8 @@ type Config struct {
 	// read, while the likes it would free pile up in memory.
 	MaxInternalBehind int64
 	// MaxHeldEvents is how many likes the account stages may hold for
-	// weighing before the input waits, until the stages wait on the
-	// sources' progress, when the slowest partition reads on (0: no
-	// limit). The reorder buffers are not counted: they hold events for
+	// weighing before the input waits, while the stages can weigh them
+	// without more input (0: no limit). The reorder buffers are not counted: they hold events for
 	// the lateness behind the sources' progress, which only input moves.
 	MaxHeldEvents int64
 	// FlushInterval is how often records emitted since the last flush are
@@ -802,7 +801,9 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			b.Fill(recs, 0)
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
-				in.pace.read(p, len(b.Recs), s.maxEventTime(&b.Batch))
+				if in.pace.paces() {
+					in.pace.read(p, len(b.Recs), s.maxEventTime(&b.Batch))
+				}
 			}
 		} else if ctx.Err() != nil {
 			return
@@ -919,7 +920,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	apply := func(b *fetched) error {
 		err := applyOne(b)
-		s.count(g, in.pace)
+		s.count(g, ids, in.pace)
 		gate.release(b.held)
 		if !b.partials { // the merger may keep parts of a partial's value
 			s.batches.Put(b)
@@ -1003,7 +1004,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 					dirty, unflushed = true, true
 				}
 			}
-			s.count(g, in.pace)
+			s.count(g, ids, in.pace)
 			s.quiet.Store(!dirty && !unflushed && !g.Committing() && g.Quiet())
 			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
@@ -1119,10 +1120,11 @@ func (s *Service) commit(ctx context.Context, g *processor.Coordinator) error {
 
 // count moves the coordinator's and the engines' counters to the
 // service's counters and to metrics, and tells the pacer what the engine
-// holds. It runs after every batch the loop
-// applies, whichever topic it came from (a like taken from the input is
-// applied when it comes back from the internal topics), and at ticks.
-func (s *Service) count(g *processor.Coordinator, pace *pacer) {
+// holds. It runs after every batch the loop applies, whichever topic it
+// came from (a like taken from the input is applied when it comes back
+// from the internal topics), and at ticks. ids are the generation's
+// partitions.
+func (s *Service) count(g *processor.Coordinator, ids []int32, pace *pacer) {
 	prev := s.counted
 	// The coordinator's own counters only grow; an engine's drop out of
 	// the sums when its partition is given away, so they are counted by
@@ -1145,22 +1147,24 @@ func (s *Service) count(g *processor.Coordinator, pace *pacer) {
 			}
 		}
 	}
-	for _, id := range g.Partitions() {
+	// The engine counts a repeated like or a stray unlike as applied (it
+	// changes nothing); the metrics count it as ignored.
+	changed := func(st processor.Stats) int64 { return st.Applied - st.IgnoredLikes - st.StrayUnlikes }
+	for _, id := range ids {
 		e, ok := g.Engine(id)
 		if !ok {
 			continue
 		}
 		es, was := e.Stats(), prev[id]
-		// The engine counts a repeated like or a stray unlike as applied
-		// (it changes nothing); the metrics count it as ignored.
-		changed := func(st processor.Stats) int64 { return st.Applied - st.IgnoredLikes - st.StrayUnlikes }
-		s.Applied.Add(inc(changed(es), changed(was)))
-		s.Ignored.Add(inc(es.IgnoredLikes, was.IgnoredLikes) + inc(es.StrayUnlikes, was.StrayUnlikes) + inc(es.Repeated, was.Repeated))
+		applied := inc(changed(es), changed(was))
+		repeated, stray, replayed := inc(es.IgnoredLikes, was.IgnoredLikes), inc(es.StrayUnlikes, was.StrayUnlikes), inc(es.Repeated, was.Repeated)
+		s.Applied.Add(applied)
+		s.Ignored.Add(repeated + stray + replayed)
 		if s.m != nil {
-			s.m.AddApplied(id, inc(changed(es), changed(was)))
-			s.m.AddIgnored(metrics.IgnoredRepeatedLike, inc(es.IgnoredLikes, was.IgnoredLikes))
-			s.m.AddIgnored(metrics.IgnoredStrayUnlike, inc(es.StrayUnlikes, was.StrayUnlikes))
-			s.m.AddIgnored(metrics.IgnoredReplayed, inc(es.Repeated, was.Repeated))
+			s.m.AddApplied(id, applied)
+			s.m.AddIgnored(metrics.IgnoredRepeatedLike, repeated)
+			s.m.AddIgnored(metrics.IgnoredStrayUnlike, stray)
+			s.m.AddIgnored(metrics.IgnoredReplayed, replayed)
 			s.m.AddEmitted(metrics.KindScore, inc(es.Scores, was.Scores))
 		}
 		prev[id] = processor.Stats{Applied: es.Applied, Scores: es.Scores,
@@ -1179,8 +1183,9 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 	if s.m != nil {
 		s.m.AddIn(b.part, int64(len(b.Recs)))
 		if e, ok := g.Engine(b.part); ok {
-			s.m.SetWatermark(b.part, e.Watermark())
-			if wm := e.Watermark(); wm > 0 {
+			wm := e.Watermark()
+			s.m.SetWatermark(b.part, wm)
+			if wm > 0 {
 				s.m.SetEventTimeLag(b.part, s.now().Sub(time.UnixMilli(wm)))
 			}
 		}
