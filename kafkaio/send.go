@@ -36,8 +36,9 @@ const batchRecords = 1000
 // outgoing is a chunk being sent: its records by partition, and how many
 // of each partition's the broker acknowledged.
 type outgoing struct {
-	chunk []kafka.Message
-	parts []partQueue
+	records // the buffer's arrays, as they were when the chunk was placed
+	chunk   []rec
+	parts   []partQueue
 }
 
 // partQueue is one partition's records of a chunk, as indexes into it.
@@ -60,15 +61,18 @@ func (o *outgoing) done() bool {
 }
 
 // plan places the records of chunk on the topic's partitions.
-func (b *batcher) plan(ctx context.Context, chunk []kafka.Message) (*outgoing, error) {
+func (b *batcher) plan(ctx context.Context, rs records, chunk []rec) (*outgoing, error) {
 	ids, leaders, err := b.partitions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	o := &outgoing{chunk: chunk}
+	o := &outgoing{records: rs, chunk: chunk}
 	at := make(map[int]int, len(ids)) // partition -> index in o.parts
+	var hs []kafka.Header
 	for i := range chunk {
-		p := b.opts.balancer.Balance(chunk[i], ids...)
+		var m kafka.Message
+		m, hs = rs.message(&chunk[i], hs)
+		p := b.opts.balancer.Balance(m, ids...)
 		j, ok := at[p]
 		if !ok {
 			j = len(o.parts)
@@ -163,10 +167,7 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 		n, size := 0, 0
 		for _, j := range q.idx[q.acked:] {
-			m := &o.chunk[j]
-			s := recordSize(len(m.Key), len(m.Value), headersSize(len(m.Headers), func(i int) (int, int) {
-				return len(m.Headers[i].Key), len(m.Headers[i].Value)
-			}))
+			s := o.recordSize(&o.chunk[j])
 			if n > 0 && (size+s > room || n == batchRecords) {
 				break
 			}
@@ -176,7 +177,7 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		queues = append(queues, q)
 		topic.Partitions = append(topic.Partitions, produceapi.RequestPartition{
 			Partition: q.id,
-			RecordSet: protocol.RecordSet{Version: 2, Records: &messageReader{msgs: o.chunk, idx: q.idx[q.acked : q.acked+n]}},
+			RecordSet: protocol.RecordSet{Version: 2, Records: &messageReader{records: o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+n]}},
 		})
 	}
 	timeout := writeAttemptTimeout
@@ -231,13 +232,17 @@ func misrouted(err error) bool {
 	return errors.As(err, &e)
 }
 
-// messageReader gives kafka-go's encoder the records idx of msgs, one at
-// a time, without copying them: a record and its key and value readers
-// are valid until the next ReadRecord (protocol.RecordReader).
+// messageReader gives kafka-go's encoder the records idx of chunk, one
+// at a time, without copying them: a record, its headers and its key and
+// value readers are valid until the next ReadRecord
+// (protocol.RecordReader; the encoder writes each record whole before it
+// reads the next).
 type messageReader struct {
-	msgs       []kafka.Message
+	records
+	chunk      []rec
 	idx        []int32
 	rec        protocol.Record
+	hs         []kafka.Header
 	key, value bytesReader
 }
 
@@ -245,13 +250,18 @@ func (r *messageReader) ReadRecord() (*protocol.Record, error) {
 	if len(r.idx) == 0 {
 		return nil, io.EOF
 	}
-	m := &r.msgs[r.idx[0]]
+	x := &r.chunk[r.idx[0]]
 	r.idx = r.idx[1:]
-	t := m.Time
-	if t.IsZero() {
-		t = time.Now()
+	t := time.Now()
+	if x.ms != noTime {
+		t = time.UnixMilli(x.ms)
 	}
-	r.rec = protocol.Record{Time: t, Headers: m.Headers, Key: r.key.of(m.Key), Value: r.value.of(m.Value)}
+	r.hs = r.headers(x, r.hs[:0])
+	var hs []kafka.Header
+	if len(r.hs) > 0 {
+		hs = r.hs
+	}
+	r.rec = protocol.Record{Time: t, Headers: hs, Key: r.key.of(r.span(x.koff, x.kn)), Value: r.value.of(r.span(x.voff, x.vn))}
 	return &r.rec, nil
 }
 

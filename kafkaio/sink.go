@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -185,10 +186,10 @@ func (s *Sink) Detach() func(ctx context.Context) error { return s.b.detach() }
 func (s *Sink) Buffered() int { return s.b.buffered() }
 
 // BufferedBytes returns the memory the records written but not yet
-// flushed or detached take: their keys, values and headers, and a
-// kafka.Message each (about 150 bytes, as much as a score record).
+// flushed or detached take: their keys, values and headers, and the
+// sink's small fixed-size entry for each record and header.
 func (s *Sink) BufferedBytes() int {
-	return s.b.size + s.b.buffered()*int(unsafe.Sizeof(kafka.Message{}))
+	return s.b.size + s.b.buffered()*int(unsafe.Sizeof(rec{})) + len(s.b.hdrs)*int(unsafe.Sizeof(hdr{}))
 }
 
 // Writes returns the number of records acknowledged so far. It may be
@@ -248,10 +249,14 @@ var _ processor.Sink = (*Sink)(nil)
 
 // batcher buffers copies of records and sends them (send.go).
 //
-// Records are copied into arena (bytes) and hdrs (headers); the buffered
-// kafka.Messages point into them. When arena must grow, append moves it,
-// but the messages already buffered keep pointing into the old array,
-// which stays valid. After a fully acknowledged flush the buffers are
+// Records are copied into arena (keys, values, header values); a
+// buffered record is a rec that says where its parts lie, and its headers
+// hdr entries. Neither holds a pointer, so that the garbage collector
+// does not scan them: as kafka.Messages (152 bytes each, and 40 a header,
+// all pointers) a catch-up's buffers held 200 MB the collector went
+// through at every cycle (bench/RESULTS.md). When arena must grow, append
+// moves it; a request being encoded from the old array (below) keeps
+// reading it unchanged. After a fully acknowledged flush the buffers are
 // reused, unless a write failed since the last reuse: kafka-go may still
 // be sending a batch of a failed or cancelled call from the old buffers,
 // so those are dropped to the garbage collector instead.
@@ -286,13 +291,117 @@ type batcher struct {
 // buffer holds records written and not yet acknowledged: the batcher's
 // own, or one detached from it and sent on another goroutine.
 type buffer struct {
-	msgs    []kafka.Message // msgs[sent:] are not acknowledged
+	records         // recs[sent:] are not acknowledged
 	sent    int
-	arena   []byte
-	hdrs    []kafka.Header
-	size    int  // bytes of msgs[sent:], as counted by bytes
+	size    int  // bytes of recs[sent:], as counted by bytes
 	fitted  int  // the largest limit its records were fitted to
 	tainted bool // a write failed since the buffers were last reset
+}
+
+// records are buffered records and the arrays their parts lie in.
+type records struct {
+	recs  []rec
+	arena []byte
+	hdrs  []hdr
+	keys  []string // header keys, each once: hdr.key indexes it
+}
+
+// rec is a buffered record: its key and value as spans of the arena (a
+// length of -1 is nil, a null field), its headers as hdrs[h0:h0+nh], its
+// time in Unix milliseconds (noTime: the broker's clock stamps it).
+type rec struct {
+	ms         int64
+	koff, voff int
+	kn, vn     int32
+	h0, nh     int32
+}
+
+// hdr is a header of a buffered record: its key, an index into keys, and
+// its value, a span of the arena.
+type hdr struct {
+	off    int
+	n, key int32
+}
+
+// noTime is the time of a record without one.
+const noTime = math.MinInt64
+
+// put copies p into the arena and returns its span: a length of -1 for
+// nil.
+func (r *records) put(p []byte) (int, int32) {
+	if p == nil {
+		return 0, -1
+	}
+	off := len(r.arena)
+	r.arena = append(r.arena, p...)
+	return off, int32(len(p))
+}
+
+// span returns the bytes of a span, nil for a length of -1, in place.
+func (r *records) span(off int, n int32) []byte {
+	if n < 0 {
+		return nil
+	}
+	return r.arena[off : off+int(n) : off+int(n)]
+}
+
+// keyIndex returns the index of header key k in keys, adding it when new.
+func (r *records) keyIndex(k string) int32 {
+	for i, x := range r.keys {
+		if x == k {
+			return int32(i)
+		}
+	}
+	r.keys = append(r.keys, k)
+	return int32(len(r.keys) - 1)
+}
+
+// addHeader appends a header with key k and a copy of value v.
+func (r *records) addHeader(k string, v []byte) {
+	off, n := r.put(v)
+	r.hdrs = append(r.hdrs, hdr{off: off, n: n, key: r.keyIndex(k)})
+}
+
+// headers returns the headers of x as kafka.Headers, appended to hs;
+// their values point into the arena.
+func (r *records) headers(x *rec, hs []kafka.Header) []kafka.Header {
+	for _, h := range r.hdrs[x.h0 : x.h0+x.nh] {
+		hs = append(hs, kafka.Header{Key: r.keys[h.key], Value: r.span(h.off, h.n)})
+	}
+	return hs
+}
+
+// message returns x as a kafka.Message whose key, value and headers
+// point into the arrays; its headers are appended to hs, which it returns
+// for reuse.
+func (r *records) message(x *rec, hs []kafka.Header) (kafka.Message, []kafka.Header) {
+	hs = r.headers(x, hs[:0])
+	m := kafka.Message{Key: r.span(x.koff, x.kn), Value: r.span(x.voff, x.vn), Headers: hs}
+	if x.ms != noTime {
+		m.Time = time.UnixMilli(x.ms)
+	}
+	return m, hs
+}
+
+// headersSize returns what kafka-go counts for the headers of x.
+func (r *records) headersSize(x *rec) int {
+	hs := r.hdrs[x.h0 : x.h0+x.nh]
+	return headersSize(len(hs), func(i int) (int, int) { return len(r.keys[hs[i].key]), max(int(hs[i].n), 0) })
+}
+
+// recordSize returns what x counts against a batch's room (recordSize).
+func (r *records) recordSize(x *rec) int {
+	return recordSize(max(int(x.kn), 0), max(int(x.vn), 0), r.headersSize(x))
+}
+
+// recordBytes returns the key, value and header bytes of x, as Bytes
+// counts them.
+func (r *records) recordBytes(x *rec) int {
+	n := max(int(x.kn), 0) + max(int(x.vn), 0)
+	for _, h := range r.hdrs[x.h0 : x.h0+x.nh] {
+		n += len(r.keys[h.key]) + max(int(h.n), 0)
+	}
+	return n
 }
 
 // batcherOptions are a batcher's settings; zero values are defaults.
@@ -428,7 +537,7 @@ func (b *batcher) truncates(n int, key func(i int) string) bool {
 	return false
 }
 
-func (b *batcher) buffered() int { return len(b.msgs) - b.sent }
+func (b *batcher) buffered() int { return len(b.recs) - b.sent }
 
 // detach takes the buffered records out, for another goroutine to send
 // with the function returned while add fills a new buffer; nil when there
@@ -482,17 +591,20 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 		key, value, extra = cut(key, f.keyLen), cut(value, f.valueLen), f.extra
 		b.truncated.Add(1)
 	}
-	m := kafka.Message{Key: b.copy(key), Value: b.copy(value), Time: t}
-	if len(hs)+len(extra) > 0 {
-		i := len(b.hdrs)
-		for _, h := range hs {
-			b.hdrs = append(b.hdrs, kafka.Header{Key: h.Key, Value: b.copy(h.Value)})
-		}
-		b.hdrs = append(b.hdrs, extra...)
-		m.Headers = b.hdrs[i:len(b.hdrs):len(b.hdrs)]
+	x := rec{ms: noTime, h0: int32(len(b.hdrs)), nh: int32(len(hs) + len(extra))}
+	if !t.IsZero() {
+		x.ms = t.UnixMilli()
 	}
-	b.msgs = append(b.msgs, m)
-	b.size += messageBytes(&m)
+	x.koff, x.kn = b.put(key)
+	x.voff, x.vn = b.put(value)
+	for _, h := range hs {
+		b.addHeader(h.Key, h.Value)
+	}
+	for _, h := range extra {
+		b.addHeader(h.Key, h.Value)
+	}
+	b.recs = append(b.recs, x)
+	b.size += b.recordBytes(&x)
 	b.fitted = max(b.fitted, int(b.limit.Load()))
 	return nil
 }
@@ -515,43 +627,44 @@ func cut(p []byte, n int) []byte {
 	return p[:n:n]
 }
 
-// messageBytes returns the key, value and header bytes of m, as Bytes
-// counts them.
-func messageBytes(m *kafka.Message) int {
-	n := len(m.Key) + len(m.Value)
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
-}
-
 // refit applies the limit to the records of f not yet acknowledged,
 // after it went down: records that no longer fit are cut, or, when they
 // may not be, reported in an error (they stay buffered).
 func (b *batcher) refit(f *buffer) error {
-	for i := f.sent; i < len(f.msgs); i++ {
+	for i := f.sent; i < len(f.recs); i++ {
 		if i == f.sent {
 			// The records change in place below: a request still
 			// encoded from the old array keeps reading it unchanged.
-			f.msgs = slices.Clone(f.msgs)
+			f.recs = slices.Clone(f.recs)
 		}
-		m := &f.msgs[i]
-		hs := m.Headers
-		each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
-		size := recordSize(len(m.Key), len(m.Value), headersSize(len(hs), each))
+		x := &f.recs[i]
+		size := f.recordSize(x)
 		if size <= b.room() {
 			continue
 		}
-		fit, ok := fitRecord(b.room(), len(m.Key), len(m.Value), len(hs), each)
-		if !ok || !b.truncates(len(hs), func(i int) string { return hs[i].Key }) {
+		hs := f.hdrs[x.h0 : x.h0+x.nh]
+		each := func(i int) (int, int) { return len(f.keys[hs[i].key]), max(int(hs[i].n), 0) }
+		fit, ok := fitRecord(b.room(), max(int(x.kn), 0), max(int(x.vn), 0), len(hs), each)
+		if !ok || !b.truncates(len(hs), func(i int) string { return f.keys[hs[i].key] }) {
 			return fmt.Errorf("write to topic %q: the topic accepts record batches of at most %d bytes (max.message.bytes), and a buffered record of %d bytes needs %d",
-				b.topic, b.limit.Load(), messageBytes(m), size+batchOverhead)
+				b.topic, b.limit.Load(), f.recordBytes(x), size+batchOverhead)
 		}
-		f.size -= messageBytes(m)
-		m.Key, m.Value = cut(m.Key, fit.keyLen), cut(m.Value, fit.valueLen)
-		// A new array: the old one may still be read by kafka-go.
-		m.Headers = append(hs[:len(hs):len(hs)], fit.extra...)
-		f.size += messageBytes(m)
+		f.size -= f.recordBytes(x)
+		if x.kn >= 0 {
+			x.kn = int32(fit.keyLen)
+		}
+		if x.vn >= 0 {
+			x.vn = int32(fit.valueLen)
+		}
+		// The headers, the record's own then the new ones, at the end of
+		// hdrs: entries a request may still read stay as they were.
+		h0 := len(f.hdrs)
+		f.hdrs = append(f.hdrs, hs...)
+		for _, h := range fit.extra {
+			f.addHeader(h.Key, h.Value)
+		}
+		x.h0, x.nh = int32(h0), int32(len(f.hdrs)-h0)
+		f.size += f.recordBytes(x)
 		b.truncated.Add(1)
 	}
 	f.fitted = int(b.limit.Load())
@@ -571,19 +684,6 @@ func tooLargeForBroker(err error) bool {
 		return false
 	}
 	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)
-}
-
-// copy returns a copy of p in the arena, nil for nil.
-func (b *batcher) copy(p []byte) []byte {
-	if p == nil {
-		return nil
-	}
-	if len(p) == 0 {
-		return []byte{}
-	}
-	i := len(b.arena)
-	b.arena = append(b.arena, p...)
-	return b.arena[i:len(b.arena):len(b.arena)]
 }
 
 // flush writes the buffered records in chunks, in order, and resets the
@@ -610,8 +710,8 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	var unknownSince, failingSince time.Time
 	relooked := false
 	var o *outgoing // the chunk in the air, with what is acknowledged
-	for f.sent < len(f.msgs) {
-		chunk := f.msgs[f.sent:min(len(f.msgs), f.sent+chunkRecords)]
+	for f.sent < len(f.recs) {
+		chunk := f.recs[f.sent:min(len(f.recs), f.sent+chunkRecords)]
 		// A request can wait without end for metadata it never gets (a
 		// topic just created, a broker that went away; kafka-go's issue
 		// 806): each attempt has a deadline, and one that passes is
@@ -619,7 +719,7 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
 		var err error
 		if o == nil {
-			o, err = b.plan(wctx, chunk)
+			o, err = b.plan(wctx, f.records, chunk)
 		}
 		if err == nil {
 			err = b.produce(wctx, o)
@@ -696,7 +796,7 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 		o = nil
 		n := 0
 		for i := range chunk {
-			n += messageBytes(&chunk[i])
+			n += f.recordBytes(&chunk[i])
 		}
 		b.writes.Add(int64(len(chunk)))
 		b.bytes.Add(int64(n))
@@ -715,13 +815,11 @@ func (b *batcher) reset(f *buffer) {
 		// themselves (send.go reads them in place): leave every array to
 		// it and the garbage collector. Cleared, it once sent records
 		// without key, value or headers.
-		f.msgs, f.arena, f.hdrs, f.tainted = nil, nil, nil, false
+		f.records, f.tainted = records{}, false
 		return
 	}
-	clear(f.msgs) // drop references into old arenas
-	f.msgs = f.msgs[:0]
+	f.recs = f.recs[:0]
 	f.arena = f.arena[:0]
-	clear(f.hdrs)
 	f.hdrs = f.hdrs[:0]
 }
 
@@ -744,6 +842,6 @@ func (b *batcher) close() error {
 	}
 	b.closed = true
 	b.sh.release()
-	b.msgs, b.arena, b.hdrs = nil, nil, nil
+	b.records = records{}
 	return nil
 }
