@@ -922,9 +922,12 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		err := applyOne(b)
 		s.count(g, ids, in.pace)
 		gate.release(b.held)
-		if !b.partials { // the merger may keep parts of a partial's value
-			s.batches.Put(b)
-		}
+		// Every batch goes back, a partial's too (the merger decodes what
+		// it keeps into strings of its own): the partials' fetcher took
+		// a recycled batch at each of its many small fetches and dropped
+		// it, so the others grew new arenas (a fifth of all a catch-up
+		// allocated, bench/RESULTS.md).
+		s.batches.Put(b)
 		return err
 	}
 	for {
