@@ -281,7 +281,8 @@ type batcher struct {
 
 	buffer // what Write adds to
 	closed bool
-	// spare is a detached buffer sent and reset, for the next detach.
+	// spare is a detached buffer sent and reset: the next add into an
+	// empty buffer takes it (see detach).
 	mu    sync.Mutex
 	spare *buffer
 
@@ -541,21 +542,17 @@ func (b *batcher) buffered() int { return len(b.recs) - b.sent }
 
 // detach takes the buffered records out, for another goroutine to send
 // with the function returned while add fills a new buffer; nil when there
-// are none. Once sent, the buffer's memory serves the next detach.
+// are none. Once sent, the buffer's memory serves the next add into an
+// empty buffer: taken then, not at the detach, a sink written only
+// between sends (the changelog: a commit's records, then nothing until
+// it has landed) keeps one buffer of a commit's size, not two.
 func (b *batcher) detach() func(ctx context.Context) error {
 	if b.closed || b.buffered() == 0 {
 		return nil
 	}
 	f := new(buffer)
 	*f = b.buffer
-	b.mu.Lock()
-	spare := b.spare
-	b.spare = nil
-	b.mu.Unlock()
 	b.buffer = buffer{}
-	if spare != nil {
-		b.buffer = *spare
-	}
 	return func(ctx context.Context) error {
 		if err := b.send(ctx, f); err != nil {
 			return err
@@ -580,6 +577,9 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	}
 	if b.closed {
 		return fmt.Errorf("write to topic %q: sink closed", b.topic)
+	}
+	if cap(b.recs) == 0 {
+		b.takeSpare()
 	}
 	each := func(i int) (int, int) { return len(hs[i].Key), len(hs[i].Value) }
 	var extra []kafka.Header
@@ -607,6 +607,21 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	b.size += b.recordBytes(&x)
 	b.fitted = max(b.fitted, int(b.limit.Load()))
 	return nil
+}
+
+// takeSpare makes the sent spare buffer, if there is one, the buffer add
+// fills, when that holds nothing (a detach emptied it).
+func (b *batcher) takeSpare() {
+	if b.buffered() > 0 || b.sent > 0 {
+		return
+	}
+	b.mu.Lock()
+	spare := b.spare
+	b.spare = nil
+	b.mu.Unlock()
+	if spare != nil {
+		b.buffer = *spare
+	}
 }
 
 // tooLarge returns the error of a record refused for its size.
