@@ -1,12 +1,14 @@
 package kafkaio
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/produce"
@@ -95,5 +97,48 @@ func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
 	}
 	if n != 100 {
 		t.Errorf("the timed-out request holds %d records, want 100", n)
+	}
+}
+
+// TestDetachedBuffersAreReused: a sink written while its last detached
+// records are in flight, as the live service's outputs are, fills two
+// buffers by turns once both have grown, and allocates no more.
+func TestDetachedBuffersAreReused(t *testing.T) {
+	c := broker(t)
+	mustTopics(t, c, TopicSpec{Name: "reuse", Partitions: 2})
+	s, err := NewSink(c, "reuse", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t, 30*time.Second)
+	arenas := map[*byte]bool{}
+	var inFlight func(context.Context) error
+	for round := range 12 {
+		for i := range 200 {
+			m := processor.Message{Key: fmt.Appendf(nil, "k%d", i), Value: bytes.Repeat([]byte("v"), 100), Time: 1,
+				Headers: []processor.Header{{Key: "h", Value: []byte("x")}}}
+			if err := s.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round >= 2 {
+			arenas[unsafe.SliceData(s.b.arena)] = true
+		}
+		if inFlight != nil {
+			if err := inFlight(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		inFlight = s.Detach()
+	}
+	if err := inFlight(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(arenas) != 2 {
+		t.Errorf("rounds 2-11 wrote into %d arenas, want the same 2 by turns", len(arenas))
+	}
+	if got := s.Writes(); got != 12*200 {
+		t.Errorf("%d records acknowledged, want %d", got, 12*200)
 	}
 }
