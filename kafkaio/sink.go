@@ -281,10 +281,10 @@ type batcher struct {
 
 	buffer // what Write adds to
 	closed bool
-	// spare is a detached buffer sent and reset: the next add into an
-	// empty buffer takes it (see detach).
-	mu    sync.Mutex
-	spare *buffer
+	// spares are detached buffers sent and reset, at most two: the next
+	// add into an empty buffer takes one (see detach).
+	mu     sync.Mutex
+	spares []*buffer
 
 	writes, bytes, truncated atomic.Int64
 }
@@ -545,7 +545,11 @@ func (b *batcher) buffered() int { return len(b.recs) - b.sent }
 // are none. Once sent, the buffer's memory serves the next add into an
 // empty buffer: taken then, not at the detach, a sink written only
 // between sends (the changelog: a commit's records, then nothing until
-// it has landed) keeps one buffer of a commit's size, not two.
+// it has landed) keeps one buffer of a commit's size, not two. Two are
+// kept: a sink written while a send is in flight fills a second, and
+// one that then gets nothing until the next send lands has both back.
+// With one kept, that sink dropped a buffer each time and grew a new one
+// from nothing: as much allocated as it sent (bench/RESULTS.md).
 func (b *batcher) detach() func(ctx context.Context) error {
 	if b.closed || b.buffered() == 0 {
 		return nil
@@ -559,7 +563,11 @@ func (b *batcher) detach() func(ctx context.Context) error {
 		}
 		b.reset(f)
 		b.mu.Lock()
-		b.spare = f
+		if len(b.spares) < 2 {
+			b.spares = append(b.spares, f)
+		} else if i := smaller(b.spares[0], b.spares[1]); cap(b.spares[i].arena) < cap(f.arena) {
+			b.spares[i] = f
+		}
 		b.mu.Unlock()
 		return nil
 	}
@@ -609,19 +617,34 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	return nil
 }
 
-// takeSpare makes the sent spare buffer, if there is one, the buffer add
-// fills, when that holds nothing (a detach emptied it).
+// takeSpare makes the larger spare buffer, if there is one, the buffer
+// add fills, when that holds nothing (a detach emptied it).
 func (b *batcher) takeSpare() {
 	if b.buffered() > 0 || b.sent > 0 {
 		return
 	}
 	b.mu.Lock()
-	spare := b.spare
-	b.spare = nil
+	var spare *buffer
+	if n := len(b.spares); n > 0 {
+		i := 0
+		if n == 2 {
+			i = 1 - smaller(b.spares[0], b.spares[1])
+		}
+		spare = b.spares[i]
+		b.spares = slices.Delete(b.spares, i, i+1)
+	}
 	b.mu.Unlock()
 	if spare != nil {
 		b.buffer = *spare
 	}
+}
+
+// smaller returns 0 when x's arena is the smaller, else 1.
+func smaller(x, y *buffer) int {
+	if cap(x.arena) <= cap(y.arena) {
+		return 0
+	}
+	return 1
 }
 
 // tooLarge returns the error of a record refused for its size.
