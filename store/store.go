@@ -169,7 +169,7 @@ func Open(dir string, o Options) (*DB, error) {
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               lbaseMaxBytes,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: 2, // as --memory-budget counts them: one filling, one flushing
 		Logger:                      quietLogger{dir: dir},
 		FS:                          o.FS,
 	}
