@@ -256,19 +256,6 @@ func (s *PartitionSource) fetch(ctx context.Context) (*kafka.FetchResponse, erro
 	return res, nil
 }
 
-// Exchange returns the arrays the records of the last Next point into
-// (its arena of keys, values and header values, and its headers) and
-// gives the source arena and hdrs to fill at the next Next instead, so
-// that a caller keeps the records without copying them (the live
-// service's fetched batches, processor.Batch.Adopt). Records of the last
-// Next may also point into arrays the source let go of when its arena
-// filled up; it never reuses those.
-func (s *PartitionSource) Exchange(arena []byte, hdrs []processor.Header) ([]byte, []processor.Header) {
-	a, h := s.arena, s.hdrs
-	s.arena, s.hdrs = arena[:0], hdrs[:0]
-	return a, h
-}
-
 // read appends the records of res at or after s.next to buf, copying their
 // bytes into the arena, and moves s.next past them and past any control
 // records.

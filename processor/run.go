@@ -135,31 +135,6 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err 
 	return g.Finish(ctx)
 }
 
-// Adopt makes recs the batch's records without copying their bytes: the
-// batch takes arena and hdrs, the arrays the records' keys, values and
-// headers point into (or into arrays nobody reuses), and returns its own
-// arena and header array, emptied, for the caller to fill next. A source
-// that reads into arrays of its own and exchanges them with batches this
-// way copies each record once, not twice.
-func (b *Batch) Adopt(recs []Record, arena []byte, hdrs []Header) ([]byte, []Header) {
-	oldArena, oldHdrs := b.arena[:0], b.hdrs
-	clear(oldHdrs)
-	b.Recs = append(b.Recs[:0], recs...)
-	b.arena, b.hdrs = arena, hdrs
-	b.sizeDecoded()
-	return oldArena, oldHdrs[:0]
-}
-
-// sizeDecoded gives the batch an event and an error for each record.
-func (b *Batch) sizeDecoded() {
-	if cap(b.Events) < len(b.Recs) {
-		b.Events = make([]event.Event, len(b.Recs))
-		b.Errs = make([]error, len(b.Recs))
-	}
-	b.Events = b.Events[:len(b.Recs)]
-	b.Errs = b.Errs[:len(b.Recs)]
-}
-
 // Fill copies the records at or after offset resume into the batch.
 func (b *Batch) Fill(recs []Record, resume int64) {
 	b.Recs = b.Recs[:0]
@@ -201,7 +176,12 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		}
 		b.Recs = append(b.Recs, r)
 	}
-	b.sizeDecoded()
+	if cap(b.Events) < len(b.Recs) {
+		b.Events = make([]event.Event, len(b.Recs))
+		b.Errs = make([]error, len(b.Recs))
+	}
+	b.Events = b.Events[:len(b.Recs)]
+	b.Errs = b.Errs[:len(b.Recs)]
 }
 
 // Bytes is about what the batch holds on the heap: its arena and the

@@ -798,10 +798,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		b.part, b.repart, b.byUser, b.partials, b.hw, b.next, b.err = p, repart, byUser, partials, src.HighWatermark(), src.Offset(), err
 		b.Recs = b.Recs[:0]
 		if err == nil {
-			// The batch takes the source's arrays; the source reads the
-			// next fetch into the batch's old ones.
-			arena, hdrs := src.Exchange(nil, nil)
-			src.Exchange(b.Adopt(recs, arena, hdrs))
+			b.Fill(recs, 0)
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
 				if in.pace.paces() {
