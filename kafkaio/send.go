@@ -257,11 +257,7 @@ func (r *messageReader) ReadRecord() (*protocol.Record, error) {
 		t = time.UnixMilli(x.ms)
 	}
 	r.hs = r.headers(x, r.hs[:0])
-	var hs []kafka.Header
-	if len(r.hs) > 0 {
-		hs = r.hs
-	}
-	r.rec = protocol.Record{Time: t, Headers: hs, Key: r.key.of(r.span(x.koff, x.kn)), Value: r.value.of(r.span(x.voff, x.vn))}
+	r.rec = protocol.Record{Time: t, Headers: r.hs, Key: r.key.of(r.span(x.koff, x.kn)), Value: r.value.of(r.span(x.voff, x.vn))}
 	return &r.rec, nil
 }
 

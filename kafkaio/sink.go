@@ -1,6 +1,7 @@
 package kafkaio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -292,7 +293,7 @@ type batcher struct {
 // buffer holds records written and not yet acknowledged: the batcher's
 // own, or one detached from it and sent on another goroutine.
 type buffer struct {
-	records         // recs[sent:] are not acknowledged
+	records // recs[sent:] are not acknowledged
 	sent    int
 	size    int  // bytes of recs[sent:], as counted by bytes
 	fitted  int  // the largest limit its records were fitted to
@@ -384,11 +385,15 @@ func (r *records) message(x *rec, hs []kafka.Header) (kafka.Message, []kafka.Hea
 	return m, hs
 }
 
-// headersSize returns what kafka-go counts for the headers of x.
-func (r *records) headersSize(x *rec) int {
+// headerLens returns the key and value lengths of the headers of x, as
+// headersSize and fitRecord take them, and how many there are.
+func (r *records) headerLens(x *rec) (n int, each func(i int) (keyLen, valueLen int)) {
 	hs := r.hdrs[x.h0 : x.h0+x.nh]
-	return headersSize(len(hs), func(i int) (int, int) { return len(r.keys[hs[i].key]), max(int(hs[i].n), 0) })
+	return len(hs), func(i int) (int, int) { return len(r.keys[hs[i].key]), max(int(hs[i].n), 0) }
 }
+
+// headersSize returns what kafka-go counts for the headers of x.
+func (r *records) headersSize(x *rec) int { return headersSize(r.headerLens(x)) }
 
 // recordSize returns what x counts against a batch's room (recordSize).
 func (r *records) recordSize(x *rec) int {
@@ -563,10 +568,11 @@ func (b *batcher) detach() func(ctx context.Context) error {
 		}
 		b.reset(f)
 		b.mu.Lock()
-		if len(b.spares) < 2 {
-			b.spares = append(b.spares, f)
-		} else if i := smaller(b.spares[0], b.spares[1]); cap(b.spares[i].arena) < cap(f.arena) {
-			b.spares[i] = f
+		// The two largest are kept, smallest first.
+		b.spares = append(b.spares, f)
+		slices.SortFunc(b.spares, func(x, y *buffer) int { return cmp.Compare(cap(x.arena), cap(y.arena)) })
+		if len(b.spares) > 2 {
+			b.spares = slices.Delete(b.spares, 0, 1)
 		}
 		b.mu.Unlock()
 		return nil
@@ -618,33 +624,18 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 }
 
 // takeSpare makes the larger spare buffer, if there is one, the buffer
-// add fills, when that holds nothing (a detach emptied it).
+// add fills; add calls it when its own has no memory (a detach took it).
 func (b *batcher) takeSpare() {
-	if b.buffered() > 0 || b.sent > 0 {
-		return
-	}
 	b.mu.Lock()
 	var spare *buffer
 	if n := len(b.spares); n > 0 {
-		i := 0
-		if n == 2 {
-			i = 1 - smaller(b.spares[0], b.spares[1])
-		}
-		spare = b.spares[i]
-		b.spares = slices.Delete(b.spares, i, i+1)
+		spare = b.spares[n-1]
+		b.spares = b.spares[:n-1]
 	}
 	b.mu.Unlock()
 	if spare != nil {
 		b.buffer = *spare
 	}
-}
-
-// smaller returns 0 when x's arena is the smaller, else 1.
-func smaller(x, y *buffer) int {
-	if cap(x.arena) <= cap(y.arena) {
-		return 0
-	}
-	return 1
 }
 
 // tooLarge returns the error of a record refused for its size.
@@ -681,9 +672,9 @@ func (b *batcher) refit(f *buffer) error {
 			continue
 		}
 		hs := f.hdrs[x.h0 : x.h0+x.nh]
-		each := func(i int) (int, int) { return len(f.keys[hs[i].key]), max(int(hs[i].n), 0) }
-		fit, ok := fitRecord(b.room(), max(int(x.kn), 0), max(int(x.vn), 0), len(hs), each)
-		if !ok || !b.truncates(len(hs), func(i int) string { return f.keys[hs[i].key] }) {
+		n, each := f.headerLens(x)
+		fit, ok := fitRecord(b.room(), max(int(x.kn), 0), max(int(x.vn), 0), n, each)
+		if !ok || !b.truncates(n, func(i int) string { return f.keys[hs[i].key] }) {
 			return fmt.Errorf("write to topic %q: the topic accepts record batches of at most %d bytes (max.message.bytes), and a buffered record of %d bytes needs %d",
 				b.topic, b.limit.Load(), f.recordBytes(x), size+batchOverhead)
 		}
@@ -849,7 +840,7 @@ func (b *batcher) reset(f *buffer) {
 	f.sent, f.size, f.fitted = 0, 0, 0
 	if f.tainted || cap(f.arena) > 64<<20 {
 		// A request of an attempt that failed or was cancelled may still
-		// be encoded on the transport's goroutine, from the messages
+		// be encoded on the transport's goroutine, from the records
 		// themselves (send.go reads them in place): leave every array to
 		// it and the garbage collector. Cleared, it once sent records
 		// without key, value or headers.
