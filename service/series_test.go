@@ -87,3 +87,25 @@ func TestRecentLikesAndDamping(t *testing.T) {
 		t.Error("Damping of a video of a partition not held: ok")
 	}
 }
+
+func TestHolds(t *testing.T) {
+	s := &Service{}
+	if all, first := s.Holds(); all || first {
+		t.Errorf("before any assignment: Holds() = %v, %v", all, first)
+	}
+	s.inputPartitions.Store(3)
+	for _, c := range []struct {
+		owned       []int32
+		all, first bool
+	}{
+		{[]int32{}, false, false},
+		{[]int32{1, 2}, false, false},
+		{[]int32{0, 2}, false, true},
+		{[]int32{0, 1, 2}, true, true},
+	} {
+		s.owned.Store(&c.owned)
+		if all, first := s.Holds(); all != c.all || first != c.first {
+			t.Errorf("holding %v of 3: Holds() = %v, %v; want %v, %v", c.owned, all, first, c.all, c.first)
+		}
+	}
+}

@@ -1318,6 +1318,19 @@ func (s *Service) Score(_ context.Context, id string) ([]byte, bool, error) {
 	return processor.ReadScore(s.db, s.cfg.Engine, *owned, id)
 }
 
+// Holds reports whether this instance holds every input partition, and so
+// answers for every video itself, and whether it holds partition 0, and so
+// merges the trending lists and the creators. Both are false until its
+// first partitions are assigned.
+func (s *Service) Holds() (all, first bool) {
+	owned := s.owned.Load()
+	n := int(s.inputPartitions.Load())
+	if owned == nil || n == 0 {
+		return false, false
+	}
+	return len(*owned) == n, slices.Contains(*owned, 0)
+}
+
 // Trending returns the current snapshot of a region.
 func (s *Service) Trending(region string) (processor.Snapshot, bool) {
 	g := s.group.Load()

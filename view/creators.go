@@ -77,6 +77,7 @@ type Creators struct {
 	creators map[string]CreatorScore
 	lists    map[string]RisingList
 	pending  int
+	scores   gate // shut: the creator scores topic is not read (FollowScores)
 	err      error
 }
 
@@ -149,6 +150,9 @@ func (c *Creators) follow(ctx context.Context, topic string, partition int, end 
 	}()
 	var buf []processor.Record
 	for ctx.Err() == nil {
+		if scores && !c.scores.wait(ctx) {
+			return
+		}
 		if src == nil {
 			s, err := kafkaio.NewPartitionSource(c.cfg.Kafka, topic, partition, kafkaio.FirstOffset)
 			if err != nil {
@@ -242,6 +246,18 @@ func (c *Creators) WaitReady(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// FollowScores(false) stops reading the creator scores topic, after the
+// fetch under way, until FollowScores(true) reads on from where it
+// stopped; the rising lists are read all along. Meanwhile Get answers what
+// was read before, and Ready waits. A view follows from OpenCreators: the
+// service that merges the creators turns it off rather than read its own
+// records back.
+func (c *Creators) FollowScores(on bool) { c.scores.set(on) }
+
+// FollowingScores reports whether the view reads the creator scores topic
+// (see FollowScores).
+func (c *Creators) FollowingScores() bool { return c.scores.isOpen() }
 
 // Get returns a creator's latest record.
 func (c *Creators) Get(id string) (CreatorScore, bool) {

@@ -92,6 +92,7 @@ type View struct {
 
 	pending atomic.Int64 // partitions still bootstrapping
 	ready   chan struct{}
+	scores  gate // shut: the scores topic is not read (FollowScores)
 
 	mu     sync.RWMutex
 	videos map[string]*entry
@@ -211,6 +212,17 @@ func (v *View) Close() error {
 	})
 	return nil
 }
+
+// FollowScores(false) stops reading the scores topic, after the fetch
+// under way, until FollowScores(true) reads on from where it stopped; the
+// trending topic is read all along. Meanwhile Get answers what was read
+// before, and Ready waits. A view follows from Open: a service that holds
+// every video itself turns it off rather than read its own records back.
+func (v *View) FollowScores(on bool) { v.scores.set(on) }
+
+// FollowingScores reports whether the view reads the scores topic (see
+// FollowScores).
+func (v *View) FollowingScores() bool { return v.scores.isOpen() }
 
 // Ready reports whether every partition has been read up to the end
 // offset it had when Open was called.
@@ -353,6 +365,9 @@ func (v *View) follow(ctx context.Context, p *part, src *kafkaio.PartitionSource
 		failed bool
 	)
 	for {
+		if p.scores && !v.scores.wait(ctx) {
+			return
+		}
 		recs, err := src.Next(ctx, buf)
 		if ctx.Err() != nil {
 			return

@@ -62,6 +62,40 @@ func (a *anyVideo) RisingCreators(region string) (processor.CreatorList, int64, 
 	return l, r.TS, true
 }
 
+// steer checks every second which of the views' score topics the
+// service answers for itself, and has the views read only the others: the
+// scores topic while the service does not hold every partition, the
+// creator scores while it does not hold partition 0. A single instance so
+// does not read back every record it writes (a tenth of its CPU on a
+// catch-up); once a rebalance takes partitions away, the view reads on
+// from where it stopped.
+func (a *anyVideo) steer(ctx context.Context, log zerolog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		all, first := a.Service.Holds()
+		a.follow(!all, !first, log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// follow has the views read the scores topic (scores) and the creator
+// scores topic (creators) or not, and logs a change.
+func (a *anyVideo) follow(scores, creators bool, log zerolog.Logger) {
+	if v := a.view.Load(); v != nil && v.FollowingScores() != scores {
+		v.FollowScores(scores)
+		log.Info().Bool("following", scores).Msg("HTTP view of the scores topic (off while this instance holds every partition)")
+	}
+	if c := a.creators.Load(); c != nil && c.FollowingScores() != creators {
+		c.FollowScores(creators)
+		log.Info().Bool("following", creators).Msg("HTTP view of the creator scores topic (off while this instance holds partition 0)")
+	}
+}
+
 // openWhenReady opens a view of output topics once they exist (the
 // service creates them as it starts), retrying every second until ctx
 // ends, keeps it in p while ctx lasts, then closes it.

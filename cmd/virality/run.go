@@ -177,6 +177,7 @@ func serveWith(ctx context.Context, o serveOptions) (err error) {
 				go openWhenReady(vctx, &a.creators, func(ctx context.Context) (*view.Creators, error) { return view.OpenCreators(ctx, ccfg) },
 					log, "creators")
 			}
+			go a.steer(vctx, log)
 			backend = a
 		}
 		srv := httpapi.New(httpAddr, backend, reg)
