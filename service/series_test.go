@@ -95,7 +95,7 @@ func TestHolds(t *testing.T) {
 	}
 	s.inputPartitions.Store(3)
 	for _, c := range []struct {
-		owned       []int32
+		owned      []int32
 		all, first bool
 	}{
 		{[]int32{}, false, false},
