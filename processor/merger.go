@@ -395,21 +395,24 @@ func encodeLists(b []byte, lists []List) []byte {
 var errBadReport = errors.New("processor: corrupt trending report")
 
 func decodeLists(b []byte) ([]List, error) {
+	// One copy of the whole report: its regions and video ids are slices
+	// of it, and its lists share one array (a merger decodes every
+	// partition's report at every tick).
+	s, pos := string(b), 0
 	str := func() (string, bool) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || uint64(len(b)-k) < n {
+		n, k := binary.Uvarint(b[pos:])
+		if k <= 0 || uint64(len(b)-pos-k) < n {
 			return "", false
 		}
-		s := string(b[k : k+int(n)])
-		b = b[k+int(n):]
-		return s, true
+		pos += k + int(n)
+		return s[pos-int(n) : pos], true
 	}
 	count := func() (int, bool) {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)) {
+		n, k := binary.Uvarint(b[pos:])
+		if k <= 0 || n > uint64(len(b)-pos) {
 			return 0, false
 		}
-		b = b[k:]
+		pos += k
 		return int(n), true
 	}
 	nl, ok := count()
@@ -417,6 +420,8 @@ func decodeLists(b []byte) ([]List, error) {
 		return nil, errBadReport
 	}
 	lists := make([]List, 0, nl)
+	var videos []Ranked
+	ends := make([]int, 0, nl)
 	for range nl {
 		region, ok := str()
 		if !ok {
@@ -426,19 +431,29 @@ func decodeLists(b []byte) ([]List, error) {
 		if !ok {
 			return nil, errBadReport
 		}
-		l := List{Region: region, Videos: make([]Ranked, 0, nv)}
+		if videos == nil {
+			// Lists are as long as one another but for the last few, and
+			// a video takes 9 bytes at least.
+			videos = make([]Ranked, 0, min(nl*nv, (len(b)-pos)/9))
+		}
 		for range nv {
 			id, ok := str()
-			if !ok || len(b) < 8 {
+			if !ok || len(b)-pos < 8 {
 				return nil, errBadReport
 			}
-			l.Videos = append(l.Videos, Ranked{Video: id, Score: math.Float64frombits(binary.LittleEndian.Uint64(b))})
-			b = b[8:]
+			videos = append(videos, Ranked{Video: id, Score: math.Float64frombits(binary.LittleEndian.Uint64(b[pos:]))})
+			pos += 8
 		}
-		lists = append(lists, l)
+		lists = append(lists, List{Region: region})
+		ends = append(ends, len(videos))
 	}
-	if len(b) != 0 {
+	if pos != len(b) {
 		return nil, errBadReport
+	}
+	from := 0
+	for i, to := range ends {
+		lists[i].Videos = videos[from:to:to]
+		from = to
 	}
 	return lists, nil
 }

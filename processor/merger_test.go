@@ -1,0 +1,42 @@
+package processor
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// TestListsRoundTrip: a report's lists decode as they were encoded, and
+// every truncation or extension of the encoding is a corrupt report, not
+// a panic.
+func TestListsRoundTrip(t *testing.T) {
+	lists := []List{
+		{Region: GlobalRegion, Videos: []Ranked{{Video: "v1", Score: 3.5}, {Video: "v22", Score: 2}, {Video: "v3", Score: 0.25}}},
+		{Region: "BR", Videos: []Ranked{}},
+		{Region: "US", Videos: []Ranked{{Video: "v22", Score: 2}, {Video: "", Score: 1e-300}}},
+	}
+	b := encodeLists(nil, lists)
+	got, err := decodeLists(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, lists) {
+		t.Fatalf("decoded %+v, want %+v", got, lists)
+	}
+	// The lists do not share their arrays: one cannot grow into the next.
+	got[0].Videos = append(got[0].Videos, Ranked{Video: "x"})
+	if got[1].Region != "BR" || len(got[1].Videos) != 0 || got[2].Videos[0].Video != "v22" {
+		t.Fatalf("appending to one list changed another: %+v", got)
+	}
+	for n := range len(b) {
+		if _, err := decodeLists(b[:n]); !errors.Is(err, errBadReport) {
+			t.Errorf("the first %d of %d bytes: err %v, want errBadReport", n, len(b), err)
+		}
+	}
+	if _, err := decodeLists(append(b[:len(b):len(b)], 0)); !errors.Is(err, errBadReport) {
+		t.Errorf("a byte more: err %v, want errBadReport", err)
+	}
+	if got, err := decodeLists(encodeLists(nil, nil)); err != nil || len(got) != 0 {
+		t.Errorf("no lists: %v, %v", got, err)
+	}
+}
