@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/viralityhq/virality/store"
 )
@@ -395,65 +396,73 @@ func encodeLists(b []byte, lists []List) []byte {
 var errBadReport = errors.New("processor: corrupt trending report")
 
 func decodeLists(b []byte) ([]List, error) {
-	// One copy of the whole report: its regions and video ids are slices
-	// of it, and its lists share one array (a merger decodes every
-	// partition's report at every tick).
-	s, pos := string(b), 0
-	str := func() (string, bool) {
-		n, k := binary.Uvarint(b[pos:])
-		if k <= 0 || uint64(len(b)-pos-k) < n {
-			return "", false
+	// A merger decodes every partition's report at every tick: the
+	// report's regions and video ids are copied into one array, strings
+	// of which they are, and its lists share one array of videos. A first
+	// pass checks the report and counts, the second takes.
+	var (
+		text   []byte
+		lists  []List
+		videos []Ranked
+	)
+	for pass := range 2 {
+		pos, total, chars := 0, 0, 0
+		str := func() (string, bool) {
+			n, k := binary.Uvarint(b[pos:])
+			if k <= 0 || uint64(len(b)-pos-k) < n {
+				return "", false
+			}
+			pos += k + int(n)
+			chars += int(n)
+			if pass == 0 || n == 0 {
+				return "", true
+			}
+			t := text[chars-int(n) : chars]
+			copy(t, b[pos-int(n):pos])
+			return unsafe.String(&t[0], len(t)), true
 		}
-		pos += k + int(n)
-		return s[pos-int(n) : pos], true
-	}
-	count := func() (int, bool) {
-		n, k := binary.Uvarint(b[pos:])
-		if k <= 0 || n > uint64(len(b)-pos) {
-			return 0, false
+		count := func() (int, bool) {
+			n, k := binary.Uvarint(b[pos:])
+			if k <= 0 || n > uint64(len(b)-pos) {
+				return 0, false
+			}
+			pos += k
+			return int(n), true
 		}
-		pos += k
-		return int(n), true
-	}
-	nl, ok := count()
-	if !ok {
-		return nil, errBadReport
-	}
-	lists := make([]List, 0, nl)
-	var videos []Ranked
-	ends := make([]int, 0, nl)
-	for range nl {
-		region, ok := str()
+		nl, ok := count()
 		if !ok {
 			return nil, errBadReport
 		}
-		nv, ok := count()
-		if !ok {
-			return nil, errBadReport
-		}
-		if videos == nil {
-			// Lists are as long as one another but for the last few, and
-			// a video takes 9 bytes at least.
-			videos = make([]Ranked, 0, min(nl*nv, (len(b)-pos)/9))
-		}
-		for range nv {
-			id, ok := str()
-			if !ok || len(b)-pos < 8 {
+		for range nl {
+			region, ok := str()
+			if !ok {
 				return nil, errBadReport
 			}
-			videos = append(videos, Ranked{Video: id, Score: math.Float64frombits(binary.LittleEndian.Uint64(b[pos:]))})
-			pos += 8
+			nv, ok := count()
+			if !ok {
+				return nil, errBadReport
+			}
+			for range nv {
+				id, ok := str()
+				if !ok || len(b)-pos < 8 {
+					return nil, errBadReport
+				}
+				if pass == 1 {
+					videos = append(videos, Ranked{Video: id, Score: math.Float64frombits(binary.LittleEndian.Uint64(b[pos:]))})
+				}
+				pos += 8
+			}
+			total += nv
+			if pass == 1 {
+				lists = append(lists, List{Region: region, Videos: videos[total-nv : total : total]})
+			}
 		}
-		lists = append(lists, List{Region: region})
-		ends = append(ends, len(videos))
-	}
-	if pos != len(b) {
-		return nil, errBadReport
-	}
-	from := 0
-	for i, to := range ends {
-		lists[i].Videos = videos[from:to:to]
-		from = to
+		if pos != len(b) {
+			return nil, errBadReport
+		}
+		if pass == 0 {
+			text, lists, videos = make([]byte, chars), make([]List, 0, nl), make([]Ranked, 0, total)
+		}
 	}
 	return lists, nil
 }

@@ -3,6 +3,7 @@ package processor
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 )
 
@@ -38,5 +39,29 @@ func TestListsRoundTrip(t *testing.T) {
 	}
 	if got, err := decodeLists(encodeLists(nil, nil)); err != nil || len(got) != 0 {
 		t.Errorf("no lists: %v, %v", got, err)
+	}
+}
+
+// BenchmarkDecodeLists decodes a report of a global list of 100 videos
+// and 20 regional lists of 10.
+func BenchmarkDecodeLists(b *testing.B) {
+	lists := []List{{Region: GlobalRegion}}
+	for i := range 100 {
+		lists[0].Videos = append(lists[0].Videos, Ranked{Video: "v" + strconv.Itoa(100000+i), Score: float64(100 - i)})
+	}
+	for r := range 20 {
+		l := List{Region: "R" + strconv.Itoa(r)}
+		for i := range 10 {
+			l.Videos = append(l.Videos, Ranked{Video: "v" + strconv.Itoa(200000+10*r+i), Score: float64(10 - i)})
+		}
+		lists = append(lists, l)
+	}
+	enc := encodeLists(nil, lists)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeLists(enc); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
