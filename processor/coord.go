@@ -301,6 +301,8 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 		return nil, err
 	}
 	e.writtenOnly = c.topo.WrittenListsOnly && c.out.Partials == nil
+	e.partials = c.out.Partials != nil
+	e.rank.reuse = e.partials
 	c.engines[id] = e
 	c.ids = append(c.ids, id)
 	slices.Sort(c.ids)

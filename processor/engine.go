@@ -171,6 +171,9 @@ type Engine struct {
 	stage       *stage // the account stage of the partition's users
 	rank        *ranking
 	writtenOnly bool // lists only at written ticks (Topology.WrittenListsOnly)
+	// partials: the lists go to the partials topic, encoded at once into
+	// the outbox, so that the ranking reuses its arrays (ranking.reuse).
+	partials bool
 
 	box outbox
 	// ctally: creator likes applied since the last closed tick (creators.go).
@@ -735,7 +738,12 @@ func (e *Engine) snapshot(tick int64) {
 		e.rank.advance(tick) // no one reads the lists between written ticks
 		return
 	}
-	e.box.reports = append(e.box.reports, e.rank.snapshot(tick, e.cfg.TopK))
+	s := e.rank.snapshot(tick, e.cfg.TopK)
+	if e.partials {
+		e.box.addPartial(e.id, s)
+		return
+	}
+	e.box.reports = append(e.box.reports, s)
 }
 
 func (e *Engine) markVideo(v *video) {

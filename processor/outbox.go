@@ -8,6 +8,10 @@ type outbox struct {
 	bytes   []byte
 	scores  []boxed
 	reports []*Snapshot
+	// partials: of an engine whose lists go to the partials topic, its
+	// reports encoded as they were taken (values of that topic, spans of
+	// bytes, with their tick as time), in place of reports.
+	partials []boxed
 	// creators: the creator likes of the ticks it closed (creators.go).
 	creators []*creatorReport
 	next     int64 // the partition's next tick (0: none yet)
@@ -27,6 +31,14 @@ func (o *outbox) addScore(key string, value []byte, ts int64) {
 	o.scores = append(o.scores, boxed{k0, v0, v0, len(o.bytes), ts})
 }
 
+// addPartial encodes a partition's report as a value of the partials
+// topic: the ranking reuses the report's arrays at its next snapshot.
+func (o *outbox) addPartial(id int32, s *Snapshot) {
+	v0 := len(o.bytes)
+	o.bytes = appendPartial(o.bytes, partialReport, id, s.Tick, s.Lists)
+	o.partials = append(o.partials, boxed{v0: v0, v1: len(o.bytes), time: s.Tick})
+}
+
 // drain writes the score records to s and hands the reports to fn, then
 // empties the box.
 func (o *outbox) drain(s Sink, fn func(*Snapshot)) error {
@@ -38,6 +50,7 @@ func (o *outbox) drain(s Sink, fn func(*Snapshot)) error {
 		}
 	}
 	o.scores = o.scores[:0]
+	o.partials = o.partials[:0]
 	o.bytes = o.bytes[:0]
 	for _, r := range o.reports {
 		if fn != nil {

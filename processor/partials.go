@@ -66,14 +66,12 @@ func decodePartial(b []byte) (kind byte, part int32, tick int64, lists []List, e
 // the partials topic.
 func (c *Coordinator) sendPartials(id int32, e *Engine) error {
 	key := strconv.AppendInt(nil, int64(id), 10)
-	for _, r := range e.box.reports {
-		c.rbuf = appendPartial(c.rbuf[:0], partialReport, id, r.Tick, r.Lists)
-		if err := c.out.Partials.Write(&Message{Key: key, Value: c.rbuf, Time: r.Tick}); err != nil {
+	for _, r := range e.box.partials {
+		if err := c.out.Partials.Write(&Message{Key: key, Value: e.box.bytes[r.v0:r.v1:r.v1], Time: r.time}); err != nil {
 			return err
 		}
 	}
-	clear(e.box.reports)
-	e.box.reports = e.box.reports[:0]
+	e.box.partials = e.box.partials[:0]
 	if e.box.next != e.sentNext {
 		e.sentNext = e.box.next
 		c.rbuf = appendPartial(c.rbuf[:0], partialProgress, id, e.box.next, nil)

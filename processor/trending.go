@@ -191,11 +191,16 @@ func (b *board) refill(k int, outside []*candidate, flag func(*candidate) *bool)
 
 // top returns the first k of the board: the last list if nothing that
 // could move it changed.
-func (b *board) top(k int) []Ranked {
+func (b *board) top(k int, reuse bool) []Ranked {
 	if !b.stale {
 		return b.list
 	}
-	out := make([]Ranked, 0, min(k, b.tree.Len()))
+	var out []Ranked
+	if n := min(k, b.tree.Len()); reuse && cap(b.list) >= n {
+		out = b.list[:0]
+	} else {
+		out = make([]Ranked, 0, n)
+	}
 	b.tree.Ascend(func(c *candidate) bool {
 		out = append(out, Ranked{Video: c.video, Score: c.treeScore, encoded: c.encoded})
 		return len(out) < k
@@ -226,6 +231,12 @@ type ranking struct {
 	pending int64Heap
 	dirty   []*candidate
 	scratch map[*board][]*candidate
+	// reuse: a snapshot is encoded before the next is taken (the live
+	// service's partials), so the next one reuses its arrays: the lists'
+	// and the boards' (board.top).
+	reuse bool
+	snap  Snapshot
+	names []string
 }
 
 func newRanking(tick, horizon int64) *ranking {
@@ -410,15 +421,21 @@ func (r *ranking) advance(t int64) {
 func (r *ranking) snapshot(t int64, k int) *Snapshot {
 	r.advance(t)
 	r.fit(k)
-	s := &Snapshot{Tick: t}
-	s.Lists = append(s.Lists, List{Region: GlobalRegion, Videos: r.global.top(k)})
-	names := make([]string, 0, len(r.regions))
+	s, names := &Snapshot{Tick: t}, make([]string, 0, len(r.regions))
+	if r.reuse {
+		r.snap.Tick, r.snap.Lists = t, r.snap.Lists[:0]
+		s, names = &r.snap, r.names[:0]
+	}
+	s.Lists = append(s.Lists, List{Region: GlobalRegion, Videos: r.global.top(k, r.reuse)})
 	for n := range r.regions {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s.Lists = append(s.Lists, List{Region: n, Videos: r.regions[n].top(k)})
+		s.Lists = append(s.Lists, List{Region: n, Videos: r.regions[n].top(k, r.reuse)})
+	}
+	if r.reuse {
+		r.names = names
 	}
 	return s
 }
