@@ -234,6 +234,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		if err != nil {
 			return nil, fmt.Errorf("load trending merger: %w", err)
 		}
+		c.merger.written = c.cfg.writtenTick
 		if err := c.gpart.ScanReports(c.merger.load); err != nil {
 			return nil, fmt.Errorf("load trending reports: %w", err)
 		}

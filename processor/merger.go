@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -26,8 +27,12 @@ type merger struct {
 	topK    int
 	emit    func(*Snapshot) error
 	next    map[int32]int64
-	pending map[int64]map[int32][]List
+	pending map[int64]map[int32]pendingReport
 	ticks   int64Heap // the keys of pending, to emit them in order
+	// written reports whether a tick's snapshot is written to the
+	// outputs; the others only update latest, and a tick merged together
+	// with a later one is not merged at all (nil: every tick is merged).
+	written func(tick int64) bool
 	done    int64     // last tick emitted
 	// Persistence is incremental: reports still pending at a commit are
 	// stored once each, and dropped with one range deletion once merged.
@@ -78,6 +83,14 @@ type latest struct {
 	regions []string
 }
 
+// pendingReport is a partition's lists at a tick not yet merged, as the
+// engine took them, or (fed by the partials topic, or loaded from the
+// store) encoded, to be decoded only if its tick is merged.
+type pendingReport struct {
+	lists []List
+	raw   []byte // encodeLists; nil when lists holds the lists
+}
+
 type report struct {
 	tick int64
 	part int32
@@ -98,7 +111,7 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 		topK:    topK,
 		emit:    emit,
 		next:    map[int32]int64{},
-		pending: map[int64]map[int32][]List{},
+		pending: map[int64]map[int32]pendingReport{},
 		latest:  &atomic.Pointer[latest]{},
 	}
 	if len(state) > 0 {
@@ -127,18 +140,24 @@ func (m *merger) marshal(dst []byte) []byte {
 
 // load restores a stored report.
 func (m *merger) load(tick int64, part int32, value []byte) error {
-	lists, err := decodeLists(value)
-	if err != nil {
+	if err := checkLists(value); err != nil {
 		return err
 	}
 	if tick > m.done {
-		if m.pending[tick] == nil {
-			m.pending[tick] = map[int32][]List{}
-			heap.Push(&m.ticks, tick)
-		}
-		m.pending[tick][part] = lists
+		m.add(tick, part, pendingReport{raw: slices.Clone(value)})
 	}
 	return nil
+}
+
+// add keeps a report until its tick is merged.
+func (m *merger) add(tick int64, part int32, r pendingReport) {
+	byPart := m.pending[tick]
+	if byPart == nil {
+		byPart = map[int32]pendingReport{}
+		m.pending[tick] = byPart
+		heap.Push(&m.ticks, tick)
+	}
+	byPart[part] = r
 }
 
 // save stores the reports received since the last commit that are still
@@ -151,12 +170,16 @@ func (m *merger) save(w *store.Writer) error {
 		m.savedDone = m.done
 	}
 	for _, r := range m.unsaved {
-		lists, ok := m.pending[r.tick][r.part]
+		p, ok := m.pending[r.tick][r.part]
 		if !ok {
 			continue
 		}
-		m.buf = encodeLists(m.buf[:0], lists)
-		if err := w.SetReport(r.tick, r.part, m.buf); err != nil {
+		v := p.raw
+		if v == nil {
+			m.buf = encodeLists(m.buf[:0], p.lists)
+			v = m.buf
+		}
+		if err := w.SetReport(r.tick, r.part, v); err != nil {
 			return err
 		}
 	}
@@ -181,14 +204,18 @@ func (m *merger) report(id int32, s *Snapshot) {
 	if s.Tick <= m.done {
 		return
 	}
-	byPart := m.pending[s.Tick]
-	if byPart == nil {
-		byPart = map[int32][]List{}
-		m.pending[s.Tick] = byPart
-		heap.Push(&m.ticks, s.Tick)
-	}
-	byPart[id] = s.Lists
+	m.add(s.Tick, id, pendingReport{lists: s.Lists})
 	m.unsaved = append(m.unsaved, report{s.Tick, id})
+}
+
+// reportEncoded keeps a partition's report as encodeLists wrote it (lists,
+// checked by checkLists), copied: it is decoded only if its tick is merged.
+func (m *merger) reportEncoded(id int32, tick int64, lists []byte) {
+	if tick <= m.done {
+		return
+	}
+	m.add(tick, id, pendingReport{raw: slices.Clone(lists)})
+	m.unsaved = append(m.unsaved, report{tick, id})
 }
 
 func (m *merger) progress(id int32, next int64) error {
@@ -301,9 +328,18 @@ func (m *merger) emitBefore(f int64) error {
 	}
 	for m.ticks.Len() > 0 && m.ticks[0] < f {
 		t := heap.Pop(&m.ticks).(int64)
-		s := m.merge(t, m.pending[t])
+		byPart := m.pending[t]
 		delete(m.pending, t)
 		m.done = t
+		if m.written != nil && !m.written(t) && m.ticks.Len() > 0 && m.ticks[0] < f {
+			// Neither written nor the latest once this call returns (a
+			// catch-up closes many ticks at once): nothing would read it.
+			continue
+		}
+		s, err := m.merge(t, byPart)
+		if err != nil {
+			return err
+		}
 		if err := m.emit(s); err != nil {
 			return err
 		}
@@ -317,20 +353,30 @@ func (m *merger) emitBefore(f int64) error {
 	return nil
 }
 
-func (m *merger) merge(tick int64, byPart map[int32][]List) *Snapshot {
+func (m *merger) merge(tick int64, byPart map[int32]pendingReport) (*Snapshot, error) {
 	ids := make([]int32, 0, len(byPart))
-	for id := range byPart {
+	lists := make(map[int32][]List, len(byPart))
+	for id, r := range byPart {
 		ids = append(ids, id)
+		if r.raw == nil {
+			lists[id] = r.lists
+			continue
+		}
+		l, err := decodeLists(r.raw)
+		if err != nil {
+			return nil, fmt.Errorf("report of partition %d for tick %d: %w", id, tick, err)
+		}
+		lists[id] = l
 	}
 	slices.Sort(ids)
 	if len(ids) == 1 {
 		// One partition: its lists are already the answer.
-		return &Snapshot{Tick: tick, Lists: byPart[ids[0]]}
+		return &Snapshot{Tick: tick, Lists: lists[ids[0]]}, nil
 	}
 	// Each partition's list is ranked already: merge the heads.
 	all := map[string][][]Ranked{GlobalRegion: nil}
 	for _, id := range ids {
-		for _, l := range byPart[id] {
+		for _, l := range lists[id] {
 			all[l.Region] = append(all[l.Region], l.Videos)
 		}
 	}
@@ -345,7 +391,7 @@ func (m *merger) merge(tick int64, byPart map[int32][]List) *Snapshot {
 	for _, r := range append([]string{GlobalRegion}, regions...) {
 		s.Lists = append(s.Lists, List{Region: r, Videos: mergeRanked(all[r], m.topK)})
 	}
-	return s
+	return s, nil
 }
 
 // rankedBefore is the order of trending lists: score, then video id.
@@ -395,7 +441,16 @@ func encodeLists(b []byte, lists []List) []byte {
 
 var errBadReport = errors.New("processor: corrupt trending report")
 
-func decodeLists(b []byte) ([]List, error) {
+func decodeLists(b []byte) ([]List, error) { return readLists(b, true) }
+
+// checkLists reports whether b is a report that decodeLists can decode,
+// without decoding it.
+func checkLists(b []byte) error {
+	_, err := readLists(b, false)
+	return err
+}
+
+func readLists(b []byte, decode bool) ([]List, error) {
 	// A merger decodes every partition's report at every tick: the
 	// report's regions and video ids are copied into one array, strings
 	// of which they are, and its lists share one array of videos. A first
@@ -461,6 +516,9 @@ func decodeLists(b []byte) ([]List, error) {
 			return nil, errBadReport
 		}
 		if pass == 0 {
+			if !decode {
+				return nil, nil
+			}
 			text, lists, videos = make([]byte, chars), make([]List, 0, nl), make([]Ranked, 0, total)
 		}
 	}

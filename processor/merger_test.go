@@ -65,3 +65,48 @@ func BenchmarkDecodeLists(b *testing.B) {
 		}
 	}
 }
+
+// TestMergerSkipsSupersededTicks: of the ticks one call closes, the
+// merger merges those written to the outputs and the last (the latest
+// list), not a tick between that is neither; reports from the partials
+// topic are decoded only then.
+func TestMergerSkipsSupersededTicks(t *testing.T) {
+	var emitted []int64
+	var last *Snapshot
+	m, err := newMerger(2, nil, func(s *Snapshot) error {
+		emitted, last = append(emitted, s.Tick), s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.written = func(tick int64) bool { return tick%3 == 0 }
+	m.join(0, 0)
+	m.join(1, 0)
+	for tick := int64(1); tick <= 7; tick++ {
+		m.report(0, &Snapshot{Tick: tick, Lists: []List{{Region: GlobalRegion, Videos: []Ranked{{Video: "a", Score: float64(tick)}}}}})
+		m.reportEncoded(1, tick, encodeLists(nil, []List{{Region: GlobalRegion, Videos: []Ranked{{Video: "b", Score: 10}}}}))
+	}
+	if err := m.progress(0, 8); err != nil {
+		t.Fatal(err)
+	}
+	if len(emitted) != 0 {
+		t.Fatalf("merged %v before every partition passed them", emitted)
+	}
+	if err := m.progress(1, 6); err != nil { // closes ticks 1-5
+		t.Fatal(err)
+	}
+	if err := m.progress(1, 8); err != nil { // closes ticks 6 and 7
+		t.Fatal(err)
+	}
+	if want := []int64{3, 5, 6, 7}; !reflect.DeepEqual(emitted, want) {
+		t.Fatalf("merged ticks %v, want %v", emitted, want)
+	}
+	want := []Ranked{{Video: "b", Score: 10}, {Video: "a", Score: 7}}
+	if got := last.Lists[0].Videos; last.Tick != 7 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("tick %d: %+v, want tick 7: %+v", last.Tick, got, want)
+	}
+	if len(m.pending) != 0 || m.done != 7 {
+		t.Fatalf("%d ticks pending, done %d", len(m.pending), m.done)
+	}
+}

@@ -34,7 +34,9 @@ func appendPartial(b []byte, kind byte, part int32, tick int64, lists []List) []
 	return b
 }
 
-func decodePartial(b []byte) (kind byte, part int32, tick int64, lists []List, err error) {
+// decodePartial decodes a record of the partials topic; a report's lists
+// are checked, not decoded (encodeLists, a slice of b).
+func decodePartial(b []byte) (kind byte, part int32, tick int64, lists []byte, err error) {
 	if len(b) < 2 || b[0] != partialsVersion {
 		return 0, 0, 0, nil, errors.New(errPartialFormat)
 	}
@@ -51,7 +53,7 @@ func decodePartial(b []byte) (kind byte, part int32, tick int64, lists []List, e
 	b = b[n:]
 	switch kind {
 	case partialReport:
-		lists, err = decodeLists(b)
+		lists, err = b, checkLists(b)
 	case partialProgress:
 		if len(b) != 0 {
 			err = errors.New(errPartialFormat)
@@ -101,6 +103,7 @@ func (c *Coordinator) openMerger(e *Engine) error {
 	}
 	m.remote = true
 	m.latest = c.latest
+	m.written = c.cfg.writtenTick
 	for q := range int32(c.topo.Partitions) {
 		if _, ok := m.next[q]; !ok {
 			m.next[q] = 0
@@ -139,7 +142,7 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 			return fmt.Errorf("trending partial at offset %d: %w", rec.Offset, err)
 		}
 		if kind == partialReport {
-			m.report(part, &Snapshot{Tick: tick, Lists: lists})
+			m.reportEncoded(part, tick, lists)
 			continue
 		}
 		if err := m.progress(part, tick); err != nil {
