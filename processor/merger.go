@@ -33,7 +33,7 @@ type merger struct {
 	// outputs; the others only update latest, and a tick merged together
 	// with a later one is not merged at all (nil: every tick is merged).
 	written func(tick int64) bool
-	done    int64     // last tick emitted
+	done    int64 // last tick emitted
 	// Persistence is incremental: reports still pending at a commit are
 	// stored once each, and dropped with one range deletion once merged.
 	unsaved   []report
