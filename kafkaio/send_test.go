@@ -154,3 +154,51 @@ func TestDetachedBuffersAreReused(t *testing.T) {
 		t.Errorf("%d records acknowledged, want %d", got, written)
 	}
 }
+
+// TestWastefulBuffersAreDropped: a sink keeps a buffer sent full, and lets
+// go of one that held a quarter of its memory or less, so that one large
+// send (a catch-up's first commit) does not size the sink for good.
+func TestWastefulBuffersAreDropped(t *testing.T) {
+	c := broker(t)
+	mustTopics(t, c, TopicSpec{Name: "shrink", Partitions: 1})
+	s, err := NewSink(c, "shrink", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t, 30*time.Second)
+	send := func(records, size int) {
+		t.Helper()
+		for i := range records {
+			m := processor.Message{Key: fmt.Appendf(nil, "k%d", i), Value: bytes.Repeat([]byte("v"), size), Time: 1}
+			if err := s.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Detach()(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	largest := func() int {
+		s.b.mu.Lock()
+		defer s.b.mu.Unlock()
+		n := cap(s.b.arena)
+		for _, f := range s.b.spares {
+			n = max(n, cap(f.arena))
+		}
+		return n
+	}
+	send(400, 10_000) // 4 MB
+	big := largest()
+	if big < 4_000_000 {
+		t.Fatalf("after a send of 4 MB the largest arena holds %d bytes", big)
+	}
+	send(400, 10_000)
+	if got := largest(); got != big {
+		t.Fatalf("a second send of 4 MB: the largest arena holds %d bytes, want the %d of the first", got, big)
+	}
+	send(100, 1_000) // 100 kB into the 4 MB arena: let go
+	if got := largest(); got > 1<<20 {
+		t.Fatalf("after a send of 100 kB the largest arena kept holds %d bytes", got)
+	}
+}
