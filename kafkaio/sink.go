@@ -1,6 +1,7 @@
 package kafkaio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -553,9 +554,7 @@ func (b *batcher) buffered() int { return len(b.recs) - b.sent }
 // kept: a sink written while a send is in flight fills a second, and
 // one that then gets nothing until the next send lands has both back.
 // With one kept, that sink dropped a buffer each time and grew a new one
-// from nothing: as much allocated as it sent (bench/RESULTS.md). The last
-// two sent are kept, but not one that used a quarter of its memory or
-// less (wasteful): the sink needs less now.
+// from nothing: as much allocated as it sent (bench/RESULTS.md).
 func (b *batcher) detach() func(ctx context.Context) error {
 	if b.closed || b.buffered() == 0 {
 		return nil
@@ -567,14 +566,11 @@ func (b *batcher) detach() func(ctx context.Context) error {
 		if err := b.send(ctx, f); err != nil {
 			return err
 		}
-		used := len(f.arena)
 		b.reset(f)
-		if wasteful(used, cap(f.arena)) {
-			return nil
-		}
 		b.mu.Lock()
-		// The last two are kept, the older first.
+		// The two largest are kept, smallest first.
 		b.spares = append(b.spares, f)
+		slices.SortFunc(b.spares, func(x, y *buffer) int { return cmp.Compare(cap(x.arena), cap(y.arena)) })
 		if len(b.spares) > 2 {
 			b.spares = slices.Delete(b.spares, 0, 1)
 		}
@@ -627,13 +623,7 @@ func (b *batcher) add(key, value []byte, t time.Time, hs []processor.Header) err
 	return nil
 }
 
-// wasteful reports whether an arena of capacity c that held n bytes is
-// better let go than kept: one of over 1 MiB used to a quarter or less.
-// Kept, the largest a sink (or a commit's changes) ever needed, such as a
-// catch-up's first commit, stayed for good.
-func wasteful(n, c int) bool { return c > 1<<20 && n <= c/4 }
-
-// takeSpare makes the newer spare buffer, if there is one, the buffer
+// takeSpare makes the larger spare buffer, if there is one, the buffer
 // add fills; add calls it when its own has no memory (a detach took it).
 func (b *batcher) takeSpare() {
 	b.mu.Lock()

@@ -616,16 +616,10 @@ type Changes struct {
 // Reset empties c for the next commit, keeping its memory. The keys and
 // values of its changes are then overwritten.
 func (c *Changes) Reset() {
-	// Memory sized to the last commit is kept; one that used a quarter of
-	// it or less lets it go: kept, the largest commit's memory (a
-	// catch-up's first) stayed for good.
-	if n := cap(c.List); n > 4096 && len(c.List) <= n/4 {
-		c.List = nil
-	}
 	clear(c.List)
 	c.List = c.List[:0]
-	if n := cap(c.arena); n > 64<<20 || n > 1<<20 && len(c.arena) <= n/4 {
-		c.arena = nil
+	if cap(c.arena) > 64<<20 {
+		c.arena = nil // one huge commit: do not keep its memory
 	}
 	c.arena = c.arena[:0]
 }

@@ -345,31 +345,3 @@ func TestHeldEventsSingleDeleted(t *testing.T) {
 		t.Fatalf("after restores and deletion: %d buffered, %d held events came back", n, m)
 	}
 }
-
-// TestChangesResetLetsGoOfWaste: Changes keeps memory sized to the last
-// commit, and lets go of it after a commit that used a quarter or less.
-func TestChangesResetLetsGoOfWaste(t *testing.T) {
-	var c Changes
-	v := make([]byte, 1000)
-	fill := func(n int) {
-		c.Reset()
-		for i := range n {
-			c.add([]byte{byte(i), byte(i >> 8), byte(i >> 16)}, v, false)
-		}
-	}
-	fill(10_000) // 10 MB
-	fill(10_000)
-	list, arena := cap(c.List), cap(c.arena)
-	if arena < 10_000_000 {
-		t.Fatalf("arena of %d bytes for 10 MB", arena)
-	}
-	fill(9_000)
-	if cap(c.List) != list || cap(c.arena) != arena {
-		t.Fatalf("a commit of nine tenths the size did not keep the memory: %d, %d", cap(c.List), cap(c.arena))
-	}
-	fill(1_000)
-	c.Reset()
-	if cap(c.List) != 0 || cap(c.arena) != 0 {
-		t.Fatalf("after a commit of a tenth the size, kept %d changes and %d bytes", cap(c.List), cap(c.arena))
-	}
-}
