@@ -8,7 +8,10 @@
 // listed when Open was called (the bootstrap), then keeps following them,
 // one goroutine per partition, until Close. Ready reports, and WaitReady
 // waits for, the end of the bootstrap: from then on the view holds at
-// least what the topics held when Open was called.
+// least what the topics held when Open was called. FollowScores(false)
+// stops reading the scores topic until FollowScores(true), which reads on
+// from where it stopped (the live service does so while it answers for
+// every video itself).
 //
 // Reads never do I/O: Get looks a video up in a map guarded by a
 // sync.RWMutex, Top returns the newest list of a region. Any number of
