@@ -451,10 +451,10 @@ func checkLists(b []byte) error {
 }
 
 func readLists(b []byte, decode bool) ([]List, error) {
-	// A merger decodes every partition's report at every tick: the
-	// report's regions and video ids are copied into one array, strings
-	// of which they are, and its lists share one array of videos. A first
-	// pass checks the report and counts, the second takes.
+	// A merger decodes every partition's report of each tick it merges:
+	// the report's regions and video ids are copied into one array,
+	// strings of which they are, and its lists share one array of videos.
+	// A first pass checks the report and counts, the second takes.
 	var (
 		text   []byte
 		lists  []List
