@@ -65,7 +65,8 @@ func (c *Coordinator) logChanges(part int32, ch *store.Changes, commit []byte) e
 	hdr := []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
 	var val []byte
 	var m Message // one for all: the sink copies what it is given
-	for _, x := range ch.List {
+	for i := range ch.Len() {
+		x := ch.At(i)
 		m = Message{Key: x.Key, Headers: hdr}
 		if !x.Delete {
 			val = append(append(val[:0], changelogVersion), x.Value...)

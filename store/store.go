@@ -607,38 +607,53 @@ type Change struct {
 }
 
 // Changes are the changes of one partition in one commit, in order; the
-// partition's meta record comes last.
+// partition's meta record comes last. A commit of a catch-up holds
+// hundreds of thousands: each is a span of one arena, with no pointer
+// for the collector to scan.
 type Changes struct {
-	List  []Change
-	arena []byte // the keys and values of List
+	list  []change
+	arena []byte // the keys and values of list
 }
 
-// Reset empties c for the next commit, keeping its memory. The keys and
-// values of its changes are then overwritten.
+// change is a key, arena[k0:v0], and its value, arena[v0:v1].
+type change struct {
+	k0, v0, v1 int
+	del        bool
+}
+
+// Len is the number of changes.
+func (c *Changes) Len() int { return len(c.list) }
+
+// At returns change i; its key and value are slices of the arena, good
+// until the next change is added or Reset.
+func (c *Changes) At(i int) Change {
+	x := c.list[i]
+	ch := Change{Key: c.arena[x.k0:x.v0:x.v0], Delete: x.del}
+	if !x.del {
+		ch.Value = c.arena[x.v0:x.v1:x.v1]
+	}
+	return ch
+}
+
+// Reset empties c for the next commit, keeping its memory.
 func (c *Changes) Reset() {
-	clear(c.List)
-	c.List = c.List[:0]
+	c.list = c.list[:0]
 	if cap(c.arena) > 64<<20 {
 		c.arena = nil // one huge commit: do not keep its memory
 	}
 	c.arena = c.arena[:0]
 }
 
-// add appends a change with copies of k and v in the arena. A slice
-// handed out earlier stays valid when the arena grows: it keeps the old
-// array.
+// add appends a change with copies of k and v in the arena.
 func (c *Changes) add(k, v []byte, del bool) {
-	ch := Change{Key: c.copy(k), Delete: del}
+	x := change{k0: len(c.arena), del: del}
+	c.arena = append(c.arena, k...)
+	x.v0 = len(c.arena)
 	if !del {
-		ch.Value = c.copy(v)
+		c.arena = append(c.arena, v...)
 	}
-	c.List = append(c.List, ch)
-}
-
-func (c *Changes) copy(p []byte) []byte {
-	i := len(c.arena)
-	c.arena = append(c.arena, p...)
-	return c.arena[i:len(c.arena):len(c.arena)]
+	x.v1 = len(c.arena)
+	c.list = append(c.list, x)
 }
 
 // NewWriter starts a commit.
@@ -721,15 +736,15 @@ func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	if err != nil {
 		return err
 	}
-	start := len(w.log.List)
+	start := w.log.Len()
 	for ok := it.First(); ok; ok = it.Next() {
 		w.log.add(it.Key(), nil, true)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
-	for _, c := range w.log.List[start:] {
-		if err := w.b.Delete(c.Key, nil); err != nil {
+	for i := start; i < w.log.Len(); i++ {
+		if err := w.b.Delete(w.log.At(i).Key, nil); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -343,5 +344,38 @@ func TestHeldEventsSingleDeleted(t *testing.T) {
 	compact()
 	if n, m := count(p.ScanBuffered), count(p.ScanHeld); n != 0 || m != 0 {
 		t.Fatalf("after restores and deletion: %d buffered, %d held events came back", n, m)
+	}
+}
+
+// TestChangesSpans: a change's key and value read back as added, after
+// the arena grew many times, deletions without a value; Reset empties.
+func TestChangesSpans(t *testing.T) {
+	var c Changes
+	for round := range 2 {
+		c.Reset()
+		for i := range 10_000 {
+			k := []byte(fmt.Sprintf("k%d-%d", round, i))
+			if i%3 == 0 {
+				c.add(k, nil, true)
+			} else {
+				c.add(k, bytes.Repeat([]byte{byte(i)}, i%50), false)
+			}
+		}
+		if c.Len() != 10_000 {
+			t.Fatalf("round %d: %d changes", round, c.Len())
+		}
+		for i := range c.Len() {
+			x := c.At(i)
+			if want := fmt.Sprintf("k%d-%d", round, i); string(x.Key) != want || x.Delete != (i%3 == 0) {
+				t.Fatalf("round %d, change %d: %q delete %v", round, i, x.Key, x.Delete)
+			}
+			if i%3 == 0 && x.Value != nil || i%3 != 0 && !bytes.Equal(x.Value, bytes.Repeat([]byte{byte(i)}, i%50)) {
+				t.Fatalf("round %d, change %d: value %v", round, i, x.Value)
+			}
+		}
+	}
+	c.Reset()
+	if c.Len() != 0 {
+		t.Fatalf("%d changes after Reset", c.Len())
 	}
 }
