@@ -91,6 +91,14 @@ type pendingReport struct {
 	raw   []byte // encodeLists; nil when lists holds the lists
 }
 
+// decode returns the report's lists.
+func (r pendingReport) decode() ([]List, error) {
+	if r.raw == nil {
+		return r.lists, nil
+	}
+	return decodeLists(r.raw)
+}
+
 type report struct {
 	tick int64
 	part int32
@@ -355,28 +363,26 @@ func (m *merger) emitBefore(f int64) error {
 
 func (m *merger) merge(tick int64, byPart map[int32]pendingReport) (*Snapshot, error) {
 	ids := make([]int32, 0, len(byPart))
-	lists := make(map[int32][]List, len(byPart))
-	for id, r := range byPart {
+	for id := range byPart {
 		ids = append(ids, id)
-		if r.raw == nil {
-			lists[id] = r.lists
-			continue
-		}
-		l, err := decodeLists(r.raw)
+	}
+	slices.Sort(ids)
+	lists := make([][]List, len(ids)) // by partition, in ids' order
+	for i, id := range ids {
+		l, err := byPart[id].decode()
 		if err != nil {
 			return nil, fmt.Errorf("report of partition %d for tick %d: %w", id, tick, err)
 		}
-		lists[id] = l
+		lists[i] = l
 	}
-	slices.Sort(ids)
 	if len(ids) == 1 {
 		// One partition: its lists are already the answer.
-		return &Snapshot{Tick: tick, Lists: lists[ids[0]]}, nil
+		return &Snapshot{Tick: tick, Lists: lists[0]}, nil
 	}
 	// Each partition's list is ranked already: merge the heads.
 	all := map[string][][]Ranked{GlobalRegion: nil}
-	for _, id := range ids {
-		for _, l := range lists[id] {
+	for _, ls := range lists {
+		for _, l := range ls {
 			all[l.Region] = append(all[l.Region], l.Videos)
 		}
 	}
