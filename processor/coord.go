@@ -155,6 +155,9 @@ type Coordinator struct {
 	hdr   [5]Header
 	rbuf  []byte
 	jbuf  []byte
+	// forwarded counts the records written to each partition of the
+	// by-user topic ([0]) and of the repartition topic ([1]) (Forwarded).
+	forwarded [2][]atomic.Int64
 
 	// async: every output is a Detacher, and commits and flushes fly on
 	// their own goroutine (flight.go); flight is the one in the air, failed
@@ -216,6 +219,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		sent:        map[[2]int32]told{},
 		markerEvery: max(min(cfg.Reorder.Milliseconds()/2, 1000), 10),
 		stats:       Stats{DeadByReason: map[string]int64{}},
+		forwarded:   [2][]atomic.Int64{make([]atomic.Int64, topo.Partitions), make([]atomic.Int64, topo.Partitions)},
 		changelog:   out.Changelog,
 		latest:      &atomic.Pointer[latest]{},
 	}
@@ -704,6 +708,7 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 				if err := c.out.ByUser.Write(&Message{Value: c.jbuf, Headers: c.hdr[:1], Time: st.low}); err != nil {
 					return false, err
 				}
+				c.countForward(0, q)
 			}
 		}
 		clear(st.rates.out)

@@ -129,5 +129,38 @@ func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64,
 		}
 		m.Time = r.ev.TS
 	}
-	return out.Write(&m)
+	if err := out.Write(&m); err != nil {
+		return err
+	}
+	if out == c.out.ByUser {
+		c.countForward(0, part)
+	} else {
+		c.countForward(1, part)
+	}
+	return nil
+}
+
+// countForward counts a record written to partition part of the by-user
+// (kind 0) or the repartition topic (kind 1).
+func (c *Coordinator) countForward(kind int, part int32) {
+	if f := c.forwarded[kind]; int(part) < len(f) {
+		f[part].Add(1)
+	}
+}
+
+// Forwarded returns how many records the coordinator has written to
+// partition part of the by-user topic (byUser) or of the repartition
+// topic since it was made. Any goroutine may call it. A driver pacing on
+// the internal topics' backlog adds what was written after a fetch to the
+// end that fetch saw: while the fetched batch waits behind others, the
+// coordinator may write thousands.
+func (c *Coordinator) Forwarded(byUser bool, part int32) int64 {
+	kind := 1
+	if byUser {
+		kind = 0
+	}
+	if f := c.forwarded[kind]; int(part) < len(f) {
+		return f[part].Load()
+	}
+	return 0
 }

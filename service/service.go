@@ -299,6 +299,7 @@ type fetched struct {
 	partials bool
 	hw       int64 // high watermark after the fetch
 	next     int64 // the source's next offset after the fetch
+	written  int64 // of an internal topic: what this instance had written to the partition as the fetch began
 	err      error
 	held     int64 // bytes taken from the generation's gate
 }
@@ -618,7 +619,7 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	if _, ok := g.Merging(); ok {
 		fetchers++
 	}
-	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10))}
+	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10)), forwarded: g.Forwarded}
 	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), s.cfg.MaxInternalBehind, s.cfg.MaxHeldEvents, ids)
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
@@ -733,6 +734,9 @@ type input struct {
 	gate     *gate
 	pace     *pacer
 	maxBytes int
+	// forwarded is processor.Coordinator.Forwarded: what the instance has
+	// written to an internal topic's partition (internalLag).
+	forwarded func(byUser bool, part int32) int64
 }
 
 // fetch reads one partition of a topic and sends decoded batches, until
@@ -779,6 +783,10 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		if !in.gate.acquire(ctx, reserved) {
 			return
 		}
+		var written int64
+		if byUser || repart {
+			written = in.forwarded(byUser, p)
+		}
 		recs, err = src.Next(ctx, recs[:0])
 		var oor *kafkaio.OffsetOutOfRangeError
 		if errors.As(err, &oor) {
@@ -796,6 +804,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			b = &fetched{}
 		}
 		b.part, b.repart, b.byUser, b.partials, b.hw, b.next, b.err = p, repart, byUser, partials, src.HighWatermark(), src.Offset(), err
+		b.written = written
 		b.Recs = b.Recs[:0]
 		if err == nil {
 			b.Fill(recs, 0)
@@ -863,7 +872,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	for _, p := range ids {
 		lastData[p] = now
 	}
-	internal := internalLag{to: &s.InternalLag, pace: in.pace}
+	internal := internalLag{to: &s.InternalLag, pace: in.pace, forwarded: in.forwarded}
 	defer internal.reset()
 	dirty := false
 	landed := g.Commits()
@@ -920,6 +929,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	apply := func(b *fetched) error {
 		err := applyOne(b)
+		internal.update()
 		s.count(g, ids, in.pace)
 		gate.release(b.held)
 		// Every batch goes back, a partial's too (the merger decodes what
@@ -1197,32 +1207,56 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 }
 
 // internalLag keeps, for each internal topic partition the loop takes,
-// how many records its last fetch left unread below the high watermark
-// (what retention could drop; fetched records are safe in memory), and
-// publishes the largest.
+// how many records it has yet to fetch (what retention could drop;
+// fetched records are safe in memory), and publishes the largest. That
+// is the high watermark its last fetch saw, plus what this instance has
+// written to it since that fetch began (processor.Coordinator.Forwarded),
+// less the fetch's next offset. A high watermark alone is old news: the
+// fetched batch may wait behind others' while the loop writes thousands of
+// records to the partition, and that once let the demo's input run on
+// until retention dropped records of the by-user topic nobody had read.
 type internalLag struct {
-	to   *atomic.Int64
-	pace *pacer             // told too: the input waits while the most is high
-	lags map[[2]int32]int64 // (topic kind, partition) -> records behind
+	to        *atomic.Int64
+	pace      *pacer // told too: the input waits while the most is high
+	forwarded func(byUser bool, part int32) int64
+	lags      map[[2]int32]fetchedEnd
 }
 
+// fetchedEnd is what the last fetch of an internal topic partition saw.
+type fetchedEnd struct {
+	hw, next int64
+	written  int64 // Forwarded as the fetch began
+}
+
+// fetched takes what a fetch of an internal topic partition saw.
 func (l *internalLag) fetched(b *fetched) {
 	if l.lags == nil {
-		l.lags = map[[2]int32]int64{}
+		l.lags = map[[2]int32]fetchedEnd{}
 	}
-	kind := int32(0)
+	kind := int32(1) // the repartition topic
 	switch {
 	case b.byUser:
-		kind = 1
+		kind = 0
 	case b.partials:
 		kind = 2
 	}
-	l.lags[[2]int32{kind, b.part}] = max(b.hw-b.next, 0)
+	l.lags[[2]int32{kind, b.part}] = fetchedEnd{hw: b.hw, next: b.next, written: b.written}
+}
+
+// update publishes the most records an internal topic partition has yet
+// to fetch.
+func (l *internalLag) update() {
 	var most int64
-	for _, n := range l.lags {
-		most = max(most, n)
+	for k, e := range l.lags {
+		end := e.hw
+		if k[0] < 2 && l.forwarded != nil {
+			end += l.forwarded(k[0] == 0, k[1]) - e.written
+		}
+		most = max(most, end-e.next)
 	}
-	l.to.Store(most)
+	if l.to.Load() != most {
+		l.to.Store(most)
+	}
 	l.pace.behind(most)
 }
 
