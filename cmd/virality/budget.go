@@ -48,6 +48,7 @@ const (
 	accountBytes = 300                  // a table without pointers (processor/table.go): 272-byte entries (counts of 17 buckets, lockstep keys of 29), the key, the index
 	viewBytes    = 560
 	recentBytes  = 500 // a score record, its video's ID and the map's share
+	heldBytes    = 300 // a like an account stage holds for weighing: its routed record, decoded event and keys (100,000 held 29 MB in a catch-up's heap profile)
 )
 
 // Shares of the Go heap's limit, in percent. They leave more than half
@@ -77,6 +78,11 @@ const (
 	// that fell behind with them unbounded held 160 MB of them, and 130 MB
 	// with this share at 6%.
 	outputShare = 2
+	// heldShare bounds the likes the account stages hold for weighing
+	// and could free without more input before the live service's input
+	// waits (service.Config's MaxHeldEvents). A fixed 100,000 held 29 MB,
+	// 8% of the heap, in a catch-up under 512 MiB.
+	heldShare = 3
 )
 
 func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
@@ -146,6 +152,7 @@ type memoryPlan struct {
 	inputBytes  int64 // the input held read but not yet applied (run)
 	outputBytes int64 // the output waiting to be sent (run)
 	recent      int   // videos whose last score record run keeps for the API
+	held        int64 // likes the account stages may hold for weighing before the input waits (run)
 }
 
 func (b memoryBudget) plan() memoryPlan {
@@ -165,6 +172,7 @@ func (b memoryBudget) plan() memoryPlan {
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
+	p.held = int64(share(heldShare, heldBytes))
 	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
 	p.inputBytes = max(p.heapLimit*inputShare/100, 4<<20)
 	p.outputBytes = max(p.heapLimit*outputShare/100, 4<<20)
@@ -183,6 +191,7 @@ type sizes struct {
 	inputBytes  *int64 // no flag: always its share
 	outputBytes *int64 // no flag: always its share
 	recent      *int   // no flag: always its share
+	held        *int64 // no flag: always its share
 }
 
 // apply gives every size in s that no flag set (set: the flags given) its
@@ -218,6 +227,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	}
 	if s.recent != nil {
 		*s.recent = p.recent
+	}
+	if s.held != nil {
+		*s.held = p.held
 	}
 }
 

@@ -39,7 +39,7 @@ func TestMemoryPlan(t *testing.T) {
 		if p.filterBits&(p.filterBits-1) != 0 {
 			t.Errorf("budget %d: %d filter bits is not a power of two", b, p.filterBits)
 		}
-		if p.pairs <= prev.pairs || p.videos <= prev.videos || p.accounts <= prev.accounts || p.heapLimit <= prev.heapLimit {
+		if p.pairs <= prev.pairs || p.videos <= prev.videos || p.accounts <= prev.accounts || p.held <= prev.held || p.heapLimit <= prev.heapLimit {
 			t.Errorf("budget %d: %+v does not grow from %+v", b, p, prev)
 		}
 		prev = p
@@ -60,7 +60,7 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	}
 	if f.svc.Engine.CacheVideos != p.videos || f.svc.Engine.MaxAccounts != p.accounts || f.viewVideos != p.viewVideos ||
 		f.cacheMB != int(p.cacheBytes>>20) || f.memTableMB != int(p.memTable>>20) ||
-		f.svc.InputMaxBytes != p.inputBytes || f.svc.OutputMaxBytes != p.outputBytes {
+		f.svc.InputMaxBytes != p.inputBytes || f.svc.OutputMaxBytes != p.outputBytes || f.svc.MaxHeldEvents != p.held {
 		t.Errorf("sizes %+v, cache %d MiB, memtable %d MiB, view %d: want the plan %+v",
 			f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, p)
 	}
@@ -69,8 +69,8 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.svc.Engine.CachePairs != 1_000_000 || f.cacheMB != 64 || f.memTableMB != 32 || f.viewVideos != 200_000 {
-		t.Errorf("--memory-budget 0 changed a default: %+v, cache %d, memtable %d, view %d", f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos)
+	if f.svc.Engine.CachePairs != 1_000_000 || f.cacheMB != 64 || f.memTableMB != 32 || f.viewVideos != 200_000 || f.svc.MaxHeldEvents != 100_000 {
+		t.Errorf("--memory-budget 0 changed a default: %+v, cache %d, memtable %d, view %d, held %d", f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, f.svc.MaxHeldEvents)
 	}
 
 	for _, args := range [][]string{{"--memory-budget", "512"}, {"--memory-budget", "64MiB"}} {

@@ -82,7 +82,7 @@ func parseRun(args []string) (*runFlags, error) {
 	}
 	f.budget.apply(setFlags(fs), sizes{engine: &f.svc.Engine, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB,
 		viewVideos: &f.viewVideos, fetchBytes: &f.svc.FetchMaxBytes, inputBytes: &f.svc.InputMaxBytes, outputBytes: &f.svc.OutputMaxBytes,
-		recent: &f.svc.RecentScores})
+		recent: &f.svc.RecentScores, held: &f.svc.MaxHeldEvents})
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q: run takes only flags", fs.Arg(0))
 	}
