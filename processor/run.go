@@ -135,13 +135,33 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err 
 	return g.Finish(ctx)
 }
 
-// Fill copies the records at or after offset resume into the batch.
+// Fill copies the records at or after offset resume into the batch. It
+// sizes its arrays once for what they take: grown by append from a
+// recycled batch of another size, they were a fifth of all a catch-up
+// allocated (bench/RESULTS.md).
 func (b *Batch) Fill(recs []Record, resume int64) {
 	b.Recs = b.Recs[:0]
 	b.arena = b.arena[:0]
 	clear(b.hdrs)
 	b.hdrs = b.hdrs[:0]
-	nh := 0
+	nh, nb, nr := 0, 0, 0
+	for i := range recs {
+		if recs[i].Offset < resume {
+			continue
+		}
+		nb += len(recs[i].Key) + len(recs[i].Value)
+		for _, h := range recs[i].Headers {
+			nb += len(h.Value)
+		}
+		nh += len(recs[i].Headers)
+		nr++
+	}
+	if cap(b.arena) < nb {
+		b.arena = make([]byte, 0, nb+nb/4)
+	}
+	if cap(b.Recs) < nr {
+		b.Recs = make([]Record, 0, nr+nr/4)
+	}
 	for i := range recs {
 		if recs[i].Offset < resume {
 			continue
@@ -151,7 +171,6 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		for _, h := range recs[i].Headers {
 			b.arena = append(b.arena, h.Value...)
 		}
-		nh += len(recs[i].Headers)
 	}
 	b.hdrs = slices.Grow(b.hdrs, nh)
 	off := 0
@@ -177,8 +196,9 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		b.Recs = append(b.Recs, r)
 	}
 	if cap(b.Events) < len(b.Recs) {
-		b.Events = make([]event.Event, len(b.Recs))
-		b.Errs = make([]error, len(b.Recs))
+		n := len(b.Recs) + len(b.Recs)/4
+		b.Events = make([]event.Event, n)
+		b.Errs = make([]error, n)
 	}
 	b.Events = b.Events[:len(b.Recs)]
 	b.Errs = b.Errs[:len(b.Recs)]

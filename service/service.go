@@ -263,8 +263,10 @@ type Service struct {
 	diskEvery time.Duration
 
 	// batches recycles fetched batches, their records and arenas, once
-	// applied: the coordinator copies what it keeps of a record.
-	batches sync.Pool
+	// applied (the coordinator copies what it keeps of a record), a pool
+	// for each topic's fetchers (batchKind): from one pool, the input's
+	// fetchers took the partials' small batches and grew them again.
+	batches [4]sync.Pool
 
 	// Counters for the demo's view. A like taken (EventsIn) is in time
 	// applied, ignored (a repeated like, a stray unlike, one replayed
@@ -799,7 +801,8 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			stuck, warned = false, false
 			s.setStuck(topic, p, "")
 		}
-		b, _ := s.batches.Get().(*fetched)
+		kind := batchKind(repart, byUser, partials)
+		b, _ := s.batches[kind].Get().(*fetched)
 		if b == nil {
 			b = &fetched{}
 		}
@@ -831,6 +834,20 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			sleep(ctx, time.Second)
 		}
 	}
+}
+
+// batchKind numbers the topic a batch is fetched from: 0 the input, 1
+// the by-user topic, 2 the repartition topic, 3 the partials.
+func batchKind(repart, byUser, partials bool) int {
+	switch {
+	case byUser:
+		return 1
+	case repart:
+		return 2
+	case partials:
+		return 3
+	}
+	return 0
 }
 
 // maxEventTime returns the largest event time of a decoded batch's
@@ -937,7 +954,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		// a recycled batch at each of its many small fetches and dropped
 		// it, so the others grew new arenas (a fifth of all a catch-up
 		// allocated, bench/RESULTS.md).
-		s.batches.Put(b)
+		s.batches[batchKind(b.repart, b.byUser, b.partials)].Put(b)
 		return err
 	}
 	for {
@@ -1219,7 +1236,7 @@ type internalLag struct {
 	to        *atomic.Int64
 	pace      *pacer // told too: the input waits while the most is high
 	forwarded func(byUser bool, part int32) int64
-	lags      map[[2]int32]fetchedEnd
+	lags      map[[2]int32]fetchedEnd // (batchKind, partition)
 }
 
 // fetchedEnd is what the last fetch of an internal topic partition saw.
@@ -1233,14 +1250,7 @@ func (l *internalLag) fetched(b *fetched) {
 	if l.lags == nil {
 		l.lags = map[[2]int32]fetchedEnd{}
 	}
-	kind := int32(1) // the repartition topic
-	switch {
-	case b.byUser:
-		kind = 0
-	case b.partials:
-		kind = 2
-	}
-	l.lags[[2]int32{kind, b.part}] = fetchedEnd{hw: b.hw, next: b.next, written: b.written}
+	l.lags[[2]int32{int32(batchKind(b.repart, b.byUser, b.partials)), b.part}] = fetchedEnd{hw: b.hw, next: b.next, written: b.written}
 }
 
 // update publishes the most records an internal topic partition has yet
@@ -1249,8 +1259,8 @@ func (l *internalLag) update() {
 	var most int64
 	for k, e := range l.lags {
 		end := e.hw
-		if k[0] < 2 && l.forwarded != nil {
-			end += l.forwarded(k[0] == 0, k[1]) - e.written
+		if (k[0] == 1 || k[0] == 2) && l.forwarded != nil { // by-user, repartition
+			end += l.forwarded(k[0] == 1, k[1]) - e.written
 		}
 		most = max(most, end-e.next)
 	}
