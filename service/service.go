@@ -262,11 +262,6 @@ type Service struct {
 	freeBytes func(dir string) (uint64, error)
 	diskEvery time.Duration
 
-	// batches recycles fetched batches, their records and arenas, once
-	// applied (the coordinator copies what it keeps of a record), a pool
-	// for each topic's fetchers (batchKind): from one pool, the input's
-	// fetchers took the partials' small batches and grew them again.
-	batches [4]sync.Pool
 
 	// Counters for the demo's view. A like taken (EventsIn) is in time
 	// applied, ignored (a repeated like, a stray unlike, one replayed
@@ -623,6 +618,9 @@ func (s *Service) generation(ctx context.Context, g *processor.Coordinator, gen 
 	}
 	in := &input{maxBytes: int(max(min(int64(s.cfg.FetchMaxBytes), s.cfg.InputMaxBytes/int64(footprint*fetchers)), 4<<10)), forwarded: g.Forwarded}
 	in.pace = newPacer(s.cfg.MaxInputSkew.Milliseconds(), s.cfg.MaxInternalBehind, s.cfg.MaxHeldEvents, ids)
+	for k := range in.free {
+		in.free[k] = make(chan *fetched, len(ids))
+	}
 	in.gate = newGate(max(s.cfg.InputMaxBytes, int64(fetchers*footprint*in.maxBytes)))
 	genDone := make(chan struct{})
 	// kafka-go rejoins the group once every function started on the
@@ -739,6 +737,32 @@ type input struct {
 	// forwarded is processor.Coordinator.Forwarded: what the instance has
 	// written to an internal topic's partition (internalLag).
 	forwarded func(byUser bool, part int32) int64
+	// free keeps applied batches, their records and arenas, for the
+	// fetchers of their topic (batchKind) to fill again (the coordinator
+	// copies what it keeps of a record): one for each fetcher. From one
+	// sync.Pool for all, which the collector empties, the input's fetchers
+	// took the partials' small batches or none, and grew them again: a
+	// fifth of all a catch-up under 512 MiB allocated.
+	free [4]chan *fetched
+}
+
+// batch returns a batch for a fetcher of topic kind to fill.
+func (in *input) batch(kind int) *fetched {
+	select {
+	case b := <-in.free[kind]:
+		return b
+	default:
+		return &fetched{}
+	}
+}
+
+// recycle keeps an applied batch for its topic's fetchers, unless as many
+// wait as there are fetchers.
+func (in *input) recycle(b *fetched) {
+	select {
+	case in.free[batchKind(b.repart, b.byUser, b.partials)] <- b:
+	default:
+	}
 }
 
 // fetch reads one partition of a topic and sends decoded batches, until
@@ -801,11 +825,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 			stuck, warned = false, false
 			s.setStuck(topic, p, "")
 		}
-		kind := batchKind(repart, byUser, partials)
-		b, _ := s.batches[kind].Get().(*fetched)
-		if b == nil {
-			b = &fetched{}
-		}
+		b := in.batch(batchKind(repart, byUser, partials))
 		b.part, b.repart, b.byUser, b.partials, b.hw, b.next, b.err = p, repart, byUser, partials, src.HighWatermark(), src.Offset(), err
 		b.written = written
 		b.Recs = b.Recs[:0]
@@ -954,7 +974,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		// a recycled batch at each of its many small fetches and dropped
 		// it, so the others grew new arenas (a fifth of all a catch-up
 		// allocated, bench/RESULTS.md).
-		s.batches[batchKind(b.repart, b.byUser, b.partials)].Put(b)
+		in.recycle(b)
 		return err
 	}
 	for {
