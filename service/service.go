@@ -262,7 +262,6 @@ type Service struct {
 	freeBytes func(dir string) (uint64, error)
 	diskEvery time.Duration
 
-
 	// Counters for the demo's view. A like taken (EventsIn) is in time
 	// applied, ignored (a repeated like, a stray unlike, one replayed
 	// after a restart) or dead-lettered.
@@ -969,11 +968,8 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		internal.update()
 		s.count(g, ids, in.pace)
 		gate.release(b.held)
-		// Every batch goes back, a partial's too (the merger decodes what
-		// it keeps into strings of its own): the partials' fetcher took
-		// a recycled batch at each of its many small fetches and dropped
-		// it, so the others grew new arenas (a fifth of all a catch-up
-		// allocated, bench/RESULTS.md).
+		// Every batch goes back to its topic's fetchers, a partial's too
+		// (the merger decodes what it keeps into strings of its own).
 		in.recycle(b)
 		return err
 	}
