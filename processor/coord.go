@@ -156,7 +156,7 @@ type Coordinator struct {
 	rbuf  []byte
 	jbuf  []byte
 	// forwarded counts the records written to each partition of the
-	// by-user topic ([0]) and of the repartition topic ([1]) (Forwarded).
+	// by-user and of the repartition topic (forwardKind; Forwarded).
 	forwarded [2][]atomic.Int64
 
 	// async: every output is a Detacher, and commits and flushes fly on
@@ -708,7 +708,7 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 				if err := c.out.ByUser.Write(&Message{Value: c.jbuf, Headers: c.hdr[:1], Time: st.low}); err != nil {
 					return false, err
 				}
-				c.countForward(0, q)
+				c.countForward(true, q)
 			}
 		}
 		clear(st.rates.out)
@@ -1006,7 +1006,7 @@ func (c *Coordinator) prepare() (*store.Writer, error) {
 		}
 		return w, nil
 	}
-	w := c.gpart.NewLoggedWriter()
+	w := c.gpart.NewWriter()
 	if c.logs == nil {
 		c.logs = map[int32]*store.Changes{}
 	}

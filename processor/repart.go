@@ -132,18 +132,23 @@ func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64,
 	if err := out.Write(&m); err != nil {
 		return err
 	}
-	if out == c.out.ByUser {
-		c.countForward(0, part)
-	} else {
-		c.countForward(1, part)
-	}
+	c.countForward(out == c.out.ByUser, part)
 	return nil
 }
 
+// forwardKind indexes Coordinator.forwarded: 0 the by-user topic, 1 the
+// repartition topic.
+func forwardKind(byUser bool) int {
+	if byUser {
+		return 0
+	}
+	return 1
+}
+
 // countForward counts a record written to partition part of the by-user
-// (kind 0) or the repartition topic (kind 1).
-func (c *Coordinator) countForward(kind int, part int32) {
-	if f := c.forwarded[kind]; int(part) < len(f) {
+// or the repartition topic.
+func (c *Coordinator) countForward(byUser bool, part int32) {
+	if f := c.forwarded[forwardKind(byUser)]; int(part) < len(f) {
 		f[part].Add(1)
 	}
 }
@@ -155,11 +160,7 @@ func (c *Coordinator) countForward(kind int, part int32) {
 // end that fetch saw: while the fetched batch waits behind others, the
 // coordinator may write thousands.
 func (c *Coordinator) Forwarded(byUser bool, part int32) int64 {
-	kind := 1
-	if byUser {
-		kind = 0
-	}
-	if f := c.forwarded[kind]; int(part) < len(f) {
+	if f := c.forwarded[forwardKind(byUser)]; int(part) < len(f) {
 		return f[part].Load()
 	}
 	return 0

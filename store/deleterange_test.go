@@ -26,7 +26,7 @@ func TestLoggedDeleteRange(t *testing.T) {
 	}
 
 	var log Changes
-	w = p.NewLoggedWriter().For(p, &log)
+	w = p.NewWriter().For(p, &log)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

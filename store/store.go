@@ -683,15 +683,10 @@ func (c *Changes) add(k, v []byte, del bool) {
 	c.list = append(c.list, x)
 }
 
-// NewWriter starts a commit.
+// NewWriter starts a commit. Its changes are also collected, per
+// partition, for a changelog by the writers For gives a log.
 func (p *Partition) NewWriter() *Writer {
 	return &Writer{p: p, b: p.db.newBatch()}
-}
-
-// NewLoggedWriter starts a commit whose changes are also collected, per
-// partition, for a changelog (For): a deleted range is listed key by key.
-func (p *Partition) NewLoggedWriter() *Writer {
-	return p.NewWriter()
 }
 
 // For returns a writer of partition q that adds to the same batch as w, so
@@ -787,8 +782,9 @@ func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		w.log.add([]byte(k), nil, true)
-		if err := w.b.Delete([]byte(k), nil); err != nil {
+		kb := []byte(k)
+		w.log.add(kb, nil, true)
+		if err := w.b.Delete(kb, nil); err != nil {
 			return err
 		}
 	}

@@ -227,7 +227,7 @@ func TestVideoBucketKeys(t *testing.T) {
 			}
 			w := p.NewWriter()
 			if logged {
-				w = p.NewLoggedWriter().For(p, &Changes{})
+				w = p.NewWriter().For(p, &Changes{})
 			}
 			if err := w.SetVideo(v); err != nil {
 				t.Fatal(err)
