@@ -59,24 +59,21 @@ func newCommitID() []byte {
 	return id
 }
 
-// logChanges sends a partition's changes of one commit to the changelog.
-func (c *Coordinator) logChanges(part int32, ch *store.Changes, commit []byte) error {
+// logChanges sends a partition's changes of one commit, a logged fork's, to
+// the changelog.
+func (c *Coordinator) logChanges(part int32, f *store.Writer, commit []byte) error {
 	target := strconv.AppendInt(nil, int64(part), 10)
 	hdr := []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
 	var val []byte
 	var m Message // one for all: the sink copies what it is given
-	for i := range ch.Len() {
-		x := ch.At(i)
+	return f.Changes(func(x store.Change) error {
 		m = Message{Key: x.Key, Headers: hdr}
 		if !x.Delete {
 			val = append(append(val[:0], changelogVersion), x.Value...)
 			m.Value = val
 		}
-		if err := c.changelog.Write(&m); err != nil {
-			return err
-		}
-	}
-	return nil
+		return c.changelog.Write(&m)
+	})
 }
 
 // RestoreStats say what a restore did.

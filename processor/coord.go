@@ -148,13 +148,10 @@ type Coordinator struct {
 	// unacked is a commit whose changelog records were not acknowledged:
 	// it is committed, as it is, once they are, before any later one.
 	unacked *store.Writer
-	// logs keeps each partition's changes of a commit for the next: the
-	// changelog sink copies them.
-	logs  map[int32]*store.Changes
-	stats Stats // records routed and dead letters; engines count the rest
-	hdr   [5]Header
-	rbuf  []byte
-	jbuf  []byte
+	stats   Stats // records routed and dead letters; engines count the rest
+	hdr     [5]Header
+	rbuf    []byte
+	jbuf    []byte
 	// forwarded counts the records written to each partition of the
 	// by-user and of the repartition topic (forwardKind; Forwarded).
 	forwarded [2][]atomic.Int64
@@ -332,7 +329,6 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	}
 	err := c.Commit(ctx)
 	delete(c.engines, id)
-	delete(c.logs, id)
 	delete(c.routers, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	if c.out.Partials != nil {
@@ -999,31 +995,21 @@ func (c *Coordinator) afterCommit(ctx context.Context) error {
 // prepare writes a commit's batch: every partition's changed state, and,
 // with a changelog, the changes' records to it, under a new commit id.
 func (c *Coordinator) prepare() (*store.Writer, error) {
-	if c.changelog == nil {
-		w := c.gpart.NewWriter()
-		if err := c.write(w, nil); err != nil {
-			return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
-		}
-		return w, nil
-	}
 	w := c.gpart.NewWriter()
-	if c.logs == nil {
-		c.logs = map[int32]*store.Changes{}
-	}
-	for _, id := range c.ids {
-		if c.logs[id] == nil {
-			c.logs[id] = &store.Changes{}
+	var log func(id int32, forks []*store.Writer) error
+	if c.changelog != nil {
+		commit := newCommitID()
+		log = func(id int32, forks []*store.Writer) error {
+			for _, f := range forks {
+				if err := c.logChanges(id, f, commit); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
-		c.logs[id].Reset()
 	}
-	if err := c.write(w, c.logs); err != nil {
+	if err := c.write(w, log); err != nil {
 		return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
-	}
-	id := newCommitID()
-	for _, part := range c.ids {
-		if err := c.logChanges(part, c.logs[part], id); err != nil {
-			return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
-		}
 	}
 	return w, nil
 }
@@ -1039,7 +1025,7 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 		return &CommitError{fmt.Errorf("read changelog offsets: %w", err)}
 	}
 	for _, id := range c.ids {
-		if err := w.For(c.engines[id].part, nil).SetChangelogEnd(ends[id]); err != nil {
+		if err := w.For(c.engines[id].part).SetChangelogEnd(ends[id]); err != nil {
 			return err
 		}
 	}
@@ -1049,24 +1035,53 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 	return nil
 }
 
-func (c *Coordinator) write(w *store.Writer, logs map[int32]*store.Changes) error {
-	if logs == nil && len(c.ids) > 1 && c.topo.Workers > 1 {
-		if err := c.writeParallel(w); err != nil {
-			return err
+// write writes every partition's changed state into w's batch. Each
+// partition writes into a fork of its own, on the workers (a backfill's
+// commit spent 2 of its 4 seconds in a row there, and a catch-up's
+// applying goroutine stood still a tenth of the time, bench/RESULTS.md);
+// partition 0's merger saves into another beside them. The forks are
+// joined in partition order; the partitions' keys are apart, so the state
+// committed is the same as if written in a row. With log, the forks are
+// logged and log sees each partition's (the merger's first) before they
+// are joined: their batches are the partitions' changes of the commit.
+func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.Writer) error) error {
+	logged := log != nil
+	forks := make(map[int32][]*store.Writer, len(c.ids))
+	var merged chan error
+	for _, id := range c.ids {
+		e := c.engines[id]
+		if c.out.Partials != nil && id == mergePartition && c.merger != nil {
+			// The merger's state goes into the partition's meta record,
+			// which the engine writes: taken first, as the merger saves.
+			e.meta.Merger = c.merger.marshal(e.meta.Merger[:0])
+			mf := w.Fork(e.part, logged)
+			forks[id] = append(forks[id], mf)
+			merged = make(chan error, 1)
+			go func() { merged <- c.merger.save(mf) }()
 		}
-	} else {
-		for _, id := range c.ids {
-			e := c.engines[id]
-			pw := w.For(e.part, logs[id])
-			if c.out.Partials != nil && id == mergePartition && c.merger != nil {
-				if err := c.saveMerger(e, pw); err != nil {
-					return err
-				}
-			}
-			if err := e.write(pw); err != nil {
-				return err
+		forks[id] = append(forks[id], w.Fork(e.part, logged))
+	}
+	err := c.parallel(func(e *Engine) error {
+		fs := forks[e.id]
+		return e.write(fs[len(fs)-1])
+	})
+	if merged != nil {
+		err = errors.Join(err, <-merged)
+	}
+	for _, id := range c.ids {
+		if err == nil && log != nil {
+			err = log(id, forks[id])
+		}
+		for _, f := range forks[id] {
+			if err == nil {
+				err = w.Join(f)
+			} else {
+				_ = f.Abort()
 			}
 		}
+	}
+	if err != nil {
+		return err
 	}
 	c.meta.Sinks = c.meta.Sinks[:0]
 	for name, s := range c.sinks() {
@@ -1082,33 +1097,6 @@ func (c *Coordinator) write(w *store.Writer, logs map[int32]*store.Changes) erro
 		c.meta.Merger = c.merger.marshal(c.meta.Merger[:0])
 	}
 	return w.SetMeta(&c.meta)
-}
-
-// writeParallel writes every partition's changes as write does, each
-// partition into a batch of its own on the workers (a backfill's commit
-// spent 2 of its 4 seconds in a row there, bench/RESULTS.md), joined in
-// partition order. The partitions' keys are apart, so the state committed
-// is the same.
-func (c *Coordinator) writeParallel(w *store.Writer) error {
-	forks := make(map[int32]*store.Writer, len(c.ids))
-	for _, id := range c.ids {
-		e := c.engines[id]
-		if c.out.Partials != nil && id == mergePartition && c.merger != nil {
-			if err := c.saveMerger(e, w.For(e.part, nil)); err != nil {
-				return err
-			}
-		}
-		forks[id] = w.Fork(e.part)
-	}
-	err := c.parallel(func(e *Engine) error { return e.write(forks[e.id]) })
-	for _, id := range c.ids {
-		if err == nil {
-			err = w.Join(forks[id])
-		} else {
-			_ = forks[id].Abort()
-		}
-	}
-	return err
 }
 
 // FlushPending emits a record for every video whose state is newer than

@@ -106,7 +106,7 @@ func (f *flight) fly(ctx context.Context, log Changelog) {
 			return
 		}
 		for i, id := range f.ids {
-			if err := f.w.For(f.parts[i], nil).SetChangelogEnd(ends[id]); err != nil {
+			if err := f.w.For(f.parts[i]).SetChangelogEnd(ends[id]); err != nil {
 				f.err = err
 				return
 			}

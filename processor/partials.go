@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-
-	"github.com/viralityhq/virality/store"
 )
 
 // The partials topic carries each partition's trending lists to the one
@@ -149,15 +147,5 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// saveMerger adds the merger's state to partition 0's commit, before its
-// meta record.
-func (c *Coordinator) saveMerger(e *Engine, w *store.Writer) error {
-	if err := c.merger.save(w); err != nil {
-		return err
-	}
-	e.meta.Merger = c.merger.marshal(e.meta.Merger[:0])
 	return nil
 }

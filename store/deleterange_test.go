@@ -25,8 +25,8 @@ func TestLoggedDeleteRange(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var log Changes
-	w = p.NewWriter().For(p, &log)
+	commit := p.NewWriter()
+	w = commit.Fork(p, true)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -39,20 +39,20 @@ func TestLoggedDeleteRange(t *testing.T) {
 	must(w.delete(w.key, nil))               // (w.key is report 5/1's)
 	must(w.SetReport(4, 0, nil))             // stored...
 	must(w.delete(w.key, nil))               // ...and deleted first
-	start := log.Len()
+	start := changes(t, w)
 	must(w.DeleteReportsThrough(5))
 	must(w.SetReport(5, 2, []byte("after"))) // after the deletion: stays
-	must(w.Commit())
 
 	var deleted []string
-	for i := start; i < log.Len(); i++ {
-		c := log.At(i)
+	for _, c := range changes(t, w)[len(start):] {
 		if !c.Delete {
 			break
 		}
 		tick, part := reportKey(t, c.Key)
 		deleted = append(deleted, fmt.Sprintf("%d/%d", tick, part))
 	}
+	must(commit.Join(w))
+	must(commit.Commit())
 	if want := []string{"1/0", "2/0", "3/0"}; !slices.Equal(deleted, want) {
 		t.Errorf("the range deletion listed %v, want %v", deleted, want)
 	}
@@ -64,6 +64,19 @@ func TestLoggedDeleteRange(t *testing.T) {
 	if want := []string{"5/2 after", "9/0 stored"}; !slices.Equal(left, want) {
 		t.Errorf("reports left %v, want %v", left, want)
 	}
+}
+
+// changes returns a fork's changes so far, copied.
+func changes(t *testing.T, w *Writer) []Change {
+	t.Helper()
+	var cs []Change
+	if err := w.Changes(func(c Change) error {
+		cs = append(cs, Change{Key: slices.Clone(c.Key), Value: slices.Clone(c.Value), Delete: c.Delete})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 // reportKey reads the tick and partition of a stored report's key.

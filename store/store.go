@@ -130,6 +130,37 @@ type DB struct {
 	// memtable, bounds what a spare keeps.
 	spare  atomic.Pointer[pebble.Batch]
 	retain int
+	// forks are the batches of joined forks, reset, for the next Fork
+	// with the buffers they grew to (a commit of a catch-up forks one for
+	// each of its partitions): each keeps up to forkRetain of it.
+	forks chan *pebble.Batch
+}
+
+// maxForks is how many joined forks' batches are kept; forkRetain is the
+// share of retain each keeps.
+const (
+	maxForks   = 16
+	forkRetain = 8
+)
+
+// forkBatch returns a kept fork's batch, or a new one.
+func (d *DB) forkBatch() *pebble.Batch {
+	select {
+	case b := <-d.forks:
+		return b
+	default:
+		return d.db.NewBatch(pebble.WithMaxRetainedSizeBytes(max(d.retain/forkRetain, 1<<20)))
+	}
+}
+
+// releaseFork keeps a fork's batch, reset, for the next, or closes it.
+func (d *DB) releaseFork(b *pebble.Batch) {
+	b.Reset()
+	select {
+	case d.forks <- b:
+	default:
+		_ = b.Close()
+	}
 }
 
 // batchRoom is what a new commit's batch starts with.
@@ -221,7 +252,7 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.Sync {
 		wo = pebble.Sync
 	}
-	d := &DB{db: db, wo: wo, dir: dir, retain: int(opts.MemTableSize / 2)}
+	d := &DB{db: db, wo: wo, dir: dir, retain: int(opts.MemTableSize / 2), forks: make(chan *pebble.Batch, maxForks)}
 	if err := d.checkFormat(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -617,7 +648,8 @@ func (p *Partition) ScanHeld(fn func(value []byte) error) error {
 type Writer struct {
 	p      *Partition
 	b      *pebble.Batch
-	log    *Changes // nil: no changelog
+	fork   bool // the batch is its own, to Join into another's
+	logged bool // for a changelog: see Fork
 	buf    []byte
 	key    []byte
 	bucket []byte
@@ -633,97 +665,72 @@ type Change struct {
 	Delete     bool
 }
 
-// Changes are the changes of one partition in one commit, in order; the
-// partition's meta record comes last. A commit of a catch-up holds
-// hundreds of thousands: each is a span of one arena, with no pointer
-// for the collector to scan.
-type Changes struct {
-	list  []change
-	arena []byte // the keys and values of list
-}
-
-// change is a key, arena[k0:v0], and its value, arena[v0:v1].
-type change struct {
-	k0, v0, v1 int
-	del        bool
-}
-
-// Len is the number of changes.
-func (c *Changes) Len() int { return len(c.list) }
-
-// At returns change i; its key and value are slices of the arena, good
-// until the next change is added or Reset.
-func (c *Changes) At(i int) Change {
-	x := c.list[i]
-	ch := Change{Key: c.arena[x.k0:x.v0:x.v0], Delete: x.del}
-	if !x.del {
-		ch.Value = c.arena[x.v0:x.v1:x.v1]
-	}
-	return ch
-}
-
-// Reset empties c for the next commit, keeping its memory.
-func (c *Changes) Reset() {
-	c.list = c.list[:0]
-	if cap(c.arena) > 64<<20 {
-		c.arena = nil // one huge commit: do not keep its memory
-	}
-	c.arena = c.arena[:0]
-}
-
-// add appends a change with copies of k and v in the arena.
-func (c *Changes) add(k, v []byte, del bool) {
-	x := change{k0: len(c.arena), del: del}
-	c.arena = append(c.arena, k...)
-	x.v0 = len(c.arena)
-	if !del {
-		c.arena = append(c.arena, v...)
-	}
-	x.v1 = len(c.arena)
-	c.list = append(c.list, x)
-}
-
-// NewWriter starts a commit. Its changes are also collected, per
-// partition, for a changelog by the writers For gives a log.
+// NewWriter starts a commit.
 func (p *Partition) NewWriter() *Writer {
 	return &Writer{p: p, b: p.db.newBatch()}
 }
 
 // For returns a writer of partition q that adds to the same batch as w, so
 // that the state of several partitions is committed at once. Commit the
-// batch through w. If log is not nil, q's changes are collected in it.
-func (w *Writer) For(q *Partition, log *Changes) *Writer {
-	return &Writer{p: q, b: w.b, log: log}
+// batch through w.
+func (w *Writer) For(q *Partition) *Writer {
+	return &Writer{p: q, b: w.b}
 }
 
 // Fork returns a writer of partition q with a batch of its own, so that
 // partitions can write their changes on goroutines of their own; Join adds
-// a fork's changes to w's batch. Only a writer without a changelog forks.
-func (w *Writer) Fork(q *Partition) *Writer {
-	return &Writer{p: q, b: q.db.db.NewBatch()}
+// a fork's changes to w's batch. A logged fork writes its changes as a
+// changelog carries them (a range deletion becomes a deletion of each key
+// the range holds), and Changes lists them: its batch is the partition's
+// changes of the commit, in order.
+func (w *Writer) Fork(q *Partition, logged bool) *Writer {
+	return &Writer{p: q, b: q.db.forkBatch(), fork: true, logged: logged}
+}
+
+// Changes calls fn with each change of a fork, in order; the key and
+// value are good until the fork is joined or aborted.
+func (w *Writer) Changes(fn func(c Change) error) error {
+	if !w.fork {
+		return errors.New("store: only a fork lists its changes")
+	}
+	for r := w.b.Reader(); len(r) > 0; {
+		kind, k, v, ok, err := r.Next()
+		if !ok {
+			return err
+		}
+		var c Change
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			c = Change{Key: k, Value: v}
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
+			c = Change{Key: k, Delete: true}
+		default:
+			return fmt.Errorf("store: a logged commit holds a change of kind %v", kind)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Join adds the changes of fork f to w's batch, after those already in it,
 // and releases f.
 func (w *Writer) Join(f *Writer) error {
-	if w.log != nil || f.log != nil {
-		return errors.New("store: a logged commit cannot join forks")
+	if !f.fork || w.fork {
+		return errors.New("store: only a fork joins, and only into the commit's writer")
 	}
 	err := w.b.Apply(f.b, nil)
-	return errors.Join(err, f.b.Close())
+	f.p.db.releaseFork(f.b)
+	f.b = nil
+	return err
 }
 
 func (w *Writer) set(k, v []byte, _ *pebble.WriteOptions) error {
-	if w.log != nil {
-		w.log.add(k, v, false)
-	}
 	return w.b.Set(k, v, nil)
 }
 
 func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
-	if w.log != nil {
-		w.log.add(k, nil, true)
-	}
 	return w.b.Delete(k, nil)
 }
 
@@ -735,14 +742,11 @@ func (w *Writer) delete(k []byte, _ *pebble.WriteOptions) error {
 // the memtable, where a deletion would have stayed as a tombstone through
 // every level, and its value until the tombstone reached it.
 func (w *Writer) singleDelete(k []byte) error {
-	if w.log != nil {
-		w.log.add(k, nil, true)
-	}
 	return w.b.SingleDelete(k, nil)
 }
 
 func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
-	if w.log == nil {
+	if !w.logged {
 		return w.b.DeleteRange(lo, hi, nil)
 	}
 	// A logged commit deletes the keys the range holds one by one, in key
@@ -751,16 +755,18 @@ func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	// state has that this commit did not delete, and those this commit
 	// set. The batch is not indexed to find the latter (the index of every
 	// key a commit writes was 6% of all a catch-up allocated and 2% of its
-	// CPU, for this one reader): the partition's changes of the commit say
-	// which keys of the range it set or deleted last, and range deletions
-	// are few (a merger's reports, a video's like times only when their
-	// buckets span more than maxPointDeletes).
+	// CPU, for this one reader): the fork's batch, the partition's changes
+	// of the commit, says which keys of the range it set or deleted last,
+	// and range deletions are few (a merger's reports, a video's like
+	// times only when their buckets span more than maxPointDeletes).
 	last := map[string]bool{} // key of the range -> set (true) or deleted last in this commit
-	for i := range w.log.Len() {
-		c := w.log.At(i)
+	if err := w.Changes(func(c Change) error {
 		if bytes.Compare(c.Key, lo) >= 0 && bytes.Compare(c.Key, hi) < 0 {
 			last[string(c.Key)] = !c.Delete
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	var keys []string
 	it, err := w.p.db.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -782,9 +788,7 @@ func (w *Writer) deleteRange(lo, hi []byte, _ *pebble.WriteOptions) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		kb := []byte(k)
-		w.log.add(kb, nil, true)
-		if err := w.b.Delete(kb, nil); err != nil {
+		if err := w.b.Delete([]byte(k), nil); err != nil {
 			return err
 		}
 	}
@@ -1161,6 +1165,9 @@ func (w *Writer) Len() int { return w.b.Len() }
 
 // Commit applies the batch atomically.
 func (w *Writer) Commit() error {
+	if w.fork {
+		return errors.New("store: a fork is committed by joining it")
+	}
 	if w.p.db.db == nil {
 		return ErrClosed
 	}
@@ -1168,8 +1175,18 @@ func (w *Writer) Commit() error {
 	return w.p.db.commit(w.b)
 }
 
-// Abort discards the batch.
-func (w *Writer) Abort() error { return w.b.Close() }
+// Abort discards the batch (a fork's is kept for the next fork).
+func (w *Writer) Abort() error {
+	switch {
+	case w.b == nil: // a joined fork
+		return nil
+	case w.fork:
+		w.p.db.releaseFork(w.b)
+		w.b = nil
+		return nil
+	}
+	return w.b.Close()
+}
 
 // quietLogger drops Pebble's routine messages; a fatal one ends the
 // process with one clear line (see fatal).

@@ -226,11 +226,17 @@ func TestVideoBucketKeys(t *testing.T) {
 				}
 			}
 			w := p.NewWriter()
+			vw := w
 			if logged {
-				w = p.NewWriter().For(p, &Changes{})
+				vw = w.Fork(p, true)
 			}
-			if err := w.SetVideo(v); err != nil {
+			if err := vw.SetVideo(v); err != nil {
 				t.Fatal(err)
+			}
+			if logged {
+				if err := w.Join(vw); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if err := w.Commit(); err != nil {
 				t.Fatal(err)
@@ -347,35 +353,67 @@ func TestHeldEventsSingleDeleted(t *testing.T) {
 	}
 }
 
-// TestChangesSpans: a change's key and value read back as added, after
-// the arena grew many times, deletions without a value; Reset empties.
-func TestChangesSpans(t *testing.T) {
-	var c Changes
-	for round := range 2 {
-		c.Reset()
+// TestForkChanges: a logged fork lists its changes as written, in order
+// (sets with their values, deletions of both kinds without one), and a
+// fork taken after a join starts empty though its batch is the joined
+// one's, kept; the commit holds what the forks wrote.
+func TestForkChanges(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(0)
+	for round := range 3 {
+		w := p.NewWriter()
+		f := w.Fork(p, true)
+		var want []Change
 		for i := range 10_000 {
-			k := []byte(fmt.Sprintf("k%d-%d", round, i))
-			if i%3 == 0 {
-				c.add(k, nil, true)
-			} else {
-				c.add(k, bytes.Repeat([]byte{byte(i)}, i%50), false)
+			k := []byte(fmt.Sprintf("P-k%d-%d", round, i))
+			var err error
+			switch i % 3 {
+			case 0:
+				err = f.delete(k, nil)
+				want = append(want, Change{Key: k, Delete: true})
+			case 1:
+				err = f.singleDelete(k)
+				want = append(want, Change{Key: k, Delete: true})
+			default:
+				v := bytes.Repeat([]byte{byte(i)}, i%50)
+				err = f.set(k, v, nil)
+				want = append(want, Change{Key: k, Value: v})
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 		}
-		if c.Len() != 10_000 {
-			t.Fatalf("round %d: %d changes", round, c.Len())
+		got := changes(t, f)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d changes, want %d", round, len(got), len(want))
 		}
-		for i := range c.Len() {
-			x := c.At(i)
-			if want := fmt.Sprintf("k%d-%d", round, i); string(x.Key) != want || x.Delete != (i%3 == 0) {
-				t.Fatalf("round %d, change %d: %q delete %v", round, i, x.Key, x.Delete)
-			}
-			if i%3 == 0 && x.Value != nil || i%3 != 0 && !bytes.Equal(x.Value, bytes.Repeat([]byte{byte(i)}, i%50)) {
-				t.Fatalf("round %d, change %d: value %v", round, i, x.Value)
+		for i := range got {
+			if !bytes.Equal(got[i].Key, want[i].Key) || got[i].Delete != want[i].Delete || !bytes.Equal(got[i].Value, want[i].Value) {
+				t.Fatalf("round %d, change %d: %q %q delete %v, want %q %q delete %v", round, i, got[i].Key, got[i].Value, got[i].Delete, want[i].Key, want[i].Value, want[i].Delete)
 			}
 		}
+		if err := w.Join(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		v, closer, err := db.db.Get([]byte(fmt.Sprintf("P-k%d-2", round)))
+		if err != nil {
+			t.Fatalf("round %d: a key the fork set: %v", round, err)
+		}
+		if !bytes.Equal(v, bytes.Repeat([]byte{2}, 2)) {
+			t.Errorf("round %d: committed %v", round, v)
+		}
+		closer.Close()
 	}
-	c.Reset()
-	if c.Len() != 0 {
-		t.Fatalf("%d changes after Reset", c.Len())
+	if n := len(db.forks); n != 1 {
+		t.Errorf("%d forks' batches kept, want the one", n)
+	}
+	if err := p.NewWriter().Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.NewWriter().Fork(p, false).Commit(); err == nil {
+		t.Error("a fork committed on its own")
 	}
 }

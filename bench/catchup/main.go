@@ -243,13 +243,14 @@ var errTimedOut = errors.New("catchup: -limit passed")
 // from the input (0: it had not). It shows the progress every 10 s.
 func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duration) (applied int64, tookAll time.Duration, err error) {
 	var taken, weighing, reorder int64
-	var commits, commitSecs, shownCommits, shownSecs float64
+	var commits, commitSecs, shownCommits, shownSecs, heap, heapGoal float64
 	shown := begin
 	for {
 		if m, err := in.Metrics(); err == nil {
 			weighing, reorder = int64(m[`virality_events_held{where="weighing"}`]), int64(m[`virality_events_held{where="reorder"}`])
 			taken = int64(m["virality_events_in_total"])
 			commits, commitSecs = m["virality_batch_commit_seconds_count"], m["virality_batch_commit_seconds_sum"]
+			heap, heapGoal = m["go_memstats_heap_inuse_bytes"], m["go_memstats_next_gc_bytes"]
 			// Every like taken ends applied, ignored (a repeated like,
 			// a stray unlike) or dead-lettered.
 			applied = int64(m["virality_events_applied_total"] + m["virality_events_ignored_total"] + m["virality_dead_letters_total"])
@@ -267,8 +268,8 @@ func waitApplied(in *live.Instance, n int64, begin time.Time, limit time.Duratio
 			if commits > shownCommits {
 				perCommit = (commitSecs - shownSecs) / (commits - shownCommits)
 			}
-			fmt.Fprintf(os.Stderr, "catchup: %4.0f s: %d of %d likes taken, %d applied (held: %d weighing, %d reordering); %.0f commits of %.2f s on average since the last line; RSS %s, peak %s\n",
-				time.Since(begin).Seconds(), taken, n, applied, weighing, reorder, commits-shownCommits, perCommit, mib(rss), mib(peak))
+			fmt.Fprintf(os.Stderr, "catchup: %4.0f s: %d of %d likes taken, %d applied (held: %d weighing, %d reordering); %.0f commits of %.2f s on average since the last line; RSS %s, peak %s; Go heap in use %s, next collection at %s\n",
+				time.Since(begin).Seconds(), taken, n, applied, weighing, reorder, commits-shownCommits, perCommit, mib(rss), mib(peak), mib(int64(heap)), mib(int64(heapGoal)))
 			shownCommits, shownSecs = commits, commitSecs
 		}
 		select {
