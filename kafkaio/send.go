@@ -242,6 +242,7 @@ type messageReader struct {
 	chunk      []rec
 	idx        []int32
 	rec        protocol.Record
+	now        time.Time // stamps the records without a time
 	hs         []kafka.Header
 	key, value bytesReader
 }
@@ -252,9 +253,16 @@ func (r *messageReader) ReadRecord() (*protocol.Record, error) {
 	}
 	x := &r.chunk[r.idx[0]]
 	r.idx = r.idx[1:]
-	t := time.Now()
+	var t time.Time
 	if x.ms != noTime {
 		t = time.UnixMilli(x.ms)
+	} else {
+		// One reading of the clock for the request's records without a
+		// time.
+		if r.now.IsZero() {
+			r.now = time.Now()
+		}
+		t = r.now
 	}
 	r.hs = r.headers(x, r.hs[:0])
 	r.rec = protocol.Record{Time: t, Headers: r.hs, Key: r.key.of(r.span(x.koff, x.kn)), Value: r.value.of(r.span(x.voff, x.vn))}

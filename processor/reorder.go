@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"encoding/binary"
 	"errors"
-	"strings"
 
 	"github.com/viralityhq/virality/event"
 )
@@ -45,16 +44,23 @@ func routedLess(a, b *routed) bool {
 	if x.Action != y.Action {
 		return x.Action == event.Like
 	}
-	for _, c := range [...]int{
-		strings.Compare(x.EventID, y.EventID),
-		strings.Compare(x.VideoID, y.VideoID),
-		strings.Compare(x.UserID, y.UserID),
-		strings.Compare(x.Region, y.Region),
-		strings.Compare(x.CreatorID, y.CreatorID),
-	} {
-		if c != 0 {
-			return c < 0
-		}
+	// In turn, each only when those before it tie: an array of the five
+	// comparisons made all five every time, in a function that was 1.6%
+	// of a catch-up's CPU.
+	if x.EventID != y.EventID {
+		return x.EventID < y.EventID
+	}
+	if x.VideoID != y.VideoID {
+		return x.VideoID < y.VideoID
+	}
+	if x.UserID != y.UserID {
+		return x.UserID < y.UserID
+	}
+	if x.Region != y.Region {
+		return x.Region < y.Region
+	}
+	if x.CreatorID != y.CreatorID {
+		return x.CreatorID < y.CreatorID
 	}
 	return false
 }
