@@ -1063,7 +1063,7 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 	}
 	err := c.parallel(func(e *Engine) error {
 		fs := forks[e.id]
-		return e.write(fs[len(fs)-1])
+		return e.write(fs[len(fs)-1]) // the engine's fork is the partition's last
 	})
 	if merged != nil {
 		err = errors.Join(err, <-merged)

@@ -742,7 +742,7 @@ type input struct {
 	// sync.Pool for all, which the collector empties, the input's fetchers
 	// took the partials' small batches or none, and grew them again: a
 	// fifth of all a catch-up under 512 MiB allocated.
-	free [4]chan *fetched
+	free [kinds]chan *fetched
 }
 
 // batch returns a batch for a fetcher of topic kind to fill.
@@ -759,7 +759,7 @@ func (in *input) batch(kind int) *fetched {
 // wait as there are fetchers.
 func (in *input) recycle(b *fetched) {
 	select {
-	case in.free[batchKind(b.repart, b.byUser, b.partials)] <- b:
+	case in.free[b.kind()] <- b:
 	default:
 	}
 }
@@ -855,19 +855,30 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 	}
 }
 
-// batchKind numbers the topic a batch is fetched from: 0 the input, 1
-// the by-user topic, 2 the repartition topic, 3 the partials.
+// The topics a batch is fetched from (batchKind).
+const (
+	kindInput = iota
+	kindByUser
+	kindRepart
+	kindPartials
+	kinds
+)
+
+// batchKind numbers the topic a batch is fetched from.
 func batchKind(repart, byUser, partials bool) int {
 	switch {
 	case byUser:
-		return 1
+		return kindByUser
 	case repart:
-		return 2
+		return kindRepart
 	case partials:
-		return 3
+		return kindPartials
 	}
-	return 0
+	return kindInput
 }
+
+// kind is the topic b was fetched from.
+func (b *fetched) kind() int { return batchKind(b.repart, b.byUser, b.partials) }
 
 // maxEventTime returns the largest event time of a decoded batch's
 // events, of those the engine will not dead-letter as from the future.
@@ -1266,7 +1277,7 @@ func (l *internalLag) fetched(b *fetched) {
 	if l.lags == nil {
 		l.lags = map[[2]int32]fetchedEnd{}
 	}
-	l.lags[[2]int32{int32(batchKind(b.repart, b.byUser, b.partials)), b.part}] = fetchedEnd{hw: b.hw, next: b.next, written: b.written}
+	l.lags[[2]int32{int32(b.kind()), b.part}] = fetchedEnd{hw: b.hw, next: b.next, written: b.written}
 }
 
 // update publishes the most records an internal topic partition has yet
@@ -1275,8 +1286,8 @@ func (l *internalLag) update() {
 	var most int64
 	for k, e := range l.lags {
 		end := e.hw
-		if (k[0] == 1 || k[0] == 2) && l.forwarded != nil { // by-user, repartition
-			end += l.forwarded(k[0] == 1, k[1]) - e.written
+		if (k[0] == kindByUser || k[0] == kindRepart) && l.forwarded != nil {
+			end += l.forwarded(k[0] == kindByUser, k[1]) - e.written
 		}
 		most = max(most, end-e.next)
 	}
