@@ -102,9 +102,10 @@ func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
 
 // TestDetachedBuffersAreReused: a sink written while its last detached
 // records are in flight, as the live service's outputs are, fills two
-// buffers by turns once both have grown, and allocates no more, also when
-// it gets nothing while some flights are in the air (then both come back
-// before the next write).
+// buffers of record entries by turns once both have grown, and its bytes
+// go into chunks given back once acknowledged: it allocates no more, also
+// when it gets nothing while some flights are in the air (then both come
+// back before the next write).
 func TestDetachedBuffersAreReused(t *testing.T) {
 	c := broker(t)
 	mustTopics(t, c, TopicSpec{Name: "reuse", Partitions: 2})
@@ -130,25 +131,32 @@ func TestDetachedBuffersAreReused(t *testing.T) {
 			}
 		}
 	}
-	arenas := map[*byte]bool{}
+	arrays := map[*rec]bool{}
 	var inFlight func(context.Context) error
 	written := 0
+	var made int64
 	for round := range 15 {
+		if round == 3 {
+			made = chunks.made.Load()
+		}
 		// Every third round nothing is written while the last records
 		// are in flight.
 		if round%3 != 2 {
 			write()
 			written += 200
 			if round >= 3 {
-				arenas[unsafe.SliceData(s.b.arena)] = true
+				arrays[unsafe.SliceData(s.b.recs)] = true
 			}
 		}
 		land(inFlight)
 		inFlight = s.Detach()
 	}
 	land(inFlight)
-	if len(arenas) > 2 {
-		t.Errorf("rounds 3-14 wrote into %d arenas, want at most 2, by turns", len(arenas))
+	if len(arrays) > 2 {
+		t.Errorf("rounds 3-14 wrote into %d arrays of entries, want at most 2, by turns", len(arrays))
+	}
+	if n := chunks.made.Load() - made; n > 0 {
+		t.Errorf("rounds 3-14 allocated %d chunks, want none: those of the rounds before come back", n)
 	}
 	if got := s.Writes(); got != int64(written) {
 		t.Errorf("%d records acknowledged, want %d", got, written)

@@ -250,17 +250,17 @@ var _ processor.Sink = (*Sink)(nil)
 
 // batcher buffers copies of records and sends them (send.go).
 //
-// Records are copied into arena (keys, values, header values); a
-// buffered record is a rec that says where its parts lie, and its headers
-// hdr entries. Neither holds a pointer, so that the garbage collector
-// does not scan them: as kafka.Messages (152 bytes each, and 40 a header,
-// all pointers) a catch-up's buffers held 200 MB the collector went
-// through at every cycle (bench/RESULTS.md). When arena must grow, append
-// moves it; a request being encoded from the old array (below) keeps
-// reading it unchanged. After a fully acknowledged flush the buffers are
-// reused, unless a write failed since the last reuse: kafka-go may still
-// be sending a batch of a failed or cancelled call from the old buffers,
-// so those are dropped to the garbage collector instead.
+// Records are copied into an arena of chunks (chunks.go: keys, values,
+// header values); a buffered record is a rec that says where its parts
+// lie, and its headers hdr entries. Neither holds a pointer, so that the
+// garbage collector does not scan them: as kafka.Messages (152 bytes
+// each, and 40 a header, all pointers) a catch-up's buffers held 200 MB
+// the collector went through at every cycle (bench/RESULTS.md). After a
+// fully acknowledged send the chunks go back to the free list and the
+// entries are kept for reuse, unless a write failed since the last reuse:
+// kafka-go may still be sending a batch of a failed or cancelled call
+// from the old buffers, so those are dropped to the garbage collector
+// instead.
 //
 // Sizes. A batch holds records while the sum of their recordSize stays
 // within limit-batchOverhead (as kafka-go's Writer, which sent them
@@ -303,13 +303,13 @@ type buffer struct {
 
 // records are buffered records and the arrays their parts lie in.
 type records struct {
-	recs  []rec
-	arena []byte
-	hdrs  []hdr
-	keys  []string // header keys, each once: hdr.key indexes it
+	recs []rec
+	data arena // the bytes of keys, values and header values
+	hdrs []hdr
+	keys []string // header keys, each once: hdr.key indexes it
 }
 
-// rec is a buffered record: its key and value as spans of the arena (a
+// rec is a buffered record: its key and value as spans of the data (a
 // length of -1 is nil, a null field), its headers as hdrs[h0:h0+nh], its
 // time in Unix milliseconds (noTime: the broker's clock stamps it).
 type rec struct {
@@ -320,7 +320,7 @@ type rec struct {
 }
 
 // hdr is a header of a buffered record: its key, an index into keys, and
-// its value, a span of the arena.
+// its value, a span of the data.
 type hdr struct {
 	off    int
 	n, key int32
@@ -329,14 +329,13 @@ type hdr struct {
 // noTime is the time of a record without one.
 const noTime = math.MinInt64
 
-// put copies p into the arena and returns its span: a length of -1 for
+// put copies p into the data and returns its span: a length of -1 for
 // nil.
 func (r *records) put(p []byte) (int, int32) {
 	if p == nil {
 		return 0, -1
 	}
-	off := len(r.arena)
-	r.arena = append(r.arena, p...)
+	_, off := r.data.put(p)
 	return off, int32(len(p))
 }
 
@@ -345,7 +344,7 @@ func (r *records) span(off int, n int32) []byte {
 	if n < 0 {
 		return nil
 	}
-	return r.arena[off : off+int(n) : off+int(n)]
+	return r.data.at(off, int(n))
 }
 
 // keyIndex returns the index of header key k in keys, adding it when new.
@@ -366,7 +365,7 @@ func (r *records) addHeader(k string, v []byte) {
 }
 
 // headers returns the headers of x as kafka.Headers, appended to hs;
-// their values point into the arena.
+// their values point into the data.
 func (r *records) headers(x *rec, hs []kafka.Header) []kafka.Header {
 	for _, h := range r.hdrs[x.h0 : x.h0+x.nh] {
 		hs = append(hs, kafka.Header{Key: r.keys[h.key], Value: r.span(h.off, h.n)})
@@ -548,7 +547,7 @@ func (b *batcher) buffered() int { return len(b.recs) - b.sent }
 
 // detach takes the buffered records out, for another goroutine to send
 // with the function returned while add fills a new buffer; nil when there
-// are none. Once sent, the buffer's memory serves the next add into an
+// are none. Once sent, the buffer's entries serve the next add into an
 // empty buffer: taken then, not at the detach, a sink written only
 // between sends (the changelog: a commit's records, then nothing until
 // it has landed) keeps one buffer of a commit's size, not two. Two are
@@ -571,7 +570,7 @@ func (b *batcher) detach() func(ctx context.Context) error {
 		b.mu.Lock()
 		// The two largest are kept, smallest first.
 		b.spares = append(b.spares, f)
-		slices.SortFunc(b.spares, func(x, y *buffer) int { return cmp.Compare(cap(x.arena), cap(y.arena)) })
+		slices.SortFunc(b.spares, func(x, y *buffer) int { return cmp.Compare(cap(x.recs), cap(y.recs)) })
 		if len(b.spares) > 2 {
 			b.spares = slices.Delete(b.spares, 0, 1)
 		}
@@ -840,10 +839,11 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	return nil
 }
 
-// reset empties a buffer after a fully acknowledged send.
+// reset empties a buffer after a fully acknowledged send: its chunks go
+// back to the free list.
 func (b *batcher) reset(f *buffer) {
 	f.sent, f.size, f.fitted = 0, 0, 0
-	if f.tainted || cap(f.arena) > 64<<20 {
+	if f.tainted || cap(f.recs) > 1<<20 {
 		// A request of an attempt that failed or was cancelled may still
 		// be encoded on the transport's goroutine, from the records
 		// themselves (send.go reads them in place): leave every array to
@@ -853,7 +853,7 @@ func (b *batcher) reset(f *buffer) {
 		return
 	}
 	f.recs = f.recs[:0]
-	f.arena = f.arena[:0]
+	f.data.release()
 	f.hdrs = f.hdrs[:0]
 }
 

@@ -84,9 +84,9 @@ type PartitionSource struct {
 
 	offset, hw atomic.Int64
 
-	// arena holds the key, value and header bytes of the records of the
-	// last call, hdrs their headers; both are reused by the next call.
-	arena  []byte
+	// data holds the key, value and header bytes of the records of the
+	// last call (until Release or the next call), hdrs their headers.
+	data   arena
 	hdrs   []processor.Header
 	closed bool
 }
@@ -150,7 +150,7 @@ func (s *PartitionSource) name() string { return fmt.Sprintf("%s/%d", s.topic, s
 // Next fetches once and returns the records fetched, appended to buf[:0],
 // and moves the offset past them. When MaxWait passes with no new record
 // it returns no records and a nil error, so the caller notices idleness.
-// The records' byte slices stay valid until the next call.
+// The records' byte slices stay valid until the next call, or Release.
 //
 // Failures that may pass are retried inside Next, with backoff, for up to
 // RetryFor; it returns ctx.Err() as soon as ctx is done, and an
@@ -161,9 +161,7 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 	if s.closed {
 		return buf, fmt.Errorf("fetch %s: source closed", s.name())
 	}
-	s.arena = s.arena[:0]
-	clear(s.hdrs)
-	s.hdrs = s.hdrs[:0]
+	s.Release()
 	var failing time.Time
 	backoff := 50 * time.Millisecond
 	for {
@@ -303,7 +301,7 @@ func (s *PartitionSource) read(res *kafka.FetchResponse, buf []processor.Record)
 	return buf, nil
 }
 
-// bytes reads b into the arena and closes it; nil stays nil.
+// bytes reads b into the data and closes it; nil stays nil.
 func (s *PartitionSource) bytes(b protocol.Bytes) []byte {
 	if b == nil {
 		return nil
@@ -317,32 +315,25 @@ func (s *PartitionSource) bytes(b protocol.Bytes) []byte {
 	return p
 }
 
-// copy copies p into the arena; nil stays nil.
+// copy copies p into the data; nil stays nil.
 func (s *PartitionSource) copy(p []byte) []byte {
-	if p == nil {
-		return nil
-	}
-	q := s.grow(len(p))
-	copy(q, p)
+	q, _ := s.data.put(p)
 	return q
 }
 
-// grow returns the next n bytes of the arena. When the arena is full a
-// new one replaces it, twice as large up to the fetch size, so that a
-// source keeps at most about one fetch's worth between calls; the records
-// already returned keep pointing into the old one.
+// grow returns the next n bytes of the data.
 func (s *PartitionSource) grow(n int) []byte {
-	i := len(s.arena)
-	if cap(s.arena)-i < n {
-		limit := s.MaxBytes
-		if limit <= 0 {
-			limit = defaultMaxBytes
-		}
-		s.arena = make([]byte, 0, max(min(2*cap(s.arena), limit), n, 64<<10))
-		i = 0
-	}
-	s.arena = s.arena[:i+n]
-	return s.arena[i : i+n : i+n]
+	p, _ := s.data.grow(n)
+	return p
+}
+
+// Release says that the records the last call of Next returned are no
+// longer used: the memory their bytes lie in serves other sources and
+// sinks until the next call. Next releases them itself otherwise.
+func (s *PartitionSource) Release() {
+	s.data.release()
+	clear(s.hdrs)
+	s.hdrs = s.hdrs[:0]
 }
 
 func closeBytes(b protocol.Bytes) {

@@ -830,6 +830,8 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		b.Recs = b.Recs[:0]
 		if err == nil {
 			b.Fill(recs, 0)
+			// Copied: the fetch's memory serves the others.
+			src.Release()
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
 				if in.pace.paces() {
