@@ -116,3 +116,21 @@ func (a *arena) release() {
 // drop leaves the chunks to the garbage collector, for when their bytes
 // may still be read (a request of a failed attempt still being encoded).
 func (a *arena) drop() { a.chunks, a.fill = nil, 0 }
+
+// Chunks is the memory of fetched records taken out of their source
+// (PartitionSource.Detach): the records' bytes stay valid until Release.
+type Chunks struct{ a arena }
+
+// Bytes returns the memory the chunks take.
+func (c *Chunks) Bytes() int {
+	n := 0
+	for _, p := range c.a.chunks {
+		n += cap(p)
+	}
+	return n
+}
+
+// Release gives the memory back for other sources and sinks to use: the
+// records' bytes must no longer be used. Releasing twice, or the zero
+// Chunks, does nothing.
+func (c *Chunks) Release() { c.a.release() }

@@ -336,6 +336,17 @@ func (s *PartitionSource) Release() {
 	s.hdrs = s.hdrs[:0]
 }
 
+// Detach takes the memory the bytes of the records the last call of Next
+// returned lie in (keys, values and header values) out of the source:
+// they stay valid after the next call, until the Chunks are released. The
+// records' Headers slices are the source's still, valid until the next
+// call.
+func (s *PartitionSource) Detach() Chunks {
+	c := Chunks{a: s.data}
+	s.data = arena{}
+	return c
+}
+
 func closeBytes(b protocol.Bytes) {
 	if b != nil {
 		b.Close()

@@ -72,6 +72,71 @@ func TestPartitionSource(t *testing.T) {
 		}
 	})
 
+	// Detached records stay as they were while the source fetches on and
+	// while their memory serves others once released.
+	t.Run("detach", func(t *testing.T) {
+		mustTopics(t, c, TopicSpec{Name: "detach", Partitions: 1})
+		w, err := NewSink(c, "detach", SinkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		for i := range 20 { // five record batches of four
+			m := processor.Message{Value: fmt.Appendf(nil, "v%d", i), Time: base}
+			if err := w.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			if i%4 == 3 {
+				if err := w.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		src, err := NewPartitionSource(c, "detach", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		src.MaxBytes = 1 // a record batch a fetch
+		var kept [][]processor.Record
+		var held []Chunks
+		var got []string
+		for len(got) < 20 {
+			recs, err := src.Next(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) == 0 {
+				t.Fatalf("a fetch came back empty after %d records", len(got))
+			}
+			for _, r := range recs {
+				got = append(got, string(r.Value))
+			}
+			kept = append(kept, recs)
+			held = append(held, src.Detach())
+			if held[len(held)-1].Bytes() == 0 {
+				t.Fatal("detached chunks take no memory")
+			}
+		}
+		var again []string
+		for _, recs := range kept {
+			for _, r := range recs {
+				again = append(again, string(r.Value))
+			}
+		}
+		if fmt.Sprint(again) != fmt.Sprint(got) || len(kept) < 5 {
+			t.Errorf("detached records read %v after later fetches, %v when fetched in %d fetches (want 5 or more)", again, got, len(kept))
+		}
+		free := len(chunks.free)
+		for i := range held {
+			held[i].Release()
+			held[i].Release() // twice does nothing
+		}
+		if n := len(chunks.free) - free; n == 0 && free < maxFreeChunks {
+			t.Error("released chunks did not come back to the free list")
+		}
+	})
+
 	t.Run("idle", func(t *testing.T) {
 		src, err := NewPartitionSource(c, "likes", 0, 20)
 		if err != nil {

@@ -223,3 +223,34 @@ func TestPartitionedRestartAfterCrash(t *testing.T) {
 		t.Fatal("no output")
 	}
 }
+
+// TestBatchFillAndRefer: Fill copies the records' bytes, skipping those
+// before the resume offset; Refer copies the records and their headers
+// but points at the bytes given.
+func TestBatchFillAndRefer(t *testing.T) {
+	recs := []Record{
+		{Offset: 4, Key: []byte("a"), Value: []byte(`{"v":1}`), Headers: []Header{{Key: "h", Value: []byte("x")}}},
+		{Offset: 5, Key: []byte("b"), Value: []byte(`{"v":2}`)},
+	}
+	var filled, referred Batch
+	filled.Fill(recs, 5)
+	referred.Refer(recs)
+	if len(filled.Recs) != 1 || string(filled.Recs[0].Value) != `{"v":2}` {
+		t.Fatalf("Fill from offset 5 kept %d records", len(filled.Recs))
+	}
+	if len(referred.Recs) != 2 || len(referred.Events) != 2 || len(referred.Errs) != 2 {
+		t.Fatalf("Refer kept %d records, %d events, %d errors; want 2 each", len(referred.Recs), len(referred.Events), len(referred.Errs))
+	}
+	recs[1].Value[5] = '9'
+	recs[0].Headers[0].Value[0] = 'y'
+	recs[0].Headers[0] = Header{Key: "other"}
+	if got := string(filled.Recs[0].Value); got != `{"v":2}` {
+		t.Errorf("Fill's copy changed with its source: %s", got)
+	}
+	if got := string(referred.Recs[1].Value); got != `{"v":9}` {
+		t.Errorf("Refer's record reads %s, want the bytes given, changed to {\"v\":9}", got)
+	}
+	if h := referred.Recs[0].Headers[0]; h.Key != "h" || string(h.Value) != "y" {
+		t.Errorf("Refer's header is %s=%s, want its own entry h pointing at the value given (y)", h.Key, h.Value)
+	}
+}

@@ -139,7 +139,14 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err 
 // sizes its arrays once for what they take: grown by append from a
 // recycled batch of another size, they were a fifth of all a catch-up
 // allocated (bench/RESULTS.md).
-func (b *Batch) Fill(recs []Record, resume int64) {
+func (b *Batch) Fill(recs []Record, resume int64) { b.fill(recs, resume, true) }
+
+// Refer is Fill without a copy of the records' keys, values and header
+// values: they must stay unchanged until the batch is filled again or
+// dropped. The records and their headers are copied.
+func (b *Batch) Refer(recs []Record) { b.fill(recs, 0, false) }
+
+func (b *Batch) fill(recs []Record, resume int64, copyBytes bool) {
 	b.Recs = b.Recs[:0]
 	b.arena = b.arena[:0]
 	clear(b.hdrs)
@@ -156,25 +163,34 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		nh += len(recs[i].Headers)
 		nr++
 	}
+	if !copyBytes {
+		nb = 0
+	}
 	if cap(b.arena) < nb {
 		b.arena = make([]byte, 0, nb+nb/4)
 	}
 	if cap(b.Recs) < nr {
 		b.Recs = make([]Record, 0, nr+nr/4)
 	}
-	for i := range recs {
-		if recs[i].Offset < resume {
-			continue
-		}
-		b.arena = append(b.arena, recs[i].Key...)
-		b.arena = append(b.arena, recs[i].Value...)
-		for _, h := range recs[i].Headers {
-			b.arena = append(b.arena, h.Value...)
+	if copyBytes {
+		for i := range recs {
+			if recs[i].Offset < resume {
+				continue
+			}
+			b.arena = append(b.arena, recs[i].Key...)
+			b.arena = append(b.arena, recs[i].Value...)
+			for _, h := range recs[i].Headers {
+				b.arena = append(b.arena, h.Value...)
+			}
 		}
 	}
 	b.hdrs = slices.Grow(b.hdrs, nh)
 	off := 0
-	take := func(n int) []byte {
+	take := func(p []byte) []byte {
+		if !copyBytes {
+			return p
+		}
+		n := len(p)
 		s := b.arena[off : off+n : off+n]
 		off += n
 		return s
@@ -184,12 +200,12 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		if r.Offset < resume {
 			continue
 		}
-		r.Key = take(len(r.Key))
-		r.Value = take(len(r.Value))
+		r.Key = take(r.Key)
+		r.Value = take(r.Value)
 		if len(r.Headers) > 0 {
 			j := len(b.hdrs)
 			for _, h := range r.Headers {
-				b.hdrs = append(b.hdrs, Header{Key: h.Key, Value: take(len(h.Value))})
+				b.hdrs = append(b.hdrs, Header{Key: h.Key, Value: take(h.Value)})
 			}
 			r.Headers = b.hdrs[j:len(b.hdrs):len(b.hdrs)]
 		}

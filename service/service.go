@@ -298,6 +298,8 @@ type fetched struct {
 	written  int64 // of an internal topic: what this instance had written to the partition as the fetch began
 	err      error
 	held     int64 // bytes taken from the generation's gate
+	// data holds the bytes of the records, until the batch is applied.
+	data kafkaio.Chunks
 }
 
 // PartialsTopic is the internal topic through which each partition's
@@ -736,9 +738,10 @@ type input struct {
 	// forwarded is processor.Coordinator.Forwarded: what the instance has
 	// written to an internal topic's partition (internalLag).
 	forwarded func(byUser bool, part int32) int64
-	// free keeps applied batches, their records and arenas, for the
-	// fetchers of their topic (batchKind) to fill again (the coordinator
-	// copies what it keeps of a record): one for each fetcher. From one
+	// free keeps applied batches, their arrays of records and events, for
+	// the fetchers of their topic (batchKind) to fill again (the
+	// coordinator copies what it keeps of a record): one for each
+	// fetcher. From one
 	// sync.Pool for all, which the collector empties, the input's fetchers
 	// took the partials' small batches or none, and grew them again: a
 	// fifth of all a catch-up under 512 MiB allocated.
@@ -755,9 +758,11 @@ func (in *input) batch(kind int) *fetched {
 	}
 }
 
-// recycle keeps an applied batch for its topic's fetchers, unless as many
-// wait as there are fetchers.
+// recycle gives the memory of an applied batch's records back and keeps
+// the batch for its topic's fetchers, unless as many wait as there are
+// fetchers.
 func (in *input) recycle(b *fetched) {
+	b.data.Release()
 	select {
 	case in.free[b.kind()] <- b:
 	default:
@@ -829,9 +834,10 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		b.written = written
 		b.Recs = b.Recs[:0]
 		if err == nil {
-			b.Fill(recs, 0)
-			// Copied: the fetch's memory serves the others.
-			src.Release()
+			// The batch takes the fetch's memory, given back once
+			// the batch is applied (recycle).
+			b.Refer(recs)
+			b.data = src.Detach()
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
 				if in.pace.paces() {
@@ -841,7 +847,7 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		} else if ctx.Err() != nil {
 			return
 		}
-		b.held = b.Bytes()
+		b.held = b.Bytes() + int64(b.data.Bytes())
 		in.gate.adjust(b.held - reserved)
 		select {
 		case out <- b:
