@@ -36,13 +36,20 @@ type merger struct {
 	done    int64 // last tick emitted
 	// Persistence is incremental: reports still pending at a commit are
 	// stored once each, and dropped with one range deletion once merged.
+	// Reports read from the partials topic are not stored: after a
+	// restart the merger reads the topic again from the first of them
+	// still pending (reread).
 	unsaved   []report
 	savedDone int64
+	stored    bool // reports may be stored that the next range deletion drops
 	buf       []byte
 
-	// remote: fed by the partials topic, from offset on.
+	// remote: fed by the partials topic, from offset on; after a
+	// restart, the reports of offsets reread to offset, read before it and
+	// not merged then, are read again.
 	remote bool
 	offset int64
+	reread int64
 
 	creators *creatorMerger // creators.go
 	// pipe: the creator merger runs on a goroutine of its own (see
@@ -89,6 +96,9 @@ type latest struct {
 type pendingReport struct {
 	lists []List
 	raw   []byte // encodeLists; nil when lists holds the lists
+	// offset is the report's offset in the partials topic, -1 for one
+	// taken from an engine or loaded from the store.
+	offset int64
 }
 
 // decode returns the report's lists.
@@ -110,8 +120,12 @@ type mergerState struct {
 	Done int64 `json:"done"`
 	// Next and Offset: of a merger fed by the partials topic, each
 	// partition's next tick and the next offset of the topic to read.
+	// Reread is the offset of the first report read and not yet merged
+	// (Offset when there is none): the merger reads the topic from there,
+	// and takes only the reports of the records before Offset.
 	Next   map[int32]int64 `json:"next,omitempty"`
 	Offset int64           `json:"offset,omitempty"`
+	Reread int64           `json:"reread,omitempty"`
 }
 
 func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, error) {
@@ -130,6 +144,7 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 		m.done = st.Done
 		m.savedDone = st.Done
 		m.offset = st.Offset
+		m.reread = min(st.Reread, st.Offset)
 		for id, n := range st.Next {
 			m.next[id] = n
 		}
@@ -140,10 +155,38 @@ func newMerger(topK int, state []byte, emit func(*Snapshot) error) (*merger, err
 func (m *merger) marshal(dst []byte) []byte {
 	st := mergerState{Done: m.done}
 	if m.remote {
-		st.Next, st.Offset = m.next, m.offset
+		st.Next, st.Offset, st.Reread = m.next, m.offset, m.rereadFrom()
 	}
 	b, _ := json.Marshal(st)
 	return append(dst, b...)
+}
+
+// rereadFrom returns the offset of the partials topic from which a
+// restarted merger reads: that of the first report read and not yet
+// merged, or the next offset when there is none.
+func (m *merger) rereadFrom() int64 {
+	from := m.offset
+	for _, byPart := range m.pending {
+		for _, r := range byPart {
+			if r.offset >= 0 {
+				from = min(from, r.offset)
+			}
+		}
+	}
+	return from
+}
+
+// holdsStored reports whether a pending report may be in the store: one
+// not read from the partials topic.
+func (m *merger) holdsStored() bool {
+	for _, byPart := range m.pending {
+		for _, r := range byPart {
+			if r.offset < 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // load restores a stored report.
@@ -151,8 +194,9 @@ func (m *merger) load(tick int64, part int32, value []byte) error {
 	if err := checkLists(value); err != nil {
 		return err
 	}
+	m.stored = true
 	if tick > m.done {
-		m.add(tick, part, pendingReport{raw: slices.Clone(value)})
+		m.add(tick, part, pendingReport{raw: slices.Clone(value), offset: -1})
 	}
 	return nil
 }
@@ -172,8 +216,11 @@ func (m *merger) add(tick int64, part int32, r pendingReport) {
 // pending, and drops those merged since.
 func (m *merger) save(w *store.Writer) error {
 	if m.done > m.savedDone {
-		if err := w.DeleteReportsThrough(m.done); err != nil {
-			return err
+		if m.stored {
+			if err := w.DeleteReportsThrough(m.done); err != nil {
+				return err
+			}
+			m.stored = m.holdsStored()
 		}
 		m.savedDone = m.done
 	}
@@ -190,6 +237,7 @@ func (m *merger) save(w *store.Writer) error {
 		if err := w.SetReport(r.tick, r.part, v); err != nil {
 			return err
 		}
+		m.stored = true
 	}
 	m.unsaved = m.unsaved[:0]
 	if err := m.waitCreators(); err != nil {
@@ -212,18 +260,19 @@ func (m *merger) report(id int32, s *Snapshot) {
 	if s.Tick <= m.done {
 		return
 	}
-	m.add(s.Tick, id, pendingReport{lists: s.Lists})
+	m.add(s.Tick, id, pendingReport{lists: s.Lists, offset: -1})
 	m.unsaved = append(m.unsaved, report{s.Tick, id})
 }
 
-// reportEncoded keeps a partition's report as encodeLists wrote it (lists,
-// checked by checkLists), copied: it is decoded only if its tick is merged.
-func (m *merger) reportEncoded(id int32, tick int64, lists []byte) {
+// reportEncoded keeps a partition's report read from the partials topic
+// at offset, as encodeLists wrote it (lists, checked by checkLists),
+// copied: it is decoded only if its tick is merged. It is not stored: a
+// restarted merger reads it again (rereadFrom).
+func (m *merger) reportEncoded(id int32, tick int64, lists []byte, offset int64) {
 	if tick <= m.done {
 		return
 	}
-	m.add(tick, id, pendingReport{raw: slices.Clone(lists)})
-	m.unsaved = append(m.unsaved, report{tick, id})
+	m.add(tick, id, pendingReport{raw: slices.Clone(lists), offset: offset})
 }
 
 func (m *merger) progress(id int32, next int64) error {

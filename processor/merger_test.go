@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strconv"
@@ -85,7 +87,7 @@ func TestMergerSkipsSupersededTicks(t *testing.T) {
 	m.join(1, 0)
 	for tick := int64(1); tick <= 7; tick++ {
 		m.report(0, &Snapshot{Tick: tick, Lists: []List{{Region: GlobalRegion, Videos: []Ranked{{Video: "a", Score: float64(tick)}}}}})
-		m.reportEncoded(1, tick, encodeLists(nil, []List{{Region: GlobalRegion, Videos: []Ranked{{Video: "b", Score: 10}}}}))
+		m.reportEncoded(1, tick, encodeLists(nil, []List{{Region: GlobalRegion, Videos: []Ranked{{Video: "b", Score: 10}}}}), tick)
 	}
 	if err := m.progress(0, 8); err != nil {
 		t.Fatal(err)
@@ -108,5 +110,79 @@ func TestMergerSkipsSupersededTicks(t *testing.T) {
 	}
 	if len(m.pending) != 0 || m.done != 7 {
 		t.Fatalf("%d ticks pending, done %d", len(m.pending), m.done)
+	}
+}
+
+// TestMergerRereadsPendingReports: a merger fed by the partials topic
+// stores none of the reports it reads; its state says from which offset
+// to read the topic again, that of the first report not yet merged, and a
+// merger restarted on that state takes the reports read again (only
+// them: the progress records and the reports of merged ticks before its
+// offset are in its state already) and merges as if it had never stopped.
+func TestMergerRereadsPendingReports(t *testing.T) {
+	list := func(video string, score float64) []List {
+		return []List{{Region: GlobalRegion, Videos: []Ranked{{Video: video, Score: score}}}}
+	}
+	var recs []Record
+	add := func(kind byte, part int32, tick int64, lists []List) {
+		recs = append(recs, Record{Offset: int64(len(recs)), Value: appendPartial(nil, kind, part, tick, lists)})
+	}
+	add(partialReport, 0, 1, list("a", 1)) // 0
+	add(partialReport, 0, 2, list("c", 3)) // 1: pending at the stop
+	add(partialProgress, 0, 3, nil)        // 2
+	add(partialReport, 1, 1, list("b", 2)) // 3
+	add(partialProgress, 1, 2, nil)        // 4: tick 1 merged
+	add(partialReport, 1, 2, list("d", 4)) // 5: after the stop
+	add(partialProgress, 1, 3, nil)        // 6: tick 2 merged
+	start := func(state []byte) (*Coordinator, *[]*Snapshot) {
+		var got []*Snapshot
+		m, err := newMerger(2, state, func(s *Snapshot) error { got = append(got, s); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.remote = true
+		for q := range int32(2) {
+			if _, ok := m.next[q]; !ok {
+				m.next[q] = 0
+			}
+		}
+		return &Coordinator{merger: m, out: Outputs{Partials: &memSink{}}}, &got
+	}
+
+	first, got := start(nil)
+	if err := first.TakePartials(context.Background(), &Batch{Recs: recs[:5]}); err != nil {
+		t.Fatal(err)
+	}
+	if len(*got) != 1 || (*got)[0].Tick != 1 {
+		t.Fatalf("merged %d snapshots before the stop, want tick 1's", len(*got))
+	}
+	if n := len(first.merger.unsaved); n != 0 {
+		t.Errorf("%d reports read from the topic wait to be stored, want none", n)
+	}
+	state := first.merger.marshal(nil)
+	var st mergerState
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Offset != 5 || st.Reread != 1 {
+		t.Fatalf("state %s: offset %d, reread %d; want 5 and 1, tick 2's report of partition 0", state, st.Offset, st.Reread)
+	}
+
+	second, got := start(state)
+	if from, ok := second.Merging(); !ok || from != 1 {
+		t.Fatalf("the restarted merger reads the partials topic from offset %d (%v), want 1", from, ok)
+	}
+	if err := second.TakePartials(context.Background(), &Batch{Recs: recs[1:]}); err != nil {
+		t.Fatal(err)
+	}
+	if len(*got) != 1 || (*got)[0].Tick != 2 {
+		t.Fatalf("merged %d snapshots after the restart, want tick 2's", len(*got))
+	}
+	want := []Ranked{{Video: "d", Score: 4}, {Video: "c", Score: 3}}
+	if v := (*got)[0].Lists[0].Videos; !reflect.DeepEqual(v, want) {
+		t.Fatalf("tick 2 after the restart: %+v, want both partitions' %+v", v, want)
+	}
+	if m := second.merger; m.offset != 7 || m.reread != 7 || m.rereadFrom() != 7 {
+		t.Fatalf("after the restart: offset %d, reread %d, rereadFrom %d; want 7", m.offset, m.reread, m.rereadFrom())
 	}
 }

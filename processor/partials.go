@@ -84,12 +84,13 @@ func (c *Coordinator) sendPartials(id int32, e *Engine) error {
 
 // Merging reports whether this coordinator merges the partials of all
 // partitions (it holds partition 0), and from which offset of the
-// partials topic it reads them.
+// partials topic it reads them: that of the first report it had read and
+// not merged when its state was committed, since reports are not stored.
 func (c *Coordinator) Merging() (offset int64, ok bool) {
 	if c.out.Partials == nil || c.merger == nil || !c.merger.remote {
 		return 0, false
 	}
-	return c.merger.offset, true
+	return c.merger.reread, true
 }
 
 // openMerger makes this coordinator the merger, on the state kept with
@@ -126,9 +127,18 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 	for i := range b.Recs {
 		rec := &b.Recs[i]
 		if rec.Offset < m.offset {
+			// Read before the restart: only the reports are taken
+			// again (those merged since are dropped); the rest is
+			// in the state.
+			if rec.Offset >= m.reread && !isCreatorPartial(rec.Value) {
+				if kind, part, tick, lists, err := decodePartial(rec.Value); err == nil && kind == partialReport {
+					m.reportEncoded(part, tick, lists, rec.Offset)
+				}
+			}
 			continue
 		}
 		m.offset = rec.Offset + 1
+		m.reread = m.offset
 		if isCreatorPartial(rec.Value) {
 			if err := m.takeCreatorPartial(rec.Value); err != nil {
 				return fmt.Errorf("creator partial at offset %d: %w", rec.Offset, err)
@@ -140,7 +150,7 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 			return fmt.Errorf("trending partial at offset %d: %w", rec.Offset, err)
 		}
 		if kind == partialReport {
-			m.reportEncoded(part, tick, lists)
+			m.reportEncoded(part, tick, lists, rec.Offset)
 			continue
 		}
 		if err := m.progress(part, tick); err != nil {

@@ -465,24 +465,52 @@ func liveMatchesBackfill(t *testing.T, key keyBy, set func(*Config)) {
 // input and stops; another, with an empty state directory, takes the
 // partitions, restores their state from the changelog topic and consumes
 // the second half: every video ends as in the backfill of the whole, as if
-// one instance had done it all.
+// one instance had done it all, and so do the trending lists. Stopped in
+// the middle of a backlog, the first leaves partitions' trending reports
+// it has not merged, which the second reads again from the partials topic.
 func TestRestoreFromChangelog(t *testing.T) {
+	t.Run("after the first half", func(t *testing.T) { restoreFromChangelog(t, false) })
+	t.Run("in the middle of a backlog", func(t *testing.T) { restoreFromChangelog(t, true) })
+}
+
+func restoreFromChangelog(t *testing.T, midStream bool) {
 	kc := testBroker(t)
 	cfg := testConfig(t, kc)
+	if midStream {
+		// Small fetches: the stop comes while partitions are at
+		// different ticks.
+		cfg.FetchMaxBytes = 16 << 10
+	}
 	const n = 4
 	lines := generatedLines(t, 40_000)
 	half := len(lines) / 2
 	createInput(t, kc, cfg.InputTopic, n)
-	produceKeyed(t, kc, cfg.InputTopic, lines[:half], byUser)
-	wantScores, _ := backfill(t, cfg.Engine, lines, n)
+	if midStream {
+		produceKeyed(t, kc, cfg.InputTopic, lines, byUser)
+	} else {
+		produceKeyed(t, kc, cfg.InputTopic, lines[:half], byUser)
+	}
+	wantScores, wantTrending := backfill(t, cfg.Engine, lines, n)
 	want := lastPerVideo(wantScores)
+	var backTr [][]byte
+	for _, m := range wantTrending {
+		backTr = append(backTr, m.Value)
+	}
+	wantLists := completeTrending(t, backTr, lines, n)
 
 	first, stop := startService(t, cfg, t.TempDir())
-	waitFor(t, "the first half consumed", time.Minute, func() bool { return first.EventsIn.Load() == int64(half) })
+	waitFor(t, "the first half consumed", time.Minute, func() bool {
+		if midStream {
+			return first.EventsIn.Load() >= int64(half)
+		}
+		return first.EventsIn.Load() == int64(half)
+	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	produceKeyed(t, kc, cfg.InputTopic, lines[half:], byUser)
+	if !midStream {
+		produceKeyed(t, kc, cfg.InputTopic, lines[half:], byUser)
+	}
 	second, stop := startService(t, cfg, t.TempDir())
 	var got map[string]string
 	waitFor(t, "every video's last record to be the backfill's", 2*time.Minute, func() bool {
@@ -494,11 +522,28 @@ func TestRestoreFromChangelog(t *testing.T) {
 		}
 		return len(got) == len(want)
 	})
+	var lists []string
+	eventually(time.Minute, func() bool {
+		var live [][]byte
+		for _, r := range readTopic(t, kc, cfg.TrendingTopic) {
+			live = append(live, r.Value)
+		}
+		lists = completeTrending(t, live, lines, n)
+		return len(lists) >= len(wantLists)
+	}) // checked below, with the differences
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if in := second.EventsIn.Load(); in != int64(len(lines)-half) {
+	if in := second.EventsIn.Load(); !midStream && in != int64(len(lines)-half) {
 		t.Fatalf("the second instance read %d records, want the %d of the second half", in, len(lines)-half)
 	}
-	t.Logf("%d videos agree; the second instance restored the first half and read the %d records of the second", len(want), len(lines)-half)
+	if len(lists) != len(wantLists) || len(lists) == 0 {
+		t.Fatalf("trending: %d snapshots live, %d in the backfill", len(lists), len(wantLists))
+	}
+	for i := range lists {
+		if lists[i] != wantLists[i] {
+			t.Fatalf("trending snapshot %d:\n live:     %s\n backfill: %s", i, lists[i], wantLists[i])
+		}
+	}
+	t.Logf("%d videos and %d trending lists agree; the second instance restored what the first committed and read %d records", len(want), len(lists), second.EventsIn.Load())
 }

@@ -74,7 +74,10 @@ var ErrFormat = errors.New("store: unsupported state format")
 // of what changed (a count of 0 deletes), not the whole tally again.
 // 9: the account stages' key sketches (sketch.go); buffered and held
 // events, and lockstep trackers, carry each key's popularity.
-const FormatVersion = 9
+// 10: the live service's trending merger stores none of the partitions'
+// reports it reads from the partials topic: its state says from which
+// offset to read them again (the first not yet merged).
+const FormatVersion = 10
 
 var formatKey = []byte("\x00format")
 

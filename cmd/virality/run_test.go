@@ -131,7 +131,9 @@ func lastScoresFile(t *testing.T, path string) map[string]string {
 // (SIGTERM) and once with SIGKILL, each time a real child process, and
 // started again on the same state: the final score of every video equals
 // that of a backfill of the same partitions, so no like was lost or
-// counted twice.
+// counted twice, and so does every trending list (after the SIGKILL the
+// merger reads the reports it had not merged again from the partials
+// topic).
 func TestRunRestarts(t *testing.T) {
 	kc := testKafka(t)
 	brokers := strings.Join(kc.Brokers, ",")
@@ -148,9 +150,9 @@ func TestRunRestarts(t *testing.T) {
 	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
 
 	// What an uninterrupted run ends with.
-	want := filepath.Join(dir, "backfill-scores.jsonl")
+	want, wantTrending := filepath.Join(dir, "backfill-scores.jsonl"), filepath.Join(dir, "backfill-trending.jsonl")
 	runCommand(t, "backfill", "--in", in, "--partitions", "8", "--progress", "0", "--now", time.Now().UTC().Format(time.RFC3339),
-		"--commit-every", "5000", "--out", want, "--dead-letter-out", filepath.Join(dir, "backfill-dlq.jsonl"))
+		"--commit-every", "5000", "--out", want, "--trending-out", wantTrending, "--dead-letter-out", filepath.Join(dir, "backfill-dlq.jsonl"))
 
 	args := []string{"run", "--brokers", brokers, "--group", group, "--input-topic", topic,
 		"--scores-topic", scores, "--trending-topic", "trending" + suffix, "--dead-letter-topic", "likes.dlq" + suffix,
@@ -247,5 +249,7 @@ func TestRunRestarts(t *testing.T) {
 		t.Fatalf("%d videos live, %d in the backfill: %d missing, %d differ; dead letters: %d live, %d in the backfill",
 			len(got), len(exp), len(missing), len(differ), countRecords(t, kc, "likes.dlq"+suffix), strings.Count(string(dlq), "\n"))
 	}
-	t.Logf("%d videos agree after a graceful stop and a SIGKILL", len(exp))
+	live, compared, back := compareTrending(t, kc, "trending"+suffix, wantTrending)
+	t.Logf("%d videos agree after a graceful stop and a SIGKILL; %d (tick, region) lists, one each, %d of them compared with the backfill's %d",
+		len(exp), live, compared, back)
 }

@@ -71,6 +71,40 @@ func trendingLists(t *testing.T, values []string) map[string][]string {
 	return m
 }
 
+// compareTrending checks the trending topic against the backfill's file:
+// one list per (tick, region), the backfill's, for at least 9 in 10 of
+// the backfill's (a tick every partition passed only as the input ended
+// may be missing). It returns how many lists the topic holds, how many
+// were compared, and how many the backfill wrote.
+func compareTrending(t *testing.T, kc kafkaio.Config, topic, wantFile string) (live, compared, back int) {
+	t.Helper()
+	var liveValues []string
+	for _, r := range readAll(t, kc, topic) {
+		liveValues = append(liveValues, string(r.Value))
+	}
+	got, want := trendingLists(t, liveValues), trendingLists(t, fileLines(t, wantFile))
+	if len(got) == 0 {
+		t.Fatal("no trending lists")
+	}
+	for k, lists := range got {
+		for _, l := range lists[1:] {
+			if l != lists[0] {
+				t.Fatalf("trending %s has conflicting lists:\n%s\n%s", k, lists[0], l)
+			}
+		}
+		if b, ok := want[k]; ok {
+			if b[0] != lists[0] {
+				t.Fatalf("trending %s:\n live:     %.400s\n backfill: %.400s", k, lists[0], b[0])
+			}
+			compared++
+		}
+	}
+	if compared < len(want)*9/10 {
+		t.Fatalf("only %d of the backfill's %d trending lists were written live", compared, len(want))
+	}
+	return len(got), compared, len(want)
+}
+
 func fileLines(t *testing.T, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -185,31 +219,7 @@ func TestScaleOut(t *testing.T) {
 
 	// One list per (tick, region), the backfill's, for every tick that
 	// every partition passed well before the input ended.
-	var liveValues []string
-	for _, r := range readAll(t, kc, trending) {
-		liveValues = append(liveValues, string(r.Value))
-	}
-	live, back := trendingLists(t, liveValues), trendingLists(t, fileLines(t, wantTrending))
-	if len(live) == 0 {
-		t.Fatal("no trending lists")
-	}
-	compared := 0
-	for k, lists := range live {
-		for _, l := range lists[1:] {
-			if l != lists[0] {
-				t.Fatalf("trending %s has conflicting lists:\n%s\n%s", k, lists[0], l)
-			}
-		}
-		if b, ok := back[k]; ok {
-			if b[0] != lists[0] {
-				t.Fatalf("trending %s:\n live:     %.400s\n backfill: %.400s", k, lists[0], b[0])
-			}
-			compared++
-		}
-	}
-	if compared < len(back)*9/10 {
-		t.Fatalf("only %d of the backfill's %d trending lists were written live", compared, len(back))
-	}
+	live, compared, back := compareTrending(t, kc, trending, wantTrending)
 	t.Logf("%d videos agree; %d (tick, region) lists, one each, %d of them compared with the backfill's %d",
-		len(exp), len(live), compared, len(back))
+		len(exp), live, compared, back)
 }
