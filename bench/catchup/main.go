@@ -70,6 +70,7 @@ type options struct {
 	cpuProfile, heapProfile string
 	profileSeconds          int
 	profileAfter            time.Duration
+	changelog               bool // print the changelog's bytes by kind of state
 }
 
 // result holds the figures of one run.
@@ -104,6 +105,7 @@ func main() {
 	flag.StringVar(&o.heapProfile, "heapprofile", "", "write a heap profile of virality run to `FILE`, taken -profile-seconds after its start")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 60, "how long the CPU profile runs, and when the heap profile is taken")
 	flag.DurationVar(&o.profileAfter, "profile-after", 0, "start the CPU profile this long after virality run starts")
+	flag.BoolVar(&o.changelog, "changelog", false, "once caught up, read the state changelog topic whole and print its bytes by kind of state")
 	flag.Parse()
 	budget, err := budgetOf(o.runArgs)
 	if err != nil || o.events <= 0 || o.partitions <= 0 {
@@ -202,6 +204,13 @@ func run(o options) (r result, err error) {
 	}
 	if err != nil {
 		return r, fmt.Errorf("%w (log: %s)", err, logPath)
+	}
+	if o.changelog {
+		sizes, err := changelogSizes(ctx, kc, group+"-state-changelog", o.partitions)
+		if err != nil {
+			return r, err
+		}
+		printChangelog(os.Stdout, sizes, r.applied)
 	}
 	return r, nil
 }

@@ -30,3 +30,21 @@ func TestBudgetOf(t *testing.T) {
 		})
 	}
 }
+
+func TestStateKind(t *testing.T) {
+	key := func(kind byte) []byte { return append([]byte{'P', 0, 0, 0, 3, kind}, "id"...) }
+	for _, tc := range []struct {
+		key, value []byte
+		want       string
+	}{
+		{key('h'), []byte{10, 1}, "h"},
+		{key('h'), nil, "h deleted"},
+		{key('v'), []byte{}, "v"},
+		{[]byte("\x00format"), []byte{10}, "other"},
+		{[]byte("P\x00\x00\x00"), nil, "other deleted"},
+	} {
+		if got := stateKind(tc.key, tc.value); got != tc.want {
+			t.Errorf("stateKind(%q, %v) = %q, want %q", tc.key, tc.value, got, tc.want)
+		}
+	}
+}
