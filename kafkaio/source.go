@@ -85,7 +85,7 @@ type PartitionSource struct {
 	offset, hw atomic.Int64
 
 	// data holds the key, value and header bytes of the records of the
-	// last call (until Release or the next call), hdrs their headers.
+	// last call (until the next call or Detach), hdrs their headers.
 	data   arena
 	hdrs   []processor.Header
 	closed bool
@@ -150,7 +150,7 @@ func (s *PartitionSource) name() string { return fmt.Sprintf("%s/%d", s.topic, s
 // Next fetches once and returns the records fetched, appended to buf[:0],
 // and moves the offset past them. When MaxWait passes with no new record
 // it returns no records and a nil error, so the caller notices idleness.
-// The records' byte slices stay valid until the next call, or Release.
+// The records' byte slices stay valid until the next call (see Detach).
 //
 // Failures that may pass are retried inside Next, with backoff, for up to
 // RetryFor; it returns ctx.Err() as soon as ctx is done, and an
@@ -161,7 +161,11 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 	if s.closed {
 		return buf, fmt.Errorf("fetch %s: source closed", s.name())
 	}
-	s.Release()
+	// The last call's records are no longer used: their memory serves
+	// other sources and sinks.
+	s.data.release()
+	clear(s.hdrs)
+	s.hdrs = s.hdrs[:0]
 	var failing time.Time
 	backoff := 50 * time.Millisecond
 	for {
@@ -290,7 +294,7 @@ func (s *PartitionSource) read(res *kafka.FetchResponse, buf []processor.Record)
 			if len(r.Headers) > 0 {
 				i := len(s.hdrs)
 				for _, h := range r.Headers {
-					s.hdrs = append(s.hdrs, processor.Header{Key: h.Key, Value: s.copy(h.Value)})
+					s.hdrs = append(s.hdrs, processor.Header{Key: h.Key, Value: s.put(h.Value)})
 				}
 				rec.Headers = s.hdrs[i:len(s.hdrs):len(s.hdrs)]
 			}
@@ -307,7 +311,7 @@ func (s *PartitionSource) bytes(b protocol.Bytes) []byte {
 		return nil
 	}
 	defer b.Close()
-	p := s.grow(b.Len())
+	p, _ := s.data.grow(b.Len())
 	if _, err := io.ReadFull(b, p); err != nil {
 		// The bytes are in memory already; a short read cannot happen.
 		return p[:0]
@@ -315,25 +319,10 @@ func (s *PartitionSource) bytes(b protocol.Bytes) []byte {
 	return p
 }
 
-// copy copies p into the data; nil stays nil.
-func (s *PartitionSource) copy(p []byte) []byte {
+// put copies p into the data; nil stays nil.
+func (s *PartitionSource) put(p []byte) []byte {
 	q, _ := s.data.put(p)
 	return q
-}
-
-// grow returns the next n bytes of the data.
-func (s *PartitionSource) grow(n int) []byte {
-	p, _ := s.data.grow(n)
-	return p
-}
-
-// Release says that the records the last call of Next returned are no
-// longer used: the memory their bytes lie in serves other sources and
-// sinks until the next call. Next releases them itself otherwise.
-func (s *PartitionSource) Release() {
-	s.data.release()
-	clear(s.hdrs)
-	s.hdrs = s.hdrs[:0]
 }
 
 // Detach takes the memory the bytes of the records the last call of Next

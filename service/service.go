@@ -741,10 +741,9 @@ type input struct {
 	// free keeps applied batches, their arrays of records and events, for
 	// the fetchers of their topic (batchKind) to fill again (the
 	// coordinator copies what it keeps of a record): one for each
-	// fetcher. From one
-	// sync.Pool for all, which the collector empties, the input's fetchers
-	// took the partials' small batches or none, and grew them again: a
-	// fifth of all a catch-up under 512 MiB allocated.
+	// fetcher. From one sync.Pool for all, which the collector empties,
+	// the input's fetchers took the partials' small batches or none, and
+	// grew them again: a fifth of all a catch-up under 512 MiB allocated.
 	free [kinds]chan *fetched
 }
 
