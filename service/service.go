@@ -70,7 +70,9 @@ type Config struct {
 	MaxHeldEvents int64
 	// FlushInterval is how often records emitted since the last flush are
 	// sent to Kafka, between commits, so that the ranker sees a like's
-	// effect within about this long (0: only at commits).
+	// effect within about this long (0: only at commits). A like waits for
+	// up to three flushes: to its user's partition, to its video's, and
+	// its score.
 	FlushInterval time.Duration
 	// CreateTopics creates missing output topics.
 	CreateTopics bool
@@ -151,7 +153,7 @@ func DefaultConfig() Config {
 		MaxInputSkew:      5 * time.Minute,
 		MaxInternalBehind: 10_000,
 		MaxHeldEvents:     100_000,
-		FlushInterval:     50 * time.Millisecond,
+		FlushInterval:     10 * time.Millisecond,
 		CreateTopics:      true,
 		Workers:           runtime.GOMAXPROCS(0),
 

@@ -1,19 +1,30 @@
-// Command b3 measures B3 of BENCH.md on the embedded broker: a steady load
-// of generated likes (20,000/s by default) for a minute, with the live
-// service emitting on every change; every 50 ms a probe like for a video
-// of its own is appended, and the time from its acknowledged append to the
-// first score record of its video on video-scores is measured.
+// Command b3 measures B3, the latency of the live service: a steady load
+// of generated likes (20,000/s by default) for a minute, with the service
+// emitting on every change; every 50 ms a probe like for a video of its
+// own is appended, and the time from its acknowledged append to the first
+// score record of its video on video-scores is measured, and to its first
+// record on each internal topic it passes (where the time goes).
+//
+// The load arrives as a live stream does: each generated like is appended
+// when the wall clock reaches its time, and its ts is that time less a
+// client delay of up to the generator's jitter (2 s); a probe's ts is
+// stamped the same way (-fresh-probes: no delay, the worst case, since a
+// like is applied once every input partition has passed its time).
 //
 //	go run ./bench/b3 -rate 20000 -duration 60s
 //	go run ./bench/b3 -reorder 0     # scores as soon as applied, in arrival order
+//	go run ./bench/b3 -reorder 0 -flush-interval 10ms -brokers 127.0.0.1:9092
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,26 +38,57 @@ import (
 	"github.com/viralityhq/virality/store"
 )
 
+// options are b3's flags.
+type options struct {
+	rate           float64
+	duration       time.Duration
+	reorder, flush time.Duration
+	commit         time.Duration
+	fresh          bool
+	brokers        string
+}
+
 func main() {
-	rate := flag.Float64("rate", 20_000, "offered likes per second")
-	duration := flag.Duration("duration", 60*time.Second, "how long to offer the load")
-	reorder := flag.Duration("reorder", service.DefaultConfig().Engine.Reorder, "the service's --reorder: a score comes at least this long after its like (0: at once, in arrival order)")
+	var o options
+	flag.Float64Var(&o.rate, "rate", 20_000, "offered likes per second")
+	flag.DurationVar(&o.duration, "duration", 60*time.Second, "how long to offer the load")
+	flag.DurationVar(&o.reorder, "reorder", service.DefaultConfig().Engine.Reorder, "the service's --reorder: a score comes at least this long after its like (0: at once, in arrival order)")
+	flag.DurationVar(&o.flush, "flush-interval", service.DefaultConfig().FlushInterval, "the service's --flush-interval: how often emitted records are sent between commits")
+	flag.DurationVar(&o.commit, "commit-interval", service.DefaultConfig().CommitInterval, "the service's --commit-interval")
+	flag.BoolVar(&o.fresh, "fresh-probes", false, "stamp each probe with the time of its append, not the load's client delay: it then waits until every input partition has passed its time")
+	flag.StringVar(&o.brokers, "brokers", "", "a Kafka cluster to run against, as HOST:PORT,... (default: an embedded broker in this process); b3 creates topics and a group of its own there")
 	flag.Parse()
-	if err := run(*rate, *duration, *reorder); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "b3:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rate float64, duration, reorder time.Duration) error {
+func run(o options) error {
 	ctx := context.Background()
-	emb, err := kafkaio.StartEmbedded(ctx, "127.0.0.1:0")
-	if err != nil {
-		return err
+	rate, duration := o.rate, o.duration
+	cfg := service.DefaultConfig()
+	if o.brokers == "" {
+		emb, err := kafkaio.StartEmbedded(ctx, "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.Kafka = emb.Config()
+	} else {
+		// Topics and a group of this run's own, beside earlier runs'.
+		cfg.Kafka = kafkaio.Config{Brokers: strings.Split(o.brokers, ",")}
+		name := fmt.Sprintf("b3-%d", time.Now().Unix())
+		cfg.Group = name
+		cfg.InputTopic = name + "-likes"
+		cfg.ScoresTopic = name + "-video-scores"
+		cfg.TrendingTopic = name + "-trending"
+		cfg.DeadLetterTopic = name + "-likes.dlq"
+		cfg.CreatorScoresTopic = name + "-creator-scores"
+		cfg.RisingCreatorsTopic = name + "-rising-creators"
 	}
-	defer emb.Close()
-	kc := emb.Config()
-	if _, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: "likes", Partitions: 8}}); err != nil {
+	kc := cfg.Kafka
+	if _, err := kafkaio.EnsureTopics(ctx, kc, []kafkaio.TopicSpec{{Name: cfg.InputTopic, Partitions: 8}}); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "virality-b3-")
@@ -59,10 +101,10 @@ func run(rate float64, duration, reorder time.Duration) error {
 		return err
 	}
 	defer db.Close()
-	cfg := service.DefaultConfig()
-	cfg.Kafka = kc
 	cfg.Engine.EmitEveryChange = true
-	cfg.Engine.Reorder = reorder
+	cfg.Engine.Reorder = o.reorder
+	cfg.FlushInterval = o.flush
+	cfg.CommitInterval = o.commit
 	svc, err := service.New(cfg, db, nil, zerolog.Nop())
 	if err != nil {
 		return err
@@ -84,51 +126,62 @@ func run(rate float64, duration, reorder time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Watch video-scores for the probes' first records.
+	// Watch video-scores for the probes' first records, and the two
+	// internal topics a probe passes on the way, to say where its time
+	// goes.
 	var mu sync.Mutex
 	appended := map[string]time.Time{}
-	var latencies []time.Duration
+	topics := []string{cfg.ByUserTopic(), cfg.RepartitionTopic(), cfg.ScoresTopic}
+	seen := map[string]map[string]time.Time{} // by topic, then probe
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var watchers sync.WaitGroup
-	n, err := waitPartitions(ctx, kc, cfg.ScoresTopic)
-	if err != nil {
-		return err
-	}
-	for p := range n {
-		watchers.Add(1)
-		go func() {
-			defer watchers.Done()
-			src, err := kafkaio.NewPartitionSource(kc, cfg.ScoresTopic, p, kafkaio.EndOffset)
-			if err != nil {
-				return
-			}
-			defer src.Close()
-			src.MaxWait = 10 * time.Millisecond
-			seen := map[string]bool{}
-			for wctx.Err() == nil {
-				recs, err := src.Next(wctx, nil)
+	for _, topic := range topics {
+		seen[topic] = map[string]time.Time{}
+		n, err := waitPartitions(ctx, kc, topic)
+		if err != nil {
+			return err
+		}
+		for p := range n {
+			watchers.Go(func() {
+				src, err := kafkaio.NewPartitionSource(kc, topic, p, kafkaio.EndOffset)
 				if err != nil {
 					return
 				}
-				now := time.Now()
-				for _, r := range recs {
-					k := string(r.Key)
-					mu.Lock()
-					if t, ok := appended[k]; ok && !seen[k] {
-						seen[k] = true
-						latencies = append(latencies, now.Sub(t))
+				defer src.Close()
+				src.MaxWait = 10 * time.Millisecond
+				for wctx.Err() == nil {
+					recs, err := src.Next(wctx, nil)
+					if err != nil {
+						return
 					}
-					mu.Unlock()
+					now := time.Now()
+					for _, r := range recs {
+						id, ok := probeID(r.Value)
+						if !ok {
+							continue
+						}
+						mu.Lock()
+						if _, ok := seen[topic][id]; !ok {
+							seen[topic][id] = now
+						}
+						mu.Unlock()
+					}
 				}
-			}
-		}()
+			})
+		}
 	}
 
-	// The load: generated likes with event time = now, paced.
+	// The load: generated likes appended at their event time (before
+	// jitter) on the wall clock, as a live stream arrives. The generator's
+	// event time starts once the set-up below is done, so that the load's
+	// event times do not trail the probes'.
+	// The load goes on a little after the last probe, which would
+	// otherwise wait for the idle timeout to pass its time.
+	loadFor := duration + 3*time.Second
 	gcfg := gen.DefaultConfig()
-	gcfg.Start = time.Now().UTC()
-	gcfg.Duration = duration + time.Minute
+	gcfg.Start = time.Now().Add(3 * time.Second).Truncate(time.Millisecond).UTC()
+	gcfg.Duration = loadFor + time.Minute
 	gcfg.Events = int(rate * gcfg.Duration.Seconds())
 	gcfg.Videos = 100_000
 	// People like at most about once a minute.
@@ -138,13 +191,16 @@ func run(rate float64, duration, reorder time.Duration) error {
 	if err != nil {
 		return err
 	}
-	load, err := kafkaio.NewProducer(kc, "likes")
+	load, err := kafkaio.NewProducer(kc, cfg.InputTopic)
 	if err != nil {
 		return err
 	}
-	probes, err := kafkaio.NewProducer(kc, "likes")
+	probes, err := kafkaio.NewProducer(kc, cfg.InputTopic)
 	if err != nil {
 		return err
+	}
+	if d := time.Until(gcfg.Start); d > 0 {
+		time.Sleep(d)
 	}
 	begin := time.Now()
 	var offered atomic.Int64
@@ -153,12 +209,17 @@ func run(rate float64, duration, reorder time.Duration) error {
 	go func() {
 		defer wg.Done()
 		var ev event.Event
-		for i := 0; time.Since(begin) < duration; i++ {
+		// An event is appended once the wall clock reaches its event time
+		// and every earlier event's: the generator makes them in order of
+		// arrival, each ts moved back by up to its jitter.
+		var due int64
+		for time.Since(begin) < loadFor {
 			line, ts, ok := g.Next(nil)
 			if !ok {
 				return
 			}
-			if d := time.Until(begin.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > time.Millisecond {
+			due = max(due, ts)
+			if d := time.Until(time.UnixMilli(due)); d > time.Millisecond {
 				_ = load.Flush(ctx)
 				time.Sleep(d)
 			}
@@ -171,9 +232,16 @@ func run(rate float64, duration, reorder time.Duration) error {
 		}
 		_ = load.Flush(ctx)
 	}()
+	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := 0; time.Since(begin) < duration; i++ {
 		id := fmt.Sprintf("probe-%d", i)
-		v := fmt.Sprintf(`{"video_id":%q,"user_id":"probe","ts":%d}`, id, time.Now().UnixMilli())
+		// A probe is a like as the load's are: stamped by its client up to
+		// the generator's jitter before it reaches the broker.
+		ts := time.Now().UnixMilli()
+		if !o.fresh {
+			ts -= rnd.Int64N(gcfg.Jitter.Milliseconds() + 1)
+		}
+		v := fmt.Sprintf(`{"video_id":%q,"user_id":"probe","ts":%d}`, id, ts)
 		if err := probes.Produce(ctx, []byte(id), []byte(v), time.Now()); err != nil {
 			return err
 		}
@@ -197,21 +265,50 @@ func run(rate float64, duration, reorder time.Duration) error {
 
 	mu.Lock()
 	defer mu.Unlock()
-	slices.Sort(latencies)
-	pct := func(p float64) time.Duration {
-		if len(latencies) == 0 {
-			return 0
+	// The time from a probe's append to its first record on each topic.
+	since := func(topic string) []time.Duration {
+		var ds []time.Duration
+		for id, t := range seen[topic] {
+			if a, ok := appended[id]; ok {
+				ds = append(ds, t.Sub(a))
+			}
 		}
-		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+		slices.Sort(ds)
+		return ds
 	}
+	pct := func(ds []time.Duration, p float64) time.Duration {
+		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(time.Millisecond)
+	}
+	// Every probe goes through the by-user topic; through the by-video
+	// topic only those whose video's partition is not their user's.
+	for _, topic := range topics[:2] {
+		if ds := since(topic); len(ds) > 0 {
+			fmt.Printf("B3 to %s: %d probes, p50 %v, p99 %v\n", topic, len(ds), pct(ds, 0.5), pct(ds, 0.99))
+		}
+	}
+	latencies := since(cfg.ScoresTopic)
 	el := time.Since(begin)
-	fmt.Printf("B3 offered load: %.0f likes/s for %v (achieved %.0f/s)\n", rate, duration, float64(offered.Load())/min(el, duration).Seconds())
+	fmt.Printf("B3 offered load: %.0f likes/s for %v, probes in the first %v (achieved %.0f/s)\n", rate, loadFor, duration, float64(offered.Load())/min(el, loadFor).Seconds())
 	fmt.Printf("B3 probes: %d appended, %d seen on video-scores\n", len(appended), len(latencies))
 	if len(latencies) > 0 {
 		fmt.Printf("B3 latency p50: %v, p99: %v, max: %v (target p99 <= 100ms)\n",
-			pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond))
+			pct(latencies, 0.50), pct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond))
 	}
 	return nil
+}
+
+// probeID finds the probe's video id in a forwarded like.
+func probeID(v []byte) (string, bool) {
+	i := bytes.Index(v, []byte(`"probe-`))
+	if i < 0 {
+		return "", false
+	}
+	v = v[i+1:]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return "", false
+	}
+	return string(v[:j]), true
 }
 
 // waitPartitions waits for the service to create a topic.
