@@ -66,7 +66,6 @@ func main() {
 
 func run(o options) error {
 	ctx := context.Background()
-	rate, duration := o.rate, o.duration
 	cfg := service.DefaultConfig()
 	if o.brokers == "" {
 		emb, err := kafkaio.StartEmbedded(ctx, "127.0.0.1:0")
@@ -178,11 +177,11 @@ func run(o options) error {
 	// event times do not trail the probes'.
 	// The load goes on a little after the last probe, which would
 	// otherwise wait for the idle timeout to pass its time.
-	loadFor := duration + 3*time.Second
+	loadFor := o.duration + 3*time.Second
 	gcfg := gen.DefaultConfig()
 	gcfg.Start = time.Now().Add(3 * time.Second).Truncate(time.Millisecond).UTC()
 	gcfg.Duration = loadFor + time.Minute
-	gcfg.Events = int(rate * gcfg.Duration.Seconds())
+	gcfg.Events = int(o.rate * gcfg.Duration.Seconds())
 	gcfg.Videos = 100_000
 	// People like at most about once a minute.
 	gcfg.Users = max(1_000_000, 3*gcfg.Events/int(max(gcfg.Duration.Minutes(), 1)))
@@ -233,7 +232,7 @@ func run(o options) error {
 		_ = load.Flush(ctx)
 	}()
 	rnd := rand.New(rand.NewPCG(1, 2))
-	for i := 0; time.Since(begin) < duration; i++ {
+	for i := 0; time.Since(begin) < o.duration; i++ {
 		id := fmt.Sprintf("probe-%d", i)
 		// A probe is a like as the load's are: stamped by its client up to
 		// the generator's jitter before it reaches the broker.
@@ -288,7 +287,7 @@ func run(o options) error {
 	}
 	latencies := since(cfg.ScoresTopic)
 	el := time.Since(begin)
-	fmt.Printf("B3 offered load: %.0f likes/s for %v, probes in the first %v (achieved %.0f/s)\n", rate, loadFor, duration, float64(offered.Load())/min(el, loadFor).Seconds())
+	fmt.Printf("B3 offered load: %.0f likes/s for %v, probes in the first %v (achieved %.0f/s)\n", o.rate, loadFor, o.duration, float64(offered.Load())/min(el, loadFor).Seconds())
 	fmt.Printf("B3 probes: %d appended, %d seen on video-scores\n", len(appended), len(latencies))
 	if len(latencies) > 0 {
 		fmt.Printf("B3 latency p50: %v, p99: %v, max: %v (target p99 <= 100ms)\n",

@@ -37,36 +37,9 @@ func stateKind(key, value []byte) string {
 func changelogSizes(ctx context.Context, kc kafkaio.Config, topic string, partitions int) ([]kindSize, error) {
 	by := map[string]*kindSize{}
 	for p := range partitions {
-		first, end, err := kafkaio.FirstLastOffsets(ctx, kc, topic, p)
-		if err != nil {
+		if err := countPartition(ctx, kc, topic, p, by); err != nil {
 			return nil, err
 		}
-		src, err := kafkaio.NewPartitionSource(kc, topic, p, first)
-		if err != nil {
-			return nil, err
-		}
-		src.MaxBytes = 4 << 20
-		var recs []processor.Record
-		for src.Offset() < end {
-			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			recs, err = src.Next(fctx, recs)
-			cancel()
-			if err != nil {
-				src.Close()
-				return nil, fmt.Errorf("read %s/%d: %w", topic, p, err)
-			}
-			for _, r := range recs {
-				k := stateKind(r.Key, r.Value)
-				s := by[k]
-				if s == nil {
-					s = &kindSize{kind: k}
-					by[k] = s
-				}
-				s.records++
-				s.bytes += int64(len(r.Key) + len(r.Value))
-			}
-		}
-		src.Close()
 	}
 	var out []kindSize
 	for _, s := range by {
@@ -76,6 +49,40 @@ func changelogSizes(ctx context.Context, kc kafkaio.Config, topic string, partit
 		return out[i].bytes > out[j].bytes || out[i].bytes == out[j].bytes && out[i].kind < out[j].kind
 	})
 	return out, nil
+}
+
+// countPartition adds partition p of the changelog topic, read whole, to by.
+func countPartition(ctx context.Context, kc kafkaio.Config, topic string, p int, by map[string]*kindSize) error {
+	first, end, err := kafkaio.FirstLastOffsets(ctx, kc, topic, p)
+	if err != nil {
+		return err
+	}
+	src, err := kafkaio.NewPartitionSource(kc, topic, p, first)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	src.MaxBytes = 4 << 20
+	var recs []processor.Record
+	for src.Offset() < end {
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		recs, err = src.Next(fctx, recs)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read %s/%d: %w", topic, p, err)
+		}
+		for _, r := range recs {
+			k := stateKind(r.Key, r.Value)
+			s := by[k]
+			if s == nil {
+				s = &kindSize{kind: k}
+				by[k] = s
+			}
+			s.records++
+			s.bytes += int64(len(r.Key) + len(r.Value))
+		}
+	}
+	return nil
 }
 
 // printChangelog writes the sizes, and their total per like applied.
