@@ -3,7 +3,7 @@
 // emitting on every change; every 50 ms a probe like for a video of its
 // own is appended, and the time from its acknowledged append to the first
 // score record of its video on video-scores is measured, and to its first
-// record on each internal topic it passes (where the time goes).
+// record on each internal topic it passes (-hops: where the time goes).
 //
 // The load arrives as a live stream does: each generated like is appended
 // when the wall clock reaches its time, and its ts is that time less a
@@ -17,12 +17,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +50,9 @@ type options struct {
 	commit         time.Duration
 	fresh          bool
 	brokers        string
+	brokerProcess  bool
+	hops           bool
+	cpuprofile     string
 }
 
 func main() {
@@ -57,7 +64,18 @@ func main() {
 	flag.DurationVar(&o.commit, "commit-interval", service.DefaultConfig().CommitInterval, "the service's --commit-interval")
 	flag.BoolVar(&o.fresh, "fresh-probes", false, "stamp each probe with the time of its append, not the load's client delay: it then waits until every input partition has passed its time")
 	flag.StringVar(&o.brokers, "brokers", "", "a Kafka cluster to run against, as HOST:PORT,... (default: an embedded broker in this process); b3 creates topics and a group of its own there")
+	flag.BoolVar(&o.brokerProcess, "broker-process", false, "run the embedded broker in a process of its own (this program run again), as a broker runs beside the service, rather than in the service's heap")
+	flag.BoolVar(&o.hops, "hops", false, "also watch the two internal topics a probe passes, to say where its time goes (this program then reads every like twice more, on the cores the service uses)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load's minute to `FILE`")
+	serve := flag.Bool("serve-broker", false, "(internal) run an embedded broker, print its address, and stop when standard input closes")
 	flag.Parse()
+	if *serve {
+		if err := serveBroker(); err != nil {
+			fmt.Fprintln(os.Stderr, "b3 broker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "b3:", err)
 		os.Exit(1)
@@ -67,7 +85,14 @@ func main() {
 func run(o options) error {
 	ctx := context.Background()
 	cfg := service.DefaultConfig()
-	if o.brokers == "" {
+	if o.brokerProcess && o.brokers == "" {
+		addr, stop, err := startBrokerProcess()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.Kafka = kafkaio.Config{Brokers: []string{addr}}
+	} else if o.brokers == "" {
 		emb, err := kafkaio.StartEmbedded(ctx, "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -125,12 +150,15 @@ func run(o options) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Watch video-scores for the probes' first records, and the two
-	// internal topics a probe passes on the way, to say where its time
-	// goes.
+	// Watch video-scores for the probes' first records, and with -hops
+	// the two internal topics a probe passes on the way, to say where its
+	// time goes.
 	var mu sync.Mutex
 	appended := map[string]time.Time{}
-	topics := []string{cfg.ByUserTopic(), cfg.RepartitionTopic(), cfg.ScoresTopic}
+	topics := []string{cfg.ScoresTopic}
+	if o.hops {
+		topics = []string{cfg.ByUserTopic(), cfg.RepartitionTopic(), cfg.ScoresTopic}
+	}
 	seen := map[string]map[string]time.Time{} // by topic, then probe
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -200,6 +228,17 @@ func run(o options) error {
 	}
 	if d := time.Until(gcfg.Start); d > 0 {
 		time.Sleep(d)
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	begin := time.Now()
 	var offered atomic.Int64
@@ -280,7 +319,7 @@ func run(o options) error {
 	}
 	// Every probe goes through the by-user topic; through the by-video
 	// topic only those whose video's partition is not their user's.
-	for _, topic := range topics[:2] {
+	for _, topic := range topics[:len(topics)-1] {
 		if ds := since(topic); len(ds) > 0 {
 			fmt.Printf("B3 to %s: %d probes, p50 %v, p99 %v\n", topic, len(ds), pct(ds, 0.5), pct(ds, 0.99))
 		}
@@ -308,6 +347,50 @@ func probeID(v []byte) (string, bool) {
 		return "", false
 	}
 	return string(v[:j]), true
+}
+
+// serveBroker runs an embedded broker for startBrokerProcess.
+func serveBroker() error {
+	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer emb.Close()
+	fmt.Println(emb.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it or exits
+	return nil
+}
+
+// startBrokerProcess runs this program again as an embedded broker and
+// returns its address and a function that stops it.
+func startBrokerProcess() (addr string, stop func(), err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(exe, "-serve-broker")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop = func() {
+		_ = in.Close()
+		_ = cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("broker process: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
 }
 
 // waitPartitions waits for the service to create a topic.
