@@ -23,9 +23,10 @@ import (
 // its share; GOMEMLIMIT, when set, wins over the heap's.
 //
 // The default, 512 MiB, holds the live service at 5,000 likes/s from 1M
-// accounts, and a catch-up of 2M likes in 8 partitions, to 450-470 MiB of
-// RSS; 1 GiB runs the catch-up about a quarter faster at 880-940 MiB
-// (bench/RESULTS.md).
+// accounts, and a catch-up of 2M likes in 8 partitions, to 440-470 MiB of
+// RSS, with the collector at work much of the time; 1 GiB runs the
+// catch-up about twice as fast, and the live service at two thirds of the
+// CPU, at 880-940 MiB (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
@@ -156,17 +157,18 @@ type memoryPlan struct {
 
 func (b memoryBudget) plan() memoryPlan {
 	var p memoryPlan
-	// Memtables of 1/64 each, the block cache 1/32, the rest to the heap.
-	// Much of the heap does not grow with the budget (batches read and
-	// being written, rankings, reports), so that under a small budget
-	// the heap's live bytes sit near its limit and the collector runs all
-	// the time: under 512 MiB with memtables of 1/16, a catch-up spent a
-	// third of its CPU collecting and ran at half the speed it ran under
-	// 1 GiB; with 1/64, and the 48 MiB freed given to the heap, 1.5 times
-	// as fast, while under 1 GiB the same change made no difference
-	// (bench/RESULTS.md).
+	// Memtables of 1/16 each, the block cache 1/32: a catch-up writes
+	// most keys again within seconds (held likes set then deleted, videos,
+	// accounts and creators rewritten at every commit), and a larger
+	// memtable drops more of them before they reach a table. With 1/32
+	// and 1/16 the other way round, compactions took a fifth of its CPU
+	// and it ran 15-19% slower. Smaller memtables leave the heap more room
+	// under a small budget, where the collector works all the time: under
+	// 512 MiB, memtables of 1/64 ran a catch-up 1.5 times as fast, but the
+	// live service at 5,000 likes/s then compacted ten times as many bytes
+	// and took twice the CPU (bench/RESULTS.md).
 	p.cacheBytes = max(b.bytes/32, 8<<20)
-	p.memTable = max(b.bytes/64, 4<<20)
+	p.memTable = max(b.bytes/16, 4<<20)
 	p.heapLimit = b.bytes - p.cacheBytes - 2*p.memTable - runtimeBytes
 	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
 	p.pairs = share(pairShare, pairBytes)
@@ -249,7 +251,7 @@ func (b memoryBudget) limitHeap() (restore func()) {
 // addStoreFlags defines the flags of Pebble's memory.
 func addStoreFlags(fs *flag.FlagSet, cacheMB, memTableMB *int) {
 	fs.IntVar(cacheMB, "cache-mb", 64, "Pebble block cache `MiB` (with --memory-budget: 1/32 of it)")
-	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/64 of it)")
+	fs.IntVar(memTableMB, "memtable-mb", 32, "`MiB` of each of Pebble's memtables, of which two may be full at once (with --memory-budget:\n1/16 of it)")
 }
 
 // validateStore checks the store flags.
