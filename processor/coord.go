@@ -151,6 +151,10 @@ type Coordinator struct {
 	stats   Stats // records routed and dead letters; engines count the rest
 	hdr     [5]Header
 	rbuf    []byte
+	// fwd and key are the message a forward writes, and its key: a sink
+	// copies what it keeps.
+	fwd Message
+	key []byte
 	jbuf    []byte
 	// forwarded counts the records written to each partition of the
 	// by-user and of the repartition topic (forwardKind; Forwarded).
@@ -493,24 +497,28 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 	if v.reason != "" {
 		return c.deadLetter(rec, v)
 	}
-	rt := &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
 	a := v.part
 	if c.out.ByUser != nil {
 		// Every event, even one for this partition's own stage: a stage
 		// takes one log in one order (stage.go).
-		if f, ok := c.out.ByUser.(fitter); ok && !f.Fits(&Message{Key: []byte(ev.UserID), Value: rec.Value, Headers: forwardHeaderRoom}) {
+		c.key = append(c.key[:0], ev.UserID...)
+		c.fwd = Message{Key: c.key, Value: rec.Value, Headers: forwardHeaderRoom}
+		if f, ok := c.out.ByUser.(fitter); ok && !f.Fits(&c.fwd) {
 			// It cannot be forwarded whole, and a cut one would not decode.
 			return c.deadLetter(rec, verdict{ts: ev.TS, reason: ReasonTooLarge,
 				detail: fmt.Sprintf("%d bytes do not fit the by-user topic", len(rec.Value))})
 		}
 		c.marked[[2]int32{r.id, a}] = r.st.MaxTS
-		return c.forward(c.out.ByUser, a, rec.Value, rec.Time, rt, false)
+		// Forwarded, the event is read only while it is written: not
+		// allocated (a catch-up allocated 4% of its bytes here).
+		rt := routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
+		return c.forward(c.out.ByUser, a, rec.Value, rec.Time, &rt, false)
 	}
 	e, ok := c.engines[a]
 	if !ok {
 		return fmt.Errorf("processor: an event for the account stage of partition %d, which is not held here", a)
 	}
-	e.stage.inbox = append(e.stage.inbox, rt)
+	e.stage.inbox = append(e.stage.inbox, &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS})
 	return nil
 }
 

@@ -121,15 +121,18 @@ func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64,
 	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, keys: r.keys, marker: value == nil, idle: idle}
 	c.rbuf = appendForward(c.rbuf[:0], &f)
 	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
-	m := Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}
+	m := &c.fwd
+	*m = Message{Value: value, Headers: c.hdr[:1], Time: r.srcMax}
 	if value != nil {
-		m.Key = []byte(r.ev.VideoID)
+		id := r.ev.VideoID
 		if out == c.out.ByUser {
-			m.Key = []byte(r.ev.UserID)
+			id = r.ev.UserID
 		}
+		c.key = append(c.key[:0], id...)
+		m.Key = c.key
 		m.Time = r.ev.TS
 	}
-	if err := out.Write(&m); err != nil {
+	if err := out.Write(m); err != nil {
 		return err
 	}
 	c.countForward(out == c.out.ByUser, part)
