@@ -22,15 +22,17 @@ import (
 // block cache and memtables. A flag that sets one of those sizes wins over
 // its share; GOMEMLIMIT, when set, wins over the heap's.
 //
-// The default, 512 MiB, holds the live service at 5,000 likes/s from 1M
-// accounts, and a catch-up of 2M likes in 8 partitions, to 440-470 MiB of
-// RSS, with the collector at work much of the time; 1 GiB runs the
-// catch-up about twice as fast, and the live service at two thirds of the
-// CPU, at 880-940 MiB (bench/RESULTS.md).
+// The default, 1 GiB, holds the live service at 5,000 likes/s from 1M
+// accounts for 30 minutes and a catch-up of 2M likes in 8 partitions at
+// 880-940 MiB of RSS. 512 MiB holds the catch-up to 460-470 MiB at half
+// the speed, and the live service at about 1.5 times the CPU, which on 2
+// cores shared with the broker fell behind after 21 minutes: its caches
+// then hold half the videos and a fifth of the accounts, and reads of
+// state and the collector take most of its CPU (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
-	defaultMemoryBudget = 512 << 20
+	defaultMemoryBudget = 1 << 30
 	minMemoryBudget     = 128 << 20
 	// runtimeBytes is what the process holds outside the Go heap and
 	// Pebble: its code, goroutine stacks, the runtime's own structures.
