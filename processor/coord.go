@@ -153,9 +153,9 @@ type Coordinator struct {
 	rbuf    []byte
 	// fwd and key are the message a forward writes, and its key: a sink
 	// copies what it keeps.
-	fwd Message
-	key []byte
-	jbuf    []byte
+	fwd  Message
+	key  []byte
+	jbuf []byte
 	// forwarded counts the records written to each partition of the
 	// by-user and of the repartition topic (forwardKind; Forwarded).
 	forwarded [2][]atomic.Int64
