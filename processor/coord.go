@@ -510,7 +510,7 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 		}
 		c.marked[[2]int32{r.id, a}] = r.st.MaxTS
 		// Forwarded, the event is read only while it is written: not
-		// allocated (a catch-up allocated 4% of its bytes here).
+		// allocated (routing took 6% of the bytes a catch-up allocated).
 		rt := routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
 		return c.forward(c.out.ByUser, a, rec.Value, rec.Time, &rt, false)
 	}
