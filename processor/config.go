@@ -55,6 +55,10 @@ type Config struct {
 	// also held to CacheVideos times VideoBytes bytes.
 	CacheVideos int
 	CachePairs  int
+	// PackedVideoBytes bounds the bytes of videos the video cache let go
+	// that are kept packed in memory (a few bytes a like time), so that
+	// taking one back reads nothing from the store; 0: none are.
+	PackedVideoBytes int64
 	// MaxAccounts bounds the accounts whose recent like counts are kept in
 	// memory; beyond it they are read back from the store when needed.
 	MaxAccounts int
@@ -99,6 +103,7 @@ func DefaultConfig() Config {
 		CommitEvery:       200_000,
 		CacheVideos:       500_000,
 		CachePairs:        1_000_000,
+		PackedVideoBytes:  128 << 20,
 		MaxAccounts:       2_000_000,
 		PairFilterBits:    1 << 27,
 		AccountThreshold:  0,
@@ -150,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheVideos < 1 || c.CachePairs < 1 || c.MaxAccounts < 1 {
 		errs = append(errs, errors.New("cache sizes must be positive"))
+	}
+	if c.PackedVideoBytes < 0 {
+		errs = append(errs, fmt.Errorf("packed video bytes %d must not be negative", c.PackedVideoBytes))
 	}
 	if c.AccountThreshold < 0 {
 		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1, or 0 to follow the traffic", c.AccountThreshold))

@@ -306,6 +306,7 @@ func (c *Coordinator) Open(id int32) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.packed = newPackedVideos(c.cfg.PackedVideoBytes / int64(max(c.topo.Expect, 1)))
 	e.writtenOnly = c.topo.WrittenListsOnly && c.out.Partials == nil
 	e.partials = c.out.Partials != nil
 	e.rank.reuse = e.partials

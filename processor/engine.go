@@ -163,7 +163,9 @@ type Engine struct {
 	savedRel int64     // release point of the last commit
 
 	videos      map[string]*video
-	videoBytes  int64 // the cached videos' bytes, each as last written (counted)
+	videoBytes  int64         // the cached videos' bytes, each as last written (counted)
+	packed      *packedVideos // videos the cache let go, packed (packed.go)
+	pbuf        []byte
 	dirtyVideos []*video
 	pairs       map[string]*pair
 	dirtyPairs  []*pair
@@ -200,6 +202,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		horizon:  cfg.TrendingHorizon.Milliseconds(),
 		interval: cfg.EmitInterval.Milliseconds(),
 		videos:   map[string]*video{},
+		packed:   newPackedVideos(0),
 		pairs:    map[string]*pair{},
 		filter:   newFilter(filterBits),
 		inputs:   map[int32]*store.InputPos{},
@@ -792,7 +795,13 @@ func (e *Engine) video(id string) (*video, error) {
 	// videos a backfill meets are; a read of a key in no level costs an
 	// index and a data block of the last level).
 	sv, ok := (*store.Video)(nil), false
-	if e.key = store.VideoKey(e.key[:0], id); e.filter.seen(e.key) {
+	if b, held := e.packed.take(id); held {
+		var err error
+		if sv, err = store.UnpackVideo(id, b); err != nil {
+			return nil, fmt.Errorf("video %q, packed: %w", id, err)
+		}
+		ok = true
+	} else if e.key = store.VideoKey(e.key[:0], id); e.filter.seen(e.key) {
 		var err error
 		if sv, ok, err = e.part.Video(id); err != nil {
 			return nil, err
@@ -987,6 +996,8 @@ func (e *Engine) evictVideos(maxVideos int) {
 			}
 			e.videoBytes -= v.sized
 			delete(e.videos, id)
+			e.pbuf = v.AppendPacked(e.pbuf[:0])
+			e.packed.put(id, e.pbuf)
 		}
 	}
 }

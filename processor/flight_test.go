@@ -180,14 +180,26 @@ func (c *counting) Unwrap() Sink           { return c.Sink }
 // again, some waited for when the outputs hold too much, with caches so small that every landing evicts while entries
 // changed since the commit was written are in them, give the records of
 // commits made in line, in the same order.
+// Videos the cache lets go are read back from the store, or from those
+// kept packed.
 func TestFlightsMatchCommits(t *testing.T) {
 	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
 	byUser := func(ev *event.Event) string { return ev.UserID }
 	run := func(p int) int { return 97 + 13*p }
-	cfg := DefaultConfig()
-	want := runSources(t, cfg, recs, 4, byUser, run)
+	want := runSources(t, DefaultConfig(), recs, 4, byUser, run)
+	for _, packed := range []int64{0, 60_000} {
+		t.Run(fmt.Sprintf("packed=%d", packed), func(t *testing.T) {
+			flightsMatchCommits(t, recs, want, packed)
+		})
+	}
+}
 
+func flightsMatchCommits(t *testing.T, recs []Record, want testOutputs, packed int64) {
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	run := func(p int) int { return 97 + 13*p }
+	cfg := DefaultConfig()
 	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
+	cfg.PackedVideoBytes = packed
 	scores := &detachSink{fail: map[int]bool{3: true}}
 	trending, dead := &detachSink{}, &detachSink{fail: map[int]bool{2: true}}
 	counted := &counting{Sink: scores}

@@ -107,39 +107,54 @@ func TestHeldEventsInStore(t *testing.T) {
 }
 
 // TestSmallCaches: caches far smaller than the state (a few videos, pairs
-// and accounts, evicted at every commit and read back from the store) give
-// byte-identical outputs, and the video cache stays within its bytes. A
-// crash halfway makes the resumed run build its filter of keys from the
-// store: the videos, pairs and accounts it does not list are not read.
+// and accounts, evicted at every commit and read back from the store, or
+// from the videos kept packed) give byte-identical outputs, and the video
+// caches stay within their bytes. A crash halfway makes the resumed run
+// build its filter of keys from the store: the videos, pairs and accounts
+// it does not list are not read.
 func TestSmallCaches(t *testing.T) {
 	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
 	cfg := DefaultConfig()
 	cfg.CommitEvery = 2_000
 	want := runRecords(t, cfg, recs)
 
-	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
-	db := openMemStore(t)
-	out := newTestOutputs()
-	src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
-	if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
-		t.Fatalf("run until crash: %v", err)
-	}
-	g := openGroup(t, cfg, db, out)
-	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sameOutputs(t, "with large caches", "with small ones", want, out)
-	e, _ := g.Engine(0)
-	e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
-	if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
-		t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
-	}
-	// The count kept as videos come and are written is what they hold.
-	if e.videoBytes != e.videoCacheBytes() {
-		t.Errorf("video cache counted at %d bytes, holds %d", e.videoBytes, e.videoCacheBytes())
-	}
-	if e.stage.acc.t.Len() > cfg.MaxAccounts {
-		t.Errorf("account cache holds %d accounts, above its bound of %d", e.stage.acc.t.Len(), cfg.MaxAccounts)
+	// None packed, some (most videos the cache lets go are read back
+	// from the store), and all.
+	for _, packed := range []int64{0, 60_000, 64 << 20} {
+		t.Run(fmt.Sprintf("packed=%d", packed), func(t *testing.T) {
+			cfg := cfg
+			cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
+			cfg.PackedVideoBytes = packed
+			db := openMemStore(t)
+			out := newTestOutputs()
+			src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
+			if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
+				t.Fatalf("run until crash: %v", err)
+			}
+			g := openGroup(t, cfg, db, out)
+			if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sameOutputs(t, "with large caches", "with small ones", want, out)
+			e, _ := g.Engine(0)
+			e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
+			if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
+				t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
+			}
+			// The count kept as videos come and are written is what they hold.
+			if e.videoBytes != e.videoCacheBytes() {
+				t.Errorf("video cache counted at %d bytes, holds %d", e.videoBytes, e.videoCacheBytes())
+			}
+			if e.packed.bytes() > e.packed.max {
+				t.Errorf("packed videos take %d bytes, above their bound of %d", e.packed.bytes(), e.packed.max)
+			}
+			if packed > 0 && (e.packed.Len() == 0 || e.packed.taken == 0) {
+				t.Errorf("%d videos kept packed within %d bytes, %d taken back", e.packed.Len(), e.packed.max, e.packed.taken)
+			}
+			if e.stage.acc.t.Len() > cfg.MaxAccounts {
+				t.Errorf("account cache holds %d accounts, above its bound of %d", e.stage.acc.t.Len(), cfg.MaxAccounts)
+			}
+		})
 	}
 }
 

@@ -151,7 +151,8 @@ func TestVideoLikeTimes(t *testing.T) {
 
 // TestVideoBucketKeys drives a video through random changes (likes in and
 // out of order, unlikes, a clock that drops old hours, moves between
-// inline and bucketed like times, reloads from the store, long pauses) and
+// inline and bucketed like times, reloads from the store and from the
+// packed form a cache holds, long pauses) and
 // checks after every write that the store holds exactly the 5-minute
 // buckets of the video's like times, read back equal, with both kinds of
 // writer.
@@ -206,6 +207,19 @@ func TestVideoBucketKeys(t *testing.T) {
 				// does, to cover the range deletions that bound the work.
 				v.bucketsLo -= maxPointDeletes + 10
 			case step == 0:
+				continue
+			case r < 100 && rng.IntN(2) == 0: // packed and back, as a cache that let it go holds it
+				got, err := UnpackVideo(v.ID, v.AppendPacked(nil))
+				if err != nil {
+					t.Fatalf("step %d: unpack: %v", step, err)
+				}
+				// Equal but for empty slices that are nil, or not.
+				if !bytes.Equal(got.AppendPacked(nil), v.AppendPacked(nil)) || !slices.Equal(got.Entries, v.Entries) ||
+					got.dirtyFrom != v.dirtyFrom || got.bucketsLo != v.bucketsLo || got.bucketsHi != v.bucketsHi ||
+					got.stored != v.stored || !slices.Equal(got.many, v.many) || got.bucketed != v.bucketed {
+					t.Fatalf("step %d: the video unpacked differs from the one packed", step)
+				}
+				v = got
 				continue
 			default: // read back from the store, as after an eviction
 				got, ok, err := p.Video(v.ID)

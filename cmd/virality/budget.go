@@ -17,7 +17,7 @@ import (
 // engine (run, replay, backfill) may hold. It is shared, in fixed shares,
 // by everything that grows with the input: the Go heap (under a soft limit,
 // so that the garbage collector works harder rather than letting the heap
-// double), the engine's caches of pairs, videos and accounts, the filter
+// double), the engine's caches of pairs, videos (and videos packed) and accounts, the filter
 // of known pairs, the HTTP view of other instances' videos, and Pebble's
 // block cache and memtables. A flag that sets one of those sizes wins over
 // its share; GOMEMLIMIT, when set, wins over the heap's.
@@ -60,9 +60,16 @@ const (
 // collector runs all the time (a soak with caches at 58% of the limit
 // spent 60% of its CPU collecting).
 const (
-	pairShare    = 4 // most pairs are new: the cache holds those changed since the commit, and few more
-	videoShare   = 10
-	accountShare = 16
+	pairShare = 4 // most pairs are new: the cache holds those changed since the commit, and few more
+	// videoShare holds the videos being changed and the most used;
+	// packedShare the videos the cache let go, packed at a few bytes a
+	// like time (processor/packed.go), so that most of those taken again
+	// are not read from the store. A video packed takes a fifth to a
+	// tenth of its bytes in the cache, and taking it back costs a few
+	// microseconds against a read of the store's tens.
+	videoShare   = 6
+	packedShare  = 10
+	accountShare = 14
 	viewShare    = 4
 	filterShare  = 4
 	// recentShare: the last score records of the instance's own videos,
@@ -147,6 +154,7 @@ type memoryPlan struct {
 	memTable    int64 // each Pebble memtable (two may be held at once)
 	pairs       int
 	videos      int
+	packed      int64 // bytes of videos kept packed
 	accounts    int
 	viewVideos  int
 	filterBits  int
@@ -175,6 +183,7 @@ func (b memoryBudget) plan() memoryPlan {
 	share := func(pct, each int64) int { return int(max(p.heapLimit*pct/100/each, 1000)) }
 	p.pairs = share(pairShare, pairBytes)
 	p.videos = share(videoShare, videoBytes)
+	p.packed = p.heapLimit * packedShare / 100
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -224,6 +233,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 		if f.ptr != nil && !set[f.name] {
 			*f.ptr = f.v
 		}
+	}
+	if !set["packed-videos-mb"] {
+		s.engine.PackedVideoBytes = p.packed
 	}
 	if s.inputBytes != nil {
 		*s.inputBytes = p.inputBytes

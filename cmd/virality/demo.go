@@ -49,11 +49,13 @@ type demoFlags struct {
 // held under demoMemoryLimit (GOMEMLIMIT, when set, wins) so that the
 // process stays under 512 MiB.
 const (
-	demoCacheVideos  = 50_000
-	demoCachePairs   = 100_000
-	demoMaxAccounts  = 1_200_000
-	demoRetentionMB  = 1
-	demoAheadRecords = 8_000 // published records the service may not have read yet (well under the retention)
+	demoCacheVideos = 50_000
+	demoCachePairs  = 100_000
+	demoMaxAccounts = 1_200_000
+	// demoPackedVideoBytes: the videos the demo's cache lets go, packed.
+	demoPackedVideoBytes = 32 << 20
+	demoRetentionMB      = 1
+	demoAheadRecords     = 8_000 // published records the service may not have read yet (well under the retention)
 	// demoInternalAhead bounds the records of any one internal topic
 	// partition the service has not read yet: a weighed like, with its
 	// forwarding headers, is under 250 bytes, so 2,000 of them stay well
@@ -120,6 +122,9 @@ func parseDemo(args []string) (*demoFlags, error) {
 		if !set[name] && !env {
 			*p = map[string]int{"cache-videos": demoCacheVideos, "cache-pairs": demoCachePairs, "max-accounts": demoMaxAccounts}[name]
 		}
+	}
+	if _, env := os.LookupEnv("VIRALITY_PACKED_VIDEOS_MB"); !set["packed-videos-mb"] && !env {
+		f.svc.Engine.PackedVideoBytes = demoPackedVideoBytes
 	}
 	switch {
 	case f.partitions < 1 || f.partitions > 1024:

@@ -2,7 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +29,14 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.DurationVar(&c.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
 	fs.IntVar(&c.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
 	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory (with --memory-budget: its share of it)")
+	fs.Func("packed-videos-mb", fmt.Sprintf("`MiB` of videos let go from the video cache kept packed in memory (a few bytes a like\ntime), so that they are not read back from the store; 0: none (default %d; with --memory-budget:\nits share of it)", def.PackedVideoBytes>>20), func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > 1<<20 {
+			return fmt.Errorf("%q: give whole MiB between 0 and %d", v, 1<<20)
+		}
+		c.PackedVideoBytes = n << 20
+		return nil
+	})
 	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms); 0: follow\nthe traffic (4 times the 95th percentile of active accounts' likes in the hour, at least 12)")

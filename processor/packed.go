@@ -1,0 +1,109 @@
+package processor
+
+// packedVideos holds videos the video cache let go, packed
+// (store.Video.AppendPacked): a few bytes a like time, in one arena the
+// garbage collector does not scan. A video the cache misses is taken from
+// here before it is read from the store, which costs a point read, a scan
+// of its buckets of like times and their decoding: under a small memory
+// budget, reading videos back took a fifth to a quarter of the live
+// service's CPU (bench/RESULTS.md).
+//
+// Only clean videos are packed, so an entry is what the store holds, and
+// taking one back is as if the cache had never let it go. A video taken
+// back leaves: it may change, and is packed again when let go again.
+// Beyond the bound, entries go in an order that does not depend on use;
+// which go does not matter for correctness, only for speed.
+type packedVideos struct {
+	t     *table[packedRef]
+	data  []byte // arena of packed videos
+	dead  int    // bytes of data no entry uses
+	max   int64  // bound on bytes()
+	live  int64  // bytes of data entries use
+	state uint64 // of the eviction order (xorshift)
+	taken int64  // videos taken back
+}
+
+type packedRef struct{ off, n uint32 }
+
+// packedEntryBytes is what an entry takes beside its packed bytes: the
+// table's entry and index, and the key's bytes' share of the arena.
+const packedEntryBytes = 48
+
+// maxPackedBytes bounds an engine's packed videos (offsets are 32 bits).
+const maxPackedBytes = 1 << 31
+
+func newPackedVideos(maxBytes int64) *packedVideos {
+	return &packedVideos{t: newTable[packedRef](), max: min(maxBytes, maxPackedBytes), state: 0x9e3779b97f4a7c15}
+}
+
+// Len returns the number of videos held.
+func (p *packedVideos) Len() int { return p.t.Len() }
+
+// bytes estimates the memory the held videos take.
+func (p *packedVideos) bytes() int64 { return p.live + int64(p.t.Len())*packedEntryBytes }
+
+// put holds id's packed video b (copied). It replaces what id held.
+func (p *packedVideos) put(id string, b []byte) {
+	if int64(len(b))+packedEntryBytes > p.max/4 {
+		return // nothing is held; or one video would take a quarter
+	}
+	p.drop(id)
+	for p.bytes()+int64(len(b))+packedEntryBytes > p.max && p.t.Len() > 0 {
+		p.state ^= p.state << 13
+		p.state ^= p.state >> 7
+		p.state ^= p.state << 17
+		p.remove(int(p.state % uint64(p.t.Len())))
+	}
+	if len(p.data)+len(b) > maxPackedBytes || p.dead > 1<<16 && p.dead > len(p.data)/4 {
+		p.compact() // the arena stays within 4/3 of what entries use
+	}
+	i, _ := p.t.Put([]byte(id))
+	*p.t.Val(i) = packedRef{off: uint32(len(p.data)), n: uint32(len(b))}
+	p.data = append(p.data, b...)
+	p.live += int64(len(b))
+}
+
+// take returns id's packed video and lets it go; the bytes are valid
+// until the next put.
+func (p *packedVideos) take(id string) ([]byte, bool) {
+	if p.t.Len() == 0 {
+		return nil, false
+	}
+	i := p.t.Find([]byte(id))
+	if i < 0 {
+		return nil, false
+	}
+	r := *p.t.Val(i)
+	p.remove(i)
+	p.taken++
+	return p.data[r.off : r.off+r.n], true
+}
+
+// drop lets id's packed video go, if held.
+func (p *packedVideos) drop(id string) {
+	if p.t.Len() == 0 {
+		return
+	}
+	if i := p.t.Find([]byte(id)); i >= 0 {
+		p.remove(i)
+	}
+}
+
+func (p *packedVideos) remove(i int) {
+	n := int(p.t.Val(i).n)
+	p.t.Delete(i)
+	p.dead += n
+	p.live -= int64(n)
+}
+
+// compact copies the held videos to a new arena, once most of it is dead.
+func (p *packedVideos) compact() {
+	data := make([]byte, 0, len(p.data)-p.dead+len(p.data)/8)
+	for i := range p.t.Len() {
+		r := p.t.Val(i)
+		b := p.data[r.off : r.off+r.n]
+		r.off = uint32(len(data))
+		data = append(data, b...)
+	}
+	p.data, p.dead = data, 0
+}

@@ -1,0 +1,60 @@
+package processor
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// TestPackedVideos: what is put is taken back once, byte for byte, through
+// evictions and compactions of the arena, and the held bytes stay within
+// the bound.
+func TestPackedVideos(t *testing.T) {
+	const bound = 64 << 10
+	p := newPackedVideos(bound)
+	val := func(i, n int) []byte { return bytes.Repeat([]byte{byte(i), byte(i >> 8)}, n) }
+	size := func(i int) int { return 10 + i%300 }
+	held := map[int]bool{}
+	for i := range 20_000 {
+		p.put(fmt.Sprint("v", i), val(i, size(i)))
+		held[i] = true
+		if p.bytes() > bound {
+			t.Fatalf("after %d puts: %d bytes held, above %d", i+1, p.bytes(), bound)
+		}
+		if i%7 == 0 { // take one back now and then
+			j := i - i%50
+			b, ok := p.take(fmt.Sprint("v", j))
+			if ok && !bytes.Equal(b, val(j, size(j))) {
+				t.Fatalf("v%d taken back differs", j)
+			}
+			if ok && !held[j] {
+				t.Fatalf("v%d taken back twice", j)
+			}
+			delete(held, j)
+		}
+	}
+	if p.Len() == 0 || p.Len() > bound/packedEntryBytes {
+		t.Fatalf("%d videos held", p.Len())
+	}
+	n := 0
+	for i := range 20_000 {
+		if b, ok := p.take(fmt.Sprint("v", i)); ok {
+			n++
+			if !held[i] || !bytes.Equal(b, val(i, size(i))) {
+				t.Fatalf("v%d: taken back wrong (held %v)", i, held[i])
+			}
+		}
+	}
+	if n == 0 || p.Len() != 0 || p.bytes() != 0 {
+		t.Fatalf("%d taken back, %d left, %d bytes", n, p.Len(), p.bytes())
+	}
+	if len(p.data) > 2*bound {
+		t.Errorf("arena of %d bytes for a bound of %d", len(p.data), bound)
+	}
+	// A bound of 0 holds nothing.
+	z := newPackedVideos(0)
+	z.put("v", []byte("x"))
+	if _, ok := z.take("v"); ok || z.Len() != 0 {
+		t.Error("a bound of 0 held a video")
+	}
+}
