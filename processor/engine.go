@@ -93,7 +93,7 @@ const VideoBytes = 800
 
 // bytes estimates the memory v holds.
 func (v *video) bytes() int64 {
-	b := int64(400+len(v.ID)+24*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes()
+	b := int64(400+len(v.ID)+16*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes()
 	for _, d := range v.Decay {
 		b += 16 * int64(cap(d))
 	}
@@ -572,7 +572,7 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 		lo := searchEntries(v.Entries, old-w)
 		hi := searchEntries(v.Entries, ts-w)
 		for _, en := range v.Entries[lo:hi] {
-			v.win[i].add(en.Weight, en.Damp, -1)
+			v.win[i].add(int64(en.Weight), en.Damp, -1)
 		}
 	}
 	if cut := searchEntries(v.Entries, ts-scoring.WindowMS[scoring.W24h]); cut > 0 {
@@ -610,7 +610,7 @@ func (e *Engine) standing(v *video, like *store.Like, sign int64) {
 		i := searchEntries(v.Entries, l.TS-1)
 		// Entries with this time sit at [i, j); keep them sorted by weight,
 		// then damping.
-		en := store.Entry{TS: l.TS, Weight: l.Weight, Damp: l.Damp}
+		en := store.Entry{TS: l.TS, Weight: int32(l.Weight), Damp: l.Damp}
 		for i < len(v.Entries) && compareEntries(v.Entries[i], en) < 0 {
 			i++
 		}
@@ -833,7 +833,7 @@ func loadedVideo(sv *store.Video) (*video, error) {
 	for _, en := range v.Entries {
 		for i, w := range scoring.WindowMS {
 			if en.TS > v.Clock-w {
-				v.win[i].add(en.Weight, en.Damp, +1)
+				v.win[i].add(int64(en.Weight), en.Damp, +1)
 			}
 		}
 	}

@@ -211,14 +211,14 @@ func (e *Engine) campaign(v *video, ts int64) {
 	hi := searchEntries(v.Entries, v.LockTo)
 	for i := lo; i < hi; i++ {
 		en := &v.Entries[i]
-		l := v.counted(&store.Like{TS: en.TS, Weight: en.Weight, Damp: en.Damp})
+		l := v.counted(&store.Like{TS: en.TS, Weight: int64(en.Weight), Damp: en.Damp})
 		for k, w := range scoring.WindowMS {
 			if en.TS > v.Clock-w {
-				v.win[k].add(en.Weight, en.Damp, -1)
+				v.win[k].add(int64(en.Weight), en.Damp, -1)
 				v.win[k].add(l.Weight, l.Damp, +1)
 			}
 		}
-		en.Weight, en.Damp = l.Weight, l.Damp
+		en.Weight, en.Damp = int32(l.Weight), l.Damp
 	}
 	// Like times of one time stay sorted by weight, then damping.
 	slices.SortStableFunc(v.Entries[lo:hi], compareEntries)

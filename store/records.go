@@ -290,9 +290,14 @@ func (p *Pair) unmarshal(b []byte) error {
 }
 
 // Entry is one standing like in a video's like times.
+//
+// Weights are at most scoring.WeightOne, so an Entry takes 16 bytes, not
+// 24: a popular video holds hundreds of thousands of like times of the
+// last day, and the like times of a few such videos held 80 MB of a live
+// service's heap under a 512 MiB budget (bench/RESULTS.md).
 type Entry struct {
 	TS     int64
-	Weight int64
+	Weight int32
 	Damp   scoring.Damping
 }
 
@@ -486,7 +491,7 @@ func encodeEntries(b []byte, es []Entry, base int64) []byte {
 	prev := base
 	for _, e := range es {
 		b = binary.AppendUvarint(b, uint64(e.TS-prev))
-		b = appendWeight(b, e.Weight, e.Damp)
+		b = appendWeight(b, int64(e.Weight), e.Damp)
 		prev = e.TS
 	}
 	return b
@@ -497,10 +502,18 @@ func decodeEntries(dst []Entry, b []byte, base int64) ([]Entry, error) {
 	prev := base
 	for len(r.b) > 0 && r.err == nil {
 		prev += int64(r.uvarint())
-		w, d := splitWeight(r.uvarint())
-		dst = append(dst, Entry{TS: prev, Weight: w, Damp: d})
+		dst = append(dst, r.entry(prev))
 	}
 	return dst, r.err
+}
+
+// entry reads a like time's weight, at time ts.
+func (r *reader) entry(ts int64) Entry {
+	w, d := splitWeight(r.uvarint())
+	if w > math.MaxInt32 {
+		r.fail()
+	}
+	return Entry{TS: ts, Weight: int32(w), Damp: d}
 }
 
 func decodeEntriesN(dst []Entry, r *reader, base int64, n int) ([]Entry, error) {
@@ -510,8 +523,7 @@ func decodeEntriesN(dst []Entry, r *reader, base int64, n int) ([]Entry, error) 
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		prev += int64(r.uvarint())
-		w, d := splitWeight(r.uvarint())
-		dst = append(dst, Entry{TS: prev, Weight: w, Damp: d})
+		dst = append(dst, r.entry(prev))
 	}
 	return dst, r.err
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -429,5 +430,13 @@ func TestForkChanges(t *testing.T) {
 	}
 	if err := p.NewWriter().Fork(p, false).Commit(); err == nil {
 		t.Error("a fork committed on its own")
+	}
+}
+
+// TestEntrySize: a like time takes 16 bytes in memory (a popular video
+// holds hundreds of thousands).
+func TestEntrySize(t *testing.T) {
+	if n := unsafe.Sizeof(Entry{}); n != 16 {
+		t.Errorf("an Entry takes %d bytes, want 16", n)
 	}
 }

@@ -66,10 +66,13 @@ const (
 	// like time (processor/packed.go), so that most of those taken again
 	// are not read from the store. A video packed takes a fifth to a
 	// tenth of its bytes in the cache, and taking it back costs a few
-	// microseconds against a read of the store's tens.
+	// microseconds against a read of the store's tens. A larger share
+	// (10%, with the accounts' at 14%) read no video back in a live
+	// service under 512 MiB, but the heap it took made the collector
+	// work more than the reads had cost (bench/RESULTS.md).
 	videoShare   = 6
-	packedShare  = 10
-	accountShare = 14
+	packedShare  = 4
+	accountShare = 16
 	viewShare    = 4
 	filterShare  = 4
 	// recentShare: the last score records of the instance's own videos,
