@@ -137,6 +137,8 @@ func TestSmallCaches(t *testing.T) {
 			}
 			sameOutputs(t, "with large caches", "with small ones", want, out)
 			e, _ := g.Engine(0)
+			// Twice: videos taken since the last pass get a second chance.
+			e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
 			e.evict(cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts)
 			if total, limit := e.videoCacheBytes(), int64(cfg.CacheVideos)*VideoBytes; total > limit {
 				t.Errorf("video cache holds %d bytes, above its bound of %d", total, limit)
@@ -165,6 +167,33 @@ func TestVideoCacheBytes(t *testing.T) {
 	e.evict(1000, 1000, 1000)           // 100 videos are within 1000, 1.6 MB is not within 800 KB
 	if total := e.videoCacheBytes(); total > 1000*VideoBytes || len(e.videos) == 0 {
 		t.Errorf("%d videos of %d bytes left in the cache; bound %d bytes", len(e.videos), e.videoCacheBytes(), 1000*VideoBytes)
+	}
+}
+
+// TestVideoCachePopular: a video taken since the last pass whose like
+// times pass the cache's bound in bytes stays while the cache holds less
+// than twice the bound, and goes beyond it; one not taken goes.
+func TestVideoCachePopular(t *testing.T) {
+	e := engineWithVideos(t, 2, 1000) // 16 KB of like times each
+	if _, err := e.video("v0"); err != nil {
+		t.Fatal(err)
+	}
+	e.evict(15, 1000, 1000) // 12 KB: twice the bound holds one video, not two
+	if _, ok := e.videos["v0"]; !ok {
+		t.Error("the video taken since the last pass went, though within twice the bound")
+	}
+	if _, ok := e.videos["v1"]; ok {
+		t.Error("the video not taken stayed above the bound")
+	}
+	if _, err := e.video("v0"); err != nil {
+		t.Fatal(err)
+	}
+	e.evict(5, 1000, 1000) // 4 KB: twice the bound does not hold it
+	if _, ok := e.videos["v0"]; ok {
+		t.Error("the video taken since the last pass stayed above twice the bound")
+	}
+	if _, ok := e.packed.take("v0"); !ok {
+		t.Error("the video let go was not kept packed")
 	}
 }
 
