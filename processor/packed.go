@@ -1,8 +1,14 @@
 package processor
 
+import (
+	"cmp"
+	"slices"
+)
+
 // packedVideos holds videos the video cache let go, packed
 // (store.Video.AppendPacked): a few bytes a like time, in one arena the
-// garbage collector does not scan. A video the cache misses is taken from
+// garbage collector does not scan, which grows to the bound and is then
+// reused. A video the cache misses is taken from
 // here before it is read from the store, which costs a point read, a scan
 // of its buckets of like times and their decoding: under a small memory
 // budget, reading videos back took a fifth to a quarter of the live
@@ -21,6 +27,7 @@ type packedVideos struct {
 	live  int64  // bytes of data entries use
 	state uint64 // of the eviction order (xorshift)
 	taken int64  // videos taken back
+	order []int32
 }
 
 type packedRef struct{ off, n uint32 }
@@ -54,8 +61,8 @@ func (p *packedVideos) put(id string, b []byte) {
 		p.state ^= p.state << 17
 		p.remove(int(p.state % uint64(p.t.Len())))
 	}
-	if len(p.data)+len(b) > maxPackedBytes || p.dead > 1<<16 && p.dead > len(p.data)/4 {
-		p.compact() // the arena stays within 4/3 of what entries use
+	if len(p.data)+len(b) > cap(p.data) {
+		p.makeRoom(len(b))
 	}
 	i, _ := p.t.Put([]byte(id))
 	*p.t.Val(i) = packedRef{off: uint32(len(p.data)), n: uint32(len(b))}
@@ -96,14 +103,43 @@ func (p *packedVideos) remove(i int) {
 	p.live -= int64(n)
 }
 
-// compact copies the held videos to a new arena, once most of it is dead.
-func (p *packedVideos) compact() {
-	data := make([]byte, 0, len(p.data)-p.dead+len(p.data)/8)
-	for i := range p.t.Len() {
-		r := p.t.Val(i)
-		b := p.data[r.off : r.off+r.n]
-		r.off = uint32(len(data))
-		data = append(data, b...)
+// makeRoom makes the arena's capacity hold n more bytes after its end.
+// The arena grows by doubling up to the bound and is then only compacted
+// in place: a live service lets videos go and takes them back all the
+// time, and an arena copied anew at each compaction allocated as many
+// bytes as the videos packed (bench/RESULTS.md).
+func (p *packedVideos) makeRoom(n int) {
+	need := int(p.live) + n
+	if need > cap(p.data)*3/4 && cap(p.data) < int(p.max) {
+		// Grow, compacting on the way.
+		data := make([]byte, 0, min(max(2*cap(p.data), need*2, 64<<10), int(p.max)+n))
+		for _, i := range p.byOffset() {
+			r := p.t.Val(int(i))
+			b := p.data[r.off : r.off+r.n]
+			r.off = uint32(len(data))
+			data = append(data, b...)
+		}
+		p.data, p.dead = data, 0
+		return
 	}
-	p.data, p.dead = data, 0
+	// Compact in place: entries in the order of their offsets move
+	// towards the start.
+	w := 0
+	for _, i := range p.byOffset() {
+		r := p.t.Val(int(i))
+		copy(p.data[w:], p.data[r.off:r.off+r.n])
+		r.off = uint32(w)
+		w += int(r.n)
+	}
+	p.data, p.dead = p.data[:w], 0
+}
+
+// byOffset returns the entries' indexes in the order of their offsets.
+func (p *packedVideos) byOffset() []int32 {
+	p.order = p.order[:0]
+	for i := range p.t.Len() {
+		p.order = append(p.order, int32(i))
+	}
+	slices.SortFunc(p.order, func(a, b int32) int { return cmp.Compare(p.t.Val(int(a)).off, p.t.Val(int(b)).off) })
+	return p.order
 }
