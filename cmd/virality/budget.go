@@ -24,11 +24,12 @@ import (
 //
 // The default, 1 GiB, holds the live service at 5,000 likes/s from 1M
 // accounts for 30 minutes and a catch-up of 2M likes in 8 partitions at
-// 880-940 MiB of RSS. 512 MiB holds the catch-up to 460-470 MiB at half
-// the speed, and the live service at about 1.5 times the CPU, which on 2
-// cores shared with the broker fell behind after 21 minutes: its caches
-// then hold half the videos and a fifth of the accounts, and reads of
-// state and the collector take most of its CPU (bench/RESULTS.md).
+// 880-940 MiB of RSS. 512 MiB holds the catch-up to 460-495 MiB at about
+// half the speed, and the live service for 22 minutes on 2 cores shared
+// with the broker; then it fell behind, and went above the budget while
+// behind: its account table holds a fifth of the accounts active in the
+// hour, and reads of accounts, the collector and compactions take most
+// of its CPU (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
