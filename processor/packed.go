@@ -8,11 +8,11 @@ import (
 // packedVideos holds videos the video cache let go, packed
 // (store.Video.AppendPacked): a few bytes a like time, in one arena the
 // garbage collector does not scan, which grows to the bound and is then
-// reused. A video the cache misses is taken from
-// here before it is read from the store, which costs a point read, a scan
-// of its buckets of like times and their decoding: under a small memory
-// budget, reading videos back took a fifth to a quarter of the live
-// service's CPU (bench/RESULTS.md).
+// reused. A video the cache misses is taken from here before it is read
+// from the store, which costs a point read, a scan of its buckets of like
+// times and their decoding: under a small memory budget, reading videos
+// back took a fifth to a quarter of the live service's CPU
+// (bench/RESULTS.md).
 //
 // Only clean videos are packed, so an entry is what the store holds, and
 // taking one back is as if the cache had never let it go. A video taken

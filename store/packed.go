@@ -6,7 +6,7 @@ import "encoding/binary"
 // UnpackVideo reads back: its record as stored, all its like times (a
 // bucketed video's too, which the store keeps under keys of their own),
 // and what v tracks of its keys in the store. A cache keeps videos it lets
-// go in this form, at a few bytes a like time against the 24 of an
+// go in this form, at a few bytes a like time against the 16 of an
 // Entry, so that taking one back costs no read of the store. Only a video
 // written since its last change (clean) may be packed: what it tracks of
 // the store must be true of the store.
@@ -18,13 +18,7 @@ func (v *Video) AppendPacked(b []byte) []byte {
 	b = v.marshal(b)
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	if v.bucketed {
-		base := int64(0)
-		if len(v.Entries) > 0 {
-			base = v.Entries[0].TS
-		}
-		b = binary.AppendVarint(b, base)
-		b = binary.AppendUvarint(b, uint64(len(v.Entries)))
-		b = encodeEntries(b, v.Entries, base)
+		b = appendEntryList(b, v.Entries)
 	}
 	b = binary.AppendVarint(b, v.dirtyFrom)
 	b = binary.AppendVarint(b, v.bucketsLo)
@@ -52,13 +46,8 @@ func UnpackVideo(id string, b []byte) (*Video, error) {
 	}
 	r := reader{b: b[4+n:]}
 	if v.bucketed {
-		base := r.varint()
-		n := r.uvarint()
-		if r.err == nil && n > uint64(len(r.b)) {
-			return nil, errCorrupt
-		}
 		var err error
-		if v.Entries, err = decodeEntriesN(v.Entries, &r, base, int(n)); err != nil {
+		if v.Entries, err = r.entryList(v.Entries); err != nil {
 			return nil, err
 		}
 	}

@@ -430,13 +430,7 @@ func (v *Video) marshal(b []byte) []byte {
 	}
 	b = append(b, flags)
 	if !v.bucketed {
-		base := int64(0)
-		if len(v.Entries) > 0 {
-			base = v.Entries[0].TS
-		}
-		b = binary.AppendVarint(b, base)
-		b = binary.AppendUvarint(b, uint64(len(v.Entries)))
-		b = encodeEntries(b, v.Entries, base)
+		b = appendEntryList(b, v.Entries)
 	}
 	b = binary.AppendVarint(b, v.LockFrom)
 	b = binary.AppendVarint(b, v.LockTo)
@@ -468,14 +462,8 @@ func (v *Video) unmarshal(b []byte) error {
 	v.dirtyFrom = noneDirty
 	v.bucketsLo, v.bucketsHi, v.stored, v.many = 0, -1, [storedWords]uint64{}, nil
 	if !v.bucketed {
-		base := r.varint()
-		n := r.uvarint()
-		if r.err == nil && n > uint64(len(r.b)) {
-			return errCorrupt
-		}
 		var err error
-		v.Entries, err = decodeEntriesN(v.Entries, &r, base, int(n))
-		if err != nil {
+		if v.Entries, err = r.entryList(v.Entries); err != nil {
 			return err
 		}
 	}
@@ -484,6 +472,28 @@ func (v *Video) unmarshal(b []byte) error {
 		v.Lockstep = []byte(s)
 	}
 	return r.done()
+}
+
+// appendEntryList appends like times with their number and base, as
+// entryList reads them.
+func appendEntryList(b []byte, es []Entry) []byte {
+	base := int64(0)
+	if len(es) > 0 {
+		base = es[0].TS
+	}
+	b = binary.AppendVarint(b, base)
+	b = binary.AppendUvarint(b, uint64(len(es)))
+	return encodeEntries(b, es, base)
+}
+
+// entryList appends to dst the like times appendEntryList wrote.
+func (r *reader) entryList(dst []Entry) ([]Entry, error) {
+	base := r.varint()
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)) {
+		return dst, errCorrupt
+	}
+	return decodeEntriesN(dst, r, base, int(n))
 }
 
 // encodeEntries appends entries as deltas from base (entries are sorted).
