@@ -440,3 +440,41 @@ func TestEntrySize(t *testing.T) {
 		t.Errorf("an Entry takes %d bytes, want 16", n)
 	}
 }
+
+// TestBlockCacheHoldsBlocks: Pebble reserves its memtables' memory out of
+// the block cache; a cache smaller than the memtables held no block, and
+// every read went to the file system. Reads of the same keys again must
+// find their blocks in the cache.
+func TestBlockCacheHoldsBlocks(t *testing.T) {
+	o := Options{CacheBytes: 1 << 20, MemTableBytes: 4 << 20, FS: vfs.NewMem()}
+	d, err := Open("", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	p := d.Partition(0)
+	w := p.NewWriter()
+	for i := range 20_000 {
+		if err := w.SetAccount(fmt.Sprintf("u%d", i), []AccountBucket{{Bucket: int64(i), N: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var bs []AccountBucket
+	for range 2 {
+		for i := 0; i < 20_000; i += 100 {
+			if bs, err = p.Account(fmt.Sprintf("u%d", i), bs[:0]); err != nil || len(bs) != 1 {
+				t.Fatalf("account u%d: %v, %v", i, bs, err)
+			}
+		}
+	}
+	m := d.db.Metrics()
+	if m.BlockCache.Hits == 0 || m.BlockCache.Count == 0 {
+		t.Errorf("block cache: %d hits, %d misses, %d blocks held: reads did not find their blocks again", m.BlockCache.Hits, m.BlockCache.Misses, m.BlockCache.Count)
+	}
+}
