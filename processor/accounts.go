@@ -37,13 +37,82 @@ type acctBucket = store.AccountBucket
 // (4 billion likes of one account in one bucket) stay at its maximum.
 // key[i] is the lockstep key of its newest like in bucket newest-i (by
 // event time, then key: lockstep.go) and sec[i] 1 + that like's second in
-// the bucket (0: no like), kept over keyKeep buckets.
+// the bucket (0: no like), kept over keyKeep buckets. It is the form the
+// account's like works on; in memory most accounts are held smaller, in
+// an acctEntry.
 type acctRec struct {
 	newest int64
 	n      [accountKeep + 1]uint32
 	key    [keyKeep + 1]uint32
 	sec    [keyKeep + 1]uint16
+}
+
+// entrySlots is the most buckets an acctEntry holds itself. Most accounts
+// like in few of their last keyKeep buckets (in a generated hour of 1M
+// accounts, 7 buckets at most for all but the busiest); one that likes in
+// more is held whole, in accounts.full.
+const entrySlots = 8
+
+// acctSlot is one bucket of an acctEntry: its lockstep key, and packed in
+// meta its distance from newest (5 bits), its sec (9 bits) and its count
+// (18 bits). A bucket whose values do not fit (a second past 511 of a
+// longer bucket, more than 262,143 likes) makes its account held whole.
+type acctSlot struct{ key, meta uint32 }
+
+const (
+	slotSecShift = 5
+	slotNShift   = 14
+	slotMaxSec   = 1<<(slotNShift-slotSecShift) - 1
+	slotMaxN     = 1<<(32-slotNShift) - 1
+)
+
+// acctEntry is an account in memory: its buckets with a like or a key
+// (newest first), or, when full > 0, an index (+1) of accounts.full that
+// holds it whole. An entry takes 80 bytes, a whole record 256 more.
+type acctEntry struct {
+	newest int64
+	slot   [entrySlots]acctSlot
+	full   int32
+	n      uint8
 	dirty  bool // liked since the last commit
+}
+
+// fullUnits is what an account held whole counts for against the bound
+// on accounts (Config.MaxAccounts): its entry and its record take about
+// four times the bytes of an entry alone.
+const fullUnits = 4
+
+// pack holds r in e if its buckets fit, and reports whether they did.
+func (e *acctEntry) pack(r *acctRec) bool {
+	var n uint8
+	for d := 0; d <= keyKeep; d++ {
+		var c uint32
+		if d <= accountKeep {
+			c = r.n[d]
+		}
+		if c == 0 && r.sec[d] == 0 && r.key[d] == 0 {
+			continue
+		}
+		if n == entrySlots || c > slotMaxN || r.sec[d] > slotMaxSec {
+			return false
+		}
+		e.slot[n] = acctSlot{key: r.key[d], meta: uint32(d) | uint32(r.sec[d])<<slotSecShift | c<<slotNShift}
+		n++
+	}
+	e.newest, e.n = r.newest, n
+	return true
+}
+
+// unpack sets r to the account e holds itself.
+func (e *acctEntry) unpack(r *acctRec) {
+	*r = acctRec{newest: e.newest}
+	for _, s := range e.slot[:e.n] {
+		d := s.meta & (1<<slotSecShift - 1)
+		if d <= accountKeep {
+			r.n[d] = s.meta >> slotNShift
+		}
+		r.key[d], r.sec[d] = s.key, uint16(s.meta>>slotSecShift&slotMaxSec)
+	}
 }
 
 // accounts holds the recent like counts of accounts. Accounts with no like
@@ -56,9 +125,14 @@ type acctRec struct {
 type accounts struct {
 	part   *store.Partition
 	bucket int64
-	max    int
-	t      *table[acctRec]
-	dirty  []int32 // entries liked since the last commit
+	max    int // bound on len(t) + (fullUnits-1) * the accounts held whole
+	t      *table[acctEntry]
+	// full holds the accounts with more buckets than an entry holds;
+	// free lists its unused records.
+	full  []acctRec
+	free  []int32
+	cur   acctRec // the account being changed, unpacked from its entry
+	dirty []int32 // entries liked since the last commit
 	// partial: the store may hold accounts that are not in memory (some
 	// were evicted, or the state was opened on an earlier commit), so a
 	// miss reads the store.
@@ -73,8 +147,57 @@ type accounts struct {
 	fkey   []byte
 }
 
+// rec returns the record of entry i: its whole one, or the entry unpacked
+// into a.cur. Call put after changing it.
+func (a *accounts) rec(i int) *acctRec {
+	e := a.t.Val(i)
+	if e.full > 0 {
+		return &a.full[e.full-1]
+	}
+	e.unpack(&a.cur)
+	return &a.cur
+}
+
+// put keeps r, returned by rec(i) and changed, in entry i: in the entry
+// if it fits (an account held whole whose old buckets have gone as it
+// liked again is held in its entry again), else whole.
+func (a *accounts) put(i int, r *acctRec) {
+	e := a.t.Val(i)
+	if k := e.full; e.pack(r) {
+		if k > 0 {
+			e.full = 0
+			a.free = append(a.free, k-1)
+		}
+		return
+	}
+	if e.full > 0 {
+		e.newest, e.n = r.newest, 0
+		return
+	}
+	var k int32
+	if n := len(a.free); n > 0 {
+		k, a.free = a.free[n-1], a.free[:n-1]
+	} else {
+		a.full = append(a.full, acctRec{})
+		k = int32(len(a.full) - 1)
+	}
+	a.full[k] = *r
+	e.full, e.newest, e.n = k+1, r.newest, 0
+}
+
+// drop deletes entry i, and its whole record if it has one.
+func (a *accounts) drop(i int) {
+	if k := a.t.Val(i).full; k > 0 {
+		a.free = append(a.free, k-1)
+	}
+	a.t.Delete(i)
+}
+
+// load is what the accounts in memory count against max.
+func (a *accounts) load() int { return a.t.Len() + (fullUnits-1)*(len(a.full)-len(a.free)) }
+
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctRec]()}
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry]()}
 }
 
 // counted converts a threshold in likes an hour to likes in the counted
@@ -93,8 +216,11 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 	b := floorDiv(ts, a.bucket)
 	a.key = append(a.key[:0], user...)
 	i, added := a.t.Put(a.key)
-	r := a.t.Val(i)
-	if added {
+	r := &a.cur
+	if !added {
+		r = a.rec(i)
+	} else {
+		a.cur = acctRec{}
 		read := a.partial
 		if a.filter != nil {
 			a.fkey = store.AccountKey(a.fkey[:0], user)
@@ -124,8 +250,9 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 	first = r.count(b) == 0
 	r.add(b)
 	r.mark(b, key, uint16(min(floorDiv(ts-b*a.bucket, 1000)+1, 1<<16-1)))
-	if !r.dirty {
-		r.dirty = true
+	a.put(i, r)
+	if e := a.t.Val(i); !e.dirty {
+		e.dirty = true
 		a.dirty = append(a.dirty, int32(i))
 	}
 	return scoring.AccountWeight(recent, a.counted(perHour)), recent, active, first, nil
@@ -215,12 +342,11 @@ func (r *acctRec) buckets(dst []acctBucket) []acctBucket {
 func (a *accounts) save(w *store.Writer) error {
 	slices.SortFunc(a.dirty, func(x, y int32) int { return bytes.Compare(a.t.Key(int(x)), a.t.Key(int(y))) })
 	for _, i := range a.dirty {
-		r := a.t.Val(int(i))
-		a.scratch = r.buckets(a.scratch[:0])
+		a.scratch = a.rec(int(i)).buckets(a.scratch[:0])
 		if err := w.SetAccount(string(a.t.Key(int(i))), a.scratch); err != nil {
 			return err
 		}
-		r.dirty = false
+		a.t.Val(int(i)).dirty = false
 	}
 	a.dirty = a.dirty[:0]
 	return nil
@@ -242,18 +368,25 @@ func (a *accounts) evict(current int64) {
 	if current > a.swept {
 		a.swept = current
 		for i := a.t.Len() - 1; i >= 0; i-- {
-			if r := a.t.Val(i); r.newest < current-keyKeep && !r.dirty {
-				a.t.Delete(i)
+			if e := a.t.Val(i); e.newest < current-keyKeep && !e.dirty {
+				a.drop(i)
 			}
 		}
 	}
-	if n := a.t.Len() - a.max*3/4; a.t.Len() > a.max && n > 0 {
+	if n := a.load() - a.max*3/4; a.load() > a.max && n > 0 {
 		// Which go does not matter for correctness, only for speed: those
 		// whose last like is oldest.
 		var ages [accountKeep + 2]int
-		age := func(i int) int { return int(min(max(current-a.t.Val(i).newest, 0), accountKeep+1)) }
+		age := func(e *acctEntry) int { return int(min(max(current-e.newest, 0), accountKeep+1)) }
+		units := func(e *acctEntry) int {
+			if e.full > 0 {
+				return fullUnits
+			}
+			return 1
+		}
 		for i := range a.t.Len() {
-			ages[age(i)]++
+			e := a.t.Val(i)
+			ages[age(e)] += units(e)
 		}
 		cut, below := accountKeep+1, 0 // delete ages > cut, and some of cut
 		for cut > 0 && below+ages[cut] <= n {
@@ -262,13 +395,14 @@ func (a *accounts) evict(current int64) {
 		}
 		some := n - below
 		for i := a.t.Len() - 1; i >= 0; i-- {
-			switch g := age(i); {
-			case a.t.Val(i).dirty:
+			e := a.t.Val(i)
+			switch g := age(e); {
+			case e.dirty:
 			case g > cut:
-				a.t.Delete(i)
+				a.drop(i)
 			case g == cut && some > 0:
-				a.t.Delete(i)
-				some--
+				some -= units(e)
+				a.drop(i)
 			}
 		}
 		a.partial = true

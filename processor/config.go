@@ -60,7 +60,9 @@ type Config struct {
 	// taking one back reads nothing from the store; 0: none are.
 	PackedVideoBytes int64
 	// MaxAccounts bounds the accounts whose recent like counts are kept in
-	// memory; beyond it they are read back from the store when needed.
+	// memory; beyond it they are read back from the store when needed. An
+	// account that liked in more buckets than an entry holds (8 of its
+	// last 29) is held whole and counts as 4 (processor/accounts.go).
 	MaxAccounts int
 	// AccountThreshold is the likes an hour above which an account's likes
 	// are damped as abnormal (scoring.AccountWeight); 0 (the default)

@@ -117,7 +117,9 @@ func (r *refAccounts) like(user, video string, ts, bucket, c0 int64) (int64, []u
 
 // TestAccountsMatchDefinition: likes of many accounts in random order of
 // time, with commits, evictions beyond a small bound and reads back from
-// the store, get the weights of the definition.
+// the store, get the weights of the definition; accounts are held whole
+// when their buckets do not fit an entry, and in their entries again once
+// they do.
 func TestAccountsMatchDefinition(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(0)
@@ -125,6 +127,8 @@ func TestAccountsMatchDefinition(t *testing.T) {
 	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
 	rng := rand.New(rand.NewPCG(3, 4))
 	now := int64(1_000 * accountBucketMS)
+	wasWhole := map[string]bool{}
+	var whole, back int
 	for step := range 100_000 {
 		now += rng.Int64N(20_000)
 		ts := now - rng.Int64N(3*accountBucketMS)
@@ -133,6 +137,11 @@ func TestAccountsMatchDefinition(t *testing.T) {
 			ts = now - rng.Int64N(30*accountBucketMS)
 		}
 		user := fmt.Sprintf("u%d", rng.IntN(1000))
+		if rng.IntN(4) == 0 {
+			// A crowd that changes every few buckets: its accounts like
+			// in many buckets, then go quiet.
+			user = fmt.Sprintf("c%d-%d", step/20_000, rng.IntN(20))
+		}
 		if rng.IntN(3) == 0 {
 			user = fmt.Sprintf("farm%d", rng.IntN(5))
 		}
@@ -141,6 +150,14 @@ func TestAccountsMatchDefinition(t *testing.T) {
 		got, _, _, _, err := a.like(user, lockKey(video, ts), ts, 3, &keys, func(int64, uint32) uint8 { return 0 })
 		if err != nil {
 			t.Fatal(err)
+		}
+		switch e := a.t.Val(a.t.Find([]byte(user))); {
+		case e.full > 0 && !wasWhole[user]:
+			whole++
+			wasWhole[user] = true
+		case e.full == 0 && wasWhole[user]:
+			back++
+			wasWhole[user] = false
 		}
 		want, wantKeys := ref.like(user, video, ts, accountBucketMS, a.counted(3))
 		if got != want {
@@ -165,5 +182,8 @@ func TestAccountsMatchDefinition(t *testing.T) {
 	}
 	if !a.partial {
 		t.Error("the bound of 300 accounts never evicted one")
+	}
+	if whole == 0 || back == 0 {
+		t.Errorf("accounts held whole %d times, back in their entries %d times: want both", whole, back)
 	}
 }

@@ -38,7 +38,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 		return nil
 	})
 	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory (with --memory-budget: its share of it)")
-	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory (with --memory-budget: its share of it)")
+	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory; one that liked in more than 8 of its last 29 buckets\ncounts as 4 (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms); 0: follow\nthe traffic (4 times the 95th percentile of active accounts' likes in the hour, at least 12)")
 	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people, at the price of listing organic bursts\nlater (0: listed from its first like)")
 	fs.DurationVar(&c.TrendingMinAge, "trending-min-age", def.TrendingMinAge, "event time since a video's first like before it is listed in trending lists, so that the\nlockstep signal sees the crews that deliver a campaign (0 to 30m; 0: listed from its first like)")
