@@ -101,7 +101,7 @@ var CommitBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
 type Metrics struct {
 	in, applied, dead, emitted, lost    *prometheus.CounterVec
 	ignored                             *prometheus.CounterVec
-	stateWritten                        *prometheus.CounterVec
+	stateWritten, cacheLookups          *prometheus.CounterVec
 	lag, watermark, timeLag, stateBytes *prometheus.GaugeVec
 	commit                              prometheus.Histogram
 	commitFailures, restored            prometheus.Counter
@@ -110,9 +110,12 @@ type Metrics struct {
 	eventsHeld                          *prometheus.GaugeVec
 	disk, memtable                      prometheus.Gauge
 	wal, flushed, compacted             prometheus.Counter
+	cacheHits, cacheMisses              prometheus.Counter
 
-	// written are the store's counts at the last SetStateWrites.
+	// written and looked are the store's counts at the last
+	// SetStateWrites and SetStateCache.
 	written [3]uint64
+	looked  [2]uint64
 
 	mu     sync.RWMutex
 	parts  map[int32]*partition
@@ -164,6 +167,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		timeLag:      gaugeVec("event_time_lag_seconds", "Wall clock minus the event-time watermark of the partition, in seconds.", "partition"),
 		stateBytes:   gaugeVec("state_bytes", "Size of the local state, by kind (disk, memtable).", "kind"),
 		stateWritten: counter("state_written_bytes_total", "Bytes the state store wrote, by what wrote them (wal: commits to the write-ahead log, flush: memtables written as tables, compaction: tables rewritten by compactions).", "by"),
+		cacheLookups: counter("state_block_cache_lookups_total", "Blocks the state store looked up in its block cache, by result (hit; miss: read from the file system).", "result"),
 		commit: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "batch_commit_seconds",
 			Help:    "Time to flush the sinks and commit one batch of state and offsets.",
@@ -190,6 +194,8 @@ func New(reg *prometheus.Registry) *Metrics {
 	m.wal = m.stateWritten.WithLabelValues("wal")
 	m.flushed = m.stateWritten.WithLabelValues("flush")
 	m.compacted = m.stateWritten.WithLabelValues("compaction")
+	m.cacheHits = m.cacheLookups.WithLabelValues("hit")
+	m.cacheMisses = m.cacheLookups.WithLabelValues("miss")
 	for _, r := range IgnoredReasons {
 		m.counter(m.ignored, r)
 	}
@@ -363,16 +369,30 @@ func (m *Metrics) SetStateWrites(wal, flushed, compacted uint64) {
 	if m == nil {
 		return
 	}
-	for i, f := range []struct {
-		c prometheus.Counter
-		n uint64
-	}{{m.wal, wal}, {m.flushed, flushed}, {m.compacted, compacted}} {
-		prev := m.written[i]
-		if f.n < prev {
-			prev = 0
+	addCounts([]prometheus.Counter{m.wal, m.flushed, m.compacted}, []uint64{wal, flushed, compacted}, m.written[:])
+}
+
+// SetStateCache adds to the block cache's counters what the store's
+// counts of hits and misses grew by since the last call, as
+// SetStateWrites does. It is called from one goroutine.
+func (m *Metrics) SetStateCache(hits, misses uint64) {
+	if m == nil {
+		return
+	}
+	addCounts([]prometheus.Counter{m.cacheHits, m.cacheMisses}, []uint64{hits, misses}, m.looked[:])
+}
+
+// addCounts adds to each counter what its count grew by since prev (all
+// of it if it fell: the store was opened again), and keeps the counts in
+// prev.
+func addCounts(cs []prometheus.Counter, counts, prev []uint64) {
+	for i, c := range cs {
+		p := prev[i]
+		if counts[i] < p {
+			p = 0
 		}
-		f.c.Add(float64(f.n - prev))
-		m.written[i] = f.n
+		c.Add(float64(counts[i] - p))
+		prev[i] = counts[i]
 	}
 }
 

@@ -67,6 +67,8 @@ func TestExposition(t *testing.T) {
 	m.SetStateWrites(100, 50, 400)
 	m.SetStateWrites(150, 50, 900) // later counts of the same store
 	m.SetStateWrites(10, 0, 0)     // the store opened again
+	m.SetStateCache(90, 10)
+	m.SetStateCache(300, 20)
 	m.SetPartitions(3)
 	m.SetInputHeld(3 << 20)
 	m.SetReady(true)
@@ -98,6 +100,10 @@ virality_partitions_owned 3
 # HELP virality_ready 1 when the service is ready (assignments loaded, broker reachable), else 0.
 # TYPE virality_ready gauge
 virality_ready 1
+# HELP virality_state_block_cache_lookups_total Blocks the state store looked up in its block cache, by result (hit; miss: read from the file system).
+# TYPE virality_state_block_cache_lookups_total counter
+virality_state_block_cache_lookups_total{result="hit"} 300
+virality_state_block_cache_lookups_total{result="miss"} 20
 # HELP virality_state_bytes Size of the local state, by kind (disk, memtable).
 # TYPE virality_state_bytes gauge
 virality_state_bytes{kind="disk"} 1.048576e+06
@@ -113,7 +119,7 @@ virality_watermark_seconds{partition="1"} 1.79000000025e+09
 `
 	names := []string{
 		"virality_event_time_lag_seconds", "virality_events_applied_total", "virality_events_ignored_total", "virality_events_in_total",
-		"virality_input_held_bytes", "virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_bytes",
+		"virality_input_held_bytes", "virality_lag_records", "virality_partitions_owned", "virality_ready", "virality_state_block_cache_lookups_total", "virality_state_bytes",
 		"virality_state_written_bytes_total", "virality_watermark_seconds",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

@@ -1085,6 +1085,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				st := s.db.Stats()
 				s.m.SetStateBytes(st.DiskBytes, st.MemTableBytes)
 				s.m.SetStateWrites(st.WALBytes, st.FlushedBytes, st.CompactedBytes)
+				s.m.SetStateCache(st.CacheHits, st.CacheMisses)
 			}
 		}
 	}

@@ -338,12 +338,16 @@ type Stats struct {
 	FlushedBytes uint64
 	// CompactedBytes are the tables compactions wrote.
 	CompactedBytes uint64
+	// CacheHits and CacheMisses count the blocks reads found in the
+	// block cache and those they read from the file system.
+	CacheHits, CacheMisses uint64
 }
 
 // Stats reports the state's size and what Pebble wrote.
 func (d *DB) Stats() Stats {
 	m := d.db.Metrics()
-	s := Stats{DiskBytes: m.DiskSpaceUsage(), MemTableBytes: m.MemTable.Size, WALBytes: m.WAL.BytesIn}
+	s := Stats{DiskBytes: m.DiskSpaceUsage(), MemTableBytes: m.MemTable.Size, WALBytes: m.WAL.BytesIn,
+		CacheHits: uint64(m.BlockCache.Hits), CacheMisses: uint64(m.BlockCache.Misses)}
 	for _, l := range m.Levels {
 		s.FlushedBytes += l.TableBytesFlushed + l.BlobBytesFlushed
 		s.CompactedBytes += l.TableBytesCompacted + l.BlobBytesCompacted
