@@ -24,12 +24,12 @@ import (
 //
 // The default, 1 GiB, holds the live service at 5,000 likes/s from 1M
 // accounts for 30 minutes and a catch-up of 2M likes in 8 partitions at
-// 880-940 MiB of RSS. 512 MiB holds the catch-up to 460-495 MiB at about
-// half the speed, and the live service for 22 minutes on 2 cores shared
-// with the broker; then it fell behind, and went above the budget while
-// behind: its account table holds a fifth of the accounts active in the
-// hour, and reads of accounts, the collector and compactions take most
-// of its CPU (bench/RESULTS.md).
+// 870-940 MiB of RSS. 512 MiB holds the catch-up to 460-495 MiB at 0.6 of
+// the speed, and the live service for 21 minutes on 2 cores shared with
+// the broker; then it fell behind and caught up in turns, and went above
+// the budget: the popular videos' like times grow with the day, the video
+// cache lets them go at every commit once they pass twice its share, and
+// the collector runs all the time (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
