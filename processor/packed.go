@@ -109,29 +109,19 @@ func (p *packedVideos) remove(i int) {
 // time, and an arena copied anew at each compaction allocated as many
 // bytes as the videos packed (bench/RESULTS.md).
 func (p *packedVideos) makeRoom(n int) {
-	need := int(p.live) + n
-	if need > cap(p.data)*3/4 && cap(p.data) < int(p.max) {
-		// Grow, compacting on the way.
-		data := make([]byte, 0, min(max(2*cap(p.data), need*2, 64<<10), int(p.max)+n))
-		for _, i := range p.byOffset() {
-			r := p.t.Val(int(i))
-			b := p.data[r.off : r.off+r.n]
-			r.off = uint32(len(data))
-			data = append(data, b...)
-		}
-		p.data, p.dead = data, 0
-		return
+	dst := p.data[:0] // compact in place
+	if need := int(p.live) + n; need > cap(p.data)*3/4 && cap(p.data) < int(p.max) {
+		dst = make([]byte, 0, min(max(2*cap(p.data), need*2, 64<<10), int(p.max)+n)) // grow
 	}
-	// Compact in place: entries in the order of their offsets move
-	// towards the start.
-	w := 0
+	// Entries in the order of their offsets move towards the start (in
+	// place, append's copy may overlap its source, which it allows).
 	for _, i := range p.byOffset() {
 		r := p.t.Val(int(i))
-		copy(p.data[w:], p.data[r.off:r.off+r.n])
-		r.off = uint32(w)
-		w += int(r.n)
+		b := p.data[r.off : r.off+r.n]
+		r.off = uint32(len(dst))
+		dst = append(dst, b...)
 	}
-	p.data, p.dead = p.data[:w], 0
+	p.data, p.dead = dst, 0
 }
 
 // byOffset returns the entries' indexes in the order of their offsets.
