@@ -86,6 +86,12 @@ func (x *window) damping() scoring.Damping {
 // when it has too few).
 const _ = uint(1<<len(window{}.damped) - 1 - int(scoring.DampedAccountRate|scoring.DampedLockstep))
 
+// sealMarginMS is how far before the lateness a video's like times stay
+// out of its sealed ones: a like later than the lateness (from a source
+// whose clock trails another's) unseals them, which costs a decoding of
+// every sealed like time after it.
+var sealMarginMS int64 = 60_000
+
 // VideoBytes is the memory a cached video takes on average, for the
 // bound of the video cache in bytes: its record, windows and map entry,
 // and about 25 like times of the last day (16 bytes each).
@@ -93,7 +99,7 @@ const VideoBytes = 800
 
 // bytes estimates the memory v holds.
 func (v *video) bytes() int64 {
-	b := int64(400+len(v.ID)+16*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes()
+	b := int64(400+len(v.ID)+16*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes() + v.SealedBytes()
 	for _, d := range v.Decay {
 		b += 16 * int64(cap(d))
 	}
@@ -150,6 +156,10 @@ type Engine struct {
 	meta  store.Meta
 
 	lateness, reorder, tick, horizon, interval, bucket int64
+	// sealAfter: a video's like times this far behind its clock, which
+	// likes within the lateness do not reach, are held sealed
+	// (store.Video.Seal) once written.
+	sealAfter int64
 
 	inbox    []*routed // routed here since the last step
 	sources  []int32   // every source that feeds the partition
@@ -209,6 +219,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		stats:    Stats{DeadByReason: map[string]int64{}},
 	}
 	e.bucket = max(accountBucketMS, e.lateness)
+	e.sealAfter = e.lateness + e.reorder + sealMarginMS
 	e.rank = newRanking(e.tick, e.horizon)
 	meta, ok, err := part.Meta()
 	if err != nil {
@@ -568,7 +579,12 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 	}
 	old := v.Clock
 	v.Clock = ts
+	sealedEnd := v.SealedEnd()
 	for i, w := range scoring.WindowMS {
+		if old-w < sealedEnd {
+			win := &v.win[i]
+			v.EachSealed(i, old-w, ts-w, func(en store.Entry) { win.add(int64(en.Weight), en.Damp, -1) })
+		}
 		lo := searchEntries(v.Entries, old-w)
 		hi := searchEntries(v.Entries, ts-w)
 		for _, en := range v.Entries[lo:hi] {
@@ -578,6 +594,7 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 	if cut := searchEntries(v.Entries, ts-scoring.WindowMS[scoring.W24h]); cut > 0 {
 		v.Entries = v.Entries[cut:]
 	}
+	v.DropSealed(ts - scoring.WindowMS[scoring.W24h])
 	for h, hl := range scoring.HalfLifeMS {
 		v.Decay[h] = scoring.DecayPrune(v.Decay[h], ts, hl)
 	}
@@ -607,22 +624,34 @@ func (e *Engine) standing(v *video, like *store.Like, sign int64) {
 		addRegion(&v.Video, l.Region, sign)
 	}
 	if l.TS > v.Clock-scoring.WindowMS[scoring.W24h] {
-		i := searchEntries(v.Entries, l.TS-1)
-		// Entries with this time sit at [i, j); keep them sorted by weight,
-		// then damping.
 		en := store.Entry{TS: l.TS, Weight: int32(l.Weight), Damp: l.Damp}
-		for i < len(v.Entries) && compareEntries(v.Entries[i], en) < 0 {
-			i++
-		}
 		found := true
-		if sign > 0 {
-			v.Entries = append(v.Entries, store.Entry{})
-			copy(v.Entries[i+1:], v.Entries[i:])
-			v.Entries[i] = en
-		} else if i < len(v.Entries) && v.Entries[i] == en {
-			v.Entries = append(v.Entries[:i], v.Entries[i+1:]...)
+		if l.TS < v.SealedEnd() && sign < 0 {
+			// An unlike of a like time sealed: out of its bucket, which
+			// the next write rewrites.
+			found = v.SealedRemove(en)
 		} else {
-			found = false
+			if l.TS < v.SealedEnd() {
+				v.Unseal(l.TS) // a like later than the lateness allows for
+			}
+			i := searchEntries(v.Entries, l.TS-1)
+			// Entries with this time sit at [i, j); keep them sorted by
+			// weight, then damping.
+			for i < len(v.Entries) && compareEntries(v.Entries[i], en) < 0 {
+				i++
+			}
+			if sign > 0 {
+				v.Entries = append(v.Entries, store.Entry{})
+				copy(v.Entries[i+1:], v.Entries[i:])
+				v.Entries[i] = en
+			} else if i < len(v.Entries) && v.Entries[i] == en {
+				v.Entries = append(v.Entries[:i], v.Entries[i+1:]...)
+			} else {
+				found = false
+			}
+			if found {
+				v.TimesChanged(l.TS)
+			}
 		}
 		if found {
 			for k, w := range scoring.WindowMS {
@@ -630,7 +659,6 @@ func (e *Engine) standing(v *video, like *store.Like, sign int64) {
 					v.win[k].add(l.Weight, l.Damp, sign)
 				}
 			}
-			v.TimesChanged(l.TS)
 		}
 	}
 	for h, hl := range scoring.HalfLifeMS {
@@ -814,6 +842,7 @@ func (e *Engine) video(id string) (*video, error) {
 	if err != nil {
 		return nil, fmt.Errorf("video %q: %w", id, err)
 	}
+	v.Seal(v.Clock - e.sealAfter)
 	e.videos[id] = v
 	e.counted(v)
 	return v, nil
@@ -830,12 +859,16 @@ func loadedVideo(sv *store.Video) (*video, error) {
 	if cut := searchEntries(v.Entries, v.Clock-scoring.WindowMS[scoring.W24h]); cut > 0 {
 		v.Entries = v.Entries[cut:]
 	}
-	for _, en := range v.Entries {
+	add := func(en store.Entry) {
 		for i, w := range scoring.WindowMS {
 			if en.TS > v.Clock-w {
 				v.win[i].add(int64(en.Weight), en.Damp, +1)
 			}
 		}
+	}
+	v.EachSealedAll(add)
+	for _, en := range v.Entries {
+		add(en)
 	}
 	return v, nil
 }
@@ -878,6 +911,7 @@ func (e *Engine) write(w *store.Writer) error {
 		if err := w.SetVideo(&v.Video); err != nil {
 			return err
 		}
+		v.Seal(v.Clock - e.sealAfter)
 		if v.pending {
 			if err := w.SetPending(v.ID, v.Pending); err != nil {
 				return err

@@ -207,6 +207,9 @@ func (e *Engine) lockstep(v *video, ts int64, keys *lockKeys, first bool) bool {
 // each like of that span as counted() gives it.
 func (e *Engine) campaign(v *video, ts int64) {
 	v.LockFrom, v.LockTo = min(v.FirstLike, ts), v.FirstLike+lockSpanMS
+	if v.LockFrom < v.SealedEnd() {
+		v.Unseal(v.LockFrom)
+	}
 	lo := searchEntries(v.Entries, v.LockFrom-1)
 	hi := searchEntries(v.Entries, v.LockTo)
 	for i := lo; i < hi; i++ {

@@ -284,3 +284,46 @@ func (e *Engine) videoCacheBytes() int64 {
 	}
 	return total
 }
+
+// TestSealedLikeTimes runs a generated workload (late likes, unlikes of
+// old likes, campaigns) with every whole bucket of like times sealed as
+// soon as it is written, through a crash and small caches that let videos
+// go packed and read them back, and checks that the outputs are those of
+// a run that seals only what the lateness no longer reaches.
+func TestSealedLikeTimes(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.002 })
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 2_000
+	want := runRecords(t, cfg, recs)
+
+	defer func(m int64) { sealMarginMS = m }(sealMarginMS)
+	sealMarginMS = -cfg.Lateness.Milliseconds() - cfg.Reorder.Milliseconds()
+	for _, small := range []bool{false, true} {
+		t.Run(fmt.Sprintf("small=%v", small), func(t *testing.T) {
+			cfg := cfg
+			if small {
+				cfg.CacheVideos, cfg.PackedVideoBytes = 40, 200_000
+			}
+			db := openMemStore(t)
+			out := newTestOutputs()
+			src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
+			if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
+				t.Fatalf("run until crash: %v", err)
+			}
+			g := openGroup(t, cfg, db, out)
+			sealed := 0
+			check := &sliceSource{recs: recs}
+			if err := Run(context.Background(), g, check, RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			sameOutputs(t, "sealed after the lateness", "sealed at once", want, out)
+			e, _ := g.Engine(0)
+			for _, v := range e.videos {
+				sealed += v.SealedLen()
+			}
+			if !small && sealed == 0 {
+				t.Error("no like time is held sealed")
+			}
+		})
+	}
+}

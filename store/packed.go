@@ -19,6 +19,7 @@ func (v *Video) AppendPacked(b []byte) []byte {
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	if v.bucketed {
 		b = appendEntryList(b, v.Entries)
+		b = v.appendSealed(b)
 	}
 	b = binary.AppendVarint(b, v.dirtyFrom)
 	b = binary.AppendVarint(b, v.bucketsLo)
@@ -50,6 +51,7 @@ func UnpackVideo(id string, b []byte) (*Video, error) {
 		if v.Entries, err = r.entryList(v.Entries); err != nil {
 			return nil, err
 		}
+		r.sealed(v)
 	}
 	v.dirtyFrom = r.varint()
 	v.bucketsLo = r.varint()
@@ -66,4 +68,58 @@ func UnpackVideo(id string, b []byte) (*Video, error) {
 		}
 	}
 	return v, r.done()
+}
+
+// appendSealed appends v's sealed buckets, as they are.
+func (v *Video) appendSealed(b []byte) []byte {
+	if v.sealed == nil {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v.sealed.buckets)))
+	for _, sb := range v.sealed.buckets {
+		b = binary.AppendVarint(b, sb.bucket)
+		b = binary.AppendUvarint(b, uint64(sb.n))
+		b = binary.AppendUvarint(b, uint64(len(sb.data)))
+		b = append(b, sb.data...)
+	}
+	return b
+}
+
+// sealed reads the sealed buckets appendSealed wrote into v, their data
+// in one allocation of their own.
+func (r *reader) sealed(v *Video) {
+	n := r.uvarint()
+	if n == 0 || r.err != nil {
+		return
+	}
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return
+	}
+	s := &sealedTimes{buckets: make([]sealedBucket, n)}
+	rest := r.b
+	for i := range s.buckets {
+		s.buckets[i] = sealedBucket{bucket: r.varint(), n: int32(r.uvarint())}
+		size := r.uvarint()
+		if r.err != nil || size > uint64(len(r.b)) {
+			r.fail()
+			return
+		}
+		s.bytes += int64(size)
+		s.n += int(s.buckets[i].n)
+		r.b = r.b[size:]
+	}
+	// Again, now that the data's size is known: one copy of it.
+	data := make([]byte, 0, s.bytes)
+	r.b = rest
+	for i := range s.buckets {
+		r.varint()
+		r.uvarint()
+		size := int(r.uvarint())
+		start := len(data)
+		data = append(data, r.b[:size]...)
+		s.buckets[i].data = data[start:len(data):len(data)]
+		r.b = r.b[size:]
+	}
+	v.sealed = s
 }

@@ -19,6 +19,7 @@ const (
 	bucketMS      = 5 * 60_000
 	inlineEntries = 16
 	minTime       = math.MinInt64
+	maxTime       = math.MaxInt64
 	noneDirty     = math.MaxInt64
 )
 
@@ -316,7 +317,7 @@ type Video struct {
 	Unique    int64 // users with at least one like
 	Regions   []RegionCount
 	// Entries are the standing likes with like time in (Clock-24h, Clock],
-	// sorted by time then weight.
+	// sorted by time then weight, after those held sealed (times.go).
 	Entries []Entry
 	Decay   [scoring.NumHalfLives][]scoring.DecaySum
 	// Lockstep is the video's lockstep tracker, encoded by the processor
@@ -343,6 +344,9 @@ type Video struct {
 	// many are the stored buckets of more than one part, with their
 	// number of parts, by bucket.
 	many []bucketParts
+	// sealed are the like times before Entries, held as the store holds
+	// them (times.go); nil: none.
+	sealed *sealedTimes
 }
 
 // bucketParts is a bucket of like times stored in more than one part.

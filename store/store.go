@@ -665,14 +665,15 @@ func (p *Partition) ScanHeld(fn func(value []byte) error) error {
 
 // Writer collects the changes of one commit in one batch.
 type Writer struct {
-	p      *Partition
-	b      *pebble.Batch
-	fork   bool // the batch is its own, to Join into another's
-	logged bool // for a changelog: see Fork
-	buf    []byte
-	key    []byte
-	bucket []byte
-	times  []byte // the prefix of a video's like-time keys
+	p       *Partition
+	b       *pebble.Batch
+	fork    bool // the batch is its own, to Join into another's
+	logged  bool // for a changelog: see Fork
+	buf     []byte
+	key     []byte
+	bucket  []byte
+	times   []byte  // the prefix of a video's like-time keys
+	entries []Entry // scratch for a sealed bucket's like times
 }
 
 // Change is one change of state as a changelog carries it: a key and its
@@ -1025,7 +1026,12 @@ func (w *Writer) DeleteCandidate(video string) error {
 // nothing is read to find them.
 func (w *Writer) SetVideo(v *Video) error {
 	wasBucketed := v.bucketed
-	v.bucketed = len(v.Entries) > inlineEntries
+	v.bucketed = len(v.Entries)+v.SealedLen() > inlineEntries
+	if v.sealed != nil && (!v.bucketed || v.dirtyFrom < v.SealedEnd()) {
+		// Not expected (Seal and the engine keep the changes after the
+		// sealed like times); should it happen, Entries' write covers all.
+		v.Unseal(minTime)
+	}
 	w.buf = v.marshal(w.buf[:0])
 	if err := w.set(w.keyOf(kindVideo, v.ID), w.buf, nil); err != nil {
 		return err
@@ -1042,6 +1048,9 @@ func (w *Writer) SetVideo(v *Video) error {
 		w.bucket = k
 		return k
 	}
+	if err := w.setSealed(v, partKey); err != nil {
+		return err
+	}
 	es := v.Entries
 	bucketOf := func(i int) int64 { return floorDiv(es[i].TS, bucketMS) }
 	// firstOf is the index of the first like time at or after ts.
@@ -1050,7 +1059,9 @@ func (w *Writer) SetVideo(v *Video) error {
 		return i
 	}
 	firstBucket := int64(math.MaxInt64) // buckets before the first standing like are gone
-	if v.bucketed && len(es) > 0 {
+	if v.sealed != nil {
+		firstBucket = v.sealed.buckets[0].bucket
+	} else if v.bucketed && len(es) > 0 {
 		firstBucket = bucketOf(0)
 	}
 	// What to write: the buckets from fromBucket on (none when the entries
@@ -1143,7 +1154,7 @@ func (w *Writer) SetVideo(v *Video) error {
 	}
 	// What the store holds now: the buckets of the like times; the parts of
 	// those before fromBucket as they were, of the others as written.
-	if v.bucketed && len(es) > 0 {
+	if v.bucketed && (len(es) > 0 || v.sealed != nil) {
 		kept := v.many[:0]
 		for _, b := range v.many {
 			if b.bucket >= firstBucket && b.bucket < fromBucket {
@@ -1151,8 +1162,18 @@ func (w *Writer) SetVideo(v *Video) error {
 			}
 		}
 		v.many = append(kept, many...)
-		v.bucketsLo, v.bucketsHi = firstBucket, bucketOf(len(es)-1)
+		v.bucketsLo = firstBucket
+		if len(es) > 0 {
+			v.bucketsHi = bucketOf(len(es) - 1)
+		} else {
+			v.bucketsHi = v.sealed.buckets[len(v.sealed.buckets)-1].bucket
+		}
 		v.stored = [storedWords]uint64{}
+		if v.sealed != nil {
+			for _, b := range v.sealed.buckets {
+				v.markBucket(b.bucket)
+			}
+		}
 		for k := 0; k < len(es); k = firstOf((bucketOf(k) + 1) * bucketMS) {
 			v.markBucket(bucketOf(k))
 		}
@@ -1161,6 +1182,63 @@ func (w *Writer) SetVideo(v *Video) error {
 	}
 	v.dirtyFrom = noneDirty
 	return nil
+}
+
+// setSealed rewrites the sealed buckets of v that changed since written,
+// whole, deletes the parts they no longer have, and lets go of those left
+// empty.
+func (w *Writer) setSealed(v *Video, partKey func(h int64, j int) []byte) error {
+	s := v.sealed
+	if s == nil || !s.dirty {
+		return nil
+	}
+	empty := false
+	for i := range s.buckets {
+		b := &s.buckets[i]
+		if !b.dirty {
+			continue
+		}
+		w.entries = b.decode(w.entries[:0])
+		parts := 0
+		for k := 0; k < len(w.entries); k += partEntries {
+			w.buf = encodeEntries(w.buf[:0], w.entries[k:min(k+partEntries, len(w.entries))], b.bucket*bucketMS)
+			if err := w.set(partKey(b.bucket, parts), w.buf, nil); err != nil {
+				return err
+			}
+			parts++
+		}
+		for k, was := parts, v.partsOf(b.bucket); k < was; k++ {
+			if err := w.delete(partKey(b.bucket, k), nil); err != nil {
+				return err
+			}
+		}
+		v.setParts(b.bucket, parts)
+		b.dirty = false
+		empty = empty || b.n == 0
+	}
+	s.dirty = false
+	if empty {
+		s.buckets = slices.DeleteFunc(s.buckets, func(b sealedBucket) bool { return b.n == 0 })
+		s.gen++
+		if len(s.buckets) == 0 {
+			v.sealed = nil
+		}
+	}
+	return nil
+}
+
+// setParts records that bucket h has the given number of parts in the
+// store (0: none; its stored bit is set by the caller).
+func (v *Video) setParts(h int64, parts int) {
+	i, ok := slices.BinarySearchFunc(v.many, h, func(b bucketParts, h int64) int { return cmp.Compare(b.bucket, h) })
+	switch {
+	case parts > 1 && ok:
+		v.many[i].parts = int32(parts)
+	case parts > 1:
+		v.many = slices.Insert(v.many, i, bucketParts{h, int32(parts)})
+	case ok:
+		v.many = slices.Delete(v.many, i, i+1)
+	}
 }
 
 // deleteBuckets deletes the like-time keys of buckets [lo, hi) under the

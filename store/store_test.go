@@ -163,6 +163,7 @@ func TestVideoBucketKeys(t *testing.T) {
 		p := db.Partition(1)
 		rng := rand.New(rand.NewPCG(7, uint64(len(fmt.Sprint(logged)))))
 		v := NewVideo("v9")
+		sealed := 0 // writes after which some like times were sealed
 		const hour, day = 3_600_000, 24 * 3_600_000
 		clock := int64(100 * day)
 		for step := range 3000 {
@@ -180,19 +181,30 @@ func TestVideoBucketKeys(t *testing.T) {
 					case 1, 2, 3, 4:
 						ts = clock - rng.Int64N(bucketMS/4)
 					}
+					if ts < v.SealedEnd() {
+						v.Unseal(ts)
+					}
 					i := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > ts })
 					v.Entries = slices.Insert(v.Entries, i, Entry{TS: ts, Weight: 1024})
 					v.TimesChanged(ts)
 				}
-			case r < 85 && len(v.Entries) > 0: // unlikes
+			case r < 85 && len(v.Entries)+v.SealedLen() > 0: // unlikes
 				for range 1 + rng.IntN(partEntries)*rng.IntN(2) {
-					if len(v.Entries) == 0 {
+					all := v.AllEntries(nil)
+					if len(all) == 0 {
 						break
 					}
-					i := rng.IntN(len(v.Entries))
+					i := rng.IntN(len(all))
 					if rng.IntN(2) == 0 {
-						i = len(v.Entries) - 1 // the newest: parts at a bucket's end go
+						i = len(all) - 1 // the newest: parts at a bucket's end go
 					}
+					if en := all[i]; en.TS < v.SealedEnd() {
+						if !v.SealedRemove(en) {
+							t.Fatalf("step %d: a sealed like time is not found to remove", step)
+						}
+						continue
+					}
+					i -= v.SealedLen()
 					v.TimesChanged(v.Entries[i].TS)
 					v.Entries = slices.Delete(v.Entries, i, i+1)
 				}
@@ -203,6 +215,7 @@ func TestVideoBucketKeys(t *testing.T) {
 				}
 				cut := sort.Search(len(v.Entries), func(i int) bool { return v.Entries[i].TS > clock-day })
 				v.Entries = v.Entries[cut:]
+				v.DropSealed(clock - day)
 			case r < 99 && v.bucketsLo <= v.bucketsHi:
 				// Widen the known range past maxPointDeletes, as no write
 				// does, to cover the range deletions that bound the work.
@@ -215,7 +228,7 @@ func TestVideoBucketKeys(t *testing.T) {
 					t.Fatalf("step %d: unpack: %v", step, err)
 				}
 				// Equal but for empty slices that are nil, or not.
-				if !bytes.Equal(got.AppendPacked(nil), v.AppendPacked(nil)) || !slices.Equal(got.Entries, v.Entries) ||
+				if !bytes.Equal(got.AppendPacked(nil), v.AppendPacked(nil)) || !slices.Equal(got.AllEntries(nil), v.AllEntries(nil)) ||
 					got.dirtyFrom != v.dirtyFrom || got.bucketsLo != v.bucketsLo || got.bucketsHi != v.bucketsHi ||
 					got.stored != v.stored || !slices.Equal(got.many, v.many) || got.bucketed != v.bucketed {
 					t.Fatalf("step %d: the video unpacked differs from the one packed", step)
@@ -256,9 +269,15 @@ func TestVideoBucketKeys(t *testing.T) {
 			if err := w.Commit(); err != nil {
 				t.Fatal(err)
 			}
+			if rng.IntN(3) == 0 {
+				// Seal what no late like reaches, as an engine does after a
+				// write (sealed like times that the clock passed stay until
+				// their bucket goes).
+				v.Seal(clock - rng.Int64N(3*hour))
+			}
 			want := map[int64]bool{}
-			if len(v.Entries) > inlineEntries {
-				for _, e := range v.Entries {
+			if all := v.AllEntries(nil); len(all) > inlineEntries {
+				for _, e := range all {
 					want[floorDiv(e.TS, bucketMS)] = true
 				}
 			}
@@ -298,10 +317,77 @@ func TestVideoBucketKeys(t *testing.T) {
 			// The first hour may still hold like times the clock dropped
 			// (an hour is rewritten only when it changes); readers drop them.
 			cut := sort.Search(len(back.Entries), func(i int) bool { return back.Entries[i].TS > clock-day })
-			if !slices.Equal(back.Entries[cut:], v.Entries) {
-				t.Fatalf("logged %v, step %d: %d entries read back, %d written", logged, step, len(back.Entries), len(v.Entries))
+			all := v.AllEntries(nil)
+			all = all[sort.Search(len(all), func(i int) bool { return all[i].TS > clock-day }):]
+			if !slices.Equal(back.Entries[cut:], all) {
+				t.Fatalf("logged %v, step %d: %d entries read back, %d written", logged, step, len(back.Entries), len(all))
+			}
+			if v.sealed != nil {
+				sealed++
 			}
 		}
+		if sealed < 300 {
+			t.Fatalf("logged %v: only %d of the writes had like times sealed", logged, sealed)
+		}
+	}
+}
+
+// TestSealedEdges moves the trailing edges of windows through a video's
+// like times, partly sealed, with unlikes and more sealing between the
+// steps, and checks that the sealed like times each edge passes are
+// exactly those a search of all the like times finds.
+func TestSealedEdges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	db := openMem(t)
+	p := db.Partition(0)
+	v := NewVideo("v")
+	const hour = 3_600_000
+	for i := range 40_000 {
+		ts := int64(i)*(hour/2000) + rng.Int64N(hour/2000) // 20 hours, unevenly
+		v.Entries = append(v.Entries, Entry{TS: ts, Weight: int32(1 + rng.IntN(1024)), Damp: scoring.Damping(rng.IntN(4))})
+	}
+	slices.SortFunc(v.Entries, func(a, b Entry) int { return cmpInt(a.TS, b.TS) })
+	v.Clock = v.Entries[len(v.Entries)-1].TS
+	commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
+	widths := []int64{60_000, 3 * 60_000, 41 * 60_000, 3 * hour}
+	edges := make([]int64, len(widths))
+	for k := range edges {
+		edges[k] = -widths[k]
+	}
+	for step := 0; edges[0] < v.Clock; step++ {
+		switch rng.IntN(10) {
+		case 0:
+			v.Seal(edges[0] + rng.Int64N(2*hour))
+		case 1:
+			if all := v.AllEntries(nil); len(all) > 0 {
+				en := all[rng.IntN(len(all))]
+				if en.TS < v.SealedEnd() && en.TS > edges[3] && !v.SealedRemove(en) {
+					t.Fatalf("step %d: %+v not removed", step, en)
+				}
+			}
+		case 2:
+			commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
+		}
+		all := v.AllEntries(nil)
+		for k, w := range widths {
+			lo := edges[k]
+			hi := lo + rng.Int64N(w/3)
+			edges[k] = hi
+			var got []Entry
+			v.EachSealed(k, lo, hi, func(en Entry) { got = append(got, en) })
+			var want []Entry
+			for _, en := range all {
+				if en.TS > lo && en.TS <= hi && en.TS < v.SealedEnd() {
+					want = append(want, en)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("step %d, edge %d (%d, %d]: %d sealed like times passed, want %d", step, k, lo, hi, len(got), len(want))
+			}
+		}
+	}
+	if v.SealedLen() == 0 {
+		t.Fatal("nothing sealed")
 	}
 }
 
