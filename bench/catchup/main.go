@@ -21,7 +21,7 @@
 // when it had taken every like from the input beside it), their ratio, the
 // service's peak RSS (VmHWM), and a judgement against the targets: a ratio
 // of at least 0.7, and a peak RSS of at most the 512 MiB and
-// within the service's memory budget (1 GiB unless -run-args sets
+// within the service's memory budget (512 MiB unless -run-args sets
 // --memory-budget). When -limit passes before the service has applied
 // every like, the figures are those of the likes it applied by then, and
 // the ratio target counts as missed. It exits 1 when a target is missed, 2 when the
@@ -50,7 +50,7 @@ import (
 )
 
 const (
-	defaultBudget = 1 << 30   // virality run's default --memory-budget
+	defaultBudget = 512 << 20 // virality run's default --memory-budget
 	targetRSS     = 512 << 20 // the peak RSS, the budget it asks for by default
 	targetRatio   = 0.7
 	sampleEvery   = 200 * time.Millisecond

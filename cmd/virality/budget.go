@@ -34,12 +34,14 @@ type memoryBudget struct{ bytes int64 }
 const (
 	defaultMemoryBudget = 512 << 20
 	minMemoryBudget     = 128 << 20
-	// runtimeBytes is what the process holds outside the Go heap's limit
-	// and Pebble's cache: its code, goroutine stacks, the runtime's own
-	// structures, and the heap's overshoot of its soft limit. With 40 MiB
-	// the live service under 512 MiB ran at 505-521 MiB of RSS from minute
-	// 22 of a soak.
-	runtimeBytes = 56 << 20
+	// runtimeBytes is what the process holds outside the Go heap and
+	// Pebble: its code, goroutine stacks, the runtime's own structures.
+	// The live service under 512 MiB ran at 505-521 MiB of RSS from minute
+	// 22 of a 30-minute soak; with 56 MiB here (a heap limit 16 MiB lower)
+	// at 468-523 MiB, with 37% more CPU: the heap's live data sits at its
+	// soft limit either way, and a lower limit only makes the collector
+	// work harder (bench/RESULTS.md).
+	runtimeBytes = 40 << 20
 )
 
 // Bytes each cached item takes on the Go heap, with its share of map and
