@@ -8,8 +8,8 @@ func TestBudgetOf(t *testing.T) {
 		want       int64
 		fails      bool
 	}{
-		{name: "default", args: "", want: 1 << 30},
-		{name: "other flags", args: "--workers 2", want: 1 << 30},
+		{name: "default", args: "", want: 512 << 20},
+		{name: "other flags", args: "--workers 2", want: 512 << 20},
 		{name: "off", args: "--memory-budget 0", want: 0},
 		{name: "with equals", args: "-memory-budget=1GiB", want: 1 << 30},
 		{name: "MiB", args: "--workers 2 --memory-budget 256MiB", want: 256 << 20},
