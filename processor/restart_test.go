@@ -125,16 +125,7 @@ func TestSmallCaches(t *testing.T) {
 			cfg := cfg
 			cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
 			cfg.PackedVideoBytes = packed
-			db := openMemStore(t)
-			out := newTestOutputs()
-			src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
-			if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
-				t.Fatalf("run until crash: %v", err)
-			}
-			g := openGroup(t, cfg, db, out)
-			if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			out, g := runCrashedHalfway(t, cfg, recs)
 			sameOutputs(t, "with large caches", "with small ones", want, out)
 			e, _ := g.Engine(0)
 			// Twice: videos taken since the last pass get a second chance.
@@ -285,6 +276,24 @@ func (e *Engine) videoCacheBytes() int64 {
 	return total
 }
 
+// runCrashedHalfway runs recs on a fresh store until a crash halfway,
+// then opens the group again and runs them to the end. It returns the
+// outputs of both runs and the group of the second.
+func runCrashedHalfway(t *testing.T, cfg Config, recs []Record) (testOutputs, *Coordinator) {
+	t.Helper()
+	db := openMemStore(t)
+	out := newTestOutputs()
+	src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
+	if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
+		t.Fatalf("run until crash: %v", err)
+	}
+	g := openGroup(t, cfg, db, out)
+	if err := Run(context.Background(), g, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return out, g
+}
+
 // TestSealedLikeTimes runs a generated workload (late likes, unlikes of
 // old likes, campaigns) with every whole bucket of like times sealed as
 // soon as it is written, through a crash and small caches that let videos
@@ -304,20 +313,10 @@ func TestSealedLikeTimes(t *testing.T) {
 			if small {
 				cfg.CacheVideos, cfg.PackedVideoBytes = 40, 200_000
 			}
-			db := openMemStore(t)
-			out := newTestOutputs()
-			src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: len(recs) / 2}
-			if err := Run(context.Background(), openGroup(t, cfg, db, out), src, RunOptions{}); err != errCrash {
-				t.Fatalf("run until crash: %v", err)
-			}
-			g := openGroup(t, cfg, db, out)
-			sealed := 0
-			check := &sliceSource{recs: recs}
-			if err := Run(context.Background(), g, check, RunOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			out, g := runCrashedHalfway(t, cfg, recs)
 			sameOutputs(t, "sealed after the lateness", "sealed at once", want, out)
 			e, _ := g.Engine(0)
+			sealed := 0
 			for _, v := range e.videos {
 				sealed += v.SealedLen()
 			}

@@ -97,7 +97,6 @@ func (r *reader) sealed(v *Video) {
 		return
 	}
 	s := &sealedTimes{buckets: make([]sealedBucket, n)}
-	rest := r.b
 	for i := range s.buckets {
 		s.buckets[i] = sealedBucket{bucket: r.varint(), n: int32(r.uvarint())}
 		size := r.uvarint()
@@ -105,21 +104,17 @@ func (r *reader) sealed(v *Video) {
 			r.fail()
 			return
 		}
+		s.buckets[i].data = r.b[:size:size] // copied below
 		s.bytes += int64(size)
 		s.n += int(s.buckets[i].n)
 		r.b = r.b[size:]
 	}
-	// Again, now that the data's size is known: one copy of it.
 	data := make([]byte, 0, s.bytes)
-	r.b = rest
 	for i := range s.buckets {
-		r.varint()
-		r.uvarint()
-		size := int(r.uvarint())
+		b := &s.buckets[i]
 		start := len(data)
-		data = append(data, r.b[:size]...)
-		s.buckets[i].data = data[start:len(data):len(data)]
-		r.b = r.b[size:]
+		data = append(data, b.data...)
+		b.data = data[start:len(data):len(data)]
 	}
 	v.sealed = s
 }

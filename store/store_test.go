@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -346,7 +347,7 @@ func TestSealedEdges(t *testing.T) {
 		ts := int64(i)*(hour/2000) + rng.Int64N(hour/2000) // 20 hours, unevenly
 		v.Entries = append(v.Entries, Entry{TS: ts, Weight: int32(1 + rng.IntN(1024)), Damp: scoring.Damping(rng.IntN(4))})
 	}
-	slices.SortFunc(v.Entries, func(a, b Entry) int { return cmpInt(a.TS, b.TS) })
+	slices.SortFunc(v.Entries, func(a, b Entry) int { return cmp.Compare(a.TS, b.TS) })
 	v.Clock = v.Entries[len(v.Entries)-1].TS
 	commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
 	widths := []int64{60_000, 3 * 60_000, 41 * 60_000, 3 * hour}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"slices"
 
@@ -156,8 +157,7 @@ func (v *Video) Unseal(ts int64) {
 	if s == nil {
 		return
 	}
-	h := floorDiv(ts, bucketMS)
-	k, _ := slices.BinarySearchFunc(s.buckets, h, func(b sealedBucket, h int64) int { return cmpInt(b.bucket, h) })
+	k, _ := s.find(floorDiv(ts, bucketMS))
 	if k == len(s.buckets) {
 		return
 	}
@@ -193,7 +193,7 @@ func (v *Video) SealedRemove(en Entry) bool {
 	if s == nil {
 		return false
 	}
-	k, ok := slices.BinarySearchFunc(s.buckets, floorDiv(en.TS, bucketMS), func(b sealedBucket, h int64) int { return cmpInt(b.bucket, h) })
+	k, ok := s.find(floorDiv(en.TS, bucketMS))
 	if !ok {
 		return false
 	}
@@ -224,16 +224,22 @@ func (v *Video) EachSealed(k int, lo, hi int64, fn func(Entry)) {
 	}
 	c := &s.cursors[k]
 	if !c.set || c.gen != s.gen || c.upTo != lo {
-		s.place(c, lo)
+		// At the start of lo's bucket (or the next), then past lo.
+		*c = sealedCursor{gen: s.gen, set: true, bucket: floorDiv(lo, bucketMS)}
+		s.advance(c, lo, nil)
 	}
-	j, ok := slices.BinarySearchFunc(s.buckets, c.bucket, func(b sealedBucket, h int64) int { return cmpInt(b.bucket, h) })
-	for ; j < len(s.buckets); j++ {
+	s.advance(c, hi, fn)
+}
+
+// advance moves c past the sealed like times up to hi, and calls fn (when
+// not nil) with each.
+func (s *sealedTimes) advance(c *sealedCursor, hi int64, fn func(Entry)) {
+	for j, _ := s.find(c.bucket); j < len(s.buckets); j++ {
 		b := &s.buckets[j]
-		if !ok || b.bucket != c.bucket {
+		if b.bucket != c.bucket {
 			// The cursor's bucket is done (or gone): the next one's start.
 			*c = sealedCursor{gen: s.gen, set: true, bucket: b.bucket}
 		}
-		ok = false
 		for c.i < b.n {
 			save := *c
 			en := b.next(c)
@@ -242,30 +248,19 @@ func (v *Video) EachSealed(k int, lo, hi int64, fn func(Entry)) {
 				c.upTo = hi
 				return
 			}
-			fn(en)
+			if fn != nil {
+				fn(en)
+			}
 		}
 	}
 	// Past every sealed bucket: the next one sealed, if any, starts anew.
 	*c = sealedCursor{gen: s.gen, set: true, upTo: hi, bucket: maxTime}
 }
 
-// place puts c at the first sealed like time after lo.
-func (s *sealedTimes) place(c *sealedCursor, lo int64) {
-	h := floorDiv(lo, bucketMS)
-	j, _ := slices.BinarySearchFunc(s.buckets, h, func(b sealedBucket, h int64) int { return cmpInt(b.bucket, h) })
-	*c = sealedCursor{gen: s.gen, set: true, upTo: lo, bucket: maxTime}
-	for ; j < len(s.buckets); j++ {
-		b := &s.buckets[j]
-		*c = sealedCursor{gen: s.gen, set: true, upTo: lo, bucket: b.bucket}
-		for c.i < b.n {
-			save := *c
-			if en := b.next(c); en.TS > lo {
-				*c = save
-				return
-			}
-		}
-	}
-	*c = sealedCursor{gen: s.gen, set: true, upTo: lo, bucket: maxTime}
+// find returns the index of bucket h among the sealed ones, or of the
+// first after it, and whether it is there.
+func (s *sealedTimes) find(h int64) (int, bool) {
+	return slices.BinarySearchFunc(s.buckets, h, func(b sealedBucket, h int64) int { return cmp.Compare(b.bucket, h) })
 }
 
 // EachSealedAll calls fn with every sealed like time, in order (those the
@@ -321,16 +316,6 @@ func (v *Video) AllEntries(dst []Entry) []Entry {
 
 // searchTime returns the index of the first entry with time after t.
 func searchTime(es []Entry, t int64) int {
-	i, _ := slices.BinarySearchFunc(es, t+1, func(e Entry, t int64) int { return cmpInt(e.TS, t) })
+	i, _ := slices.BinarySearchFunc(es, t+1, func(e Entry, t int64) int { return cmp.Compare(e.TS, t) })
 	return i
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
