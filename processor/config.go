@@ -59,6 +59,12 @@ type Config struct {
 	// that are kept packed in memory (a few bytes a like time), so that
 	// taking one back reads nothing from the store; 0: none are.
 	PackedVideoBytes int64
+	// CreatorBytes bounds the bytes of creator state the creator merger
+	// keeps in memory beside what it must (the creators changed since the
+	// last commit, and those that may be listed as rising); beyond it, the
+	// others are read back from the store when liked (creators.go). 0:
+	// none are kept.
+	CreatorBytes int64
 	// MaxAccounts bounds the accounts whose recent like counts are kept in
 	// memory; beyond it they are read back from the store when needed. An
 	// account that liked in more buckets than an entry holds (8 of its
@@ -106,6 +112,7 @@ func DefaultConfig() Config {
 		CacheVideos:       500_000,
 		CachePairs:        1_000_000,
 		PackedVideoBytes:  128 << 20,
+		CreatorBytes:      64 << 20,
 		MaxAccounts:       2_000_000,
 		PairFilterBits:    1 << 27,
 		AccountThreshold:  0,
@@ -160,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PackedVideoBytes < 0 {
 		errs = append(errs, fmt.Errorf("packed video bytes %d must not be negative", c.PackedVideoBytes))
+	}
+	if c.CreatorBytes < 0 {
+		errs = append(errs, fmt.Errorf("creator bytes %d must not be negative", c.CreatorBytes))
 	}
 	if c.AccountThreshold < 0 {
 		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1, or 0 to follow the traffic", c.AccountThreshold))

@@ -29,10 +29,14 @@ import (
 // lists, so the creators' state at T reflects exactly the likes before T,
 // whatever the partitioning and the number of instances.
 //
-// Memory: the merger keeps in memory the creators with a like in the last
-// 24 hours of event time (at most 60 minute counts, 24 hour counts and the
-// videos liked in the last hour each) and those changed since the last
-// commit; the others stay in the store and are read back when liked.
+// Memory: the merger keeps decoded the creators changed in the last
+// minute of tick time and those that may be listed as rising (at most 60
+// minute counts, 24 hour counts and the videos liked in the last hour
+// each); the others it holds encoded (cold), as the store holds them, at a
+// few hundred bytes each, up to Config.CreatorBytes beyond those changed
+// since the last commit. Those it lets go, and the creators without a like
+// in the last 24 hours of event time, stay in the store and are read back
+// when liked.
 
 const (
 	creatorsFormat   = 1 // version of creator reports, tallies and states
@@ -456,9 +460,44 @@ type creator struct {
 	lastEmit  int64 // tick of the last record
 	lastScore float64
 	changed   int64 // tick of the last change
+	cool      int64 // tick of its latest entry in the merger's cooling queue
 	pending   bool  // changed since the last record
 	dirty     bool
 	queued    bool // in the list of creators changed at this tick
+}
+
+// size estimates the bytes a decoded creator takes on the heap: the
+// struct, its map entries and slices, and its videos (a map slot and the
+// ID each).
+func (c *creator) size() int64 {
+	n := 256 + len(c.id) + 32*cap(c.regions) + 16*(cap(c.minutes)+cap(c.hours)) + 48*len(c.videos)
+	for v := range c.videos {
+		n += len(v)
+	}
+	return int64(n)
+}
+
+// coldCreator is a creator held encoded (creator.marshal): one not
+// changed in the last minute of tick time that cannot be listed as rising
+// before it changes again.
+type coldCreator struct {
+	data     []byte
+	changed  int64 // tick of its last change
+	lastHour int64 // latest hour with likes counted (MinInt64: none)
+	dirty    bool  // changed since the last commit: data is to be stored
+	pending  bool  // changed since its last record
+}
+
+// bytes estimates what a cold creator takes: its map slot, ID and data.
+func (e *coldCreator) bytes(id string) int64 { return int64(80 + len(id) + cap(e.data)) }
+
+// creatorCoolMS is how long, in tick time, a creator stays decoded after
+// its last change; a variable for the tests.
+var creatorCoolMS int64 = minuteMS
+
+type coolEntry struct {
+	c    *creator
+	tick int64
 }
 
 // creatorWindows are a creator's counts at a tick.
@@ -626,9 +665,22 @@ type creatorMerger struct {
 	// risingMinute is the minute of tick time of the last rising list.
 	risingMinute int64
 	unsaved      []creatorChunkKey
-	creators     map[string]*creator
+	creators     map[string]*creator // decoded
 	dirty        []*creator
 	active       map[string]*creator // liked in the last 5 minutes: may be rising
+	// cold holds the creators encoded; coldDirty lists those changed
+	// since the last commit (some may have been taken back since).
+	cold      map[string]coldCreator
+	coldDirty []string
+	coldBytes int64
+	// cooling queues the decoded creators by the tick of their last
+	// change (from coolHead), to be encoded creatorCoolMS later.
+	cooling  []coolEntry
+	coolHead int
+	maxBytes int64 // Config.CreatorBytes
+	// letGo counts the cold creators let go to the store for the bytes;
+	// read counts the creators read back from the store.
+	letGo, read int64
 	// known holds every creator the store may hold: one it has never seen
 	// is new, and not read.
 	known *filter
@@ -659,6 +711,8 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		pending:  map[int64]map[[2]int32]*creatorReport{},
 		creators: map[string]*creator{},
 		active:   map[string]*creator{},
+		cold:     map[string]coldCreator{},
+		maxBytes: cfg.CreatorBytes,
 		minLikes: int64(cfg.CreatorMinLikes),
 		known:    newFilter(knownCreatorBits),
 	}
@@ -681,11 +735,15 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		if err != nil {
 			return err
 		}
-		if len(c.hours) > 0 || len(c.minutes) > 0 || len(c.videos) > 0 || c.pending {
+		switch {
+		case len(c.minutes) > 0: // may be rising: decoded until it cools
 			cm.creators[id] = c
-			if len(c.minutes) > 0 {
-				cm.active[id] = c
-			}
+			cm.active[id] = c
+			cm.enqueue(c, cm.done)
+		case len(c.hours) > 0 || len(c.videos) > 0 || c.pending:
+			e := coldCreator{data: slices.Clone(v), changed: c.changed, lastHour: lastIdx(c.hours), pending: c.pending}
+			cm.cold[id] = e
+			cm.coldBytes += e.bytes(id)
 		}
 		return nil
 	})
@@ -738,9 +796,22 @@ func (cm *creatorMerger) emitBefore(f int64) error {
 	return nil
 }
 
-// get returns a creator's state from memory, the store or new.
+// get returns a creator's state decoded from memory, the store or new.
 func (cm *creatorMerger) get(id string) (*creator, error) {
 	if c := cm.creators[id]; c != nil {
+		return c, nil
+	}
+	if e, ok := cm.cold[id]; ok {
+		c, err := unmarshalCreator(id, e.data)
+		if err != nil {
+			return nil, err
+		}
+		delete(cm.cold, id)
+		cm.coldBytes -= e.bytes(id)
+		cm.creators[id] = c
+		if e.dirty {
+			cm.markDirty(c)
+		}
 		return c, nil
 	}
 	c := &creator{id: id, videos: map[string]int64{}}
@@ -751,6 +822,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 			return nil, err
 		}
 		if ok {
+			cm.read++
 			if c, err = unmarshalCreator(id, v); err != nil {
 				return nil, err
 			}
@@ -758,6 +830,65 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 	}
 	cm.creators[id] = c
 	return c, nil
+}
+
+func (cm *creatorMerger) enqueue(c *creator, t int64) {
+	c.cool = t
+	cm.cooling = append(cm.cooling, coolEntry{c, t})
+}
+
+// mayRise reports whether a creator may be listed as rising at a tick
+// after t without another change: rising needs CreatorMinLikes likes in
+// the last hour and a like in the last 5 minutes, and without a change
+// its likes in the last hour only fall (a minute's count is never
+// negative), and its last like only ages.
+func (cm *creatorMerger) mayRise(c *creator, t int64) bool {
+	m := tickMinute(t)
+	return c.likes >= cm.minLikes && c.lastMinute() > m-5 && sumBuckets(c.minutes, m-60, m) >= cm.minLikes
+}
+
+// coolDown encodes the creators not changed in the last creatorCoolMS of
+// tick time that cannot be listed as rising before they change again.
+func (cm *creatorMerger) coolDown(t int64) {
+	for n := len(cm.cooling); cm.coolHead < n; {
+		x := cm.cooling[cm.coolHead]
+		if x.tick > t-creatorCoolMS {
+			break
+		}
+		cm.cooling[cm.coolHead] = coolEntry{}
+		cm.coolHead++
+		c := x.c
+		if c.cool != x.tick || cm.creators[c.id] != c {
+			continue // changed since, or let go
+		}
+		if cm.mayRise(c, t) {
+			cm.enqueue(c, t)
+			continue
+		}
+		cm.buf = c.marshal(cm.buf[:0])
+		e := coldCreator{data: slices.Clone(cm.buf), changed: c.changed, lastHour: lastIdx(c.hours), dirty: c.dirty, pending: c.pending}
+		if c.dirty {
+			c.dirty = false // the cold entry is: save skips c
+			cm.coldDirty = append(cm.coldDirty, c.id)
+		}
+		delete(cm.creators, c.id)
+		delete(cm.active, c.id)
+		cm.cold[c.id] = e
+		cm.coldBytes += e.bytes(c.id)
+	}
+	if cm.coolHead > 1024 && cm.coolHead > len(cm.cooling)/2 {
+		n := copy(cm.cooling, cm.cooling[cm.coolHead:])
+		clear(cm.cooling[n:])
+		cm.cooling, cm.coolHead = cm.cooling[:n], 0
+	}
+}
+
+// lastIdx is the index of the last bucket (MinInt64: none).
+func lastIdx(bs []bucket) int64 {
+	if len(bs) == 0 {
+		return math.MinInt64
+	}
+	return bs[len(bs)-1].idx
 }
 
 func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) error {
@@ -829,13 +960,17 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 			c.pending = true
 		}
 		cm.markDirty(c)
+		cm.enqueue(c, t)
 	}
 	// One list per minute of tick time: the windows move by the minute.
-	if floorDiv(t, minuteMS) <= cm.risingMinute {
-		return nil
+	if m := floorDiv(t, minuteMS); m > cm.risingMinute {
+		cm.risingMinute = m
+		if err := cm.rising(t); err != nil {
+			return err
+		}
 	}
-	cm.risingMinute = floorDiv(t, minuteMS)
-	return cm.rising(t)
+	cm.coolDown(t)
+	return nil
 }
 
 func addCreatorRegion(c *creator, region string, n int64) {
@@ -974,9 +1109,39 @@ func (cm *creatorMerger) finish() error {
 			ids = append(ids, id)
 		}
 	}
+	for id, e := range cm.cold {
+		if e.pending {
+			ids = append(ids, id)
+		}
+	}
+	if cm.letGo > 0 {
+		// Those let go are in the store as they were: clean.
+		err := cm.part.ScanCreators(func(id string, v []byte) error {
+			if id == creatorsMetaID || cm.creators[id] != nil {
+				return nil
+			}
+			if _, ok := cm.cold[id]; ok {
+				return nil
+			}
+			c, err := unmarshalCreator(id, v)
+			if err != nil {
+				return err
+			}
+			if c.pending {
+				ids = append(ids, id)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		c := cm.creators[id]
+		c, err := cm.get(id)
+		if err != nil {
+			return err
+		}
 		w := c.windows(c.changed)
 		if err := cm.emit(c, c.changed, &w); err != nil {
 			return err
@@ -1006,7 +1171,17 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 				delete(cm.active, id)
 			}
 		}
+		// A cold creator whose last hour with likes is a day old has
+		// nothing left for any window (see prune).
+		h := floorDiv(cm.done-1, 3_600_000) - 24
+		for id, e := range cm.cold {
+			if !e.dirty && !e.pending && e.lastHour <= h {
+				cm.coldBytes -= e.bytes(id)
+				delete(cm.cold, id)
+			}
+		}
 	}
+	cm.holdToBytes()
 	if cm.done > cm.savedDone {
 		if err := w.DeleteCreatorReportsThrough(cm.done); err != nil {
 			return err
@@ -1025,13 +1200,30 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 	}
 	cm.unsaved = cm.unsaved[:0]
 	for _, c := range cm.dirty {
+		if !c.dirty {
+			continue // encoded since: its cold entry is
+		}
 		c.dirty = false
 		cm.buf = c.marshal(cm.buf[:0])
 		if err := w.SetCreator(c.id, cm.buf); err != nil {
 			return err
 		}
 	}
+	clear(cm.dirty)
 	cm.dirty = cm.dirty[:0]
+	for _, id := range cm.coldDirty {
+		e, ok := cm.cold[id]
+		if !ok || !e.dirty {
+			continue // taken back since, or listed twice
+		}
+		if err := w.SetCreator(id, e.data); err != nil {
+			return err
+		}
+		e.dirty = false
+		cm.cold[id] = e
+	}
+	clear(cm.coldDirty)
+	cm.coldDirty = cm.coldDirty[:0]
 	if st := [2]int64{cm.done, cm.risingMinute}; st != cm.saved {
 		cm.saved = st
 		cm.buf = append(cm.buf[:0], creatorsFormat)
@@ -1042,6 +1234,43 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 		}
 	}
 	return nil
+}
+
+// holdToBytes lets the cold creators go to the store, the longest
+// unchanged first, while the creators in memory take more than
+// Config.CreatorBytes, down to three quarters of it. Only those stored as
+// they are (clean since the commit before, which every later read sees)
+// can go; those changed since must be written first, and the decoded ones
+// are changing or may be rising.
+func (cm *creatorMerger) holdToBytes() {
+	total := cm.coldBytes
+	for _, c := range cm.creators {
+		total += c.size()
+	}
+	if total <= cm.maxBytes {
+		return
+	}
+	type candidate struct {
+		id      string
+		changed int64
+	}
+	var cands []candidate
+	for id, e := range cm.cold {
+		if !e.dirty {
+			cands = append(cands, candidate{id, e.changed})
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Or(cmp.Compare(a.changed, b.changed), cmp.Compare(a.id, b.id)) })
+	for _, x := range cands {
+		if total <= cm.maxBytes/4*3 {
+			break
+		}
+		e := cm.cold[x.id]
+		total -= e.bytes(x.id)
+		cm.coldBytes -= e.bytes(x.id)
+		delete(cm.cold, x.id)
+		cm.letGo++
+	}
 }
 
 // appendCreatorScore appends a creator-scores record.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -381,4 +382,62 @@ func TestCreatorsCommitCadence(t *testing.T) {
 	got := runCreators(t, cfg, recs, oneSource(2, 2))
 	sameMessages(t, "creators, commits every 700 records", want.creators.msgs, got.creators.msgs)
 	sameMessages(t, "rising creators, commits every 700 records", want.rising.msgs, got.rising.msgs)
+}
+
+// TestCreatorsHeldCold: creators encoded as soon as a tick is merged, and
+// all but those changed since the last commit let go to the store at each
+// commit, through restarts, give the creator outputs of a run that keeps
+// every creator decoded.
+func TestCreatorsHeldCold(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) {
+		c.Events, c.Videos, c.Duration, c.CrewCampaigns = 40_000, 20_000, 3*time.Hour, 1
+	})
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 500
+	defer func(ms int64) { creatorCoolMS = ms }(creatorCoolMS)
+	creatorCoolMS = math.MaxInt64 / 4
+	want := runCreators(t, cfg, recs, oneSource(4, 2))
+
+	creatorCoolMS, cfg.CreatorBytes = 0, 0
+	db := openMemStore(t)
+	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
+	var read, letGo int64
+	open := func() *Coordinator {
+		o := out.outputs()
+		o.Creators, o.RisingCreators = out.creators, out.rising
+		c, err := NewCoordinator(cfg, db, o, oneSource(4, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := range 4 {
+			if _, err := c.Open(int32(p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	count := func(c *Coordinator) {
+		cm := c.creators.Load()
+		read += cm.read
+		letGo += cm.letGo
+	}
+	for _, at := range []int{7_000, 19_001} {
+		c := open()
+		src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: at}
+		if err := Run(context.Background(), c, src, RunOptions{Decoders: 2}); err != errCrash {
+			t.Fatalf("run until crash: %v", err)
+		}
+		count(c)
+	}
+	c := open()
+	if err := Run(context.Background(), c, &sliceSource{recs: recs}, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	count(c)
+	sameMessages(t, "creators held cold", want.creators.msgs, out.creators.msgs)
+	sameMessages(t, "rising creators held cold", want.rising.msgs, out.rising.msgs)
+	if read < 1_000 || letGo < 1_000 {
+		t.Errorf("%d creators let go to the store and %d read back: the test does not hold them cold", letGo, read)
+	}
+	t.Logf("%d creators let go, %d read back; %d creator records, %d rising lists", letGo, read, len(out.creators.msgs), len(out.rising.msgs))
 }

@@ -81,6 +81,12 @@ const (
 	videoShare   = 6
 	packedShare  = 4
 	accountShare = 16
+	// creatorShare holds the creators' state the creator merger keeps
+	// beside what it must (those changed since the last commit, and those
+	// that may be listed as rising): most of it encoded, at a few hundred
+	// bytes a creator. Unbounded, B1's 100,000 creators held 125 MB of a
+	// backfill's heap under 512 MiB (bench/RESULTS.md).
+	creatorShare = 4
 	viewShare    = 4
 	filterShare  = 4
 	// recentShare: the last score records of the instance's own videos,
@@ -166,6 +172,7 @@ type memoryPlan struct {
 	pairs       int
 	videos      int
 	packed      int64 // bytes of videos kept packed
+	creators    int64 // bytes of creators' state kept in memory beyond what must be
 	accounts    int
 	viewVideos  int
 	filterBits  int
@@ -195,6 +202,7 @@ func (b memoryBudget) plan() memoryPlan {
 	p.pairs = share(pairShare, pairBytes)
 	p.videos = share(videoShare, videoBytes)
 	p.packed = p.heapLimit * packedShare / 100
+	p.creators = p.heapLimit * creatorShare / 100
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -247,6 +255,9 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	}
 	if !set["packed-videos-mb"] {
 		s.engine.PackedVideoBytes = p.packed
+	}
+	if !set["creator-state-mb"] {
+		s.engine.CreatorBytes = p.creators
 	}
 	if s.inputBytes != nil {
 		*s.inputBytes = p.inputBytes

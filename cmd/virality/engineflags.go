@@ -43,6 +43,14 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people, at the price of listing organic bursts\nlater (0: listed from its first like)")
 	fs.DurationVar(&c.TrendingMinAge, "trending-min-age", def.TrendingMinAge, "event time since a video's first like before it is listed in trending lists, so that the\nlockstep signal sees the crews that deliver a campaign (0 to 30m; 0: listed from its first like)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
+	fs.Func("creator-state-mb", fmt.Sprintf("`MiB` of creators' state kept in memory beside the creators changed since the last commit and\nthose that may be rising; the others are read back from the store when liked (default %d; with\n--memory-budget: its share of it)", def.CreatorBytes>>20), func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > 1<<20 {
+			return fmt.Errorf("%q: give whole MiB between 0 and %d", v, 1<<20)
+		}
+		c.CreatorBytes = n << 20
+		return nil
+	})
 	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
 }
 
