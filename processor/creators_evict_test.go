@@ -97,3 +97,55 @@ func (cm *creatorMerger) holds(id string) bool {
 	_, cold := cm.cold[id]
 	return cm.creators[id] != nil || cold
 }
+
+// TestCreatorCooling: while the creators take less than half of
+// CreatorBytes none is encoded, and the cooling queue stays bounded by
+// the creators held however often one of them changes; past it, the
+// creators not changed in the last minute are encoded, but for one that
+// may be listed as rising.
+func TestCreatorCooling(t *testing.T) {
+	db := openMemStore(t)
+	cm, err := newCreatorMerger(DefaultConfig(), db.Partition(groupPartition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tick, base = int64(10_000), int64(1793491200000)
+	like := func(at int64, creators ...string) {
+		r := &creatorReport{Tick: at + tick}
+		for _, c := range creators {
+			m := floorDiv(at, minuteMS)
+			r.Counts = append(r.Counts, creatorCount{c, "US", m, 1})
+			r.Videos = append(r.Videos, creatorVideo{c, "v" + c, m, m})
+		}
+		cm.add(0, r, true)
+		if err := cm.emitBefore(at + tick + 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	like(base, "A", "B")
+	for i := int64(1); i <= 5_000; i++ {
+		like(base+i*tick, "A")
+		if q := len(cm.cooling) - cm.coolHead; q > 2*len(cm.creators)+1024 {
+			t.Fatalf("tick %d: %d entries queued for %d creators", i, q, len(cm.creators))
+		}
+	}
+	if len(cm.cold) != 0 {
+		t.Fatalf("%d creators encoded, far under half of CreatorBytes", len(cm.cold))
+	}
+	// Past it: two minutes of likes of C only. A, liked 360 times in the
+	// last hour and 2 minutes ago, may still rise; B may not.
+	cm.maxBytes = 0
+	for i := int64(5_001); i <= 5_012; i++ {
+		like(base+i*tick, "C")
+	}
+	if _, ok := cm.cold["B"]; !ok || cm.creators["A"] == nil {
+		t.Errorf("past CreatorBytes: B (idle) encoded %v, A (rising) decoded %v", ok, cm.creators["A"] != nil)
+	}
+	// Five minutes after its last like, A cannot rise any more.
+	for i := int64(5_013); i <= 5_036; i++ {
+		like(base+i*tick, "C")
+	}
+	if _, ok := cm.cold["A"]; !ok {
+		t.Error("A, its last like 6 minutes old, is still decoded")
+	}
+}

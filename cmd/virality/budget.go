@@ -23,15 +23,16 @@ import (
 // its share; GOMEMLIMIT, when set, wins over the heap's.
 //
 // The default, 512 MiB, keeps up with the live service at 5,000 likes/s
-// from 1M accounts for 30 minutes on 2 cores shared with the broker (its
-// RSS up to 2% over the budget in the last minutes), and holds a catch-up
-// of 2M likes in 8 partitions within it. Until the popular
+// from 1M accounts for 30 minutes on 2 cores shared with the broker, its
+// RSS at 458-470 MiB, and holds a catch-up of 2M likes in 8 partitions
+// within it. Until the popular
 // videos' like times were held sealed (store/times.go) the live service
 // fell behind at minute 21 under it and went above it, and the default was
 // 1 GiB. A larger budget runs a backfill or a catch-up faster: the state
-// then stays in the caches. The creator merger's state has no share: a
-// backfill of B1's 10M likes over 1M videos peaks at 645-661 MiB under
-// 512 MiB (bench/RESULTS.md).
+// then stays in the caches. A backfill of B1's 10M likes over 1M videos
+// peaks at 472 MiB under 512 MiB, with the creators' state in its share
+// and glibc's malloc held to one arena (malloc_cgo.go); without them, at
+// 645-661 MiB (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
 
 const (
@@ -43,7 +44,10 @@ const (
 	// 22 of a 30-minute soak; with 56 MiB here (a heap limit 16 MiB lower)
 	// at 468-523 MiB, with 37% more CPU: the heap's live data sits at its
 	// soft limit either way, and a lower limit only makes the collector
-	// work harder (bench/RESULTS.md).
+	// work harder. With the creators' state held encoded and glibc's
+	// malloc held to one arena (malloc_cgo.go; its arenas took 67-91 MiB
+	// of B1's RSS, 20-22 MiB in one), the same soak ran at 458-470 MiB
+	// (bench/RESULTS.md).
 	runtimeBytes = 40 << 20
 )
 
