@@ -551,12 +551,7 @@ func (c *creator) idle() bool {
 }
 
 // lastMinute is the latest minute with likes counted (MinInt64: none).
-func (c *creator) lastMinute() int64 {
-	if len(c.minutes) == 0 {
-		return math.MinInt64
-	}
-	return c.minutes[len(c.minutes)-1].idx
-}
+func (c *creator) lastMinute() int64 { return lastIdx(c.minutes) }
 
 func (c *creator) marshal(b []byte) []byte {
 	b = append(b, creatorsFormat)

@@ -24,12 +24,17 @@ type creatorOutputs struct {
 	creators, rising *memSink
 }
 
-func runCreators(t *testing.T, cfg Config, recs []Record, topo Topology) creatorOutputs {
+func newCreatorOutputs() creatorOutputs {
+	return creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
+}
+
+// openCreators opens a coordinator on db that writes to out, with every
+// partition of topo open.
+func openCreators(t *testing.T, cfg Config, db *store.DB, out creatorOutputs, topo Topology) *Coordinator {
 	t.Helper()
-	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
 	o := out.outputs()
 	o.Creators, o.RisingCreators = out.creators, out.rising
-	c, err := NewCoordinator(cfg, openMemStore(t), o, topo)
+	c, err := NewCoordinator(cfg, db, o, topo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +43,13 @@ func runCreators(t *testing.T, cfg Config, recs []Record, topo Topology) creator
 			t.Fatal(err)
 		}
 	}
+	return c
+}
+
+func runCreators(t *testing.T, cfg Config, recs []Record, topo Topology) creatorOutputs {
+	t.Helper()
+	out := newCreatorOutputs()
+	c := openCreators(t, cfg, openMemStore(t), out, topo)
 	if err := Run(context.Background(), c, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -245,21 +257,8 @@ func TestCreatorsRestart(t *testing.T) {
 	creatorChunkBytes = 300
 	cfg.CommitEvery = 100
 	db := openMemStore(t)
-	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
-	open := func() *Coordinator {
-		o := out.outputs()
-		o.Creators, o.RisingCreators = out.creators, out.rising
-		c, err := NewCoordinator(cfg, db, o, oneSource(4, 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for p := range 4 {
-			if _, err := c.Open(int32(p)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
-	}
+	out := newCreatorOutputs()
+	open := func() *Coordinator { return openCreators(t, cfg, db, out, oneSource(4, 2)) }
 	for _, at := range []int{5_000, 2_999, 9_001, 24_000, 24_350} {
 		src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 97}, budget: at}
 		if err := Run(context.Background(), open(), src, RunOptions{Decoders: 2}); err != errCrash {
@@ -400,22 +399,9 @@ func TestCreatorsHeldCold(t *testing.T) {
 
 	creatorCoolMS, cfg.CreatorBytes = 0, 0
 	db := openMemStore(t)
-	out := creatorOutputs{newTestOutputs(), &memSink{}, &memSink{}}
+	out := newCreatorOutputs()
 	var read, letGo int64
-	open := func() *Coordinator {
-		o := out.outputs()
-		o.Creators, o.RisingCreators = out.creators, out.rising
-		c, err := NewCoordinator(cfg, db, o, oneSource(4, 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for p := range 4 {
-			if _, err := c.Open(int32(p)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
-	}
+	open := func() *Coordinator { return openCreators(t, cfg, db, out, oneSource(4, 2)) }
 	count := func(c *Coordinator) {
 		cm := c.creators.Load()
 		read += cm.read

@@ -29,29 +29,27 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.DurationVar(&c.TrendingHorizon, "trending-horizon", def.TrendingHorizon, "list a video only while its latest like is this recent (at least one --tick)")
 	fs.IntVar(&c.CommitEvery, "commit-every", def.CommitEvery, "input `RECORDS` between commits of state and outputs (a resume repeats at most this many)")
 	fs.IntVar(&c.CacheVideos, "cache-videos", def.CacheVideos, "videos kept in memory (with --memory-budget: its share of it)")
-	fs.Func("packed-videos-mb", fmt.Sprintf("`MiB` of videos let go from the video cache kept packed in memory (a few bytes a like\ntime), so that they are not read back from the store; 0: none (default %d; with --memory-budget:\nits share of it)", def.PackedVideoBytes>>20), func(v string) error {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 || n > 1<<20 {
-			return fmt.Errorf("%q: give whole MiB between 0 and %d", v, 1<<20)
-		}
-		c.PackedVideoBytes = n << 20
-		return nil
-	})
+	mibFlag(fs, &c.PackedVideoBytes, "packed-videos-mb", fmt.Sprintf("`MiB` of videos let go from the video cache kept packed in memory (a few bytes a like\ntime), so that they are not read back from the store; 0: none (default %d; with --memory-budget:\nits share of it)", def.PackedVideoBytes>>20))
 	fs.IntVar(&c.CachePairs, "cache-pairs", def.CachePairs, "(user, video) pairs kept in memory (with --memory-budget: its share of it)")
 	fs.IntVar(&c.MaxAccounts, "max-accounts", def.MaxAccounts, "accounts whose recent like counts are kept in memory; one that liked in more than 8 of its last 29 buckets\ncounts as 4 (with --memory-budget: its share of it)")
 	fs.IntVar(&c.AccountThreshold, "account-threshold", def.AccountThreshold, "likes an `HOUR` above which an account's likes are damped as abnormal (bot farms); 0: follow\nthe traffic (4 times the 95th percentile of active accounts' likes in the hour, at least 12)")
 	fs.IntVar(&c.TrendingMinLikers, "trending-min-likers", def.TrendingMinLikers, "accounts that must have liked a video in its first 30 minutes before it is listed in trending\nlists, so that lockstep groups can be told from people, at the price of listing organic bursts\nlater (0: listed from its first like)")
 	fs.DurationVar(&c.TrendingMinAge, "trending-min-age", def.TrendingMinAge, "event time since a video's first like before it is listed in trending lists, so that the\nlockstep signal sees the crews that deliver a campaign (0 to 30m; 0: listed from its first like)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
-	fs.Func("creator-state-mb", fmt.Sprintf("`MiB` of creators' state kept in memory beside the creators changed since the last commit and\nthose that may be rising; the others are read back from the store when liked (default %d; with\n--memory-budget: its share of it)", def.CreatorBytes>>20), func(v string) error {
+	mibFlag(fs, &c.CreatorBytes, "creator-state-mb", fmt.Sprintf("`MiB` of creators' state kept in memory beside the creators changed since the last commit and\nthose that may be rising; the others are read back from the store when liked (default %d; with\n--memory-budget: its share of it)", def.CreatorBytes>>20))
+	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
+}
+
+// mibFlag defines a flag of whole MiB (0 to 1 TiB) that sets bytes in *dst.
+func mibFlag(fs *flag.FlagSet, dst *int64, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 || n > 1<<20 {
 			return fmt.Errorf("%q: give whole MiB between 0 and %d", v, 1<<20)
 		}
-		c.CreatorBytes = n << 20
+		*dst = n << 20
 		return nil
 	})
-	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
 }
 
 // validateEngine checks the engine's settings, naming the flag and what to
