@@ -805,7 +805,7 @@ func (c *Coordinator) parallel(fn func(e *Engine) error) error {
 func (c *Coordinator) cachesFull() bool {
 	n := max(len(c.engines), 1)
 	for _, e := range c.engines {
-		if len(e.pairs) > c.cfg.CachePairs/n || len(e.videos) > c.cfg.CacheVideos/n {
+		if e.pairs.Len() > c.cfg.CachePairs/n || len(e.videos) > c.cfg.CacheVideos/n {
 			return true
 		}
 	}

@@ -117,12 +117,6 @@ func (e *Engine) counted(v *video) {
 // bufKey names a held event in the store.
 type bufKey struct{ ts, seq int64 }
 
-type pair struct {
-	video, user string
-	p           store.Pair
-	dirty       bool
-}
-
 // Engine owns the state of one partition of videos: it takes the events
 // routed to it from every source, applies them in event-time order once
 // its watermark passes them, and writes what they produce (score records,
@@ -177,8 +171,9 @@ type Engine struct {
 	packed      *packedVideos // videos the cache let go, packed (packed.go)
 	pbuf        []byte
 	dirtyVideos []*video
-	pairs       map[string]*pair
-	dirtyPairs  []*pair
+	pairs       *pairCache
+	pr          store.Pair // the pair apply works on
+	pkey        []byte     // its key
 	filter      *filter
 	stage       *stage // the account stage of the partition's users
 	rank        *ranking
@@ -213,7 +208,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		interval: cfg.EmitInterval.Milliseconds(),
 		videos:   map[string]*video{},
 		packed:   newPackedVideos(0),
-		pairs:    map[string]*pair{},
+		pairs:    newPairCache(),
 		filter:   newFilter(filterBits),
 		inputs:   map[int32]*store.InputPos{},
 		stats:    Stats{DeadByReason: map[string]int64{}},
@@ -514,7 +509,7 @@ func (e *Engine) closeTicks(upTo int64) error {
 // apply applies an event; a like with the weight its account stage gave
 // and the lockstep keys of its account.
 func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
-	pr, err := e.pair(ev.VideoID, ev.UserID)
+	pi, err := e.pair(ev.VideoID, ev.UserID)
 	if err != nil {
 		return err
 	}
@@ -522,7 +517,8 @@ func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
 	if err != nil {
 		return err
 	}
-	before := pr.p
+	pr := &e.pr
+	before := *pr
 	beforeLike := before.Like
 	changed := e.setClock(v, ev.TS)
 	wm := e.watermark()
@@ -536,7 +532,7 @@ func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
 			d |= scoring.DampedLockstep
 			w = min(w, scoring.LockstepWeight)
 		}
-		if applyLike(&pr.p, store.Like{TS: ev.TS, Weight: w, Damp: d, Region: ev.Region, EventID: ev.EventID}, wm) {
+		if applyLike(pr, store.Like{TS: ev.TS, Weight: w, Damp: d, Region: ev.Region, EventID: ev.EventID}, wm) {
 			e.stats.IgnoredLikes++
 		}
 		if v.FirstLike == 0 || ev.TS < v.FirstLike {
@@ -544,23 +540,25 @@ func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
 			changed = true
 		}
 	case event.Unlike:
-		if applyUnlike(&pr.p, ev.TS, wm) {
+		if applyUnlike(pr, ev.TS, wm) {
 			e.stats.StrayUnlikes++
 		}
 	}
-	e.markPair(pr)
-	if !before.EverLiked && pr.p.EverLiked {
+	if err := e.pairs.set(pi, e.pkey, pr); err != nil {
+		return err
+	}
+	if !before.EverLiked && pr.EverLiked {
 		v.Unique++
 		changed = true
 	}
-	if before.Liked != pr.p.Liked || beforeLike.TS != pr.p.Like.TS || beforeLike.Weight != pr.p.Like.Weight || beforeLike.Damp != pr.p.Like.Damp || beforeLike.Region != pr.p.Like.Region {
+	if before.Liked != pr.Liked || beforeLike.TS != pr.Like.TS || beforeLike.Weight != pr.Like.Weight || beforeLike.Damp != pr.Like.Damp || beforeLike.Region != pr.Like.Region {
 		if before.Liked {
 			e.standing(v, &beforeLike, -1)
 			e.creatorLike(ev, &beforeLike, -1)
 		}
-		if pr.p.Liked {
-			e.standing(v, &pr.p.Like, +1)
-			e.creatorLike(ev, &pr.p.Like, +1)
+		if pr.Liked {
+			e.standing(v, &pr.Like, +1)
+			e.creatorLike(ev, &pr.Like, +1)
 		}
 		changed = true
 	}
@@ -784,32 +782,26 @@ func (e *Engine) markVideo(v *video) {
 	}
 }
 
-func (e *Engine) markPair(p *pair) {
-	if !p.dirty {
-		p.dirty = true
-		e.dirtyPairs = append(e.dirtyPairs, p)
+// pair sets e.pr to the state of a (user, video) pair from the cache, the
+// store or, for a pair the filter has never seen, new, and e.pkey to its
+// key. It returns the pair's index in the cache (-1: not held), for
+// keepPair.
+func (e *Engine) pair(videoID, user string) (int, error) {
+	e.pkey = store.PairKey(e.pkey[:0], videoID, user)
+	e.pr = store.Pair{}
+	if i := e.pairs.find(e.pkey); i >= 0 {
+		return i, e.pairs.get(i, &e.pr)
 	}
-}
-
-// pair returns the state of a (user, video) pair from the cache, the store
-// or, for a pair the filter has never seen, new.
-func (e *Engine) pair(videoID, user string) (*pair, error) {
-	e.key = store.PairKey(e.key[:0], videoID, user)
-	if p, ok := e.pairs[string(e.key)]; ok {
-		return p, nil
-	}
-	p := &pair{video: videoID, user: user}
-	if e.filter.seen(e.key) {
+	if e.filter.seen(e.pkey) {
 		sp, ok, err := e.part.Pair(videoID, user)
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
 		if ok {
-			p.p = sp
+			e.pr = sp
 		}
 	}
-	e.pairs[string(e.key)] = p
-	return p, nil
+	return -1, nil
 }
 
 // video returns a video's state from the cache, the store or new, with its
@@ -924,14 +916,9 @@ func (e *Engine) write(w *store.Writer) error {
 	// of the largest commit so far alive after the cache let it go.
 	clear(e.dirtyVideos)
 	e.dirtyVideos = e.dirtyVideos[:0]
-	for _, p := range e.dirtyPairs {
-		if err := w.SetPair(p.video, p.user, &p.p); err != nil {
-			return err
-		}
-		p.dirty = false
+	if err := e.pairs.write(w); err != nil {
+		return err
 	}
-	clear(e.dirtyPairs)
-	e.dirtyPairs = e.dirtyPairs[:0]
 	if err := e.stage.write(w); err != nil {
 		return err
 	}
@@ -987,17 +974,7 @@ func (e *Engine) write(w *store.Writer) error {
 // correctness, only for speed.
 func (e *Engine) evict(maxVideos, maxPairs, maxAccounts int) {
 	e.evictVideos(maxVideos)
-	if n := len(e.pairs) - maxPairs/2; n > 0 {
-		for k, p := range e.pairs {
-			if n <= 0 {
-				break
-			}
-			if !p.dirty {
-				delete(e.pairs, k)
-				n--
-			}
-		}
-	}
+	e.pairs.evict(maxPairs / 2)
 	e.stage.evict(maxAccounts)
 }
 

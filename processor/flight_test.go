@@ -11,6 +11,7 @@ import (
 
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
+	"github.com/viralityhq/virality/store"
 )
 
 // detachSink is an in-memory Detacher: what is written goes out when a
@@ -255,10 +256,14 @@ func flightsMatchCommits(t *testing.T, recs []Record, want testOutputs, packed i
 func TestEvictKeepsDirty(t *testing.T) {
 	e := engineWithVideos(t, 100, 0)
 	for i := range 100 {
-		p := &pair{video: fmt.Sprintf("v%d", i), user: "u"}
-		e.pairs[p.video+"\x00"+p.user] = p
+		id := fmt.Sprintf("v%d", i)
+		if err := e.pairs.set(-1, store.PairKey(nil, id, "u"), &store.Pair{}); err != nil {
+			t.Fatal(err)
+		}
 		if i%10 == 0 {
-			e.videos[p.video].dirty, p.dirty = true, true
+			e.videos[id].dirty = true
+		} else {
+			e.pairs.t.Val(i).dirty = false // as written by the commit
 		}
 	}
 	e.evict(1, 1, 1)
@@ -267,12 +272,12 @@ func TestEvictKeepsDirty(t *testing.T) {
 		if _, ok := e.videos[id]; !ok {
 			t.Errorf("video %s changed since the commit was evicted", id)
 		}
-		if _, ok := e.pairs[id+"\x00u"]; !ok {
+		if e.pairs.find(store.PairKey(nil, id, "u")) < 0 {
 			t.Errorf("pair of %s changed since the commit was evicted", id)
 		}
 	}
-	if len(e.videos) != 10 || len(e.pairs) != 10 {
-		t.Errorf("%d videos and %d pairs left, want the 10 changed of each", len(e.videos), len(e.pairs))
+	if len(e.videos) != 10 || e.pairs.Len() != 10 {
+		t.Errorf("%d videos and %d pairs left, want the 10 changed of each", len(e.videos), e.pairs.Len())
 	}
 }
 

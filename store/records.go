@@ -238,6 +238,12 @@ const (
 	pairEverLiked
 )
 
+// Append appends p's encoding, as the store holds it, to b.
+func (p *Pair) Append(b []byte) []byte { return p.marshal(b) }
+
+// Decode sets p from its encoding ([Pair.Append]).
+func (p *Pair) Decode(b []byte) error { return p.unmarshal(b) }
+
 func (p *Pair) marshal(b []byte) []byte {
 	var flags byte
 	if p.Liked {

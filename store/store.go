@@ -91,6 +91,16 @@ type Options struct {
 	// it a commit survives a crash of the process (kill -9) but not of the
 	// machine.
 	Sync bool
+	// L0Flushes is how many flushed memtables level 0 gathers before they
+	// are compacted into the level below (0: Pebble's 4). Each flush spans
+	// every kind of key (pairs, videos, accounts, creators), so each
+	// compaction out of level 0 rewrites all of the level below, and then
+	// more of the last: a backfill of 1.3M likes wrote 1.4 GB of tables
+	// for 86 MB of state at 4, 0.8 GB at 8, with 20% less CPU (before
+	// the engine's pair cache was compacted; 8% less after). But a point
+	// read checks a table of level 0 more for each, and a catch-up on the
+	// broker ran 8-10% slower at 8 (bench/RESULTS.md).
+	L0Flushes int
 	// FS, if set, replaces the operating system's file system (tests use
 	// vfs.NewMem()).
 	FS vfs.FS
@@ -108,6 +118,9 @@ func (o Options) Validate() error {
 	}
 	if o.MemTableBytes < 1<<20 {
 		return fmt.Errorf("store: memtable size %d is below 1 MiB", o.MemTableBytes)
+	}
+	if o.L0Flushes < 0 || o.L0Flushes > 64 {
+		return fmt.Errorf("store: %d flushes gathered in level 0: must be between 1 and 64", o.L0Flushes)
 	}
 	return nil
 }
@@ -216,16 +229,6 @@ func (d *DB) commit(b *pebble.Batch) (err error) {
 // each minute as it grew (bench/RESULTS.md).
 const lbaseMaxBytes = 64 << 20
 
-// l0CompactionThreshold is how many flushed memtables level 0 gathers
-// before they are compacted into the level below. Each flush spans
-// every kind of key (pairs, videos, accounts, creators), so each
-// compaction out of level 0 rewrites all of the level below, and then
-// more of the last: at Pebble's 4, a backfill of 1.3M likes wrote 1.4 GB
-// of tables for 86 MB of state, and its compactions took a quarter of
-// its CPU. At 8 it wrote 0.8 GB, and took 20% less CPU (bench/RESULTS.md).
-// A point read checks up to this many more tables, through their filters.
-const l0CompactionThreshold = 8
-
 // memTablesHeld is the most memtables the store holds, as --memory-budget
 // counts them: one filling, one flushing.
 const memTablesHeld = 2
@@ -248,7 +251,7 @@ func Open(dir string, o Options) (*DB, error) {
 		Cache:                       cache,
 		MemTableSize:                o.MemTableBytes,
 		FormatMajorVersion:          pebble.FormatNewest,
-		L0CompactionThreshold:       l0CompactionThreshold,
+		L0CompactionThreshold:       cmp.Or(o.L0Flushes, 4),
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               lbaseMaxBytes,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
@@ -936,6 +939,13 @@ func (w *Writer) SetMeta(m *Meta) error {
 func (w *Writer) SetPair(video, user string, pr *Pair) error {
 	w.buf = pr.marshal(w.buf[:0])
 	return w.set(w.keyOf(kindPair, video, user), w.buf, nil)
+}
+
+// SetPairEncoded writes a pair given as its [PairKey] and its encoding
+// ([Pair.Append]).
+func (w *Writer) SetPairEncoded(key, enc []byte) error {
+	w.key = append(append(append(w.key[:0], w.p.prefix[:]...), kindPair), key...)
+	return w.set(w.key, enc, nil)
 }
 
 // SetAccount writes an account's recent like counts, oldest bucket first;

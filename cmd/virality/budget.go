@@ -57,7 +57,7 @@ const (
 // the video cache to videoBytes a video on average, by its own estimate
 // of each video's bytes.
 const (
-	pairBytes    = 250
+	pairBytes    = processor.PairBytes  // encoded, in a table without pointers (processor/paircache.go); 250 as a Go map of decoded pairs
 	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
 	accountBytes = 130                  // a table without pointers (processor/table.go): 96-byte entries (the buckets an account liked in, up to 8), the key, the index; an account held whole counts as 4
 	viewBytes    = 560
