@@ -184,10 +184,7 @@ func (c *Coordinator) await(ctx context.Context) error {
 func (c *Coordinator) landed(offsets map[int32]int64, took time.Duration) {
 	c.commits++
 	c.committed = offsets
-	n := max(len(c.engines), 1)
-	for _, id := range c.ids {
-		c.engines[id].evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
-	}
+	c.trim()
 	if c.CommitTook != nil {
 		c.CommitTook(took)
 	}

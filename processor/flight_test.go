@@ -20,6 +20,7 @@ import (
 type detachSink struct {
 	buf  []Message // written, not detached: the applying goroutine's
 	fail map[int]bool
+	gate chan struct{} // if set, sends detached now wait until it is closed
 
 	mu      sync.Mutex
 	sent    []Message
@@ -52,12 +53,15 @@ func (s *detachSink) Detach() func(context.Context) error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	out := s.buf
+	out, gate := s.buf, s.gate
 	s.buf = nil
 	s.mu.Lock()
 	s.pending++
 	s.mu.Unlock()
 	return func(context.Context) error {
+		if gate != nil {
+			<-gate
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.sends++
@@ -248,6 +252,77 @@ func flightsMatchCommits(t *testing.T, recs []Record, want testOutputs, packed i
 	if counted.n != len(scores.sent) {
 		t.Errorf("%d scores counted, %d sent", counted.n, len(scores.sent))
 	}
+}
+
+// TestTrimWaitsForFlight: the caches let go what they hold unchanged
+// since the last commit when they are full, without a commit, but not
+// while that commit is in flight: what it wrote is not in the store until
+// it lands, and a cache that let it go would read an older state back.
+func TestTrimWaitsForFlight(t *testing.T) {
+	recs := generated(t, nil)[:20_000]
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	run := func(p int) int { return 97 + 13*p }
+	want := runSources(t, DefaultConfig(), recs, 4, byUser, run)
+	scores := &detachSink{}
+	trending, dead := &detachSink{}, &detachSink{}
+	c := openFlying(t, DefaultConfig(), Outputs{Scores: scores, Trending: trending, DeadLetters: dead})
+	ctx := context.Background()
+	held := func() (pairs, videos int) {
+		for _, e := range c.engines {
+			pairs, videos = pairs+e.pairs.Len(), videos+len(e.videos)
+		}
+		return pairs, videos
+	}
+	// full calls cachesFull with bounds far below what the caches hold.
+	full := func() bool {
+		bounds := c.cfg
+		defer func() { c.cfg = bounds }()
+		c.cfg.CacheVideos, c.cfg.CachePairs = 8, 8
+		return c.cachesFull()
+	}
+	turns, checked := 0, 0
+	feedSources(t, c, recs, 4, byUser, run, func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if turns++; turns%20 != 0 {
+			return
+		}
+		if err := c.Land(ctx); err != nil {
+			t.Fatal(err)
+		}
+		gate := make(chan struct{})
+		scores.gate = gate
+		started, err := c.StartCommit(ctx)
+		scores.gate = nil
+		if err != nil || !started {
+			t.Fatalf("commit not started: %v", err)
+		}
+		p0, v0 := held()
+		if !full() {
+			t.Fatal("caches over their bounds with a commit in flight: no commit due")
+		}
+		if p, v := held(); p != p0 || v != v0 {
+			t.Fatalf("with a commit in flight the caches went from %d pairs and %d videos to %d and %d", p0, v0, p, v)
+		}
+		close(gate)
+		if err := c.Land(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if full() {
+			t.Fatal("caches of entries all committed: a commit due")
+		}
+		if p, v := held(); p > 8 || v > 8 {
+			t.Fatalf("caches of entries all committed trimmed to %d pairs and %d videos, want at most 8 of each", p, v)
+		}
+		checked++
+	})
+	if checked < 5 {
+		t.Fatalf("%d checks, want many", checked)
+	}
+	sameMessages(t, "scores", want.scores.msgs, scores.sent)
+	sameMessages(t, "trending", want.trending.msgs, trending.sent)
+	sameMessages(t, "dead letters", want.dead.msgs, dead.sent)
 }
 
 // TestEvictKeepsDirty: a commit that lands while the partitions went on
