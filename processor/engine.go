@@ -785,7 +785,7 @@ func (e *Engine) markVideo(v *video) {
 // pair sets e.pr to the state of a (user, video) pair from the cache, the
 // store or, for a pair the filter has never seen, new, and e.pkey to its
 // key. It returns the pair's index in the cache (-1: not held), for
-// keepPair.
+// e.pairs.set.
 func (e *Engine) pair(videoID, user string) (int, error) {
 	e.pkey = store.PairKey(e.pkey[:0], videoID, user)
 	e.pr = store.Pair{}

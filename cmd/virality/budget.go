@@ -30,7 +30,7 @@ import (
 // fell behind at minute 21 under it and went above it, and the default was
 // 1 GiB. A larger budget runs a backfill or a catch-up faster: the state
 // then stays in the caches. A backfill of B1's 10M likes over 1M videos
-// peaks at 472 MiB under 512 MiB, with the creators' state in its share
+// peaks at 428-472 MiB under 512 MiB, with the creators' state in its share
 // and glibc's malloc held to one arena (malloc_cgo.go); without them, at
 // 645-661 MiB (bench/RESULTS.md).
 type memoryBudget struct{ bytes int64 }
