@@ -644,7 +644,7 @@ func (c *Coordinator) step(ctx context.Context) error {
 	if err := c.flushQuiet(ctx); err != nil {
 		return err
 	}
-	if c.sinceCommit >= c.cfg.CommitEvery || c.cachesFull() {
+	if c.sinceCommit >= c.cfg.CommitEvery || c.commitDue() {
 		if err := c.Commit(ctx); err != nil {
 			c.sinceCommit = 0 // retry after another interval, not on every step
 			return err
@@ -814,18 +814,19 @@ func (c *Coordinator) cachesOver(pairQuarters, videoQuarters int) bool {
 	return false
 }
 
-// cachesFull reports whether a commit is due for the caches' sake: an
-// engine's cache holds more than its bound of pairs or videos, and
-// letting go those unchanged since the last commit (Engine.evict: down to
-// half the pairs and three quarters of the videos) does not bring it to
-// where a trim goes. Only the entries changed since the last commit make
-// a commit due; those unchanged are trimmed here only when the last commit
-// is durable (none in flight, or waiting for the changelog), as after it
-// lands. When any full cache made a commit due, a backfill of 1M likes
-// over 1M videos under 512 MiB committed 46 times, not 19, and ran 13%
-// slower: each commit writes again the videos, accounts and creators
-// changed since the last (bench/RESULTS.md).
-func (c *Coordinator) cachesFull() bool {
+// commitDue reports whether a commit is due for the caches' sake, first
+// trimming them when it may: an engine's cache holds more than its bound
+// of pairs or videos, and letting go those unchanged since the last
+// commit (Engine.evict: down to half the pairs and three quarters of the
+// videos) does not bring it to where a trim goes. Only the entries
+// changed since the last commit make a commit due; those unchanged are
+// trimmed here only when the last commit is durable (none in flight, or
+// waiting for the changelog), as after it lands. When any full cache made
+// a commit due, a backfill of 1M likes over 1M videos under 512 MiB
+// committed 46 times, not 19, and ran 13% slower: each commit writes
+// again the videos, accounts and creators changed since the last
+// (bench/RESULTS.md).
+func (c *Coordinator) commitDue() bool {
 	if !c.cachesOver(4, 4) {
 		return false
 	}

@@ -273,12 +273,12 @@ func TestTrimWaitsForFlight(t *testing.T) {
 		}
 		return pairs, videos
 	}
-	// full calls cachesFull with bounds far below what the caches hold.
+	// full calls commitDue with bounds far below what the caches hold.
 	full := func() bool {
 		bounds := c.cfg
 		defer func() { c.cfg = bounds }()
 		c.cfg.CacheVideos, c.cfg.CachePairs = 8, 8
-		return c.cachesFull()
+		return c.commitDue()
 	}
 	turns, checked := 0, 0
 	feedSources(t, c, recs, 4, byUser, run, func(err error) {

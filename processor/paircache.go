@@ -12,7 +12,7 @@ import (
 // without pointers (table.go). Most pairs a backfill or a catch-up meets
 // are new and liked once, so the cache is mostly the pairs changed since
 // the last commit, which must stay until it is written, and a commit is
-// due when it is full (Coordinator.cachesFull). A pair takes its key and
+// due when it is full (Coordinator.commitDue). A pair takes its key and
 // its encoding (about 14 and 22 bytes on generated traffic) and its entry
 // and index, about PairBytes in all, where a Go map of decoded pairs took
 // about 250 bytes and three objects: the same share of a memory budget
@@ -63,8 +63,7 @@ func (c *pairCache) get(i int, p *store.Pair) error {
 func (c *pairCache) set(i int, key []byte, p *store.Pair) error {
 	c.enc = p.Append(c.enc[:0])
 	if i < 0 {
-		i, _ = c.t.Put(key)
-		*c.t.Val(i) = pairRef{}
+		i, _ = c.t.Put(key) // a new entry's ref is zero: no bytes yet
 	}
 	r := c.t.Val(i)
 	if int(r.n) >= len(c.enc) {

@@ -97,7 +97,7 @@ type Options struct {
 	// compaction out of level 0 rewrites all of the level below, and then
 	// more of the last: a backfill of 1.3M likes wrote 1.4 GB of tables
 	// for 86 MB of state at 4, 0.8 GB at 8, with 20% less CPU (before
-	// the engine's pair cache was compacted; 8% less after). But a point
+	// the engine's pair cache was encoded; 8% less after). But a point
 	// read checks a table of level 0 more for each, and a catch-up on the
 	// broker ran 8-10% slower at 8 (bench/RESULTS.md).
 	L0Flushes int
@@ -120,7 +120,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store: memtable size %d is below 1 MiB", o.MemTableBytes)
 	}
 	if o.L0Flushes < 0 || o.L0Flushes > 64 {
-		return fmt.Errorf("store: %d flushes gathered in level 0: must be between 1 and 64", o.L0Flushes)
+		return fmt.Errorf("store: %d flushes gathered in level 0: must be between 0 (Pebble's 4) and 64", o.L0Flushes)
 	}
 	return nil
 }
@@ -933,12 +933,6 @@ func (w *Writer) keyOf(kind byte, parts ...string) []byte {
 func (w *Writer) SetMeta(m *Meta) error {
 	w.buf = m.marshal(w.buf[:0])
 	return w.set(w.keyOf(kindMeta), w.buf, nil)
-}
-
-// SetPair writes a pair.
-func (w *Writer) SetPair(video, user string, pr *Pair) error {
-	w.buf = pr.marshal(w.buf[:0])
-	return w.set(w.keyOf(kindPair, video, user), w.buf, nil)
 }
 
 // SetPairEncoded writes a pair given as its [PairKey] and its encoding

@@ -51,7 +51,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 		Later: []Like{{TS: 11, Weight: 3, Damp: scoring.DampedAccountRate | scoring.DampedLockstep, EventID: "e2"}}}
 	cand := Candidate{Video: "v1", Score: 2.5, LastLike: 77, Region: "BR"}
 	commit(t, p, func(w *Writer) error {
-		return errorsJoin(w.SetMeta(&meta), w.SetPair("v1", "u1", &pair), w.SetCandidate(&cand),
+		return errorsJoin(w.SetMeta(&meta), w.SetPairEncoded(PairKey(nil, "v1", "u1"), pair.Append(nil)), w.SetCandidate(&cand),
 			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount("u1", []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}))
 	})
 	if got, ok, err := p.Meta(); err != nil || !ok || !reflect.DeepEqual(got, meta) {
