@@ -838,12 +838,16 @@ func (c *Coordinator) commitDue() bool {
 }
 
 // trim lets go what the caches hold beyond their bounds among the entries
-// unchanged since the last commit, which must be durable.
+// unchanged since the last commit, which must be durable. Each partition
+// trims its own, in parallel: one after another, a backfill over 1M
+// videos spent 9% of its time in the coordinator trimming while the
+// partitions waited.
 func (c *Coordinator) trim() {
 	n := max(len(c.engines), 1)
-	for _, id := range c.ids {
-		c.engines[id].evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
-	}
+	_ = c.parallel(func(e *Engine) error {
+		e.evict(c.cfg.CacheVideos/n, c.cfg.CachePairs/n, c.cfg.MaxAccounts/n)
+		return nil
+	})
 }
 
 // drain writes out what the partitions produced, in partition order.

@@ -289,8 +289,9 @@ func appendStr(b []byte, s string) []byte {
 
 // creatorReader decodes the binary forms of this file.
 type creatorReader struct {
-	b   []byte
-	bad bool
+	b     []byte
+	bad   bool
+	names map[string]string // regions interned (nil: none)
 }
 
 func (r *creatorReader) uvarint() uint64 {
@@ -332,6 +333,29 @@ func (r *creatorReader) str() string {
 	r.b = r.b[n:]
 	return s
 }
+
+// region is str for a region: the few regions are interned, not
+// allocated at every decoding.
+func (r *creatorReader) region() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return ""
+	}
+	b := r.b[:n]
+	r.b = r.b[n:]
+	if s, ok := r.names[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if r.names != nil && len(r.names) < maxRegionNames {
+		r.names[s] = s
+	}
+	return s
+}
+
+// maxRegionNames bounds the regions a creator merger interns.
+const maxRegionNames = 1024
 
 func (r *creatorReader) float() float64 {
 	if len(r.b) < 8 {
@@ -456,7 +480,7 @@ type creator struct {
 	first     int64    // start of the minute of its first like, ms
 	minutes   []bucket // likes by minute of like time, the last hour
 	hours     []bucket // likes by hour of like time, the last day
-	videos    map[string]int64
+	videos    videoLasts
 	seq       int64
 	lastEmit  int64 // tick of the last record
 	lastScore float64
@@ -471,11 +495,7 @@ type creator struct {
 // struct, its map entries and slices, and its videos (a map slot and the
 // ID each).
 func (c *creator) size() int64 {
-	n := 256 + len(c.id) + 32*cap(c.regions) + 16*(cap(c.minutes)+cap(c.hours)) + 48*len(c.videos)
-	for v := range c.videos {
-		n += len(v)
-	}
-	return int64(n)
+	return int64(256 + len(c.id) + 32*cap(c.regions) + 16*(cap(c.minutes)+cap(c.hours)) + c.videos.size())
 }
 
 // coldCreator is a creator held encoded (creator.marshal): one not
@@ -512,11 +532,7 @@ func tickMinute(tick int64) int64 { return floorDiv(tick-1, minuteMS) }
 func (c *creator) windows(tick int64) creatorWindows {
 	w := c.counts(tick)
 	m := tickMinute(tick)
-	for _, vm := range c.videos {
-		if vm > m-60 && vm <= m {
-			w.videos1h++
-		}
-	}
+	w.videos1h = c.videos.count(m-60, m)
 	return w
 }
 
@@ -539,15 +555,11 @@ func (c *creator) prune(tick int64) {
 	m := tickMinute(tick)
 	c.minutes = pruneBuckets(c.minutes, m-60)
 	c.hours = pruneBuckets(c.hours, floorDiv(tick-1, 3_600_000)-24)
-	for v, vm := range c.videos {
-		if vm <= m-60 {
-			delete(c.videos, v)
-		}
-	}
+	c.videos.prune(m - 60)
 }
 
 func (c *creator) idle() bool {
-	return len(c.hours) == 0 && len(c.minutes) == 0 && len(c.videos) == 0 && !c.pending && !c.dirty
+	return len(c.hours) == 0 && len(c.minutes) == 0 && c.videos.len() == 0 && !c.pending && !c.dirty
 }
 
 // lastMinute is the latest minute with likes counted (MinInt64: none).
@@ -578,25 +590,17 @@ func (c *creator) marshal(b []byte) []byte {
 			b = binary.AppendVarint(b, x.n)
 		}
 	}
-	vids := make([]string, 0, len(c.videos))
-	for v := range c.videos {
-		vids = append(vids, v)
-	}
-	slices.Sort(vids)
-	b = binary.AppendUvarint(b, uint64(len(vids)))
-	for _, v := range vids {
-		b = appendStr(b, v)
-		b = binary.AppendVarint(b, c.videos[v])
-	}
-	return b
+	return c.videos.appendTo(b)
 }
 
-func unmarshalCreator(id string, b []byte) (*creator, error) {
+// unmarshalCreator decodes a creator.marshal; names, if not nil, interns
+// its regions.
+func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, error) {
 	if len(b) < 1 || b[0] != creatorsFormat {
 		return nil, errCreatorFormat
 	}
-	r := &creatorReader{b: b[1:]}
-	c := &creator{id: id, videos: map[string]int64{}}
+	r := &creatorReader{b: b[1:], names: names}
+	c := &creator{id: id}
 	c.likes, c.first, c.seq, c.lastEmit = r.varint(), r.varint(), r.varint(), r.varint()
 	c.lastScore = r.float()
 	c.changed = r.varint()
@@ -604,17 +608,24 @@ func unmarshalCreator(id string, b []byte) (*creator, error) {
 		return nil, errCreatorFormat
 	}
 	c.pending, r.b = r.b[0] == 1, r.b[1:]
-	for n := r.count(); n > 0 && !r.bad; n-- {
-		c.regions = append(c.regions, store.RegionCount{Region: r.str(), Likes: r.varint()})
+	// Sized as read, with room for the like that took the creator back
+	// (a new minute and hour): growing them was a quarter of the decoding.
+	if n := r.count(); n > 0 {
+		c.regions = make([]store.RegionCount, 0, n)
+		for ; n > 0 && !r.bad; n-- {
+			c.regions = append(c.regions, store.RegionCount{Region: r.region(), Likes: r.varint()})
+		}
 	}
 	for _, bs := range []*[]bucket{&c.minutes, &c.hours} {
-		for n := r.count(); n > 0 && !r.bad; n-- {
+		n := r.count()
+		*bs = make([]bucket, 0, n+1)
+		for ; n > 0 && !r.bad; n-- {
 			*bs = append(*bs, bucket{r.varint(), r.varint()})
 		}
 	}
-	for n := r.count(); n > 0 && !r.bad; n-- {
-		v := r.str()
-		c.videos[v] = r.varint()
+	var ok bool
+	if c.videos, ok = readVideoLasts(r); !ok {
+		return nil, errCreatorFormat
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, errCreatorFormat
@@ -685,6 +696,8 @@ type creatorMerger struct {
 	known *filter
 	fkey  []byte
 	buf   []byte
+	// regionNames interns the regions of the creators decoded.
+	regionNames map[string]string
 
 	minLikes    int64
 	writeRecord func(key, value []byte, ts int64) error // nil: not written
@@ -716,6 +729,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		decodedSize: 1 << 10,
 		minLikes:    int64(cfg.CreatorMinLikes),
 		known:       newFilter(knownCreatorBits),
+		regionNames: map[string]string{},
 	}
 	err := part.ScanCreators(func(id string, v []byte) error {
 		cm.known.add([]byte(id))
@@ -732,7 +746,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 			cm.savedDone, cm.saved = cm.done, [2]int64{cm.done, cm.risingMinute}
 			return nil
 		}
-		c, err := unmarshalCreator(id, v)
+		c, err := unmarshalCreator(id, v, cm.regionNames)
 		if err != nil {
 			return err
 		}
@@ -741,7 +755,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 			cm.creators[id] = c
 			cm.active[id] = c
 			cm.enqueue(c, cm.done)
-		case len(c.hours) > 0 || len(c.videos) > 0 || c.pending:
+		case len(c.hours) > 0 || c.videos.len() > 0 || c.pending:
 			e := coldCreator{data: slices.Clone(v), changed: c.changed, lastHour: lastIdx(c.hours), pending: c.pending}
 			cm.cold[id] = e
 			cm.coldBytes += e.bytes(id)
@@ -803,7 +817,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 		return c, nil
 	}
 	if e, ok := cm.cold[id]; ok {
-		c, err := unmarshalCreator(id, e.data)
+		c, err := unmarshalCreator(id, e.data, cm.regionNames)
 		if err != nil {
 			return nil, err
 		}
@@ -815,7 +829,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 		}
 		return c, nil
 	}
-	c := &creator{id: id, videos: map[string]int64{}}
+	c := &creator{id: id}
 	cm.fkey = append(cm.fkey[:0], id...)
 	if cm.known.seen(cm.fkey) {
 		v, ok, err := cm.part.Creator(id)
@@ -824,7 +838,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 		}
 		if ok {
 			cm.read++
-			if c, err = unmarshalCreator(id, v); err != nil {
+			if c, err = unmarshalCreator(id, v, cm.regionNames); err != nil {
 				return nil, err
 			}
 		}
@@ -954,9 +968,7 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 			if err != nil {
 				return err
 			}
-			if prev, ok := c.videos[x.Video]; !ok || x.Last > prev {
-				c.videos[x.Video] = x.Last
-			}
+			c.videos.set(x.Video, x.Last)
 			if c.first == 0 || x.First*minuteMS < c.first {
 				c.first = x.First * minuteMS
 			}
@@ -1143,7 +1155,7 @@ func (cm *creatorMerger) finish() error {
 			if _, ok := cm.cold[id]; ok {
 				return nil
 			}
-			c, err := unmarshalCreator(id, v)
+			c, err := unmarshalCreator(id, v, cm.regionNames)
 			if err != nil {
 				return err
 			}
@@ -1427,7 +1439,7 @@ func ReadCreator(db *store.DB, id string) ([]byte, bool, error) {
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	c, err := unmarshalCreator(id, v)
+	c, err := unmarshalCreator(id, v, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("read creator %q: %w", id, err)
 	}
