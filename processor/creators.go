@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"encoding/binary"
@@ -498,20 +499,6 @@ func (c *creator) size() int64 {
 	return int64(256 + len(c.id) + 32*cap(c.regions) + 16*(cap(c.minutes)+cap(c.hours)) + c.videos.size())
 }
 
-// coldCreator is a creator held encoded (creator.marshal): one not
-// changed in the last minute of tick time that cannot be listed as rising
-// before it changes again.
-type coldCreator struct {
-	data     []byte
-	changed  int64 // tick of its last change
-	lastHour int64 // latest hour with likes counted (MinInt64: none)
-	dirty    bool  // changed since the last commit: data is to be stored
-	pending  bool  // changed since its last record
-}
-
-// bytes estimates what a cold creator takes: its map slot, ID and data.
-func (e *coldCreator) bytes(id string) int64 { return int64(80 + len(id) + cap(e.data)) }
-
 // creatorCoolMS is how long, in tick time, a creator stays decoded after
 // its last change; a variable for the tests.
 var creatorCoolMS int64 = minuteMS
@@ -675,11 +662,12 @@ type creatorMerger struct {
 	creators     map[string]*creator // decoded
 	dirty        []*creator
 	active       map[string]*creator // liked in the last 5 minutes: may be rising
-	// cold holds the creators encoded; coldDirty lists those changed
-	// since the last commit (some may have been taken back since).
-	cold      map[string]coldCreator
+	// cold holds the creators encoded (coldcreators.go): one not changed
+	// in the last minute of tick time that cannot be listed as rising
+	// before it changes again. coldDirty lists those changed since the
+	// last commit (some may have been taken back since).
+	cold      *coldCreators
 	coldDirty []string
-	coldBytes int64
 	// cooling queues the decoded creators by the tick of their last
 	// change (from coolHead), to be encoded creatorCoolMS later.
 	cooling  []coolEntry
@@ -723,7 +711,7 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 		pending:  map[int64]map[[2]int32]*creatorReport{},
 		creators: map[string]*creator{},
 		active:   map[string]*creator{},
-		cold:     map[string]coldCreator{},
+		cold:     newColdCreators(),
 		maxBytes: cfg.CreatorBytes,
 		// A guess until the first commit measures it (B1: 1.25 KB).
 		decodedSize: 1 << 10,
@@ -756,9 +744,9 @@ func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error)
 			cm.active[id] = c
 			cm.enqueue(c, cm.done)
 		case len(c.hours) > 0 || c.videos.len() > 0 || c.pending:
-			e := coldCreator{data: slices.Clone(v), changed: c.changed, lastHour: lastIdx(c.hours), pending: c.pending}
-			cm.cold[id] = e
-			cm.coldBytes += e.bytes(id)
+			if !cm.cold.put([]byte(id), v, coldRef{changed: c.changed, lastHour: lastIdx(c.hours), pending: c.pending}) {
+				cm.creators[id] = c // the arena is full: decoded
+			}
 		}
 		return nil
 	})
@@ -816,21 +804,21 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 	if c := cm.creators[id]; c != nil {
 		return c, nil
 	}
-	if e, ok := cm.cold[id]; ok {
-		c, err := unmarshalCreator(id, e.data, cm.regionNames)
+	cm.fkey = append(cm.fkey[:0], id...)
+	if i := cm.cold.find(cm.fkey); i >= 0 {
+		c, err := unmarshalCreator(id, cm.cold.encoded(i), cm.regionNames)
 		if err != nil {
 			return nil, err
 		}
-		delete(cm.cold, id)
-		cm.coldBytes -= e.bytes(id)
+		dirty := cm.cold.ref(i).dirty
+		cm.cold.remove(i)
 		cm.creators[id] = c
-		if e.dirty {
+		if dirty {
 			cm.markDirty(c)
 		}
 		return c, nil
 	}
 	c := &creator{id: id}
-	cm.fkey = append(cm.fkey[:0], id...)
 	if cm.known.seen(cm.fkey) {
 		v, ok, err := cm.part.Creator(id)
 		if err != nil {
@@ -869,7 +857,7 @@ func (cm *creatorMerger) mayRise(c *creator, t int64) bool {
 // costs: a creator encoded is decoded again at its next like (5% of a
 // backfill of 13,000 creators under the 15.7 MiB of a 512 MiB budget).
 func (cm *creatorMerger) coolDown(t int64) {
-	held := cm.coldBytes + int64(len(cm.creators))*cm.decodedSize
+	held := cm.cold.bytes() + int64(len(cm.creators))*cm.decodedSize
 	for n := len(cm.cooling); cm.coolHead < n && held > cm.maxBytes/2; {
 		x := cm.cooling[cm.coolHead]
 		if x.tick > t-creatorCoolMS {
@@ -886,16 +874,18 @@ func (cm *creatorMerger) coolDown(t int64) {
 			continue
 		}
 		cm.buf = c.marshal(cm.buf[:0])
-		e := coldCreator{data: slices.Clone(cm.buf), changed: c.changed, lastHour: lastIdx(c.hours), dirty: c.dirty, pending: c.pending}
+		cm.fkey = append(cm.fkey[:0], c.id...)
+		if !cm.cold.put(cm.fkey, cm.buf, coldRef{changed: c.changed, lastHour: lastIdx(c.hours), dirty: c.dirty, pending: c.pending}) {
+			cm.enqueue(c, t) // the arena is full: decoded
+			break
+		}
 		if c.dirty {
 			c.dirty = false // the cold entry is: save skips c
 			cm.coldDirty = append(cm.coldDirty, c.id)
 		}
 		delete(cm.creators, c.id)
 		delete(cm.active, c.id)
-		cm.cold[c.id] = e
-		cm.coldBytes += e.bytes(c.id)
-		held += e.bytes(c.id) - cm.decodedSize
+		held += entryBytes(cm.fkey, uint32(len(cm.buf))) - cm.decodedSize
 	}
 	switch q := cm.cooling[cm.coolHead:]; {
 	case len(q) > 2*len(cm.creators)+1024:
@@ -1141,9 +1131,9 @@ func (cm *creatorMerger) finish() error {
 			ids = append(ids, id)
 		}
 	}
-	for id, e := range cm.cold {
-		if e.pending {
-			ids = append(ids, id)
+	for i := range cm.cold.len() {
+		if cm.cold.ref(i).pending {
+			ids = append(ids, string(cm.cold.id(i)))
 		}
 	}
 	if cm.letGo > 0 {
@@ -1152,7 +1142,7 @@ func (cm *creatorMerger) finish() error {
 			if id == creatorsMetaID || cm.creators[id] != nil {
 				return nil
 			}
-			if _, ok := cm.cold[id]; ok {
+			if cm.cold.find([]byte(id)) >= 0 {
 				return nil
 			}
 			c, err := unmarshalCreator(id, v, cm.regionNames)
@@ -1206,10 +1196,9 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 		// A cold creator whose last hour with likes is a day old has
 		// nothing left for any window (see prune).
 		h := floorDiv(cm.done-1, 3_600_000) - 24
-		for id, e := range cm.cold {
-			if !e.dirty && !e.pending && e.lastHour <= h {
-				cm.coldBytes -= e.bytes(id)
-				delete(cm.cold, id)
+		for i := cm.cold.len() - 1; i >= 0; i-- { // remove moves the last to i
+			if r := cm.cold.ref(i); !r.dirty && !r.pending && r.lastHour <= h {
+				cm.cold.remove(i)
 			}
 		}
 	}
@@ -1244,15 +1233,15 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 	clear(cm.dirty)
 	cm.dirty = cm.dirty[:0]
 	for _, id := range cm.coldDirty {
-		e, ok := cm.cold[id]
-		if !ok || !e.dirty {
+		cm.fkey = append(cm.fkey[:0], id...)
+		i := cm.cold.find(cm.fkey)
+		if i < 0 || !cm.cold.ref(i).dirty {
 			continue // taken back since, or listed twice
 		}
-		if err := w.SetCreator(id, e.data); err != nil {
+		if err := w.SetCreator(id, cm.cold.encoded(i)); err != nil {
 			return err
 		}
-		e.dirty = false
-		cm.cold[id] = e
+		cm.cold.ref(i).dirty = false
 	}
 	clear(cm.coldDirty)
 	cm.coldDirty = cm.coldDirty[:0]
@@ -1282,29 +1271,33 @@ func (cm *creatorMerger) holdToBytes() {
 	if len(cm.creators) > 0 {
 		cm.decodedSize = decoded / int64(len(cm.creators))
 	}
-	total := cm.coldBytes + decoded
+	total := cm.cold.bytes() + decoded
 	if total <= cm.maxBytes {
 		return
 	}
-	type candidate struct {
-		id      string
-		changed int64
-	}
-	var cands []candidate
-	for id, e := range cm.cold {
-		if !e.dirty {
-			cands = append(cands, candidate{id, e.changed})
+	// The clean, the longest unchanged first; removed from the highest
+	// index down, as remove moves the last entry to the one removed.
+	var cands []int32
+	for i := range cm.cold.len() {
+		if !cm.cold.ref(i).dirty {
+			cands = append(cands, int32(i))
 		}
 	}
-	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Or(cmp.Compare(a.changed, b.changed), cmp.Compare(a.id, b.id)) })
-	for _, x := range cands {
+	slices.SortFunc(cands, func(a, b int32) int {
+		return cmp.Or(cmp.Compare(cm.cold.ref(int(a)).changed, cm.cold.ref(int(b)).changed), bytes.Compare(cm.cold.id(int(a)), cm.cold.id(int(b))))
+	})
+	n := 0
+	for _, i := range cands {
 		if total <= cm.maxBytes/4*3 {
 			break
 		}
-		e := cm.cold[x.id]
-		total -= e.bytes(x.id)
-		cm.coldBytes -= e.bytes(x.id)
-		delete(cm.cold, x.id)
+		total -= entryBytes(cm.cold.id(int(i)), cm.cold.ref(int(i)).n)
+		n++
+	}
+	cands = cands[:n]
+	slices.Sort(cands)
+	for _, i := range slices.Backward(cands) {
+		cm.cold.remove(int(i))
 		cm.letGo++
 	}
 }

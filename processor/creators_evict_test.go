@@ -94,8 +94,7 @@ func testCreatorEviction(t *testing.T, reopen bool) {
 // holds reports whether the merger holds a creator in memory, decoded or
 // cold.
 func (cm *creatorMerger) holds(id string) bool {
-	_, cold := cm.cold[id]
-	return cm.creators[id] != nil || cold
+	return cm.creators[id] != nil || cm.cold.find([]byte(id)) >= 0
 }
 
 // TestCreatorCooling: while the creators take less than half of
@@ -129,8 +128,8 @@ func TestCreatorCooling(t *testing.T) {
 			t.Fatalf("tick %d: %d entries queued for %d creators", i, q, len(cm.creators))
 		}
 	}
-	if len(cm.cold) != 0 {
-		t.Fatalf("%d creators encoded, far under half of CreatorBytes", len(cm.cold))
+	if cm.cold.len() != 0 {
+		t.Fatalf("%d creators encoded, far under half of CreatorBytes", cm.cold.len())
 	}
 	// Past it: two minutes of likes of C only. A, liked 360 times in the
 	// last hour and 2 minutes ago, may still rise; B may not.
@@ -138,14 +137,14 @@ func TestCreatorCooling(t *testing.T) {
 	for i := int64(5_001); i <= 5_012; i++ {
 		like(base+i*tick, "C")
 	}
-	if _, ok := cm.cold["B"]; !ok || cm.creators["A"] == nil {
+	if ok := cm.cold.find([]byte("B")) >= 0; !ok || cm.creators["A"] == nil {
 		t.Errorf("past CreatorBytes: B (idle) encoded %v, A (rising) decoded %v", ok, cm.creators["A"] != nil)
 	}
 	// Five minutes after its last like, A cannot rise any more.
 	for i := int64(5_013); i <= 5_036; i++ {
 		like(base+i*tick, "C")
 	}
-	if _, ok := cm.cold["A"]; !ok {
+	if cm.cold.find([]byte("A")) < 0 {
 		t.Error("A, its last like 6 minutes old, is still decoded")
 	}
 }
