@@ -3,29 +3,35 @@ package processor
 import (
 	"cmp"
 	"encoding/binary"
+	"hash/maphash"
 	"slices"
 )
 
 // videoLasts is a creator's videos liked in the last hour, each with the
-// minute of its last like: a slice sorted by video while there are few,
-// a map past maxSortedVideos. Most creators have a handful; a map for
-// each was the larger part of decoding a creator (a group of slots and a
-// header, hashed again at every insertion), and a creator is decoded at
-// most of its likes when the merger holds more creators than its bytes
-// (B4's 100,000).
+// minute of its last like: a slice, searched by a hash of the ID, while
+// there are few, a map past maxListedVideos. Most creators have a
+// handful; a map for each was the larger part of decoding a creator (a
+// group of slots and a header, hashed again at every insertion), and a
+// creator is decoded at most of its likes when the merger holds more
+// creators than its bytes (B4's 100,000). A slice sorted by ID, searched
+// by halves, cost more than the map for the creators with many videos:
+// each comparison read an ID from memory the cache did not hold.
 type videoLasts struct {
-	s []videoLast      // sorted by id; nil once m is used
-	m map[string]int64 // past maxSortedVideos
+	s []videoLast      // in no order; nil once m is used
+	m map[string]int64 // past maxListedVideos
 }
 
 type videoLast struct {
+	hash uint64 // maphash of id with videoSeed
 	id   string
 	last int64
 }
 
-// maxSortedVideos bounds the sorted slice: an insertion moves the entries
-// after it, so beyond a few hundred a map costs less.
-const maxSortedVideos = 256
+// maxListedVideos bounds the slice: a search reads it all.
+const maxListedVideos = 64
+
+// videoSeed seeds the hashes of videoLast; they are never stored.
+var videoSeed = maphash.MakeSeed()
 
 func (v *videoLasts) len() int {
 	if v.m != nil {
@@ -42,16 +48,18 @@ func (v *videoLasts) set(id string, last int64) {
 		}
 		return
 	}
-	i, ok := slices.BinarySearchFunc(v.s, id, func(x videoLast, id string) int { return cmp.Compare(x.id, id) })
-	if ok {
-		v.s[i].last = max(v.s[i].last, last)
+	h := maphash.String(videoSeed, id)
+	for i := range v.s {
+		if x := &v.s[i]; x.hash == h && x.id == id {
+			x.last = max(x.last, last)
+			return
+		}
+	}
+	if len(v.s) < maxListedVideos {
+		v.s = append(v.s, videoLast{h, id, last})
 		return
 	}
-	if len(v.s) < maxSortedVideos {
-		v.s = slices.Insert(v.s, i, videoLast{id, last})
-		return
-	}
-	v.m = make(map[string]int64, 2*maxSortedVideos)
+	v.m = make(map[string]int64, 2*maxListedVideos)
 	for _, x := range v.s {
 		v.m[x.id] = x.last
 	}
@@ -93,7 +101,7 @@ func (v *videoLasts) prune(lo int64) {
 
 // size estimates the heap bytes held beside the creator.
 func (v *videoLasts) size() int {
-	n := 24 * cap(v.s)
+	n := 32 * cap(v.s)
 	for _, x := range v.s {
 		n += len(x.id)
 	}
@@ -104,16 +112,16 @@ func (v *videoLasts) size() int {
 }
 
 // appendTo appends the count of videos, then each video's id (appendStr)
-// and minute (a varint), sorted by id.
+// and minute (a varint), sorted by id (the slice is sorted in place).
 func (v *videoLasts) appendTo(b []byte) []byte {
 	s := v.s
 	if v.m != nil {
 		s = make([]videoLast, 0, len(v.m))
 		for id, last := range v.m {
-			s = append(s, videoLast{id, last})
+			s = append(s, videoLast{id: id, last: last})
 		}
-		slices.SortFunc(s, func(a, b videoLast) int { return cmp.Compare(a.id, b.id) })
 	}
+	slices.SortFunc(s, func(a, b videoLast) int { return cmp.Compare(a.id, b.id) })
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	for _, x := range s {
 		b = appendStr(b, x.id)
@@ -127,7 +135,7 @@ func (v *videoLasts) appendTo(b []byte) []byte {
 func readVideoLasts(r *creatorReader) (videoLasts, bool) {
 	var v videoLasts
 	n := r.count()
-	if n > maxSortedVideos {
+	if n > maxListedVideos {
 		v.m = make(map[string]int64, n)
 	} else if n > 0 {
 		v.s = make([]videoLast, 0, n+1) // room for the like that took the creator back
@@ -142,7 +150,7 @@ func readVideoLasts(r *creatorReader) (videoLasts, bool) {
 		if v.m != nil {
 			v.m[id] = last
 		} else {
-			v.s = append(v.s, videoLast{id, last})
+			v.s = append(v.s, videoLast{maphash.String(videoSeed, id), id, last})
 		}
 	}
 	return v, true

@@ -12,7 +12,7 @@ import (
 // the sorted slice to a map, and its encoding round trip.
 func TestVideoLasts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, ids := range []int{5, maxSortedVideos, 3 * maxSortedVideos} {
+	for _, ids := range []int{5, maxListedVideos, 3 * maxListedVideos} {
 		var v videoLasts
 		model := map[string]int64{}
 		for i := range 20 * ids {
