@@ -69,10 +69,12 @@ func (cc *coldCreators) put(id []byte, b []byte, r coldRef) bool {
 			return false
 		}
 	}
-	if i := cc.find(id); i >= 0 {
-		cc.remove(i)
+	i, added := cc.t.Put(id) // one lookup: mostly, id is not held
+	if !added {
+		old := cc.t.Val(i)
+		cc.held -= entryBytes(id, old.n)
+		cc.dead += int(old.n)
 	}
-	i, _ := cc.t.Put(id)
 	r.off, r.n = uint32(len(cc.data)), uint32(len(b))
 	*cc.t.Val(i) = r
 	cc.data = append(cc.data, b...)

@@ -52,9 +52,9 @@ func (p *packedVideos) bytes() int64 { return p.live + int64(p.t.Len())*packedEn
 // put holds id's packed video b (copied). It replaces what id held.
 func (p *packedVideos) put(id string, b []byte) {
 	if int64(len(b))+packedEntryBytes > p.max/4 {
+		p.drop(id)
 		return // nothing is held; or one video would take a quarter
 	}
-	p.drop(id)
 	for p.bytes()+int64(len(b))+packedEntryBytes > p.max && p.t.Len() > 0 {
 		p.state ^= p.state << 13
 		p.state ^= p.state >> 7
@@ -64,7 +64,14 @@ func (p *packedVideos) put(id string, b []byte) {
 	if len(p.data)+len(b) > cap(p.data) {
 		p.makeRoom(len(b))
 	}
-	i, _ := p.t.Put([]byte(id))
+	// One lookup: a video is packed only when the cache lets it go, and
+	// taken out when the cache takes it back, so id is mostly not held.
+	i, added := p.t.Put([]byte(id))
+	if !added {
+		old := p.t.Val(i).n
+		p.dead += int(old)
+		p.live -= int64(old)
+	}
 	*p.t.Val(i) = packedRef{off: uint32(len(p.data)), n: uint32(len(b))}
 	p.data = append(p.data, b...)
 	p.live += int64(len(b))

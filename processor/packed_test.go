@@ -51,6 +51,12 @@ func TestPackedVideos(t *testing.T) {
 	if len(p.data) > 2*bound {
 		t.Errorf("arena of %d bytes for a bound of %d", len(p.data), bound)
 	}
+	// A put replaces what the video held.
+	p.put("w", val(1, 40))
+	p.put("w", val(2, 10))
+	if b, ok := p.take("w"); !ok || !bytes.Equal(b, val(2, 10)) || p.Len() != 0 || p.bytes() != 0 {
+		t.Errorf("put twice: took %v (%d bytes), %d left, %d bytes", ok, len(b), p.Len(), p.bytes())
+	}
 	// A bound of 0 holds nothing.
 	z := newPackedVideos(0)
 	z.put("v", []byte("x"))
