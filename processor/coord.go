@@ -163,7 +163,11 @@ type Coordinator struct {
 	// async: every output is a Detacher, and commits and flushes fly on
 	// their own goroutine (flight.go); flight is the one in the air, failed
 	// one that failed, to fly again before anything newer.
-	async          bool
+	async bool
+	// flyState: the outputs are flushed in line, but a commit's batch of
+	// state lands on its own goroutine (a flight without sends) while the
+	// partitions go on applying; the next commit waits for it (FlyState).
+	flyState       bool
 	detachers      []namedDetacher // the outputs', in sinkOrder, then the changelog's
 	flight, failed *flight
 	committed      map[int32]int64 // sources' offsets of the last commit made durable
@@ -830,6 +834,13 @@ func (c *Coordinator) commitDue() bool {
 	if !c.cachesOver(4, 4) {
 		return false
 	}
+	if c.flyState && c.flight != nil {
+		// The batch of state in flight is most likely down: wait, and
+		// trim as after a commit in line, rather than commit again.
+		if err := c.await(context.Background()); err != nil {
+			return true // the commit due returns the error
+		}
+	}
 	if c.flight != nil || c.failed != nil || c.unacked != nil {
 		return true
 	}
@@ -1002,6 +1013,12 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		return c.await(ctx)
 	}
 	start := time.Now()
+	if c.failed != nil {
+		return c.failed.err // a batch of state that failed to land (flyState)
+	}
+	if err := c.await(ctx); err != nil {
+		return err
+	}
 	if err := c.settle(); err != nil {
 		return err
 	}
@@ -1024,6 +1041,10 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 			c.unacked = w
 			return err
 		}
+	} else if c.flyState {
+		c.sinceCommit = 0
+		c.launch(ctx, &flight{w: w, offsets: c.offsets()})
+		return nil
 	} else if err := w.Commit(); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
@@ -1163,6 +1184,9 @@ func (c *Coordinator) FlushPending(ctx context.Context) error {
 
 func (c *Coordinator) flushPartition(ctx context.Context, id int32) error {
 	e := c.engines[id]
+	if err := c.await(ctx); err != nil { // the scan reads the store (FlyState)
+		return err
+	}
 	ids, err := e.pendingVideos()
 	if err != nil {
 		return fmt.Errorf("scan pending videos of partition %d: %w", id, err)
@@ -1206,6 +1230,9 @@ func (c *Coordinator) Finish(ctx context.Context) error {
 		return err
 	}
 	if err := c.FlushPending(ctx); err != nil {
+		return err
+	}
+	if err := c.await(ctx); err != nil { // finish may read the store (FlyState)
 		return err
 	}
 	if c.merger != nil {

@@ -50,6 +50,14 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err 
 			err = errors.Join(err, perr)
 		}
 	}()
+	if err := g.FlyState(ctx, true); err != nil {
+		return err
+	}
+	defer func() {
+		if ferr := g.FlyState(context.WithoutCancel(ctx), false); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}()
 
 	const depth = 8
 	free := make(chan *Batch, depth+2)
