@@ -454,8 +454,8 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 			elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
 		return tooManyDead(st, f.maxDeadFraction)
 	}
-	fmt.Fprintf(stderr, "backfill: done: %d records, %d applied, %s, %d scores, %d snapshots in %v, %.0f rec/s, peak RSS %d MiB\n",
-		st.Records, st.Applied, deadSummary(st), st.Scores, st.Snapshots,
+	fmt.Fprintf(stderr, "backfill: done: %d records, %d applied, %s, %d scores, %d snapshots, %d commits in %v, %.0f rec/s, peak RSS %d MiB\n",
+		st.Records, st.Applied, deadSummary(st), st.Scores, st.Snapshots, st.Commits,
 		elapsed.Round(time.Millisecond), float64(st.Records)/elapsed.Seconds(), peakRSS()>>20)
 	return tooManyDead(st, f.maxDeadFraction)
 }
