@@ -94,14 +94,16 @@ func (cc *coldCreators) remove(i int) {
 const maxColdArena = 1<<32 - 1
 
 // makeRoom makes the arena's capacity hold n more bytes after its end:
-// the live encodings are copied to a new arena, with room to grow. It
-// reports false, changing nothing, past maxColdArena.
+// the live encodings are copied to a new arena, half as large again as
+// they are (so that the arena's spare and dead bytes, which bytes() does
+// not count, stay within half of what it does). It reports false,
+// changing nothing, past maxColdArena.
 func (cc *coldCreators) makeRoom(n int) bool {
 	live := len(cc.data) - cc.dead
 	if live+n > maxColdArena {
 		return false
 	}
-	data := make([]byte, 0, min(max(2*(live+n), 64<<10), maxColdArena))
+	data := make([]byte, 0, min(max((live+n)*3/2, 64<<10), maxColdArena))
 	for i := range cc.t.Len() {
 		r := cc.t.Val(i)
 		b := cc.data[r.off : r.off+r.n]

@@ -493,8 +493,7 @@ type creator struct {
 }
 
 // size estimates the bytes a decoded creator takes on the heap: the
-// struct, its map entries and slices, and its videos (a map slot and the
-// ID each).
+// struct, its map entries and slices, and its videos (videoLasts.size).
 func (c *creator) size() int64 {
 	return int64(256 + len(c.id) + 32*cap(c.regions) + 16*(cap(c.minutes)+cap(c.hours)) + c.videos.size())
 }

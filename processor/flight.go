@@ -304,8 +304,8 @@ func (c *Coordinator) StartCommit(ctx context.Context) (started bool, err error)
 // line (outputs that cannot be detached, as a backfill's files) and there
 // is no changelog: the outputs are flushed first as ever, and the next
 // commit, or a trim of the caches, waits for the batch in flight. Off, it
-// waits for that batch and stops. A backfill's coordinator spent a tenth
-// of its time in Pebble taking the batch while the partitions waited.
+// waits for that batch and stops. A backfill's coordinator spent 7% of
+// its time in Pebble taking the batch while the partitions waited.
 // Nothing may read the store while a batch is in flight but the
 // partitions, whose caches hold whatever the batch changes until it lands.
 func (c *Coordinator) FlyState(ctx context.Context, on bool) error {
