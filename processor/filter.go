@@ -12,31 +12,43 @@ import (
 // and video) and most videos and accounts a backfill meets. False
 // positives cost one read, never a wrong answer, so a filter fuller than
 // planned only slows down.
+//
+// It is blocked: every probe of a key falls in one 512-bit block, a cache
+// line, so a check costs one miss of the processor's cache, not one a
+// probe (the filter is megabytes, checked at most likes: with four probes
+// across the whole filter, checks took 3.5% of a backfill's CPU). Its
+// false positives are about 1.2% at 10 bits a key, against 1.1%.
 type filter struct {
-	bits []uint64
-	mask uint64
-	seed maphash.Seed
+	bits   []uint64
+	blocks uint64 // number of blocks (a power of two) - 1: a mask
+	seed   maphash.Seed
 }
 
-const filterProbes = 4
+const (
+	filterProbes     = 4
+	filterBlockWords = 8 // 512 bits
+)
 
 func newFilter(nbits int) *filter {
-	n := uint64(1) << (64 - bits.LeadingZeros64(uint64(nbits-1)))
-	return &filter{bits: make([]uint64, n/64), mask: n - 1, seed: maphash.MakeSeed()}
+	n := uint64(1) << (64 - bits.LeadingZeros64(uint64(max(nbits, 64*filterBlockWords)-1)))
+	return &filter{bits: make([]uint64, n/64), blocks: n/(64*filterBlockWords) - 1, seed: maphash.MakeSeed()}
 }
 
 func (f *filter) add(key []byte) { f.seen(key) }
 
 // seen adds key and reports whether the filter may have held it before:
 // false means the key is new (the store cannot hold it), true that the
-// store must be asked. One hash for both.
+// store must be asked. One hash picks the block, and its other bits,
+// mixed, the probes in it.
 func (f *filter) seen(key []byte) bool {
 	h := maphash.Bytes(f.seed, key)
-	h1, h2 := h, h>>32|h<<32
+	blk := f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords]
+	p := bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
 	was := true
-	for i := uint64(0); i < filterProbes; i++ {
-		b := (h1 + i*h2) & f.mask
-		w, m := &f.bits[b/64], uint64(1)<<(b%64)
+	for range filterProbes {
+		b := p & (64*filterBlockWords - 1)
+		p >>= 9
+		w, m := &blk[b/64], uint64(1)<<(b%64)
 		if *w&m == 0 {
 			was = false
 			*w |= m
