@@ -19,7 +19,7 @@ type coldCreators struct {
 // coldRef is a cold creator: where its encoding is in the arena, and what
 // the merger reads of it without decoding it.
 type coldRef struct {
-	off, n   uint32
+	arenaSpan
 	changed  int64 // tick of its last change
 	lastHour int64 // latest hour with likes counted (MinInt64: none)
 	dirty    bool  // changed since the last commit: data is to be stored
@@ -57,7 +57,7 @@ func (cc *coldCreators) id(i int) []byte { return cc.t.Key(i) }
 // encoded returns entry i's encoding; valid until the next put.
 func (cc *coldCreators) encoded(i int) []byte {
 	r := cc.t.Val(i)
-	return cc.data[r.off : r.off+r.n]
+	return r.bytes(cc.data)
 }
 
 // put holds id's encoding b (copied) with r's fields, replacing what id
@@ -104,12 +104,7 @@ func (cc *coldCreators) makeRoom(n int) bool {
 		return false
 	}
 	data := make([]byte, 0, min(max((live+n)*3/2, 64<<10), maxColdArena))
-	for i := range cc.t.Len() {
-		r := cc.t.Val(i)
-		b := cc.data[r.off : r.off+r.n]
-		r.off = uint32(len(data))
-		data = append(data, b...)
-	}
-	cc.data, cc.dead = data, 0
+	cc.data = moveSpans(cc.t, func(r *coldRef) *arenaSpan { return &r.arenaSpan }, cc.data, data)
+	cc.dead = 0
 	return true
 }

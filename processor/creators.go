@@ -594,8 +594,9 @@ func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, e
 		return nil, errCreatorFormat
 	}
 	c.pending, r.b = r.b[0] == 1, r.b[1:]
-	// Sized as read, with room for the like that took the creator back
-	// (a new minute and hour): growing them was a quarter of the decoding.
+	// Sized as read; the buckets with room for the like that took the
+	// creator back (a new minute and hour): growing them was a quarter of
+	// the decoding.
 	if n := r.count(); n > 0 {
 		c.regions = make([]store.RegionCount, 0, n)
 		for ; n > 0 && !r.bad; n-- {

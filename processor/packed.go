@@ -30,7 +30,7 @@ type packedVideos struct {
 	order []int32
 }
 
-type packedRef struct{ off, n uint32 }
+type packedRef = arenaSpan
 
 // packedEntryBytes is what an entry takes beside its packed bytes: the
 // table's entry and index, and the key's bytes' share of the arena.
@@ -90,7 +90,7 @@ func (p *packedVideos) take(id string) ([]byte, bool) {
 	r := *p.t.Val(i)
 	p.remove(i)
 	p.taken++
-	return p.data[r.off : r.off+r.n], true
+	return r.bytes(p.data), true
 }
 
 // drop lets id's packed video go, if held.
@@ -124,7 +124,7 @@ func (p *packedVideos) makeRoom(n int) {
 	// place, append's copy may overlap its source, which it allows).
 	for _, i := range p.byOffset() {
 		r := p.t.Val(int(i))
-		b := p.data[r.off : r.off+r.n]
+		b := r.bytes(p.data)
 		r.off = uint32(len(dst))
 		dst = append(dst, b...)
 	}

@@ -26,8 +26,8 @@ type pairCache struct {
 }
 
 type pairRef struct {
-	off, n uint32
-	dirty  bool // changed since the last write
+	arenaSpan
+	dirty bool // changed since the last write
 }
 
 // PairBytes is the memory a cached pair takes on average: its key and
@@ -52,7 +52,7 @@ func (c *pairCache) find(key []byte) int {
 // get decodes pair i into p.
 func (c *pairCache) get(i int, p *store.Pair) error {
 	r := c.t.Val(i)
-	if err := p.Decode(c.data[r.off : r.off+r.n]); err != nil {
+	if err := p.Decode(r.bytes(c.data)); err != nil {
 		return fmt.Errorf("cached pair %q: %w", c.t.Key(i), err)
 	}
 	return nil
@@ -99,7 +99,7 @@ func (c *pairCache) write(w *store.Writer) error {
 		if !r.dirty {
 			continue
 		}
-		if err := w.SetPairEncoded(c.t.Key(i), c.data[r.off:r.off+r.n]); err != nil {
+		if err := w.SetPairEncoded(c.t.Key(i), r.bytes(c.data)); err != nil {
 			return err
 		}
 		r.dirty = false
@@ -129,11 +129,6 @@ func (c *pairCache) evict(keep int) {
 func (c *pairCache) compact() {
 	live := len(c.data) - c.dead
 	data := make([]byte, 0, live+live/2+len(c.enc))
-	for i := range c.t.Len() {
-		r := c.t.Val(i)
-		b := c.data[r.off : r.off+r.n]
-		r.off = uint32(len(data))
-		data = append(data, b...)
-	}
-	c.data, c.dead = data, 0
+	c.data = moveSpans(c.t, func(r *pairRef) *arenaSpan { return &r.arenaSpan }, c.data, data)
+	c.dead = 0
 }

@@ -137,6 +137,26 @@ func (t *table[V]) Delete(i int) {
 	}
 }
 
+// arenaSpan is where a value's bytes are in an arena of their own beside
+// a table (the pair cache's, the cold creators', the packed videos').
+type arenaSpan struct{ off, n uint32 }
+
+// bytes returns the span's bytes in arena.
+func (s arenaSpan) bytes(arena []byte) []byte { return arena[s.off : s.off+s.n] }
+
+// moveSpans appends every entry's bytes from arena to dst, in entry
+// order, points the entries at their new place, and returns dst: an
+// arena compacted into a new one.
+func moveSpans[V any](t *table[V], span func(*V) *arenaSpan, arena, dst []byte) []byte {
+	for i := range t.ents {
+		s := span(&t.ents[i].val)
+		b := s.bytes(arena)
+		s.off = uint32(len(dst))
+		dst = append(dst, b...)
+	}
+	return dst
+}
+
 // compactKeys copies the live keys to a new arena.
 func (t *table[V]) compactKeys() {
 	keys := make([]byte, 0, len(t.keys)-t.dead)
