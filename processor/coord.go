@@ -170,6 +170,7 @@ type Coordinator struct {
 	flyState       bool
 	detachers      []namedDetacher // the outputs', in sinkOrder, then the changelog's
 	flight, failed *flight
+	beside         *flight         // a flush beside a commit in flight (flushAsync)
 	committed      map[int32]int64 // sources' offsets of the last commit made durable
 
 	// AfterCommit, if set, is called after each commit is durable, e.g. to

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/viralityhq/virality/store"
@@ -55,8 +56,10 @@ var sinkOrder = []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScore
 // detached from each sink, then, for a commit, the Pebble batch of the
 // state that reflects them, written on the applying goroutine before the
 // flight took off. One flight is in the air at a time, so that each
-// sink's sends and the batches stay in order. A flight that failed is
-// kept whole, and flown again before anything newer is sent or committed.
+// sink's sends and the batches stay in order, but for a flush beside a
+// commit whose outputs are acknowledged (see flushAsync). A flight that
+// failed is kept whole, and flown again before anything newer is sent or
+// committed.
 type flight struct {
 	sends []send
 	// A commit: the batch, the partitions whose changelog ends it records
@@ -71,6 +74,19 @@ type flight struct {
 	took  time.Duration
 	done  chan struct{}
 	err   error
+	// outAcked: every output's records are acknowledged; what is left is
+	// the changelog's and the batch.
+	outAcked atomic.Bool
+}
+
+// isDone reports whether f has come down, landed or failed.
+func (f *flight) isDone() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 type send struct {
@@ -93,7 +109,11 @@ func (f *flight) fly(ctx context.Context, log Changelog) {
 		f.took = time.Since(f.start)
 		close(f.done)
 	}()
-	if !f.sendAll(ctx, false) || !f.sendAll(ctx, true) {
+	if !f.sendAll(ctx, false) {
+		return
+	}
+	f.outAcked.Store(true)
+	if !f.sendAll(ctx, true) {
 		return
 	}
 	if f.w == nil {
@@ -148,28 +168,57 @@ func (f *flight) sendAll(ctx context.Context, log bool) bool {
 
 // launch sends f on its way.
 func (c *Coordinator) launch(ctx context.Context, f *flight) {
-	f.done, f.err, f.start = make(chan struct{}), nil, time.Now()
 	c.flight = f
-	go f.fly(ctx, c.changelog)
+	f.takeOff(ctx, c.changelog)
 }
 
-// await waits for the flight in the air, if any, and returns its error: a
-// failed flight is kept, to be flown again by the next commit or flush.
-// A commit that landed counts, and the caches may shed what it made
-// durable.
+func (f *flight) takeOff(ctx context.Context, log Changelog) {
+	f.done, f.err, f.start = make(chan struct{}), nil, time.Now()
+	f.outAcked.Store(false)
+	go f.fly(ctx, log)
+}
+
+// await waits for the flights in the air, if any, and returns the error
+// of one that failed: a failed flight is kept, to be flown again by the
+// next commit or flush. A commit that landed counts, and the caches may
+// shed what it made durable.
 func (c *Coordinator) await(ctx context.Context) error {
-	f := c.flight
+	f, b := c.flight, c.beside
 	if f == nil {
 		return nil
 	}
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return &CommitError{fmt.Errorf("wait for the commit in flight: %w", ctx.Err())}
+	for _, x := range []*flight{f, b} {
+		if x == nil {
+			continue
+		}
+		select {
+		case <-x.done:
+		case <-ctx.Done():
+			return &CommitError{fmt.Errorf("wait for the commit in flight: %w", ctx.Err())}
+		}
 	}
-	c.flight = nil
+	c.flight, c.beside = nil, nil
+	err := c.come(ctx, f)
+	if b != nil {
+		if err2 := c.come(ctx, b); err == nil {
+			err = err2
+		}
+	}
+	return err
+}
+
+// come takes in flight f, down: a commit that landed counts; one that
+// failed is kept to be flown again, with any flight that failed before
+// it. Only a flush fails after a commit it flew beside, and only its
+// outputs' sends are then left, so the two fly again as one: the flush's
+// outputs, then the commit's changelog and batch.
+func (c *Coordinator) come(ctx context.Context, f *flight) error {
 	if f.err != nil {
-		c.failed = f
+		if c.failed == nil {
+			c.failed = f
+		} else {
+			c.failed.sends = append(c.failed.sends, f.sends...)
+		}
 		return f.err
 	}
 	if f.offsets != nil {
@@ -318,16 +367,28 @@ func (c *Coordinator) FlyState(ctx context.Context, on bool) error {
 	return nil
 }
 
-// Poll lands the flight if it is done, returning its error if it failed,
-// and flies a failed one again; it never waits.
+// Poll lands the flights that are done, returning the error of one that
+// failed, and flies a failed one again; it never waits.
 func (c *Coordinator) Poll(ctx context.Context) error {
 	if f := c.flight; f != nil {
-		select {
-		case <-f.done:
+		b := c.beside
+		switch {
+		case b == nil && f.isDone():
+			return c.await(ctx)
+		case b == nil:
+		case !f.isDone():
+			if b.isDone() && b.err == nil {
+				c.beside = nil // a flush that failed waits for the commit
+			}
+		case b.isDone():
 			return c.await(ctx)
 		default:
-			return nil
+			// The commit is down, the flush beside it is not: the flush
+			// is the flight in the air now.
+			c.flight, c.beside = b, nil
+			return c.come(ctx, f)
 		}
+		return nil
 	}
 	if f := c.failed; f != nil {
 		c.failed = nil
@@ -393,10 +454,25 @@ func (c *Coordinator) backlog() int64 {
 }
 
 // flushAsync starts a flush of the outputs unless a flight is in the air
-// or failed (see Poll): then what was written waits for the next.
+// or failed (see Poll): then what was written waits for the next. The
+// exception is a commit whose outputs are acknowledged, with its
+// changelog and batch to go (tens of milliseconds, once a second): a
+// flush flies beside it, as its outputs' sends are over and newer records
+// may go out before the changelog of the commit before them. The next
+// commit waits for both.
 func (c *Coordinator) flushAsync(ctx context.Context) error {
-	if err := c.Poll(ctx); err != nil || c.flight != nil {
+	if err := c.Poll(ctx); err != nil {
 		return err
+	}
+	if f := c.flight; f != nil {
+		if f.offsets == nil || c.beside != nil || c.failed != nil || !f.outAcked.Load() {
+			return nil
+		}
+		if sends := c.detach(false); len(sends) > 0 {
+			c.beside = &flight{sends: sends}
+			c.beside.takeOff(ctx, c.changelog)
+		}
+		return nil
 	}
 	if sends := c.detach(false); len(sends) > 0 {
 		c.launch(ctx, &flight{sends: sends})

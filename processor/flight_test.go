@@ -394,3 +394,111 @@ func TestEvictedVideosAreFreed(t *testing.T) {
 	}
 	runtime.KeepAlive(e) // the engine is what must not hold them
 }
+
+// TestFlushBesideCommit: a flush flies while a commit's changelog and
+// batch are still in the air, once the commit's outputs are acknowledged,
+// so that outputs do not wait for them; the next commit waits for both.
+// When both fail, they fly again as one, the flush's outputs first, and
+// every output still holds each record once, in order.
+func TestFlushBesideCommit(t *testing.T) {
+	recs := generated(t, nil)[:30_000]
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	run := func(p int) int { return 97 + 13*p }
+	want := runSources(t, DefaultConfig(), recs, 4, byUser, run)
+	scores := &detachSink{fail: map[int]bool{}}
+	trending, dead := &detachSink{}, &detachSink{}
+	log := &detachLog{detachSink: detachSink{fail: map[int]bool{}}, outputs: []*detachSink{scores, trending, dead}}
+	c := openFlying(t, DefaultConfig(), Outputs{Scores: scores, Trending: trending, DeadLetters: dead, Changelog: log})
+	ctx := context.Background()
+	sends := func(s *detachSink) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.sends
+	}
+	var gate chan struct{}
+	turns, beside, failed := 0, 0, 0
+	feedSources(t, c, recs, 4, byUser, run, func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch turns++; turns % 20 {
+		case 0:
+			if err := c.Land(ctx); err != nil {
+				t.Fatal(err)
+			}
+			gate = make(chan struct{})
+			log.gate = gate
+			started, err := c.StartCommit(ctx)
+			log.gate = nil
+			if err != nil || !started {
+				t.Fatalf("commit not started: %v", err)
+			}
+			for !c.flight.outAcked.Load() {
+				runtime.Gosched()
+			}
+		case 1:
+			if gate == nil {
+				return
+			}
+			defer func() { gate = nil }()
+			if scores.BufferedBytes() == 0 { // nothing to flush beside it
+				close(gate)
+				if err := c.Land(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			logged := sends(&log.detachSink)
+			if (beside+failed)%2 == 1 {
+				// The commit's changelog send fails once its gate
+				// opens, and so does the flush's scores send.
+				log.mu.Lock()
+				log.fail[logged+1] = true
+				log.mu.Unlock()
+				scores.mu.Lock()
+				scores.fail[scores.sends+1] = true
+				scores.mu.Unlock()
+			}
+			if err := c.FlushOutputs(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b := c.beside
+			if b == nil {
+				t.Fatal("no flush beside a commit whose outputs are acknowledged")
+			}
+			<-b.done
+			if scores.BufferedBytes() != 0 {
+				t.Fatal("scores left behind by the flush")
+			}
+			if sends(&log.detachSink) != logged {
+				t.Fatal("the changelog was sent while its gate was shut")
+			}
+			if started, err := c.StartCommit(ctx); started || err != nil {
+				t.Fatalf("a commit started beside one in flight (err %v)", err)
+			}
+			if b.err == nil {
+				beside++
+			}
+			close(gate)
+			err := c.Land(ctx)
+			var ce *CommitError
+			if b.err != nil {
+				if !errors.As(err, &ce) || c.failed == nil {
+					t.Fatalf("flush and commit failed, yet Land returned %v and kept nothing to fly again", err)
+				}
+				if err := c.Land(ctx); err != nil {
+					t.Fatalf("flown again: %v", err)
+				}
+				failed++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if beside < 5 || failed < 5 {
+		t.Fatalf("%d flushes beside a commit and %d failures of both, want many", beside, failed)
+	}
+	sameMessages(t, "scores", want.scores.msgs, scores.sent)
+	sameMessages(t, "trending", want.trending.msgs, trending.sent)
+	sameMessages(t, "dead letters", want.dead.msgs, dead.sent)
+}
