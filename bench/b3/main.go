@@ -14,6 +14,14 @@
 //	go run ./bench/b3 -rate 20000 -duration 60s
 //	go run ./bench/b3 -reorder 0     # scores as soon as applied, in arrival order
 //	go run ./bench/b3 -reorder 0 -flush-interval 10ms -brokers 127.0.0.1:9092
+//	go run ./bench/b3 -reorder 0 -broker-process -rev HEAD   # `virality run` as deployed
+//
+// By default the service runs in this program's process, as a library,
+// beside the load's generator and the watchers of its outputs, whose
+// allocations its collector then marks too. With -rev it runs as
+// `virality run`, built at that commit, in a process of its own with the
+// defaults a user gets (the memory budget among them), and b3 also reports
+// its peak RSS.
 package main
 
 import (
@@ -26,6 +34,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -35,6 +44,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/viralityhq/virality/bench/internal/live"
 	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/gen"
 	"github.com/viralityhq/virality/kafkaio"
@@ -53,6 +63,8 @@ type options struct {
 	brokerProcess  bool
 	hops           bool
 	cpuprofile     string
+	rev            string
+	runArgs        string
 }
 
 func main() {
@@ -66,7 +78,9 @@ func main() {
 	flag.StringVar(&o.brokers, "brokers", "", "a Kafka cluster to run against, as HOST:PORT,... (default: an embedded broker in this process); b3 creates topics and a group of its own there")
 	flag.BoolVar(&o.brokerProcess, "broker-process", false, "run the embedded broker in a process of its own (this program run again), as a broker runs beside the service, rather than in the service's heap")
 	flag.BoolVar(&o.hops, "hops", false, "also watch the two internal topics a probe passes, to say where its time goes (this program then reads every like twice more, on the cores the service uses)")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load's minute to `FILE`")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load's minute to `FILE` (of the service's process with -rev)")
+	flag.StringVar(&o.rev, "rev", "", "run the service as `virality run` built at this commit (e.g. HEAD), in a process of its own, rather than in this one")
+	flag.StringVar(&o.runArgs, "run-args", "", "with -rev, more flags for `virality run`, space-separated")
 	serve := flag.Bool("serve-broker", false, "(internal) run an embedded broker, print its address, and stop when standard input closes")
 	flag.Parse()
 	if *serve {
@@ -120,33 +134,52 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := store.Open(dir, store.DefaultOptions())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	cfg.Engine.EmitEveryChange = true
 	cfg.Engine.Reorder = o.reorder
 	cfg.FlushInterval = o.flush
 	cfg.CommitInterval = o.commit
-	svc, err := service.New(cfg, db, nil, zerolog.Nop())
-	if err != nil {
-		return err
+	var svc *service.Service
+	var inst *live.Instance
+	if o.rev != "" {
+		if inst, err = startRun(o, cfg, dir); err != nil {
+			return err
+		}
+	} else {
+		db, err := store.Open(dir, store.DefaultOptions())
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if svc, err = service.New(cfg, db, nil, zerolog.Nop()); err != nil {
+			return err
+		}
 	}
 	sctx, stop := context.WithCancel(ctx)
 	svcDone := make(chan error, 1)
-	go func() { svcDone <- svc.Run(sctx) }()
+	if svc != nil {
+		go func() { svcDone <- svc.Run(sctx) }()
+	}
 	stopped := false
 	stopService := func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
+		if inst != nil {
+			return inst.Stop(time.Minute)
+		}
 		stop()
 		return <-svcDone
 	}
 	defer stopService() // before the state closes
-	for ok, _ := svc.Ready(); !ok; ok, _ = svc.Ready() {
+	ready := func() bool {
+		if inst != nil {
+			return inst.Ready()
+		}
+		ok, _ := svc.Ready()
+		return ok
+	}
+	for !ready() {
 		time.Sleep(50 * time.Millisecond)
 	}
 
@@ -229,7 +262,11 @@ func run(o options) error {
 	if d := time.Until(gcfg.Start); d > 0 {
 		time.Sleep(d)
 	}
-	if o.cpuprofile != "" {
+	var profiled chan error
+	if o.cpuprofile != "" && inst != nil {
+		profiled = make(chan error, 1)
+		go func() { profiled <- inst.Profile("profile", int(o.duration.Seconds()), o.cpuprofile) }()
+	} else if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
 			return err
@@ -295,6 +332,15 @@ func run(o options) error {
 	time.Sleep(2 * time.Second)
 	stopWatch()
 	watchers.Wait()
+	var peak int64
+	if inst != nil {
+		_, peak, _ = live.Memory(inst.Pid())
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("profile of the service: %w", err)
+		}
+	}
 	if err := stopService(); err != nil {
 		return err
 	}
@@ -332,7 +378,37 @@ func run(o options) error {
 		fmt.Printf("B3 latency p50: %v, p99: %v, max: %v (target p99 <= 100ms)\n",
 			pct(latencies, 0.50), pct(latencies, 0.99), latencies[len(latencies)-1].Round(time.Millisecond))
 	}
+	if inst != nil {
+		fmt.Printf("B3 service: virality run at %s, peak RSS %d MiB\n", live.Revision(inst.Cmd.Path), peak>>20)
+	}
 	return nil
+}
+
+// startRun builds `virality run` at o.rev into dir and starts it on
+// cfg's brokers, topics and settings, with its state in dir.
+func startRun(o options, cfg service.Config, dir string) (*live.Instance, error) {
+	bin, err := live.Build(dir, o.rev)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"run",
+		"--brokers", strings.Join(cfg.Kafka.Brokers, ","),
+		"--group", cfg.Group,
+		"--input-topic", cfg.InputTopic,
+		"--scores-topic", cfg.ScoresTopic,
+		"--trending-topic", cfg.TrendingTopic,
+		"--dead-letter-topic", cfg.DeadLetterTopic,
+		"--creator-scores-topic", cfg.CreatorScoresTopic,
+		"--rising-creators-topic", cfg.RisingCreatorsTopic,
+		"--state-dir", filepath.Join(dir, "state"),
+		"--http-addr", "127.0.0.1:0",
+		"--emit-every-change",
+		"--reorder", o.reorder.String(),
+		"--flush-interval", o.flush.String(),
+		"--commit-interval", o.commit.String(),
+	}
+	args = append(args, strings.Fields(o.runArgs)...)
+	return live.Start(bin, args, filepath.Join(dir, "run.log"), nil)
 }
 
 // probeID finds the probe's video id in a forwarded like.
