@@ -168,6 +168,7 @@ type Coordinator struct {
 	// state lands on its own goroutine (a flight without sends) while the
 	// partitions go on applying; the next commit waits for it (FlyState).
 	flyState       bool
+	pipeCreators   bool            // PipeCreators: the merger opened runs a pipe
 	detachers      []namedDetacher // the outputs', in sinkOrder, then the changelog's
 	flight, failed *flight
 	beside         *flight         // a flush beside a commit in flight (flushAsync)
@@ -342,7 +343,11 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	delete(c.routers, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	if c.out.Partials != nil {
-		if id == mergePartition {
+		if id == mergePartition && c.merger != nil {
+			// The commit waited for the creators' job; what is queued
+			// since is read again from the partials topic by whoever
+			// takes partition 0.
+			err = errors.Join(err, c.merger.waitCreators())
 			c.merger = nil
 		}
 		return err
@@ -351,12 +356,13 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 }
 
 // PipeCreators runs the creator merger on a goroutine of its own (on),
-// or back on the caller's after its last job (off), for a bounded run that
-// calls nothing else of the coordinator concurrently. It does nothing
-// where the creator merger is fed by the partials topic, where commits
-// fly, or where a creator output is also another output.
+// or back on the caller's after its last job (off), for a caller that
+// calls nothing else of the coordinator concurrently; where the merger is
+// fed by the partials topic, the merger that this coordinator opens when
+// it takes partition 0 does too. It does nothing on one worker, or where a
+// creator output is also another output.
 func (c *Coordinator) PipeCreators(on bool) error {
-	if c.merger == nil || c.out.Partials != nil || c.async || c.topo.Workers < 2 {
+	if c.topo.Workers < 2 {
 		return nil
 	}
 	for _, s := range []Sink{c.out.Creators, c.out.RisingCreators} {
@@ -368,6 +374,10 @@ func (c *Coordinator) PipeCreators(on bool) error {
 				return nil
 			}
 		}
+	}
+	c.pipeCreators = on
+	if c.merger == nil {
+		return nil
 	}
 	return c.merger.pipeCreators(on)
 }

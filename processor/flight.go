@@ -272,10 +272,11 @@ func (c *Coordinator) Land(ctx context.Context) error {
 
 // namedDetacher is an output, or the changelog, that can be detached.
 type namedDetacher struct {
-	name  string
-	d     Detacher
-	log   bool                             // the changelog, sent by commits only
-	sized interface{ BufferedBytes() int } // an output that tells the bytes it holds
+	name     string
+	d        Detacher
+	log      bool                             // the changelog, sent by commits only
+	creators bool                             // a creator output, which the creator merger's job writes
+	sized    interface{ BufferedBytes() int } // an output that tells the bytes it holds
 }
 
 // findDetachers lists the outputs, in sinkOrder, and the changelog, once
@@ -294,7 +295,7 @@ func (c *Coordinator) findDetachers() {
 		if slices.ContainsFunc(c.detachers, func(x namedDetacher) bool { return x.d == d }) {
 			return
 		}
-		x := namedDetacher{name: name, d: d, log: log}
+		x := namedDetacher{name: name, d: d, log: log, creators: name == sinkCreators || name == sinkRising}
 		if b, ok := d.(interface{ BufferedBytes() int }); ok && !log {
 			x.sized = b
 		}
@@ -314,11 +315,13 @@ func (c *Coordinator) findDetachers() {
 }
 
 // detach takes out the records of every output, and of the changelog for
-// a commit.
+// a commit; not those of the creator outputs while the creator merger's
+// job writes to them (a commit has waited for it).
 func (c *Coordinator) detach(commit bool) []send {
 	var sends []send
+	busy := c.merger.creatorsBusy()
 	for _, x := range c.detachers {
-		if x.log && !commit {
+		if x.log && !commit || busy && x.creators {
 			continue
 		}
 		if fn := x.d.Detach(); fn != nil {
@@ -410,6 +413,14 @@ func (c *Coordinator) launchCommit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.merger != nil {
+		// The batch holds the creator merger's state (its save waited
+		// for the job), and the commit takes its outputs too.
+		if err := c.merger.waitCreators(); err != nil {
+			_ = w.Abort()
+			return err
+		}
+	}
 	f := &flight{w: w, offsets: c.offsets(), logged: c.changelog != nil}
 	if f.logged {
 		f.ids = slices.Clone(c.ids)
@@ -445,8 +456,9 @@ func (c *Coordinator) Throttle(ctx context.Context, max int64) error {
 // of the outputs that can tell.
 func (c *Coordinator) backlog() int64 {
 	var n int64
+	busy := c.merger.creatorsBusy()
 	for _, x := range c.detachers {
-		if x.sized != nil {
+		if x.sized != nil && !(busy && x.creators) {
 			n += int64(x.sized.BufferedBytes())
 		}
 	}

@@ -115,7 +115,7 @@ func (c *Coordinator) openMerger(e *Engine) error {
 		return err
 	}
 	c.merger = m
-	return nil
+	return m.pipeCreators(c.pipeCreators)
 }
 
 // TakePartials feeds the merger a batch of the partials topic.
@@ -157,5 +157,5 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 			return err
 		}
 	}
-	return nil
+	return m.kickCreators()
 }

@@ -467,6 +467,12 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The creators of each tick merge beside the partitions, on the
+	// holder of partition 0, not on the goroutine that applies.
+	if err := g.PipeCreators(true); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, g.PipeCreators(false)) }()
 	if s.m != nil {
 		g.CommitTook = s.m.ObserveCommit
 	}
