@@ -1119,10 +1119,11 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 // commit spent 2 of its 4 seconds in a row there; a catch-up's, 8.5% of
 // its CPU on the goroutine that applies events, bench/RESULTS.md);
 // partition 0's merger saves into another beside them. The forks are
-// joined in partition order; the partitions' keys are apart, so the state
-// committed is the same as if written in a row. With log, the forks are
-// logged and log sees each partition's (the merger's first) before they
-// are joined: their batches are the partitions' changes of the commit.
+// joined in partition order, each as soon as its partition is written;
+// the partitions' keys are apart, so the state committed is the same as
+// if written in a row. With log, the forks are logged and log sees each
+// partition's (the merger's first) before they are joined: their batches
+// are the partitions' changes of the commit.
 func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.Writer) error) error {
 	logged := log != nil
 	forks := make(map[int32][]*store.Writer, len(c.ids))
@@ -1140,14 +1141,35 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 		}
 		forks[id] = append(forks[id], w.Fork(e.part, logged))
 	}
-	err := c.parallel(func(e *Engine) error {
-		fs := forks[e.id]
-		return e.write(fs[len(fs)-1]) // the engine's fork is the partition's last
-	})
-	if merged != nil {
-		err = errors.Join(err, <-merged)
+	// The workers write the partitions in order, each taking the next;
+	// this goroutine logs and joins each partition as soon as it is
+	// written, while the workers write those after it (the logging and
+	// joining were a quarter of a live commit's stop, done after all).
+	ids := c.ids
+	written := make([]chan error, len(ids))
+	for i := range written {
+		written[i] = make(chan error, 1)
 	}
-	for _, id := range c.ids {
+	var next atomic.Int32
+	for range max(min(c.topo.Workers, len(ids)), 1) {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				fs := forks[ids[i]]
+				written[i] <- c.engines[ids[i]].write(fs[len(fs)-1]) // the engine's fork is the partition's last
+			}
+		}()
+	}
+	var err error
+	for i, id := range ids {
+		err = errors.Join(err, <-written[i])
+		if merged != nil && id == mergePartition {
+			err = errors.Join(err, <-merged)
+			merged = nil
+		}
 		if err == nil && log != nil {
 			err = log(id, forks[id])
 		}
@@ -1158,6 +1180,9 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 				_ = f.Abort()
 			}
 		}
+	}
+	if merged != nil {
+		err = errors.Join(err, <-merged)
 	}
 	if err != nil {
 		return err
