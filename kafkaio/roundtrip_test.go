@@ -200,3 +200,66 @@ func readNumbered(t *testing.T, ctx context.Context, c Config, topic string, p i
 		}
 	}
 }
+
+// TestRequestsBounded: a flush goes in one Produce request while its
+// record batches fit in requestBytes, and in several once they do not,
+// each within it but for its first batch; every record arrives, in order
+// in its partition.
+func TestRequestsBounded(t *testing.T) {
+	defer func(n int) { requestBytes = n }(requestBytes)
+	c := broker(t)
+	ctx := testCtx(t, 20*time.Second)
+	const n = 800
+	pad := bytes.Repeat([]byte("k"), 100)
+	flush := func(topic string, limit int) (requests int64, parts int) {
+		t.Helper()
+		requestBytes = limit
+		mustTopics(t, c, TopicSpec{Name: topic, Partitions: 4})
+		s, err := NewSink(c, topic, SinkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for i := range n {
+			// 13 keys, about 61 records of 130 bytes each: a partition's
+			// batch takes 8 KB or more.
+			key := fmt.Appendf(bytes.Clone(pad), "%d", i%13)
+			if err := s.Write(&processor.Message{Key: key, Value: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for p := range 4 {
+			last, had := -1, false
+			src := readNumbered(t, ctx, c, topic, p, func(i int, r processor.Record) {
+				if i <= last {
+					t.Errorf("%s partition %d: record %d after %d", topic, p, i, last)
+				}
+				last, had = i, true
+				seen++
+			})
+			src.Close()
+			if had {
+				parts++
+			}
+		}
+		if seen != n {
+			t.Fatalf("%s: read %d records, want %d", topic, seen, n)
+		}
+		return s.b.requests.Load(), parts
+	}
+	if got, _ := flush("whole", 1<<30); got != 1 {
+		t.Errorf("%d Produce requests for 100 KB of records within a limit of 1 GiB, want 1", got)
+	}
+	// No two batches fit in 10,000 bytes: one request for each.
+	got, parts := flush("bounded", 10_000)
+	if parts < 2 {
+		t.Fatalf("records in %d partitions, want several", parts)
+	}
+	if got != int64(parts) {
+		t.Errorf("%d Produce requests for batches of 8 KB or more in %d partitions, within 10,000 bytes each, want %d", got, parts, parts)
+	}
+}
