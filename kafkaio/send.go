@@ -33,15 +33,6 @@ import (
 // offset deltas under 1000 (see batcher).
 const batchRecords = 1000
 
-// requestBytes bounds the record batches of one Produce request, as the
-// Java producer's max.request.size does (1 MiB), but for a request's
-// first batch, which is sent whatever its size. The partitions left out
-// go in the next request. A broker handles a connection's requests one
-// at a time (the embedded one all of them): a commit's changelog records
-// sent in requests of 3 MB held the outputs' small ones, flushed beside,
-// behind them for tens of milliseconds.
-var requestBytes = 1 << 20
-
 // outgoing is a chunk being sent: its records by partition, and how many
 // of each partition's the broker acknowledged.
 type outgoing struct {
@@ -169,7 +160,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	room := b.room()
 	topic := produceapi.RequestTopic{Topic: b.topic}
 	var queues []*partQueue
-	total := 0
 	for i := range o.parts {
 		q := &o.parts[i]
 		if q.leader != leader || q.acked == len(q.idx) {
@@ -183,10 +173,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 			}
 			n, size = n+1, size+s
 		}
-		if len(queues) > 0 && total+size > requestBytes {
-			continue // the next request's
-		}
-		total += size
 		q.taken = n
 		queues = append(queues, q)
 		topic.Partitions = append(topic.Partitions, produceapi.RequestPartition{
@@ -194,7 +180,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 			RecordSet: protocol.RecordSet{Version: 2, Records: &messageReader{records: o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+n]}},
 		})
 	}
-	b.requests.Add(1)
 	timeout := writeAttemptTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))

@@ -289,7 +289,6 @@ type batcher struct {
 	spares []*buffer
 
 	writes, bytes, truncated atomic.Int64
-	requests                 atomic.Int64 // Produce requests sent
 }
 
 // buffer holds records written and not yet acknowledged: the batcher's
