@@ -172,6 +172,8 @@ func (c *Coordinator) launch(ctx context.Context, f *flight) {
 	f.takeOff(ctx, c.changelog)
 }
 
+// takeOff sends f on its way on a goroutine of its own, from the start:
+// a flight flown again sends only what was not acknowledged.
 func (f *flight) takeOff(ctx context.Context, log Changelog) {
 	f.done, f.err, f.start = make(chan struct{}), nil, time.Now()
 	f.outAcked.Store(false)
@@ -207,11 +209,11 @@ func (c *Coordinator) await(ctx context.Context) error {
 	return err
 }
 
-// come takes in flight f, down: a commit that landed counts; one that
-// failed is kept to be flown again, with any flight that failed before
-// it. Only a flush fails after a commit it flew beside, and only its
-// outputs' sends are then left, so the two fly again as one: the flush's
-// outputs, then the commit's changelog and batch.
+// come takes in flight f, come down: a commit that landed counts; one
+// that failed is kept to be flown again, with any flight that failed
+// before it. Only a flush fails after a commit it flew beside, and only
+// its outputs' sends are then left, so the two fly again as one: the
+// flush's outputs, then the commit's changelog and batch.
 func (c *Coordinator) come(ctx context.Context, f *flight) error {
 	if f.err != nil {
 		if c.failed == nil {
