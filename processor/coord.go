@@ -344,9 +344,9 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	if c.out.Partials != nil {
 		if id == mergePartition && c.merger != nil {
-			// The commit waited for the creators' job; what is queued
-			// since is read again from the partials topic by whoever
-			// takes partition 0.
+			// The commit waited for the creators' job, unless it failed
+			// before; what is queued is read again from the partials
+			// topic by whoever takes partition 0.
 			err = errors.Join(err, c.merger.waitCreators())
 			c.merger = nil
 		}
@@ -1145,30 +1145,20 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 	// this goroutine logs and joins each partition as soon as it is
 	// written, while the workers write those after it (the logging and
 	// joining were a quarter of a live commit's stop, done after all).
-	ids := c.ids
-	written := make([]chan error, len(ids))
-	for i := range written {
-		written[i] = make(chan error, 1)
+	written := make(map[int32]chan error, len(c.ids))
+	for _, id := range c.ids {
+		written[id] = make(chan error, 1)
 	}
-	var next atomic.Int32
-	for range max(min(c.topo.Workers, len(ids)), 1) {
-		go func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) {
-					return
-				}
-				fs := forks[ids[i]]
-				written[i] <- c.engines[ids[i]].write(fs[len(fs)-1]) // the engine's fork is the partition's last
-			}
-		}()
-	}
+	go c.parallel(func(e *Engine) error {
+		fs := forks[e.id]
+		written[e.id] <- e.write(fs[len(fs)-1]) // the engine's fork is the partition's last
+		return nil
+	})
 	var err error
-	for i, id := range ids {
-		err = errors.Join(err, <-written[i])
+	for _, id := range c.ids {
+		err = errors.Join(err, <-written[id])
 		if merged != nil && id == mergePartition {
 			err = errors.Join(err, <-merged)
-			merged = nil
 		}
 		if err == nil && log != nil {
 			err = log(id, forks[id])
@@ -1180,9 +1170,6 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 				_ = f.Abort()
 			}
 		}
-	}
-	if merged != nil {
-		err = errors.Join(err, <-merged)
 	}
 	if err != nil {
 		return err

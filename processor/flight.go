@@ -318,7 +318,8 @@ func (c *Coordinator) findDetachers() {
 
 // detach takes out the records of every output, and of the changelog for
 // a commit; not those of the creator outputs while the creator merger's
-// job writes to them (a commit has waited for it).
+// job writes to them (a commit's batch holds the merger's state, whose
+// save waited for the job).
 func (c *Coordinator) detach(commit bool) []send {
 	var sends []send
 	busy := c.merger.creatorsBusy()
@@ -414,14 +415,6 @@ func (c *Coordinator) launchCommit(ctx context.Context) error {
 	w, err := c.prepare()
 	if err != nil {
 		return err
-	}
-	if c.merger != nil {
-		// The batch holds the creator merger's state (its save waited
-		// for the job), and the commit takes its outputs too.
-		if err := c.merger.waitCreators(); err != nil {
-			_ = w.Abort()
-			return err
-		}
 	}
 	f := &flight{w: w, offsets: c.offsets(), logged: c.changelog != nil}
 	if f.logged {
