@@ -1,11 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/viralityhq/virality/store"
@@ -59,11 +61,17 @@ func newCommitID() []byte {
 	return id
 }
 
+// changelogHeaders are the headers of a partition's changelog records of
+// one commit.
+func changelogHeaders(part int32, commit []byte) []Header {
+	target := strconv.AppendInt(nil, int64(part), 10)
+	return []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
+}
+
 // logChanges sends a partition's changes of one commit, a logged fork's, to
 // the changelog.
 func (c *Coordinator) logChanges(part int32, f *store.Writer, commit []byte) error {
-	target := strconv.AppendInt(nil, int64(part), 10)
-	hdr := []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
+	hdr := changelogHeaders(part, commit)
 	var val []byte
 	var m Message // one for all: the sink copies what it is given
 	return f.Changes(func(x store.Change) error {
@@ -76,24 +84,136 @@ func (c *Coordinator) logChanges(part int32, f *store.Writer, commit []byte) err
 	})
 }
 
+// logRepairs sends to the changelog, first in a partition's commit, each
+// key a commit cut short had changed there (see Restore), as it is
+// committed, or a tombstone where it is not: a commit cut short is not
+// part of the state, and once its records are followed by these, neither
+// a restore nor compaction can take them for it. The commit before has
+// landed (a commit starts when nothing is in flight), so the store holds
+// what it committed.
+func (c *Coordinator) logRepairs(part int32, commit []byte) error {
+	keys := c.repairs[part]
+	if len(keys) == 0 {
+		return nil
+	}
+	p := c.db.Partition(part)
+	hdr := changelogHeaders(part, commit)
+	var v, val []byte
+	for _, k := range keys {
+		var ok bool
+		var err error
+		if v, ok, err = p.Committed(k, v[:0]); err != nil {
+			return fmt.Errorf("repair the changelog of partition %d: %w", part, err)
+		}
+		m := Message{Key: k, Headers: hdr}
+		if ok {
+			val = append(append(val[:0], changelogVersion), v...)
+			m.Value = val
+		}
+		if err := c.changelog.Write(&m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RestoreStats say what a restore did.
 type RestoreStats struct {
 	From, End int64 // changelog offsets read
 	Records   int64 // changelog records read
-	Commits   int64 // complete commits applied
+	Commits   int64 // complete commits applied (their meta records)
+	Dropped   int64 // records of commits cut short, skipped
+	Repairs   int   // keys a commit cut short changed after the last complete commit: logged again at the next commit
 	Wiped     bool  // the local state was dropped first
 	Why       string
+}
+
+// restoreChunk is how many changes a restore holds before it writes them
+// to the store, of those known to come before a complete commit: the
+// changelog, once compacted, holds no commit's last record but the last
+// one's, and the changes before it are all of the state.
+const restoreChunk = 1 << 16
+
+// lastMeta returns the offset of the last meta record in [from, end) of a
+// partition's changelog, the end of its last complete commit, or -1. It
+// reads back from the end a window at a time, growing: what follows the
+// last complete commit is at most what commits cut short wrote, and most
+// often nothing (a changelog ends with a meta record but after a crash).
+func lastMeta(ctx context.Context, r ChangelogReader, part int32, from, end int64) (int64, error) {
+	for hi, window := end, int64(1024); hi > from; window *= 4 {
+		lo := max(from, hi-window)
+		last, err := scanMeta(ctx, r, part, lo, hi)
+		if err != nil || last >= 0 {
+			return last, err
+		}
+		hi = lo
+	}
+	return -1, nil
+}
+
+// scanMeta returns the offset of the last meta record in [lo, hi), or -1.
+func scanMeta(ctx context.Context, r ChangelogReader, part int32, lo, hi int64) (int64, error) {
+	src, err := r.Open(ctx, part, lo)
+	if err != nil {
+		return -1, err
+	}
+	if cl, ok := src.(io.Closer); ok {
+		defer cl.Close()
+	}
+	last := int64(-1)
+	var recs []Record
+	for next := lo; next < hi; {
+		recs, err = src.Next(ctx, recs[:0])
+		if err != nil && !errors.Is(err, io.EOF) {
+			return -1, fmt.Errorf("read changelog of partition %d at %d: %w", part, next, err)
+		}
+		for i := range recs {
+			rec := &recs[i]
+			next = rec.Offset + 1
+			if rec.Offset >= hi {
+				break // past the window: compaction left none after next
+			}
+			if store.IsMetaKey(rec.Key) && len(rec.Value) > 0 {
+				last = rec.Offset
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+	}
+	return last, nil
 }
 
 // Restore brings the local state of a partition up to its changelog
 // before the partition is opened: it replays what the local state lacks,
 // or, when the local state is of other settings, ahead of the changelog
 // or older than what the changelog still holds, drops it and replays the
-// whole changelog. Only complete commits are applied. progress, if set,
-// is called now and then with the records read so far.
+// whole changelog. progress, if set, is called now and then with the
+// records read so far.
+//
+// Only complete commits are applied. A commit's records for a partition
+// are in a row, each with the commit's id, its meta record last; the
+// changelog is compacted, so of the meta records only the last is sure to
+// be there, and of the other records those whose key changed since may be
+// gone (the offsets keep their places). So the state is every record up
+// to the last meta record, in order, but:
+//   - what follows the last meta record is of commits cut short (a crash
+//     while their records were sent): skipped, and its keys are logged
+//     again, as committed, at the partition's next commit (logRepairs), so
+//     that these records are never taken for state later, when records
+//     after them are;
+//   - records of one commit with no meta record that the next commit's
+//     records follow at once (no offset between them, so nothing was
+//     compacted) never had one: a commit cut short before such repairs
+//     existed, skipped.
+//
+// A compacted commit whose meta record is gone is applied. Changes are
+// written to the store in parts of restoreChunk, and the changelog offset
+// with each meta record: a restore cut short is begun again from there.
 func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader, progress func(read, total int64)) (RestoreStats, error) {
 	var st RestoreStats
 	_ = c.Land(ctx) // what is in flight lands first; a failure is kept
+	delete(c.repairs, part)
 	p := c.db.Partition(part)
 	first, end, err := r.Bounds(ctx, part)
 	if err != nil {
@@ -133,6 +253,10 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 	if st.From >= end {
 		return st, nil
 	}
+	last, err := lastMeta(ctx, r, part, st.From, end)
+	if err != nil {
+		return st, err
+	}
 	src, err := r.Open(ctx, part, st.From)
 	if err != nil {
 		return st, err
@@ -141,9 +265,12 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 		defer cl.Close()
 	}
 	var (
-		pending []store.Change // changes of the commit being read
-		commit  string
-		recs    []Record
+		pending  []store.Change // changes to apply, not yet written
+		run      []store.Change // the changes of the commit being read
+		commit   string         // its id
+		prev     = int64(-1)    // the offset of the record before
+		recs     []Record
+		trailing = map[string]bool{}
 	)
 	for next := st.From; next < end; {
 		recs, err = src.Next(ctx, recs[:0])
@@ -157,6 +284,11 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 			}
 			next = rec.Offset + 1
 			st.Records++
+			if rec.Offset > last {
+				trailing[string(rec.Key)] = true
+				st.Dropped++
+				continue
+			}
 			id := ""
 			for _, h := range rec.Headers {
 				if h.Key == HeaderCommit {
@@ -164,8 +296,14 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 				}
 			}
 			if id != commit {
-				pending, commit = pending[:0], id // a commit that never finished is dropped
+				if len(run) > 0 && rec.Offset == prev+1 {
+					st.Dropped += int64(len(run)) // never had a meta record
+				} else {
+					pending = append(pending, run...) // its meta record compacted
+				}
+				run, commit = run[:0], id
 			}
+			prev = rec.Offset
 			ch := store.Change{Key: append([]byte(nil), rec.Key...), Delete: len(rec.Value) == 0}
 			if !ch.Delete {
 				if len(rec.Value) == 0 || rec.Value[0] != changelogVersion {
@@ -178,12 +316,18 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 				}
 				ch.Value = append([]byte(nil), rec.Value[1:]...)
 			}
-			pending = append(pending, ch)
+			run = append(run, ch)
 			if store.IsMetaKey(ch.Key) && !ch.Delete {
+				pending = append(pending, run...)
 				if err := p.Restore(pending, next); err != nil {
 					return st, fmt.Errorf("restore partition %d: %w", part, err)
 				}
 				st.Commits++
+				pending, run = pending[:0], run[:0]
+			} else if len(pending) >= restoreChunk {
+				if err := p.Restore(pending, -1); err != nil {
+					return st, fmt.Errorf("restore partition %d: %w", part, err)
+				}
 				pending = pending[:0]
 			}
 		}
@@ -193,6 +337,15 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 		if errors.Is(err, io.EOF) {
 			break
 		}
+	}
+	if len(trailing) > 0 {
+		keys := make([][]byte, 0, len(trailing))
+		for k := range trailing {
+			keys = append(keys, []byte(k))
+		}
+		slices.SortFunc(keys, bytes.Compare)
+		c.repairs[part] = keys
+		st.Repairs = len(keys)
 	}
 	return st, nil
 }

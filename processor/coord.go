@@ -130,6 +130,10 @@ type Coordinator struct {
 	merger  *merger
 	engines map[int32]*Engine
 	ids     []int32 // sorted
+	// repairs are, per partition, the keys a commit cut short changed in
+	// the changelog after its last complete commit (Restore), to be
+	// logged again, as committed, at its next commit (logRepairs).
+	repairs map[int32][][]byte
 	routers map[int32]*router
 	parts   []int32 // every partition, held here or not
 	// marked is, per (source, stage) and, in sent, per (stage, partition)
@@ -221,6 +225,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		out:         out,
 		gpart:       db.Partition(groupPartition),
 		engines:     map[int32]*Engine{},
+		repairs:     map[int32][][]byte{},
 		routers:     map[int32]*router{},
 		marked:      map[[2]int32]int64{},
 		sent:        map[[2]int32]told{},
@@ -1079,6 +1084,9 @@ func (c *Coordinator) prepare() (*store.Writer, error) {
 	if c.changelog != nil {
 		commit := newCommitID()
 		log = func(id int32, forks []*store.Writer) error {
+			if err := c.logRepairs(id, commit); err != nil {
+				return err
+			}
 			for _, f := range forks {
 				if err := c.logChanges(id, f, commit); err != nil {
 					return err
@@ -1089,6 +1097,11 @@ func (c *Coordinator) prepare() (*store.Writer, error) {
 	}
 	if err := c.write(w, log); err != nil {
 		return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+	}
+	if log != nil {
+		for _, id := range c.ids {
+			delete(c.repairs, id) // in the changelog's records now, sent again if they fail
+		}
 	}
 	return w, nil
 }

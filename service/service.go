@@ -710,6 +710,7 @@ func (s *Service) restore(ctx context.Context, g *processor.Coordinator, ids []i
 			secs := s.now().Sub(start).Seconds()
 			s.log.Info().Int32("partition", p).Str("why", st.Why).Bool("wiped", st.Wiped).
 				Int64("from", st.From).Int64("to", st.End).Int64("records", st.Records).Int64("commits", st.Commits).
+				Int64("dropped", st.Dropped).Int("repairs", st.Repairs).
 				Float64("seconds", secs).Float64("records_per_second", float64(st.Records)/max(secs, 1e-9)).
 				Msg("restored partition from the changelog")
 		}

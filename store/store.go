@@ -878,8 +878,10 @@ func (p *Partition) Wipe() error {
 	return p.db.commit(b)
 }
 
-// Restore applies the changes of complete commits read back from the
-// changelog, then records end as the changelog offset they reach.
+// Restore applies changes read back from the changelog, then records end
+// as the changelog offset they reach; with end < 0 it leaves the offset
+// recorded as it is (a restore applies a long run of changes in parts,
+// and records the offset at the end of a complete commit).
 func (p *Partition) Restore(changes []Change, end int64) error {
 	if p.db.db == nil {
 		return ErrClosed
@@ -910,11 +912,22 @@ func (p *Partition) Restore(changes []Change, end int64) error {
 			return err
 		}
 	}
-	if err := b.Set(p.clogKey(), binary.AppendVarint(nil, end), nil); err != nil {
-		b.Close()
-		return err
+	if end >= 0 {
+		if err := b.Set(p.clogKey(), binary.AppendVarint(nil, end), nil); err != nil {
+			b.Close()
+			return err
+		}
 	}
 	return p.db.commit(b)
+}
+
+// Committed reads a key of the partition, as the changelog names it, as
+// it is committed (appended to dst), to write it to the changelog again.
+func (p *Partition) Committed(key, dst []byte) ([]byte, bool, error) {
+	if !bytes.HasPrefix(key, p.prefix[:]) {
+		return dst, false, fmt.Errorf("store: changelog key %q is not of this partition", key)
+	}
+	return p.get(key, dst)
 }
 
 func (w *Writer) keyOf(kind byte, parts ...string) []byte {
