@@ -62,9 +62,18 @@ func TestLiveCreators(t *testing.T) {
 	if l, _, ok := svc.RisingCreators("global"); !ok || len(l.Creators) == 0 {
 		t.Errorf("no global rising-creators list from the service: %v %+v", ok, l)
 	}
+	// A creator's state is in the store once a commit after its records
+	// has landed (the creator pipe merges beside the partitions): the
+	// service answers within a commit or two.
 	for id := range want {
-		rec, ok, err := svc.Creator(context.Background(), id)
-		if err != nil || !ok || !bytes.Contains(rec, []byte(`"creator_id":"`+id+`"`)) {
+		var rec []byte
+		var ok bool
+		var err error
+		waitFor(t, "creator "+id+" from the service", time.Minute, func() bool {
+			rec, ok, err = svc.Creator(context.Background(), id)
+			return err != nil || ok
+		})
+		if err != nil || !bytes.Contains(rec, []byte(`"creator_id":"`+id+`"`)) {
 			t.Errorf("creator %s from the service: %s %v %v", id, rec, ok, err)
 		}
 		break
