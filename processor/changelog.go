@@ -253,13 +253,35 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 	if st.From >= end {
 		return st, nil
 	}
+	onto := !st.Wiped && ok
+	compacted, err := c.replay(ctx, p, part, r, &st, onto, progress)
+	if err != nil || !compacted {
+		return st, err
+	}
+	// Behind, on a part of the changelog compacted since: the tombstones
+	// of keys deleted there may be gone (Kafka drops them after
+	// delete.retention.ms), and the local state would keep those keys.
+	if err := p.Wipe(); err != nil {
+		return st, err
+	}
+	st = RestoreStats{From: first, End: end, Wiped: true, Records: st.Records,
+		Why: fmt.Sprintf("local state behind a compacted part of the changelog (%d < %d)", local, end)}
+	_, err = c.replay(ctx, p, part, r, &st, false, progress)
+	return st, err
+}
+
+// replay applies the changelog of a partition from st.From to st.End
+// (see Restore). onto a local state, it stops at the first offset missing
+// after st.From, a record compacted away, and reports it.
+func (c *Coordinator) replay(ctx context.Context, p *store.Partition, part int32, r ChangelogReader, st *RestoreStats, onto bool, progress func(read, total int64)) (compacted bool, err error) {
+	end := st.End
 	last, err := lastMeta(ctx, r, part, st.From, end)
 	if err != nil {
-		return st, err
+		return false, err
 	}
 	src, err := r.Open(ctx, part, st.From)
 	if err != nil {
-		return st, err
+		return false, err
 	}
 	if cl, ok := src.(io.Closer); ok {
 		defer cl.Close()
@@ -275,12 +297,15 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 	for next := st.From; next < end; {
 		recs, err = src.Next(ctx, recs[:0])
 		if err != nil && !errors.Is(err, io.EOF) {
-			return st, fmt.Errorf("read changelog of partition %d at %d: %w", part, next, err)
+			return false, fmt.Errorf("read changelog of partition %d at %d: %w", part, next, err)
 		}
 		for i := range recs {
 			rec := &recs[i]
 			if rec.Offset >= end {
 				break
+			}
+			if onto && rec.Offset != next {
+				return true, nil
 			}
 			next = rec.Offset + 1
 			st.Records++
@@ -311,7 +336,7 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 					if len(rec.Value) > 0 {
 						got = int(rec.Value[0])
 					}
-					return st, fmt.Errorf("changelog of partition %d at %d: record of format %d, this binary reads format %d: run the binary that wrote it, or start a new --group (the state is rebuilt from the input)",
+					return false, fmt.Errorf("changelog of partition %d at %d: record of format %d, this binary reads format %d: run the binary that wrote it, or start a new --group (the state is rebuilt from the input)",
 						part, rec.Offset, got, changelogVersion)
 				}
 				ch.Value = append([]byte(nil), rec.Value[1:]...)
@@ -320,13 +345,13 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 			if store.IsMetaKey(ch.Key) && !ch.Delete {
 				pending = append(pending, run...)
 				if err := p.Restore(pending, next); err != nil {
-					return st, fmt.Errorf("restore partition %d: %w", part, err)
+					return false, fmt.Errorf("restore partition %d: %w", part, err)
 				}
 				st.Commits++
 				pending, run = pending[:0], run[:0]
 			} else if len(pending) >= restoreChunk {
 				if err := p.Restore(pending, -1); err != nil {
-					return st, fmt.Errorf("restore partition %d: %w", part, err)
+					return false, fmt.Errorf("restore partition %d: %w", part, err)
 				}
 				pending = pending[:0]
 			}
@@ -347,5 +372,5 @@ func (c *Coordinator) Restore(ctx context.Context, part int32, r ChangelogReader
 		c.repairs[part] = keys
 		st.Repairs = len(keys)
 	}
-	return st, nil
+	return false, nil
 }

@@ -89,8 +89,10 @@ func (l *memLog) Open(_ context.Context, part int32, offset int64) (Source, erro
 	return &logSource{recs: recs}, nil
 }
 
-// compact keeps each key's last record, as Kafka's log cleaner does.
-func (l *memLog) compact() (before, after int) {
+// compact keeps each key's last record, as Kafka's log cleaner does, and
+// with tombstones false drops the tombstones too, as it does after
+// delete.retention.ms.
+func (l *memLog) compact(tombstones bool) (before, after int) {
 	for p, log := range l.logs {
 		last := map[string]int64{}
 		for _, r := range log {
@@ -98,7 +100,7 @@ func (l *memLog) compact() (before, after int) {
 		}
 		kept := log[:0]
 		for _, r := range log {
-			if last[string(r.Key)] == r.Offset {
+			if last[string(r.Key)] == r.Offset && (tombstones || len(r.Value) > 0) {
 				kept = append(kept, r)
 			}
 		}
@@ -197,7 +199,7 @@ func TestRestoreCutCommit(t *testing.T) {
 		t.Fatalf("run until the second crash: %v", err)
 	}
 
-	before, after := log.compact()
+	before, after := log.compact(true)
 	if after >= before {
 		t.Fatalf("compaction kept all %d records", before)
 	}
@@ -220,4 +222,55 @@ func TestRestoreCutCommit(t *testing.T) {
 		t.Fatalf("%d videos scored, want %d", len(got), len(w))
 	}
 	t.Logf("%d records dropped and %d keys repaired after the cut; compaction kept %d of %d records", dropped, repairs, after, before)
+}
+
+// TestRestoreBehindCompacted: an instance commits and stops; another, on a
+// disk of its own, restores the partitions and runs on, deleting keys the
+// first had (events of the reorder buffer applied, old windows); the
+// changelog is compacted, its tombstones gone too (Kafka drops them after
+// delete.retention.ms, a day by default). The first gets the partitions
+// back, its local state behind the changelog: replaying only what follows
+// it would keep the keys whose tombstones are gone, so it drops its state
+// and replays the whole changelog, and every video ends as in one
+// uninterrupted run.
+func TestRestoreBehindCompacted(t *testing.T) {
+	recs := generated(t, nil)
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 3_000
+	want := runTopology(t, cfg, recs, oneSource(4, 2))
+	ctx := context.Background()
+	out, log := newTestOutputs(), newMemLog()
+	db := openMemStore(t)
+	first, _ := openLogged(t, cfg, db, out, log)
+	src := &stopAfter{sliceSource: sliceSource{recs: recs, step: 500}, budget: len(recs) / 4}
+	if err := Run(ctx, first, src, RunOptions{Decoders: 1}); err != errCrash {
+		t.Fatalf("run the first: %v", err)
+	}
+	second, _ := openLogged(t, cfg, openMemStore(t), out, log)
+	src = &stopAfter{sliceSource: sliceSource{recs: recs, step: 500}, budget: len(recs) * 3 / 4}
+	if err := Run(ctx, second, src, RunOptions{Decoders: 1}); err != errCrash {
+		t.Fatalf("run the second: %v", err)
+	}
+	if before, after := log.compact(false); after >= before {
+		t.Fatalf("compaction kept all %d records", before)
+	}
+	again, sts := openLogged(t, cfg, db, out, log)
+	for p, st := range sts {
+		if !st.Wiped {
+			t.Errorf("partition %d restored onto its state behind a compacted changelog: %+v", p, st)
+		}
+	}
+	if err := Run(ctx, again, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w, got := lastScores(want.scores.msgs), lastScores(out.scores.msgs)
+	bad := 0
+	for id, v := range w {
+		if !bytes.Equal(got[id], v) {
+			bad++
+		}
+	}
+	if bad > 0 || len(got) != len(w) {
+		t.Fatalf("%d of %d videos end with another last score record than in one uninterrupted run (%d scored)", bad, len(w), len(got))
+	}
 }
