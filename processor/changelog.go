@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 
 	"github.com/viralityhq/virality/store"
 )
@@ -32,27 +31,23 @@ type ChangelogReader interface {
 	Open(ctx context.Context, part int32, offset int64) (Source, error)
 }
 
-// Changelog records. Key: the store key. Value: a format byte then the
-// store value, or no value (a tombstone) for a deleted key. Headers:
-// HeaderTarget (the partition) and HeaderCommit: the commit's random id,
-// so that a restore applies the changes of a commit only once it has seen
-// the commit's last record, the partition's meta record, and never those
-// of a commit that did not finish.
-const (
-	HeaderTarget = "virality-target-partition"
-	HeaderCommit = "virality-commit"
-)
+// Changelog records. Key: the store key, which names the partition
+// (ChangelogPartition: the changelog sink's balancer). Value: a format
+// byte then the store value, or no value (a tombstone) for a deleted key.
+// Header: HeaderCommit, the commit's random id, so that a restore knows
+// the records of one commit from the next's (see Restore). Records
+// written before this release also carry the partition in a header of
+// their own, which nothing reads.
+const HeaderCommit = "virality-commit"
 
 // changelogVersion is the first byte of each changelog record's value:
 // the records are the store's own keys and values, so it is the store's
 // format version (1 until format 4).
 const changelogVersion = store.FormatVersion
 
-// TargetPartition reads HeaderTarget: the changelog sink's balancer.
-func TargetPartition(v []byte) (int32, bool) {
-	n, err := strconv.ParseInt(string(v), 10, 32)
-	return int32(n), err == nil && n >= 0
-}
+// ChangelogPartition returns the partition of state a changelog record's
+// key belongs to: the changelog sink's balancer.
+func ChangelogPartition(key []byte) (int32, bool) { return store.KeyPartition(key) }
 
 func newCommitID() []byte {
 	id := make([]byte, 9)
@@ -63,15 +58,14 @@ func newCommitID() []byte {
 
 // changelogHeaders are the headers of a partition's changelog records of
 // one commit.
-func changelogHeaders(part int32, commit []byte) []Header {
-	target := strconv.AppendInt(nil, int64(part), 10)
-	return []Header{{Key: HeaderTarget, Value: target}, {Key: HeaderCommit, Value: commit}}
+func changelogHeaders(commit []byte) []Header {
+	return []Header{{Key: HeaderCommit, Value: commit}}
 }
 
 // logChanges sends a partition's changes of one commit, a logged fork's, to
 // the changelog.
 func (c *Coordinator) logChanges(part int32, f *store.Writer, commit []byte) error {
-	hdr := changelogHeaders(part, commit)
+	hdr := changelogHeaders(commit)
 	var val []byte
 	var m Message // one for all: the sink copies what it is given
 	return f.Changes(func(x store.Change) error {
@@ -97,7 +91,7 @@ func (c *Coordinator) logRepairs(part int32, commit []byte) error {
 		return nil
 	}
 	p := c.db.Partition(part)
-	hdr := changelogHeaders(part, commit)
+	hdr := changelogHeaders(commit)
 	var v, val []byte
 	for _, k := range keys {
 		var ok bool

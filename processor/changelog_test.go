@@ -36,12 +36,7 @@ func (l *memLog) Flush(context.Context) error {
 	byPart := map[int32][]Message{}
 	var parts []int32
 	for _, m := range l.buf {
-		p := int32(-1)
-		for _, h := range m.Headers {
-			if h.Key == HeaderTarget {
-				p, _ = TargetPartition(h.Value)
-			}
-		}
+		p, _ := ChangelogPartition(m.Key)
 		if _, ok := byPart[p]; !ok {
 			parts = append(parts, p)
 		}

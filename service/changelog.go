@@ -16,14 +16,11 @@ import (
 // instance the group gives it.
 func (c *Config) ChangelogTopic() string { return c.Group + "-state-changelog" }
 
-// targetBalancer sends a record to the partition its HeaderTarget names.
+// targetBalancer sends a record to the partition its key names: each
+// partition of state has the partition of the changelog of its number.
 var targetBalancer = kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
-	for _, h := range m.Headers {
-		if h.Key == processor.HeaderTarget {
-			if p, ok := processor.TargetPartition(h.Value); ok && int(p) < len(partitions) {
-				return partitions[p]
-			}
-		}
+	if p, ok := processor.ChangelogPartition(m.Key); ok && int(p) < len(partitions) {
+		return partitions[p]
 	}
 	return partitions[0]
 })

@@ -921,6 +921,15 @@ func (p *Partition) Restore(changes []Change, end int64) error {
 	return p.db.commit(b)
 }
 
+// KeyPartition returns the partition a store key, as the changelog
+// names it, belongs to.
+func KeyPartition(key []byte) (int32, bool) {
+	if len(key) < 5 || key[0] != 'P' {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(key[1:5])), true
+}
+
 // Committed reads a key of the partition, as the changelog names it, as
 // it is committed (appended to dst), to write it to the changelog again.
 func (p *Partition) Committed(key, dst []byte) ([]byte, bool, error) {
