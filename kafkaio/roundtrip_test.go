@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
+	produceapi "github.com/segmentio/kafka-go/protocol/produce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -198,5 +203,54 @@ func readNumbered(t *testing.T, ctx context.Context, c Config, topic string, p i
 			}
 			each(i, r)
 		}
+	}
+}
+
+// producesCounted counts the Produce requests that reach a transport.
+type producesCounted struct {
+	kafka.RoundTripper
+	n atomic.Int32
+}
+
+func (c *producesCounted) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	if _, ok := req.(*produceapi.Request); ok {
+		c.n.Add(1)
+	}
+	return c.RoundTripper.RoundTrip(ctx, addr, req)
+}
+
+// TestSinkSendDone: a send whose context is done sends no request. kafka-go's
+// transport would hand it to an idle connection all the same, which sends
+// it while the send returns its context's error: the records could then
+// land after those sent after them, out of order for their keys (seen once
+// in TestSinkDetach on a loaded machine).
+func TestSinkSendDone(t *testing.T) {
+	c := broker(t)
+	mustTopics(t, c, TopicSpec{Name: "out", Partitions: 2})
+	ctx := testCtx(t, 20*time.Second)
+	s, err := NewSink(c, "out", SinkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// A first flush: the topic's metadata known, a connection idle.
+	if err := s.Write(&processor.Message{Key: []byte("k"), Value: []byte("v0")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counted := &producesCounted{RoundTripper: s.b.meta.RoundTripper}
+	s.b.meta.RoundTripper = counted
+	if err := s.Write(&processor.Message{Key: []byte("k"), Value: []byte("v1")}); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Detach()(done); err == nil {
+		t.Fatal("a send with its context done succeeded")
+	}
+	if n := counted.n.Load(); n != 0 {
+		t.Fatalf("a send with its context done sent %d Produce requests", n)
 	}
 }

@@ -184,6 +184,14 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	// kafka-go's transport hands a request to an idle connection whatever
+	// its context, and the connection sends it: a context already done
+	// returns at once, and the request, sent behind the caller's back, may
+	// land after those that follow it (a send retried, the next flush),
+	// out of order for its keys.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	res, err := b.meta.RoundTrip(ctx, kafka.TCP(b.brokers...), &produceapi.Request{
 		Acks:    int16(kafka.RequireAll),
 		Timeout: int32(max(timeout.Milliseconds(), 1)),
