@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -126,6 +127,26 @@ type topicSink struct{ s *memSink }
 func (s topicSink) Write(m *Message) error          { return s.s.Write(m) }
 func (s topicSink) Flush(ctx context.Context) error { return s.s.Flush(ctx) }
 
+// sameLastScores fails the test unless every video's last score record
+// in got is its last in want (the outputs are as topics, with no position
+// to go back to: a record written again after a restore is there twice).
+func sameLastScores(t *testing.T, want, got testOutputs) {
+	t.Helper()
+	w, g := lastScores(want.scores.msgs), lastScores(got.scores.msgs)
+	bad, first := 0, ""
+	for id, v := range w {
+		if !bytes.Equal(g[id], v) {
+			if bad == 0 {
+				first = fmt.Sprintf("video %s: last score record\n uninterrupted: %s\n restored:      %s", id, v, g[id])
+			}
+			bad++
+		}
+	}
+	if bad > 0 || len(g) != len(w) {
+		t.Fatalf("%d of %d videos end with another last score record than in one uninterrupted run (%d scored); %s", bad, len(w), len(g), first)
+	}
+}
+
 // openLogged opens a coordinator of four partitions on db, with the
 // changelog log, each partition restored from it first.
 func openLogged(t *testing.T, cfg Config, db *store.DB, out testOutputs, log *memLog) (*Coordinator, []RestoreStats) {
@@ -161,8 +182,7 @@ func openLogged(t *testing.T, cfg Config, db *store.DB, out testOutputs, log *me
 // cut commit logged again at the second's first commit, compaction leaves
 // cut records as the last of their keys with none of the records that
 // said they were cut next to them, and the third takes them for state
-// (452 of 2,998 videos wrong when this was written). (The outputs are as topics, with no position to go back to:
-// each video's last score record is compared.)
+// (452 of 2,998 videos wrong when this was written).
 func TestRestoreCutCommit(t *testing.T) {
 	recs := generated(t, nil)
 	cfg := DefaultConfig()
@@ -207,15 +227,7 @@ func TestRestoreCutCommit(t *testing.T) {
 	if err := Run(ctx, third, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
 		t.Fatal(err)
 	}
-	w, got := lastScores(want.scores.msgs), lastScores(out.scores.msgs)
-	for id, v := range w {
-		if !bytes.Equal(got[id], v) {
-			t.Fatalf("video %s: last score record\n uninterrupted: %s\n cut, restored, compacted, restored: %s", id, v, got[id])
-		}
-	}
-	if len(got) != len(w) {
-		t.Fatalf("%d videos scored, want %d", len(got), len(w))
-	}
+	sameLastScores(t, want, out)
 	t.Logf("%d records dropped and %d keys repaired after the cut; compaction kept %d of %d records", dropped, repairs, after, before)
 }
 
@@ -258,14 +270,5 @@ func TestRestoreBehindCompacted(t *testing.T) {
 	if err := Run(ctx, again, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
 		t.Fatal(err)
 	}
-	w, got := lastScores(want.scores.msgs), lastScores(out.scores.msgs)
-	bad := 0
-	for id, v := range w {
-		if !bytes.Equal(got[id], v) {
-			bad++
-		}
-	}
-	if bad > 0 || len(got) != len(w) {
-		t.Fatalf("%d of %d videos end with another last score record than in one uninterrupted run (%d scored)", bad, len(w), len(got))
-	}
+	sameLastScores(t, want, out)
 }
