@@ -64,6 +64,7 @@ type options struct {
 	brokerProcess  bool
 	hops           bool
 	cpuprofile     string
+	trace          string
 	rev            string
 	runArgs        string
 }
@@ -80,6 +81,7 @@ func main() {
 	flag.BoolVar(&o.brokerProcess, "broker-process", false, "run the embedded broker in a process of its own (this program run again), as a broker runs beside the service, rather than in the service's heap")
 	flag.BoolVar(&o.hops, "hops", false, "also watch the two internal topics a probe passes, to say where its time goes (this program then reads every like twice more, on the cores the service uses)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load's minute to `FILE` (of the service's process with -rev)")
+	flag.StringVar(&o.trace, "trace", "", "with -rev, write an execution trace of the service over the load's first 20 seconds to `FILE` (for go tool trace)")
 	flag.StringVar(&o.rev, "rev", "", "run the service as `virality run` built at this commit (e.g. HEAD), in a process of its own, rather than in this one")
 	flag.StringVar(&o.runArgs, "run-args", "", "with -rev, more flags for `virality run`, space-separated")
 	serve := flag.Bool("serve-broker", false, "(internal) run an embedded broker, print its address, and stop when standard input closes")
@@ -267,7 +269,13 @@ func run(o options) error {
 	if o.cpuprofile != "" && inst != nil {
 		profiled = make(chan error, 1)
 		go func() { profiled <- inst.Profile("profile", int(o.duration.Seconds()), o.cpuprofile) }()
-	} else if o.cpuprofile != "" {
+	}
+	var traced chan error
+	if o.trace != "" && inst != nil {
+		traced = make(chan error, 1)
+		go func() { traced <- inst.Profile("trace", min(20, int(o.duration.Seconds())), o.trace) }()
+	}
+	if o.cpuprofile != "" && inst == nil {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
 			return err
@@ -336,6 +344,11 @@ func run(o options) error {
 	var peak int64
 	if inst != nil {
 		_, peak, _ = live.Memory(inst.Pid())
+	}
+	if traced != nil {
+		if err := <-traced; err != nil {
+			return err
+		}
 	}
 	if profiled != nil {
 		if err := <-profiled; err != nil {

@@ -183,7 +183,7 @@ func (in *Instance) Metrics() (map[string]float64, error) {
 // ("heap", "goroutine", ...) as it stands.
 func (in *Instance) Profile(name string, seconds int, path string) error {
 	u := in.URL + "/debug/pprof/" + name
-	if name == "profile" {
+	if name == "profile" || name == "trace" {
 		u += fmt.Sprintf("?seconds=%d", seconds)
 	}
 	c := http.Client{Timeout: time.Duration(seconds)*time.Second + time.Minute}
