@@ -492,6 +492,9 @@ type creator struct {
 	pending   bool  // changed since the last record
 	dirty     bool
 	queued    bool // in the list of creators changed at this tick
+	// gone: let go from the merger's decoded creators (a later decode
+	// makes another); its entries in the cooling queue are stale.
+	gone bool
 }
 
 // size estimates the bytes a decoded creator takes on the heap: the
@@ -663,7 +666,7 @@ type creatorMerger struct {
 	unsaved      []creatorChunkKey
 	creators     map[string]*creator // decoded
 	dirty        []*creator
-	active       map[string]*creator // liked in the last 5 minutes: may be rising
+	active       map[string]*creator // may be rising (mayRise at their last change)
 	// cold holds the creators encoded (coldcreators.go): one not changed
 	// in the last minute of tick time that cannot be listed as rising
 	// before it changes again. coldDirty lists those changed since the
@@ -868,7 +871,7 @@ func (cm *creatorMerger) coolDown(t int64) {
 		cm.cooling[cm.coolHead] = coolEntry{}
 		cm.coolHead++
 		c := x.c
-		if c.cool != x.tick || cm.creators[c.id] != c {
+		if c.cool != x.tick || c.gone {
 			continue // changed since, or let go
 		}
 		if cm.mayRise(c, t) {
@@ -887,6 +890,7 @@ func (cm *creatorMerger) coolDown(t int64) {
 		}
 		delete(cm.creators, c.id)
 		delete(cm.active, c.id)
+		c.gone = true
 		held += entryBytes(cm.fkey, uint32(len(cm.buf))) - cm.decodedSize
 	}
 	switch q := cm.cooling[cm.coolHead:]; {
@@ -895,7 +899,7 @@ func (cm *creatorMerger) coolDown(t int64) {
 		// left decoded: keep each creator's latest, in order.
 		n := 0
 		for _, x := range q {
-			if x.c.cool == x.tick && cm.creators[x.c.id] == x.c {
+			if x.c.cool == x.tick && !x.c.gone {
 				cm.cooling[n] = x
 				n++
 			}
@@ -942,20 +946,27 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 	}
 	for _, id := range ids {
 		r := byPart[id]
-		for _, x := range r.Counts {
-			c, err := get(x.Creator)
-			if err != nil {
-				return err
+		// Its counts and its videos are each sorted by creator: taken
+		// together in that order, a creator's are in a row.
+		for i, j := 0, 0; i < len(r.Counts) || j < len(r.Videos); {
+			if j == len(r.Videos) || i < len(r.Counts) && r.Counts[i].Creator <= r.Videos[j].Creator {
+				x := &r.Counts[i]
+				i++
+				c, err := get(x.Creator)
+				if err != nil {
+					return err
+				}
+				c.likes += x.N
+				if x.Region != "" {
+					addCreatorRegion(c, x.Region, x.N)
+				}
+				c.minutes = addBucket(c.minutes, x.Minute, x.N)
+				c.hours = addBucket(c.hours, floorDiv(x.Minute, 60), x.N)
+				touch(c)
+				continue
 			}
-			c.likes += x.N
-			if x.Region != "" {
-				addCreatorRegion(c, x.Region, x.N)
-			}
-			c.minutes = addBucket(c.minutes, x.Minute, x.N)
-			c.hours = addBucket(c.hours, floorDiv(x.Minute, 60), x.N)
-			touch(c)
-		}
-		for _, x := range r.Videos {
+			x := &r.Videos[j]
+			j++
 			c, err := get(x.Creator)
 			if err != nil {
 				return err
@@ -972,7 +983,7 @@ func (cm *creatorMerger) mergeTick(t int64, byPart map[[2]int32]*creatorReport) 
 		c.queued = false
 		c.prune(t)
 		c.changed = t
-		if len(c.minutes) > 0 {
+		if cm.mayRise(c, t) {
 			cm.active[c.id] = c
 		}
 		w := c.windows(t)
@@ -1062,22 +1073,18 @@ func (cm *creatorMerger) markDirty(c *creator) {
 // those with at least CreatorMinLikes likes in the last hour, globally and
 // by home region.
 func (cm *creatorMerger) rising(t int64) error {
-	m := tickMinute(t)
 	type cand struct {
 		RankedCreator
 		region string
 	}
 	var cands []cand
 	for id, c := range cm.active {
-		if c.lastMinute() <= m-5 {
-			delete(cm.active, id) // nothing in its last 5 minutes: no momentum
-			continue
-		}
-		// Most creators have too few likes in the last hour: their
-		// momentum is not needed. A minute's count is the standing likes
-		// of that minute, never negative, so a creator's standing likes
-		// bound its likes in the hour.
-		if c.likes < cm.minLikes || sumBuckets(c.minutes, m-60, m) < cm.minLikes {
+		// Without a like in its last 5 minutes a creator has no
+		// momentum, and most have too few likes in the last hour to be
+		// listed. Neither comes back without a change, which adds the
+		// creator again (mayRise).
+		if !cm.mayRise(c, t) {
+			delete(cm.active, id)
 			continue
 		}
 		w := c.counts(t)
@@ -1193,6 +1200,7 @@ func (cm *creatorMerger) save(w *store.Writer) error {
 			if c.idle() {
 				delete(cm.creators, id)
 				delete(cm.active, id)
+				c.gone = true
 			}
 		}
 		// A cold creator whose last hour with likes is a day old has
