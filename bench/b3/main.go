@@ -265,6 +265,14 @@ func run(o options) error {
 	if d := time.Until(gcfg.Start); d > 0 {
 		time.Sleep(d)
 	}
+	// The service's CPU over the load, from its own metrics: steadier
+	// than the tail on a shared machine, to compare revisions by.
+	var cpu0 float64
+	if inst != nil {
+		if m, err := inst.Metrics(); err == nil {
+			cpu0 = m["process_cpu_seconds_total"]
+		}
+	}
 	var profiled chan error
 	if o.cpuprofile != "" && inst != nil {
 		profiled = make(chan error, 1)
@@ -342,8 +350,12 @@ func run(o options) error {
 	stopWatch()
 	watchers.Wait()
 	var peak int64
+	cpu := -1.0
 	if inst != nil {
 		_, peak, _ = live.Memory(inst.Pid())
+		if m, err := inst.Metrics(); err == nil {
+			cpu = m["process_cpu_seconds_total"] - cpu0
+		}
 	}
 	if traced != nil {
 		if err := <-traced; err != nil {
@@ -398,7 +410,8 @@ func run(o options) error {
 			over, len(latencies), 100*float64(over)/float64(len(latencies)))
 	}
 	if inst != nil {
-		fmt.Printf("B3 service: virality run at %s, peak RSS %d MiB\n", live.Revision(inst.Cmd.Path), peak>>20)
+		fmt.Printf("B3 service: virality run at %s, peak RSS %d MiB, CPU %.1f s over the load (%.1f ms per 1,000 likes)\n",
+			live.Revision(inst.Cmd.Path), peak>>20, cpu, 1e6*cpu/float64(offered.Load()))
 	}
 	return nil
 }
