@@ -802,23 +802,32 @@ func (c *Coordinator) parallel(fn func(e *Engine) error) error {
 		}
 		return nil
 	}
-	var next atomic.Int32
+	// The caller works too, and waits for the partitions taken, not for
+	// the goroutines: a live step has little to do, and one started
+	// after the caller has done it all finds nothing and holds no one up
+	// (waiting for each to be scheduled put a delay of the scheduler's
+	// on every step while the cores were busy).
+	var next, left atomic.Int32
+	left.Store(int32(len(ids)))
 	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for range w {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(ids) {
-					return
-				}
-				errs[i] = fn(c.engines[ids[i]])
+	done := make(chan struct{})
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(ids) {
+				return
 			}
-		}()
+			errs[i] = fn(c.engines[ids[i]])
+			if left.Add(-1) == 0 {
+				close(done)
+			}
+		}
 	}
-	wg.Wait()
+	for range w - 1 {
+		go work()
+	}
+	work()
+	<-done
 	return errors.Join(errs...)
 }
 
