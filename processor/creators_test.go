@@ -308,13 +308,17 @@ func TestCreatorTallyChunks(t *testing.T) {
 		if err := w.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		counts, videos := maps.Clone(e.ctally.counts), maps.Clone(e.ctally.videos)
+		counts, videos := e.ctally.standing()
 		if err := e.loadCreatorTally(); err != nil {
 			t.Fatal(err)
 		}
-		if !maps.Equal(counts, e.ctally.counts) || !maps.Equal(videos, e.ctally.videos) {
+		gotCounts, gotVideos := e.ctally.standing()
+		if !maps.Equal(counts, gotCounts) || !maps.Equal(videos, gotVideos) {
 			t.Fatalf("step %d: read back %d counts and %d videos, want %d and %d", step,
-				len(e.ctally.counts), len(e.ctally.videos), len(counts), len(videos))
+				len(gotCounts), len(gotVideos), len(counts), len(videos))
+		}
+		if e.ctally.empty() != (len(counts) == 0 && len(videos) == 0) {
+			t.Fatalf("step %d: empty() %v with %d counts and %d videos", step, e.ctally.empty(), len(counts), len(videos))
 		}
 	}
 }
