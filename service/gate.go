@@ -17,11 +17,13 @@ type gate struct {
 
 	mu   sync.Mutex
 	used int64
-	// wake is closed, and replaced, when bytes are given back.
+	// wake is closed when bytes are given back, if a taker waits on it
+	// (nil while none does: the applying goroutine gives bytes back after
+	// every batch, and most of the time no one waits).
 	wake chan struct{}
 }
 
-func newGate(limit int64) *gate { return &gate{limit: limit, wake: make(chan struct{})} }
+func newGate(limit int64) *gate { return &gate{limit: limit} }
 
 // acquire takes n bytes, waiting while they would pass the limit; it
 // always lets one taker in when nothing is held, however large. It
@@ -33,6 +35,9 @@ func (g *gate) acquire(ctx context.Context, n int64) bool {
 			g.used += n
 			g.mu.Unlock()
 			return true
+		}
+		if g.wake == nil {
+			g.wake = make(chan struct{})
 		}
 		w := g.wake
 		g.mu.Unlock()
@@ -63,8 +68,10 @@ func (g *gate) release(n int64) {
 	}
 	g.mu.Lock()
 	g.used -= n
-	close(g.wake)
-	g.wake = make(chan struct{})
+	if g.wake != nil {
+		close(g.wake)
+		g.wake = nil
+	}
 	g.mu.Unlock()
 }
 

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -107,5 +108,36 @@ func TestHolds(t *testing.T) {
 		if all, first := s.Holds(); all != c.all || first != c.first {
 			t.Errorf("holding %v of 3: Holds() = %v, %v; want %v, %v", c.owned, all, first, c.all, c.first)
 		}
+	}
+}
+
+// TestRecentScores: the cache keeps each video's latest record, at most
+// max videos (a new one takes an evicted one's place), and get returns a
+// copy that a later put does not change.
+func TestRecentScores(t *testing.T) {
+	r := newRecentScores(3)
+	for i := range 10 {
+		id := fmt.Sprintf("v%d", i%5)
+		r.put([]byte(id), []byte(fmt.Sprintf(`{"video_id":%q,"seq":%d}`, id, i)))
+		if len(r.m) > 3 {
+			t.Fatalf("after put %d: %d videos kept, max 3", i, len(r.m))
+		}
+		got, ok := r.get(id)
+		if want := fmt.Sprintf(`{"video_id":%q,"seq":%d}`, id, i); !ok || string(got) != want {
+			t.Fatalf("after put %d: get(%s) = %q, %v; want %q", i, id, got, ok, want)
+		}
+	}
+	got, _ := r.get("v4")
+	r.put([]byte("v4"), []byte("a longer record than the one before it"))
+	if want := `{"video_id":"v4","seq":9}`; string(got) != want {
+		t.Fatalf("a copy from get changed to %q by a later put; want %q", got, want)
+	}
+	if got, ok := r.get("v4"); !ok || string(got) != "a longer record than the one before it" {
+		t.Fatalf("get(v4) = %q, %v after it was written over", got, ok)
+	}
+	none := newRecentScores(0)
+	none.put([]byte("v1"), []byte("x"))
+	if _, ok := none.get("v1"); ok {
+		t.Fatal("a cache of 0 videos kept one")
 	}
 }

@@ -1464,7 +1464,7 @@ type capture struct {
 func (c *capture) Unwrap() processor.Sink { return c.Sink }
 
 func (c *capture) Write(m *processor.Message) error {
-	c.recent.put(string(m.Key), m.Value)
+	c.recent.put(m.Key, m.Value)
 	c.n.Add(1)
 	return c.Sink.Write(m)
 }
@@ -1486,26 +1486,38 @@ func (c *counted) Write(m *processor.Message) error {
 type recentScores struct {
 	mu  sync.RWMutex
 	max int
-	m   map[string][]byte
+	// Records in buffers of their own, written over by the video's next
+	// (a lookup, no allocation: every score passes here) and reused for
+	// a video that takes an evicted one's place.
+	m map[string]*[]byte
 }
 
 func newRecentScores(max int) *recentScores {
-	return &recentScores{max: max, m: map[string][]byte{}}
+	return &recentScores{max: max, m: map[string]*[]byte{}}
 }
 
-func (r *recentScores) put(id string, rec []byte) {
+func (r *recentScores) put(id, rec []byte) {
 	if r.max == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.m[id]; !ok && len(r.m) >= r.max {
-		for k := range r.m { // any one: Go's map order is random
+	if b := r.m[string(id)]; b != nil {
+		*b = append((*b)[:0], rec...)
+		return
+	}
+	var b *[]byte
+	if len(r.m) >= r.max {
+		for k, v := range r.m { // any one: Go's map order is random
 			delete(r.m, k)
+			b = v
 			break
 		}
+	} else {
+		b = new([]byte)
 	}
-	r.m[id] = append(r.m[id][:0], rec...)
+	*b = append((*b)[:0], rec...)
+	r.m[string(id)] = b
 }
 
 // forget drops the records of the videos drop says.
@@ -1522,6 +1534,9 @@ func (r *recentScores) forget(drop func(id string) bool) {
 func (r *recentScores) get(id string) ([]byte, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	rec, ok := r.m[id]
-	return append([]byte(nil), rec...), ok
+	b, ok := r.m[id]
+	if !ok {
+		return nil, false
+	}
+	return append([]byte(nil), *b...), true
 }
