@@ -21,7 +21,9 @@
 // allocations its collector then marks too. With -rev it runs as
 // `virality run`, built at that commit, in a process of its own with the
 // defaults a user gets (the memory budget among them), and b3 also reports
-// its peak RSS.
+// its peak RSS and its CPU over the load (steadier than the tail on a
+// shared machine, to compare revisions by); -cpuprofile and -trace then
+// profile that process.
 package main
 
 import (
