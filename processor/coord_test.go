@@ -3,7 +3,10 @@ package processor
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"hash/fnv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/viralityhq/virality/event"
@@ -252,5 +255,39 @@ func TestBatchFillAndRefer(t *testing.T) {
 	}
 	if h := referred.Recs[0].Headers[0]; h.Key != "h" || string(h.Value) != "y" {
 		t.Errorf("Refer's header is %s=%s, want its own entry h pointing at the value given (y)", h.Key, h.Value)
+	}
+}
+
+// TestParallel: parallel runs fn once on every partition, whatever the
+// number of workers, and returns the errors fn returned (one worker stops
+// at the first).
+func TestParallel(t *testing.T) {
+	for _, workers := range []int{1, 2, 3, 8} {
+		c := openCoordinator(t, DefaultConfig(), openMemStore(t), newTestOutputs(), oneSource(6, workers))
+		for round := range 60 {
+			failing := int32(round%4) - 1 // -1: none fails
+			var mu sync.Mutex
+			ran := map[int32]int{}
+			err := c.parallel(func(e *Engine) error {
+				mu.Lock()
+				ran[e.id]++
+				mu.Unlock()
+				if e.id%4 == failing {
+					return fmt.Errorf("partition %d failed", e.id)
+				}
+				return nil
+			})
+			if (err != nil) != (failing >= 0) {
+				t.Fatalf("%d workers, round %d: error %v", workers, round, err)
+			}
+			for _, id := range c.ids {
+				if ran[id] > 1 || ran[id] == 0 && (workers > 1 || failing < 0) {
+					t.Fatalf("%d workers, round %d: partition %d ran %d times", workers, round, id, ran[id])
+				}
+				if workers > 1 && id%4 == failing && !strings.Contains(err.Error(), fmt.Sprintf("partition %d failed", id)) {
+					t.Fatalf("%d workers, round %d: error %v without partition %d's", workers, round, err, id)
+				}
+			}
+		}
 	}
 }
