@@ -19,7 +19,8 @@ func TestInternalLag(t *testing.T) {
 		}
 		return 1
 	}
-	l := internalLag{to: &to, forwarded: func(byUser bool, part int32) int64 {
+	var partials atomic.Int64
+	l := internalLag{to: &to, partials: &partials, forwarded: func(byUser bool, part int32) int64 {
 		return written[[2]int32{kind(byUser), part}]
 	}}
 	fetch := func(part int32, byUser, repart, partials bool, hw, next int64) int64 {
@@ -59,11 +60,17 @@ func TestInternalLag(t *testing.T) {
 	if got := fetch(0, true, false, false, 3500, 3000); got != 500 {
 		t.Fatalf("by-user 500 behind at its fetch, repartition 150: got %d", got)
 	}
-	if got := fetch(3, false, false, true, 2000, 1000); got != 1000 {
-		t.Fatalf("partials partition 3 1000 behind: got %d", got)
+	if got := partials.Load(); got != 0 {
+		t.Fatalf("partials lag %d before the partials topic was fetched", got)
 	}
-	if got := fetch(3, false, false, true, 2000, 2000); got != 500 {
-		t.Fatalf("partials caught up, by-user 500 behind: got %d", got)
+	if got := fetch(3, false, false, true, 2000, 1000); got != 1000 || partials.Load() != 1000 {
+		t.Fatalf("partials partition 3 1000 behind: got %d, partials lag %d", got, partials.Load())
+	}
+	if got := fetch(3, false, false, true, 2000, 1960); got != 500 || partials.Load() != 40 {
+		t.Fatalf("partials 40 behind, by-user 500: got %d, partials lag %d", got, partials.Load())
+	}
+	if got := fetch(3, false, false, true, 2000, 2000); got != 500 || partials.Load() != 0 {
+		t.Fatalf("partials caught up, by-user 500 behind: got %d, partials lag %d", got, partials.Load())
 	}
 	if got := fetch(0, true, false, false, 3500, 3500); got != 150 {
 		t.Fatalf("by-user caught up, repartition 150 behind: got %d", got)

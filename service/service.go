@@ -274,6 +274,12 @@ type Service struct {
 	// generator on it, so that the embedded broker's retention never
 	// drops an internal record before it is read.
 	InternalLag atomic.Int64
+	// PartialsLag is the records of the trending partials topic the
+	// service had not taken (only the holder of partition 0 reads it). Its
+	// records are a partition's candidates at a tick, kilobytes each, so
+	// a lag in records the size of InternalLag's can pass a broker's
+	// retention by bytes: the demo paces on it apart.
+	PartialsLag atomic.Int64
 	quiet       atomic.Bool
 }
 
@@ -941,7 +947,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	for _, p := range ids {
 		lastData[p] = now
 	}
-	internal := internalLag{to: &s.InternalLag, pace: in.pace, forwarded: in.forwarded}
+	internal := internalLag{to: &s.InternalLag, partials: &s.PartialsLag, pace: in.pace, forwarded: in.forwarded}
 	defer internal.reset()
 	dirty := false
 	landed := g.Commits()
@@ -1284,7 +1290,8 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 // until retention dropped records of the by-user topic nobody had read.
 type internalLag struct {
 	to        *atomic.Int64
-	pace      *pacer // told too: the input waits while the most is high
+	partials  *atomic.Int64 // the partials topic's alone (nil: not kept)
+	pace      *pacer        // told too: the input waits while the most is high
 	forwarded func(byUser bool, part int32) int64
 	lags      map[[2]int32]fetchedEnd // (batchKind, partition)
 }
@@ -1306,16 +1313,22 @@ func (l *internalLag) fetched(b *fetched) {
 // update publishes the most records an internal topic partition has yet
 // to fetch.
 func (l *internalLag) update() {
-	var most int64
+	var most, partials int64
 	for k, e := range l.lags {
 		end := e.hw
 		if (k[0] == kindByUser || k[0] == kindRepart) && l.forwarded != nil {
 			end += l.forwarded(k[0] == kindByUser, k[1]) - e.written
 		}
 		most = max(most, end-e.next)
+		if k[0] == kindPartials {
+			partials = max(partials, end-e.next)
+		}
 	}
 	if l.to.Load() != most {
 		l.to.Store(most)
+	}
+	if l.partials != nil && l.partials.Load() != partials {
+		l.partials.Store(partials)
 	}
 	l.pace.behind(most)
 }
@@ -1324,6 +1337,9 @@ func (l *internalLag) update() {
 func (l *internalLag) reset() {
 	l.lags = nil
 	l.to.Store(0)
+	if l.partials != nil {
+		l.partials.Store(0)
+	}
 	l.pace.behind(0)
 }
 

@@ -61,6 +61,12 @@ const (
 	// forwarding headers, is under 250 bytes, so 2,000 of them stay well
 	// under the 1 MiB a partition keeps.
 	demoInternalAhead = 2_000
+	// demoPartialsAhead is the most records of the trending partials
+	// topic the service may not have read: a partial is a partition's
+	// candidates at a tick, about 6.5 KB in the demo, so 40 of them are a
+	// quarter of what its partition keeps. (Paced by demoInternalAhead
+	// alone, TestDemo once lost 20 partials to retention in CI.)
+	demoPartialsAhead = 40
 	demoCacheMB       = 16
 	demoMemTableMB    = 16 // each of Pebble's memtables, two of which may be full at once
 	demoMemoryLimit   = 400 << 20
@@ -336,11 +342,11 @@ func (c demoClock) until(ts int64) time.Duration {
 // far behind the publisher, which has published records so far, for the
 // publisher to go on.
 func demoBehind(svc *service.Service, published int64) bool {
-	var read, internal int64
+	var read, internal, partials int64
 	if svc != nil {
-		read, internal = svc.EventsIn.Load(), svc.InternalLag.Load()
+		read, internal, partials = svc.EventsIn.Load(), svc.InternalLag.Load(), svc.PartialsLag.Load()
 	}
-	return published-read >= demoAheadRecords || internal >= demoInternalAhead
+	return published-read >= demoAheadRecords || internal >= demoInternalAhead || partials >= demoPartialsAhead
 }
 
 // publishDemo publishes g's likes to topic at clk's pace, and waits while
