@@ -155,20 +155,6 @@ func (t *creatorTally) clear() {
 	t.nonzero = 0
 }
 
-// standing returns the counts not 0 and the videos, as maps (for tests).
-func (t *creatorTally) standing() (map[creatorCountKey]int64, map[creatorVideoKey][2]int64) {
-	counts, videos := map[creatorCountKey]int64{}, map[creatorVideoKey][2]int64{}
-	for _, c := range t.counts {
-		if c.n != 0 {
-			counts[c.key] = c.n
-		}
-	}
-	for _, v := range t.videos {
-		videos[v.key] = [2]int64{v.first, v.last}
-	}
-	return counts, videos
-}
-
 // creatorReport is a chunk of a partition's creator likes of one tick,
 // sorted. Chunks hold at most about creatorChunkBytes, so that no record
 // of the partials topic or the changelog grows with the traffic.

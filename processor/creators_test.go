@@ -431,3 +431,17 @@ func TestCreatorsHeldCold(t *testing.T) {
 	}
 	t.Logf("%d creators let go, %d read back; %d creator records, %d rising lists", letGo, read, len(out.creators.msgs), len(out.rising.msgs))
 }
+
+// standing returns a tally's counts not 0 and its videos, as maps.
+func (t *creatorTally) standing() (map[creatorCountKey]int64, map[creatorVideoKey][2]int64) {
+	counts, videos := map[creatorCountKey]int64{}, map[creatorVideoKey][2]int64{}
+	for _, c := range t.counts {
+		if c.n != 0 {
+			counts[c.key] = c.n
+		}
+	}
+	for _, v := range t.videos {
+		videos[v.key] = [2]int64{v.first, v.last}
+	}
+	return counts, videos
+}

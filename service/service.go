@@ -1290,7 +1290,7 @@ func (s *Service) account(g *processor.Coordinator, b *fetched) {
 // until retention dropped records of the by-user topic nobody had read.
 type internalLag struct {
 	to        *atomic.Int64
-	partials  *atomic.Int64 // the partials topic's alone (nil: not kept)
+	partials  *atomic.Int64 // the partials topic's alone
 	pace      *pacer        // told too: the input waits while the most is high
 	forwarded func(byUser bool, part int32) int64
 	lags      map[[2]int32]fetchedEnd // (batchKind, partition)
@@ -1327,7 +1327,7 @@ func (l *internalLag) update() {
 	if l.to.Load() != most {
 		l.to.Store(most)
 	}
-	if l.partials != nil && l.partials.Load() != partials {
+	if l.partials.Load() != partials {
 		l.partials.Store(partials)
 	}
 	l.pace.behind(most)
@@ -1337,9 +1337,7 @@ func (l *internalLag) update() {
 func (l *internalLag) reset() {
 	l.lags = nil
 	l.to.Store(0)
-	if l.partials != nil {
-		l.partials.Store(0)
-	}
+	l.partials.Store(0)
 	l.pace.behind(0)
 }
 
