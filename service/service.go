@@ -117,7 +117,7 @@ type Config struct {
 	OutputMaxBytes int64
 	// RecentScores is how many videos of its own partitions the instance
 	// keeps the last score record of, to answer the HTTP API with it
-	// (about 500 bytes each); another video's is computed from the
+	// (512 bytes each); another video's is computed from the
 	// committed state when asked (0: always).
 	RecentScores int
 }

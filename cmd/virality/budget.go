@@ -61,7 +61,7 @@ const (
 	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
 	accountBytes = 130                  // a table without pointers (processor/table.go): 96-byte entries (the buckets an account liked in, up to 8), the key, the index; an account held whole counts as 4
 	viewBytes    = 560
-	recentBytes  = 500 // a score record, its video's ID and the map's share
+	recentBytes  = 530 // a slot of a score record and its video's ID (512 bytes) and its description
 	heldBytes    = 300 // a like an account stage holds for weighing: its routed record, decoded event and keys (100,000 held 29 MB in a catch-up's heap profile)
 )
 
