@@ -176,7 +176,20 @@ type Coordinator struct {
 	detachers      []namedDetacher // the outputs', in sinkOrder, then the changelog's
 	flight, failed *flight
 	beside         *flight         // a flush beside a commit in flight (flushAsync)
-	committed      map[int32]int64 // sources' offsets of the last commit made durable
+	committed      map[int32]int64 // sources' offsets of the last commit made durable, by partition
+	slice          int             // the next slice of the partitions StartCommit commits
+
+	// CommitSlices, if more than 1 and the partitions are fed by topic
+	// (ByUser and Repartition), makes each StartCommit commit one slice
+	// of the partitions held, in turn (partitions i, i+n, ... of n
+	// slices), not all of them: the partitions stop applying while a
+	// commit writes its batch, for a time that grows with the changes in
+	// it (30 ms a second at 20,000 likes/s), and smaller stops more often
+	// hold a like up less. It is sound only there: a partition's state
+	// and its offsets describe one point of its own inputs, and all that
+	// passes between partitions goes through topics. Commit, Close and
+	// commits due for the caches' sake take every partition.
+	CommitSlices int
 
 	// AfterCommit, if set, is called after each commit is durable, e.g. to
 	// commit the input offsets (CommittedOffset) to a Kafka consumer group
@@ -346,6 +359,7 @@ func (c *Coordinator) Close(ctx context.Context, id int32) error {
 	err := c.Commit(ctx)
 	delete(c.engines, id)
 	delete(c.routers, id)
+	delete(c.committed, id)
 	c.ids = slices.DeleteFunc(c.ids, func(x int32) bool { return x == id })
 	if c.out.Partials != nil {
 		if id == mergePartition && c.merger != nil {
@@ -792,7 +806,11 @@ type told struct {
 
 // parallel runs fn on every partition, on up to Workers goroutines.
 func (c *Coordinator) parallel(fn func(e *Engine) error) error {
-	ids := c.ids
+	return c.parallelOn(c.ids, fn)
+}
+
+// parallelOn runs fn on partitions ids, on up to Workers goroutines.
+func (c *Coordinator) parallelOn(ids []int32, fn func(e *Engine) error) error {
 	w := min(c.topo.Workers, len(ids))
 	if w <= 1 {
 		for _, id := range ids {
@@ -1032,7 +1050,7 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		if err := c.Land(ctx); err != nil {
 			return err
 		}
-		if err := c.launchCommit(ctx); err != nil {
+		if err := c.launchCommit(ctx, c.ids); err != nil {
 			return err
 		}
 		return c.await(ctx)
@@ -1056,7 +1074,7 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		}
 		c.unacked = nil
 	}
-	w, err := c.prepare()
+	w, err := c.prepare(c.ids)
 	if err != nil {
 		return err
 	}
@@ -1068,13 +1086,13 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		}
 	} else if c.flyState {
 		c.sinceCommit = 0
-		c.launch(ctx, &flight{w: w, offsets: c.offsets()})
+		c.launch(ctx, &flight{w: w, offsets: c.offsets(c.ids)})
 		return nil
 	} else if err := w.Commit(); err != nil {
 		return fmt.Errorf("commit state: %w", err)
 	}
 	c.sinceCommit = 0
-	c.landed(c.offsets(), time.Since(start))
+	c.landed(c.offsets(c.ids), time.Since(start))
 	return c.afterCommit(ctx)
 }
 
@@ -1085,9 +1103,9 @@ func (c *Coordinator) afterCommit(ctx context.Context) error {
 	return nil
 }
 
-// prepare writes a commit's batch: every partition's changed state, and,
+// prepare writes a commit's batch: partitions ids' changed state, and,
 // with a changelog, the changes' records to it, under a new commit id.
-func (c *Coordinator) prepare() (*store.Writer, error) {
+func (c *Coordinator) prepare(ids []int32) (*store.Writer, error) {
 	w := c.gpart.NewWriter()
 	var log func(id int32, forks []*store.Writer) error
 	if c.changelog != nil {
@@ -1104,11 +1122,11 @@ func (c *Coordinator) prepare() (*store.Writer, error) {
 			return nil
 		}
 	}
-	if err := c.write(w, log); err != nil {
+	if err := c.write(w, log, ids); err != nil {
 		return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
 	}
 	if log != nil {
-		for _, id := range c.ids {
+		for _, id := range ids {
 			delete(c.repairs, id) // in the changelog's records now, sent again if they fail
 		}
 	}
@@ -1146,11 +1164,11 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 // if written in a row. With log, the forks are logged and log sees each
 // partition's (the merger's first) before they are joined: their batches
 // are the partitions' changes of the commit.
-func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.Writer) error) error {
+func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.Writer) error, ids []int32) error {
 	logged := log != nil
-	forks := make(map[int32][]*store.Writer, len(c.ids))
+	forks := make(map[int32][]*store.Writer, len(ids))
 	var merged chan error
-	for _, id := range c.ids {
+	for _, id := range ids {
 		e := c.engines[id]
 		if c.out.Partials != nil && id == mergePartition && c.merger != nil {
 			// The merger's state goes into the partition's meta record,
@@ -1167,17 +1185,17 @@ func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.W
 	// this goroutine logs and joins each partition as soon as it is
 	// written, while the workers write those after it (the logging and
 	// joining were a quarter of a live commit's stop, done after all).
-	written := make(map[int32]chan error, len(c.ids))
-	for _, id := range c.ids {
+	written := make(map[int32]chan error, len(ids))
+	for _, id := range ids {
 		written[id] = make(chan error, 1)
 	}
-	go c.parallel(func(e *Engine) error {
+	go c.parallelOn(ids, func(e *Engine) error {
 		fs := forks[e.id]
 		written[e.id] <- e.write(fs[len(fs)-1]) // the engine's fork is the partition's last
 		return nil
 	})
 	var err error
-	for _, id := range c.ids {
+	for _, id := range ids {
 		err = errors.Join(err, <-written[id])
 		if merged != nil && id == mergePartition {
 			err = errors.Join(err, <-merged)

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -234,17 +235,21 @@ func (c *Coordinator) come(ctx context.Context, f *flight) error {
 // holds, and trims the caches: whatever they shed can be read back.
 func (c *Coordinator) landed(offsets map[int32]int64, took time.Duration) {
 	c.commits++
-	c.committed = offsets
+	if c.committed == nil {
+		c.committed = make(map[int32]int64, len(offsets))
+	}
+	maps.Copy(c.committed, offsets)
 	c.trim()
 	if c.CommitTook != nil {
 		c.CommitTook(took)
 	}
 }
 
-// offsets returns the sources' next offsets, as a commit records them.
-func (c *Coordinator) offsets() map[int32]int64 {
-	m := make(map[int32]int64, len(c.ids))
-	for _, id := range c.ids {
+// offsets returns the next offsets of sources ids, as a commit records
+// them.
+func (c *Coordinator) offsets(ids []int32) map[int32]int64 {
+	m := make(map[int32]int64, len(ids))
+	for _, id := range ids {
 		m[id] = c.NextOffset(id)
 	}
 	return m
@@ -351,7 +356,7 @@ func (c *Coordinator) StartCommit(ctx context.Context) (started bool, err error)
 	if err := c.Poll(ctx); err != nil || c.flight != nil {
 		return false, err
 	}
-	return true, c.launchCommit(ctx)
+	return true, c.launchCommit(ctx, c.nextSlice())
 }
 
 // FlyState, on, lets each commit's batch of state land on a goroutine of
@@ -406,20 +411,36 @@ func (c *Coordinator) Poll(ctx context.Context) error {
 // Commits returns the number of commits made durable so far.
 func (c *Coordinator) Commits() int64 { return c.commits }
 
-// launchCommit writes a commit's batch and sends it off with the records
-// detached from every output and the changelog.
-func (c *Coordinator) launchCommit(ctx context.Context) error {
+// nextSlice returns the partitions the next StartCommit commits (see
+// CommitSlices).
+func (c *Coordinator) nextSlice() []int32 {
+	n := min(c.CommitSlices, len(c.ids))
+	if n <= 1 || c.out.ByUser == nil {
+		return c.ids
+	}
+	k := c.slice % n
+	c.slice++
+	var ids []int32
+	for i := k; i < len(c.ids); i += n {
+		ids = append(ids, c.ids[i])
+	}
+	return ids
+}
+
+// launchCommit writes a commit's batch of partitions ids and sends it off
+// with the records detached from every output and the changelog.
+func (c *Coordinator) launchCommit(ctx context.Context, ids []int32) error {
 	if err := c.settle(); err != nil {
 		return err
 	}
-	w, err := c.prepare()
+	w, err := c.prepare(ids)
 	if err != nil {
 		return err
 	}
-	f := &flight{w: w, offsets: c.offsets(), logged: c.changelog != nil}
+	f := &flight{w: w, offsets: c.offsets(ids), logged: c.changelog != nil}
 	if f.logged {
-		f.ids = slices.Clone(c.ids)
-		for _, id := range c.ids {
+		f.ids = slices.Clone(ids)
+		for _, id := range ids {
 			f.parts = append(f.parts, c.engines[id].part)
 		}
 	}

@@ -502,3 +502,82 @@ func TestFlushBesideCommit(t *testing.T) {
 	sameMessages(t, "trending", want.trending.msgs, trending.sent)
 	sameMessages(t, "dead letters", want.dead.msgs, dead.sent)
 }
+
+// TestCommitSlices: with the partitions fed by topic and CommitSlices 2,
+// each StartCommit commits partitions 0 and 2, then 1 and 3, in turn:
+// their offsets are durable, with their state, and the others' stay at
+// their last commit until their turn. Commit takes every partition.
+func TestCommitSlices(t *testing.T) {
+	recs := generated(t, nil)[:4_000]
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	db := openMemStore(t)
+	out := Outputs{Scores: &detachSink{}, Trending: &detachSink{}, DeadLetters: &detachSink{},
+		ByUser: &detachSink{}, Repartition: &detachSink{}}
+	c, err := NewCoordinator(DefaultConfig(), db, out, perSource(4, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		if _, err := c.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.CommitSlices = 2
+	ctx := context.Background()
+	// Committed offsets as a coordinator opened on the store finds them.
+	stored := func() [4]int64 {
+		t.Helper()
+		var got [4]int64
+		for p := range 4 {
+			m, _, err := db.Partition(int32(p)).Meta()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[p] = m.Route.Offset
+		}
+		return got
+	}
+	var want [4]int64
+	turn := 0
+	feedSources(t, c, recs[:2_000], 4, byUser, func(int) int { return 50 }, func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := c.StartCommit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return
+		}
+		slice := []int32{0, 2}
+		if turn%2 == 1 {
+			slice = []int32{1, 3}
+		}
+		turn++
+		for _, p := range slice {
+			want[p] = c.NextOffset(p)
+		}
+		if err := c.Land(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := stored(); got != want {
+			t.Fatalf("commit %d (partitions %v): stored offsets %v, want %v", turn, slice, got, want)
+		}
+		for p := range int32(4) {
+			if got := c.CommittedOffset(p); got != want[p] {
+				t.Fatalf("commit %d: CommittedOffset(%d) = %d, want %d", turn, p, got, want[p])
+			}
+		}
+	})
+	if turn < 4 {
+		t.Fatalf("%d commits in slices, want several", turn)
+	}
+	// Finish committed every partition.
+	for p := range int32(4) {
+		want[p] = c.NextOffset(p)
+	}
+	if got := stored(); got != want || want == [4]int64{} {
+		t.Fatalf("after Finish: stored offsets %v, want %v", got, want)
+	}
+}

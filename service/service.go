@@ -45,9 +45,15 @@ type Config struct {
 	// "earliest" or "latest".
 	StartFrom string
 	Engine    processor.Config
-	// CommitInterval is the wall-clock time between commits (besides every
-	// Engine.CommitEvery records).
+	// CommitInterval is the wall-clock time between commits of a
+	// partition (besides every Engine.CommitEvery records).
 	CommitInterval time.Duration
+	// CommitSlices: the partitions held commit in this many slices, one
+	// slice every CommitInterval/CommitSlices, each partition once an
+	// interval (processor.Coordinator's CommitSlices). The partitions
+	// stop applying while a commit writes its batch; a slice's stop is
+	// shorter.
+	CommitSlices int
 	// IdleTimeout: a partition with no new record for this long is idle:
 	// its held-back scores are emitted and it no longer holds back the
 	// trending ticks of the others.
@@ -152,6 +158,7 @@ func DefaultConfig() Config {
 		StartFrom:         "earliest",
 		Engine:            processor.DefaultConfig(),
 		CommitInterval:    time.Second,
+		CommitSlices:      4,
 		IdleTimeout:       5 * time.Second,
 		MaxInputSkew:      5 * time.Minute,
 		MaxInternalBehind: 10_000,
@@ -187,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StartFrom != "earliest" && c.StartFrom != "latest" {
 		errs = append(errs, fmt.Errorf("--start-from %q: choose earliest or latest", c.StartFrom))
+	}
+	if c.CommitSlices < 1 {
+		errs = append(errs, fmt.Errorf("--commit-slices %d: must be at least 1", c.CommitSlices))
 	}
 	if c.CommitInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--commit-interval %v: must be at least 10ms", c.CommitInterval))
@@ -930,7 +940,12 @@ func (s *Service) maxEventTime(b *processor.Batch) int64 {
 // and commits on the wall-clock cadence.
 func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int32, in *input, batches <-chan *fetched, genDone <-chan struct{}) error {
 	gate := in.gate
-	tick := time.NewTicker(min(s.cfg.CommitInterval, 200*time.Millisecond))
+	// Each commit takes the next slice of the partitions: one slice every
+	// interval/slices; changes made wait until every slice has committed.
+	slices := max(min(s.cfg.CommitSlices, len(ids)), 1)
+	every := s.cfg.CommitInterval / time.Duration(slices)
+	g.CommitSlices = slices
+	tick := time.NewTicker(min(every, 200*time.Millisecond))
 	defer tick.Stop()
 	var flushTick <-chan time.Time
 	if s.cfg.FlushInterval > 0 {
@@ -952,7 +967,8 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	}
 	internal := internalLag{to: &s.InternalLag, partials: &s.PartialsLag, pace: in.pace, forwarded: in.forwarded}
 	defer internal.reset()
-	dirty := false
+	dirty := false // changed since the last commit started
+	behind := 0    // slices that may hold changes no commit has taken
 	landed := g.Commits()
 	var commitFailing time.Time
 	failures := &failureLog{log: s.log, every: 10 * time.Second}
@@ -1057,10 +1073,13 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				// until it lands).
 				err = g.Land(ctx)
 			}
-			if err == nil && dirty && now.Sub(lastCommit) >= s.cfg.CommitInterval {
+			if err == nil && (dirty || behind > 0) && now.Sub(lastCommit) >= every {
 				var started bool
 				if started, err = g.StartCommit(ctx); started {
-					lastCommit, dirty = now, false
+					if dirty {
+						behind = slices
+					}
+					lastCommit, dirty, behind = now, false, behind-1
 				}
 			}
 			if err != nil {
@@ -1093,7 +1112,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				}
 			}
 			s.count(g, ids, in.pace)
-			s.quiet.Store(!dirty && !unflushed && !g.Committing() && g.Quiet())
+			s.quiet.Store(!dirty && behind == 0 && !unflushed && !g.Committing() && g.Quiet())
 			if now.Sub(lastDiskCheck) >= s.diskEvery {
 				lastDiskCheck = now
 				if err := s.checkDisk(); err != nil {

@@ -52,6 +52,7 @@ func addServiceFlags(fs *flag.FlagSet, c *service.Config) {
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "how long the consumer group waits for a heartbeat (one a second) of an instance before it gives\nthe instance's partitions to the others: the pause after a kill (brokers accept 6s to 30m by default)")
 	fs.StringVar(&c.OnOffsetOutOfRange, "on-offset-out-of-range", c.OnOffsetOutOfRange, "when a partition's next offset was deleted by retention: earliest (resume at the first offset it holds; the records between are lost, logged and counted) or fail (stop with an error)")
 	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "wall-clock time between commits of state, outputs and offsets")
+	fs.IntVar(&c.CommitSlices, "commit-slices", c.CommitSlices, "commit the partitions held in this many slices, one every --commit-interval/N (each partition once an\ninterval): applying stops while a commit writes its batch, and a slice's stop is shorter")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a partition quiet for this long flushes held-back scores and stops holding back trending ticks")
 	fs.DurationVar(&c.MaxInputSkew, "max-input-skew", c.MaxInputSkew, "an input partition reads at most this far ahead, in event time, of the slowest of the instance's\npartitions still being read; what it read ahead would wait in memory (0: no limit)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "send emitted records to Kafka this often between commits (0: only at commits)")
