@@ -13,7 +13,7 @@
 //
 //	go run ./bench/b3 -rate 20000 -duration 60s
 //	go run ./bench/b3 -reorder 0     # scores as soon as applied, in arrival order
-//	go run ./bench/b3 -reorder 0 -flush-interval 10ms -brokers 127.0.0.1:9092
+//	go run ./bench/b3 -reorder 0 -flush-interval 5ms -brokers 127.0.0.1:9092
 //	go run ./bench/b3 -reorder 0 -broker-process -rev HEAD   # `virality run` as deployed
 //
 // By default the service runs in this program's process, as a library,
