@@ -1561,11 +1561,16 @@ func (r *recentScores) set(id []byte) (h uint64, lo, hi int) {
 // find returns the slot holding id's record, or -1.
 func (r *recentScores) find(h uint64, lo, hi int, id []byte) int {
 	for i := lo; i < hi; i++ {
-		if m := r.meta[i]; m.hash == h && bytes.Equal(r.data[i*recentSlot:i*recentSlot+int(m.id)], id) {
+		if r.meta[i].hash == h && bytes.Equal(r.id(i), id) {
 			return i
 		}
 	}
 	return -1
+}
+
+// id returns the ID in slot i.
+func (r *recentScores) id(i int) []byte {
+	return r.data[i*recentSlot : i*recentSlot+int(r.meta[i].id)]
 }
 
 func (r *recentScores) put(id, rec []byte) {
@@ -1583,11 +1588,11 @@ func (r *recentScores) put(id, rec []byte) {
 		return
 	}
 	if i < 0 {
+		// The first slot if it is empty, else the second if it is empty
+		// or written less recently.
 		i = lo
-		for j := lo + 1; j < hi; j++ {
-			if r.meta[j].hash == 0 || r.meta[j].written < r.meta[i].written && r.meta[i].hash != 0 {
-				i = j
-			}
+		if j := lo + 1; j < hi && r.meta[lo].hash != 0 && (r.meta[j].hash == 0 || r.meta[j].written < r.meta[lo].written) {
+			i = j
 		}
 	}
 	r.now++
@@ -1601,23 +1606,10 @@ func (r *recentScores) forget(drop func(id string) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, m := range r.meta {
-		if m.hash != 0 && drop(string(r.data[i*recentSlot:i*recentSlot+int(m.id)])) {
+		if m.hash != 0 && drop(string(r.id(i))) {
 			r.meta[i] = recentMeta{}
 		}
 	}
-}
-
-// len is how many videos have a record kept.
-func (r *recentScores) len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	n := 0
-	for _, m := range r.meta {
-		if m.hash != 0 {
-			n++
-		}
-	}
-	return n
 }
 
 func (r *recentScores) get(id string) ([]byte, bool) {
