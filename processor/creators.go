@@ -76,6 +76,7 @@ type creatorTally struct {
 	// then, so the stored chunks must go.
 	changedCounts, changedVideos []int32
 	reset                        bool
+	order                        []sortEntry // report's, kept for the next
 }
 
 type tallyCount struct {
@@ -233,30 +234,67 @@ func (e *Engine) creatorLike(ev *event.Event, l *store.Like, sign int64) {
 	}
 }
 
-// report turns the tally into the report of a tick and empties it.
+// report turns the tally into the report of a tick and empties it: its
+// counts sorted by (creator, region, minute), its videos by (creator,
+// video). Entries are sorted by the first 8 bytes of their creator as an
+// integer, then in full where those are equal: the same order as
+// comparing the strings (a string before another has a prefix no greater),
+// at a fraction of the cost (sorting by the strings took most of the 5-9
+// ms an engine spent closing a tick at 20,000 likes/s, while every batch
+// waited).
 func (t *creatorTally) report(tick int64) *creatorReport {
 	r := &creatorReport{Tick: tick, Counts: make([]creatorCount, 0, t.nonzero), Videos: make([]creatorVideo, 0, len(t.videos))}
-	for _, c := range t.counts {
-		if c.n != 0 {
-			r.Counts = append(r.Counts, creatorCount{c.key.creator, c.key.region, c.key.minute, c.n})
+	order := t.order[:0]
+	for i := range t.counts {
+		if c := &t.counts[i]; c.n != 0 {
+			order = append(order, sortEntry{prefix(c.key.creator), int32(i)})
 		}
 	}
-	for _, v := range t.videos {
+	slices.SortFunc(order, func(a, b sortEntry) int {
+		if a.prefix != b.prefix {
+			return cmp.Compare(a.prefix, b.prefix)
+		}
+		x, y := &t.counts[a.i].key, &t.counts[b.i].key
+		return cmp.Or(cmp.Compare(x.creator, y.creator), cmp.Compare(x.region, y.region), cmp.Compare(x.minute, y.minute))
+	})
+	for _, o := range order {
+		c := &t.counts[o.i]
+		r.Counts = append(r.Counts, creatorCount{c.key.creator, c.key.region, c.key.minute, c.n})
+	}
+	order = order[:0]
+	for i := range t.videos {
+		order = append(order, sortEntry{prefix(t.videos[i].key.creator), int32(i)})
+	}
+	slices.SortFunc(order, func(a, b sortEntry) int {
+		if a.prefix != b.prefix {
+			return cmp.Compare(a.prefix, b.prefix)
+		}
+		x, y := &t.videos[a.i].key, &t.videos[b.i].key
+		return cmp.Or(cmp.Compare(x.creator, y.creator), cmp.Compare(x.video, y.video))
+	})
+	for _, o := range order {
+		v := &t.videos[o.i]
 		r.Videos = append(r.Videos, creatorVideo{v.key.creator, v.key.video, v.first, v.last})
 	}
-	r.sort()
+	t.order = order[:0]
 	t.clear()
 	t.reset = true
 	return r
 }
 
-func (r *creatorReport) sort() {
-	slices.SortFunc(r.Counts, func(a, b creatorCount) int {
-		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Region, b.Region), cmp.Compare(a.Minute, b.Minute))
-	})
-	slices.SortFunc(r.Videos, func(a, b creatorVideo) int {
-		return cmp.Or(cmp.Compare(a.Creator, b.Creator), cmp.Compare(a.Video, b.Video))
-	})
+// sortEntry is an entry of the tally to sort: the prefix of its creator,
+// its index.
+type sortEntry struct {
+	prefix uint64
+	i      int32
+}
+
+// prefix returns the first 8 bytes of s as a big-endian integer, padded
+// with zeros: if s < u then prefix(s) <= prefix(u).
+func prefix(s string) uint64 {
+	var b [8]byte
+	copy(b[:], s)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // closeCreators reports the tally at tick, if there is anything in it.

@@ -1,13 +1,16 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -444,4 +447,64 @@ func (t *creatorTally) standing() (map[creatorCountKey]int64, map[creatorVideoKe
 		videos[v.key] = [2]int64{v.first, v.last}
 	}
 	return counts, videos
+}
+
+// TestCreatorReportOrder checks that a tick's report lists its counts and
+// videos in the order of their strings, whatever order they were tallied
+// in, including creators that share their first 8 bytes, are prefixes of
+// one another or hold zero bytes.
+func TestCreatorReportOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 9))
+	creators := []string{"c", "c1", "c1\x00", "c1\x00x", "c10", "c1000000", "c10000000", "c10000001", "c100000000", "d", "\xff\xff", "creator-long-name-1", "creator-long-name-2"}
+	regions := []string{"", "BR", "US"}
+	var e Engine
+	for range 5000 {
+		c := creators[r.IntN(len(creators))]
+		ev := event.Event{CreatorID: c, VideoID: fmt.Sprintf("v%d", r.IntN(40))}
+		l := store.Like{TS: int64(r.IntN(5)) * minuteMS, Region: regions[r.IntN(len(regions))]}
+		e.creatorLike(&ev, &l, 1-2*int64(r.IntN(4)/3))
+	}
+	rep := e.ctally.report(10 * minuteMS)
+	if len(rep.Counts) == 0 || len(rep.Videos) == 0 {
+		t.Fatalf("report of %d counts, %d videos: want some of each", len(rep.Counts), len(rep.Videos))
+	}
+	if !slices.IsSortedFunc(rep.Counts, func(a, b creatorCount) int {
+		return cmp.Or(strings.Compare(a.Creator, b.Creator), strings.Compare(a.Region, b.Region), cmp.Compare(a.Minute, b.Minute))
+	}) {
+		t.Errorf("counts not in the order of (creator, region, minute): %v", rep.Counts)
+	}
+	if !slices.IsSortedFunc(rep.Videos, func(a, b creatorVideo) int {
+		return cmp.Or(strings.Compare(a.Creator, b.Creator), strings.Compare(a.Video, b.Video))
+	}) {
+		t.Errorf("videos not in the order of (creator, video): %v", rep.Videos)
+	}
+}
+
+// BenchmarkCreatorReport closes a tick of 25,000 likes over 16,000 videos
+// of 1,600 creators and 5 regions, as an engine of B3's 8 does at 20,000
+// likes/s.
+func BenchmarkCreatorReport(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	evs := make([]event.Event, 25_000)
+	likes := make([]store.Like, len(evs))
+	regions := []string{"US", "BR", "IN", "DE", "JP"}
+	for i := range evs {
+		v := r.IntN(16_000)
+		evs[i] = event.Event{CreatorID: fmt.Sprintf("c%d", v/10), VideoID: fmt.Sprintf("v%d", v)}
+		likes[i] = store.Like{TS: int64(r.IntN(10_000)), Region: regions[r.IntN(len(regions))]}
+	}
+	var e Engine
+	for i := range evs {
+		e.creatorLike(&evs[i], &likes[i], 1)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range evs {
+			e.creatorLike(&evs[i], &likes[i], 1)
+		}
+		b.StartTimer()
+		e.closeCreators(10_000)
+		e.box.creators = e.box.creators[:0]
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -69,6 +70,7 @@ type options struct {
 	trace          string
 	rev            string
 	runArgs        string
+	probeLog       string
 }
 
 func main() {
@@ -86,6 +88,7 @@ func main() {
 	flag.StringVar(&o.trace, "trace", "", "with -rev, write an execution trace of the service over the load's first 20 seconds to `FILE` (for go tool trace)")
 	flag.StringVar(&o.rev, "rev", "", "run the service as `virality run` built at this commit (e.g. HEAD), in a process of its own, rather than in this one")
 	flag.StringVar(&o.runArgs, "run-args", "", "with -rev, more flags for `virality run`, space-separated")
+	flag.StringVar(&o.probeLog, "probe-log", "", "write each probe to `FILE`: its append (Unix ms) and its time to each topic watched (ms, -1 if not seen), to line the slow ones up with the service's log")
 	serve := flag.Bool("serve-broker", false, "(internal) run an embedded broker, print its address, and stop when standard input closes")
 	flag.Parse()
 	if *serve {
@@ -399,6 +402,11 @@ func run(o options) error {
 			fmt.Printf("B3 to %s: %d probes, p50 %v, p99 %v\n", topic, len(ds), pct(ds, 0.5), pct(ds, 0.99))
 		}
 	}
+	if o.probeLog != "" {
+		if err := writeProbeLog(o.probeLog, appended, seen, topics); err != nil {
+			return err
+		}
+	}
 	latencies := since(cfg.ScoresTopic)
 	el := time.Since(begin)
 	fmt.Printf("B3 offered load: %.0f likes/s for %v, probes in the first %v (achieved %.0f/s)\n", o.rate, loadFor, o.duration, float64(offered.Load())/min(el, loadFor).Seconds())
@@ -417,6 +425,33 @@ func run(o options) error {
 			live.Revision(inst.Cmd.Path), peak>>20, cpu, 1e6*cpu/float64(offered.Load()), miss)
 	}
 	return nil
+}
+
+// writeProbeLog writes one line for each probe appended, in the order
+// of their appends: the append's Unix time in milliseconds, then the
+// milliseconds from it to the probe's first record on each topic (-1
+// where it was not seen).
+func writeProbeLog(path string, appended map[string]time.Time, seen map[string]map[string]time.Time, topics []string) error {
+	ids := slices.SortedFunc(maps.Keys(appended), func(a, b string) int { return appended[a].Compare(appended[b]) })
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# append_unix_ms")
+	for _, t := range topics {
+		fmt.Fprintf(&b, " %s_ms", t)
+	}
+	b.WriteByte('\n')
+	for _, id := range ids {
+		a := appended[id]
+		fmt.Fprintf(&b, "%d", a.UnixMilli())
+		for _, t := range topics {
+			d := int64(-1)
+			if s, ok := seen[t][id]; ok {
+				d = s.Sub(a).Milliseconds()
+			}
+			fmt.Fprintf(&b, " %d", d)
+		}
+		b.WriteByte('\n')
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // startRun builds `virality run` at o.rev into dir and starts it on
