@@ -1002,10 +1002,8 @@ func (c *Coordinator) FlushOutputs(ctx context.Context) error {
 	if c.async {
 		return c.flushAsync(ctx)
 	}
-	if c.merger != nil {
-		if err := c.merger.waitCreators(); err != nil {
-			return err
-		}
+	if err := c.merger.settleCreators(); err != nil {
+		return err
 	}
 	sinks := c.sinks()
 	names := make([]string, 0, len(sinks))

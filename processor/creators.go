@@ -486,6 +486,21 @@ func (r *creatorReader) str() string {
 	return s
 }
 
+// strAgain is str, but returns last, not a copy, when the string is last.
+func (r *creatorReader) strAgain(last string) string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return ""
+	}
+	b := r.b[:n]
+	r.b = r.b[n:]
+	if string(b) == last {
+		return last
+	}
+	return string(b)
+}
+
 // region is str for a region: the few regions are interned, not
 // allocated at every decoding.
 func (r *creatorReader) region() string {
@@ -523,13 +538,22 @@ func decodeCreatorReport(b []byte) (*creatorReport, error) {
 	if len(b) < 1 || b[0] != creatorsFormat {
 		return nil, errCreatorFormat
 	}
-	r := &creatorReader{b: b[1:]}
+	// A report is sorted by creator: a creator's entries are in a row and
+	// share its string, and the few regions are interned.
+	r := &creatorReader{b: b[1:], names: map[string]string{}}
 	out := &creatorReport{}
-	for n := r.count(); n > 0 && !r.bad; n-- {
-		out.Counts = append(out.Counts, creatorCount{Creator: r.str(), Region: r.str(), Minute: r.varint(), N: r.varint()})
+	n := r.count()
+	out.Counts = make([]creatorCount, 0, n)
+	creator := ""
+	for ; n > 0 && !r.bad; n-- {
+		creator = r.strAgain(creator)
+		out.Counts = append(out.Counts, creatorCount{Creator: creator, Region: r.region(), Minute: r.varint(), N: r.varint()})
 	}
-	for n := r.count(); n > 0 && !r.bad; n-- {
-		out.Videos = append(out.Videos, creatorVideo{Creator: r.str(), Video: r.str(), First: r.varint(), Last: r.varint()})
+	n = r.count()
+	out.Videos = make([]creatorVideo, 0, n)
+	for ; n > 0 && !r.bad; n-- {
+		creator = r.strAgain(creator)
+		out.Videos = append(out.Videos, creatorVideo{Creator: creator, Video: r.str(), First: r.varint(), Last: r.varint()})
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, errCreatorFormat
@@ -1552,8 +1576,15 @@ func (c *Coordinator) takeCreators(id int32, e *Engine) error {
 }
 
 // takeCreatorPartial feeds the merger a creator report read from the
-// partials topic.
-func (m *merger) takeCreatorPartial(v []byte) error {
+// partials topic at offset; a pipe's job decodes it (v is copied).
+func (m *merger) takeCreatorPartial(v []byte, offset int64) error {
+	if m.creators != nil && m.pipe != nil {
+		if !isCreatorPartial(v) {
+			return errors.New(errPartialFormat)
+		}
+		m.pipe.queue = append(m.pipe.queue, creatorAdd{raw: bytes.Clone(v), offset: offset})
+		return nil
+	}
 	part, r, err := decodeCreatorPartial(v)
 	if err != nil {
 		return err

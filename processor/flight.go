@@ -492,6 +492,10 @@ func (c *Coordinator) flushAsync(ctx context.Context) error {
 	if err := c.Poll(ctx); err != nil {
 		return err
 	}
+	// Creator reports queued while a job ran start their own.
+	if err := c.merger.kickCreators(); err != nil {
+		return err
+	}
 	if f := c.flight; f != nil {
 		if f.offsets == nil || c.beside != nil || c.failed != nil || !f.outAcked.Load() {
 			return nil

@@ -84,9 +84,18 @@ type creatorPipe struct {
 	err     error // of a job that ended, seen by creatorsBusy
 }
 
+// maxQueuedCreators is how many reports (chunks of at most
+// creatorChunkBytes) the pipe queues while a job runs.
+const maxQueuedCreators = 64
+
 type creatorAdd struct {
 	part int32
 	r    *creatorReport
+	// raw: a record of the partials topic (at offset), which the job
+	// decodes into r: the reports of a tick took 40-80 ms to decode on the
+	// goroutine that applies.
+	raw    []byte
+	offset int64
 }
 
 // latest is the last emitted snapshot, for readers on other goroutines.
@@ -246,7 +255,7 @@ func (m *merger) save(w *store.Writer) error {
 		m.stored = true
 	}
 	m.unsaved = m.unsaved[:0]
-	if err := m.waitCreators(); err != nil {
+	if err := m.settleCreators(); err != nil {
 		return err
 	}
 	if m.creators != nil {
@@ -310,10 +319,7 @@ func (m *merger) finish() error {
 	if err := m.emitBefore(math.MaxInt64); err != nil {
 		return err
 	}
-	if err := m.kickCreators(); err != nil {
-		return err
-	}
-	if err := m.waitCreators(); err != nil {
+	if err := m.settleCreators(); err != nil {
 		return err
 	}
 	if m.creators != nil {
@@ -326,7 +332,7 @@ func (m *merger) finish() error {
 // or queues it for the next job of the pipe.
 func (m *merger) addCreators(part int32, r *creatorReport) {
 	if m.pipe != nil {
-		m.pipe.queue = append(m.pipe.queue, creatorAdd{part, r})
+		m.pipe.queue = append(m.pipe.queue, creatorAdd{part: part, r: r})
 		return
 	}
 	m.creators.add(part, r, true)
@@ -339,7 +345,7 @@ func (m *merger) pipeCreators(on bool) error {
 	case on && m.pipe == nil && m.creators != nil:
 		m.pipe = &creatorPipe{front: math.MinInt64, started: math.MinInt64, done: make(chan error, 1)}
 	case !on && m.pipe != nil:
-		err := errors.Join(m.kickCreators(), m.waitCreators())
+		err := m.settleCreators()
 		m.pipe = nil
 		return err
 	}
@@ -347,10 +353,16 @@ func (m *merger) pipeCreators(on bool) error {
 }
 
 // kickCreators starts a job of the pipe with the reports queued and the
-// frontier reached since the last one, once that one is done.
+// frontier reached since the last one. While that one still runs, what is
+// queued waits for the next call (the next partials taken, the next
+// flush, or settleCreators) and the partitions go on applying, up to
+// maxQueuedCreators reports; past them it waits for the job.
 func (m *merger) kickCreators() error {
+	if m == nil || m.pipe == nil {
+		return nil
+	}
 	p := m.pipe
-	if p == nil || len(p.queue) == 0 && p.front == p.started {
+	if len(p.queue) == 0 && p.front == p.started || len(p.queue) < maxQueuedCreators && m.creatorsBusy() {
 		return nil
 	}
 	if err := m.waitCreators(); err != nil {
@@ -360,7 +372,15 @@ func (m *merger) kickCreators() error {
 	p.queue, p.started, p.running = nil, f, true
 	go func() {
 		for _, a := range adds {
-			cm.add(a.part, a.r, true)
+			part, r := a.part, a.r
+			if a.raw != nil {
+				var err error
+				if part, r, err = decodeCreatorPartial(a.raw); err != nil {
+					p.done <- fmt.Errorf("creator partial at offset %d: %w", a.offset, err)
+					return
+				}
+			}
+			cm.add(part, r, true)
 		}
 		var err error
 		if f > math.MinInt64 {
@@ -371,14 +391,23 @@ func (m *merger) kickCreators() error {
 	return nil
 }
 
+// settleCreators runs whatever the pipe holds, the job running and then
+// the reports queued and the frontier reached since, and waits for it.
+func (m *merger) settleCreators() error {
+	if err := m.waitCreators(); err != nil {
+		return err
+	}
+	return errors.Join(m.kickCreators(), m.waitCreators())
+}
+
 // waitCreators waits for the pipe's job, if one runs: after it, the
 // creator merger and its outputs may be touched. It returns the error of
 // the last job, if it failed.
 func (m *merger) waitCreators() error {
-	p := m.pipe
-	if p == nil {
+	if m == nil || m.pipe == nil {
 		return nil
 	}
+	p := m.pipe
 	if p.running {
 		p.running = false
 		p.err = errors.Join(p.err, <-p.done)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -184,5 +186,58 @@ func TestMergerRereadsPendingReports(t *testing.T) {
 	}
 	if m := second.merger; m.offset != 7 || m.reread != 7 || m.rereadFrom() != 7 {
 		t.Fatalf("after the restart: offset %d, reread %d, rereadFrom %d; want 7", m.offset, m.reread, m.rereadFrom())
+	}
+}
+
+// TestCreatorPipeDecodes: a merger fed by the partials topic queues the
+// creator reports it reads for the pipe's job, which decodes them; every
+// report queued, while a job runs or not, is merged once the pipe
+// settles, and one that does not decode fails with its offset.
+func TestCreatorPipeDecodes(t *testing.T) {
+	db := openMemStore(t)
+	cm, err := newCreatorMerger(DefaultConfig(), db.Partition(groupPartition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMerger(2, nil, func(*Snapshot) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.remote, m.creators = true, cm
+	if err := m.pipeCreators(true); err != nil {
+		t.Fatal(err)
+	}
+	const tick = int64(1793491210000)
+	report := func(part int32, creator string) []byte {
+		r := &creatorReport{Tick: tick, Counts: []creatorCount{{creator, "US", tick/minuteMS - 1, 1}}}
+		return appendCreatorPartial(nil, part, r)
+	}
+	for i, part := range []int32{0, 1, 2} {
+		v := report(part, fmt.Sprintf("c%d", part))
+		if err := m.takeCreatorPartial(v, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		clear(v) // the batch's buffer is used again: the queue holds a copy
+		if err := m.kickCreators(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.settleCreators(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cm.pending[tick]); n != 3 {
+		t.Fatalf("%d reports of tick %d merged, want the 3 queued", n, tick)
+	}
+
+	bad := report(3, "c3")
+	bad = bad[:len(bad)-1]
+	if err := m.takeCreatorPartial(bad, 41); err != nil {
+		t.Fatalf("a creator partial with a good header was refused before its job: %v", err)
+	}
+	if err := m.settleCreators(); err == nil || !strings.Contains(err.Error(), "offset 41") {
+		t.Fatalf("a creator partial cut short: %v, want an error at offset 41", err)
+	}
+	if err := m.takeCreatorPartial([]byte("not a partial"), 42); err == nil {
+		t.Fatal("a record that is no creator partial was queued")
 	}
 }

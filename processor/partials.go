@@ -140,7 +140,7 @@ func (c *Coordinator) TakePartials(_ context.Context, b *Batch) error {
 		m.offset = rec.Offset + 1
 		m.reread = m.offset
 		if isCreatorPartial(rec.Value) {
-			if err := m.takeCreatorPartial(rec.Value); err != nil {
+			if err := m.takeCreatorPartial(rec.Value, rec.Offset); err != nil {
 				return fmt.Errorf("creator partial at offset %d: %w", rec.Offset, err)
 			}
 			continue
