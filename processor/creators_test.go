@@ -291,6 +291,7 @@ func TestCreatorTallyChunks(t *testing.T) {
 	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
 	creatorChunkBytes = 200 // a commit's changes in several chunks
 	rng := rand.New(rand.NewPCG(3, 4))
+	vs := map[string]*video{}
 	for step := range 400 {
 		for range rng.IntN(30) {
 			ev := event.Event{CreatorID: fmt.Sprintf("c%d", rng.IntN(20)), VideoID: fmt.Sprintf("v%d", rng.IntN(50))}
@@ -299,7 +300,7 @@ func TestCreatorTallyChunks(t *testing.T) {
 			if rng.IntN(3) == 0 {
 				sign = -1
 			}
-			e.creatorLike(&ev, &l, sign)
+			e.creatorLike(videoOf(vs, ev.VideoID), &ev, &l, sign)
 		}
 		if rng.IntN(8) == 0 && !e.ctally.empty() {
 			e.closeCreators(int64(step) * minuteMS)
@@ -458,11 +459,12 @@ func TestCreatorReportOrder(t *testing.T) {
 	creators := []string{"c", "c1", "c1\x00", "c1\x00x", "c10", "c1000000", "c10000000", "c10000001", "c100000000", "d", "\xff\xff", "creator-long-name-1", "creator-long-name-2"}
 	regions := []string{"", "BR", "US"}
 	var e Engine
+	vs := map[string]*video{}
 	for range 5000 {
 		c := creators[r.IntN(len(creators))]
 		ev := event.Event{CreatorID: c, VideoID: fmt.Sprintf("v%d", r.IntN(40))}
 		l := store.Like{TS: int64(r.IntN(5)) * minuteMS, Region: regions[r.IntN(len(regions))]}
-		e.creatorLike(&ev, &l, 1-2*int64(r.IntN(4)/3))
+		e.creatorLike(videoOf(vs, ev.VideoID), &ev, &l, 1-2*int64(r.IntN(4)/3))
 	}
 	rep := e.ctally.report(10 * minuteMS)
 	if len(rep.Counts) == 0 || len(rep.Videos) == 0 {
@@ -494,17 +496,88 @@ func BenchmarkCreatorReport(b *testing.B) {
 		likes[i] = store.Like{TS: int64(r.IntN(10_000)), Region: regions[r.IntN(len(regions))]}
 	}
 	var e Engine
+	vs := map[string]*video{}
 	for i := range evs {
-		e.creatorLike(&evs[i], &likes[i], 1)
+		e.creatorLike(videoOf(vs, evs[i].VideoID), &evs[i], &likes[i], 1)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
 		for i := range evs {
-			e.creatorLike(&evs[i], &likes[i], 1)
+			e.creatorLike(videoOf(vs, evs[i].VideoID), &evs[i], &likes[i], 1)
 		}
 		b.StartTimer()
 		e.closeCreators(10_000)
 		e.box.creators = e.box.creators[:0]
+	}
+}
+
+// videoOf returns the video id of vs, made on first use, as an engine's
+// cache holds it.
+func videoOf(vs map[string]*video, id string) *video {
+	v := vs[id]
+	if v == nil {
+		v = &video{}
+		vs[id] = v
+	}
+	return v
+}
+
+// TestCreatorTallyHints: the tally a video's hints help fill is the one
+// plain lookups give, however the likes of a video change creator, region
+// and minute, and through ticks that empty the tally and reloads that
+// fill it in another order.
+func TestCreatorTallyHints(t *testing.T) {
+	db := openMemStore(t)
+	c, err := NewCoordinator(DefaultConfig(), db, newTestOutputs().outputs(), oneSource(1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	vs := map[string]*video{}
+	counts, videos := map[creatorCountKey]int64{}, map[creatorVideoKey][2]int64{}
+	for step := range 3000 {
+		ev := event.Event{CreatorID: fmt.Sprintf("c%d", r.IntN(6)), VideoID: fmt.Sprintf("v%d", r.IntN(12))}
+		l := store.Like{TS: int64(r.IntN(3)) * minuteMS, Region: []string{"eu", "us", ""}[r.IntN(3)]}
+		sign := 1 - 2*int64(r.IntN(3)/2)
+		e.creatorLike(videoOf(vs, ev.VideoID), &ev, &l, sign)
+		m := l.TS / minuteMS
+		k := creatorCountKey{ev.CreatorID, l.Region, m}
+		if counts[k] += sign; counts[k] == 0 {
+			delete(counts, k)
+		}
+		if sign > 0 {
+			vk := creatorVideoKey{ev.CreatorID, ev.VideoID}
+			if x, ok := videos[vk]; ok {
+				videos[vk] = [2]int64{min(x[0], m), max(x[1], m)}
+			} else {
+				videos[vk] = [2]int64{m, m}
+			}
+		}
+		switch r.IntN(100) {
+		case 0:
+			e.closeCreators(int64(step) * minuteMS)
+			clear(counts)
+			clear(videos)
+		case 1:
+			w := e.part.NewWriter()
+			if err := e.saveCreatorTally(w); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.loadCreatorTally(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gotCounts, gotVideos := e.ctally.standing()
+		if !maps.Equal(counts, gotCounts) || !maps.Equal(videos, gotVideos) {
+			t.Fatalf("step %d: tally of %v and %v, want %v and %v", step, gotCounts, gotVideos, counts, videos)
+		}
 	}
 }

@@ -50,6 +50,7 @@ type video struct {
 	pending bool  // the pending marker must be written
 	sized   int64 // bytes() when last counted in Engine.videoBytes
 	used    bool  // taken from the cache since eviction last passed it
+	tally   tallyHint
 }
 
 // window is a video's standing likes in one window: how many, their
@@ -554,11 +555,11 @@ func (e *Engine) apply(ev *event.Event, w int64, keys *lockKeys) error {
 	if before.Liked != pr.Liked || beforeLike.TS != pr.Like.TS || beforeLike.Weight != pr.Like.Weight || beforeLike.Damp != pr.Like.Damp || beforeLike.Region != pr.Like.Region {
 		if before.Liked {
 			e.standing(v, &beforeLike, -1)
-			e.creatorLike(ev, &beforeLike, -1)
+			e.creatorLike(v, ev, &beforeLike, -1)
 		}
 		if pr.Liked {
 			e.standing(v, &pr.Like, +1)
-			e.creatorLike(ev, &pr.Like, +1)
+			e.creatorLike(v, ev, &pr.Like, +1)
 		}
 		changed = true
 	}
