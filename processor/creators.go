@@ -499,42 +499,32 @@ func (r *creatorReader) count() int {
 	return int(n)
 }
 
-func (r *creatorReader) str() string {
+// next returns the next length-prefixed bytes, in r's buffer.
+func (r *creatorReader) next() []byte {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		r.bad, r.b = true, nil
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
-
-// strAgain is str, but returns last, not a copy, when the string is last.
-func (r *creatorReader) strAgain(last string) string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return ""
+		return nil
 	}
 	b := r.b[:n]
 	r.b = r.b[n:]
-	if string(b) == last {
-		return last
+	return b
+}
+
+func (r *creatorReader) str() string { return string(r.next()) }
+
+// strAgain is str, but returns last, not a copy, when the string is last.
+func (r *creatorReader) strAgain(last string) string {
+	if b := r.next(); string(b) != last {
+		return string(b)
 	}
-	return string(b)
+	return last
 }
 
 // region is str for a region: the few regions are interned, not
 // allocated at every decoding.
 func (r *creatorReader) region() string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return ""
-	}
-	b := r.b[:n]
-	r.b = r.b[n:]
+	b := r.next()
 	if s, ok := r.names[string(b)]; ok {
 		return s
 	}

@@ -279,15 +279,7 @@ func TestCreatorsRestart(t *testing.T) {
 // chunk of what changed each time, and reads it back between commits: what
 // is read is the tally, through ticks that empty it.
 func TestCreatorTallyChunks(t *testing.T) {
-	db := openMemStore(t)
-	c, err := NewCoordinator(DefaultConfig(), db, newTestOutputs().outputs(), oneSource(1, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := c.Open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := openOneEngine(t)
 	defer func(n int) { creatorChunkBytes = n }(creatorChunkBytes)
 	creatorChunkBytes = 200 // a commit's changes in several chunks
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -528,15 +520,7 @@ func videoOf(vs map[string]*video, id string) *video {
 // and minute, and through ticks that empty the tally and reloads that
 // fill it in another order.
 func TestCreatorTallyHints(t *testing.T) {
-	db := openMemStore(t)
-	c, err := NewCoordinator(DefaultConfig(), db, newTestOutputs().outputs(), oneSource(1, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := c.Open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := openOneEngine(t)
 	r := rand.New(rand.NewPCG(5, 6))
 	vs := map[string]*video{}
 	counts, videos := map[creatorCountKey]int64{}, map[creatorVideoKey][2]int64{}
@@ -580,4 +564,18 @@ func TestCreatorTallyHints(t *testing.T) {
 			t.Fatalf("step %d: tally of %v and %v, want %v and %v", step, gotCounts, gotVideos, counts, videos)
 		}
 	}
+}
+
+// openOneEngine opens partition 0 of one source, on a store in memory.
+func openOneEngine(t *testing.T) *Engine {
+	t.Helper()
+	c, err := NewCoordinator(DefaultConfig(), openMemStore(t), newTestOutputs().outputs(), oneSource(1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
