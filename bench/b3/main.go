@@ -23,7 +23,9 @@
 // defaults a user gets (the memory budget among them), and b3 also reports
 // its peak RSS and its CPU over the load (steadier than the tail on a
 // shared machine, to compare revisions by); -cpuprofile and -trace then
-// profile that process.
+// profile that process. -probe-log writes each probe's append time and
+// latencies, to find when the slow ones were appended (the likes
+// appended just after a 10 s tick were most of the tail once).
 package main
 
 import (
