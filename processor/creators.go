@@ -116,12 +116,6 @@ func (t *creatorTally) count(k creatorCountKey, hint int32) int32 {
 	return i
 }
 
-// add adds d to k's count.
-func (t *creatorTally) add(k creatorCountKey, d int64) {
-	i := t.count(k, -1)
-	t.setCount(i, t.counts[i].n+d)
-}
-
 func (t *creatorTally) setCount(i int32, n int64) {
 	c := &t.counts[i]
 	switch {
