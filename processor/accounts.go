@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"math"
+
 	"github.com/viralityhq/virality/scoring"
 	"github.com/viralityhq/virality/store"
 )
@@ -130,10 +132,11 @@ type accounts struct {
 	free  []int32
 	cur   acctRec // the account being changed, unpacked from its entry
 	dirty []int32 // entries liked since the last commit
-	// partial: the store may hold accounts that are not in memory (some
-	// were evicted, or the state was opened on an earlier commit), so a
-	// miss reads the store.
-	partial bool
+	// left tells which accounts not in memory the store may hold a
+	// record of that a like still needs (leftaccounts.go): a miss reads
+	// the store only for those.
+	left    *leftAccounts
+	reads   int64 // accounts read from the store
 	swept   int64 // bucket of the last sweep for accounts gone quiet
 	scratch []acctBucket
 	key     []byte
@@ -184,9 +187,11 @@ func (a *accounts) put(i int, r *acctRec) {
 
 // drop deletes entry i, and its whole record if it has one.
 func (a *accounts) drop(i int) {
-	if k := a.t.Val(i).full; k > 0 {
-		a.free = append(a.free, k-1)
+	e := a.t.Val(i)
+	if e.full > 0 {
+		a.free = append(a.free, e.full-1)
 	}
+	a.left.add(a.t.Key(i), e.newest)
 	a.t.Delete(i)
 }
 
@@ -194,7 +199,7 @@ func (a *accounts) drop(i int) {
 func (a *accounts) load() int { return a.t.Len() + (fullUnits-1)*(len(a.full)-len(a.free)) }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry]()}
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64, maxAccounts)}
 }
 
 // counted converts a threshold in likes an hour to likes in the counted
@@ -218,12 +223,13 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 		r = a.rec(i)
 	} else {
 		a.cur = acctRec{}
-		read := a.partial
+		read := a.left.may(a.key, b)
 		if a.filter != nil {
 			a.fkey = store.AccountKey(a.fkey[:0], user)
 			read = a.filter.seen(a.fkey) && read
 		}
 		if read {
+			a.reads++
 			var err error
 			if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
 				a.t.Delete(i) // the last entry, just added: no other moves
@@ -355,6 +361,7 @@ func (a *accounts) save(w *store.Writer) error {
 // It is called once a commit is durable; accounts liked since it was
 // written stay.
 func (a *accounts) evict(current int64) {
+	a.left.maxBits = leftMaxBits(a.max)
 	n0 := a.t.Len()
 	defer func() {
 		if a.t.Len() < n0 && len(a.dirty) > 0 {
@@ -403,7 +410,6 @@ func (a *accounts) evict(current int64) {
 				a.drop(i)
 			}
 		}
-		a.partial = true
 	}
 }
 
@@ -418,6 +424,13 @@ func (a *accounts) reindexDirty() {
 	}
 }
 
-// open prepares the accounts of a partition opened on stored state: they
-// are read from the store as they like again.
-func (a *accounts) open(stored bool) { a.partial = stored }
+// open prepares the accounts of a partition opened on stored state, whose
+// accounts have no like after bucket newest: they are read from the store
+// as they like again, while their records may matter.
+func (a *accounts) open(newest int64) {
+	from := int64(math.MinInt64)
+	if newest > math.MinInt64 {
+		from = newest + 1
+	}
+	a.left = newLeftAccounts(from, a.max)
+}

@@ -40,8 +40,10 @@ func (f *filter) add(key []byte) { f.seen(key) }
 // false means the key is new (the store cannot hold it), true that the
 // store must be asked. One hash picks the block, and its other bits,
 // mixed, the probes in it.
-func (f *filter) seen(key []byte) bool {
-	h := maphash.Bytes(f.seed, key)
+func (f *filter) seen(key []byte) bool { return f.seenHash(maphash.Bytes(f.seed, key)) }
+
+// seenHash is seen for a key's hash (filters made with one seed share it).
+func (f *filter) seenHash(h uint64) bool {
 	blk := f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords]
 	p := bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
 	was := true
@@ -55,4 +57,19 @@ func (f *filter) seen(key []byte) bool {
 		}
 	}
 	return was
+}
+
+// hasHash reports whether the filter may hold the key of hash h, without
+// adding it.
+func (f *filter) hasHash(h uint64) bool {
+	blk := f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords]
+	p := bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
+	for range filterProbes {
+		b := p & (64*filterBlockWords - 1)
+		p >>= 9
+		if blk[b/64]&(uint64(1)<<(b%64)) == 0 {
+			return false
+		}
+	}
+	return true
 }

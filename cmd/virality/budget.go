@@ -59,7 +59,7 @@ const (
 const (
 	pairBytes    = processor.PairBytes  // encoded, in a table without pointers (processor/paircache.go); 250 as a Go map of decoded pairs
 	videoBytes   = processor.VideoBytes // the video cache is also held to this many bytes a video
-	accountBytes = 130                  // a table without pointers (processor/table.go): 96-byte entries (the buckets an account liked in, up to 8), the key, the index; an account held whole counts as 4
+	accountBytes = 138                  // a table without pointers (processor/table.go): 96-byte entries (the buckets an account liked in, up to 8), the key, the index; an account held whole counts as 4; and up to 8 bytes of the filters of the accounts let go (processor/leftaccounts.go)
 	viewBytes    = 560
 	recentBytes  = 530 // a slot of a score record and its video's ID (512 bytes) and its description
 	heldBytes    = 300 // a like an account stage holds for weighing: its routed record, decoded event and keys (100,000 held 29 MB in a catch-up's heap profile)

@@ -1,0 +1,137 @@
+package processor
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestLeftAccounts checks the filters of accounts let go against the
+// records they stand for: an account whose stored newest bucket a like
+// still needs (at least b-keyKeep) is always reported, whatever the
+// order of the lets-go and the likes, very late ones too; and most of
+// those stale by more than a span are not.
+func TestLeftAccounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	l := newLeftAccounts(math.MinInt64, 20_000)
+	stored := map[string]int64{} // accounts let go: their stored newest bucket
+	now := int64(6_000_000)
+	var stale, skipped, needed int
+	for step := range 400_000 {
+		if step%1000 == 0 {
+			now++
+		}
+		user := fmt.Sprintf("u%d", rng.IntN(30_000))
+		if rng.IntN(2) == 0 {
+			// Let go: its newest bucket lies at or before now, by up to
+			// an hour and a half; one like in 50 made it very late.
+			newest := now - rng.Int64N(18)
+			if rng.IntN(50) == 0 {
+				newest = now - rng.Int64N(300)
+			}
+			if old, ok := stored[user]; ok && old > newest {
+				newest = old
+			}
+			stored[user] = newest
+			l.add([]byte(user), newest)
+			continue
+		}
+		b := now - rng.Int64N(3)
+		if rng.IntN(50) == 0 {
+			b = now - rng.Int64N(300)
+		}
+		got := l.may([]byte(user), b)
+		newest, ok := stored[user]
+		switch {
+		case ok && newest >= b-keyKeep:
+			needed++
+			if !got {
+				t.Fatalf("step %d: %s stored with newest bucket %d is not reported for a like in %d (from %d, spans to %d)",
+					step, user, newest, b, l.from, l.hi)
+			}
+		case b-keyKeep >= l.from && (!ok || newest < b-keyKeep-leftSpan):
+			// Stale by more than a span, and within what the filters cover.
+			stale++
+			if !got {
+				skipped++
+			}
+		}
+	}
+	if needed == 0 || stale == 0 {
+		t.Fatalf("%d likes needed a record, %d did not: want both", needed, stale)
+	}
+	if float64(skipped) < 0.9*float64(stale) {
+		t.Errorf("%d of %d likes that need no record were not reported: want at least 90%%", skipped, stale)
+	}
+	t.Logf("needed %d, not needed %d, of which not reported %d", needed, stale, skipped)
+}
+
+// TestAccountsReadOnlyWhatMatters: accounts that like again hours after
+// they were let go are not read back from the store; those let go while
+// their likes still count are, with the weights of the definition; and a
+// partition opened on stored state reads those of its last buckets.
+func TestAccountsReadOnlyWhatMatters(t *testing.T) {
+	db := openMemStore(t)
+	part := db.Partition(0)
+	const users = 2000
+	a := newAccounts(part, accountBucketMS, 100)
+	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+	like := func(a *accounts, user string, b int64) {
+		t.Helper()
+		ts := b * accountBucketMS
+		var keys lockKeys
+		got, _, _, _, err := a.like(user, lockKey("v", ts), ts, 3, &keys, func(int64, uint32) uint8 { return 0 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, _ := ref.like(user, "v", ts, accountBucketMS, a.counted(3)); got != want {
+			t.Fatalf("weight of %s at bucket %d: %d, want %d", user, b, got, want)
+		}
+	}
+	commit := func(a *accounts, current int64) {
+		t.Helper()
+		w := part.NewWriter()
+		if err := a.save(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		a.evict(current)
+	}
+	b0 := int64(6_000_000)
+	// Three likes each in an hour, let go by the bound as they come.
+	for k := range int64(3) {
+		for i := range users {
+			like(a, fmt.Sprintf("u%d", i), b0+4*k)
+			if i%100 == 99 {
+				commit(a, b0+4*k)
+			}
+		}
+	}
+	if a.reads == 0 {
+		t.Fatal("no account let go within the hour was read back")
+	}
+	// Four hours later: none of their records matters.
+	reads := a.reads
+	for i := range users {
+		like(a, fmt.Sprintf("u%d", i), b0+48)
+		if i%100 == 99 {
+			commit(a, b0+48)
+		}
+	}
+	if n := a.reads - reads; n > users/20 {
+		t.Errorf("%d of %d accounts were read back four hours after their last like: want at most 5%%", n, users)
+	}
+	commit(a, b0+48)
+
+	// Opened on the stored state: an account's last like is 2 buckets
+	// back, and its record is read. Without what open says, it would not be.
+	b := newAccounts(part, accountBucketMS, 100)
+	b.open(b0 + 48)
+	like(b, "u7", b0+50)
+	if b.reads != 1 {
+		t.Errorf("a partition opened on its state read %d accounts for a like 2 buckets after the last: want 1", b.reads)
+	}
+}
