@@ -25,7 +25,7 @@ type leftAccounts struct {
 	// from is the first bucket the filters are complete for: every
 	// account not in memory whose stored newest bucket is at or after it
 	// is in the filter of that bucket's span. The spans from its span to
-	// hi are held, in filters[span%leftSpans].
+	// hi are held, span s in filters[slot(s)].
 	from    int64
 	hi      int64 // newest span held (math.MinInt64: none)
 	filters [leftSpans]*filter
@@ -39,8 +39,11 @@ type leftAccounts struct {
 }
 
 const (
-	leftSpan  = 8 // buckets: 40 minutes of 5-minute buckets
-	leftSpans = 8 // spans held: with keyKeep = 28, a like up to 4 hours late reads no stale record
+	leftSpan = 8 // buckets: 40 minutes of 5-minute buckets
+	// leftSpans are the spans held: 5 hours and 20 minutes. A like whose
+	// bucket lies within about 28 buckets (2 hours 20 minutes) of the
+	// newest account let go is judged by them; an older one reads.
+	leftSpans = 8
 	// leftBitsPerKey sizes a span's filter by the accounts that left in
 	// the span before it: about 1% false positives.
 	leftBitsPerKey = 10
