@@ -191,7 +191,7 @@ func (a *accounts) drop(i int) {
 	if e.full > 0 {
 		a.free = append(a.free, e.full-1)
 	}
-	a.left.add(a.t.Key(i), e.newest)
+	a.left.add(a.t.Key(i), e.newest, a.max)
 	a.t.Delete(i)
 }
 
@@ -199,7 +199,7 @@ func (a *accounts) drop(i int) {
 func (a *accounts) load() int { return a.t.Len() + (fullUnits-1)*(len(a.full)-len(a.free)) }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64, maxAccounts)}
+	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64)}
 }
 
 // counted converts a threshold in likes an hour to likes in the counted
@@ -363,7 +363,6 @@ func (a *accounts) save(w *store.Writer) error {
 // It is called once a commit is durable; accounts liked since it was
 // written stay.
 func (a *accounts) evict(current int64) {
-	a.left.maxBits = leftMaxBits(a.max)
 	n0 := a.t.Len()
 	defer func() {
 		if a.t.Len() < n0 && len(a.dirty) > 0 {
@@ -426,13 +425,16 @@ func (a *accounts) reindexDirty() {
 	}
 }
 
-// open prepares the accounts of a partition opened on stored state, whose
-// accounts have no like after bucket newest: they are read from the store
-// as they like again, while their records may matter.
-func (a *accounts) open(newest int64) {
+// open prepares the accounts of a partition opened on stored state whose
+// stage had closed the buckets up to closed (math.MinInt64: none): they
+// are read from the store as they like again, while their records may
+// matter. A like is weighed at most accountLag buckets after the buckets
+// closed (a held one waits until its b-accountLag is), so no stored
+// account has a like after closed+accountLag.
+func (a *accounts) open(closed int64) {
 	from := int64(math.MinInt64)
-	if newest > math.MinInt64 {
-		from = newest + 1
+	if closed > math.MinInt64 {
+		from = closed + accountLag + 1
 	}
-	a.left = newLeftAccounts(from, a.max)
+	a.left = newLeftAccounts(from)
 }

@@ -44,8 +44,7 @@ func (f *filter) seen(key []byte) bool { return f.seenHash(maphash.Bytes(f.seed,
 
 // seenHash is seen for a key's hash (filters made with one seed share it).
 func (f *filter) seenHash(h uint64) bool {
-	blk := f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords]
-	p := bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
+	blk, p := f.block(h)
 	was := true
 	for range filterProbes {
 		b := p & (64*filterBlockWords - 1)
@@ -62,8 +61,7 @@ func (f *filter) seenHash(h uint64) bool {
 // hasHash reports whether the filter may hold the key of hash h, without
 // adding it.
 func (f *filter) hasHash(h uint64) bool {
-	blk := f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords]
-	p := bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
+	blk, p := f.block(h)
 	for range filterProbes {
 		b := p & (64*filterBlockWords - 1)
 		p >>= 9
@@ -72,4 +70,10 @@ func (f *filter) hasHash(h uint64) bool {
 		}
 	}
 	return true
+}
+
+// block returns the block of hash h and the bits its probes are taken
+// from, 9 at a time.
+func (f *filter) block(h uint64) ([]uint64, uint64) {
+	return f.bits[(h&f.blocks)*filterBlockWords:][:filterBlockWords], bits.RotateLeft64(h, 32) * 0x9e3779b97f4a7c15
 }

@@ -32,10 +32,6 @@ type leftAccounts struct {
 	seed    maphash.Seed
 	// left counts the accounts added to hi's filter, to size the next.
 	left int
-	// maxBits bounds a filter (a power of two): a byte an account of
-	// the stage's bound (Config.MaxAccounts), so that the filters take at
-	// most leftSpans bytes an account.
-	maxBits int
 }
 
 const (
@@ -52,18 +48,8 @@ const (
 
 // newLeftAccounts returns the filters of a stage whose store holds no
 // account with a like at or after from (math.MinInt64: none at all).
-func newLeftAccounts(from int64, maxAccounts int) *leftAccounts {
-	return &leftAccounts{
-		from:    from,
-		hi:      math.MinInt64,
-		seed:    maphash.MakeSeed(),
-		maxBits: leftMaxBits(maxAccounts),
-	}
-}
-
-// leftMaxBits is maxBits for a stage's bound on accounts.
-func leftMaxBits(maxAccounts int) int {
-	return max(leftMinBits, 1<<(bits.Len(uint(max(maxAccounts, 1)*8))-1))
+func newLeftAccounts(from int64) *leftAccounts {
+	return &leftAccounts{from: from, hi: math.MinInt64, seed: maphash.MakeSeed()}
 }
 
 func spanOf(bucket int64) int64 { return floorDiv(bucket, leftSpan) }
@@ -72,14 +58,17 @@ func spanOf(bucket int64) int64 { return floorDiv(bucket, leftSpan) }
 func slot(s int64) int64 { return s - floorDiv(s, leftSpans)*leftSpans }
 
 // add records that an account whose newest bucket is newest left memory;
-// its record in the store is up to date.
-func (l *leftAccounts) add(key []byte, newest int64) {
+// its record in the store is up to date. maxAccounts is the stage's bound
+// on accounts (Config.MaxAccounts): a filter takes at most a byte an
+// account of it, so that the filters take at most leftSpans bytes an
+// account.
+func (l *leftAccounts) add(key []byte, newest int64, maxAccounts int) {
 	if newest < l.from {
 		return // a like that needs it reads the store: it is before from
 	}
 	s := spanOf(newest)
 	if s > l.hi {
-		l.advance(s)
+		l.advance(s, max(leftMinBits, 1<<(bits.Len(uint(max(maxAccounts, 1)*8))-1)))
 	}
 	l.filters[slot(s)].seenHash(maphash.Bytes(l.seed, key))
 	if s == l.hi {
@@ -88,9 +77,9 @@ func (l *leftAccounts) add(key []byte, newest int64) {
 }
 
 // advance makes s the newest span held, letting go the oldest ones (from
-// then moves past them).
-func (l *leftAccounts) advance(s int64) {
-	nbits := min(max(leftMinBits, l.left*leftBitsPerKey), l.maxBits)
+// then moves past them); the new filters take at most maxBits.
+func (l *leftAccounts) advance(s int64, maxBits int) {
+	nbits := min(max(leftMinBits, l.left*leftBitsPerKey), maxBits)
 	for sp := max(s-leftSpans+1, l.hi+1); sp <= s; sp++ {
 		l.filters[slot(sp)] = newFilter(nbits)
 	}

@@ -14,7 +14,7 @@ import (
 // those stale by more than a span are not.
 func TestLeftAccounts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	l := newLeftAccounts(math.MinInt64, 20_000)
+	l := newLeftAccounts(math.MinInt64)
 	stored := map[string]int64{} // accounts let go: their stored newest bucket
 	now := int64(6_000_000)
 	var stale, skipped, needed int
@@ -34,7 +34,7 @@ func TestLeftAccounts(t *testing.T) {
 				newest = old
 			}
 			stored[user] = newest
-			l.add([]byte(user), newest)
+			l.add([]byte(user), newest, 20_000)
 			continue
 		}
 		b := now - rng.Int64N(3)
@@ -129,7 +129,7 @@ func TestAccountsReadOnlyWhatMatters(t *testing.T) {
 	// Opened on the stored state: an account's last like is 2 buckets
 	// back, and its record is read. Without what open says, it would not be.
 	b := newAccounts(part, accountBucketMS, 100)
-	b.open(b0 + 48)
+	b.open(b0 + 48 - accountLag)
 	like(b, "u7", b0+50)
 	if b.reads != 1 {
 		t.Errorf("a partition opened on its state read %d accounts for a like 2 buckets after the last: want 1", b.reads)

@@ -96,14 +96,7 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, part
 
 // open loads the stage's held likes from committed state.
 func (s *stage) open() error {
-	// A like weighed lies at most accountLag buckets after the buckets
-	// closed (a held one waits until its b-accountLag is): no stored
-	// account has a newer one.
-	newest := s.st.Closed
-	if newest > math.MinInt64 {
-		newest += accountLag
-	}
-	s.acc.open(newest)
+	s.acc.open(s.st.Closed)
 	if err := s.part.ScanKeySketches(s.rates.loadSketch); err != nil {
 		return err
 	}
