@@ -917,7 +917,7 @@ func (e *Engine) write(w *store.Writer) error {
 	// of the largest commit so far alive after the cache let it go.
 	clear(e.dirtyVideos)
 	e.dirtyVideos = e.dirtyVideos[:0]
-	if err := e.pairs.write(w); err != nil {
+	if err := e.pairs.write(w, e.watermark()); err != nil {
 		return err
 	}
 	if err := e.stage.write(w); err != nil {

@@ -92,14 +92,21 @@ func (c *pairCache) set(i int, key []byte, p *store.Pair) error {
 // maxPairArena bounds the arena (offsets are 32 bits).
 const maxPairArena = 1<<32 - 1
 
-// write adds the pairs changed since the last write to w.
-func (c *pairCache) write(w *store.Writer) error {
+// write adds the pairs changed since the last write to w, each trimmed
+// of what no event at or after wm, the engine's watermark, can need
+// (store.TrimPair).
+func (c *pairCache) write(w *store.Writer, wm int64) error {
 	for i := range c.t.Len() {
 		r := c.t.Val(i)
 		if !r.dirty {
 			continue
 		}
-		if err := w.SetPairEncoded(c.t.Key(i), r.bytes(c.data)); err != nil {
+		b := r.bytes(c.data)
+		if t := store.TrimPair(b, wm); len(t) < len(b) {
+			c.dead += len(b) - len(t)
+			r.n, b = uint32(len(t)), t
+		}
+		if err := w.SetPairEncoded(c.t.Key(i), b); err != nil {
 			return err
 		}
 		r.dirty = false

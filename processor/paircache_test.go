@@ -27,7 +27,9 @@ func randomPair(rng *rand.Rand) store.Pair {
 // TestPairCache changes, writes and lets go pairs at random against a map
 // of what each should hold: every pair held reads back as last set,
 // through the arena's compactions; a write stores exactly the pairs set
-// since the last; evict keeps every pair changed since the last write.
+// since the last, trimmed of the event IDs of likes before the watermark
+// (store.TrimPair), and the cache holds them trimmed; evict keeps every
+// pair changed since the last write.
 func TestPairCache(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(3)
@@ -37,7 +39,8 @@ func TestPairCache(t *testing.T) {
 	stored := map[string]store.Pair{} // what the store should hold
 	dirty := map[string]bool{}
 	key := func(n int) []byte { return store.PairKey(nil, fmt.Sprintf("v%d", n%5000), fmt.Sprintf("u%d", n)) }
-	compactions := 0
+	compactions, trimmed := 0, 0
+	const wm = 1 << 40
 	for round := range 40 {
 		for range 2000 {
 			k := key(rng.IntN(20_000))
@@ -70,15 +73,22 @@ func TestPairCache(t *testing.T) {
 		if round%3 == 2 {
 			// A commit: what it wrote is in the store, then changes made
 			// while it was in flight, then the cache trimmed.
+			// The watermark passes half the like times: those likes keep
+			// no event ID, in the store and in the cache alike.
 			w := part.NewWriter()
-			if err := c.write(w); err != nil {
+			if err := c.write(w, wm); err != nil {
 				t.Fatal(err)
 			}
 			if err := w.Commit(); err != nil {
 				t.Fatal(err)
 			}
 			for k := range dirty {
-				stored[k] = want[k]
+				p := want[k]
+				if p.Liked && p.Like.TS < wm && len(p.Later) == 0 {
+					p.Like.EventID = ""
+					trimmed++
+				}
+				want[k], stored[k] = p, p
 			}
 			clear(dirty)
 			for range 100 {
@@ -109,6 +119,9 @@ func TestPairCache(t *testing.T) {
 	}
 	if compactions == 0 {
 		t.Error("the arena was never compacted")
+	}
+	if trimmed == 0 {
+		t.Error("no pair was trimmed")
 	}
 	n := 0
 	if err := part.ScanPairs(func(k []byte) {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -99,6 +100,56 @@ func errorsJoin(errs ...error) error {
 // TestVideoLikeTimes: like times live inline while few, then in per-hour
 // keys; a write rewrites only changed hours and range-deletes old ones;
 // every read gives back exactly what was written.
+// TestTrimPair trims the event ID of a standing like before the watermark
+// and nothing else: a pair not liked, liked at or after the watermark,
+// with later likes kept or an empty ID is left as it is, and so is an
+// encoding that does not read.
+func TestTrimPair(t *testing.T) {
+	like := Like{TS: 1_000, Weight: 70_000, Damp: 1, Region: "JP", EventID: "e-7f3a"}
+	for _, c := range []struct {
+		name string
+		p    Pair
+		wm   int64
+		trim bool
+	}{
+		{"before the watermark", Pair{Liked: true, EverLiked: true, Like: like}, 1_001, true},
+		{"after an unlike", Pair{Liked: true, EverLiked: true, LastUnlike: 900, Like: like}, 5_000, true},
+		{"at the watermark", Pair{Liked: true, EverLiked: true, Like: like}, 1_000, false},
+		{"no watermark", Pair{Liked: true, EverLiked: true, Like: like}, math.MinInt64, false},
+		{"not liked", Pair{EverLiked: true, LastUnlike: 900}, 5_000, false},
+		{"later likes", Pair{Liked: true, EverLiked: true, Like: like, Later: []Like{{TS: 1_000, EventID: "e-9"}}}, 5_000, false},
+		{"no ID", Pair{Liked: true, EverLiked: true, Like: Like{TS: 1_000, Region: "JP"}}, 5_000, false},
+	} {
+		b := c.p.Append(nil)
+		orig := bytes.Clone(b)
+		got := TrimPair(b, c.wm)
+		want := c.p
+		if c.trim {
+			want.Like.EventID = ""
+		} else if !bytes.Equal(got, orig) {
+			t.Errorf("%s: %x trimmed to %x", c.name, orig, got)
+			continue
+		}
+		var p Pair
+		if err := p.Decode(got); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !reflect.DeepEqual(p, want) {
+			t.Errorf("%s: %+v, want %+v", c.name, p, want)
+		}
+		if c.trim && len(got) != len(orig)-len(like.EventID) {
+			t.Errorf("%s: %d bytes, want %d", c.name, len(got), len(orig)-len(like.EventID))
+		}
+	}
+	p := Pair{Liked: true, EverLiked: true, Like: like}
+	b := p.Append(nil)
+	for n := range len(b) {
+		if got := TrimPair(b[:n:n], 5_000); len(got) != n {
+			t.Errorf("a pair cut to %d bytes trimmed to %d", n, len(got))
+		}
+	}
+}
+
 func TestVideoLikeTimes(t *testing.T) {
 	db := openMem(t)
 	p := db.Partition(0)
