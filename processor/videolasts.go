@@ -112,8 +112,9 @@ func (v *videoLasts) size() int {
 }
 
 // appendTo appends the count of videos, then each video's id (appendStr)
-// and minute (a varint), sorted by id (the slice is sorted in place).
-func (v *videoLasts) appendTo(b []byte) []byte {
+// and minute (a varint of its difference from base), sorted by id (the
+// slice is sorted in place).
+func (v *videoLasts) appendTo(b []byte, base int64) []byte {
 	s := v.s
 	if v.m != nil {
 		s = make([]videoLast, 0, len(v.m))
@@ -125,14 +126,14 @@ func (v *videoLasts) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	for _, x := range s {
 		b = appendStr(b, x.id)
-		b = binary.AppendVarint(b, x.last)
+		b = binary.AppendVarint(b, x.last-base)
 	}
 	return b
 }
 
-// readVideoLasts reads what appendTo appended; false if the ids are not
-// in order.
-func readVideoLasts(r *creatorReader) (videoLasts, bool) {
+// readVideoLasts reads what appendTo appended from base; false if the ids
+// are not in order.
+func readVideoLasts(r *creatorReader, base int64) (videoLasts, bool) {
 	var v videoLasts
 	n := r.count()
 	if n > maxListedVideos {
@@ -142,7 +143,7 @@ func readVideoLasts(r *creatorReader) (videoLasts, bool) {
 	}
 	prev := ""
 	for i := 0; i < n && !r.bad; i++ {
-		id, last := r.str(), r.varint()
+		id, last := r.str(), base+r.varint()
 		if i > 0 && id <= prev {
 			return v, false
 		}

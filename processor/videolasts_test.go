@@ -42,9 +42,10 @@ func TestVideoLasts(t *testing.T) {
 		if got := v.count(lo, hi); got != want {
 			t.Errorf("%d ids: count(%d, %d) = %d, want %d", ids, lo, hi, got, want)
 		}
-		b := v.appendTo(nil)
+		const base = 7
+		b := v.appendTo(nil, base)
 		r := &creatorReader{b: b}
-		back, ok := readVideoLasts(r)
+		back, ok := readVideoLasts(r, base)
 		if !ok || r.bad || len(r.b) != 0 {
 			t.Fatalf("%d ids: read back: ok %v, bad %v, %d bytes left", ids, ok, r.bad, len(r.b))
 		}
@@ -56,7 +57,7 @@ func TestVideoLasts(t *testing.T) {
 		if !maps.Equal(got, model) {
 			t.Errorf("%d ids: read back %d videos, want %d", ids, len(got), len(model))
 		}
-		if again := back.appendTo(nil); !slices.Equal(again, b) {
+		if again := back.appendTo(nil, base); !slices.Equal(again, b) {
 			t.Errorf("%d ids: encoded again differs", ids)
 		}
 	}
@@ -68,7 +69,7 @@ func TestVideoLasts(t *testing.T) {
 			b = appendStr(b, id)
 			b = append(b, 0)
 		}
-		if _, ok := readVideoLasts(&creatorReader{b: b}); ok {
+		if _, ok := readVideoLasts(&creatorReader{b: b}, 0); ok {
 			t.Errorf("%q read as valid", ids)
 		}
 	}
