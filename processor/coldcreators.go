@@ -10,10 +10,11 @@ package processor
 // Entry indexes are the table's: stable until remove, which moves the
 // last entry into the removed one's place.
 type coldCreators struct {
-	t    *table[coldRef]
-	data []byte // arena of encoded creators
-	dead int    // bytes of data no entry uses
-	held int64  // bytes() without the arena's dead bytes
+	t     *table[coldRef]
+	data  []byte  // arena of encoded creators
+	dead  int     // bytes of data no entry uses
+	held  int64   // bytes() without the arena's dead bytes
+	order []int32 // scratch of makeRoom
 }
 
 // coldRef is a cold creator: where its encoding is in the arena, and what
@@ -93,18 +94,28 @@ func (cc *coldCreators) remove(i int) {
 // maxColdArena bounds the arena (offsets are 32 bits).
 const maxColdArena = 1<<32 - 1
 
-// makeRoom makes the arena's capacity hold n more bytes after its end:
-// the live encodings are copied to a new arena, half as large again as
+// makeRoom makes the arena's capacity hold n more bytes after its end.
+// The live encodings are compacted in place while they and n fill at most
+// three quarters of the arena, and it is at most twice as large as they
+// are; otherwise they are copied to a new arena, half as large again as
 // they are (so that the arena's spare and dead bytes, which bytes() does
-// not count, stay within half of what it does). It reports false,
-// changing nothing, past maxColdArena.
+// not count, stay within what it does). Creators are taken
+// back and encoded again at most of their likes: with a new arena at each
+// compaction, B4's file over 1M videos allocated 177 MB of arenas for
+// 10 MB of creators. It reports false, changing nothing, past
+// maxColdArena.
 func (cc *coldCreators) makeRoom(n int) bool {
 	live := len(cc.data) - cc.dead
 	if live+n > maxColdArena {
 		return false
 	}
-	data := make([]byte, 0, min(max((live+n)*3/2, 64<<10), maxColdArena))
-	cc.data = moveSpans(cc.t, func(r *coldRef) *arenaSpan { return &r.arenaSpan }, cc.data, data)
+	span := func(r *coldRef) *arenaSpan { return &r.arenaSpan }
+	if c := cap(cc.data); live+n <= c*3/4 && c <= 2*max(live+n, 64<<10) {
+		cc.data, cc.order = compactSpans(cc.t, span, cc.data, cc.order)
+	} else {
+		data := make([]byte, 0, min(max((live+n)*3/2, 64<<10), maxColdArena))
+		cc.data = moveSpans(cc.t, span, cc.data, data)
+	}
 	cc.dead = 0
 	return true
 }

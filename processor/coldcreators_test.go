@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestColdCreators checks the arena of cold creators against a map,
-// through the arena's moves: every entry's encoding and fields, and the
-// bytes it counts, after random puts, replacements and removals.
+// through the arena's moves (in place and to a new arena, both of which
+// must happen): every entry's encoding and fields, and the bytes it
+// counts, after random puts, replacements and removals.
 func TestColdCreators(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	cc := newColdCreators()
@@ -19,14 +21,25 @@ func TestColdCreators(t *testing.T) {
 		dirty   bool
 	}
 	model := map[string]want{}
+	inPlace, moved := 0, 0
 	for op := range 200_000 {
 		id := fmt.Sprintf("c%d", rng.IntN(3000))
 		switch rng.IntN(3) {
 		case 0, 1:
 			data := bytes.Repeat([]byte{byte(op)}, 1+rng.IntN(300))
 			w := want{data, int64(op), rng.IntN(2) == 0}
+			before, base := len(cc.data), unsafe.SliceData(cc.data)
 			if !cc.put([]byte(id), data, coldRef{changed: w.changed, dirty: w.dirty}) {
 				t.Fatalf("op %d: put refused", op)
+			}
+			switch {
+			case len(cc.data) > before+len(data):
+				t.Fatalf("op %d: the arena grew by %d bytes for %d", op, len(cc.data)-before, len(data))
+			case len(cc.data) == before+len(data):
+			case unsafe.SliceData(cc.data) == base:
+				inPlace++
+			default:
+				moved++
 			}
 			model[id] = w
 		case 2:
@@ -39,6 +52,9 @@ func TestColdCreators(t *testing.T) {
 				delete(model, id)
 			}
 		}
+	}
+	if inPlace == 0 || moved == 0 {
+		t.Errorf("the arena was compacted in place %d times and moved %d times", inPlace, moved)
 	}
 	if cc.len() != len(model) {
 		t.Fatalf("%d held, want %d", cc.len(), len(model))

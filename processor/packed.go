@@ -1,10 +1,5 @@
 package processor
 
-import (
-	"cmp"
-	"slices"
-)
-
 // packedVideos holds videos the video cache let go, packed
 // (store.Video.AppendPacked): a few bytes a like time, in one arena the
 // garbage collector does not scan, which grows to the bound and is then
@@ -116,27 +111,12 @@ func (p *packedVideos) remove(i int) {
 // time, and an arena copied anew at each compaction allocated as many
 // bytes as the videos packed (bench/RESULTS.md).
 func (p *packedVideos) makeRoom(n int) {
-	dst := p.data[:0] // compact in place
+	span := func(r *packedRef) *arenaSpan { return r }
 	if need := int(p.live) + n; need > cap(p.data)*3/4 && cap(p.data) < int(p.max) {
-		dst = make([]byte, 0, min(max(2*cap(p.data), need*2, 64<<10), int(p.max)+n)) // grow
+		dst := make([]byte, 0, min(max(2*cap(p.data), need*2, 64<<10), int(p.max)+n)) // grow
+		p.data = moveSpans(p.t, span, p.data, dst)
+	} else {
+		p.data, p.order = compactSpans(p.t, span, p.data, p.order)
 	}
-	// Entries in the order of their offsets move towards the start (in
-	// place, append's copy may overlap its source, which it allows).
-	for _, i := range p.byOffset() {
-		r := p.t.Val(int(i))
-		b := r.bytes(p.data)
-		r.off = uint32(len(dst))
-		dst = append(dst, b...)
-	}
-	p.data, p.dead = dst, 0
-}
-
-// byOffset returns the entries' indexes in the order of their offsets.
-func (p *packedVideos) byOffset() []int32 {
-	p.order = p.order[:0]
-	for i := range p.t.Len() {
-		p.order = append(p.order, int32(i))
-	}
-	slices.SortFunc(p.order, func(a, b int32) int { return cmp.Compare(p.t.Val(int(a)).off, p.t.Val(int(b)).off) })
-	return p.order
+	p.dead = 0
 }

@@ -2,7 +2,9 @@ package processor
 
 import (
 	"bytes"
+	"cmp"
 	"hash/maphash"
+	"slices"
 )
 
 // table maps string keys to values of a type without pointers, and holds
@@ -155,6 +157,27 @@ func moveSpans[V any](t *table[V], span func(*V) *arenaSpan, arena, dst []byte) 
 		dst = append(dst, b...)
 	}
 	return dst
+}
+
+// compactSpans moves every entry's bytes towards the start of arena, in
+// the order of their offsets (none then lands on bytes still to move; the
+// copies may overlap their sources, as append's allow), points the
+// entries at their new place, and returns arena cut to them: an arena
+// compacted in place. order is scratch, returned for the next call.
+func compactSpans[V any](t *table[V], span func(*V) *arenaSpan, arena []byte, order []int32) ([]byte, []int32) {
+	order = order[:0]
+	for i := range t.ents {
+		order = append(order, int32(i))
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(span(&t.ents[a].val).off, span(&t.ents[b].val).off) })
+	dst := arena[:0]
+	for _, i := range order {
+		s := span(&t.ents[i].val)
+		b := s.bytes(arena)
+		s.off = uint32(len(dst))
+		dst = append(dst, b...)
+	}
+	return dst, order
 }
 
 // compactKeys copies the live keys to a new arena.
