@@ -99,8 +99,8 @@ const maxColdArena = 1<<32 - 1
 // three quarters of the arena, and it is at most twice as large as they
 // are; otherwise they are copied to a new arena, half as large again as
 // they are (so that the arena's spare and dead bytes, which bytes() does
-// not count, stay within what it does). Creators are taken
-// back and encoded again at most of their likes: with a new arena at each
+// not count, stay within what it does). Creators are taken back and
+// encoded again at most of their likes: with a new arena at each
 // compaction, B4's file over 1M videos allocated 177 MB of arenas for
 // 10 MB of creators. It reports false, changing nothing, past
 // maxColdArena.

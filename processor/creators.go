@@ -41,7 +41,10 @@ import (
 // when liked.
 
 const (
-	creatorsFormat = 1 // version of creator reports and tallies, the merger's record, and states before creatorStateFormat
+	// creatorsFormat is the version of creator reports and tallies, of
+	// the merger's own record, and of creators' states before
+	// creatorStateFormat.
+	creatorsFormat = 1
 	// creatorStateFormat is the version of a creator's state as marshal
 	// writes it: its minutes, hours and ticks as differences from its last
 	// change (format 1, still read, held them whole). B1's 100,000 creators

@@ -267,8 +267,8 @@ func (p *Pair) marshal(b []byte) []byte {
 // TrimPair trims, in place, what no event at or after wm can need from a
 // pair's encoding ([Pair.Append]): the event ID of a standing like before
 // wm, when the pair keeps no later like. The ID only orders likes of one
-// pair with the same time (as the SPEC sorts events), and no like at that
-// time comes any more. It returns the encoding, shorter or as it was (as
+// pair with the same time (ties go by event ID), and no like at that time
+// comes any more. It returns the encoding, shorter or as it was (as
 // it was too when it does not read). A pair takes about 22 bytes with
 // generated IDs beside its key, 8 of them its event ID, and a UUID takes
 // 36: every pair is written once, flushed and compacted.
