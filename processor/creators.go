@@ -788,6 +788,24 @@ func appendBuckets(b []byte, bs []bucket, base int64) []byte {
 	return b
 }
 
+// readBuckets reads what appendBuckets appended from base, or, whole,
+// indexes as they are (format 1). Sized as read, with room for the like
+// that took the creator back (a new minute and hour): growing them was a
+// quarter of the decoding.
+func readBuckets(r *creatorReader, base int64, whole bool) []bucket {
+	n := r.count()
+	bs := make([]bucket, 0, n+1)
+	for ; n > 0 && !r.bad; n-- {
+		idx := r.varint()
+		if !whole {
+			idx += base
+			base = idx
+		}
+		bs = append(bs, bucket{idx, r.varint()})
+	}
+	return bs
+}
+
 // unmarshalCreator decodes a creator.marshal, of format 2 or 1; names, if
 // not nil, interns its regions.
 func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, error) {
@@ -812,9 +830,7 @@ func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, e
 		return nil, errCreatorFormat
 	}
 	c.pending, r.b = r.b[0] == 1, r.b[1:]
-	// Sized as read; the buckets with room for the like that took the
-	// creator back (a new minute and hour): growing them was a quarter of
-	// the decoding.
+	// Sized as read (the buckets too, readBuckets).
 	if n := r.count(); n > 0 {
 		c.regions = make([]store.RegionCount, 0, n)
 		for ; n > 0 && !r.bad; n-- {
@@ -823,23 +839,10 @@ func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, e
 	}
 	m, h := c.bases()
 	if whole {
-		m, h = 0, 0
+		m, h = 0, 0 // indexes and minutes whole: from 0, not each from the one before
 	}
-	for _, x := range []struct {
-		bs   *[]bucket
-		base int64
-	}{{&c.minutes, m}, {&c.hours, h}} {
-		n := r.count()
-		*x.bs = make([]bucket, 0, n+1)
-		for base := x.base; n > 0 && !r.bad; n-- {
-			idx := r.varint()
-			if !whole {
-				idx += base
-			}
-			*x.bs = append(*x.bs, bucket{idx, r.varint()})
-			base = idx
-		}
-	}
+	c.minutes = readBuckets(r, m, whole)
+	c.hours = readBuckets(r, h, whole)
 	var ok bool
 	if c.videos, ok = readVideoLasts(r, m); !ok {
 		return nil, errCreatorFormat
