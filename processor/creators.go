@@ -792,9 +792,9 @@ func appendBuckets(b []byte, bs []bucket, base int64) []byte {
 // indexes as they are (format 1). Sized as read, with room for the like
 // that took the creator back (a new minute and hour): growing them was a
 // quarter of the decoding.
-func readBuckets(r *creatorReader, base int64, whole bool) []bucket {
+func readBuckets(r *creatorReader, base int64, whole bool, sp *creatorSpares) []bucket {
 	n := r.count()
-	bs := make([]bucket, 0, n+1)
+	bs := sp.buckets(n + 1)
 	for ; n > 0 && !r.bad; n-- {
 		idx := r.varint()
 		if !whole {
@@ -809,6 +809,12 @@ func readBuckets(r *creatorReader, base int64, whole bool) []bucket {
 // unmarshalCreator decodes a creator.marshal, of format 2 or 1; names, if
 // not nil, interns its regions.
 func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, error) {
+	return decodeCreator(id, b, names, nil)
+}
+
+// decodeCreator is unmarshalCreator, with the arrays of its buckets and
+// videos taken from sp (nil: new ones).
+func decodeCreator(id string, b []byte, names map[string]string, sp *creatorSpares) (*creator, error) {
 	if len(b) < 1 || b[0] != creatorStateFormat && b[0] != creatorsFormat {
 		return nil, errCreatorFormat
 	}
@@ -841,16 +847,99 @@ func unmarshalCreator(id string, b []byte, names map[string]string) (*creator, e
 	if whole {
 		m, h = 0, 0 // indexes and minutes whole: from 0, not each from the one before
 	}
-	c.minutes = readBuckets(r, m, whole)
-	c.hours = readBuckets(r, h, whole)
+	c.minutes = readBuckets(r, m, whole, sp)
+	c.hours = readBuckets(r, h, whole, sp)
 	var ok bool
-	if c.videos, ok = readVideoLasts(r, m); !ok {
+	if c.videos, ok = readVideoLasts(r, m, sp); !ok {
 		return nil, errCreatorFormat
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, errCreatorFormat
 	}
 	return c, nil
+}
+
+// creatorSpares are the arrays of creators the merger let go encoded
+// (coolDown), for decoding others into: each decode of a creator taken
+// back from the cold arena made new ones, a tenth of what a backfill over
+// 1M videos allocated (bench/RESULTS.md). A creator let go is still in
+// the cooling queue and maybe in the list of changed ones, which read
+// only its flags, so its struct stays its own. Arrays are made and kept
+// in three sizes (spareCaps), so that most fit the next creator decoded.
+type creatorSpares struct {
+	bs     [len(spareCaps)][][]bucket
+	videos [len(spareCaps)][][]videoLast
+}
+
+// spareCaps are the capacities of the arrays decoded into, the last
+// room for maxListedVideos and the like that took the creator back (a
+// day's hours, an hour's minutes and a few more fit it too).
+var spareCaps = [...]int{4, 16, maxListedVideos + 1}
+
+// maxCreatorSpares bounds the arrays of each size kept.
+const maxCreatorSpares = 512
+
+// spareClass is the index in spareCaps of the smallest capacity of at
+// least n (len(spareCaps): none).
+func spareClass(n int) int {
+	for i, c := range spareCaps {
+		if n <= c {
+			return i
+		}
+	}
+	return len(spareCaps)
+}
+
+// keep takes the arrays of c, let go, as spares.
+func (sp *creatorSpares) keep(c *creator) {
+	for _, bs := range [2][]bucket{c.minutes, c.hours} {
+		if k := spareClass(cap(bs)); k < len(spareCaps) && cap(bs) == spareCaps[k] && len(sp.bs[k]) < maxCreatorSpares {
+			sp.bs[k] = append(sp.bs[k], bs[:0])
+		}
+	}
+	if s := c.videos.s; cap(s) > 0 {
+		if k := spareClass(cap(s)); k < len(spareCaps) && cap(s) == spareCaps[k] && len(sp.videos[k]) < maxCreatorSpares {
+			clear(s[:cap(s)]) // their IDs
+			sp.videos[k] = append(sp.videos[k], s[:0])
+		}
+	}
+	c.minutes, c.hours, c.videos = nil, nil, videoLasts{}
+}
+
+// buckets returns an empty array of buckets with room for n: a spare, or
+// a new one of one of spareCaps if n fits one.
+func (sp *creatorSpares) buckets(n int) []bucket {
+	k := spareClass(n)
+	if k == len(spareCaps) {
+		return make([]bucket, 0, n)
+	}
+	if sp != nil {
+		if l := len(sp.bs[k]); l > 0 {
+			bs := sp.bs[k][l-1]
+			sp.bs[k][l-1] = nil
+			sp.bs[k] = sp.bs[k][:l-1]
+			return bs
+		}
+	}
+	return make([]bucket, 0, spareCaps[k])
+}
+
+// videoLasts returns an empty array of videos with room for n: a spare,
+// or a new one of one of spareCaps if n fits one.
+func (sp *creatorSpares) videoLasts(n int) []videoLast {
+	k := spareClass(n)
+	if k == len(spareCaps) {
+		return make([]videoLast, 0, n)
+	}
+	if sp != nil {
+		if l := len(sp.videos[k]); l > 0 {
+			s := sp.videos[k][l-1]
+			sp.videos[k][l-1] = nil
+			sp.videos[k] = sp.videos[k][:l-1]
+			return s
+		}
+	}
+	return make([]videoLast, 0, spareCaps[k])
 }
 
 // RankedCreator is one entry of a rising-creators list.
@@ -919,6 +1008,7 @@ type creatorMerger struct {
 	buf   []byte
 	// regionNames interns the regions of the creators decoded.
 	regionNames map[string]string
+	spares      creatorSpares
 
 	minLikes    int64
 	writeRecord func(key, value []byte, ts int64) error // nil: not written
@@ -1039,7 +1129,7 @@ func (cm *creatorMerger) get(id string) (*creator, error) {
 	}
 	cm.fkey = append(cm.fkey[:0], id...)
 	if i := cm.cold.find(cm.fkey); i >= 0 {
-		c, err := unmarshalCreator(id, cm.cold.encoded(i), cm.regionNames)
+		c, err := decodeCreator(id, cm.cold.encoded(i), cm.regionNames, &cm.spares)
 		if err != nil {
 			return nil, err
 		}
@@ -1119,6 +1209,7 @@ func (cm *creatorMerger) coolDown(t int64) {
 		delete(cm.creators, c.id)
 		delete(cm.active, c.id)
 		c.gone = true
+		cm.spares.keep(c)
 		held += entryBytes(cm.fkey, uint32(len(cm.buf))) - cm.decodedSize
 	}
 	switch q := cm.cooling[cm.coolHead:]; {

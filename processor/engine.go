@@ -172,6 +172,7 @@ type Engine struct {
 	packed      *packedVideos // videos the cache let go, packed (packed.go)
 	pbuf        []byte
 	dirtyVideos []*video
+	spare       []*video // let go, for reading others into (spareVideo)
 	pairs       *pairCache
 	pr          store.Pair // the pair apply works on
 	pkey        []byte     // its key
@@ -191,6 +192,7 @@ type Engine struct {
 	stats        Stats
 	key          []byte
 	buf2         []byte
+	in           scoring.Input // scratch of input
 }
 
 // newEngine opens the engine of one partition on its committed state. It
@@ -693,7 +695,13 @@ func homeRegion(v *store.Video) string {
 	return best
 }
 
-func (e *Engine) input(v *video, ts int64) scoring.Input { return inputOf(v, ts) }
+// input returns the model's input for v at ts, in the engine's scratch
+// (valid until the next call): passed to the model, an interface, a
+// value of its own escaped to the heap at every change of a video.
+func (e *Engine) input(v *video, ts int64) *scoring.Input {
+	e.in = inputOf(v, ts)
+	return &e.in
+}
 
 func inputOf(v *video, ts int64) scoring.Input {
 	in := scoring.Input{TS: ts, FirstLike: v.FirstLike, Likes: v.Likes, UniqueLikers: v.Unique}
@@ -717,14 +725,14 @@ func (e *Engine) changed(v *video) error {
 		return nil
 	}
 	in := e.input(v, v.Clock)
-	score := e.model.Score(&in)
+	score := e.model.Score(in)
 	listed := score
 	if v.judging(e.cfg.TrendingMinLikers, e.cfg.TrendingMinAge.Milliseconds()) {
 		listed = 0
 	}
 	e.rank.update(v.ID, listed, v.Clock, homeRegion(&v.Video))
 	if e.shouldEmit(v, score) {
-		return e.emit(v, &in, score)
+		return e.emit(v, in, score)
 	}
 	if !v.Pending {
 		v.Pending = true
@@ -815,24 +823,19 @@ func (e *Engine) video(id string) (*video, error) {
 	// A video the filter has never seen is new: no store read (most
 	// videos a backfill meets are; a read of a key in no level costs an
 	// index and a data block of the last level).
-	sv, ok := (*store.Video)(nil), false
+	v := e.spareVideo()
 	if b, held := e.packed.take(id); held {
-		var err error
-		if sv, err = store.UnpackVideo(id, b); err != nil {
+		if err := v.Unpack(id, b); err != nil {
 			return nil, fmt.Errorf("video %q, packed: %w", id, err)
 		}
-		ok = true
 	} else if e.key = store.VideoKey(e.key[:0], id); e.filter.seen(e.key) {
-		var err error
-		if sv, ok, err = e.part.Video(id); err != nil {
+		if _, err := e.part.ReadVideo(&v.Video, id); err != nil {
 			return nil, err
 		}
+	} else {
+		v.Reset(id)
 	}
-	if !ok {
-		sv = store.NewVideo(id)
-	}
-	v, err := loadedVideo(sv)
-	if err != nil {
+	if err := v.derive(); err != nil {
 		return nil, fmt.Errorf("video %q: %w", id, err)
 	}
 	v.Seal(v.Clock - e.sealAfter)
@@ -841,14 +844,61 @@ func (e *Engine) video(id string) (*video, error) {
 	return v, nil
 }
 
-// loadedVideo derives what is not stored of a video: its windows, and its
-// lockstep tracker decoded.
+// loadedVideo is a video of the state sv, with what is not stored
+// derived (see derive).
 func loadedVideo(sv *store.Video) (*video, error) {
-	lock, err := unmarshalLock(sv.Lockstep)
-	if err != nil {
-		return nil, err
+	v := &video{Video: *sv}
+	return v, v.derive()
+}
+
+// The videos the cache let go are kept for reading others into
+// (Engine.spareVideo), up to a quarter of the cache's bound (what a pass
+// of eviction lets go, and the cache takes again before the next) and at
+// least minSpareVideos; maxSpareEntries bounds the like times' array kept
+// with each: a popular video's would hold its memory, uncounted.
+const (
+	minSpareVideos  = 64
+	maxSpareEntries = 256
+)
+
+// spareVideo returns a video to read a video's state into: one the cache
+// let go, with its arrays (store.Video.Reset), or a new one. Each video
+// read back took a new one, of 1.7 of the 31 GB B1 allocated
+// (bench/RESULTS.md).
+func (e *Engine) spareVideo() *video {
+	n := len(e.spare)
+	if n == 0 {
+		return &video{}
 	}
-	v := &video{Video: *sv, lock: lock}
+	v := e.spare[n-1]
+	e.spare[n-1] = nil
+	e.spare = e.spare[:n-1]
+	return v
+}
+
+// letGo keeps v, which the cache let go and nothing else refers to, as a
+// spare while there are fewer than max.
+func (e *Engine) letGo(v *video, max int) {
+	if len(e.spare) >= max {
+		return
+	}
+	sv := v.Video
+	if cap(sv.Entries) > maxSpareEntries {
+		sv.Entries = nil
+	}
+	sv.Reset("")
+	*v = video{Video: sv}
+	e.spare = append(e.spare, v)
+}
+
+// derive computes what is not stored of a video read: its windows, and
+// its lockstep tracker decoded.
+func (v *video) derive() error {
+	lock, err := unmarshalLock(v.Lockstep)
+	if err != nil {
+		return err
+	}
+	v.win, v.lock = [scoring.NumWindows]window{}, lock
 	if cut := searchEntries(v.Entries, v.Clock-scoring.WindowMS[scoring.W24h]); cut > 0 {
 		v.Entries = v.Entries[cut:]
 	}
@@ -863,7 +913,7 @@ func loadedVideo(sv *store.Video) (*video, error) {
 	for _, en := range v.Entries {
 		add(en)
 	}
-	return v, nil
+	return nil
 }
 
 // compareEntries orders like times: by time, then weight, then damping.
@@ -999,6 +1049,7 @@ func (e *Engine) evictVideos(maxVideos int) {
 	if !count && !size {
 		return
 	}
+	spares := max(minSpareVideos, maxVideos/4)
 	done := func(pass int) bool {
 		goal := limit * 3 / 4
 		if pass > 0 {
@@ -1019,6 +1070,7 @@ func (e *Engine) evictVideos(maxVideos int) {
 			delete(e.videos, id)
 			e.pbuf = v.AppendPacked(e.pbuf[:0])
 			e.packed.put(id, e.pbuf)
+			e.letGo(v, spares)
 		}
 	}
 }
@@ -1042,5 +1094,5 @@ func (e *Engine) emitPending(id string) error {
 		return nil
 	}
 	in := e.input(v, v.Clock)
-	return e.emit(v, &in, e.model.Score(&in))
+	return e.emit(v, in, e.model.Score(in))
 }

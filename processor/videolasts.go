@@ -133,13 +133,13 @@ func (v *videoLasts) appendTo(b []byte, base int64) []byte {
 
 // readVideoLasts reads what appendTo appended from base; false if the ids
 // are not in order.
-func readVideoLasts(r *creatorReader, base int64) (videoLasts, bool) {
+func readVideoLasts(r *creatorReader, base int64, sp *creatorSpares) (videoLasts, bool) {
 	var v videoLasts
 	n := r.count()
 	if n > maxListedVideos {
 		v.m = make(map[string]int64, n)
 	} else if n > 0 {
-		v.s = make([]videoLast, 0, n+1) // room for the like that took the creator back
+		v.s = sp.videoLasts(n + 1) // room for the like that took the creator back
 	}
 	prev := ""
 	for i := 0; i < n && !r.bad; i++ {

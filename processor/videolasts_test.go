@@ -45,7 +45,7 @@ func TestVideoLasts(t *testing.T) {
 		const base = 7
 		b := v.appendTo(nil, base)
 		r := &creatorReader{b: b}
-		back, ok := readVideoLasts(r, base)
+		back, ok := readVideoLasts(r, base, nil)
 		if !ok || r.bad || len(r.b) != 0 {
 			t.Fatalf("%d ids: read back: ok %v, bad %v, %d bytes left", ids, ok, r.bad, len(r.b))
 		}
@@ -69,7 +69,7 @@ func TestVideoLasts(t *testing.T) {
 			b = appendStr(b, id)
 			b = append(b, 0)
 		}
-		if _, ok := readVideoLasts(&creatorReader{b: b}, 0); ok {
+		if _, ok := readVideoLasts(&creatorReader{b: b}, 0, nil); ok {
 			t.Errorf("%q read as valid", ids)
 		}
 	}

@@ -37,19 +37,29 @@ func (v *Video) AppendPacked(b []byte) []byte {
 
 // UnpackVideo reads a video that AppendPacked wrote.
 func UnpackVideo(id string, b []byte) (*Video, error) {
+	v := NewVideo(id)
+	if err := v.Unpack(id, b); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Unpack reads into v a video that AppendPacked wrote, reusing the arrays
+// v holds (see Reset).
+func (v *Video) Unpack(id string, b []byte) error {
+	v.Reset(id)
 	if len(b) < 4 || uint64(binary.LittleEndian.Uint32(b)) > uint64(len(b)-4) {
-		return nil, errCorrupt
+		return errCorrupt
 	}
 	n := int(binary.LittleEndian.Uint32(b))
-	v := &Video{ID: id}
 	if err := v.unmarshal(b[4 : 4+n]); err != nil {
-		return nil, err
+		return err
 	}
 	r := reader{b: b[4+n:]}
 	if v.bucketed {
 		var err error
 		if v.Entries, err = r.entryList(v.Entries); err != nil {
-			return nil, err
+			return err
 		}
 		r.sealed(v)
 	}
@@ -67,7 +77,7 @@ func UnpackVideo(id string, b []byte) (*Video, error) {
 			v.many[i] = bucketParts{bucket: r.varint(), parts: int32(r.varint())}
 		}
 	}
-	return v, r.done()
+	return r.done()
 }
 
 // appendSealed appends v's sealed buckets, as they are.

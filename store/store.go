@@ -525,13 +525,24 @@ func PairKey(dst []byte, video, user string) []byte {
 
 // Video returns a video's state with its like times.
 func (p *Partition) Video(id string) (*Video, bool, error) {
-	v, ok, err := p.get(p.keyOf(kindVideo, id), nil)
-	if !ok || err != nil {
+	v := NewVideo(id)
+	if ok, err := p.ReadVideo(v, id); !ok || err != nil {
 		return nil, ok, err
 	}
-	vid := &Video{ID: id}
+	return v, true, nil
+}
+
+// ReadVideo reads a video's state into vid, reusing the arrays it holds
+// (see Video.Reset); ok is false if the video has none, and vid is then a
+// new video.
+func (p *Partition) ReadVideo(vid *Video, id string) (ok bool, err error) {
+	vid.Reset(id)
+	v, ok, err := p.get(p.keyOf(kindVideo, id), nil)
+	if !ok || err != nil {
+		return ok, err
+	}
 	if err := vid.unmarshal(v); err != nil {
-		return nil, false, fmt.Errorf("read video %q: %w", id, err)
+		return false, fmt.Errorf("read video %q: %w", id, err)
 	}
 	if vid.bucketed {
 		prefix := binary.AppendUvarint(nil, uint64(len(id)))
@@ -566,10 +577,10 @@ func (p *Partition) Video(id string) (*Video, bool, error) {
 			vid.many = append(vid.many, bucketParts{vid.bucketsHi, parts})
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("read like times of video %q: %w", id, err)
+			return false, fmt.Errorf("read like times of video %q: %w", id, err)
 		}
 	}
-	return vid, true, nil
+	return true, nil
 }
 
 func (p *Partition) scanPrefix(kind byte, prefix []byte, fn func(key, value []byte) error) error {
