@@ -1687,14 +1687,20 @@ func (c *Coordinator) openCreators(m *merger, part *store.Partition) error {
 	if err != nil {
 		return fmt.Errorf("load creators: %w", err)
 	}
+	// One message each, reused (a sink copies what it keeps): a new one
+	// at every creator record escaped to the heap.
 	if s := c.out.Creators; s != nil {
+		var msg Message
 		cm.writeRecord = func(key, value []byte, ts int64) error {
-			return s.Write(&Message{Key: key, Value: value, Time: ts})
+			msg = Message{Key: key, Value: value, Time: ts}
+			return s.Write(&msg)
 		}
 	}
 	if s := c.out.RisingCreators; s != nil {
+		var msg Message
 		cm.writeList = func(key, value []byte, ts int64) error {
-			return s.Write(&Message{Key: key, Value: value, Time: ts})
+			msg = Message{Key: key, Value: value, Time: ts}
+			return s.Write(&msg)
 		}
 	}
 	m.creators = cm
