@@ -892,54 +892,51 @@ func spareClass(n int) int {
 
 // keep takes the arrays of c, let go, as spares.
 func (sp *creatorSpares) keep(c *creator) {
-	for _, bs := range [2][]bucket{c.minutes, c.hours} {
-		if k := spareClass(cap(bs)); k < len(spareCaps) && cap(bs) == spareCaps[k] && len(sp.bs[k]) < maxCreatorSpares {
-			sp.bs[k] = append(sp.bs[k], bs[:0])
-		}
-	}
-	if s := c.videos.s; cap(s) > 0 {
-		if k := spareClass(cap(s)); k < len(spareCaps) && cap(s) == spareCaps[k] && len(sp.videos[k]) < maxCreatorSpares {
-			clear(s[:cap(s)]) // their IDs
-			sp.videos[k] = append(sp.videos[k], s[:0])
-		}
-	}
+	keepSpare(&sp.bs, c.minutes)
+	keepSpare(&sp.bs, c.hours)
+	clear(c.videos.s[:cap(c.videos.s)]) // their IDs
+	keepSpare(&sp.videos, c.videos.s)
 	c.minutes, c.hours, c.videos = nil, nil, videoLasts{}
 }
 
-// buckets returns an empty array of buckets with room for n: a spare, or
-// a new one of one of spareCaps if n fits one.
+// buckets returns an empty array of buckets with room for n.
 func (sp *creatorSpares) buckets(n int) []bucket {
-	k := spareClass(n)
-	if k == len(spareCaps) {
+	if sp == nil {
 		return make([]bucket, 0, n)
 	}
-	if sp != nil {
-		if l := len(sp.bs[k]); l > 0 {
-			bs := sp.bs[k][l-1]
-			sp.bs[k][l-1] = nil
-			sp.bs[k] = sp.bs[k][:l-1]
-			return bs
-		}
-	}
-	return make([]bucket, 0, spareCaps[k])
+	return takeSpare(&sp.bs, n)
 }
 
-// videoLasts returns an empty array of videos with room for n: a spare,
-// or a new one of one of spareCaps if n fits one.
+// videoLasts returns an empty array of videos with room for n.
 func (sp *creatorSpares) videoLasts(n int) []videoLast {
-	k := spareClass(n)
-	if k == len(spareCaps) {
+	if sp == nil {
 		return make([]videoLast, 0, n)
 	}
-	if sp != nil {
-		if l := len(sp.videos[k]); l > 0 {
-			s := sp.videos[k][l-1]
-			sp.videos[k][l-1] = nil
-			sp.videos[k] = sp.videos[k][:l-1]
-			return s
-		}
+	return takeSpare(&sp.videos, n)
+}
+
+// keepSpare keeps s, emptied, among spares if its capacity is one of
+// spareCaps and fewer than maxCreatorSpares of it are kept.
+func keepSpare[T any](spares *[len(spareCaps)][][]T, s []T) {
+	if k := spareClass(cap(s)); k < len(spareCaps) && cap(s) == spareCaps[k] && len(spares[k]) < maxCreatorSpares {
+		spares[k] = append(spares[k], s[:0])
 	}
-	return make([]videoLast, 0, spareCaps[k])
+}
+
+// takeSpare returns an empty array with room for n: a spare, or a new one
+// of one of spareCaps if n fits one.
+func takeSpare[T any](spares *[len(spareCaps)][][]T, n int) []T {
+	k := spareClass(n)
+	if k == len(spareCaps) {
+		return make([]T, 0, n)
+	}
+	if l := len(spares[k]); l > 0 {
+		s := spares[k][l-1]
+		spares[k][l-1] = nil
+		spares[k] = spares[k][:l-1]
+		return s
+	}
+	return make([]T, 0, spareCaps[k])
 }
 
 // RankedCreator is one entry of a rising-creators list.

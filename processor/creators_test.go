@@ -612,11 +612,21 @@ func marshalFormat1(c *creator) []byte {
 // TestCreatorStateFormats decodes random creators' states as marshal
 // writes them (format 2) and as format 1 did, which state directories
 // written before still hold: both read back as the creator, which encodes
-// again to the same bytes. Format 2 is the shorter for a creator with
-// likes in several hours, and a cut or corrupt encoding does not decode.
+// again to the same bytes, as does one decoded into the arrays of
+// creators let go (creatorSpares). Format 2 is the shorter for a creator
+// with likes in several hours, and a cut or corrupt encoding does not
+// decode.
 func TestCreatorStateFormats(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	var long1, long2 int
+	var spares creatorSpares
+	held := func() (n int) {
+		for k := range spareCaps {
+			n += len(spares.bs[k]) + len(spares.videos[k])
+		}
+		return n
+	}
+	reused := 0
 	for i := range 2000 {
 		tick := int64(1_780_000_000_000) + rng.Int64N(1e9)
 		c := &creator{id: fmt.Sprintf("c%d", i), likes: rng.Int64N(1e6), seq: rng.Int64N(1e4),
@@ -657,6 +667,23 @@ func TestCreatorStateFormats(t *testing.T) {
 				t.Fatalf("creator %d, format %d: read back as %+v, want %+v", i, enc[0], got, c)
 			}
 		}
+		// Decoded into the arrays of creators let go before, as the
+		// merger does (their old contents still there past their length).
+		before := held()
+		got, err := decodeCreator(c.id, enc2, nil, &spares)
+		if err != nil {
+			t.Fatalf("creator %d, decoded into spares: %v", i, err)
+		}
+		if held() < before {
+			reused++
+		}
+		if again := got.marshal(nil); !slices.Equal(again, enc2) {
+			t.Fatalf("creator %d, decoded into spares: encodes again as %x, want %x", i, again, enc2)
+		}
+		spares.keep(got)
+		if len(got.minutes)+len(got.hours)+got.videos.len() != 0 {
+			t.Fatalf("creator %d: a creator let go kept its arrays", i)
+		}
 		if len(c.hours) >= 4 && c.changed != 0 {
 			long1 += len(enc1)
 			long2 += len(enc2)
@@ -673,5 +700,8 @@ func TestCreatorStateFormats(t *testing.T) {
 	if _, err := unmarshalCreator("c", []byte{3}, nil); err == nil {
 		t.Error("format 3 decoded")
 	}
-	t.Logf("creators with likes in 4 hours or more: %d bytes in format 1, %d in format 2", long1, long2)
+	if reused < 1000 {
+		t.Errorf("%d of 2,000 creators decoded into spare arrays, want most", reused)
+	}
+	t.Logf("creators with likes in 4 hours or more: %d bytes in format 1, %d in format 2; %d decoded into spares", long1, long2, reused)
 }
