@@ -863,7 +863,7 @@ const (
 
 // spareVideo returns a video to read a video's state into: one the cache
 // let go, with its arrays (store.Video.Reset), or a new one. Each video
-// read back took a new one, of 1.7 of the 31 GB B1 allocated
+// read back took a new one: 1.7 of the 23 GB B1 had allocated 220 s in
 // (bench/RESULTS.md).
 func (e *Engine) spareVideo() *video {
 	n := len(e.spare)
@@ -877,9 +877,9 @@ func (e *Engine) spareVideo() *video {
 }
 
 // letGo keeps v, which the cache let go and nothing else refers to, as a
-// spare while there are fewer than max.
-func (e *Engine) letGo(v *video, max int) {
-	if len(e.spare) >= max {
+// spare while there are fewer than most.
+func (e *Engine) letGo(v *video, most int) {
+	if len(e.spare) >= most {
 		return
 	}
 	sv := v.Video
