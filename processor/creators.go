@@ -789,9 +789,9 @@ func appendBuckets(b []byte, bs []bucket, base int64) []byte {
 }
 
 // readBuckets reads what appendBuckets appended from base, or, whole,
-// indexes as they are (format 1). Sized as read, with room for the like
-// that took the creator back (a new minute and hour): growing them was a
-// quarter of the decoding.
+// indexes as they are (format 1), into an array from sp with room for
+// one more than read, for the like that took the creator back (a new
+// minute and hour): growing them was a quarter of the decoding.
 func readBuckets(r *creatorReader, base int64, whole bool, sp *creatorSpares) []bucket {
 	n := r.count()
 	bs := sp.buckets(n + 1)
@@ -836,7 +836,7 @@ func decodeCreator(id string, b []byte, names map[string]string, sp *creatorSpar
 		return nil, errCreatorFormat
 	}
 	c.pending, r.b = r.b[0] == 1, r.b[1:]
-	// Sized as read (the buckets too, readBuckets).
+	// Sized as read (the buckets with room for one more, readBuckets).
 	if n := r.count(); n > 0 {
 		c.regions = make([]store.RegionCount, 0, n)
 		for ; n > 0 && !r.bad; n-- {

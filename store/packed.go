@@ -37,7 +37,7 @@ func (v *Video) AppendPacked(b []byte) []byte {
 
 // UnpackVideo reads a video that AppendPacked wrote.
 func UnpackVideo(id string, b []byte) (*Video, error) {
-	v := NewVideo(id)
+	v := new(Video) // Unpack resets it
 	if err := v.Unpack(id, b); err != nil {
 		return nil, err
 	}

@@ -441,7 +441,7 @@ func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, buck
 // Reset makes v the state of a new video id (as NewVideo), keeping the
 // arrays of its like times, regions, decay sums and lockstep tracker for
 // Unpack or Partition.ReadVideo to decode another video into: reading a
-// video the cache let go allocated a fifth of a backfill's bytes. The
+// video the cache let go allocated a tenth of B1's bytes. The
 // caller must hold no other reference to v's slices.
 func (v *Video) Reset(id string) {
 	*v = Video{ID: id, Regions: v.Regions[:0], Entries: v.Entries[:0], Decay: v.Decay,

@@ -525,7 +525,7 @@ func PairKey(dst []byte, video, user string) []byte {
 
 // Video returns a video's state with its like times.
 func (p *Partition) Video(id string) (*Video, bool, error) {
-	v := NewVideo(id)
+	v := new(Video) // ReadVideo resets it
 	if ok, err := p.ReadVideo(v, id); !ok || err != nil {
 		return nil, ok, err
 	}
