@@ -147,7 +147,7 @@ var (
 // strconv. TestAppendFloat compares the two on millions of values.
 func appendFixed10(b []byte, f float64) ([]byte, bool) {
 	a := math.Abs(f)
-	if a < pow10[0] || a >= pow10[len(pow10)-1] {
+	if !(a >= pow10[0] && a < pow10[len(pow10)-1]) { // NaN too
 		return b, false
 	}
 	e := 0 // a is in [10^(e-4), 10^(e-3)), as far as pow10 tells
@@ -170,6 +170,8 @@ func appendFixed10(b []byte, f float64) ([]byte, bool) {
 	if n < 1e9 || e > 9 {
 		return b, false
 	}
+	// n's digits, two at a time: with strconv.AppendUint this function
+	// took 0.87 CPU s of the hand loop's backfill, against 0.52.
 	var digits [10]byte
 	u := uint64(n)
 	for i := len(digits) - 2; i >= 0; i -= 2 {
