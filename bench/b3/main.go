@@ -25,7 +25,10 @@
 // shared machine, to compare revisions by); -cpuprofile and -trace then
 // profile that process. -probe-log writes each probe's append time and
 // latencies, to find when the slow ones were appended (the likes
-// appended just after a 10 s tick were most of the tail once).
+// appended just after a 10 s tick were most of the tail once). b3 also
+// reports the share of the machine's CPU its hypervisor stole over the
+// load: on a shared host, runs with much steal have a long tail whatever
+// the code.
 package main
 
 import (
@@ -276,6 +279,7 @@ func run(o options) error {
 	// than the tail on a shared machine, to compare revisions by.
 	const misses = `virality_state_block_cache_lookups_total{result="miss"}`
 	var cpu0, miss0 float64
+	host0, hostErr := live.ReadHostCPU()
 	if inst != nil {
 		if m, err := inst.Metrics(); err == nil {
 			cpu0, miss0 = m["process_cpu_seconds_total"], m[misses]
@@ -359,6 +363,10 @@ func run(o options) error {
 	watchers.Wait()
 	var peak int64
 	cpu, miss := -1.0, -1.0
+	host1, err := live.ReadHostCPU()
+	if hostErr == nil {
+		hostErr = err
+	}
 	if inst != nil {
 		_, peak, _ = live.Memory(inst.Pid())
 		if m, err := inst.Metrics(); err == nil {
@@ -425,6 +433,10 @@ func run(o options) error {
 	if inst != nil {
 		fmt.Printf("B3 service: virality run at %s, peak RSS %d MiB, CPU %.1f s over the load (%.1f ms per 1,000 likes), %.0f blocks of state read from its files\n",
 			live.Revision(inst.Cmd.Path), peak>>20, cpu, 1e6*cpu/float64(offered.Load()), miss)
+	}
+	if hostErr == nil {
+		steal, busy := host1.Shares(host0)
+		fmt.Printf("B3 host: %.0f%% of the machine's CPU time stolen by its hypervisor over the load, %.0f%% busy (a tail from a busy host is not the code's)\n", 100*steal, 100*busy)
 	}
 	return nil
 }

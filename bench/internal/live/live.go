@@ -553,3 +553,55 @@ func DeleteTopics(kc kafkaio.Config, topics ...string) {
 	defer cancel()
 	_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
 }
+
+// HostCPU is a snapshot of the machine's CPU time, in clock ticks, from
+// the first line of /proc/stat.
+type HostCPU struct {
+	Total, Idle, Steal int64
+}
+
+// ReadHostCPU reads the machine's CPU time so far. On a virtual machine,
+// steal is the time its CPUs were ready to run but the hypervisor ran
+// another guest: a benchmark's tail on a shared host follows it more than
+// any change of the code.
+func ReadHostCPU() (HostCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return HostCPU{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return HostCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice],
+	// guest time already counted in user and nice.
+	var c HostCPU
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return HostCPU{}, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		c.Total += v
+		switch i {
+		case 3, 4:
+			c.Idle += v
+		case 7:
+			c.Steal = v
+		}
+	}
+	return c, nil
+}
+
+// Shares returns, between the snapshot before and c, the shares of the
+// machine's CPU time that were stolen by the hypervisor and that were
+// busy (neither idle nor stolen).
+func (c HostCPU) Shares(before HostCPU) (steal, busy float64) {
+	total := float64(c.Total - before.Total)
+	if total <= 0 {
+		return 0, 0
+	}
+	steal = float64(c.Steal-before.Steal) / total
+	busy = 1 - steal - float64(c.Idle-before.Idle)/total
+	return steal, busy
+}
