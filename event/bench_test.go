@@ -37,6 +37,24 @@ func BenchmarkAppendJSON(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkDecodeBinary reads the typical record in the internal topics'
+// encoding (AppendBinary), for comparison with BenchmarkDecode.
+func BenchmarkDecodeBinary(b *testing.B) {
+	var ev Event
+	if err := Decode([]byte(typical), 0, &ev); err != nil {
+		b.Fatal(err)
+	}
+	data := AppendBinary(nil, &ev)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeBinary(data, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // BenchmarkStdlibDecode is encoding/json decoding the typical record into a
 // struct, for comparison. It checks nothing beyond syntax and types.
 func BenchmarkStdlibDecode(b *testing.B) {

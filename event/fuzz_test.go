@@ -61,6 +61,42 @@ func FuzzDecode(f *testing.F) {
 		if err := Decode(out, 0, &back); err != nil || back != ev {
 			t.Fatalf("Decode(AppendJSON(%+v) = %s) = %+v, %v", ev, out, back, err)
 		}
+		bin := AppendBinary(nil, &ev)
+		back = Event{}
+		if err := DecodeBinary(bin, &back); err != nil || back != ev {
+			t.Fatalf("DecodeBinary(AppendBinary(%+v) = %x) = %+v, %v", ev, bin, back, err)
+		}
+	})
+}
+
+// FuzzDecodeBinary: DecodeBinary accepts only events that Decode could
+// have returned (the same event comes back through JSON), and what it
+// accepts survives AppendBinary.
+func FuzzDecodeBinary(f *testing.F) {
+	var ev Event
+	if err := Decode([]byte(typical), 0, &ev); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(AppendBinary(nil, &ev))
+	f.Add(AppendBinary(nil, &Event{VideoID: "\u00e9", UserID: "u", Action: Unlike, TS: 1}))
+	f.Add([]byte{0, 2, 0, 1, 1, 0, 0, 'v', 'u'})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ev Event
+		if err := DecodeBinary(data, &ev); err != nil {
+			if !errors.Is(err, ErrBinary) || ev != (Event{}) {
+				t.Fatalf("DecodeBinary(%x) = %+v, %v", data, ev, err)
+			}
+			return
+		}
+		var back Event
+		if err := Decode(AppendJSON(nil, &ev), 0, &back); err != nil || back != ev {
+			t.Fatalf("DecodeBinary(%x) = %+v, which Decode gives back as %+v, %v", data, ev, back, err)
+		}
+		back = Event{}
+		if err := DecodeBinary(AppendBinary(nil, &ev), &back); err != nil || back != ev {
+			t.Fatalf("DecodeBinary(%x) = %+v, and through AppendBinary %+v, %v", data, ev, back, err)
+		}
 	})
 }
 

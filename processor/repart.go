@@ -4,19 +4,28 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/viralityhq/virality/event"
 )
 
 // HeaderForward is the header of a record of the internal topics: the
 // partition it is for, the source partition and offset it came from (on
 // the by-video topic: the account stage and its count of events sent), the
 // source's largest event time then, a like's account weight and
-// lockstep keys (by-video topic), and whether it is only a progress marker. Its first byte is the
-// format version.
+// lockstep keys (by-video topic), and whether it is only a progress
+// marker. Its first byte is the format version, which also says how the
+// record's value holds its event.
 const HeaderForward = "virality-forward"
 
 // forwardVersion 2: the account weight. 3: the lockstep keys. 4: each
-// key's popularity.
-const forwardVersion = 4
+// key's popularity. 5: the value is the event in event.AppendBinary's
+// encoding, not JSON (the by-user topic carried the input record's own
+// bytes); a record of version 4 is still read, so that an instance of
+// this version takes over topics an older one wrote.
+const (
+	forwardVersion     = 5
+	forwardVersionJSON = 4
+)
 
 const (
 	forwardMarker = 1 << iota // no event: progress only
@@ -33,6 +42,17 @@ type forward struct {
 	weight               int64
 	keys                 lockKeys
 	marker, idle, report bool
+	// jsonValue: the value is the event as JSON (version 4), else in
+	// event.AppendBinary's encoding.
+	jsonValue bool
+}
+
+// decodeEvent reads the event of a forwarded record's value into ev.
+func (f *forward) decodeEvent(value []byte, ev *event.Event) error {
+	if f.jsonValue {
+		return event.Decode(value, f.recTime, ev)
+	}
+	return event.DecodeBinary(value, ev)
 }
 
 func appendForward(b []byte, f *forward) []byte {
@@ -64,9 +84,10 @@ func decodeForward(b []byte) (forward, error) {
 	if len(b) == 0 {
 		return f, errForward
 	}
-	if b[0] != forwardVersion {
-		return f, fmt.Errorf("%w: version %d, this binary reads %d", errForward, b[0], forwardVersion)
+	if b[0] != forwardVersion && b[0] != forwardVersionJSON {
+		return f, fmt.Errorf("%w: version %d, this binary reads %d and %d", errForward, b[0], forwardVersionJSON, forwardVersion)
 	}
+	f.jsonValue = b[0] == forwardVersionJSON
 	b = b[1:]
 	u := func() uint64 {
 		v, n := binary.Uvarint(b)

@@ -495,8 +495,16 @@ func startRun(o options, cfg service.Config, dir string) (*live.Instance, error)
 	return live.Start(bin, args, filepath.Join(dir, "run.log"), nil)
 }
 
-// probeID finds the probe's video id in a forwarded like.
+// probeID finds the probe's video id in a score record (JSON) or in a
+// forwarded like (the event in event.AppendBinary's encoding).
 func probeID(v []byte) (string, bool) {
+	if len(v) > 0 && v[0] != '{' {
+		var ev event.Event
+		if event.DecodeBinary(v, &ev) != nil || !strings.HasPrefix(ev.VideoID, "probe-") {
+			return "", false
+		}
+		return ev.VideoID, true
+	}
 	i := bytes.Index(v, []byte(`"probe-`))
 	if i < 0 {
 		return "", false
