@@ -22,8 +22,10 @@ if [ ! -f "$input" ]; then
   mv "$input.tmp" "$input"
 fi
 
+. bench/lib.sh # hostcpu, stolen
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rates=() rss=() disk=() ceil=()
+read -r total0 steal0 < <(hostcpu)
 for i in $(seq "$RUNS"); do
   rm -rf "$out/state"
   line=$("$out/virality" backfill --in "$input" --out "$out/scores.jsonl" \
@@ -42,11 +44,13 @@ m=$(printf '%s\n' "${rss[@]}" | median)
 d=$(printf '%s\n' "${disk[@]}" | median)
 c=$(printf '%s\n' "${ceil[@]}" | median)
 ratio=$(awk -v a="$r" -v b="$c" 'BEGIN {printf "%.3f", a/b}')
+steal_pct=$(stolen "$total0" "$steal0")
 figures=$(cat <<FIG
 B1 events/s: $r (median of $RUNS; target >= 1000000)
 B1 peak RSS: $m MiB (target <= 512)
 B1 state on disk: $d MiB
 B1 read+decode only (same file, same run): $c events/s; backfill/decode ratio $ratio
+B1 host: $steal_pct% of the machine's CPU time stolen by its hypervisor during the runs
 FIG
 )
 echo "$figures"

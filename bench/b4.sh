@@ -12,8 +12,10 @@ BASE=${BASE:-10000}
 out=bench/out
 mkdir -p "$out"
 go build -o "$out/virality" ./cmd/virality
+. bench/lib.sh # hostcpu, stolen
 lines=()
 rates=()
+read -r total0 steal0 < <(hostcpu)
 for mult in 1 10 100; do
   videos=$((BASE * mult))
   input="$out/b4-$EVENTS-$videos.jsonl"
@@ -30,6 +32,7 @@ for mult in 1 10 100; do
 done
 slow=$(awk -v a="${rates[0]}" -v b="${rates[2]}" 'BEGIN {printf "%.2f", a/b}')
 lines+=("B4 slowdown at 100x videos: ${slow}x (target <= 1.5x)")
+lines+=("B4 host: $(stolen "$total0" "$steal0")% of the machine's CPU time stolen by its hypervisor during the runs")
 printf '%s\n' "${lines[@]}"
 {
   echo

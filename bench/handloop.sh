@@ -57,9 +57,7 @@ timed() {
   awk -v n="$records" '{printf "%.0f %.0f %.1f\n", n / $1, $2 / 1024, $3 + $4}' "$out/ref-time"
 }
 
-# hostcpu: the machine's CPU ticks so far, "total steal", from /proc/stat
-# (steal: ready to run while the hypervisor ran another guest).
-hostcpu() { awk '/^cpu / {t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9}' /proc/stat; }
+. bench/lib.sh # hostcpu, stolen
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 names=(backfill handloop)
@@ -82,9 +80,7 @@ for i in $(seq "$RUNS"); do
   [ -n "${BEFORE:-}" ] && rat[before]+="$(ratio "$r_before" "$r_handloop") "
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
-read -r total1 steal1 < <(hostcpu)
-echo "records: $records ($input), $RUNS runs; $(awk -v t=$((total1 - total0)) -v s=$((steal1 - steal0)) \
-  'BEGIN {printf "%.0f", t > 0 ? 100 * s / t : 0}')% of the machine's CPU time stolen by its hypervisor meanwhile"
+echo "records: $records ($input), $RUNS runs; $(stolen "$total0" "$steal0")% of the machine's CPU time stolen by its hypervisor meanwhile"
 for name in "${names[@]}"; do
   line="$name: $(med "${rate[$name]}") events/s, peak RSS $(med "${rss[$name]}") MiB, CPU $(med "${cpu[$name]}") s"
   [ "$name" != handloop ] && line+="; ratio to handloop $(med "${rat[$name]}") (target >= 2)"
