@@ -11,10 +11,10 @@ package processor
 // last entry into the removed one's place.
 type coldCreators struct {
 	t     *table[coldRef]
-	data  []byte  // arena of encoded creators
-	dead  int     // bytes of data no entry uses
-	held  int64   // bytes() without the arena's dead bytes
-	order []int32 // scratch of makeRoom
+	data  []byte   // arena of encoded creators
+	dead  int      // bytes of data no entry uses
+	held  int64    // bytes() without the arena's dead bytes
+	order []uint64 // scratch of makeRoom
 }
 
 // coldRef is a cold creator: where its encoding is in the arena, and what

@@ -22,7 +22,7 @@ type packedVideos struct {
 	live  int64  // bytes of data entries use
 	state uint64 // of the eviction order (xorshift)
 	taken int64  // videos taken back
-	order []int32
+	order []uint64
 }
 
 type packedRef = arenaSpan

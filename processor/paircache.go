@@ -23,7 +23,7 @@ type pairCache struct {
 	data  []byte // arena of encoded pairs
 	dead  int    // bytes of data no entry uses
 	enc   []byte
-	order []int32 // scratch of compact
+	order []uint64 // scratch of compact
 }
 
 type pairRef struct {

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"bytes"
-	"cmp"
 	"hash/maphash"
 	"slices"
 )
@@ -163,16 +162,19 @@ func moveSpans[V any](t *table[V], span func(*V) *arenaSpan, arena, dst []byte) 
 // the order of their offsets (none then lands on bytes still to move; the
 // copies may overlap their sources, as append's allow), points the
 // entries at their new place, and returns arena cut to them: an arena
-// compacted in place. order is scratch, returned for the next call.
-func compactSpans[V any](t *table[V], span func(*V) *arenaSpan, arena []byte, order []int32) ([]byte, []int32) {
+// compacted in place. order is scratch, returned for the next call: each
+// entry's offset and index in one integer, sorted without a comparison
+// function (with one that read both entries' spans, compacting 100,000
+// entries took 2.5 times as long).
+func compactSpans[V any](t *table[V], span func(*V) *arenaSpan, arena []byte, order []uint64) ([]byte, []uint64) {
 	order = order[:0]
 	for i := range t.ents {
-		order = append(order, int32(i))
+		order = append(order, uint64(span(&t.ents[i].val).off)<<32|uint64(i))
 	}
-	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(span(&t.ents[a].val).off, span(&t.ents[b].val).off) })
+	slices.Sort(order)
 	dst := arena[:0]
-	for _, i := range order {
-		s := span(&t.ents[i].val)
+	for _, o := range order {
+		s := span(&t.ents[uint32(o)].val)
 		b := s.bytes(arena)
 		s.off = uint32(len(dst))
 		dst = append(dst, b...)
