@@ -54,6 +54,12 @@ type candidate struct {
 	at         int64 // tick index at which it expires unless it changes
 	dirty      bool
 	gone       bool // unlisted
+	// stored: the store holds this candidate's record (loaded, or written
+	// by a commit), so that its drop must delete it. Most candidates a
+	// catch-up drops were listed and unlisted between two commits: their
+	// deletions were 95% of the candidate keys it wrote, each a tombstone
+	// in Pebble and a record on the changelog.
+	stored bool
 }
 
 func candLess(a, b *candidate) bool {
@@ -449,12 +455,14 @@ func (r *ranking) load(c store.Candidate) {
 		// have unlisted it.
 		return
 	}
-	n := &candidate{video: c.Video, score: c.Score, last: c.LastLike, region: c.Region}
+	n := &candidate{video: c.Video, score: c.Score, last: c.LastLike, region: c.Region, stored: true}
 	r.cands[c.Video] = n
 	r.place(n)
 }
 
-// save writes the candidates changed since the last commit.
+// save writes the candidates changed since the last commit. A dropped
+// candidate's record is deleted if the store has it; when the video has
+// a candidate again, that one's record replaces it.
 func (r *ranking) save(w *store.Writer) error {
 	for _, c := range r.dirty {
 		c.dirty = false
@@ -463,10 +471,12 @@ func (r *ranking) save(w *store.Writer) error {
 			if err := w.SetCandidate(&sc); err != nil {
 				return err
 			}
-		} else if r.cands[c.video] == nil {
+			c.stored = true
+		} else if r.cands[c.video] == nil && c.stored {
 			if err := w.DeleteCandidate(c.video); err != nil {
 				return err
 			}
+			c.stored = false
 		}
 	}
 	r.dirty = r.dirty[:0]

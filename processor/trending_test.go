@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/viralityhq/virality/store"
 )
 
 // refRanking is the definition the ranking must match: a video is listed
@@ -180,4 +182,90 @@ func TestWrittenListsOnly(t *testing.T) {
 	}
 	sameMessages(t, "scores after crashes", want.scores.msgs, resumed.scores.msgs)
 	sameMessages(t, "trending after crashes", want.trending.msgs, resumed.trending.msgs)
+}
+
+// TestCandidateRecords: a commit writes the candidates changed since the
+// last one and deletes the records of those dropped; a candidate listed
+// and dropped between two commits writes nothing, not even a deletion;
+// one dropped and listed again keeps a record. What the store holds is
+// then what a ranking loaded from it lists.
+func TestCandidateRecords(t *testing.T) {
+	db := openMemStore(t)
+	part := db.Partition(0)
+	const tick, horizon = 10_000, 60_000
+	r := newRanking(tick, horizon)
+	var deletes int
+	commit := func() {
+		t.Helper()
+		// A logged fork, as run writes its changelog from: its changes
+		// are what the commit writes.
+		w := part.NewWriter()
+		f := w.Fork(part, true)
+		if err := r.save(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Changes(func(c store.Change) error {
+			if c.Delete {
+				deletes++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Join(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() map[string]float64 {
+		t.Helper()
+		got := map[string]float64{}
+		if err := part.ScanCandidates(func(c store.Candidate) error { got[c.Video] = c.Score; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	drop := func(video string) {
+		r.update(video, 0, 1000, "US")
+		r.settle()
+	}
+	r.update("kept", 5, 1000, "US")
+	r.update("brief", 3, 1000, "US")
+	r.settle()
+	drop("brief")
+	commit()
+	if got := stored(); len(got) != 1 || got["kept"] != 5 || deletes != 0 {
+		t.Fatalf("after the first commit: records %v, %d deletions; want kept alone and none", got, deletes)
+	}
+	r.update("back", 2, 1000, "US")
+	r.settle()
+	commit()
+	drop("back")
+	r.update("back", 4, 2000, "US") // listed again before the next commit
+	r.settle()
+	drop("kept")
+	commit()
+	if got := stored(); len(got) != 1 || got["back"] != 4 || deletes != 1 {
+		t.Fatalf("after the third commit: records %v, %d deletions; want back at 4 alone, one deletion (kept)", got, deletes)
+	}
+	drop("back")
+	commit()
+	if got := stored(); len(got) != 0 || deletes != 2 {
+		t.Fatalf("after the last commit: records %v, %d deletions; want none, two", got, deletes)
+	}
+	// Loaded from the store, a candidate's drop deletes its record.
+	r.update("again", 1, 3000, "JP")
+	r.settle()
+	commit()
+	r = newRanking(tick, horizon)
+	if err := part.ScanCandidates(func(c store.Candidate) error { r.load(c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	drop("again")
+	commit()
+	if got := stored(); len(got) != 0 || deletes != 3 {
+		t.Fatalf("a loaded candidate dropped: records %v, %d deletions; want none, three", got, deletes)
+	}
 }
