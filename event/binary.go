@@ -87,13 +87,6 @@ func decodeBinary(data []byte, ev *Event) error {
 		}
 		start = ends[f]
 	}
-	s := string(b)
-	ev.EventID = s[:ends[fieldEventID]]
-	ev.VideoID = s[ends[fieldEventID]:ends[fieldVideoID]]
-	ev.UserID = s[ends[fieldVideoID]:ends[fieldUserID]]
-	ev.CreatorID = s[ends[fieldUserID]:ends[fieldCreatorID]]
-	ev.Region = s[ends[fieldCreatorID]:ends[fieldRegion]]
-	ev.Action = action
-	ev.TS = ts
+	ev.set(string(b), &ends, action, ts)
 	return nil
 }

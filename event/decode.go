@@ -134,7 +134,13 @@ func decode(data []byte, recordTS int64, ev *Event) *Error {
 		return err
 	}
 
-	s := string(buf[:n])
+	ev.set(string(buf[:n]), &ends, action, ts)
+	return nil
+}
+
+// set fills ev from s, the stored fields one after another (each ending
+// at its ends): one string, allocated once, holds them all.
+func (ev *Event) set(s string, ends *[numStored]int, action Action, ts int64) {
 	ev.EventID = s[:ends[fieldEventID]]
 	ev.VideoID = s[ends[fieldEventID]:ends[fieldVideoID]]
 	ev.UserID = s[ends[fieldVideoID]:ends[fieldUserID]]
@@ -142,7 +148,6 @@ func decode(data []byte, recordTS int64, ev *Event) *Error {
 	ev.Region = s[ends[fieldCreatorID]:ends[fieldRegion]]
 	ev.Action = action
 	ev.TS = ts
-	return nil
 }
 
 func decodeAction(data []byte, v *value) (Action, *Error) {
