@@ -236,7 +236,11 @@ type ranking struct {
 	expiry  map[int64][]*candidate
 	pending int64Heap
 	dirty   []*candidate
-	scratch map[*board][]*candidate
+	// unlisted: videos whose stored record, loaded, was not listed (a
+	// score of 0, committed before the drop that would have deleted it):
+	// the next commit deletes it unless the video is listed again.
+	unlisted []string
+	scratch  map[*board][]*candidate
 	// reuse: a snapshot is encoded before the next is taken (the live
 	// service's partials), so the next one reuses its arrays: the lists'
 	// and the boards' (board.top).
@@ -453,6 +457,7 @@ func (r *ranking) load(c store.Candidate) {
 	if c.Score <= 0 {
 		// Committed between its last change and the snapshot that would
 		// have unlisted it.
+		r.unlisted = append(r.unlisted, c.Video)
 		return
 	}
 	n := &candidate{video: c.Video, score: c.Score, last: c.LastLike, region: c.Region, stored: true}
@@ -480,6 +485,16 @@ func (r *ranking) save(w *store.Writer) error {
 		}
 	}
 	r.dirty = r.dirty[:0]
+	for _, v := range r.unlisted {
+		if n := r.cands[v]; n != nil {
+			// Listed again: written above, over the old record.
+			continue
+		}
+		if err := w.DeleteCandidate(v); err != nil {
+			return err
+		}
+	}
+	r.unlisted = r.unlisted[:0]
 	return nil
 }
 

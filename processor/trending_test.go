@@ -187,8 +187,9 @@ func TestWrittenListsOnly(t *testing.T) {
 // TestCandidateRecords: a commit writes the candidates changed since the
 // last one and deletes the records of those dropped; a candidate listed
 // and dropped between two commits writes nothing, not even a deletion;
-// one dropped and listed again keeps a record. What the store holds is
-// then what a ranking loaded from it lists.
+// one dropped and listed again keeps a record; a loaded candidate's drop
+// deletes its record, and so does the first commit after a load for a
+// record of score 0, which the load does not list.
 func TestCandidateRecords(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(0)
@@ -267,5 +268,30 @@ func TestCandidateRecords(t *testing.T) {
 	commit()
 	if got := stored(); len(got) != 0 || deletes != 3 {
 		t.Fatalf("a loaded candidate dropped: records %v, %d deletions; want none, three", got, deletes)
+	}
+	// A record of score 0 (committed before the drop that would have
+	// deleted it) is not listed when loaded, and the next commit deletes
+	// it, unless its video is listed again by then.
+	w := part.NewWriter()
+	for _, v := range []string{"zero", "relisted"} {
+		if err := w.SetCandidate(&store.Candidate{Video: v, LastLike: 4000, Region: "US"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r = newRanking(tick, horizon)
+	if err := part.ScanCandidates(func(c store.Candidate) error { r.load(c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.cands) != 0 {
+		t.Fatalf("records of score 0 loaded as candidates: %v", r.cands)
+	}
+	r.update("relisted", 6, 5000, "US")
+	r.settle()
+	commit()
+	if got := stored(); len(got) != 1 || got["relisted"] != 6 || deletes != 4 {
+		t.Fatalf("after records of score 0 were loaded: records %v, %d deletions; want relisted at 6 alone, four", got, deletes)
 	}
 }
