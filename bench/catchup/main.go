@@ -88,6 +88,7 @@ type result struct {
 	maxRSS    int64         // largest VmRSS sample, bytes
 	endRSS    int64         // VmRSS when caught up, bytes
 	heap      int64         // go_memstats_heap_inuse_bytes when caught up
+	steal     float64       // share of the machine's CPU its hypervisor stole while the service caught up (-1: unknown)
 }
 
 func main() {
@@ -176,6 +177,7 @@ func run(o options) (r result, err error) {
 		"--creator-scores-topic", outs[3], "--rising-creators-topic", outs[4],
 		"--start-from", "earliest", "--state-dir", state, "--http-addr", "127.0.0.1:0"}, strings.Fields(o.runArgs)...)
 	fmt.Fprintf(os.Stderr, "catchup: virality %s at %s; log %s\n", strings.Join(args, " "), r.rev, logPath)
+	host0, hostErr := live.ReadHostCPU()
 	begin = time.Now()
 	in, err := live.Start(bin, args, logPath, nil)
 	if err != nil {
@@ -191,6 +193,10 @@ func run(o options) (r result, err error) {
 	r.applied, r.tookAll, err = waitApplied(in, r.preloaded, begin, o.limit)
 	r.caughtUp = time.Since(begin)
 	r.rate = float64(r.applied) / r.caughtUp.Seconds()
+	r.steal = -1
+	if host1, err := live.ReadHostCPU(); err == nil && hostErr == nil {
+		r.steal, _ = host1.Shares(host0)
+	}
 	if errors.Is(err, errTimedOut) {
 		r.timedOut, err = true, nil
 	}
@@ -394,6 +400,9 @@ func report(r result, o options, budget int64) bool {
 	}
 	fmt.Printf("catchup virality run at %s (%s): %.0f events/s applied (%s), ratio to the plain consumer %.3f (target >= %.1f)\n",
 		r.rev, args, r.rate, applied, r.rate/r.plain, targetRatio)
+	if r.steal >= 0 {
+		fmt.Printf("catchup host: %.0f%% of the machine's CPU time stolen by its hypervisor while the service caught up\n", 100*r.steal)
+	}
 	within := "no budget"
 	if budget > 0 {
 		within = "within its memory budget of " + mib(budget) + ": no"
