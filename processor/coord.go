@@ -155,11 +155,12 @@ type Coordinator struct {
 	stats   Stats // records routed and dead letters; engines count the rest
 	hdr     [5]Header
 	rbuf    []byte
-	// fwd and key are the message a forward writes, and its key: a sink
-	// copies what it keeps.
+	// fwd, key and vbuf are the message a forward writes, its key and its
+	// value (an event in event.AppendBinary's encoding, or a report): a
+	// sink copies what it keeps.
 	fwd  Message
 	key  []byte
-	jbuf []byte
+	vbuf []byte
 	// forwarded counts the records written to each partition of the
 	// by-user and of the repartition topic (forwardKind; Forwarded).
 	forwarded [2][]atomic.Int64
@@ -535,22 +536,21 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 	a := v.part
 	if c.out.ByUser != nil {
 		// Every event, even one for this partition's own stage: a stage
-		// takes one log in one order (stage.go).
-		// The event as decoded, not the record's JSON: the stage reads it
-		// back without parsing (event.AppendBinary).
-		c.jbuf = event.AppendBinary(c.jbuf[:0], ev)
+		// takes one log in one order (stage.go). The event as decoded, not
+		// the record's JSON: the stage reads it back without parsing.
+		c.vbuf = event.AppendBinary(c.vbuf[:0], ev)
 		c.key = append(c.key[:0], ev.UserID...)
-		c.fwd = Message{Key: c.key, Value: c.jbuf, Headers: forwardHeaderRoom}
+		c.fwd = Message{Key: c.key, Value: c.vbuf, Headers: forwardHeaderRoom}
 		if f, ok := c.out.ByUser.(fitter); ok && !f.Fits(&c.fwd) {
 			// It cannot be forwarded whole, and a cut one would not decode.
 			return c.deadLetter(rec, verdict{ts: ev.TS, reason: ReasonTooLarge,
-				detail: fmt.Sprintf("%d bytes do not fit the by-user topic", len(c.jbuf))})
+				detail: fmt.Sprintf("%d bytes do not fit the by-user topic", len(c.vbuf))})
 		}
 		c.marked[[2]int32{r.id, a}] = r.st.MaxTS
 		// Forwarded, the event is read only while it is written: not
 		// allocated (routing took 6% of the bytes a catch-up allocated).
 		rt := routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS}
-		return c.forward(c.out.ByUser, a, c.jbuf, rec.Time, &rt, false)
+		return c.forward(c.out.ByUser, a, c.vbuf, rec.Time, &rt, false)
 	}
 	e, ok := c.engines[a]
 	if !ok {
@@ -739,7 +739,7 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 				}
 				continue
 			}
-			c.jbuf = appendReport(c.jbuf[:0], rep)
+			c.vbuf = appendReport(c.vbuf[:0], rep)
 			for _, q := range c.parts {
 				if q == id {
 					continue
@@ -747,7 +747,7 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 				f := forward{part: q, src: id, report: true}
 				c.rbuf = appendForward(c.rbuf[:0], &f)
 				c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
-				if err := c.out.ByUser.Write(&Message{Value: c.jbuf, Headers: c.hdr[:1], Time: st.low}); err != nil {
+				if err := c.out.ByUser.Write(&Message{Value: c.vbuf, Headers: c.hdr[:1], Time: st.low}); err != nil {
 					return false, err
 				}
 				c.countForward(true, q)
@@ -763,8 +763,8 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 			v := c.topo.Partitioner(r.ev.VideoID, c.topo.Partitions)
 			if c.out.Repartition != nil && v != id {
 				c.sent[[2]int32{id, v}] = told{r.srcMax, false}
-				c.jbuf = event.AppendBinary(c.jbuf[:0], &r.ev)
-				if err := c.forward(c.out.Repartition, v, c.jbuf, r.ev.TS, r, false); err != nil {
+				c.vbuf = event.AppendBinary(c.vbuf[:0], &r.ev)
+				if err := c.forward(c.out.Repartition, v, c.vbuf, r.ev.TS, r, false); err != nil {
 					return false, err
 				}
 				continue

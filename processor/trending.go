@@ -486,7 +486,7 @@ func (r *ranking) save(w *store.Writer) error {
 	}
 	r.dirty = r.dirty[:0]
 	for _, v := range r.unlisted {
-		if n := r.cands[v]; n != nil {
+		if r.cands[v] != nil {
 			// Listed again: written above, over the old record.
 			continue
 		}
