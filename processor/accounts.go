@@ -199,7 +199,15 @@ func (a *accounts) drop(i int) {
 func (a *accounts) load() int { return a.t.Len() + (fullUnits-1)*(len(a.full)-len(a.free)) }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	return &accounts{part: part, bucket: bucket, max: maxAccounts, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64)}
+	a := &accounts{part: part, bucket: bucket, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64)}
+	a.setMax(maxAccounts)
+	return a
+}
+
+// setMax sets the bound on the accounts in memory, and the table's hint.
+func (a *accounts) setMax(maxAccounts int) {
+	a.max = maxAccounts
+	a.t.hint = maxAccounts
 }
 
 // counted converts a threshold in likes an hour to likes in the counted

@@ -344,7 +344,7 @@ func (s *stage) write(w *store.Writer) error {
 
 // evict trims the account cache once a commit is durable.
 func (s *stage) evict(maxAccounts int) {
-	s.acc.max = maxAccounts
+	s.acc.setMax(maxAccounts)
 	if g := s.rates.closed(); g > math.MinInt64 {
 		// No like still to weigh, unless late, lies before G+1: the
 		// held ones are of later buckets.

@@ -12,9 +12,18 @@ import (
 // TestTableMatchesMap drives a table and a Go map with the same random
 // puts, changes and deletes (enough to grow the index and compact the key
 // arena) and checks after each step that both hold the same entries.
+// With a hint, the table grows its entries and keys by doubling up to it,
+// by append's growth past it.
 func TestTableMatchesMap(t *testing.T) {
+	for _, hint := range []int{0, 3000} {
+		t.Run(fmt.Sprintf("hint=%d", hint), func(t *testing.T) { testTableMatchesMap(t, hint) })
+	}
+}
+
+func testTableMatchesMap(t *testing.T, hint int) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	tb := newTable[int64]()
+	tb.hint = hint
 	ref := map[string]int64{}
 	check := func(step int) {
 		if tb.Len() != len(ref) {
@@ -57,6 +66,37 @@ func TestTableMatchesMap(t *testing.T) {
 	check(-1)
 	if tb.dead > len(tb.keys)/2+1<<16 {
 		t.Errorf("key arena: %d of %d bytes dead", tb.dead, len(tb.keys))
+	}
+}
+
+// TestTableGrowth: a table with a hint grows to it in doublings, and its
+// entries take no more room than the hint when it holds that many.
+// Append's own growth (a quarter at a time past 256) would take 22
+// copies to 10,000 entries, and five times their size in all.
+func TestTableGrowth(t *testing.T) {
+	const n = 10_000
+	tb := newTable[int64]()
+	tb.hint = n
+	grown, last := 0, cap(tb.ents)
+	for i := range n {
+		tb.Put(fmt.Appendf(nil, "user-%d", i))
+		if c := cap(tb.ents); c != last {
+			grown, last = grown+1, c
+		}
+	}
+	if grown > 11 {
+		t.Errorf("entries grown %d times to %d, want at most 11 (doublings from 16)", grown, n)
+	}
+	if c := cap(tb.ents); c != n {
+		t.Errorf("entries' capacity %d for %d entries, hint %d", c, n, n)
+	}
+	if c, l := cap(tb.keys), len(tb.keys); c > 2*l {
+		t.Errorf("keys' capacity %d for %d bytes", c, l)
+	}
+	// Past the hint, append's growth.
+	tb.Put([]byte("one more"))
+	if c := cap(tb.ents); c <= n || c > n*3/2 {
+		t.Errorf("past the hint: capacity %d for %d entries", c, n+1)
 	}
 }
 

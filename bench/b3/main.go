@@ -72,6 +72,7 @@ type options struct {
 	brokerProcess  bool
 	hops           bool
 	cpuprofile     string
+	allocprofile   string
 	trace          string
 	rev            string
 	runArgs        string
@@ -90,6 +91,7 @@ func main() {
 	flag.BoolVar(&o.brokerProcess, "broker-process", false, "run the embedded broker in a process of its own (this program run again), as a broker runs beside the service, rather than in the service's heap")
 	flag.BoolVar(&o.hops, "hops", false, "also watch the two internal topics a probe passes, to say where its time goes (this program then reads every like twice more, on the cores the service uses)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the load's minute to `FILE` (of the service's process with -rev)")
+	flag.StringVar(&o.allocprofile, "allocprofile", "", "with -rev, write what the service allocated over the load to `FILE` (go tool pprof -sample_index=alloc_space)")
 	flag.StringVar(&o.trace, "trace", "", "with -rev, write an execution trace of the service over the load's first 20 seconds to `FILE` (for go tool trace)")
 	flag.StringVar(&o.rev, "rev", "", "run the service as `virality run` built at this commit (e.g. HEAD), in a process of its own, rather than in this one")
 	flag.StringVar(&o.runArgs, "run-args", "", "with -rev, more flags for `virality run`, space-separated")
@@ -278,17 +280,25 @@ func run(o options) error {
 	// The service's CPU over the load, from its own metrics: steadier
 	// than the tail on a shared machine, to compare revisions by.
 	const misses = `virality_state_block_cache_lookups_total{result="miss"}`
-	var cpu0, miss0 float64
+	// Bytes allocated and collections over the load: unlike its CPU
+	// seconds, they do not move with the CPU the host steals.
+	const allocs, gcs = "go_memstats_alloc_bytes_total", "go_gc_duration_seconds_count"
+	var cpu0, miss0, alloc0, gc0 float64
 	host0, hostErr := live.ReadHostCPU()
 	if inst != nil {
 		if m, err := inst.Metrics(); err == nil {
-			cpu0, miss0 = m["process_cpu_seconds_total"], m[misses]
+			cpu0, miss0, alloc0, gc0 = m["process_cpu_seconds_total"], m[misses], m[allocs], m[gcs]
 		}
 	}
 	var profiled chan error
 	if o.cpuprofile != "" && inst != nil {
 		profiled = make(chan error, 1)
 		go func() { profiled <- inst.Profile("profile", int(o.duration.Seconds()), o.cpuprofile) }()
+	}
+	var allocated chan error
+	if o.allocprofile != "" && inst != nil {
+		allocated = make(chan error, 1)
+		go func() { allocated <- inst.Profile("allocs", int(o.duration.Seconds()), o.allocprofile) }()
 	}
 	var traced chan error
 	if o.trace != "" && inst != nil {
@@ -362,7 +372,7 @@ func run(o options) error {
 	stopWatch()
 	watchers.Wait()
 	var peak int64
-	cpu, miss := -1.0, -1.0
+	cpu, miss, alloc, gc := -1.0, -1.0, -1.0, -1.0
 	host1, err := live.ReadHostCPU()
 	if hostErr == nil {
 		hostErr = err
@@ -371,10 +381,16 @@ func run(o options) error {
 		_, peak, _ = live.Memory(inst.Pid())
 		if m, err := inst.Metrics(); err == nil {
 			cpu, miss = m["process_cpu_seconds_total"]-cpu0, m[misses]-miss0
+			alloc, gc = m[allocs]-alloc0, m[gcs]-gc0
 		}
 	}
 	if traced != nil {
 		if err := <-traced; err != nil {
+			return err
+		}
+	}
+	if allocated != nil {
+		if err := <-allocated; err != nil {
 			return err
 		}
 	}
@@ -433,6 +449,7 @@ func run(o options) error {
 	if inst != nil {
 		fmt.Printf("B3 service: virality run at %s, peak RSS %d MiB, CPU %.1f s over the load (%.1f ms per 1,000 likes), %.0f blocks of state read from its files\n",
 			live.Revision(inst.Cmd.Path), peak>>20, cpu, 1e6*cpu/float64(offered.Load()), miss)
+		fmt.Printf("B3 service: %.0f bytes allocated per like, %.0f collections over the load\n", alloc/float64(offered.Load()), gc)
 	}
 	if hostErr == nil {
 		steal, busy := host1.Shares(host0)

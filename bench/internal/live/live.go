@@ -179,11 +179,12 @@ func (in *Instance) Metrics() (map[string]float64, error) {
 }
 
 // Profile writes one of its /debug/pprof profiles to path: a CPU profile
-// over the next seconds when name is "profile", else the named profile
-// ("heap", "goroutine", ...) as it stands.
+// or an execution trace over the next seconds when name is "profile" or
+// "trace", what was allocated over them for "allocs", else the named
+// profile ("heap", "goroutine", ...) as it stands.
 func (in *Instance) Profile(name string, seconds int, path string) error {
 	u := in.URL + "/debug/pprof/" + name
-	if name == "profile" || name == "trace" {
+	if name == "profile" || name == "trace" || name == "allocs" {
 		u += fmt.Sprintf("?seconds=%d", seconds)
 	}
 	c := http.Client{Timeout: time.Duration(seconds)*time.Second + time.Minute}
