@@ -568,7 +568,7 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 	if c.out.ByUser == nil {
 		for _, id := range c.ids {
 			st := c.engines[id].stage
-			st.inbox = append(st.inbox, &routed{src: src, srcMax: r.st.MaxTS, marker: true, idle: idle})
+			st.inbox = append(st.inbox, st.markers.marker(src, 0, r.st.MaxTS, idle))
 		}
 		return nil
 	}
@@ -624,7 +624,7 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 				// In order with the events: an event after a marker says
 				// its source is active again, a marker after an event may
 				// say it is idle.
-				e.inbox = append(e.inbox, &routed{src: f.src, srcMax: f.srcMax, marker: true, idle: f.idle})
+				e.inbox = append(e.inbox, e.markers.marker(f.src, 0, f.srcMax, f.idle))
 			}
 			continue
 		}
@@ -656,7 +656,12 @@ func (c *Coordinator) TakeByUser(ctx context.Context, id int32, b *Batch) error 
 		if err != nil {
 			return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
 		}
-		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, marker: f.marker, idle: f.idle}
+		var r *routed
+		if f.marker && !f.report {
+			r = st.markers.marker(f.src, f.off, f.srcMax, f.idle)
+		} else {
+			r = &routed{src: f.src, off: f.off, srcMax: f.srcMax, marker: f.marker, idle: f.idle}
+		}
 		if f.report {
 			if r.report, err = decodeReport(rec.Value); err != nil {
 				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
@@ -779,11 +784,13 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 		low, idle := st.promise(), st.quiet()
 		if c.out.Repartition == nil {
 			for _, q := range c.ids {
-				c.engines[q].inbox = append(c.engines[q].inbox, &routed{src: id, srcMax: low, marker: true, idle: idle})
+				e := c.engines[q]
+				e.inbox = append(e.inbox, e.markers.marker(id, 0, low, idle))
 			}
 			continue
 		}
-		c.engines[id].inbox = append(c.engines[id].inbox, &routed{src: id, srcMax: low, marker: true, idle: idle})
+		e := c.engines[id]
+		e.inbox = append(e.inbox, e.markers.marker(id, 0, low, idle))
 		for _, q := range c.parts {
 			if q == id {
 				continue

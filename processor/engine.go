@@ -156,8 +156,9 @@ type Engine struct {
 	// (store.Video.Seal) once written.
 	sealAfter int64
 
-	inbox    []*routed // routed here since the last step
-	sources  []int32   // every source that feeds the partition
+	inbox    []*routed    // routed here since the last step
+	markers  spareMarkers // read from the inbox, to route here again
+	sources  []int32      // every source that feeds the partition
 	inputs   map[int32]*store.InputPos
 	buf      reorder
 	savedSeq int64     // BufSeq of the last commit: held events after it are not in the store
@@ -394,6 +395,7 @@ func (e *Engine) takeInbox() error {
 		e.inbox[i] = nil
 		if r.marker {
 			e.progress(r.src, r.srcMax, r.idle)
+			e.markers.keep(r)
 			continue
 		}
 		if err := e.take(r); err != nil {

@@ -59,8 +59,9 @@ type stage struct {
 	idle bool  // every source is idle
 	// inbox: events and progress markers routed here since the last step;
 	// out: events sent on since the coordinator last drained them.
-	inbox []*routed
-	out   []*routed
+	inbox   []*routed
+	out     []*routed
+	markers spareMarkers // read from the inbox, to route here again
 
 	lateWeighed, repeated int64
 }
@@ -135,6 +136,9 @@ func (s *stage) run() error {
 		s.inbox[i] = nil
 		if err := s.take(r); err != nil {
 			return err
+		}
+		if r.marker {
+			s.markers.keep(r)
 		}
 	}
 	s.inbox = s.inbox[:0]
