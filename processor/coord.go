@@ -556,7 +556,9 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 	if !ok {
 		return fmt.Errorf("processor: an event for the account stage of partition %d, which is not held here", a)
 	}
-	e.stage.inbox = append(e.stage.inbox, &routed{ev: *ev, src: r.id, off: rec.Offset, srcMax: r.st.MaxTS})
+	rt := e.spares.get()
+	rt.ev, rt.src, rt.off, rt.srcMax = *ev, r.id, rec.Offset, r.st.MaxTS
+	e.stage.inbox = append(e.stage.inbox, rt)
 	return nil
 }
 
@@ -568,7 +570,7 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 	if c.out.ByUser == nil {
 		for _, id := range c.ids {
 			st := c.engines[id].stage
-			st.inbox = append(st.inbox, st.markers.marker(src, 0, r.st.MaxTS, idle))
+			st.inbox = append(st.inbox, st.spares.marker(src, 0, r.st.MaxTS, idle))
 		}
 		return nil
 	}
@@ -624,11 +626,12 @@ func (c *Coordinator) TakeRepartitioned(ctx context.Context, id int32, b *Batch)
 				// In order with the events: an event after a marker says
 				// its source is active again, a marker after an event may
 				// say it is idle.
-				e.inbox = append(e.inbox, e.markers.marker(f.src, 0, f.srcMax, f.idle))
+				e.inbox = append(e.inbox, e.spares.marker(f.src, 0, f.srcMax, f.idle))
 			}
 			continue
 		}
-		r := &routed{src: f.src, off: f.off, srcMax: f.srcMax, weight: f.weight, keys: f.keys}
+		r := e.spares.get()
+		r.src, r.off, r.srcMax, r.weight, r.keys = f.src, f.off, f.srcMax, f.weight, f.keys
 		if err := f.decodeEvent(rec.Value, &r.ev); err != nil {
 			return fmt.Errorf("repartitioned record %d of partition %d: %w", rec.Offset, id, err)
 		}
@@ -656,12 +659,8 @@ func (c *Coordinator) TakeByUser(ctx context.Context, id int32, b *Batch) error 
 		if err != nil {
 			return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
 		}
-		var r *routed
-		if f.marker && !f.report {
-			r = st.markers.marker(f.src, f.off, f.srcMax, f.idle)
-		} else {
-			r = &routed{src: f.src, off: f.off, srcMax: f.srcMax, marker: f.marker, idle: f.idle}
-		}
+		r := st.spares.get()
+		r.src, r.off, r.srcMax, r.marker, r.idle = f.src, f.off, f.srcMax, f.marker, f.idle
 		if f.report {
 			if r.report, err = decodeReport(rec.Value); err != nil {
 				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
@@ -772,6 +771,7 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 				if err := c.forward(c.out.Repartition, v, c.vbuf, r.ev.TS, r, false); err != nil {
 					return false, err
 				}
+				c.engines[id].spares.keep(r)
 				continue
 			}
 			e, ok := c.engines[v]
@@ -785,12 +785,12 @@ func (c *Coordinator) sendOn() (reported bool, err error) {
 		if c.out.Repartition == nil {
 			for _, q := range c.ids {
 				e := c.engines[q]
-				e.inbox = append(e.inbox, e.markers.marker(id, 0, low, idle))
+				e.inbox = append(e.inbox, e.spares.marker(id, 0, low, idle))
 			}
 			continue
 		}
 		e := c.engines[id]
-		e.inbox = append(e.inbox, e.markers.marker(id, 0, low, idle))
+		e.inbox = append(e.inbox, e.spares.marker(id, 0, low, idle))
 		for _, q := range c.parts {
 			if q == id {
 				continue

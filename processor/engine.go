@@ -156,9 +156,9 @@ type Engine struct {
 	// (store.Video.Seal) once written.
 	sealAfter int64
 
-	inbox    []*routed    // routed here since the last step
-	markers  spareMarkers // read from the inbox, to route here again
-	sources  []int32      // every source that feeds the partition
+	inbox    []*routed // routed here since the last step
+	spares   spares    // routed records done with, to route here again
+	sources  []int32   // every source that feeds the partition
 	inputs   map[int32]*store.InputPos
 	buf      reorder
 	savedSeq int64     // BufSeq of the last commit: held events after it are not in the store
@@ -236,6 +236,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		return nil, fmt.Errorf("open the account stage of partition %d: %w", id, err)
 	}
 	e.stage.acc.filter = e.filter
+	e.stage.spares = &e.spares
 	e.savedSeq = meta.BufSeq
 	for i := range e.meta.Inputs {
 		in := e.meta.Inputs[i]
@@ -371,6 +372,7 @@ func (e *Engine) take(r *routed) error {
 	}
 	if r.off < in.Offset {
 		e.stats.Repeated++
+		e.spares.keep(r)
 		return nil
 	}
 	in.Offset = r.off + 1
@@ -380,7 +382,11 @@ func (e *Engine) take(r *routed) error {
 	e.stats.Records++
 	if r.ev.TS < e.released {
 		e.stats.Reordered++
-		return e.applyEvent(r)
+		if err := e.applyEvent(r); err != nil {
+			return err
+		}
+		e.spares.keep(r)
+		return nil
 	}
 	e.meta.BufSeq++
 	r.seq = e.meta.BufSeq
@@ -395,7 +401,7 @@ func (e *Engine) takeInbox() error {
 		e.inbox[i] = nil
 		if r.marker {
 			e.progress(r.src, r.srcMax, r.idle)
-			e.markers.keep(r)
+			e.spares.keep(r)
 			continue
 		}
 		if err := e.take(r); err != nil {
@@ -431,6 +437,7 @@ func (e *Engine) release() error {
 		if err := e.applyEvent(ev); err != nil {
 			return err
 		}
+		e.spares.keep(ev)
 	}
 	e.released = r
 	return e.closeTicks(r)

@@ -32,28 +32,46 @@ type routed struct {
 	report *rateReport
 }
 
-// spareMarkers are progress markers a partition's engine or account
-// stage has read from its inbox, which drops them, for the coordinator to
-// route to it again. A step routes one to each partition from each
-// account stage: in B3 they were 5% of the bytes the live service
-// allocated.
-type spareMarkers []*routed
+// spares are routed records a partition has done with, for the
+// coordinator to route to it again, rather than allocate each anew (in
+// B3 the live service allocated 5% of its bytes for progress markers and
+// 14% for events, one for each hop a like takes): markers its engine or
+// account stage has read from its inbox, events it has applied, and those
+// it dropped as repeated. A partition's engine and stage share its
+// spares: they never run at the same time, and the coordinator takes from
+// them only between their steps.
+type spares []*routed
 
-// marker returns a progress marker of source src, read before or new.
-func (m *spareMarkers) marker(src int32, off, srcMax int64, idle bool) *routed {
-	var r *routed
-	if n := len(*m); n > 0 {
-		r = (*m)[n-1]
-		*m = (*m)[:n-1]
-	} else {
-		r = new(routed)
+// maxSpares bounds a partition's spares: events go to the partition of
+// their video, not always the one they were routed to first.
+const maxSpares = 1 << 14
+
+// get returns a routed record, cleared.
+func (s *spares) get() *routed {
+	n := len(*s)
+	if n == 0 {
+		return new(routed)
 	}
-	*r = routed{src: src, off: off, srcMax: srcMax, marker: true, idle: idle}
+	r := (*s)[n-1]
+	(*s)[n-1] = nil
+	*s = (*s)[:n-1]
+	*r = routed{}
 	return r
 }
 
-// keep takes back a marker read.
-func (m *spareMarkers) keep(r *routed) { *m = append(*m, r) }
+// marker returns a progress marker of source src.
+func (s *spares) marker(src int32, off, srcMax int64, idle bool) *routed {
+	r := s.get()
+	r.src, r.off, r.srcMax, r.marker, r.idle = src, off, srcMax, true, idle
+	return r
+}
+
+// keep takes back a routed record nothing refers to any more.
+func (s *spares) keep(r *routed) {
+	if len(*s) < maxSpares {
+		*s = append(*s, r)
+	}
+}
 
 // routedLess is the order in which a partition applies events: by event
 // time, a like before an unlike, then by every field, so that the order

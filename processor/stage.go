@@ -59,9 +59,9 @@ type stage struct {
 	idle bool  // every source is idle
 	// inbox: events and progress markers routed here since the last step;
 	// out: events sent on since the coordinator last drained them.
-	inbox   []*routed
-	out     []*routed
-	markers spareMarkers // read from the inbox, to route here again
+	inbox  []*routed
+	out    []*routed
+	spares *spares // its engine's
 
 	lateWeighed, repeated int64
 }
@@ -78,6 +78,7 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, part
 		acc:      newAccounts(part, bucket, cfg.MaxAccounts),
 		rates:    newRates(id, int64(cfg.AccountThreshold), partitions, keyKeep+(cfg.Lateness.Milliseconds()+bucket-1)/bucket+accountLag),
 		savedSeq: st.HeldSeq,
+		spares:   new(spares),
 	}
 	if err := s.rates.unmarshal(st.Rates); err != nil {
 		return nil, err
@@ -138,7 +139,7 @@ func (s *stage) run() error {
 			return err
 		}
 		if r.marker {
-			s.markers.keep(r)
+			s.spares.keep(r)
 		}
 	}
 	s.inbox = s.inbox[:0]
@@ -162,6 +163,7 @@ func (s *stage) take(r *routed) error {
 	}
 	if r.off < in.Offset {
 		s.repeated++
+		s.spares.keep(r)
 		return nil
 	}
 	in.Offset = r.off + 1
