@@ -42,9 +42,10 @@ type routed struct {
 // them only between their steps.
 type spares []*routed
 
-// maxSpares bounds a partition's spares: events go to the partition of
-// their video, not always the one they were routed to first.
-const maxSpares = 1 << 14
+// maxSpares bounds a partition's spares (184 bytes each): events go to
+// the partition of their video, not always the one they were routed to
+// first, and a step of a catch-up routes thousands.
+const maxSpares = 1 << 12
 
 // get returns a routed record, cleared.
 func (s *spares) get() *routed {
@@ -55,7 +56,6 @@ func (s *spares) get() *routed {
 	r := (*s)[n-1]
 	(*s)[n-1] = nil
 	*s = (*s)[:n-1]
-	*r = routed{}
 	return r
 }
 
@@ -66,9 +66,11 @@ func (s *spares) marker(src int32, off, srcMax int64, idle bool) *routed {
 	return r
 }
 
-// keep takes back a routed record nothing refers to any more.
+// keep takes back a routed record nothing refers to any more, cleared so
+// that it holds no event's strings alive.
 func (s *spares) keep(r *routed) {
 	if len(*s) < maxSpares {
+		*r = routed{}
 		*s = append(*s, r)
 	}
 }
