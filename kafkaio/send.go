@@ -68,6 +68,11 @@ func (b *batcher) plan(ctx context.Context, rs records, chunk []rec) (*outgoing,
 	}
 	o := &outgoing{records: rs, chunk: chunk}
 	at := make(map[int]int, len(ids)) // partition -> index in o.parts
+	// Each record's partition first, then each partition's indexes in a
+	// share of one array: appended one at a time to an array of each
+	// partition's, they were 3% of the bytes the live service allocated.
+	of := make([]int32, 2*len(chunk)) // o.parts index of each record; then the indexes
+	var n []int
 	var hs []kafka.Header
 	for i := range chunk {
 		var m kafka.Message
@@ -78,8 +83,18 @@ func (b *batcher) plan(ctx context.Context, rs records, chunk []rec) (*outgoing,
 			j = len(o.parts)
 			at[p] = j
 			o.parts = append(o.parts, partQueue{id: int32(p), leader: leaders[p]})
+			n = append(n, 0)
 		}
-		o.parts[j].idx = append(o.parts[j].idx, int32(i))
+		of[i] = int32(j)
+		n[j]++
+	}
+	idx := of[len(chunk):]
+	for j := range o.parts {
+		o.parts[j].idx, idx = idx[:0:n[j]], idx[n[j]:]
+	}
+	for i := range chunk {
+		q := &o.parts[of[i]]
+		q.idx = append(q.idx, int32(i))
 	}
 	return o, nil
 }
