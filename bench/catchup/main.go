@@ -89,6 +89,8 @@ type result struct {
 	endRSS    int64         // VmRSS when caught up, bytes
 	heap      int64         // go_memstats_heap_inuse_bytes when caught up
 	steal     float64       // share of the machine's CPU its hypervisor stole while the service caught up (-1: unknown)
+	allocated float64       // bytes the service allocated from its start until caught up (go_memstats_alloc_bytes_total; -1: unknown)
+	gcs       float64       // its garbage collections meanwhile
 }
 
 func main() {
@@ -200,8 +202,10 @@ func run(o options) (r result, err error) {
 	if errors.Is(err, errTimedOut) {
 		r.timedOut, err = true, nil
 	}
+	r.allocated = -1
 	if m, merr := in.Metrics(); merr == nil {
 		r.heap = int64(m["go_memstats_heap_inuse_bytes"])
+		r.allocated, r.gcs = m["go_memstats_alloc_bytes_total"], m["go_gc_duration_seconds_count"]
 	}
 	r.endRSS, r.peak, _ = live.Memory(in.Pid())
 	r.maxRSS, r.peak = mem.stop(r.peak)
@@ -402,6 +406,10 @@ func report(r result, o options, budget int64) bool {
 		r.rev, args, r.rate, applied, r.rate/r.plain, targetRatio)
 	if r.steal >= 0 {
 		fmt.Printf("catchup host: %.0f%% of the machine's CPU time stolen by its hypervisor while the service caught up\n", 100*r.steal)
+	}
+	if r.allocated >= 0 && r.applied > 0 {
+		// Unlike its likes/s, these do not move with what the host steals.
+		fmt.Printf("catchup virality run allocated %.0f bytes per like, %.0f garbage collections\n", r.allocated/float64(r.applied), r.gcs)
 	}
 	within := "no budget"
 	if budget > 0 {
