@@ -34,8 +34,8 @@ type routed struct {
 
 // spares are routed records a partition has done with, for the
 // coordinator to route to it again, rather than allocate each anew (in
-// B3 the live service allocated 5% of its bytes for progress markers and
-// 14% for events, one for each hop a like takes): markers its engine or
+// B3 the live service allocated 6% of its bytes for progress markers and
+// 11% for events, one for each hop a like takes): markers its engine or
 // account stage has read from its inbox, events it has applied, and those
 // it dropped as repeated. A partition's engine and stage share its
 // spares: they never run at the same time, and the coordinator takes from
