@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Embedded is an in-process Kafka-protocol broker (kfake): one broker,
@@ -169,4 +170,83 @@ func (e *Embedded) Close() {
 		close(e.done)
 		e.c.Close()
 	})
+}
+
+// FetchOutage makes the embedded broker refuse the fetches of some
+// partitions, as when their leader is away, until Stop; see FailFetches.
+type FetchOutage struct {
+	mu      sync.Mutex
+	stopped bool
+	refused map[int32]int
+}
+
+// notLeaderOrFollower is Kafka's NOT_LEADER_OR_FOLLOWER error code: a
+// reader retries the fetch after refreshing its metadata.
+const notLeaderOrFollower = 6
+
+// FailFetches answers every fetch of the given partitions of topic with
+// a retriable error (the partition's leader is away) until the outage's
+// Stop: readers of those partitions get no records and no empty fetches,
+// while the other partitions are read as usual (a fetch that asks for
+// one of them is refused whole: Kafka readers ask for one partition a
+// fetch). It is for tests of a partial outage.
+func (e *Embedded) FailFetches(topic string, partitions ...int32) *FetchOutage {
+	o := &FetchOutage{refused: map[int32]int{}}
+	failed := map[int32]bool{}
+	for _, p := range partitions {
+		failed[p] = true
+	}
+	e.c.ControlKey(int16(kmsg.Fetch), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.stopped {
+			e.c.DropControl()
+			return nil, nil, false
+		}
+		e.c.KeepControl()
+		req := r.(*kmsg.FetchRequest)
+		hit := false
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				hit = hit || t.Topic == topic && failed[p.Partition]
+			}
+		}
+		if !hit {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.Version = req.Version
+		resp.SessionID = req.SessionID
+		for _, t := range req.Topics {
+			rt := kmsg.NewFetchResponseTopic()
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
+			for _, p := range t.Partitions {
+				rp := kmsg.NewFetchResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = notLeaderOrFollower
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+				rt.Partitions = append(rt.Partitions, rp)
+				if t.Topic == topic && failed[p.Partition] {
+					o.refused[p.Partition]++
+				}
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	return o
+}
+
+// Refused returns how many fetches of partition p the outage refused.
+func (o *FetchOutage) Refused(p int32) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.refused[p]
+}
+
+// Stop ends the outage: the next fetches are answered as usual.
+func (o *FetchOutage) Stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stopped = true
 }

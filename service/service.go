@@ -964,6 +964,9 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	// partition can be idle; one still being read, however slowly, holds
 	// back the ticks it has not reached.
 	caughtUp := map[int32]bool{}
+	// woken: an idle partition made active again when another woke; it
+	// is idle again at its next empty fetch.
+	woken := map[int32]bool{}
 	for _, p := range ids {
 		lastData[p] = now
 	}
@@ -1012,9 +1015,33 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		}
 		caughtUp[b.part] = len(b.Recs) == 0
 		if len(b.Recs) == 0 {
+			if woken[b.part] {
+				// Still nothing after another partition woke: idle again.
+				woken[b.part], idle[b.part] = false, true
+				dirty, unflushed = true, true
+				return s.retryable(g.SetIdle(ctx, b.part, true), &commitFailing)
+			}
 			return nil
 		}
-		idle[b.part] = false
+		if idle[b.part] {
+			// The input resumes after a pause (a producer's or the
+			// broker's): the other idle partitions may have records
+			// too, not fetched yet, as old as these. Idle, they would
+			// hold nothing back, and this partition's records would
+			// pass theirs by. They are active again until a fetch
+			// that ended after this one finds them empty (one comes
+			// every fetch wait, 200 ms, on the channel behind this
+			// batch) or their records come.
+			for _, p := range ids {
+				if p != b.part && idle[p] {
+					idle[p], woken[p], caughtUp[p] = false, true, false
+					if err := s.retryable(g.SetIdle(ctx, p, false), &commitFailing); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		idle[b.part], woken[b.part] = false, false
 		lastData[b.part] = s.now()
 		dirty, unflushed = true, true
 		if err := s.retryable(g.TakeInput(ctx, b.part, &b.Batch), &commitFailing); err != nil {
