@@ -142,6 +142,13 @@ type Coordinator struct {
 	marked      map[[2]int32]int64
 	sent        map[[2]int32]told
 	markerEvery int64
+	// idle are the sources held here that the caller marked idle
+	// (SetIdle); waking, those of them whose records came again, whose
+	// next markers say so; woken, those the account stages made active
+	// again when another source woke, for the caller (Woken).
+	idle   map[int32]bool
+	waking map[int32]bool
+	woken  []int32
 
 	sinceCommit  int
 	commits      int64
@@ -450,6 +457,13 @@ func (c *Coordinator) TakeInput(ctx context.Context, src int32, b *Batch) error 
 	if c.topo.Stream {
 		return c.takeStream(ctx, b)
 	}
+	if c.idle[src] && len(b.Recs) > 0 {
+		delete(c.idle, src)
+		if c.waking == nil {
+			c.waking = map[int32]bool{}
+		}
+		c.waking[src] = true
+	}
 	if err := c.Route(ctx, src, b); err != nil {
 		return err
 	}
@@ -567,10 +581,14 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 // as markers when its watermark moved.
 func (c *Coordinator) tell(src int32, idle bool) error {
 	r := c.routers[src]
+	wake := c.waking[src] && !idle
+	delete(c.waking, src)
 	if c.out.ByUser == nil {
 		for _, id := range c.ids {
 			st := c.engines[id].stage
-			st.inbox = append(st.inbox, st.spares.marker(src, 0, r.st.MaxTS, idle))
+			m := st.spares.marker(src, 0, r.st.MaxTS, idle)
+			m.wake = wake
+			st.inbox = append(st.inbox, m)
 		}
 		return nil
 	}
@@ -582,7 +600,7 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 			if idle {
 				delete(c.marked, k) // the next record or marker wakes it
 			}
-			if err := c.forward(c.out.ByUser, q, nil, 0, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset}, idle); err != nil {
+			if err := c.forward(c.out.ByUser, q, nil, 0, &routed{src: src, srcMax: r.st.MaxTS, off: r.st.Offset, wake: wake}, idle); err != nil {
 				return err
 			}
 		}
@@ -593,14 +611,57 @@ func (c *Coordinator) tell(src int32, idle bool) error {
 // SetIdle marks a source as idle (caught up and quiet for a while) or
 // active again: an idle source holds back no partition's ticks. Only the
 // live service calls it, on its wall clock.
+//
+// When an idle source has records again, the other idle sources may have
+// records too, as old, not yet read (the input resumes after a pause of
+// its producers or of the broker): the account stages, on every
+// instance, make them active again, so that the first source read does
+// not pass them by (stage.wake). Those held here are then no longer idle
+// for the coordinator either; Woken lists them, and the caller marks
+// each idle again once a read of it, begun after the wake, finds nothing.
 func (c *Coordinator) SetIdle(ctx context.Context, src int32, idle bool) error {
 	if _, ok := c.routers[src]; !ok {
 		return nil
+	}
+	if idle {
+		if c.idle == nil {
+			c.idle = map[int32]bool{}
+		}
+		c.idle[src] = true
+	} else {
+		delete(c.idle, src)
 	}
 	if err := c.tell(src, idle); err != nil {
 		return err
 	}
 	return c.step(ctx)
+}
+
+// wakeIdle: if an account stage saw an idle source wake, the sources
+// held here that were idle are not any more (SetIdle).
+func (c *Coordinator) wakeIdle() {
+	woke := false
+	for _, id := range c.ids {
+		if st := c.engines[id].stage; st.woke {
+			st.woke, woke = false, true
+		}
+	}
+	if !woke || len(c.idle) == 0 {
+		return
+	}
+	for src := range c.idle {
+		c.woken = append(c.woken, src)
+	}
+	clear(c.idle)
+	slices.Sort(c.woken)
+}
+
+// Woken returns the sources held here that were idle and that the
+// account stages made active again since the last call (SetIdle).
+func (c *Coordinator) Woken() []int32 {
+	w := c.woken
+	c.woken = nil
+	return w
 }
 
 // TakeRepartitioned takes a batch of partition id's share of the
@@ -660,7 +721,7 @@ func (c *Coordinator) TakeByUser(ctx context.Context, id int32, b *Batch) error 
 			return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
 		}
 		r := st.spares.get()
-		r.src, r.off, r.srcMax, r.marker, r.idle = f.src, f.off, f.srcMax, f.marker, f.idle
+		r.src, r.off, r.srcMax, r.marker, r.idle, r.wake = f.src, f.off, f.srcMax, f.marker, f.idle, f.wake
 		if f.report {
 			if r.report, err = decodeReport(rec.Value); err != nil {
 				return fmt.Errorf("by-user record %d of partition %d: %w", rec.Offset, id, err)
@@ -700,6 +761,7 @@ func (c *Coordinator) settle() error {
 	if err := c.runStages(func(e *Engine) error { return e.stage.run() }); err != nil {
 		return err
 	}
+	c.wakeIdle()
 	if err := c.parallel(func(e *Engine) error {
 		if err := e.takeInbox(); err != nil {
 			return err

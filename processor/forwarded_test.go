@@ -106,6 +106,19 @@ func TestForwardVersions(t *testing.T) {
 	}
 }
 
+// TestForwardFlags: a forwarded record's header keeps which of marker,
+// idle, report and wake it is; one without the wake flag (as earlier
+// versions wrote them all) reads as no wake.
+func TestForwardFlags(t *testing.T) {
+	for i := range 16 {
+		want := forward{part: 1, src: 2, marker: i&1 != 0, idle: i&2 != 0, report: i&4 != 0, wake: i&8 != 0}
+		got, err := decodeForward(appendForward(nil, &want))
+		if err != nil || got != want {
+			t.Fatalf("%+v read as %+v, %v", want, got, err)
+		}
+	}
+}
+
 // fitSink is a memSink that takes only values of at most limit bytes, as
 // a topic takes records up to its max.message.bytes.
 type fitSink struct {

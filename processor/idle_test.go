@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/viralityhq/virality/event"
@@ -9,11 +10,13 @@ import (
 )
 
 // TestIdleSourcesWake: four sources pause halfway and go idle, then
-// resume. Made active again before any resumes (what the live service
-// does when one partition wakes), the sources end with the final records
-// of a run without the pause, however their records come back: in turns,
-// or one source's whole second half before the others'. Left idle while
-// one source resumes alone, they would not: its records pass theirs by.
+// resume. When the first has records again, the account stages make the
+// others active again, and the coordinator lists them (Woken): the
+// sources end with the final records of a run without the pause, however
+// their records come back, in turns or one source's whole second half
+// before the others'. Marked idle again at once (as if a read of them had
+// found nothing), they would not: the first source's records pass theirs
+// by.
 func TestIdleSourcesWake(t *testing.T) {
 	recs := generated(t, func(c *gen.Config) { c.LateShare = 0.001 })
 	const n = 4
@@ -36,10 +39,10 @@ func TestIdleSourcesWake(t *testing.T) {
 		}
 	}
 	type resume struct {
-		name  string
-		pause bool // the sources go idle halfway
-		wake  bool // and are made active again before any resumes
-		first bool // source 0's second half comes before the others'
+		name    string
+		pause   bool // the sources go idle halfway
+		first   bool // source 0's second half comes before the others'
+		reIdled bool // the others, woken by source 0, are marked idle again
 	}
 	run := func(rs resume) map[string]string {
 		out := newTestOutputs()
@@ -78,14 +81,19 @@ func TestIdleSourcesWake(t *testing.T) {
 				}
 			}
 		}
-		if rs.wake {
-			for p := range n {
-				if err := c.SetIdle(ctx, int32(p), false); err != nil {
-					t.Fatal(err)
+		if rs.first {
+			feed(0, pos[0]+1)
+			woken := c.Woken()
+			if !slices.Equal(woken, []int32{1, 2, 3}) {
+				t.Errorf("%s: sources %v woken with source 0, want 1, 2 and 3", rs.name, woken)
+			}
+			if rs.reIdled {
+				for _, p := range woken {
+					if err := c.SetIdle(ctx, p, true); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
-		}
-		if rs.first {
 			feed(0, len(bySrc[0]))
 		}
 		inTurns(func(p int) int { return len(bySrc[p]) })
@@ -106,17 +114,16 @@ func TestIdleSourcesWake(t *testing.T) {
 	}
 	for _, rs := range []resume{
 		{name: "in turns", pause: true},
-		{name: "in turns, woken", pause: true, wake: true},
-		{name: "source 0 first, woken", pause: true, wake: true, first: true},
+		{name: "source 0 first", pause: true, first: true},
 	} {
 		if d := differ(run(rs)); d > 0 {
 			t.Errorf("%s: %d of %d videos end unlike a run without the pause", rs.name, d, len(want))
 		}
 	}
-	// The scenario is sharp: left idle, the others let source 0 pass.
-	d := differ(run(resume{name: "source 0 first, idle", pause: true, first: true}))
+	// The scenario is sharp: idle again, the others let source 0 pass.
+	d := differ(run(resume{name: "source 0 first, the others idle again", pause: true, first: true, reIdled: true}))
 	if d == 0 {
-		t.Errorf("source 0 first, the others idle: every video ends as without the pause; the test no longer shows why sources wake")
+		t.Errorf("source 0 first, the others idle again: every video ends as without the pause; the test no longer shows why sources wake")
 	}
-	t.Logf("%d videos; with the others left idle while source 0 resumed, %d would end otherwise", len(want), d)
+	t.Logf("%d videos; with the others idle again while source 0 resumed, %d would end otherwise", len(want), d)
 }

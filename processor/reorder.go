@@ -25,8 +25,9 @@ type routed struct {
 	// keys are a like's lockstep keys (lockstep.go), given with its weight.
 	keys lockKeys
 	// marker: no event, only the source's progress (srcMax), or that it is
-	// idle; on the account stage's input only.
-	marker, idle bool
+	// idle; on the account stage's input only. wake: the marker is the
+	// first of a source that was idle and has records again (stage.wake).
+	marker, idle, wake bool
 	// report: a stage's report of its account rates (rates.go), on the
 	// account stages' input only.
 	report *rateReport

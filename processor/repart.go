@@ -31,6 +31,7 @@ const (
 	forwardMarker = 1 << iota // no event: progress only
 	forwardIdle               // the source is idle
 	forwardReport             // an account stage's report of its rates (rates.go)
+	forwardWake               // the source was idle and has records again
 )
 
 // forward is a decoded HeaderForward. recTime is the source record's own
@@ -42,6 +43,7 @@ type forward struct {
 	weight               int64
 	keys                 lockKeys
 	marker, idle, report bool
+	wake                 bool
 	// jsonValue: the value is the event as JSON (version 4), else in
 	// event.AppendBinary's encoding.
 	jsonValue bool
@@ -73,6 +75,9 @@ func appendForward(b []byte, f *forward) []byte {
 	}
 	if f.report {
 		flags |= forwardReport
+	}
+	if f.wake {
+		flags |= forwardWake
 	}
 	return append(b, flags)
 }
@@ -114,6 +119,7 @@ func decodeForward(b []byte) (forward, error) {
 		return f, errForward
 	}
 	f.marker, f.idle, f.report = b[0]&forwardMarker != 0, b[0]&forwardIdle != 0, b[0]&forwardReport != 0
+	f.wake = b[0]&forwardWake != 0
 	return f, nil
 }
 
@@ -139,7 +145,7 @@ func parseForward(rec *Record) (forward, error) {
 // event is keyed by its user on the by-user topic, by its video on the
 // other.
 func (c *Coordinator) forward(out Sink, part int32, value []byte, recTime int64, r *routed, idle bool) error {
-	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, keys: r.keys, marker: value == nil, idle: idle}
+	f := forward{part: part, src: r.src, off: r.off, srcMax: r.srcMax, recTime: recTime, weight: r.weight, keys: r.keys, marker: value == nil, idle: idle, wake: value == nil && r.wake}
 	c.rbuf = appendForward(c.rbuf[:0], &f)
 	c.hdr[0] = Header{Key: HeaderForward, Value: c.rbuf}
 	m := &c.fwd

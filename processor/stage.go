@@ -64,6 +64,8 @@ type stage struct {
 	spares *spares // its engine's
 
 	lateWeighed, repeated int64
+	// woke: a source woke (wake) since the coordinator last looked.
+	woke bool
 }
 
 func newStage(cfg Config, id int32, part *store.Partition, sources []int32, partitions int, st *store.StageState, bucket int64) (*stage, error) {
@@ -157,6 +159,9 @@ func (s *stage) take(r *routed) error {
 		return s.settle()
 	}
 	if r.marker {
+		if r.wake && !r.idle && in.Idle {
+			s.wake(r.src)
+		}
 		in.MaxTS = max(in.MaxTS, r.srcMax)
 		in.Idle = r.idle
 		return s.advance()
@@ -165,6 +170,9 @@ func (s *stage) take(r *routed) error {
 		s.repeated++
 		s.spares.keep(r)
 		return nil
+	}
+	if in.Idle {
+		s.wake(r.src)
 	}
 	in.Offset = r.off + 1
 	// The watermark moves only when the source's progress does.
@@ -190,6 +198,22 @@ func (s *stage) take(r *routed) error {
 		s.lateWeighed++
 	}
 	return s.weigh(r)
+}
+
+// wake: source src was idle and has records again (an event of it, or
+// its marker saying so). The other idle sources may have records as old,
+// not yet read: they count as active again, holding back the likes of
+// the others, until their own markers say they are still idle (their
+// instances, told by their stages, mark them so once a read finds
+// nothing) or their records come. Markers that make a source active
+// for another's sake do not wake the others in turn.
+func (s *stage) wake(src int32) {
+	for _, q := range s.sources {
+		if in := s.inputs[q]; q != src && in.Idle {
+			in.Idle = false
+		}
+	}
+	s.woke = true
 }
 
 // advance moves the stage's watermark with its sources' progress and

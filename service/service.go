@@ -964,9 +964,25 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	// partition can be idle; one still being read, however slowly, holds
 	// back the ticks it has not reached.
 	caughtUp := map[int32]bool{}
-	// woken: an idle partition made active again when another woke; it
-	// is idle again at its next empty fetch.
-	woken := map[int32]bool{}
+	// woken: an idle partition the engine made active again when another
+	// partition, here or on another instance, had records again after
+	// being idle (processor.Coordinator.SetIdle), and when. It is idle
+	// again at its next empty fetch, one that ended after the wake (one
+	// comes every fetch wait, 200 ms, behind the batches already on the
+	// channel), or once wokenFor has passed if none comes (its fetches
+	// fail): a partition that cannot be read holds the others back about
+	// as long as a quiet one does, but for at least 5 s, as a fetch that
+	// failed is tried again up to a second later.
+	woken := map[int32]time.Time{}
+	wokenFor := max(s.cfg.IdleTimeout, 5*time.Second)
+	syncWoken := func() {
+		for _, p := range g.Woken() {
+			if idle[p] {
+				idle[p], caughtUp[p] = false, false
+				woken[p] = s.now()
+			}
+		}
+	}
 	for _, p := range ids {
 		lastData[p] = now
 	}
@@ -979,6 +995,7 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 	failures := &failureLog{log: s.log, every: 10 * time.Second}
 	var lastDiskCheck time.Time
 	applyOne := func(b *fetched) error {
+		syncWoken()
 		if b.err != nil {
 			if stopsService(b.err) {
 				return b.err
@@ -1015,33 +1032,17 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 		}
 		caughtUp[b.part] = len(b.Recs) == 0
 		if len(b.Recs) == 0 {
-			if woken[b.part] {
+			if _, ok := woken[b.part]; ok {
 				// Still nothing after another partition woke: idle again.
-				woken[b.part], idle[b.part] = false, true
+				delete(woken, b.part)
+				idle[b.part] = true
 				dirty, unflushed = true, true
 				return s.retryable(g.SetIdle(ctx, b.part, true), &commitFailing)
 			}
 			return nil
 		}
-		if idle[b.part] {
-			// The input resumes after a pause (a producer's or the
-			// broker's): the other idle partitions may have records
-			// too, not fetched yet, as old as these. Idle, they would
-			// hold nothing back, and this partition's records would
-			// pass theirs by. They are active again until a fetch
-			// that ended after this one finds them empty (one comes
-			// every fetch wait, 200 ms, on the channel behind this
-			// batch) or their records come.
-			for _, p := range ids {
-				if p != b.part && idle[p] {
-					idle[p], woken[p], caughtUp[p] = false, true, false
-					if err := s.retryable(g.SetIdle(ctx, p, false), &commitFailing); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		idle[b.part], woken[b.part] = false, false
+		idle[b.part] = false
+		delete(woken, b.part)
 		lastData[b.part] = s.now()
 		dirty, unflushed = true, true
 		if err := s.retryable(g.TakeInput(ctx, b.part, &b.Batch), &commitFailing); err != nil {
@@ -1131,7 +1132,16 @@ func (s *Service) loop(ctx context.Context, g *processor.Coordinator, ids []int3
 				s.setProblem("commit", "")
 				commitFailing = time.Time{}
 			}
+			syncWoken()
 			for _, p := range ids {
+				if at, ok := woken[p]; ok && now.Sub(at) >= wokenFor {
+					delete(woken, p)
+					idle[p] = true
+					if err := s.retryable(g.SetIdle(ctx, p, true), &commitFailing); err != nil {
+						return err
+					}
+					dirty, unflushed = true, true
+				}
 				if !idle[p] && caughtUp[p] && now.Sub(lastData[p]) >= s.cfg.IdleTimeout {
 					idle[p] = true
 					if err := s.retryable(g.SetIdle(ctx, p, true), &commitFailing); err != nil {
