@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,11 +62,7 @@ type resumed struct {
 
 func resumeOne(t *testing.T) *resumed {
 	t.Helper()
-	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	emb := embeddedBroker(t)
 	kc := emb.Config()
 	r := &resumed{cfg: testConfig(t, kc), lines: generatedLines(t, 60_000), clock: newIdleClock()}
 	createInput(t, kc, r.cfg.InputTopic, 4)
@@ -132,11 +127,7 @@ func sameAsBackfill(t *testing.T, cfg Config, lines []line, n int) {
 // makes B's partitions active again when A's wake, and B, told by its
 // stages, holds them active until it can fetch them.
 func TestIdlePartitionsWakeAcrossInstances(t *testing.T) {
-	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	emb := embeddedBroker(t)
 	kc := emb.Config()
 	cfg := testConfig(t, kc)
 	const n = 4
@@ -144,19 +135,8 @@ func TestIdlePartitionsWakeAcrossInstances(t *testing.T) {
 	clock := newIdleClock()
 	a, stopA := startServiceWith(t, cfg, t.TempDir(), func(s *Service) { s.now = clock.now })
 	b, stopB := startServiceWith(t, cfg, t.TempDir(), func(s *Service) { s.now = clock.now })
-	owned := func(s *Service) []int32 {
-		if p := s.owned.Load(); p != nil {
-			return *p
-		}
-		return nil
-	}
-	waitFor(t, "both instances to own partitions", time.Minute, func() bool {
-		pa, pb := owned(a), owned(b)
-		all := append(slices.Clone(pa), pb...)
-		slices.Sort(all)
-		return len(pa) > 0 && len(pb) > 0 && slices.Equal(slices.Compact(all), all) && len(all) == n
-	})
-	pa, pb := owned(a), owned(b)
+	waitSharing(t, a, b, n)
+	pa, pb := ownedBy(a), ownedBy(b)
 	t.Logf("instance A owns %v, instance B owns %v", pa, pb)
 
 	lines := generatedLines(t, 60_000)

@@ -55,19 +55,8 @@ func TestRealKafkaGroupOwnership(t *testing.T) {
 	createInput(t, kc, cfg.InputTopic, n)
 	a, stopA := startService(t, cfg, t.TempDir())
 	b, stopB := startService(t, cfg, t.TempDir())
-	owned := func(s *Service) []int32 {
-		if p := s.owned.Load(); p != nil {
-			return *p
-		}
-		return nil
-	}
-	waitFor(t, "both instances to own partitions", time.Minute, func() bool {
-		pa, pb := owned(a), owned(b)
-		all := append(slices.Clone(pa), pb...)
-		slices.Sort(all)
-		return len(pa) > 0 && len(pb) > 0 && slices.Equal(slices.Compact(all), all) && len(all) == n
-	})
-	t.Logf("instance A owns %v, instance B owns %v", owned(a), owned(b))
+	waitSharing(t, a, b, n)
+	t.Logf("instance A owns %v, instance B owns %v", ownedBy(a), ownedBy(b))
 
 	lines := generatedLines(t, 40_000)
 	produce(t, kc, cfg.InputTopic, lines)

@@ -33,11 +33,7 @@ func retentionStall(t *testing.T, policy string) (cfg Config, dir string, stoppe
 	t.Helper()
 	// DeleteRecords is the embedded broker's: this test does not run
 	// against KAFKA_BROKERS.
-	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	emb := embeddedBroker(t)
 	kc := emb.Config()
 	cfg = testConfig(t, kc)
 	cfg.OnOffsetOutOfRange = policy
@@ -293,11 +289,7 @@ func TestRetentionFailPolicy(t *testing.T) {
 // stays up, reads nothing of it, logs an error once per partition and is
 // not ready, saying why.
 func TestOutOfRangeAheadOfEnd(t *testing.T) {
-	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	emb := embeddedBroker(t)
 	kc := emb.Config()
 	cfg := testConfig(t, kc)
 	const n = 2

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,13 +31,41 @@ func testBroker(t *testing.T) kafkaio.Config {
 		t.Logf("against the Kafka broker at %s", b)
 		return kc
 	}
+	kc.Brokers = []string{embeddedBroker(t).Addr()}
+	return kc
+}
+
+// embeddedBroker starts an in-process broker for the test, whatever
+// KAFKA_BROKERS says: for tests that need its controls (FailFetches,
+// DeleteRecords).
+func embeddedBroker(t *testing.T) *kafkaio.Embedded {
+	t.Helper()
 	emb, err := kafkaio.StartEmbedded(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Close)
-	kc.Brokers = []string{emb.Addr()}
-	return kc
+	return emb
+}
+
+// ownedBy returns the input partitions an instance owns.
+func ownedBy(s *Service) []int32 {
+	if p := s.owned.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// waitSharing waits until instances a and b between them own each of the
+// n input partitions once, and each owns some.
+func waitSharing(t *testing.T, a, b *Service, n int) {
+	t.Helper()
+	waitFor(t, "both instances to own partitions", time.Minute, func() bool {
+		pa, pb := ownedBy(a), ownedBy(b)
+		all := append(slices.Clone(pa), pb...)
+		slices.Sort(all)
+		return len(pa) > 0 && len(pb) > 0 && slices.Equal(slices.Compact(all), all) && len(all) == n
+	})
 }
 
 // uniqueTopics gives each test its own topics and group, so that tests can
