@@ -143,12 +143,10 @@ type Coordinator struct {
 	sent        map[[2]int32]told
 	markerEvery int64
 	// idle are the sources held here that the caller marked idle
-	// (SetIdle); waking, those of them whose records came again, whose
-	// next markers say so; woken, those the account stages made active
-	// again when another source woke, for the caller (Woken).
-	idle   map[int32]bool
-	waking map[int32]bool
-	woken  []int32
+	// (SetIdle); woken, those the account stages made active again when
+	// another source woke, for the caller (Woken).
+	idle  map[int32]bool
+	woken []int32
 
 	sinceCommit  int
 	commits      int64
@@ -457,17 +455,18 @@ func (c *Coordinator) TakeInput(ctx context.Context, src int32, b *Batch) error 
 	if c.topo.Stream {
 		return c.takeStream(ctx, b)
 	}
-	if c.idle[src] && len(b.Recs) > 0 {
+	// Its first records since it went idle: its markers say it woke.
+	wake := c.idle[src] && len(b.Recs) > 0
+	if wake {
 		delete(c.idle, src)
-		if c.waking == nil {
-			c.waking = map[int32]bool{}
-		}
-		c.waking[src] = true
 	}
 	if err := c.Route(ctx, src, b); err != nil {
 		return err
 	}
-	return c.tellStep(ctx, src)
+	if err := c.tell(src, false, wake); err != nil {
+		return err
+	}
+	return c.step(ctx)
 }
 
 // takeStream routes records of a stream, each from the source its video
@@ -523,18 +522,9 @@ func (c *Coordinator) Step(ctx context.Context) error {
 	}
 	slices.Sort(srcs)
 	for _, src := range srcs {
-		if err := c.tell(src, false); err != nil {
+		if err := c.tell(src, false, false); err != nil {
 			return err
 		}
-	}
-	return c.step(ctx)
-}
-
-// tellStep ends a step of source src: the partitions learn its progress,
-// then apply.
-func (c *Coordinator) tellStep(ctx context.Context, src int32) error {
-	if err := c.tell(src, false); err != nil {
-		return err
 	}
 	return c.step(ctx)
 }
@@ -578,11 +568,10 @@ func (c *Coordinator) route(r *router, rec *Record, ev *event.Event, decodeErr e
 
 // tell passes a source's progress to the account stages it feeds: in
 // process as markers in their inboxes, in order with its events; by topic
-// as markers when its watermark moved.
-func (c *Coordinator) tell(src int32, idle bool) error {
+// as markers when its watermark moved. wake: the source was idle and has
+// records again, which the markers say (stage.wake).
+func (c *Coordinator) tell(src int32, idle, wake bool) error {
 	r := c.routers[src]
-	wake := c.waking[src] && !idle
-	delete(c.waking, src)
 	if c.out.ByUser == nil {
 		for _, id := range c.ids {
 			st := c.engines[id].stage
@@ -631,7 +620,7 @@ func (c *Coordinator) SetIdle(ctx context.Context, src int32, idle bool) error {
 	} else {
 		delete(c.idle, src)
 	}
-	if err := c.tell(src, idle); err != nil {
+	if err := c.tell(src, idle, false); err != nil {
 		return err
 	}
 	return c.step(ctx)
