@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -62,53 +63,151 @@ func changelogHeaders(commit []byte) []Header {
 	return []Header{{Key: HeaderCommit, Value: commit}}
 }
 
-// logChanges sends a partition's changes of one commit, a logged fork's, to
-// the changelog.
-func (c *Coordinator) logChanges(part int32, f *store.Writer, commit []byte) error {
-	hdr := changelogHeaders(commit)
-	var val []byte
-	var m Message // one for all: the sink copies what it is given
-	return f.Changes(func(x store.Change) error {
-		m = Message{Key: x.Key, Headers: hdr}
-		if !x.Delete {
-			val = append(append(val[:0], changelogVersion), x.Value...)
-			m.Value = val
-		}
-		return c.changelog.Write(&m)
-	})
+// changeLog is a commit's changelog records, written to the changelog and
+// sent a chunk of logChunkBytes at a time, each acknowledged before the
+// next is written, by the commit's flight (or Commit), once its outputs
+// are acknowledged. A partition's records are the keys a commit cut short
+// had changed there (repairs, see logRepairs), then its changes of the
+// commit: the logged forks joined into the commit's batch, read from it
+// in place. Written whole into the sink before the flight took off, a
+// catch-up's commit held 300,000 records there, a copy of its batch, and
+// the sink kept the arrays of the largest between commits: 40-70 MB of a
+// heap that sits at its limit under 512 MiB (bench/RESULTS.md).
+type changeLog struct {
+	hdr   []Header
+	parts []logPart
+	r     store.ChangeReader // the batch's changes not yet written
+	part  int                // parts[part] is being written
+	left  int                // of its changes, not yet written; -1: nor its repairs
+	// flush sends the chunk written last; set until it is acknowledged.
+	flush func(ctx context.Context) error
+	chunk int // logChunkBytes, but in tests
+	val   []byte
 }
 
-// logRepairs sends to the changelog, first in a partition's commit, each
-// key a commit cut short had changed there (see Restore), as it is
-// committed, or a tombstone where it is not: a commit cut short is not
+// logPart is one partition's share of a commit's changelog records.
+type logPart struct {
+	repairs []Message // values with their format byte
+	changes int       // of the batch's, in a row
+}
+
+// logChunkBytes is how many bytes of records (keys and values) a
+// changelog chunk holds, about: a commit's changelog is sent in chunks of
+// this size, so that the sink holds at most one.
+const logChunkBytes = 4 << 20
+
+func newChangeLog(chunk int) *changeLog {
+	return &changeLog{hdr: changelogHeaders(newCommitID()), left: -1, chunk: chunk}
+}
+
+// add appends partition part's records: its repairs, then the changes of
+// its logged forks, joined into the commit's batch next, in this order.
+func (c *Coordinator) addToLog(l *changeLog, part int32, forks []*store.Writer) error {
+	reps, err := c.logRepairs(part)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, f := range forks {
+		n += f.Count()
+	}
+	l.parts = append(l.parts, logPart{repairs: reps, changes: n})
+	return nil
+}
+
+// send writes the records to log and sends them, a chunk at a time. After
+// an error it may be called again: it sends again what was not
+// acknowledged, then goes on.
+func (l *changeLog) send(ctx context.Context, log Changelog) error {
+	for {
+		if l.flush != nil {
+			if err := l.flush(ctx); err != nil {
+				return err
+			}
+			l.flush = nil
+		}
+		if l.part == len(l.parts) {
+			return nil
+		}
+		if err := l.fill(log); err != nil {
+			return err
+		}
+		l.flush = log.Flush
+		if d, ok := detacherOf(log); ok {
+			if l.flush = d.Detach(); l.flush == nil {
+				l.flush = func(context.Context) error { return nil }
+			}
+		}
+	}
+}
+
+// fill writes the next chunk of records to log.
+func (l *changeLog) fill(log Changelog) error {
+	size := 0
+	for l.part < len(l.parts) && size < l.chunk {
+		p := &l.parts[l.part]
+		if l.left < 0 {
+			for i := range p.repairs {
+				p.repairs[i].Headers = l.hdr
+				if err := log.Write(&p.repairs[i]); err != nil {
+					return err
+				}
+			}
+			p.repairs, l.left = nil, p.changes
+		}
+		for ; l.left > 0 && size < l.chunk; l.left-- {
+			r := l.r // moved on once its change is written
+			x, ok, err := r.Next()
+			if !ok {
+				return cmp.Or(err, errors.New("processor: a commit's batch ends before its changes"))
+			}
+			m := Message{Key: x.Key, Headers: l.hdr}
+			if !x.Delete {
+				l.val = append(append(l.val[:0], changelogVersion), x.Value...)
+				m.Value = l.val
+			}
+			if err := log.Write(&m); err != nil {
+				return err
+			}
+			l.r = r
+			size += len(x.Key) + len(x.Value)
+		}
+		if l.left == 0 {
+			l.part++
+			l.left = -1
+		}
+	}
+	return nil
+}
+
+// logRepairs returns the records that go first in a partition's commit:
+// each key a commit cut short had changed there (see Restore), as it is
+// committed, or a tombstone where it is not. A commit cut short is not
 // part of the state, and once its records are followed by these, neither
 // a restore nor compaction can take them for it. The commit before has
 // landed (a commit starts when nothing is in flight), so the store holds
 // what it committed.
-func (c *Coordinator) logRepairs(part int32, commit []byte) error {
+func (c *Coordinator) logRepairs(part int32) ([]Message, error) {
 	keys := c.repairs[part]
 	if len(keys) == 0 {
-		return nil
+		return nil, nil
 	}
 	p := c.db.Partition(part)
-	hdr := changelogHeaders(commit)
-	var v, val []byte
+	var v []byte
+	ms := make([]Message, 0, len(keys))
 	for _, k := range keys {
 		var ok bool
 		var err error
 		if v, ok, err = p.Committed(k, v[:0]); err != nil {
-			return fmt.Errorf("repair the changelog of partition %d: %w", part, err)
+			return nil, fmt.Errorf("repair the changelog of partition %d: %w", part, err)
 		}
-		m := Message{Key: k, Headers: hdr}
+		m := Message{Key: k}
 		if ok {
-			val = append(append(val[:0], changelogVersion), v...)
-			m.Value = val
+			m.Value = append([]byte{changelogVersion}, v...)
 		}
-		if err := c.changelog.Write(&m); err != nil {
-			return err
-		}
+		ms = append(ms, m)
 	}
-	return nil
+	return ms, nil
 }
 
 // RestoreStats say what a restore did.

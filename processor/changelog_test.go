@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"testing"
 
+	"github.com/viralityhq/virality/event"
 	"github.com/viralityhq/virality/store"
 )
 
@@ -271,4 +274,109 @@ func TestRestoreBehindCompacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameLastScores(t, want, out)
+}
+
+// TestChangelogInChunks: a commit's changelog records go to the
+// changelog a chunk at a time, each acknowledged before the next is
+// written; cut in chunks of a record (in line) or of 64 bytes (in flight,
+// a send failing in the middle of four commits, sent again with the rest
+// of the commit at the next), the changelog holds the same records, in the
+// same order and commits, as sent whole (and failing at the same commits).
+func TestChangelogInChunks(t *testing.T) {
+	recs := generated(t, nil)[:20_000]
+	t.Run("in line", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.CommitEvery = 3_000
+		run := func(chunk int) *memLog {
+			log := newMemLog()
+			c, _ := openLogged(t, cfg, openMemStore(t), newTestOutputs(), log)
+			c.logChunk = chunk
+			if err := Run(context.Background(), c, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
+				t.Fatal(err)
+			}
+			return log
+		}
+		whole, chunked := run(logChunkBytes), run(1)
+		if chunked.flushes < 10*whole.flushes {
+			t.Fatalf("%d flushes in chunks of a record against %d whole: the test shows nothing", chunked.flushes, whole.flushes)
+		}
+		for p := range int32(4) {
+			var a, b []Message
+			for _, r := range whole.logs[p] {
+				a = append(a, Message{Key: r.Key, Value: r.Value, Headers: r.Headers})
+			}
+			for _, r := range chunked.logs[p] {
+				b = append(b, Message{Key: r.Key, Value: r.Value, Headers: r.Headers})
+			}
+			sameLog(t, fmt.Sprintf("partition %d", p), a, b)
+		}
+	})
+	t.Run("in flight", func(t *testing.T) {
+		byUser := func(ev *event.Event) string { return ev.UserID }
+		run := func(p int) int { return 97 + 13*p }
+		commit := func(chunk int) *detachLog {
+			scores, trending, dead := &detachSink{}, &detachSink{}, &detachSink{}
+			// The sends that hold these records fail: in both runs,
+			// the same commits fail, and fly again at the next.
+			fail := map[int]bool{5_000: true, 40_000: true, 40_001: true, 90_000: true}
+			log := &detachLog{detachSink: detachSink{failRecs: fail}, outputs: []*detachSink{scores, trending, dead}}
+			c := openFlying(t, DefaultConfig(), Outputs{Scores: scores, Trending: trending, DeadLetters: dead, Changelog: log})
+			c.logChunk = chunk
+			ctx := context.Background()
+			failed := 0
+			feedSources(t, c, recs, 4, byUser, run, func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Commits in line: each holds the same changes in
+				// both runs; one that failed flies again, whole,
+				// before the next.
+				var ce *CommitError
+				if err := c.Commit(ctx); errors.As(err, &ce) {
+					failed++
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err := c.Land(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if failed != 4 || len(fail) != 0 {
+				t.Fatalf("%d commits failed, want 4 (%d failures left)", failed, len(fail))
+			}
+			if log.early > 0 {
+				t.Errorf("%d of %d changelog sends went out while an output's records were not acknowledged", log.early, log.sends)
+			}
+			return log
+		}
+		whole, chunked := commit(logChunkBytes), commit(64)
+		if chunked.sends < 10*whole.sends {
+			t.Fatalf("%d sends in chunks of 64 bytes against %d whole: the test shows nothing", chunked.sends, whole.sends)
+		}
+		sameLog(t, "changelog", whole.sent, chunked.sent)
+	})
+}
+
+// sameLog fails unless a and b hold the same changelog records in the
+// same order and with the same commits: each commit's id is its own.
+func sameLog(t *testing.T, name string, a, b []Message) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d records vs %d", name, len(a), len(b))
+	}
+	commits := map[string]string{} // a's commit id -> b's
+	for i := range a {
+		x, y := &a[i], &b[i]
+		if !bytes.Equal(x.Key, y.Key) || !bytes.Equal(x.Value, y.Value) || len(x.Headers) != 1 || len(y.Headers) != 1 {
+			t.Fatalf("%s: record %d differs: %q=%q %v against %q=%q %v", name, i, x.Key, x.Value, x.Headers, y.Key, y.Value, y.Headers)
+		}
+		ca, cb := string(x.Headers[0].Value), string(y.Headers[0].Value)
+		if prev, ok := commits[ca]; ok && prev != cb || !ok && slices.Contains(slices.Collect(maps.Values(commits)), cb) {
+			t.Fatalf("%s: record %d is of another commit", name, i)
+		}
+		commits[ca] = cb
+	}
+	if len(commits) < 5 {
+		t.Fatalf("%s: %d commits, want many", name, len(commits))
+	}
 }

@@ -154,12 +154,15 @@ type Coordinator struct {
 	changelog    Changelog
 	latest       *atomic.Pointer[latest] // the merger's last snapshot, for readers
 	creators     atomic.Pointer[creatorMerger]
-	// unacked is a commit whose changelog records were not acknowledged:
-	// it is committed, as it is, once they are, before any later one.
-	unacked *store.Writer
-	stats   Stats // records routed and dead letters; engines count the rest
-	hdr     [5]Header
-	rbuf    []byte
+	// unacked is a commit whose changelog records (unackedLog) were not
+	// all acknowledged: it is committed, as it is, once they are, before
+	// any later one.
+	unacked    *store.Writer
+	unackedLog *changeLog
+	logChunk   int   // logChunkBytes, but in tests
+	stats      Stats // records routed and dead letters; engines count the rest
+	hdr        [5]Header
+	rbuf       []byte
 	// fwd, key and vbuf are the message a forward writes, its key and its
 	// value (an event in event.AppendBinary's encoding, or a report): a
 	// sink copies what it keeps.
@@ -245,6 +248,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		gpart:       db.Partition(groupPartition),
 		engines:     map[int32]*Engine{},
 		repairs:     map[int32][][]byte{},
+		logChunk:    logChunkBytes,
 		routers:     map[int32]*router{},
 		marked:      map[[2]int32]int64{},
 		sent:        map[[2]int32]told{},
@@ -1128,19 +1132,19 @@ func (c *Coordinator) Commit(ctx context.Context) error {
 		return err
 	}
 	if c.unacked != nil {
-		if err := c.commitLogged(ctx, c.unacked); err != nil {
+		if err := c.commitLogged(ctx, c.unacked, c.unackedLog); err != nil {
 			return err
 		}
-		c.unacked = nil
+		c.unacked, c.unackedLog = nil, nil
 	}
-	w, err := c.prepare(c.ids)
+	w, cl, err := c.prepare(c.ids)
 	if err != nil {
 		return err
 	}
 	if c.changelog != nil {
-		if err := c.commitLogged(ctx, w); err != nil {
+		if err := c.commitLogged(ctx, w, cl); err != nil {
 			// The batch waits, whole, for its changelog records.
-			c.unacked = w
+			c.unacked, c.unackedLog = w, cl
 			return err
 		}
 	} else if c.flyState {
@@ -1164,38 +1168,30 @@ func (c *Coordinator) afterCommit(ctx context.Context) error {
 
 // prepare writes a commit's batch: partitions ids' changed state, and,
 // with a changelog, the changes' records to it, under a new commit id.
-func (c *Coordinator) prepare(ids []int32) (*store.Writer, error) {
+func (c *Coordinator) prepare(ids []int32) (*store.Writer, *changeLog, error) {
 	w := c.gpart.NewWriter()
+	var cl *changeLog
 	var log func(id int32, forks []*store.Writer) error
 	if c.changelog != nil {
-		commit := newCommitID()
-		log = func(id int32, forks []*store.Writer) error {
-			if err := c.logRepairs(id, commit); err != nil {
-				return err
-			}
-			for _, f := range forks {
-				if err := c.logChanges(id, f, commit); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+		cl = newChangeLog(c.logChunk)
+		log = func(id int32, forks []*store.Writer) error { return c.addToLog(cl, id, forks) }
 	}
 	if err := c.write(w, log, ids); err != nil {
-		return nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
+		return nil, nil, errors.Join(fmt.Errorf("prepare commit: %w", err), w.Abort())
 	}
-	if log != nil {
+	if cl != nil {
+		cl.r = w.ChangeReader()
 		for _, id := range ids {
 			delete(c.repairs, id) // in the changelog's records now, sent again if they fail
 		}
 	}
-	return w, nil
+	return w, cl, nil
 }
 
 // commitLogged commits a batch once the changelog has acknowledged its
 // records, with the changelog offsets the state then reflects.
-func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
-	if err := c.changelog.Flush(ctx); err != nil {
+func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer, cl *changeLog) error {
+	if err := cl.send(ctx, c.changelog); err != nil {
 		return &CommitError{fmt.Errorf("flush changelog: %w", err)}
 	}
 	ends, err := c.changelog.Ends(ctx, c.ids)
@@ -1220,9 +1216,10 @@ func (c *Coordinator) commitLogged(ctx context.Context, w *store.Writer) error {
 // partition 0's merger saves into another beside them. The forks are
 // joined in partition order, each as soon as its partition is written;
 // the partitions' keys are apart, so the state committed is the same as
-// if written in a row. With log, the forks are logged and log sees each
-// partition's (the merger's first) before they are joined: their batches
-// are the partitions' changes of the commit.
+// if written in a row. With log, log sees each partition's forks (the
+// merger's first) before they are joined: their batches are the
+// partition's changes of the commit, in the order w's batch then holds
+// them (see changeLog).
 func (c *Coordinator) write(w *store.Writer, log func(id int32, forks []*store.Writer) error, ids []int32) error {
 	logged := log != nil
 	forks := make(map[int32][]*store.Writer, len(ids))

@@ -63,9 +63,11 @@ var sinkOrder = []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScore
 // committed.
 type flight struct {
 	sends []send
-	// A commit: the batch, the partitions whose changelog ends it records
-	// (logged), and the sources' offsets it holds.
+	// A commit: the batch, its changelog records (log), the partitions
+	// whose changelog ends it records (logged), and the sources' offsets
+	// it holds.
 	w       *store.Writer
+	log     *changeLog
 	logged  bool
 	ids     []int32
 	parts   []*store.Partition
@@ -119,6 +121,12 @@ func (f *flight) fly(ctx context.Context, log Changelog) {
 	}
 	if f.w == nil {
 		return
+	}
+	if f.log != nil {
+		if err := f.log.send(ctx, log); err != nil {
+			f.err = &CommitError{fmt.Errorf("flush changelog output: %w", err)}
+			return
+		}
 	}
 	if f.logged {
 		ends, err := log.Ends(ctx, f.ids)
@@ -433,11 +441,11 @@ func (c *Coordinator) launchCommit(ctx context.Context, ids []int32) error {
 	if err := c.settle(); err != nil {
 		return err
 	}
-	w, err := c.prepare(ids)
+	w, cl, err := c.prepare(ids)
 	if err != nil {
 		return err
 	}
-	f := &flight{w: w, offsets: c.offsets(ids), logged: c.changelog != nil}
+	f := &flight{w: w, log: cl, offsets: c.offsets(ids), logged: c.changelog != nil}
 	if f.logged {
 		f.ids = slices.Clone(ids)
 		for _, id := range ids {

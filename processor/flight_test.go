@@ -16,14 +16,16 @@ import (
 )
 
 // detachSink is an in-memory Detacher: what is written goes out when a
-// detached send runs, on a flight's goroutine; the sends numbered in fail
-// fail once and send nothing.
+// detached send runs, on a flight's goroutine; the sends numbered in fail,
+// and those that hold a record numbered in failRecs (from 0, in the order
+// sent), fail once and send nothing.
 type detachSink struct {
-	buf  []Message // written, not detached: the applying goroutine's
-	fail map[int]bool
-	gate chan struct{} // if set, sends detached now wait until it is closed
+	buf      []Message // written, not detached: the applying goroutine's
+	fail     map[int]bool
+	failRecs map[int]bool
 
 	mu      sync.Mutex
+	gate    chan struct{} // if set, sends detached now wait until it is closed (setGate)
 	sent    []Message
 	sends   int
 	pending int // detached, not yet acknowledged
@@ -50,13 +52,22 @@ func (s *detachSink) BufferedBytes() int {
 	return n
 }
 
+// setGate makes the sends detached from now on wait until gate is closed
+// (nil: none waits).
+func (s *detachSink) setGate(gate chan struct{}) {
+	s.mu.Lock()
+	s.gate = gate
+	s.mu.Unlock()
+}
+
 func (s *detachSink) Detach() func(context.Context) error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	out, gate := s.buf, s.gate
+	out := s.buf
 	s.buf = nil
 	s.mu.Lock()
+	gate := s.gate
 	s.pending++
 	s.mu.Unlock()
 	return func(context.Context) error {
@@ -68,6 +79,12 @@ func (s *detachSink) Detach() func(context.Context) error {
 		s.sends++
 		if s.fail[s.sends] {
 			return errors.New("broker away")
+		}
+		for i := range out {
+			if s.failRecs[len(s.sent)+i] {
+				delete(s.failRecs, len(s.sent)+i)
+				return errors.New("broker away")
+			}
 		}
 		s.sent = append(s.sent, out...)
 		s.pending--
@@ -293,9 +310,9 @@ func TestTrimWaitsForFlight(t *testing.T) {
 			t.Fatal(err)
 		}
 		gate := make(chan struct{})
-		scores.gate = gate
+		scores.setGate(gate)
 		started, err := c.StartCommit(ctx)
-		scores.gate = nil
+		scores.setGate(nil)
 		if err != nil || !started {
 			t.Fatalf("commit not started: %v", err)
 		}
@@ -437,10 +454,11 @@ func TestFlushBesideCommit(t *testing.T) {
 			if err := c.Land(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// The gate holds each changelog send of the commit,
+			// detached once its outputs are acknowledged.
 			gate = make(chan struct{})
-			log.gate = gate
+			log.setGate(gate)
 			started, err := c.StartCommit(ctx)
-			log.gate = nil
 			if err != nil || !started {
 				t.Fatalf("commit not started: %v", err)
 			}
@@ -451,7 +469,7 @@ func TestFlushBesideCommit(t *testing.T) {
 			if gate == nil {
 				return
 			}
-			defer func() { gate = nil }()
+			defer func() { gate = nil; log.setGate(nil) }()
 			if scores.BufferedBytes() == 0 { // nothing to flush beside it
 				close(gate)
 				if err := c.Land(ctx); err != nil {

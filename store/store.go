@@ -43,6 +43,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -745,25 +746,47 @@ func (w *Writer) Changes(fn func(c Change) error) error {
 	if !w.fork {
 		return errors.New("store: only a fork lists its changes")
 	}
-	for r := w.b.Reader(); len(r) > 0; {
-		kind, k, v, ok, err := r.Next()
+	for r := w.b.Reader(); ; {
+		c, ok, err := nextChange(&r)
 		if !ok {
 			return err
-		}
-		var c Change
-		switch kind {
-		case pebble.InternalKeyKindSet:
-			c = Change{Key: k, Value: v}
-		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
-			c = Change{Key: k, Delete: true}
-		default:
-			return fmt.Errorf("store: a logged commit holds a change of kind %v", kind)
 		}
 		if err := fn(c); err != nil {
 			return err
 		}
 	}
-	return nil
+}
+
+// Count is the number of changes in w's batch: in a logged fork's, the
+// changes Changes lists.
+func (w *Writer) Count() int { return int(w.b.Count()) }
+
+// ChangeReader reads the changes of a commit's batch in order, as
+// Changes lists a fork's: those of the logged forks joined into it come
+// first, each fork's in a row, in the order they were joined. A copy
+// keeps its place. Keys and values are good until the commit is made or
+// aborted.
+type ChangeReader struct{ r batchrepr.Reader }
+
+// ChangeReader returns a reader of w's batch from its first change.
+func (w *Writer) ChangeReader() ChangeReader { return ChangeReader{w.b.Reader()} }
+
+// Next returns the next change; ok is false at the end (err nil) or when
+// the batch holds a change a changelog cannot carry (err says which).
+func (r *ChangeReader) Next() (c Change, ok bool, err error) { return nextChange(&r.r) }
+
+func nextChange(r *batchrepr.Reader) (Change, bool, error) {
+	kind, k, v, ok, err := r.Next()
+	if !ok {
+		return Change{}, false, err
+	}
+	switch kind {
+	case pebble.InternalKeyKindSet:
+		return Change{Key: k, Value: v}, true, nil
+	case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete:
+		return Change{Key: k, Delete: true}, true, nil
+	}
+	return Change{}, false, fmt.Errorf("store: a logged commit holds a change of kind %v", kind)
 }
 
 // Join adds the changes of fork f to w's batch, after those already in it,
