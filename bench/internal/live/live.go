@@ -102,7 +102,12 @@ func Start(bin string, args []string, logPath string, onLine func(time.Time, str
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	in := &Instance{Cmd: cmd, exited: make(chan struct{}), client: http.Client{Timeout: 5 * time.Second}}
+	in := &Instance{Cmd: cmd, exited: make(chan struct{}), client: http.Client{
+		Timeout: 5 * time.Second,
+		// Uncompressed: gzip cost the service 1.4% of its CPU and 2% of
+		// what it allocated when a catch-up polled /metrics 20 times a second.
+		Transport: &http.Transport{DisableCompression: true},
+	}}
 	urlc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
