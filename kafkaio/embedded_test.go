@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -137,5 +140,47 @@ func TestEmbeddedRetention(t *testing.T) {
 			t.Fatal("records older than the retention time are still there")
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestPingAsksForNoTopic: Ping's metadata request names no topic (an empty
+// list, not null, which is every topic of the cluster): the live service
+// pings every second, and a cluster of hundreds of topics made each ping
+// parse all of their metadata. It still finds the brokers.
+func TestPingAsksForNoTopic(t *testing.T) {
+	ctx := context.Background()
+	e, err := StartEmbedded(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.Config()
+	for i := range 5 {
+		mustTopics(t, c, TopicSpec{Name: fmt.Sprintf("other-%d", i), Partitions: 2})
+	}
+	var mu sync.Mutex
+	var all, named, none int
+	e.c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		e.c.KeepControl()
+		req := r.(*kmsg.MetadataRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case req.Topics == nil:
+			all++
+		case len(req.Topics) == 0:
+			none++
+		default:
+			named++
+		}
+		return nil, nil, false
+	})
+	if err := Ping(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if all > 0 || none == 0 {
+		t.Fatalf("Ping sent %d metadata requests for every topic, %d for none, %d for some: want only for none", all, none, named)
 	}
 }
