@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,14 @@ type Config struct {
 	// DialTimeout bounds connecting to a broker, TLS and SASL included,
 	// and Ping as a whole (0: 10s).
 	DialTimeout time.Duration
+	// MetadataTopics, when set, are the only topics whose metadata the
+	// client's connections fetch and keep (nil: every topic of the
+	// cluster, kafka-go's default), refreshed every few seconds. Every
+	// topic the config is used with must be among them: the others are
+	// unknown to it. The live service sets its own topics: on a broker
+	// that held 271 topics, the metadata of all of them took 13.5 MB of
+	// its heap and made its catch-up collect garbage twice as often.
+	MetadataTopics []string
 }
 
 // TLSConfig enables TLS and names the files it needs.
@@ -257,11 +266,12 @@ func (c Config) Transport() (*kafka.Transport, error) {
 	}
 	d := &net.Dialer{Timeout: c.dialTimeout(), KeepAlive: 30 * time.Second}
 	return &kafka.Transport{
-		Dial:        d.DialContext,
-		DialTimeout: c.dialTimeout(),
-		ClientID:    c.ClientID,
-		TLS:         tc,
-		SASL:        mech,
+		Dial:           d.DialContext,
+		DialTimeout:    c.dialTimeout(),
+		ClientID:       c.ClientID,
+		TLS:            tc,
+		SASL:           mech,
+		MetadataTopics: slices.Clone(c.MetadataTopics),
 	}, nil
 }
 
@@ -321,7 +331,7 @@ var (
 // acquire returns the shared transport for c, creating it on first use.
 // Each acquire is paired with a release.
 func acquire(c Config) (*shared, error) {
-	key := fmt.Sprintf("%q|%q|%#v|%#v|%d", c.Brokers, c.ClientID, c.TLS, c.SASL, c.DialTimeout)
+	key := fmt.Sprintf("%q|%q|%#v|%#v|%d|%#v", c.Brokers, c.ClientID, c.TLS, c.SASL, c.DialTimeout, c.MetadataTopics)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if s := sharedByCf[key]; s != nil {

@@ -184,3 +184,52 @@ func TestPingAsksForNoTopic(t *testing.T) {
 		t.Fatalf("Ping sent %d metadata requests for every topic, %d for none, %d for some: want only for none", all, none, named)
 	}
 }
+
+// TestMetadataTopics: a config with MetadataTopics writes, reads and lists
+// the offsets of its topics, and its connections never ask the cluster
+// for the metadata of every topic, nor of another.
+func TestMetadataTopics(t *testing.T) {
+	ctx := context.Background()
+	e, err := StartEmbedded(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.Config()
+	mustTopics(t, c, TopicSpec{Name: "mine", Partitions: 1}, TopicSpec{Name: "other", Partitions: 1})
+	var mu sync.Mutex
+	asked := map[string]int{} // topic asked for ("*": every one) -> requests
+	e.c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		e.c.KeepControl()
+		req := r.(*kmsg.MetadataRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		if req.Topics == nil {
+			asked["*"]++
+		}
+		for _, t := range req.Topics {
+			if t.Topic != nil {
+				asked[*t.Topic]++
+			}
+		}
+		return nil, nil, false
+	})
+	c.MetadataTopics = []string{"mine"}
+	fill(t, c, "mine", 20, 1_700_000_000_000)
+	src, err := NewPartitionSource(c, "mine", 0, FirstOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if offsets, _ := drain(t, src); len(offsets) != 20 {
+		t.Fatalf("read %d records back, want 20", len(offsets))
+	}
+	if first, last, err := FirstLastOffsets(testCtx(t, 10*time.Second), c, "mine", 0); err != nil || first != 0 || last != 20 {
+		t.Fatalf("offsets %d-%d (%v), want 0-20", first, last, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked["*"] > 0 || asked["other"] > 0 || asked["mine"] == 0 {
+		t.Fatalf("metadata asked for %v: want %q only", asked, "mine")
+	}
+}

@@ -325,6 +325,19 @@ type fetched struct {
 	data kafkaio.Chunks
 }
 
+// Topics are every topic the service reads or writes: its input and
+// outputs, and its internal topics.
+func (c *Config) Topics() []string {
+	ts := []string{c.InputTopic, c.ScoresTopic, c.TrendingTopic, c.DeadLetterTopic,
+		c.ByUserTopic(), c.RepartitionTopic(), c.ChangelogTopic(), c.PartialsTopic()}
+	for _, t := range []string{c.CreatorScoresTopic, c.RisingCreatorsTopic} {
+		if t != "" {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
 // PartialsTopic is the internal topic through which each partition's
 // trending lists reach the one instance that merges them.
 func (c *Config) PartialsTopic() string { return c.Group + "-trending-partials" }

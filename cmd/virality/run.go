@@ -150,6 +150,9 @@ type serveOptions struct {
 // ends.
 func serveWith(ctx context.Context, o serveOptions) (err error) {
 	cfg, stateDir, cacheMB, httpAddr, log, started := o.cfg, o.stateDir, o.cacheMB, o.httpAddr, o.log, o.started
+	// The service and its view keep the metadata of their own topics, not
+	// of every topic of the cluster.
+	cfg.Kafka.MetadataTopics = cfg.Topics()
 	db, err := store.Open(stateDir, storeOptions(cacheMB, o.memTableMB))
 	if err != nil {
 		return err
