@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -143,23 +144,18 @@ func TestEmbeddedRetention(t *testing.T) {
 	}
 }
 
-// TestPingAsksForNoTopic: Ping's metadata request names no topic (an empty
-// list, not null, which is every topic of the cluster): the live service
-// pings every second, and a cluster of hundreds of topics made each ping
-// parse all of their metadata. It still finds the brokers.
-func TestPingAsksForNoTopic(t *testing.T) {
-	ctx := context.Background()
-	e, err := StartEmbedded(ctx, "")
+// metadataAsked starts an embedded broker and counts the metadata
+// requests it gets from then on, by topic asked for ("*": every topic,
+// "": none). asked returns the counts so far.
+func metadataAsked(t *testing.T) (e *Embedded, asked func() map[string]int) {
+	t.Helper()
+	e, err := StartEmbedded(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
-	c := e.Config()
-	for i := range 5 {
-		mustTopics(t, c, TopicSpec{Name: fmt.Sprintf("other-%d", i), Partitions: 2})
-	}
+	t.Cleanup(e.Close)
 	var mu sync.Mutex
-	var all, named, none int
+	counts := map[string]int{}
 	e.c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
 		e.c.KeepControl()
 		req := r.(*kmsg.MetadataRequest)
@@ -167,21 +163,41 @@ func TestPingAsksForNoTopic(t *testing.T) {
 		defer mu.Unlock()
 		switch {
 		case req.Topics == nil:
-			all++
+			counts["*"]++
 		case len(req.Topics) == 0:
-			none++
-		default:
-			named++
+			counts[""]++
+		}
+		for _, t := range req.Topics {
+			if t.Topic != nil {
+				counts[*t.Topic]++
+			}
 		}
 		return nil, nil, false
 	})
-	if err := Ping(ctx, c); err != nil {
+	return e, func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+}
+
+// TestPingAsksForNoTopic: Ping's metadata request names no topic (an empty
+// list, not null, which is every topic of the cluster): the live service
+// pings every second, and a cluster of hundreds of topics made each ping
+// parse all of their metadata. It still finds the brokers.
+func TestPingAsksForNoTopic(t *testing.T) {
+	e, asked := metadataAsked(t)
+	c := e.Config()
+	for i := range 5 {
+		mustTopics(t, c, TopicSpec{Name: fmt.Sprintf("other-%d", i), Partitions: 2})
+	}
+	before := asked()
+	if err := Ping(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if all > 0 || none == 0 {
-		t.Fatalf("Ping sent %d metadata requests for every topic, %d for none, %d for some: want only for none", all, none, named)
+	got := asked()
+	if got["*"] > before["*"] || got[""] == before[""] {
+		t.Fatalf("metadata asked for %v before Ping, %v after: want Ping to ask for no topic only", before, got)
 	}
 }
 
@@ -189,31 +205,10 @@ func TestPingAsksForNoTopic(t *testing.T) {
 // the offsets of its topics, and its connections never ask the cluster
 // for the metadata of every topic, nor of another.
 func TestMetadataTopics(t *testing.T) {
-	ctx := context.Background()
-	e, err := StartEmbedded(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, asked := metadataAsked(t)
 	c := e.Config()
 	mustTopics(t, c, TopicSpec{Name: "mine", Partitions: 1}, TopicSpec{Name: "other", Partitions: 1})
-	var mu sync.Mutex
-	asked := map[string]int{} // topic asked for ("*": every one) -> requests
-	e.c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
-		e.c.KeepControl()
-		req := r.(*kmsg.MetadataRequest)
-		mu.Lock()
-		defer mu.Unlock()
-		if req.Topics == nil {
-			asked["*"]++
-		}
-		for _, t := range req.Topics {
-			if t.Topic != nil {
-				asked[*t.Topic]++
-			}
-		}
-		return nil, nil, false
-	})
+	before := asked()
 	c.MetadataTopics = []string{"mine"}
 	fill(t, c, "mine", 20, 1_700_000_000_000)
 	src, err := NewPartitionSource(c, "mine", 0, FirstOffset)
@@ -227,9 +222,8 @@ func TestMetadataTopics(t *testing.T) {
 	if first, last, err := FirstLastOffsets(testCtx(t, 10*time.Second), c, "mine", 0); err != nil || first != 0 || last != 20 {
 		t.Fatalf("offsets %d-%d (%v), want 0-20", first, last, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if asked["*"] > 0 || asked["other"] > 0 || asked["mine"] == 0 {
-		t.Fatalf("metadata asked for %v: want %q only", asked, "mine")
+	got := asked()
+	if got["*"] > before["*"] || got["other"] > before["other"] || got["mine"] == before["mine"] {
+		t.Fatalf("metadata asked for %v before, %v after: want %q only", before, got, "mine")
 	}
 }
