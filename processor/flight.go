@@ -63,12 +63,11 @@ var sinkOrder = []string{sinkByUser, sinkRepartition, sinkDeadLetters, sinkScore
 // committed.
 type flight struct {
 	sends []send
-	// A commit: the batch, its changelog records (log), the partitions
-	// whose changelog ends it records (logged), and the sources' offsets
-	// it holds.
+	// A commit: the batch, its changelog records (log, with a changelog)
+	// and the partitions whose changelog ends it then records, and the
+	// sources' offsets it holds.
 	w       *store.Writer
 	log     *changeLog
-	logged  bool
 	ids     []int32
 	parts   []*store.Partition
 	offsets map[int32]int64
@@ -127,8 +126,6 @@ func (f *flight) fly(ctx context.Context, log Changelog) {
 			f.err = &CommitError{fmt.Errorf("flush changelog output: %w", err)}
 			return
 		}
-	}
-	if f.logged {
 		ends, err := log.Ends(ctx, f.ids)
 		if err != nil {
 			f.err = &CommitError{fmt.Errorf("read changelog offsets: %w", err)}
@@ -445,8 +442,8 @@ func (c *Coordinator) launchCommit(ctx context.Context, ids []int32) error {
 	if err != nil {
 		return err
 	}
-	f := &flight{w: w, log: cl, offsets: c.offsets(ids), logged: c.changelog != nil}
-	if f.logged {
+	f := &flight{w: w, log: cl, offsets: c.offsets(ids)}
+	if cl != nil {
 		f.ids = slices.Clone(ids)
 		for _, id := range ids {
 			f.parts = append(f.parts, c.engines[id].part)
