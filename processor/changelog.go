@@ -100,8 +100,9 @@ func newChangeLog(chunk int) *changeLog {
 	return &changeLog{hdr: changelogHeaders(newCommitID()), left: -1, chunk: chunk}
 }
 
-// addToLog appends partition part's records to l: its repairs, then the changes of
-// its logged forks, joined into the commit's batch next, in this order.
+// addToLog appends partition part's records to l: its repairs, then the
+// changes of its logged forks, joined into the commit's batch next, in
+// this order.
 func (c *Coordinator) addToLog(l *changeLog, part int32, forks []*store.Writer) error {
 	reps, err := c.logRepairs(part)
 	if err != nil {
