@@ -241,8 +241,11 @@ func TestBatchFillAndRefer(t *testing.T) {
 	if len(filled.Recs) != 1 || string(filled.Recs[0].Value) != `{"v":2}` {
 		t.Fatalf("Fill from offset 5 kept %d records", len(filled.Recs))
 	}
-	if len(referred.Recs) != 2 || len(referred.Events) != 2 || len(referred.Errs) != 2 {
-		t.Fatalf("Refer kept %d records, %d events, %d errors; want 2 each", len(referred.Recs), len(referred.Events), len(referred.Errs))
+	if len(referred.Recs) != 2 || len(referred.Events) != 0 || len(referred.Errs) != 0 {
+		t.Fatalf("Refer kept %d records, %d events, %d errors; want 2, then none decoded", len(referred.Recs), len(referred.Events), len(referred.Errs))
+	}
+	if referred.Decode(); len(referred.Events) != 2 || len(referred.Errs) != 2 {
+		t.Fatalf("Decode gave %d events, %d errors; want 2 each", len(referred.Events), len(referred.Errs))
 	}
 	recs[1].Value[5] = '9'
 	recs[0].Headers[0].Value[0] = 'y'

@@ -219,13 +219,7 @@ func (b *Batch) fill(recs []Record, resume int64, copyBytes bool) {
 		}
 		b.Recs = append(b.Recs, r)
 	}
-	if cap(b.Events) < len(b.Recs) {
-		n := len(b.Recs) + len(b.Recs)/4
-		b.Events = make([]event.Event, n)
-		b.Errs = make([]error, n)
-	}
-	b.Events = b.Events[:len(b.Recs)]
-	b.Errs = b.Errs[:len(b.Recs)]
+	b.Events, b.Errs = b.Events[:0], b.Errs[:0]
 }
 
 // Bytes is about what the batch holds on the heap: its arena and the
@@ -237,8 +231,19 @@ func (b *Batch) Bytes() int64 {
 		int64(cap(b.Events))*int64(unsafe.Sizeof(event.Event{})) + int64(cap(b.Errs))*int64(unsafe.Sizeof(error(nil)))
 }
 
-// Decode decodes every record of the batch.
+// Decode decodes every record of the batch into Events and Errs. Until
+// then they are empty: the records of the live service's internal topics
+// are decoded by the coordinator, and their batches' arrays of events,
+// sized at every fill, were 5% of all a catch-up allocated
+// (bench/RESULTS.md).
 func (b *Batch) Decode() {
+	if cap(b.Events) < len(b.Recs) {
+		n := len(b.Recs) + len(b.Recs)/4
+		b.Events = make([]event.Event, n)
+		b.Errs = make([]error, n)
+	}
+	b.Events = b.Events[:len(b.Recs)]
+	b.Errs = b.Errs[:len(b.Recs)]
 	for i := range b.Recs {
 		b.Errs[i] = event.Decode(b.Recs[i].Value, b.Recs[i].Time, &b.Events[i])
 	}

@@ -95,6 +95,7 @@ type result struct {
 	steal     float64       // share of the machine's CPU its hypervisor stole while the service caught up (-1: unknown)
 	allocated float64       // bytes the service allocated from its start until caught up (go_memstats_alloc_bytes_total; -1: unknown)
 	gcs       float64       // its garbage collections meanwhile
+	written   [3]float64    // bytes its state store wrote meanwhile: to the log, flushed, compacted (virality_state_written_bytes_total)
 }
 
 func main() {
@@ -210,6 +211,9 @@ func run(o options) (r result, err error) {
 	if m, merr := in.Metrics(); merr == nil {
 		r.heap = int64(m["go_memstats_heap_inuse_bytes"])
 		r.allocated, r.gcs = m["go_memstats_alloc_bytes_total"], m["go_gc_duration_seconds_count"]
+		for i, by := range []string{"wal", "flush", "compaction"} {
+			r.written[i] = m[`virality_state_written_bytes_total{by="`+by+`"}`]
+		}
 	}
 	r.endRSS, r.peak, _ = live.Memory(in.Pid())
 	r.maxRSS, r.peak = mem.stop(r.peak)
@@ -414,6 +418,7 @@ func report(r result, o options, budget int64) bool {
 	if r.allocated >= 0 && r.applied > 0 {
 		// Unlike its likes/s, these do not move with what the host steals.
 		fmt.Printf("catchup virality run allocated %.0f bytes per like, %.0f garbage collections\n", r.allocated/float64(r.applied), r.gcs)
+		fmt.Printf("catchup virality run's state store wrote %s to its log, flushed %s and compacted %s\n", mib(int64(r.written[0])), mib(int64(r.written[1])), mib(int64(r.written[2])))
 	}
 	within := "no budget"
 	if budget > 0 {
