@@ -96,6 +96,7 @@ type result struct {
 	allocated float64       // bytes the service allocated from its start until caught up (go_memstats_alloc_bytes_total; -1: unknown)
 	gcs       float64       // its garbage collections meanwhile
 	written   [3]float64    // bytes its state store wrote meanwhile: to the log, flushed, compacted (virality_state_written_bytes_total)
+	cpu       float64       // its CPU seconds (user and system) meanwhile; -1: unknown
 }
 
 func main() {
@@ -207,8 +208,9 @@ func run(o options) (r result, err error) {
 	if errors.Is(err, errTimedOut) {
 		r.timedOut, err = true, nil
 	}
-	r.allocated = -1
+	r.allocated, r.cpu = -1, -1
 	if m, merr := in.Metrics(); merr == nil {
+		r.cpu = m["process_cpu_seconds_total"]
 		r.heap = int64(m["go_memstats_heap_inuse_bytes"])
 		r.allocated, r.gcs = m["go_memstats_alloc_bytes_total"], m["go_gc_duration_seconds_count"]
 		for i, by := range []string{"wal", "flush", "compaction"} {
@@ -418,6 +420,9 @@ func report(r result, o options, budget int64) bool {
 	if r.allocated >= 0 && r.applied > 0 {
 		// Unlike its likes/s, these do not move with what the host steals.
 		fmt.Printf("catchup virality run allocated %.0f bytes per like, %.0f garbage collections\n", r.allocated/float64(r.applied), r.gcs)
+		if r.cpu > 0 {
+			fmt.Printf("catchup virality run used %.1f CPU s (user and system), %.1f us a like\n", r.cpu, 1e6*r.cpu/float64(r.applied))
+		}
 		fmt.Printf("catchup virality run's state store wrote %s to its log, flushed %s and compacted %s\n", mib(int64(r.written[0])), mib(int64(r.written[1])), mib(int64(r.written[2])))
 	}
 	within := "no budget"
