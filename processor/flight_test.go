@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 	"weak"
 
 	"github.com/viralityhq/virality/event"
@@ -526,6 +527,75 @@ func TestFlushBesideCommit(t *testing.T) {
 	})
 	if beside < 5 || failed < 5 {
 		t.Fatalf("%d flushes beside a commit and %d failures of both, want many", beside, failed)
+	}
+	sameMessages(t, "scores", want.scores.msgs, scores.sent)
+	sameMessages(t, "trending", want.trending.msgs, trending.sent)
+	sameMessages(t, "dead letters", want.dead.msgs, dead.sent)
+}
+
+// TestCommitDueFliesBeside: where commits fly (run), a commit due for
+// CommitEvery takes off and the partitions go on applying while it is in
+// the air: with its changelog held back, turn after turn is applied,
+// past CommitEvery, and no other commit starts. The outputs are those of
+// commits in line.
+func TestCommitDueFliesBeside(t *testing.T) {
+	recs := generated(t, nil)[:30_000]
+	byUser := func(ev *event.Event) string { return ev.UserID }
+	run := func(p int) int { return 97 + 13*p }
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 2_000
+	want := runSources(t, cfg, recs, 4, byUser, run)
+	scores, trending, dead := &detachSink{}, &detachSink{}, &detachSink{}
+	log := &detachLog{outputs: []*detachSink{scores, trending, dead}}
+	c := openFlying(t, cfg, Outputs{Scores: scores, Trending: trending, DeadLetters: dead, Changelog: log})
+	ctx := context.Background()
+	var (
+		gate    chan struct{}
+		release func()
+		held    *flight
+		beside  int // turns applied while a commit due was held in the air
+		past    bool
+	)
+	turns := 0
+	feedSources(t, c, recs, 4, byUser, run, func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch turns++; {
+		case gate == nil && turns%40 == 1 && turns < 200:
+			// Hold the changelog of the next commit. Should a turn
+			// wait for that commit, the watchdog lets it go on, to fail.
+			if err := c.Land(ctx); err != nil {
+				t.Fatal(err)
+			}
+			gate = make(chan struct{})
+			log.setGate(gate)
+			var once sync.Once
+			release = func() { once.Do(func() { close(gate) }) }
+			watchdog := time.AfterFunc(30*time.Second, func() {
+				t.Error("a turn waited for the commit due in the air")
+				release()
+			})
+			t.Cleanup(func() { watchdog.Stop() })
+		case gate != nil && c.flight != nil && c.flight.w != nil && !c.flight.isDone():
+			if held != nil && c.flight != held {
+				t.Fatalf("another commit took off while one was in the air (turn %d, beside %d)", turns, beside)
+			}
+			held = c.flight
+			beside++
+			past = past || c.sinceCommit >= c.cfg.CommitEvery
+			if turns%40 == 30 {
+				release()
+				log.setGate(nil)
+				gate, held = nil, nil
+				if err := c.Land(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+	if beside < 20 || !past {
+		t.Fatalf("%d turns applied beside a commit due in the air (past CommitEvery: %v), want many and past it", beside, past)
 	}
 	sameMessages(t, "scores", want.scores.msgs, scores.sent)
 	sameMessages(t, "trending", want.trending.msgs, trending.sent)
