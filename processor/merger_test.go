@@ -115,6 +115,64 @@ func TestMergerSkipsSupersededTicks(t *testing.T) {
 	}
 }
 
+// TestMergerReusesMergedReports: the arrays of reports read from the
+// partials topic are reused once their tick is merged or passed over, and
+// never while a report still pending holds one: every tick's lists are
+// those of its own reports, whichever arrays carried them, and what a
+// snapshot emitted holds is not changed by later reports.
+func TestMergerReusesMergedReports(t *testing.T) {
+	var snaps []*Snapshot
+	m, err := newMerger(3, nil, func(s *Snapshot) error {
+		snaps = append(snaps, s)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.written = func(tick int64) bool { return tick%2 == 0 }
+	m.join(0, 0)
+	m.join(1, 0)
+	list := func(p int32, tick int64) []List {
+		// Lists of varying length, so that arrays are reused at
+		// sizes both below and above the next report's.
+		var vs []Ranked
+		for i := range 1 + (tick*7+int64(p))%5 {
+			vs = append(vs, Ranked{Video: fmt.Sprintf("v%d-%d-%d", p, tick, i), Score: float64(1000*tick + 10*int64(p) - i)})
+		}
+		return []List{{Region: GlobalRegion, Videos: vs}}
+	}
+	var buf []byte
+	offset := int64(0)
+	for tick := int64(1); tick <= 60; tick++ {
+		for p := range int32(2) {
+			// One array for every report read, as a fetch's buffer is
+			// reused: the merger must keep a copy.
+			buf = encodeLists(buf[:0], list(p, tick))
+			m.reportEncoded(p, tick, buf, offset)
+			offset++
+		}
+		if tick%5 == 0 { // partitions pass their ticks a few at a time
+			for p := range int32(2) {
+				if err := m.progress(p, tick+1-int64(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if len(m.spareRaw) == 0 {
+		t.Fatal("no array kept for reuse")
+	}
+	for _, s := range snaps {
+		want := mergeRanked([][]Ranked{list(0, s.Tick)[0].Videos, list(1, s.Tick)[0].Videos}, 3)
+		if got := s.Lists[0].Videos; !reflect.DeepEqual(got, want) {
+			t.Fatalf("tick %d: %+v, want %+v", s.Tick, got, want)
+		}
+	}
+	if len(snaps) < 25 {
+		t.Fatalf("%d snapshots, want the even ticks and the latest of each call", len(snaps))
+	}
+}
+
 // TestMergerRereadsPendingReports: a merger fed by the partials topic
 // stores none of the reports it reads; its state says from which offset
 // to read the topic again, that of the first report not yet merged, and a
