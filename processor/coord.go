@@ -757,10 +757,10 @@ func (c *Coordinator) step(ctx context.Context) error {
 // is in the air. Waiting for it, as Commit does, stopped every partition
 // for the whole flight (0.1-0.3 s, once or twice a second of a catch-up);
 // beside them, no interval's commit starts while it flies, so commits are
-// fewer and larger, and a catch-up compacted a quarter to a third fewer bytes
-// (bench/RESULTS.md). A commit already in the air is waited for only once
-// the caches hold a quarter more than their bounds: its landing is what
-// lets them trim.
+// fewer and larger, and a catch-up compacted a quarter to a third fewer
+// bytes (bench/RESULTS.md). A commit already in the air is waited for
+// only once the caches hold a quarter more than their bounds: its landing
+// is what lets them trim.
 func (c *Coordinator) commitBeside(ctx context.Context) error {
 	if f := c.flight; f != nil && f.w != nil && !c.cachesOver(5, 5) {
 		return nil
