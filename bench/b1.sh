@@ -54,11 +54,13 @@ B1 host: $steal_pct% of the machine's CPU time stolen by its hypervisor during t
 FIG
 )
 echo "$figures"
+# Judged before the figures are appended: the append itself changes the tree.
+dirty=$(git diff --quiet || echo ' (with local changes)')
 {
   echo "## B1 backfill, $(date -u +%Y-%m-%d)"
   echo
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')"
+  echo "- commit: $(git rev-parse --short HEAD)$dirty"
   echo "- workload: $EVENTS events, $VIDEOS videos, $USERS users, 24 h, gen seed 1"
   echo
   echo '```'

@@ -34,12 +34,14 @@ slow=$(awk -v a="${rates[0]}" -v b="${rates[2]}" 'BEGIN {printf "%.2f", a/b}')
 lines+=("B4 slowdown at 100x videos: ${slow}x (target <= 1.5x)")
 lines+=("B4 host: $(stolen "$total0" "$steal0")% of the machine's CPU time stolen by its hypervisor during the runs")
 printf '%s\n' "${lines[@]}"
+# Judged before the figures are appended: the append itself changes the tree.
+dirty=$(git diff --quiet || echo ' (with local changes)')
 {
   echo
   echo "## B4 scale of state, $(date -u +%Y-%m-%d)"
   echo
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with local changes)')"
+  echo "- commit: $(git rev-parse --short HEAD)$dirty"
   echo "- workload: $EVENTS events, $((EVENTS / 2)) users, 24 h, gen seed 1; videos as below"
   echo
   echo '```'
