@@ -291,12 +291,9 @@ func (m *merger) reportEncoded(id int32, tick int64, lists []byte, offset int64)
 	if tick <= m.done {
 		return
 	}
-	var raw []byte
+	var raw []byte // a spare array, grown by append if short
 	if n := len(m.spareRaw); n > 0 {
 		raw, m.spareRaw = m.spareRaw[n-1], m.spareRaw[:n-1]
-	}
-	if cap(raw) < len(lists) {
-		raw = make([]byte, 0, len(lists)+len(lists)/4)
 	}
 	m.add(tick, id, pendingReport{raw: append(raw[:0], lists...), offset: offset})
 }
