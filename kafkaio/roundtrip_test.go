@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	produceapi "github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -213,7 +214,8 @@ type producesCounted struct {
 }
 
 func (c *producesCounted) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
-	if _, ok := req.(*produceapi.Request); ok {
+	switch req.(type) {
+	case *produceapi.Request, *rawproduce.Request:
 		c.n.Add(1)
 	}
 	return c.RoundTripper.RoundTrip(ctx, addr, req)

@@ -1,17 +1,19 @@
 package kafkaio
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	produceapi "github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 )
 
 // A batcher sends a chunk of records with one Produce request for all of
@@ -170,11 +172,14 @@ func (b *batcher) round(ctx context.Context, o *outgoing) error {
 }
 
 // produceTo sends one request with the next batch of each partition of o
-// that leader leads.
+// that leader leads, each encoded by appendBatch into one array.
 func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) error {
 	room := b.room()
-	topic := produceapi.RequestTopic{Topic: b.topic}
+	raw := rawBatches.Get().(*[]byte)
+	buf := (*raw)[:0]
+	now := time.Now().UnixMilli() // the time of the records without one
 	var queues []*partQueue
+	var ends []int // of each queue's record set in buf
 	for i := range o.parts {
 		q := &o.parts[i]
 		if q.leader != leader || q.acked == len(q.idx) {
@@ -190,10 +195,19 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 		q.taken = n
 		queues = append(queues, q)
-		topic.Partitions = append(topic.Partitions, produceapi.RequestPartition{
+		buf = o.appendBatch(buf, o.chunk, q.idx[q.acked:q.acked+n], now)
+		ends = append(ends, len(buf))
+	}
+	topic := rawproduce.RequestTopic{Topic: b.topic, Partitions: make([]rawproduce.RequestPartition, len(queues))}
+	for i, q := range queues {
+		from := 0
+		if i > 0 {
+			from = ends[i-1]
+		}
+		topic.Partitions[i] = rawproduce.RequestPartition{
 			Partition: q.id,
-			RecordSet: protocol.RecordSet{Version: 2, Records: &messageReader{records: o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+n]}},
-		})
+			RecordSet: protocol.RawRecordSet{Reader: bytes.NewReader(buf[from:ends[i]])},
+		}
 	}
 	timeout := writeAttemptTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -207,13 +221,19 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	res, err := b.meta.RoundTrip(ctx, kafka.TCP(b.brokers...), &produceapi.Request{
+	res, err := b.meta.RoundTrip(ctx, kafka.TCP(b.brokers...), &rawproduce.Request{
 		Acks:    int16(kafka.RequireAll),
 		Timeout: int32(max(timeout.Milliseconds(), 1)),
-		Topics:  []produceapi.RequestTopic{topic},
+		Topics:  []rawproduce.RequestTopic{topic},
 	})
 	if err != nil {
+		// The connection may still be encoding the request: buf is
+		// left to the garbage collector.
 		return err
+	}
+	if cap(buf) <= maxRawBatchesKept {
+		*raw = buf
+		rawBatches.Put(raw)
 	}
 	acked := make(map[int32]error, len(queues))
 	for _, t := range res.(*produceapi.Response).Topics {
@@ -247,78 +267,19 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	return errors.Join(errs...)
 }
 
+// rawBatches are the arrays requests are encoded into, between requests.
+// A sync.Pool, not one array a sink: the pool lets them go at the
+// collector's next cycles, where a catch-up's eight sinks would each hold
+// one of their largest requests (up to 8 MB) for good.
+var rawBatches = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxRawBatchesKept is the largest array rawBatches keeps.
+const maxRawBatchesKept = 16 << 20
+
 // misrouted reports whether err says that a request was not sent because
 // the transport's metadata did not place its partitions on one broker (a
 // leader moved, or is not known yet): worth a retry once it is refreshed.
 func misrouted(err error) bool {
-	var e *produceapi.Error
+	var e *rawproduce.Error
 	return errors.As(err, &e)
-}
-
-// messageReader gives kafka-go's encoder the records idx of chunk, one
-// at a time, without copying them: a record, its headers and its key and
-// value readers are valid until the next ReadRecord
-// (protocol.RecordReader; the encoder writes each record whole before it
-// reads the next).
-type messageReader struct {
-	records
-	chunk      []rec
-	idx        []int32
-	rec        protocol.Record
-	now        time.Time // stamps the records without a time
-	hs         []kafka.Header
-	key, value bytesReader
-}
-
-func (r *messageReader) ReadRecord() (*protocol.Record, error) {
-	if len(r.idx) == 0 {
-		return nil, io.EOF
-	}
-	x := &r.chunk[r.idx[0]]
-	r.idx = r.idx[1:]
-	var t time.Time
-	if x.ms != noTime {
-		t = time.UnixMilli(x.ms)
-	} else {
-		// One reading of the clock for the request's records without a
-		// time.
-		if r.now.IsZero() {
-			r.now = time.Now()
-		}
-		t = r.now
-	}
-	r.hs = r.headers(x, r.hs[:0])
-	r.rec = protocol.Record{Time: t, Headers: r.hs, Key: r.key.of(r.span(x.koff, x.kn)), Value: r.value.of(r.span(x.voff, x.vn))}
-	return &r.rec, nil
-}
-
-// bytesReader reads a byte slice as protocol.Bytes, reused record after
-// record.
-type bytesReader struct{ b []byte }
-
-// of points r at p and returns it, or nil (a null field) for nil.
-func (r *bytesReader) of(p []byte) protocol.Bytes {
-	if p == nil {
-		return nil
-	}
-	r.b = p
-	return r
-}
-
-func (r *bytesReader) Len() int     { return len(r.b) }
-func (r *bytesReader) Close() error { return nil }
-
-func (r *bytesReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
-
-func (r *bytesReader) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(r.b)
-	r.b = r.b[n:]
-	return int64(n), err
 }

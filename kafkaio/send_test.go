@@ -11,7 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -22,11 +23,11 @@ import (
 // reads the held request's records later, as that goroutine would.
 type lateRT struct {
 	kafka.RoundTripper
-	held *produce.Request
+	held *rawproduce.Request
 }
 
 func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
-	if p, ok := req.(*produce.Request); ok && r.held == nil {
+	if p, ok := req.(*rawproduce.Request); ok && r.held == nil {
 		r.held = p
 		return nil, context.DeadlineExceeded
 	}
@@ -36,8 +37,9 @@ func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request
 // TestSendTimedOutRequestKeepsItsRecords: a request whose attempt timed
 // out still reads the records it was given after the sink has sent them
 // again, had them acknowledged, and buffered and sent more. (send.go
-// encodes records in place; the buffers of a flush with a failed attempt
-// must not be reused. They were cleared once, and a record went out
+// encodes records in place, into an array a request that succeeded gives
+// back for the next; the buffers and the array of a flush with a failed
+// attempt must not be reused. They were cleared once, and a record went out
 // without its headers: TestRunRestarts saw it after a restart.)
 func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
@@ -73,8 +75,14 @@ func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
 	n := 0
 	for _, tp := range rt.held.Topics {
 		for _, p := range tp.Partitions {
+			// The request's records as its connection would encode
+			// them now.
+			var rs protocol.RecordSet
+			if _, err := rs.ReadFrom(p.RecordSet.Reader); err != nil {
+				t.Fatal(err)
+			}
 			for {
-				rec, err := p.RecordSet.Records.ReadRecord()
+				rec, err := rs.Records.ReadRecord()
 				if err == io.EOF {
 					break
 				}

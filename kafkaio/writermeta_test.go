@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -85,7 +86,7 @@ type refusingRT struct {
 
 func (r *refusingRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
 	res, err := r.RoundTripper.RoundTrip(ctx, addr, req)
-	if _, ok := req.(*produce.Request); !ok || err != nil {
+	if _, ok := req.(*rawproduce.Request); !ok || err != nil {
 		return res, err
 	}
 	r.requests++
