@@ -1,12 +1,10 @@
 package kafkaio
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -172,14 +170,13 @@ func (b *batcher) round(ctx context.Context, o *outgoing) error {
 }
 
 // produceTo sends one request with the next batch of each partition of o
-// that leader leads, each encoded by appendBatch into one array.
+// that leader leads, each encoded by encodeBatch into chunks.
 func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) error {
 	room := b.room()
-	raw := rawBatches.Get().(*[]byte)
-	buf := (*raw)[:0]
+	var a arena
 	now := time.Now().UnixMilli() // the time of the records without one
 	var queues []*partQueue
-	var ends []int // of each queue's record set in buf
+	topic := rawproduce.RequestTopic{Topic: b.topic}
 	for i := range o.parts {
 		q := &o.parts[i]
 		if q.leader != leader || q.acked == len(q.idx) {
@@ -195,19 +192,10 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 		q.taken = n
 		queues = append(queues, q)
-		buf = o.appendBatch(buf, o.chunk, q.idx[q.acked:q.acked+n], now)
-		ends = append(ends, len(buf))
-	}
-	topic := rawproduce.RequestTopic{Topic: b.topic, Partitions: make([]rawproduce.RequestPartition, len(queues))}
-	for i, q := range queues {
-		from := 0
-		if i > 0 {
-			from = ends[i-1]
-		}
-		topic.Partitions[i] = rawproduce.RequestPartition{
+		topic.Partitions = append(topic.Partitions, rawproduce.RequestPartition{
 			Partition: q.id,
-			RecordSet: protocol.RawRecordSet{Reader: bytes.NewReader(buf[from:ends[i]])},
-		}
+			RecordSet: protocol.RawRecordSet{Reader: o.encodeBatch(&a, o.chunk, q.idx[q.acked:q.acked+n], now)},
+		})
 	}
 	timeout := writeAttemptTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -219,6 +207,7 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	// land after those that follow it (a send retried, the next flush),
 	// out of order for its keys.
 	if err := ctx.Err(); err != nil {
+		a.release()
 		return err
 	}
 	res, err := b.meta.RoundTrip(ctx, kafka.TCP(b.brokers...), &rawproduce.Request{
@@ -227,14 +216,12 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		Topics:  []rawproduce.RequestTopic{topic},
 	})
 	if err != nil {
-		// The connection may still be encoding the request: buf is
-		// left to the garbage collector.
+		// The connection may still be encoding the request: its chunks
+		// are left to the garbage collector.
+		a.drop()
 		return err
 	}
-	if cap(buf) <= maxRawBatchesKept {
-		*raw = buf
-		rawBatches.Put(raw)
-	}
+	a.release()
 	acked := make(map[int32]error, len(queues))
 	for _, t := range res.(*produceapi.Response).Topics {
 		if t.Topic != b.topic {
@@ -266,15 +253,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	}
 	return errors.Join(errs...)
 }
-
-// rawBatches are the arrays requests are encoded into, between requests.
-// A sync.Pool, not one array a sink: the pool lets them go at the
-// collector's next cycles, where a catch-up's eight sinks would each hold
-// one of their largest requests (up to 8 MB) for good.
-var rawBatches = sync.Pool{New: func() any { return new([]byte) }}
-
-// maxRawBatchesKept is the largest array rawBatches keeps.
-const maxRawBatchesKept = 16 << 20
 
 // misrouted reports whether err says that a request was not sent because
 // the transport's metadata did not place its partitions on one broker (a
