@@ -1,22 +1,22 @@
 package kafkaio
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // Record batches. A sink encodes each partition's share of a Produce
-// request itself, as one record batch (magic 2, uncompressed), straight
-// from its buffered records, and sends it with kafka-go's
+// request itself, as one record batch (magic 2, uncompressed), from its
+// buffered records straight into the request's buffer, with kafka-go's
 // raw produce request (protocol/rawproduce). kafka-go's own encoder
 // (protocol.RecordSet) takes each record through a protocol.Record of
 // readers and writes it a field, often a byte, at a time into its paged
 // buffer, then reads the batch back for its checksum: 5% of a catch-up's
 // CPU, for five to six records produced a like (bench/RESULTS.md). The
-// bytes are the same as kafka-go's (TestEncodeBatchAsKafkaGo). They go
-// into chunks of the process's free list (chunks.go), given back once the
-// broker has answered.
+// bytes are the same as kafka-go's (TestBatchSetAsKafkaGo).
 
 // castagnoli is the CRC-32C table of record batch checksums.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -29,98 +29,132 @@ const (
 	batchHeadLen  = 61 // base offset to the first record
 )
 
-// rawSet is a record set encoded into an arena's chunks: its bytes are
-// pieces, in order (a record that does not fit in what is left of a
-// chunk goes into the next). It is the reader of a raw produce request's
-// protocol.RawRecordSet, read once.
-type rawSet struct{ pieces [][]byte }
+// batchSet is the record set of one partition in a raw produce request:
+// the records idx of chunk, encoded as one batch when the connection
+// writes the request (WriteTo, straight into its buffer), as kafka-go's
+// encoder did. So the records must stay as they are until the request is
+// written, also after a failed attempt (send.go). Records without a time
+// get now (Unix milliseconds).
+type batchSet struct {
+	r     *records
+	chunk []rec
+	idx   []int32
+	now   int64
 
-func (s *rawSet) Read(p []byte) (int, error) {
-	n := 0
-	for len(s.pieces) > 0 && n < len(p) {
-		c := copy(p[n:], s.pieces[0])
-		n += c
-		if s.pieces[0] = s.pieces[0][c:]; len(s.pieces[0]) == 0 {
-			s.pieces = s.pieces[1:]
-		}
-	}
-	if n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
+	read []byte // Read's encoding, made at its first call
+	done bool   // written or read once
 }
 
-func (s *rawSet) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	for len(s.pieces) > 0 {
-		m, err := w.Write(s.pieces[0])
-		n += int64(m)
-		if err != nil {
-			s.pieces[0] = s.pieces[0][m:]
-			return n, err
-		}
-		s.pieces = s.pieces[1:]
-	}
-	return n, nil
-}
+// encodeScratch holds the arrays WriteTo encodes records into before
+// writing them, about encodeBlock bytes each.
+var encodeScratch = sync.Pool{New: func() any { return new([]byte) }}
 
-// encodeBatch encodes the records idx of chunk into a as the record set
-// of a Produce request: its size (int32), then one record batch. Records
-// without a time get now (Unix milliseconds).
-func (r *records) encodeBatch(a *arena, chunk []rec, idx []int32, now int64) *rawSet {
-	set := &rawSet{}
-	var last int // span of the piece being grown
-	add := func(n int) []byte {
-		p, span := a.grow(n)
-		if k := len(set.pieces); k > 0 && span == last+len(set.pieces[k-1]) {
-			// Right after the last piece, in the same chunk.
-			set.pieces[k-1] = a.at(last, len(set.pieces[k-1])+n)
-		} else {
-			set.pieces = append(set.pieces, p)
-			last = span
-		}
-		return p[:0]
+// encodeBlock is how many bytes of records WriteTo encodes before it
+// writes them or adds them to the checksum.
+const encodeBlock = 16 << 10
+
+// WriteTo writes the record set: its size (int32), then the batch. The
+// records are encoded twice, first for the checksum, which comes before
+// them: that costs less than holding them encoded.
+func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
+	if s.done {
+		return 0, nil
 	}
-	h := add(4 + batchHeadLen)[:4+batchHeadLen]
-	clear(h) // a chunk comes back from the free list as it was left
+	s.done = true
+	scratch := encodeScratch.Get().(*[]byte)
+	defer encodeScratch.Put(scratch)
 	var first, maxTime int64
-	size := batchHeadLen
-	for i, j := range idx {
-		x := &chunk[j]
-		t := x.ms
-		if t == noTime {
-			t = now
-		}
+	for i, j := range s.idx {
+		t := s.time(&s.chunk[j])
 		if i == 0 {
 			first, maxTime = t, t
 		}
 		maxTime = max(maxTime, t)
-		n := r.recordLen(x, t-first, int64(i))
-		n += varintLen(n)
-		if p := r.appendRecord(add(n), x, t-first, int64(i)); len(p) != n {
-			panic("kafkaio: a record encoded is not of the length counted")
-		}
-		size += n
 	}
-	binary.BigEndian.PutUint32(h, uint32(size))
-	b := h[4:] // the batch: base offset 0
-	binary.BigEndian.PutUint32(b[batchLengthAt:], uint32(size-12))
-	binary.BigEndian.PutUint32(b[12:], ^uint32(0)) // partition leader epoch: -1
+	var h [4 + batchHeadLen]byte
+	// The batch: base offset 0, length, then the partition leader epoch.
+	b := h[4:]
+	binary.BigEndian.PutUint32(b[12:], ^uint32(0)) // -1
 	b[16] = 2                                      // magic
 	// Attributes 0: no compression, create time, not transactional.
-	binary.BigEndian.PutUint32(b[23:], uint32(len(idx)-1)) // last offset delta
+	binary.BigEndian.PutUint32(b[23:], uint32(len(s.idx)-1)) // last offset delta
 	binary.BigEndian.PutUint64(b[27:], uint64(first))
 	binary.BigEndian.PutUint64(b[35:], uint64(maxTime))
 	binary.BigEndian.PutUint64(b[43:], ^uint64(0)) // producer ID: -1
 	binary.BigEndian.PutUint16(b[51:], ^uint16(0)) // producer epoch: -1
 	binary.BigEndian.PutUint32(b[53:], ^uint32(0)) // base sequence: -1
-	binary.BigEndian.PutUint32(b[57:], uint32(len(idx)))
-	crc := crc32.Checksum(set.pieces[0][4+batchAttrsAt:], castagnoli)
-	for _, p := range set.pieces[1:] {
+	binary.BigEndian.PutUint32(b[57:], uint32(len(s.idx)))
+	crc := crc32.Checksum(b[batchAttrsAt:], castagnoli)
+	size := batchHeadLen
+	err := s.encode(first, scratch, func(p []byte) error {
 		crc = crc32.Update(crc, castagnoli, p)
+		size += len(p)
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
+	binary.BigEndian.PutUint32(h[:], uint32(size))
+	binary.BigEndian.PutUint32(b[batchLengthAt:], uint32(size-12))
 	binary.BigEndian.PutUint32(b[batchCRCAt:], crc)
-	return set
+	n, err := w.Write(h[:])
+	written := int64(n)
+	if err != nil {
+		return written, err
+	}
+	err = s.encode(first, scratch, func(p []byte) error {
+		n, err := w.Write(p)
+		written += int64(n)
+		return err
+	})
+	return written, err
+}
+
+// encode encodes the records in blocks of about encodeBlock bytes, in
+// scratch (grown when short, kept unless a record made it large), and
+// gives each block to fn.
+func (s *batchSet) encode(first int64, scratch *[]byte, fn func([]byte) error) error {
+	p := (*scratch)[:0]
+	defer func() {
+		if cap(p) <= 4*encodeBlock {
+			*scratch = p[:0]
+		}
+	}()
+	for i, j := range s.idx {
+		x := &s.chunk[j]
+		p = s.r.appendRecord(p, x, s.time(x)-first, int64(i))
+		if len(p) >= encodeBlock || i == len(s.idx)-1 {
+			if err := fn(p); err != nil {
+				return err
+			}
+			p = p[:0]
+		}
+	}
+	return nil
+}
+
+// time returns the time of x in the batch.
+func (s *batchSet) time(x *rec) int64 {
+	if x.ms == noTime {
+		return s.now
+	}
+	return x.ms
+}
+
+// Read reads the record set as WriteTo writes it (tests, and any writer
+// that reads its source).
+func (s *batchSet) Read(p []byte) (int, error) {
+	if s.read == nil && !s.done {
+		var b bytes.Buffer
+		s.WriteTo(&b)
+		s.read = b.Bytes()
+	}
+	if len(s.read) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.read)
+	s.read = s.read[n:]
+	return n, nil
 }
 
 // recordLen returns the bytes of x as a record of a batch, after its

@@ -69,20 +69,19 @@ func randomRecords(t *testing.T, rng *rand.Rand, n int) (*batcher, []written) {
 	return b, want
 }
 
-// TestEncodeBatchAsKafkaGo: a batch encodeBatch encodes is, byte for
-// byte, the record set kafka-go's encoder writes for the same records
-// (size, header, checksum and records), for all of a buffer's records
-// and for every other one of them, as a partition's share; into an arena
-// already partly filled, across chunks, and with records too large for
-// one, read by Read and by WriteTo.
-func TestEncodeBatchAsKafkaGo(t *testing.T) {
+// TestBatchSetAsKafkaGo: the record set a batchSet writes is, byte for
+// byte, the one kafka-go's encoder writes for the same records (size,
+// header, checksum and records), for all of a buffer's records and for
+// every other one of them, as a partition's share; over several of
+// WriteTo's blocks, with records larger than one, by WriteTo and by Read.
+func TestBatchSetAsKafkaGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 45))
 	for round := range 40 {
 		b, want := randomRecords(t, rng, 1+rng.IntN(300))
 		if round%4 == 0 {
-			// A value too large for a chunk's quarter: an array of its own.
+			// A value larger than a block of WriteTo.
 			x := &want[rng.IntN(len(want))]
-			x.value = bytes.Repeat([]byte{byte(round)}, chunkSize/4+1+rng.IntN(chunkSize))
+			x.value = bytes.Repeat([]byte{byte(round)}, encodeBlock+rng.IntN(5*encodeBlock))
 			b = &batcher{topic: "t"}
 			b.setLimit(4 << 20)
 			for _, r := range want {
@@ -107,9 +106,7 @@ func TestEncodeBatchAsKafkaGo(t *testing.T) {
 			if len(c.idx) == 0 {
 				continue
 			}
-			var a arena
-			a.grow(rng.IntN(chunkSize / 4)) // what the arena held before
-			set := b.encodeBatch(&a, b.recs, c.idx, 0)
+			set := &batchSet{r: &b.records, chunk: b.recs, idx: c.idx}
 			var got []byte
 			if k == 0 {
 				var w bytes.Buffer
@@ -123,22 +120,21 @@ func TestEncodeBatchAsKafkaGo(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			a.release()
 			var kg bytes.Buffer
 			rs := protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(kafkaGo(c.want)...)}
 			if _, err := rs.WriteTo(&kg); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(got, kg.Bytes()) {
-				t.Fatalf("round %d, %d records: encodeBatch wrote %d bytes\n%x\nkafka-go %d\n%x", round, len(c.idx), len(got), got, kg.Len(), kg.Bytes())
+				t.Fatalf("round %d, %d records: batchSet wrote %d bytes\n%x\nkafka-go %d\n%x", round, len(c.idx), len(got), got, kg.Len(), kg.Bytes())
 			}
 		}
 	}
 }
 
-// TestEncodeBatchNoTime: records without a time get the one given, and
+// TestBatchSetNoTime: records without a time get the one given, and
 // kafka-go reads the batch back whole, its checksum checked.
-func TestEncodeBatchNoTime(t *testing.T) {
+func TestBatchSetNoTime(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 5))
 	b, want := randomRecords(t, rng, 20)
 	for _, i := range []int{0, 7, 19} {
@@ -149,10 +145,8 @@ func TestEncodeBatchNoTime(t *testing.T) {
 	for i := range idx {
 		idx[i] = int32(i)
 	}
-	var a arena
-	defer a.release()
 	var rs protocol.RecordSet
-	if _, err := rs.ReadFrom(b.encodeBatch(&a, b.recs, idx, 1_800_000_000_000)); err != nil {
+	if _, err := rs.ReadFrom(&batchSet{r: &b.records, chunk: b.recs, idx: idx, now: 1_800_000_000_000}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; ; i++ {
@@ -182,11 +176,11 @@ func TestEncodeBatchNoTime(t *testing.T) {
 	}
 }
 
-// BenchmarkEncodeBatch compares encodeBatch with kafka-go's encoder on
+// BenchmarkBatchSet compares batchSet with kafka-go's encoder on
 // 1,000 score-sized records with one header (the size of a catch-up's
 // batches). kafka-go's time includes making its records' readers, which
 // the sinks did without allocating.
-func BenchmarkEncodeBatch(b *testing.B) {
+func BenchmarkBatchSet(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	bt := &batcher{topic: "t"}
 	bt.setLimit(1 << 20)
@@ -203,13 +197,12 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		}
 		recs = append(recs, written{key: key, value: value, hs: hs, at: at})
 	}
-	b.Run("encodeBatch", func(b *testing.B) {
+	b.Run("batchSet", func(b *testing.B) {
 		var w bytes.Buffer
 		for b.Loop() {
-			var a arena
 			w.Reset()
-			bt.encodeBatch(&a, bt.recs, idx, 0).WriteTo(&w)
-			a.release()
+			set := batchSet{r: &bt.records, chunk: bt.recs, idx: idx}
+			set.WriteTo(&w)
 		}
 		b.ReportMetric(float64(b.N*len(idx))/b.Elapsed().Seconds(), "records/s")
 	})

@@ -170,10 +170,9 @@ func (b *batcher) round(ctx context.Context, o *outgoing) error {
 }
 
 // produceTo sends one request with the next batch of each partition of o
-// that leader leads, each encoded by encodeBatch into chunks.
+// that leader leads, each encoded by a batchSet as the request is written.
 func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) error {
 	room := b.room()
-	var a arena
 	now := time.Now().UnixMilli() // the time of the records without one
 	var queues []*partQueue
 	topic := rawproduce.RequestTopic{Topic: b.topic}
@@ -194,7 +193,7 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		queues = append(queues, q)
 		topic.Partitions = append(topic.Partitions, rawproduce.RequestPartition{
 			Partition: q.id,
-			RecordSet: protocol.RawRecordSet{Reader: o.encodeBatch(&a, o.chunk, q.idx[q.acked:q.acked+n], now)},
+			RecordSet: protocol.RawRecordSet{Reader: &batchSet{r: &o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+n], now: now}},
 		})
 	}
 	timeout := writeAttemptTimeout
@@ -207,7 +206,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	// land after those that follow it (a send retried, the next flush),
 	// out of order for its keys.
 	if err := ctx.Err(); err != nil {
-		a.release()
 		return err
 	}
 	res, err := b.meta.RoundTrip(ctx, kafka.TCP(b.brokers...), &rawproduce.Request{
@@ -216,12 +214,8 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		Topics:  []rawproduce.RequestTopic{topic},
 	})
 	if err != nil {
-		// The connection may still be encoding the request: its chunks
-		// are left to the garbage collector.
-		a.drop()
 		return err
 	}
-	a.release()
 	acked := make(map[int32]error, len(queues))
 	for _, t := range res.(*produceapi.Response).Topics {
 		if t.Topic != b.topic {

@@ -37,9 +37,8 @@ func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request
 // TestSendTimedOutRequestKeepsItsRecords: a request whose attempt timed
 // out still reads the records it was given after the sink has sent them
 // again, had them acknowledged, and buffered and sent more. (send.go
-// encodes records in place, into an array a request that succeeded gives
-// back for the next; the buffers and the array of a flush with a failed
-// attempt must not be reused. They were cleared once, and a record went out
+// encodes records in place, as the request is written; the buffers of a
+// flush with a failed attempt must not be reused. They were cleared once, and a record went out
 // without its headers: TestRunRestarts saw it after a restart.)
 func TestSendTimedOutRequestKeepsItsRecords(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
