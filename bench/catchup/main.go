@@ -72,6 +72,7 @@ type options struct {
 	keep       bool
 	// Profiles of the run to write, and when.
 	cpuProfile, heapProfile string
+	trace                   string
 	profileSeconds          int
 	profileAfter            time.Duration
 	changelog               bool // print the changelog's bytes by kind of state
@@ -111,6 +112,7 @@ func main() {
 	flag.DurationVar(&o.limit, "limit", 20*time.Minute, "give up when virality run has not caught up within this long")
 	flag.BoolVar(&o.keep, "keep", false, "keep the topics, the state directory and the log")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of virality run to `FILE`: -profile-seconds from -profile-after")
+	flag.StringVar(&o.trace, "trace", "", "write an execution trace of virality run to `FILE`: -profile-seconds from -profile-after\n(go tool trace; or go tool trace -pprof=sync|sched FILE for where its goroutines waited)")
 	flag.StringVar(&o.heapProfile, "heapprofile", "", "write a heap profile of virality run to `FILE`, taken -profile-seconds after its start")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 60, "how long the CPU profile runs, and when the heap profile is taken")
 	flag.DurationVar(&o.profileAfter, "profile-after", 0, "start the CPU profile this long after virality run starts")
@@ -235,18 +237,27 @@ func run(o options) (r result, err error) {
 	return r, nil
 }
 
-// profile takes the CPU and heap profiles asked for, on its own
+// profile takes the CPU and heap profiles and the trace asked for, on its own
 // goroutine; the channel gives its error once done.
 func profile(in *live.Instance, o options) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		var cpuErr, heapErr error
+		var cpuErr, traceErr, heapErr error
 		var wg sync.WaitGroup
 		if o.cpuProfile != "" {
 			wg.Go(func() {
 				select {
 				case <-time.After(o.profileAfter):
 					cpuErr = in.Profile("profile", o.profileSeconds, o.cpuProfile)
+				case <-in.Exited():
+				}
+			})
+		}
+		if o.trace != "" {
+			wg.Go(func() {
+				select {
+				case <-time.After(o.profileAfter):
+					traceErr = in.Profile("trace", o.profileSeconds, o.trace)
 				case <-in.Exited():
 				}
 			})
@@ -259,7 +270,7 @@ func profile(in *live.Instance, o options) <-chan error {
 			}
 		}
 		wg.Wait()
-		done <- errors.Join(cpuErr, heapErr)
+		done <- errors.Join(cpuErr, traceErr, heapErr)
 	}()
 	return done
 }
