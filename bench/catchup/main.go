@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +95,7 @@ type result struct {
 	endRSS    int64         // VmRSS when caught up, bytes
 	heap      int64         // go_memstats_heap_inuse_bytes when caught up
 	steal     float64       // share of the machine's CPU its hypervisor stole while the service caught up (-1: unknown)
+	busy      float64       // share of the machine's CPU busy meanwhile
 	allocated float64       // bytes the service allocated from its start until caught up (go_memstats_alloc_bytes_total; -1: unknown)
 	gcs       float64       // its garbage collections meanwhile
 	written   [3]float64    // bytes its state store wrote meanwhile: to the log, flushed, compacted (virality_state_written_bytes_total)
@@ -205,7 +207,7 @@ func run(o options) (r result, err error) {
 	r.rate = float64(r.applied) / r.caughtUp.Seconds()
 	r.steal = -1
 	if host1, err := live.ReadHostCPU(); err == nil && hostErr == nil {
-		r.steal, _ = host1.Shares(host0)
+		r.steal, r.busy = host1.Shares(host0)
 	}
 	if errors.Is(err, errTimedOut) {
 		r.timedOut, err = true, nil
@@ -427,6 +429,13 @@ func report(r result, o options, budget int64) bool {
 		r.rev, args, r.rate, applied, r.rate/r.plain, targetRatio)
 	if r.steal >= 0 {
 		fmt.Printf("catchup host: %.0f%% of the machine's CPU time stolen by its hypervisor while the service caught up\n", 100*r.steal)
+		if r.cpu > 0 {
+			// The service shares the machine with the broker: what the
+			// broker (and the bench) took is what the service did not get.
+			busy := r.busy * float64(runtime.NumCPU()) * r.caughtUp.Seconds()
+			fmt.Printf("catchup host: %.0f%% busy, %.1f CPU s of %d cores, of which virality run %.1f s and the rest (the broker, this bench) %.1f s\n",
+				100*r.busy, busy, runtime.NumCPU(), r.cpu, max(busy-r.cpu, 0))
+		}
 	}
 	if r.allocated >= 0 && r.applied > 0 {
 		// Unlike its likes/s, these do not move with what the host steals.
