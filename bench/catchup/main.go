@@ -246,24 +246,22 @@ func profile(in *live.Instance, o options) <-chan error {
 	go func() {
 		var cpuErr, traceErr, heapErr error
 		var wg sync.WaitGroup
-		if o.cpuProfile != "" {
+		// take takes profile name into path, -profile-seconds long from
+		// -profile-after.
+		take := func(name, path string, err *error) {
+			if path == "" {
+				return
+			}
 			wg.Go(func() {
 				select {
 				case <-time.After(o.profileAfter):
-					cpuErr = in.Profile("profile", o.profileSeconds, o.cpuProfile)
+					*err = in.Profile(name, o.profileSeconds, path)
 				case <-in.Exited():
 				}
 			})
 		}
-		if o.trace != "" {
-			wg.Go(func() {
-				select {
-				case <-time.After(o.profileAfter):
-					traceErr = in.Profile("trace", o.profileSeconds, o.trace)
-				case <-in.Exited():
-				}
-			})
-		}
+		take("profile", o.cpuProfile, &cpuErr)
+		take("trace", o.trace, &traceErr)
 		if o.heapProfile != "" {
 			select {
 			case <-time.After(time.Duration(o.profileSeconds) * time.Second):
