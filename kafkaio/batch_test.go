@@ -72,18 +72,21 @@ func randomRecords(t *testing.T, rng *rand.Rand, n int) (*batcher, []written) {
 // TestBatchSetAsKafkaGo: the record set a batchSet writes is, byte for
 // byte, the one kafka-go's encoder writes for the same records (size,
 // header, checksum and records), for all of a buffer's records and for
-// every other one of them, as a partition's share; over several of
-// WriteTo's blocks, with records larger than one, by WriteTo and by Read.
+// every other one of them, as a partition's share; with large records,
+// by WriteTo and by Read.
 func TestBatchSetAsKafkaGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 45))
 	for round := range 40 {
 		b, want := randomRecords(t, rng, 1+rng.IntN(300))
 		if round%4 == 0 {
-			// A value larger than a block of WriteTo.
+			// A large value; once larger than the scratch arrays kept.
 			x := &want[rng.IntN(len(want))]
-			x.value = bytes.Repeat([]byte{byte(round)}, encodeBlock+rng.IntN(5*encodeBlock))
+			x.value = bytes.Repeat([]byte{byte(round)}, 64<<10+rng.IntN(256<<10))
+			if round == 8 {
+				x.value = bytes.Repeat([]byte{8}, maxScratchKept+1)
+			}
 			b = &batcher{topic: "t"}
-			b.setLimit(4 << 20)
+			b.setLimit(2 * maxScratchKept)
 			for _, r := range want {
 				if err := b.add(r.key, r.value, r.at, r.hs); err != nil {
 					t.Fatal(err)
