@@ -64,8 +64,9 @@ func (e *OffsetOutOfRangeError) Unwrap() error { return ErrOffsetOutOfRange }
 //
 // It reads with isolation level read_uncommitted and skips control
 // records (transaction markers); the records of aborted transactions are
-// not filtered out, since kafka-go does not report them. Use it from one
-// goroutine; HighWatermark and Offset may be read from any.
+// not filtered out. It decodes the fetch responses itself (fetch.go).
+// Use it from one goroutine; HighWatermark and Offset may be read from
+// any.
 type PartitionSource struct {
 	// MaxWait is how long a fetch waits for a first record before Next
 	// returns no records (0: 200ms).
@@ -84,10 +85,9 @@ type PartitionSource struct {
 
 	offset, hw atomic.Int64
 
-	// data holds the key, value and header bytes of the records of the
-	// last call (until the next call or Detach), hdrs their headers.
-	data   arena
-	hdrs   []processor.Header
+	// x is the fetch request; it holds the records of the last call, their
+	// headers and their bytes, until the next call (or Detach).
+	x      *fetchExchange
 	closed bool
 }
 
@@ -108,7 +108,8 @@ func NewPartitionSource(c Config, topic string, partition int, offset int64) (*P
 	if err != nil {
 		return nil, err
 	}
-	s := &PartitionSource{topic: topic, partition: partition, sh: sh, next: offset}
+	s := &PartitionSource{topic: topic, partition: partition, sh: sh, next: offset,
+		x: newFetchExchange(topic, int32(partition), c.ClientID)}
 	s.offset.Store(offset)
 	s.hw.Store(-1)
 	return s, nil
@@ -161,11 +162,6 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 	if s.closed {
 		return buf, fmt.Errorf("fetch %s: source closed", s.name())
 	}
-	// The last call's records are no longer used: their memory serves
-	// other sources and sinks.
-	s.data.release()
-	clear(s.hdrs)
-	s.hdrs = s.hdrs[:0]
 	var failing time.Time
 	backoff := 50 * time.Millisecond
 	for {
@@ -174,12 +170,13 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 		}
 		err := s.resolve(ctx)
 		if err == nil {
-			var res *kafka.FetchResponse
-			if res, err = s.fetch(ctx); err == nil {
-				s.hw.Store(res.HighWatermark)
-				if buf, err = s.read(res, buf); err == nil || len(buf) > 0 {
+			if err = s.fetch(ctx); err == nil {
+				x := s.x
+				s.hw.Store(x.hw)
+				if err = x.bad; err == nil || len(x.recs) > 0 {
+					s.next = x.next
 					s.offset.Store(s.next)
-					return buf, nil
+					return append(buf, x.recs...), nil
 				}
 			}
 		}
@@ -233,8 +230,10 @@ func (s *PartitionSource) resolve(ctx context.Context) error {
 	return nil
 }
 
-// fetch sends one fetch request.
-func (s *PartitionSource) fetch(ctx context.Context) (*kafka.FetchResponse, error) {
+// fetch sends one fetch request from s.next; s.x then holds what it
+// read. The last call's records are no longer used: their memory serves
+// other sources and sinks.
+func (s *PartitionSource) fetch(ctx context.Context) error {
 	maxWait := s.MaxWait
 	if maxWait <= 0 {
 		maxWait = defaultMaxWait
@@ -245,84 +244,18 @@ func (s *PartitionSource) fetch(ctx context.Context) (*kafka.FetchResponse, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, maxWait+requestSlack)
 	defer cancel()
-	res, err := s.sh.client.Fetch(ctx, &kafka.FetchRequest{
-		Topic: s.topic, Partition: s.partition, Offset: s.next,
-		MinBytes: 1, MaxBytes: int64(maxBytes), MaxWait: maxWait,
-	})
+	x := s.x
+	x.reset(s.next, maxWait, maxBytes)
+	_, err := s.sh.t.RoundTrip(ctx, s.sh.client.Addr, x)
+	if !x.finished.Load() {
+		// Given up on while the connection may still read into it: its
+		// memory goes to the garbage collector once the connection is done.
+		s.x = newFetchExchange(s.topic, int32(s.partition), x.clientID)
+	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if res.Error != nil {
-		return nil, res.Error
-	}
-	return res, nil
-}
-
-// read appends the records of res at or after s.next to buf, copying their
-// bytes into the arena, and moves s.next past them and past any control
-// records.
-func (s *PartitionSource) read(res *kafka.FetchResponse, buf []processor.Record) ([]processor.Record, error) {
-	batches := []protocol.RecordReader{res.Records}
-	if rs, ok := res.Records.(*protocol.RecordStream); ok {
-		batches = rs.Records
-	}
-	for _, rb := range batches {
-		_, control := rb.(*protocol.ControlBatch)
-		for {
-			r, err := rb.ReadRecord()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return buf, fmt.Errorf("%w: %v", errReadRecords, err)
-			}
-			if r.Offset < s.next || control {
-				closeBytes(r.Key)
-				closeBytes(r.Value)
-				if r.Offset >= s.next {
-					s.next = r.Offset + 1
-				}
-				continue
-			}
-			rec := processor.Record{
-				Topic: s.topic, Partition: int32(s.partition), Offset: r.Offset,
-				Key: s.bytes(r.Key), Value: s.bytes(r.Value),
-			}
-			if !r.Time.IsZero() {
-				rec.Time = max(r.Time.UnixMilli(), 0)
-			}
-			if len(r.Headers) > 0 {
-				i := len(s.hdrs)
-				for _, h := range r.Headers {
-					s.hdrs = append(s.hdrs, processor.Header{Key: h.Key, Value: s.put(h.Value)})
-				}
-				rec.Headers = s.hdrs[i:len(s.hdrs):len(s.hdrs)]
-			}
-			buf = append(buf, rec)
-			s.next = r.Offset + 1
-		}
-	}
-	return buf, nil
-}
-
-// bytes reads b into the data and closes it; nil stays nil.
-func (s *PartitionSource) bytes(b protocol.Bytes) []byte {
-	if b == nil {
-		return nil
-	}
-	defer b.Close()
-	p, _ := s.data.grow(b.Len())
-	if _, err := io.ReadFull(b, p); err != nil {
-		// The bytes are in memory already; a short read cannot happen.
-		return p[:0]
-	}
-	return p
-}
-
-// put copies p into the data; nil stays nil.
-func (s *PartitionSource) put(p []byte) []byte {
-	q, _ := s.data.put(p)
-	return q
+	return x.err()
 }
 
 // Detach takes the memory the bytes of the records the last call of Next
@@ -331,15 +264,9 @@ func (s *PartitionSource) put(p []byte) []byte {
 // records' Headers slices are the source's still, valid until the next
 // call.
 func (s *PartitionSource) Detach() Chunks {
-	c := Chunks{a: s.data}
-	s.data = arena{}
+	c := Chunks{a: s.x.data}
+	s.x.data = arena{}
 	return c
-}
-
-func closeBytes(b protocol.Bytes) {
-	if b != nil {
-		b.Close()
-	}
 }
 
 // outOfRange builds the error for an offset the partition does not hold.
