@@ -256,7 +256,7 @@ func TestFetchResponseAsKafkaGo(t *testing.T) {
 			{Partition: 1, HighWatermark: 3, RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(protocol.Record{Time: time.UnixMilli(1)})}},
 			{Partition: 3, HighWatermark: 50, LastStableOffset: 50, PreferredReadReplica: -1,
 				AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 1, FirstOffset: 2}},
-				RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)}},
+				RecordSet:           protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)}},
 		}}}}
 		if err := protocol.WriteResponse(&b, v, 1, res); err != nil {
 			t.Fatal(err)
