@@ -89,6 +89,8 @@ type fetchExchange struct {
 	keys     map[string]string // header keys, each one string
 	finished atomic.Bool
 
+	r                   responseReader
+	head                [batchPrefixLen + 4 + batchFieldsLen]byte // a batch's first bytes
 	req, scratch, plain []byte
 }
 
@@ -155,7 +157,8 @@ func (x *fetchExchange) RawExchange(rw io.ReadWriter) (protocol.Message, error) 
 	if _, err := rw.Write(x.req); err != nil {
 		return nil, err
 	}
-	r := responseReader{br: br, remain: 4}
+	x.r = responseReader{br: br, remain: 4}
+	r := &x.r
 	size := r.int32()
 	if r.err == nil && (size < 4 || size > maxResponseBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", errMalformed, size)
@@ -164,8 +167,9 @@ func (x *fetchExchange) RawExchange(rw io.ReadWriter) (protocol.Message, error) 
 	if id := r.int32(); r.err == nil && id != x.id {
 		return nil, fmt.Errorf("%w: correlation ID %d, want %d", errMalformed, id, x.id)
 	}
-	x.readResponse(&r)
+	x.readResponse(r)
 	r.discard(r.remain)
+	r.br = nil
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -268,15 +272,15 @@ func (x *fetchExchange) readRecordSet(r *responseReader, size int) {
 	end := r.remain - size
 	for r.err == nil && x.bad == nil && r.remain-end >= batchPrefixLen {
 		left := r.remain - end
-		var prefix [batchPrefixLen]byte
-		r.read(prefix[:])
+		prefix := x.head[:batchPrefixLen]
+		r.read(prefix)
 		base := int64(binary.BigEndian.Uint64(prefix[0:]))
 		length := int(int32(binary.BigEndian.Uint32(prefix[8:])))
 		if r.err != nil || length > left-12 {
 			break // the last batch, cut short by the broker's limit
 		}
 		if magic := prefix[16]; magic != 2 {
-			x.readLegacy(r, prefix[:], left)
+			x.readLegacy(r, prefix, left)
 			break
 		}
 		if length < batchLengthMin {
@@ -291,8 +295,8 @@ func (x *fetchExchange) readRecordSet(r *responseReader, size int) {
 // readBatch reads a batch of magic 2 after its magic byte: body bytes of
 // records after the fields.
 func (x *fetchExchange) readBatch(r *responseReader, base int64, body int) {
-	var f [4 + batchFieldsLen]byte
-	r.read(f[:])
+	f := x.head[batchPrefixLen:]
+	r.read(f)
 	if r.err != nil {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -87,9 +88,9 @@ func setRecords(t *testing.T, r *rand.Rand, n int) []protocol.Record {
 }
 
 // fetchResponse builds a fetch response of version v (4 to 11) holding
-// set as the records of likes/3, beside another topic's partition and
-// another partition of likes.
-func fetchResponse(v int16, id int32, code int16, hw int64, set []byte) []byte {
+// set as the records of likes/3; with beside, the same records come
+// before as those of another topic's partition 3 and of likes/4.
+func fetchResponse(v int16, id int32, code int16, hw int64, set []byte, beside bool) []byte {
 	b := binary.BigEndian.AppendUint32(nil, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(id))
 	b = binary.BigEndian.AppendUint32(b, 0) // throttle
@@ -116,13 +117,19 @@ func fetchResponse(v int16, id int32, code int16, hw int64, set []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(set)))
 		return append(b, set...)
 	}
-	b = binary.BigEndian.AppendUint32(b, 2)
-	b = appendString16(b, "other")
-	b = binary.BigEndian.AppendUint32(b, 1)
-	b = partition(b, 3, 0, 7, []byte("not a record set"))
-	b = appendString16(b, "likes")
-	b = binary.BigEndian.AppendUint32(b, 2)
-	b = partition(b, 4, 0, 9, []byte("nor this"))
+	if beside {
+		b = binary.BigEndian.AppendUint32(b, 2)
+		b = appendString16(b, "other")
+		b = binary.BigEndian.AppendUint32(b, 1)
+		b = partition(b, 3, 0, 7, set)
+		b = appendString16(b, "likes")
+		b = binary.BigEndian.AppendUint32(b, 2)
+		b = partition(b, 4, 0, 9, set)
+	} else {
+		b = binary.BigEndian.AppendUint32(b, 1)
+		b = appendString16(b, "likes")
+		b = binary.BigEndian.AppendUint32(b, 1)
+	}
 	b = partition(b, 3, code, hw, set)
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
@@ -226,7 +233,7 @@ func TestFetchAsKafkaGo(t *testing.T) {
 			set = append(set, encodeSet(t, 1, 0, base, setRecords(t, r, 1+r.IntN(5)))...)
 		}
 		v := int16(minFetchVersion + i%(maxFetchVersion-minFetchVersion+1))
-		x, _ := exchange(t, v, offset, fetchResponse(v, 1, 0, 12345, set))
+		x, _ := exchange(t, v, offset, fetchResponse(v, 1, 0, 12345, set, true))
 		y := asKafkaGo(t, set, offset)
 		if x.err() != nil || x.bad != nil || x.hw != 12345 {
 			t.Fatalf("set %d: error %v, bad %v, high watermark %d", i, x.err(), x.bad, x.hw)
@@ -304,7 +311,7 @@ func TestFetchBadBatch(t *testing.T) {
 			bad := bytes.Clone(two)
 			spoil(bad)
 			set := slicesConcat(one, bad, three)
-			x, _ := exchange(t, 11, 0, fetchResponse(11, 1, 0, 15, set))
+			x, _ := exchange(t, 11, 0, fetchResponse(11, 1, 0, 15, set, true))
 			if x.bad == nil || !errors.Is(x.bad, errMalformed) && name != "checksum" {
 				t.Fatalf("bad: %v", x.bad)
 			}
@@ -330,7 +337,7 @@ func TestFetchCompactedBatch(t *testing.T) {
 	b := encodeSet(t, 2, 0, 20, setRecords(t, r, 3))
 	binary.BigEndian.PutUint32(b[23:], 9) // offsets 20 to 29, of which 23 to 29 were removed
 	fixCRC(b)
-	x, _ := exchange(t, 11, 20, fetchResponse(11, 1, 0, 40, b))
+	x, _ := exchange(t, 11, 20, fetchResponse(11, 1, 0, 40, b, true))
 	sameRecords(t, x.recs, asKafkaGo(t, b, 20).recs)
 	if len(x.recs) != 3 || x.next != 30 {
 		t.Fatalf("%d records, next offset %d; want 3 and 30", len(x.recs), x.next)
@@ -341,7 +348,7 @@ func TestFetchCompactedBatch(t *testing.T) {
 	binary.BigEndian.PutUint32(empty[batchLengthAt:], batchLengthMin)
 	binary.BigEndian.PutUint32(empty[57:], 0)
 	fixCRC(empty)
-	x, _ = exchange(t, 11, 30, fetchResponse(11, 1, 0, 40, empty))
+	x, _ = exchange(t, 11, 30, fetchResponse(11, 1, 0, 40, empty, true))
 	if x.bad != nil || len(x.recs) != 0 || x.next != 40 {
 		t.Fatalf("bad %v, %d records, next offset %d; want none and 40", x.bad, len(x.recs), x.next)
 	}
@@ -349,14 +356,14 @@ func TestFetchCompactedBatch(t *testing.T) {
 
 // TestFetchErrors: the partition's error, or its absence, is the fetch's.
 func TestFetchErrors(t *testing.T) {
-	x, _ := exchange(t, 11, 0, fetchResponse(11, 1, int16(kafka.OffsetOutOfRange), -1, nil))
+	x, _ := exchange(t, 11, 0, fetchResponse(11, 1, int16(kafka.OffsetOutOfRange), -1, nil, true))
 	if err := x.err(); !errors.Is(err, kafka.OffsetOutOfRange) {
 		t.Fatalf("error %v, want %v", err, kafka.OffsetOutOfRange)
 	}
 	x = newFetchExchange("views", 0, "")
 	x.reset(0, time.Second, 1)
 	x.Required(map[protocol.ApiKey]int16{protocol.Fetch: 11})
-	if _, err := x.RawExchange(newFakeConn(fetchResponse(11, 1, 0, 5, nil))); err != nil {
+	if _, err := x.RawExchange(newFakeConn(fetchResponse(11, 1, 0, 5, nil, true))); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.err(); !errors.Is(err, protocol.ErrNoPartition) {
@@ -364,8 +371,8 @@ func TestFetchErrors(t *testing.T) {
 	}
 	// A response cut short, or of another request, is the connection's
 	// error.
-	resp := fetchResponse(11, 1, 0, 5, nil)
-	for _, bad := range [][]byte{resp[:len(resp)-3], fetchResponse(11, 2, 0, 5, nil)} {
+	resp := fetchResponse(11, 1, 0, 5, nil, true)
+	for _, bad := range [][]byte{resp[:len(resp)-3], fetchResponse(11, 2, 0, 5, nil, true)} {
 		x = newFetchExchange("likes", 3, "")
 		x.reset(0, time.Second, 1)
 		x.Required(map[protocol.ApiKey]int16{protocol.Fetch: 11})
@@ -377,4 +384,66 @@ func TestFetchErrors(t *testing.T) {
 	if _, err := x.RawExchange(newFakeConn(resp)); err == nil {
 		t.Fatal("fetch version 3 was used")
 	}
+}
+
+// BenchmarkFetch reads a fetch response of 4 batches of 1,000
+// score-sized records with a header, as a source reads it (fetchExchange)
+// and as kafka-go read it before.
+func BenchmarkFetch(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	var set []byte
+	for n := range 4 {
+		bt := &batcher{topic: "t"}
+		bt.setLimit(1 << 20)
+		idx := make([]int32, 1000)
+		value := make([]byte, 200)
+		for i := range idx {
+			idx[i] = int32(i)
+			key := fmt.Appendf(nil, "video-%d", rng.IntN(100_000))
+			hs := []processor.Header{{Key: processor.HeaderCommit, Value: []byte("0123456789abcdef")}}
+			if err := bt.add(key, value, time.UnixMilli(1_700_000_000_000+int64(i)), hs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var w bytes.Buffer
+		bs := batchSet{r: &bt.records, chunk: bt.recs, idx: idx}
+		if _, err := bs.WriteTo(&w); err != nil {
+			b.Fatal(err)
+		}
+		batch := w.Bytes()[4:]
+		binary.BigEndian.PutUint64(batch, uint64(n*1000))
+		set = append(set, batch...)
+	}
+	resp := fetchResponse(11, 1, 0, 4000, set, false)
+	b.Run("fetchExchange", func(b *testing.B) {
+		x := newFetchExchange("likes", 3, "")
+		x.Required(map[protocol.ApiKey]int16{protocol.Fetch: 11})
+		c := newFakeConn(nil)
+		for b.Loop() {
+			x.reset(0, time.Second, 1<<20)
+			x.id = 0
+			c.Reader.Reset(bytes.NewReader(resp))
+			c.w.Reset()
+			if _, err := x.RawExchange(c); err != nil || len(x.recs) != 4000 {
+				b.Fatal(err, len(x.recs))
+			}
+		}
+		b.ReportMetric(float64(b.N*4000)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("kafka-go", func(b *testing.B) {
+		y := newFetchExchange("likes", 3, "")
+		br := bufio.NewReader(nil)
+		for b.Loop() {
+			y.reset(0, time.Second, 1<<20)
+			br.Reset(bytes.NewReader(resp))
+			_, m, err := protocol.ReadResponse(br, protocol.Fetch, 11)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := y.readRecords(m.(*fetch.Response).Topics[0].Partitions[0].RecordSet.Records); err != nil || len(y.recs) != 4000 {
+				b.Fatal(err, len(y.recs))
+			}
+		}
+		b.ReportMetric(float64(b.N*4000)/b.Elapsed().Seconds(), "records/s")
+	})
 }
