@@ -148,8 +148,9 @@ func (s *PartitionSource) Close() error {
 
 func (s *PartitionSource) name() string { return fmt.Sprintf("%s/%d", s.topic, s.partition) }
 
-// Next fetches once and returns the records fetched, appended to buf[:0],
-// and moves the offset past them. When MaxWait passes with no new record
+// Next fetches once and returns the records fetched, and moves the offset
+// past them. They are in an array the source had (given to an earlier
+// call, or its own): buf becomes the source's, for a later fetch. When MaxWait passes with no new record
 // it returns no records and a nil error, so the caller notices idleness.
 // The records' byte slices stay valid until the next call (see Detach).
 //
@@ -176,7 +177,12 @@ func (s *PartitionSource) Next(ctx context.Context, buf []processor.Record) ([]p
 				if err = x.bad; err == nil || len(x.recs) > 0 {
 					s.next = x.next
 					s.offset.Store(s.next)
-					return append(buf, x.recs...), nil
+					// The connection may be given up on while it reads
+					// into x: it never reads into an array the caller
+					// still has.
+					recs := x.recs
+					x.recs = buf
+					return recs, nil
 				}
 			}
 		}
