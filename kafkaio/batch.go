@@ -46,14 +46,47 @@ type batchSet struct {
 	done bool   // written or read once
 }
 
-// encodeScratch holds the arrays WriteTo encodes batches into: one or
-// two in use at a time (one a connection writing a request), each as
-// large as a batch (at most max.message.bytes), kept unless larger than
-// maxScratchKept.
-var encodeScratch = sync.Pool{New: func() any { return new([]byte) }}
+// encodeScratch holds the arrays WriteTo encodes batches into, one a
+// connection writing a request, each as large as a batch (at most
+// max.message.bytes). It is a free list, not a sync.Pool: in a catch-up
+// the collector ran several times a second and emptied the pool, and the
+// batches grew new arrays: 13% of the bytes the catch-up allocated
+// (bench/RESULTS.md).
+var encodeScratch struct {
+	mu   sync.Mutex
+	free [][]byte
+}
 
-// maxScratchKept is the largest array encodeScratch keeps.
-const maxScratchKept = 4 << 20
+// The free list keeps up to maxScratchFree arrays of at most
+// maxScratchKept bytes.
+const (
+	maxScratchFree = 4
+	maxScratchKept = 2 << 20
+)
+
+// getScratch returns an empty array from the free list, or nil.
+func getScratch() []byte {
+	encodeScratch.mu.Lock()
+	defer encodeScratch.mu.Unlock()
+	n := len(encodeScratch.free)
+	if n == 0 {
+		return nil
+	}
+	p := encodeScratch.free[n-1]
+	encodeScratch.free[n-1] = nil
+	encodeScratch.free = encodeScratch.free[:n-1]
+	return p
+}
+
+// putScratch gives p back to the free list, unless it is too large or the
+// list is full.
+func putScratch(p []byte) {
+	encodeScratch.mu.Lock()
+	defer encodeScratch.mu.Unlock()
+	if cap(p) <= maxScratchKept && len(encodeScratch.free) < maxScratchFree {
+		encodeScratch.free = append(encodeScratch.free, p[:0])
+	}
+}
 
 // WriteTo writes the record set: its size (int32), then the batch,
 // encoded whole into a scratch array for its checksum, which comes before
@@ -63,7 +96,6 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 		return 0, nil
 	}
 	s.done = true
-	scratch := encodeScratch.Get().(*[]byte)
 	var first, maxTime int64
 	for i, j := range s.idx {
 		t := s.time(&s.chunk[j])
@@ -72,7 +104,7 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 		}
 		maxTime = max(maxTime, t)
 	}
-	p := append((*scratch)[:0], make([]byte, 4+batchHeadLen)...)
+	p := append(getScratch(), make([]byte, 4+batchHeadLen)...)
 	for i, j := range s.idx {
 		x := &s.chunk[j]
 		p = s.r.appendRecord(p, x, s.time(x)-first, int64(i))
@@ -93,10 +125,7 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 	binary.BigEndian.PutUint32(b[57:], uint32(len(s.idx)))
 	binary.BigEndian.PutUint32(b[batchCRCAt:], crc32.Checksum(b[batchAttrsAt:], castagnoli))
 	n, err := w.Write(p)
-	if cap(p) <= maxScratchKept {
-		*scratch = p[:0]
-		encodeScratch.Put(scratch)
-	}
+	putScratch(p)
 	return int64(n), err
 }
 
