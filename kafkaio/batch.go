@@ -95,6 +95,15 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 	if s.done {
 		return 0, nil
 	}
+	p := s.appendSet(getScratch())
+	n, err := w.Write(p)
+	putScratch(p)
+	return int64(n), err
+}
+
+// appendSet appends the record set to p: its size (int32), then the
+// batch.
+func (s *batchSet) appendSet(p []byte) []byte {
 	s.done = true
 	var first, maxTime int64
 	for i, j := range s.idx {
@@ -104,14 +113,15 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 		}
 		maxTime = max(maxTime, t)
 	}
-	p := append(getScratch(), make([]byte, 4+batchHeadLen)...)
+	at := len(p)
+	p = append(p, make([]byte, 4+batchHeadLen)...)
 	for i, j := range s.idx {
 		x := &s.chunk[j]
 		p = s.r.appendRecord(p, x, s.time(x)-first, int64(i))
 	}
-	binary.BigEndian.PutUint32(p, uint32(len(p)-4))
+	binary.BigEndian.PutUint32(p[at:], uint32(len(p)-at-4))
 	// The batch: base offset 0, length, then the partition leader epoch.
-	b := p[4:]
+	b := p[at+4:]
 	binary.BigEndian.PutUint32(b[batchLengthAt:], uint32(len(b)-12))
 	binary.BigEndian.PutUint32(b[12:], ^uint32(0)) // -1
 	b[16] = 2                                      // magic
@@ -124,9 +134,7 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 	binary.BigEndian.PutUint32(b[53:], ^uint32(0)) // base sequence: -1
 	binary.BigEndian.PutUint32(b[57:], uint32(len(s.idx)))
 	binary.BigEndian.PutUint32(b[batchCRCAt:], crc32.Checksum(b[batchAttrsAt:], castagnoli))
-	n, err := w.Write(p)
-	putScratch(p)
-	return int64(n), err
+	return p
 }
 
 // time returns the time of x in the batch.

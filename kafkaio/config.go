@@ -315,10 +315,11 @@ func (c Config) addr() string { return strings.Join(c.Brokers, ",") }
 // be unknown to it for a while; refresh drops the cached pools so that the
 // next request fetches metadata anew.
 type shared struct {
-	key    string
-	t      *kafka.Transport
-	client *kafka.Client
-	refs   int // guarded by sharedMu
+	key      string
+	clientID string
+	t        *kafka.Transport
+	client   *kafka.Client
+	refs     int // guarded by sharedMu
 
 	mu          sync.Mutex
 	lastRefresh time.Time
@@ -343,7 +344,7 @@ func acquire(c Config) (*shared, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &shared{key: key, t: t, refs: 1, client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t}}
+	s := &shared{key: key, clientID: c.ClientID, t: t, refs: 1, client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t}}
 	sharedByCf[key] = s
 	return s, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	produceapi "github.com/segmentio/kafka-go/protocol/produce"
-	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -215,7 +214,7 @@ type producesCounted struct {
 
 func (c *producesCounted) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
 	switch req.(type) {
-	case *produceapi.Request, *rawproduce.Request:
+	case *produceapi.Request, *produceRequest:
 		c.n.Add(1)
 	}
 	return c.RoundTripper.RoundTrip(ctx, addr, req)

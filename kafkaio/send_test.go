@@ -27,8 +27,8 @@ type lateRT struct {
 }
 
 func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
-	if p, ok := req.(*rawproduce.Request); ok && r.held == nil {
-		r.held = p
+	if p, ok := req.(*produceRequest); ok && r.held == nil {
+		r.held = &p.Request
 		return nil, context.DeadlineExceeded
 	}
 	return r.RoundTripper.RoundTrip(ctx, addr, req)

@@ -11,7 +11,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
-	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
 )
@@ -86,7 +85,7 @@ type refusingRT struct {
 
 func (r *refusingRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
 	res, err := r.RoundTripper.RoundTrip(ctx, addr, req)
-	if _, ok := req.(*rawproduce.Request); !ok || err != nil {
+	if _, ok := req.(*produceRequest); !ok || err != nil {
 		return res, err
 	}
 	r.requests++
