@@ -101,11 +101,8 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 	return int64(n), err
 }
 
-// appendSet appends the record set to p: its size (int32), then the
-// batch.
-func (s *batchSet) appendSet(p []byte) []byte {
-	s.done = true
-	var first, maxTime int64
+// times returns the first time of the batch and its largest.
+func (s *batchSet) times() (first, maxTime int64) {
 	for i, j := range s.idx {
 		t := s.time(&s.chunk[j])
 		if i == 0 {
@@ -113,6 +110,26 @@ func (s *batchSet) appendSet(p []byte) []byte {
 		}
 		maxTime = max(maxTime, t)
 	}
+	return first, maxTime
+}
+
+// size returns the bytes appendSet appends.
+func (s *batchSet) size() int {
+	first, _ := s.times()
+	n := 4 + batchHeadLen
+	for i, j := range s.idx {
+		x := &s.chunk[j]
+		l := s.r.recordLen(x, s.time(x)-first, int64(i))
+		n += varintLen(l) + l
+	}
+	return n
+}
+
+// appendSet appends the record set to p: its size (int32), then the
+// batch.
+func (s *batchSet) appendSet(p []byte) []byte {
+	s.done = true
+	first, maxTime := s.times()
 	at := len(p)
 	p = append(p, make([]byte, 4+batchHeadLen)...)
 	for i, j := range s.idx {

@@ -225,10 +225,42 @@ func BenchmarkBatchSet(b *testing.B) {
 
 // TestProduceRequestAsKafkaGo: a produce request that writes itself
 // writes, byte for byte, what kafka-go writes for the same raw produce
-// request, at every version, for two topics of two partitions.
+// request, at every version, for two topics of two partitions; in one
+// part, and in several (a record larger than a part).
 func TestProduceRequestAsKafkaGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(6, 7))
-	b, _ := randomRecords(t, rng, 40)
+	for _, large := range []bool{false, true} {
+		b, ws := randomRecords(t, rng, 40)
+		if large {
+			b = &batcher{topic: "t"}
+			b.setLimit(1 << 20)
+			ws[3].value = bytes.Repeat([]byte{3}, writePart+100)
+			for _, w := range ws {
+				if err := b.add(w.key, w.value, w.at, w.hs); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if writes := produceAsKafkaGo(t, b); (writes > 1) != large {
+			t.Fatalf("the request was written in %d parts", writes)
+		}
+	}
+}
+
+// countingWriter counts the writes to a buffer.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+// produceAsKafkaGo compares the requests for some records of b, and
+// returns the writes of the last one.
+func produceAsKafkaGo(t *testing.T, b *batcher) (writes int) {
 	request := func() *produceRequest {
 		r := &produceRequest{clientID: "virality-test", Request: rawproduce.Request{Acks: -1, Timeout: 9000}}
 		for _, topic := range []string{"t", "u"} {
@@ -246,10 +278,12 @@ func TestProduceRequestAsKafkaGo(t *testing.T) {
 	for v := int16(minProduceVersion); v <= maxProduceVersion; v++ {
 		r := request()
 		r.Required(map[protocol.ApiKey]int16{protocol.Produce: v})
-		got, err := r.appendTo(nil, 77)
-		if err != nil {
+		var w countingWriter
+		if _, err := r.write(&w, nil, 77); err != nil {
 			t.Fatal(err)
 		}
+		got := w.Bytes()
+		writes = w.writes
 		var kg bytes.Buffer
 		if err := protocol.WriteRequest(&kg, v, 77, "virality-test", &request().Request); err != nil {
 			t.Fatal(err)
@@ -258,4 +292,5 @@ func TestProduceRequestAsKafkaGo(t *testing.T) {
 			t.Fatalf("v%d: wrote %d bytes\n%x\nkafka-go %d\n%x", v, len(got), got, kg.Len(), kg.Bytes())
 		}
 	}
+	return writes
 }

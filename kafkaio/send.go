@@ -254,12 +254,13 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 // produceRequest is a raw produce request of batchSets that writes
 // itself. kafka-go's transport routes it (the embedded request gives its
 // API key, its leader and whether it has a response) and hands it the
-// connection (protocol.RawExchanger): it writes the request whole from
-// one array, its batches encoded into it as the connection writes it, and
-// reads the response with kafka-go's decoder. kafka-go wrote the request
-// through its paged buffer, the batches copied into pages of a sync.Pool
-// that the collector emptied several times a second in a catch-up (3% of
-// the bytes it allocated, bench/RESULTS.md).
+// connection (protocol.RawExchanger): it writes the request in parts of
+// about writePart bytes, its batches encoded into an array of the free
+// list as the connection writes them, and reads the response with
+// kafka-go's decoder. kafka-go wrote the request through its paged
+// buffer, the batches copied into pages of a sync.Pool that the collector
+// emptied several times a second in a catch-up (3% of the bytes it
+// allocated, bench/RESULTS.md).
 type produceRequest struct {
 	rawproduce.Request
 	clientID string
@@ -272,6 +273,11 @@ const (
 	minProduceVersion = 3
 	maxProduceVersion = 8
 )
+
+// writePart is the size past which a produce request's bytes are written
+// before the next batch is encoded, so that the array they are encoded
+// into holds about a batch, not the whole request.
+const writePart = 64 << 10
 
 // correlationIDs numbers the requests that write themselves.
 var correlationIDs atomic.Int32
@@ -290,10 +296,8 @@ func (r *produceRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error)
 		return nil, fmt.Errorf("kafkaio: produce: the broker offers produce version %d, want %d to %d", r.version, minProduceVersion, maxProduceVersion)
 	}
 	id := correlationIDs.Add(1)
-	p, err := r.appendTo(getScratch(), id)
-	if err == nil {
-		_, err = rw.Write(p)
-	}
+	p := getScratch()
+	p, err := r.write(rw, p, id)
 	putScratch(p)
 	if err != nil || !r.HasResponse() {
 		return nil, err
@@ -305,10 +309,26 @@ func (r *produceRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error)
 	return res, err
 }
 
-// appendTo appends the request (its size first) to p.
-func (r *produceRequest) appendTo(p []byte, id int32) ([]byte, error) {
-	at := len(p)
-	p = binary.BigEndian.AppendUint32(p, 0)
+// write writes the request to w in parts, encoded into p, and returns p.
+func (r *produceRequest) write(w io.Writer, p []byte, id int32) ([]byte, error) {
+	type sized struct {
+		set *batchSet
+		n   int
+	}
+	sets := make([]sized, 0, 8)
+	size := 4 + 2 + 2 + 4 + 2 + len(r.clientID) + 2 + 2 + 4 + 4 // the header to the topics' count
+	for _, t := range r.Topics {
+		size += 2 + len(t.Topic) + 4
+		for _, part := range t.Partitions {
+			set, ok := part.RecordSet.Reader.(*batchSet)
+			if !ok {
+				return p, fmt.Errorf("kafkaio: produce: a record set of %T", part.RecordSet.Reader)
+			}
+			sets = append(sets, sized{set, set.size()})
+			size += 4 + sets[len(sets)-1].n
+		}
+	}
+	p = binary.BigEndian.AppendUint32(p[:0], uint32(size-4))
 	p = binary.BigEndian.AppendUint16(p, uint16(protocol.Produce))
 	p = binary.BigEndian.AppendUint16(p, uint16(r.version))
 	p = binary.BigEndian.AppendUint32(p, uint32(id))
@@ -317,20 +337,29 @@ func (r *produceRequest) appendTo(p []byte, id int32) ([]byte, error) {
 	p = binary.BigEndian.AppendUint16(p, uint16(r.Acks))
 	p = binary.BigEndian.AppendUint32(p, uint32(r.Timeout))
 	p = binary.BigEndian.AppendUint32(p, uint32(len(r.Topics)))
+	written := 0
 	for _, t := range r.Topics {
 		p = appendString16(p, t.Topic)
 		p = binary.BigEndian.AppendUint32(p, uint32(len(t.Partitions)))
 		for _, part := range t.Partitions {
-			p = binary.BigEndian.AppendUint32(p, uint32(part.Partition))
-			set, ok := part.RecordSet.Reader.(*batchSet)
-			if !ok {
-				return p, fmt.Errorf("kafkaio: produce: a record set of %T", part.RecordSet.Reader)
+			s := sets[0]
+			sets = sets[1:]
+			if len(p) >= writePart {
+				if _, err := w.Write(p); err != nil {
+					return p, err
+				}
+				written += len(p)
+				p = p[:0]
 			}
-			p = set.appendSet(p)
+			p = binary.BigEndian.AppendUint32(p, uint32(part.Partition))
+			p = s.set.appendSet(slices.Grow(p, s.n))
 		}
 	}
-	binary.BigEndian.PutUint32(p[at:], uint32(len(p)-at-4))
-	return p, nil
+	if written+len(p) != size {
+		return p, fmt.Errorf("kafkaio: produce: a request of %d bytes, counted %d", written+len(p), size)
+	}
+	_, err := w.Write(p)
+	return p, err
 }
 
 // misrouted reports whether err says that a request was not sent because
