@@ -150,9 +150,10 @@ func (s *PartitionSource) name() string { return fmt.Sprintf("%s/%d", s.topic, s
 
 // Next fetches once and returns the records fetched, and moves the offset
 // past them. They are in an array the source had (given to an earlier
-// call, or its own): buf becomes the source's, for a later fetch. When MaxWait passes with no new record
-// it returns no records and a nil error, so the caller notices idleness.
-// The records' byte slices stay valid until the next call (see Detach).
+// call, or its own): buf becomes the source's, for a later fetch. When
+// MaxWait passes with no new record it returns no records and a nil
+// error, so the caller notices idleness. The records' byte slices stay
+// valid until the next call (see Detach).
 //
 // Failures that may pass are retried inside Next, with backoff, for up to
 // RetryFor; it returns ctx.Err() as soon as ctx is done, and an
