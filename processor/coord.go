@@ -762,7 +762,7 @@ func (c *Coordinator) step(ctx context.Context) error {
 // only once the caches hold a quarter more than their bounds: its landing
 // is what lets them trim.
 func (c *Coordinator) commitBeside(ctx context.Context) error {
-	if f := c.flight; f != nil && f.w != nil && !c.cachesOver(5, 5) {
+	if f := c.flight; f != nil && f.committing() && !c.cachesOver(5, 5) {
 		return nil
 	}
 	if err := c.Land(ctx); err != nil {

@@ -67,6 +67,7 @@ type flight struct {
 	// and the partitions whose changelog ends it then records, and the
 	// sources' offsets it holds.
 	w       *store.Writer
+	commit  bool // w was set at launch; fly clears w once the batch is written
 	log     *changeLog
 	ids     []int32
 	parts   []*store.Partition
@@ -172,8 +173,19 @@ func (f *flight) sendAll(ctx context.Context, log bool) bool {
 	return true
 }
 
+// committing reports whether f is a commit whose batch is not written:
+// in the air, or failed and kept. fly clears f.w once the batch is
+// written, so f.w is read only once f has come down.
+func (f *flight) committing() bool {
+	if !f.isDone() {
+		return f.commit
+	}
+	return f.w != nil
+}
+
 // launch sends f on its way.
 func (c *Coordinator) launch(ctx context.Context, f *flight) {
+	f.commit = f.w != nil
 	c.flight = f
 	f.takeOff(ctx, c.changelog)
 }
