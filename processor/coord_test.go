@@ -227,44 +227,37 @@ func TestPartitionedRestartAfterCrash(t *testing.T) {
 	}
 }
 
-// TestBatchFillAndTake: Fill copies the records' bytes, skipping those
-// before the resume offset; Take keeps the records given and copies their
-// headers, but points at the bytes given, and hands back its old array.
-func TestBatchFillAndTake(t *testing.T) {
-	hs := []Header{{Key: "h", Value: []byte("x")}} // the source's array of headers
+// TestBatchFillAndRefer: Fill copies the records' bytes, skipping those
+// before the resume offset; Refer copies the records and their headers
+// but points at the bytes given.
+func TestBatchFillAndRefer(t *testing.T) {
 	recs := []Record{
-		{Offset: 4, Key: []byte("a"), Value: []byte(`{"v":1}`), Headers: hs[0:1]},
+		{Offset: 4, Key: []byte("a"), Value: []byte(`{"v":1}`), Headers: []Header{{Key: "h", Value: []byte("x")}}},
 		{Offset: 5, Key: []byte("b"), Value: []byte(`{"v":2}`)},
 	}
-	var filled, taken Batch
+	var filled, referred Batch
 	filled.Fill(recs, 5)
-	if spare := taken.Take(recs); len(spare) != 0 {
-		t.Fatalf("a new batch handed back %d records", len(spare))
-	}
+	referred.Refer(recs)
 	if len(filled.Recs) != 1 || string(filled.Recs[0].Value) != `{"v":2}` {
 		t.Fatalf("Fill from offset 5 kept %d records", len(filled.Recs))
 	}
-	if len(taken.Recs) != 2 || len(taken.Events) != 0 || len(taken.Errs) != 0 {
-		t.Fatalf("Take kept %d records, %d events, %d errors; want 2, then none decoded", len(taken.Recs), len(taken.Events), len(taken.Errs))
+	if len(referred.Recs) != 2 || len(referred.Events) != 0 || len(referred.Errs) != 0 {
+		t.Fatalf("Refer kept %d records, %d events, %d errors; want 2, then none decoded", len(referred.Recs), len(referred.Events), len(referred.Errs))
 	}
-	if taken.Decode(); len(taken.Events) != 2 || len(taken.Errs) != 2 {
-		t.Fatalf("Decode gave %d events, %d errors; want 2 each", len(taken.Events), len(taken.Errs))
+	if referred.Decode(); len(referred.Events) != 2 || len(referred.Errs) != 2 {
+		t.Fatalf("Decode gave %d events, %d errors; want 2 each", len(referred.Events), len(referred.Errs))
 	}
 	recs[1].Value[5] = '9'
-	hs[0].Value[0] = 'y'
-	hs[0] = Header{Key: "other"}
+	recs[0].Headers[0].Value[0] = 'y'
+	recs[0].Headers[0] = Header{Key: "other"}
 	if got := string(filled.Recs[0].Value); got != `{"v":2}` {
 		t.Errorf("Fill's copy changed with its source: %s", got)
 	}
-	if got := string(taken.Recs[1].Value); got != `{"v":9}` {
-		t.Errorf("Take's record reads %s, want the bytes given, changed to {\"v\":9}", got)
+	if got := string(referred.Recs[1].Value); got != `{"v":9}` {
+		t.Errorf("Refer's record reads %s, want the bytes given, changed to {\"v\":9}", got)
 	}
-	if h := taken.Recs[0].Headers[0]; h.Key != "h" || string(h.Value) != "y" {
-		t.Errorf("Take's header is %s=%s, want its own entry h pointing at the value given (y)", h.Key, h.Value)
-	}
-	spare := taken.Take([]Record{{Offset: 6}})
-	if len(spare) != 0 || cap(spare) < 2 || &spare[:1][0] != &recs[0] || spare[:2][1].Value != nil {
-		t.Errorf("Take handed back %d of %d records, want the old array, emptied and cleared", len(spare), cap(spare))
+	if h := referred.Recs[0].Headers[0]; h.Key != "h" || string(h.Value) != "y" {
+		t.Errorf("Refer's header is %s=%s, want its own entry h pointing at the value given (y)", h.Key, h.Value)
 	}
 }
 

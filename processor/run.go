@@ -147,7 +147,14 @@ func Run(ctx context.Context, g *Coordinator, src Source, opts RunOptions) (err 
 // sizes its arrays once for what they take: grown by append from a
 // recycled batch of another size, they were a fifth of all a catch-up
 // allocated (bench/RESULTS.md).
-func (b *Batch) Fill(recs []Record, resume int64) {
+func (b *Batch) Fill(recs []Record, resume int64) { b.fill(recs, resume, true) }
+
+// Refer is Fill without a copy of the records' keys, values and header
+// values: they must stay unchanged until the batch is filled again or
+// dropped. The records and their headers are copied.
+func (b *Batch) Refer(recs []Record) { b.fill(recs, 0, false) }
+
+func (b *Batch) fill(recs []Record, resume int64, copyBytes bool) {
 	b.Recs = b.Recs[:0]
 	b.arena = b.arena[:0]
 	clear(b.hdrs)
@@ -164,25 +171,33 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		nh += len(recs[i].Headers)
 		nr++
 	}
+	if !copyBytes {
+		nb = 0
+	}
 	if cap(b.arena) < nb {
 		b.arena = make([]byte, 0, nb+nb/4)
 	}
 	if cap(b.Recs) < nr {
 		b.Recs = make([]Record, 0, nr+nr/4)
 	}
-	for i := range recs {
-		if recs[i].Offset < resume {
-			continue
-		}
-		b.arena = append(b.arena, recs[i].Key...)
-		b.arena = append(b.arena, recs[i].Value...)
-		for _, h := range recs[i].Headers {
-			b.arena = append(b.arena, h.Value...)
+	if copyBytes {
+		for i := range recs {
+			if recs[i].Offset < resume {
+				continue
+			}
+			b.arena = append(b.arena, recs[i].Key...)
+			b.arena = append(b.arena, recs[i].Value...)
+			for _, h := range recs[i].Headers {
+				b.arena = append(b.arena, h.Value...)
+			}
 		}
 	}
 	b.hdrs = slices.Grow(b.hdrs, nh)
 	off := 0
 	take := func(p []byte) []byte {
+		if !copyBytes {
+			return p
+		}
 		n := len(p)
 		s := b.arena[off : off+n : off+n]
 		off += n
@@ -205,37 +220,6 @@ func (b *Batch) Fill(recs []Record, resume int64) {
 		b.Recs = append(b.Recs, r)
 	}
 	b.Events, b.Errs = b.Events[:0], b.Errs[:0]
-}
-
-// Take is Fill without a copy of the records: the batch takes recs
-// itself, and returns its own array of records, emptied, for the caller
-// to fetch into next. The records' keys, values and header values must
-// stay unchanged until the batch is filled again or dropped. Only the
-// headers are copied, since they lie in the source's array of headers.
-// Refilled by a copy of the records, the batches of a catch-up grew new
-// arrays for them whenever a fetch brought more than they had held: 4.9%
-// of the bytes it allocated (bench/RESULTS.md).
-func (b *Batch) Take(recs []Record) (spare []Record) {
-	spare = b.Recs[:0]
-	clear(spare[:cap(spare)])
-	b.Recs = recs
-	b.arena = b.arena[:0]
-	clear(b.hdrs)
-	b.hdrs = b.hdrs[:0]
-	nh := 0
-	for i := range recs {
-		nh += len(recs[i].Headers)
-	}
-	b.hdrs = slices.Grow(b.hdrs, nh)
-	for i := range b.Recs {
-		if r := &b.Recs[i]; len(r.Headers) > 0 {
-			j := len(b.hdrs)
-			b.hdrs = append(b.hdrs, r.Headers...)
-			r.Headers = b.hdrs[j:len(b.hdrs):len(b.hdrs)]
-		}
-	}
-	b.Events, b.Errs = b.Events[:0], b.Errs[:0]
-	return spare
 }
 
 // Bytes is about what the batch holds on the heap: its arena and the

@@ -882,10 +882,9 @@ func (s *Service) fetch(ctx context.Context, in *input, topic string, p int32, i
 		b.written = written
 		b.Recs = b.Recs[:0]
 		if err == nil {
-			// The batch takes the fetch's records and memory, given
-			// back once the batch is applied (recycle); the source
-			// fetches next into the batch's old array of records.
-			recs = b.Take(recs)
+			// The batch takes the fetch's memory, given back once
+			// the batch is applied (recycle).
+			b.Refer(recs)
 			b.data = src.Detach()
 			if !internal { // internal records are decoded by the coordinator
 				b.Decode()
