@@ -32,7 +32,8 @@ const (
 
 // batchSet is the record set of one partition in a raw produce request:
 // the records idx of chunk, encoded as one batch when the connection
-// writes the request (WriteTo), as kafka-go's encoder did. So the records
+// writes the request (produceRequest; WriteTo and Read for any other
+// writer), as kafka-go's encoder did. So the records
 // must stay as they are until the request is written, also after a
 // failed attempt (send.go). Records without a time get now (Unix
 // milliseconds).
@@ -46,9 +47,9 @@ type batchSet struct {
 	done bool   // written or read once
 }
 
-// encodeScratch holds the arrays WriteTo encodes batches into, one a
-// connection writing a request, each as large as a batch (at most
-// max.message.bytes). It is a free list, not a sync.Pool: in a catch-up
+// encodeScratch holds the arrays batches are encoded into, one a
+// connection writing a request, each about as large as a batch (at most
+// max.message.bytes) and a part of a request (writePart). It is a free list, not a sync.Pool: in a catch-up
 // the collector ran several times a second and emptied the pool, and the
 // batches grew new arrays: 13% of the bytes the catch-up allocated
 // (bench/RESULTS.md).
@@ -95,7 +96,8 @@ func (s *batchSet) WriteTo(w io.Writer) (int64, error) {
 	if s.done {
 		return 0, nil
 	}
-	p := s.appendSet(getScratch())
+	first, maxTime := s.times()
+	p := s.appendSet(getScratch(), first, maxTime)
 	n, err := w.Write(p)
 	putScratch(p)
 	return int64(n), err
@@ -113,9 +115,9 @@ func (s *batchSet) times() (first, maxTime int64) {
 	return first, maxTime
 }
 
-// size returns the bytes appendSet appends.
-func (s *batchSet) size() int {
-	first, _ := s.times()
+// size returns the bytes appendSet appends, for the batch's first time
+// (times).
+func (s *batchSet) size(first int64) int {
 	n := 4 + batchHeadLen
 	for i, j := range s.idx {
 		x := &s.chunk[j]
@@ -126,10 +128,9 @@ func (s *batchSet) size() int {
 }
 
 // appendSet appends the record set to p: its size (int32), then the
-// batch.
-func (s *batchSet) appendSet(p []byte) []byte {
+// batch, of the times the batch's times returns.
+func (s *batchSet) appendSet(p []byte, first, maxTime int64) []byte {
 	s.done = true
-	first, maxTime := s.times()
 	at := len(p)
 	p = append(p, make([]byte, 4+batchHeadLen)...)
 	for i, j := range s.idx {

@@ -84,7 +84,7 @@ type fetchExchange struct {
 	recs    []processor.Record
 	hdrs    []processor.Header
 	data    arena // the records' bytes
-	bad     error // why a record set was not read to its end
+	bad     error // why a record set was not read to its end (errReadRecords: fetched again)
 
 	keys     map[string]string // header keys, each one string
 	finished atomic.Bool
@@ -284,7 +284,7 @@ func (x *fetchExchange) readRecordSet(r *responseReader, size int) {
 			break
 		}
 		if length < batchLengthMin {
-			x.bad = fmt.Errorf("%w: a record batch of %d bytes", errMalformed, length)
+			x.bad = fmt.Errorf("%w: %w: a record batch of %d bytes", errReadRecords, errMalformed, length)
 			break
 		}
 		x.readBatch(r, base, length-batchLengthMin)
@@ -325,7 +325,7 @@ func (x *fetchExchange) readBatch(r *responseReader, base int64, body int) {
 		x.recs = x.recs[:recs]
 		clear(x.hdrs[hdrs:])
 		x.hdrs = x.hdrs[:hdrs]
-		x.bad = fmt.Errorf("record batch at offset %d of %s/%d: %w", base, x.topic, x.partition, err)
+		x.bad = fmt.Errorf("%w: record batch at offset %d of %s/%d: %w", errReadRecords, base, x.topic, x.partition, err)
 		return
 	}
 	x.next = max(x.next, last+1)

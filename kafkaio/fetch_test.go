@@ -312,7 +312,7 @@ func TestFetchBadBatch(t *testing.T) {
 			spoil(bad)
 			set := slicesConcat(one, bad, three)
 			x, _ := exchange(t, 11, 0, fetchResponse(11, 1, 0, 15, set, true))
-			if x.bad == nil || !errors.Is(x.bad, errMalformed) && name != "checksum" {
+			if x.bad == nil || !errors.Is(x.bad, errMalformed) && name != "checksum" || !retriable(x.bad) {
 				t.Fatalf("bad: %v", x.bad)
 			}
 			sameRecords(t, x.recs, asKafkaGo(t, one, 0).recs)

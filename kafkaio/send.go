@@ -312,8 +312,9 @@ func (r *produceRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error)
 // write writes the request to w in parts, encoded into p, and returns p.
 func (r *produceRequest) write(w io.Writer, p []byte, id int32) ([]byte, error) {
 	type sized struct {
-		set *batchSet
-		n   int
+		set            *batchSet
+		n              int
+		first, maxTime int64
 	}
 	sets := make([]sized, 0, 8)
 	size := 4 + 2 + 2 + 4 + 2 + len(r.clientID) + 2 + 2 + 4 + 4 // the header to the topics' count
@@ -324,7 +325,8 @@ func (r *produceRequest) write(w io.Writer, p []byte, id int32) ([]byte, error) 
 			if !ok {
 				return p, fmt.Errorf("kafkaio: produce: a record set of %T", part.RecordSet.Reader)
 			}
-			sets = append(sets, sized{set, set.size()})
+			first, maxTime := set.times()
+			sets = append(sets, sized{set, set.size(first), first, maxTime})
 			size += 4 + sets[len(sets)-1].n
 		}
 	}
@@ -352,7 +354,7 @@ func (r *produceRequest) write(w io.Writer, p []byte, id int32) ([]byte, error) 
 				p = p[:0]
 			}
 			p = binary.BigEndian.AppendUint32(p, uint32(part.Partition))
-			p = s.set.appendSet(slices.Grow(p, s.n))
+			p = s.set.appendSet(slices.Grow(p, s.n), s.first, s.maxTime)
 		}
 	}
 	if written+len(p) != size {
