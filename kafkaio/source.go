@@ -109,7 +109,7 @@ func NewPartitionSource(c Config, topic string, partition int, offset int64) (*P
 		return nil, err
 	}
 	s := &PartitionSource{topic: topic, partition: partition, sh: sh, next: offset,
-		x: newFetchExchange(topic, int32(partition), c.ClientID)}
+		x: newFetchExchange(topic, int32(partition), sh.clientID)}
 	s.offset.Store(offset)
 	s.hw.Store(-1)
 	return s, nil
