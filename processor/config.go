@@ -65,6 +65,11 @@ type Config struct {
 	// others are read back from the store when liked (creators.go). 0:
 	// none are kept.
 	CreatorBytes int64
+	// CreatorDecodedBytes bounds, within CreatorBytes, the creators kept
+	// decoded once unchanged for a minute of tick time; past it they are
+	// kept encoded, without pointers, at a fraction of the bytes (0: half
+	// of CreatorBytes).
+	CreatorDecodedBytes int64
 	// MaxAccounts bounds the accounts whose recent like counts are kept in
 	// memory; beyond it they are read back from the store when needed. An
 	// account that liked in more buckets than an entry holds (8 of its
@@ -168,8 +173,8 @@ func (c *Config) Validate() error {
 	if c.PackedVideoBytes < 0 {
 		errs = append(errs, fmt.Errorf("packed video bytes %d must not be negative", c.PackedVideoBytes))
 	}
-	if c.CreatorBytes < 0 {
-		errs = append(errs, fmt.Errorf("creator bytes %d must not be negative", c.CreatorBytes))
+	if c.CreatorBytes < 0 || c.CreatorDecodedBytes < 0 {
+		errs = append(errs, fmt.Errorf("creator bytes %d (decoded %d) must not be negative", c.CreatorBytes, c.CreatorDecodedBytes))
 	}
 	if c.AccountThreshold < 0 {
 		errs = append(errs, fmt.Errorf("account threshold %d likes an hour must be at least 1, or 0 to follow the traffic", c.AccountThreshold))

@@ -32,7 +32,8 @@ import (
 //
 // Memory: the merger keeps its creators decoded (at most 60 minute
 // counts, 24 hour counts and the videos liked in the last hour each) while
-// they take less than half of Config.CreatorBytes. Past it, it holds
+// they take less than Config.CreatorDecodedBytes (half of
+// Config.CreatorBytes unless set). Past it, it holds
 // encoded (cold), as the store holds them, at a few hundred bytes each,
 // those not changed in the last minute of tick time that cannot be listed
 // as rising before they change; past all of it, a commit lets go those
@@ -992,6 +993,8 @@ type creatorMerger struct {
 	cooling  []coolEntry
 	coolHead int
 	maxBytes int64 // Config.CreatorBytes
+	// decodedBytes is Config.CreatorDecodedBytes, or half of maxBytes.
+	decodedBytes int64
 	// decodedSize is the mean size of a decoded creator at the last
 	// commit, by which coolDown tells the bytes held.
 	decodedSize int64
@@ -1025,14 +1028,15 @@ const creatorsMetaID = ""
 
 func newCreatorMerger(cfg Config, part *store.Partition) (*creatorMerger, error) {
 	cm := &creatorMerger{
-		cfg:      cfg,
-		tick:     cfg.Tick.Milliseconds(),
-		part:     part,
-		pending:  map[int64]map[[2]int32]*creatorReport{},
-		creators: map[string]*creator{},
-		active:   map[string]*creator{},
-		cold:     newColdCreators(),
-		maxBytes: cfg.CreatorBytes,
+		cfg:          cfg,
+		tick:         cfg.Tick.Milliseconds(),
+		part:         part,
+		pending:      map[int64]map[[2]int32]*creatorReport{},
+		creators:     map[string]*creator{},
+		active:       map[string]*creator{},
+		cold:         newColdCreators(),
+		maxBytes:     cfg.CreatorBytes,
+		decodedBytes: cmp.Or(min(cfg.CreatorDecodedBytes, cfg.CreatorBytes), cfg.CreatorBytes/2),
 		// A guess until the first commit measures it (B1: 1.25 KB).
 		decodedSize: 1 << 10,
 		minLikes:    int64(cfg.CreatorMinLikes),
@@ -1173,12 +1177,12 @@ func (cm *creatorMerger) mayRise(c *creator, t int64) bool {
 // coolDown encodes the creators not changed in the last creatorCoolMS of
 // tick time that cannot be listed as rising before they change again, the
 // longest unchanged first, while the creators in memory take more than
-// half of Config.CreatorBytes. Below it encoding buys nothing, and it
+// decodedBytes. Below it encoding buys nothing, and it
 // costs: a creator encoded is decoded again at its next like (5% of a
 // backfill of 13,000 creators under the 15.7 MiB of a 512 MiB budget).
 func (cm *creatorMerger) coolDown(t int64) {
 	held := cm.cold.bytes() + int64(len(cm.creators))*cm.decodedSize
-	for n := len(cm.cooling); cm.coolHead < n && held > cm.maxBytes/2; {
+	for n := len(cm.cooling); cm.coolHead < n && held > cm.decodedBytes; {
 		x := cm.cooling[cm.coolHead]
 		if x.tick > t-creatorCoolMS {
 			break

@@ -97,13 +97,26 @@ func (cm *creatorMerger) holds(id string) bool {
 	return cm.creators[id] != nil || cm.cold.find([]byte(id)) >= 0
 }
 
-// TestCreatorCooling: while the creators take less than half of
-// CreatorBytes none is encoded, and the cooling queue stays bounded by
-// the creators held however often one of them changes; past it, the
-// creators not changed in the last minute are encoded, but for one that
-// may be listed as rising.
+// TestCreatorCooling: while the creators take less than
+// CreatorDecodedBytes (half of CreatorBytes unless set) none is encoded,
+// and the cooling queue stays bounded by the creators held however often
+// one of them changes; past it, the creators not changed in the last
+// minute are encoded, but for one that may be listed as rising.
 func TestCreatorCooling(t *testing.T) {
 	db := openMemStore(t)
+	cfg := DefaultConfig()
+	for _, c := range []struct{ total, decoded, want int64 }{
+		{64 << 20, 0, 32 << 20}, {64 << 20, 8 << 20, 8 << 20}, {4 << 20, 8 << 20, 4 << 20},
+	} {
+		cfg.CreatorBytes, cfg.CreatorDecodedBytes = c.total, c.decoded
+		cm, err := newCreatorMerger(cfg, db.Partition(groupPartition))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.decodedBytes != c.want {
+			t.Errorf("CreatorBytes %d, CreatorDecodedBytes %d: creators held decoded up to %d bytes, want %d", c.total, c.decoded, cm.decodedBytes, c.want)
+		}
+	}
 	cm, err := newCreatorMerger(DefaultConfig(), db.Partition(groupPartition))
 	if err != nil {
 		t.Fatal(err)
@@ -131,14 +144,15 @@ func TestCreatorCooling(t *testing.T) {
 	if cm.cold.len() != 0 {
 		t.Fatalf("%d creators encoded, far under half of CreatorBytes", cm.cold.len())
 	}
-	// Past it: two minutes of likes of C only. A, liked 360 times in the
-	// last hour and 2 minutes ago, may still rise; B may not.
-	cm.maxBytes = 0
+	// Past it (CreatorBytes still far from reached): two minutes of likes
+	// of C only. A, liked 360 times in the last hour and 2 minutes ago,
+	// may still rise; B may not.
+	cm.decodedBytes = 0
 	for i := int64(5_001); i <= 5_012; i++ {
 		like(base+i*tick, "C")
 	}
 	if ok := cm.cold.find([]byte("B")) >= 0; !ok || cm.creators["A"] == nil {
-		t.Errorf("past CreatorBytes: B (idle) encoded %v, A (rising) decoded %v", ok, cm.creators["A"] != nil)
+		t.Errorf("past CreatorDecodedBytes: B (idle) encoded %v, A (rising) decoded %v", ok, cm.creators["A"] != nil)
 	}
 	// Five minutes after its last like, A cannot rise any more.
 	for i := int64(5_013); i <= 5_036; i++ {

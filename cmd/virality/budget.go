@@ -89,7 +89,8 @@ const (
 	// beside what it must (those changed since the last commit, and those
 	// that may be listed as rising): most of it encoded, at a few hundred
 	// bytes a creator. Unbounded, B1's 100,000 creators held 125 MB of a
-	// backfill's heap under 512 MiB (bench/RESULTS.md).
+	// backfill's heap under 512 MiB (bench/RESULTS.md). A backfill or a
+	// replay also gives it liveShares: see plan.
 	creatorShare = 4
 	viewShare    = 4
 	filterShare  = 4
@@ -120,6 +121,10 @@ const (
 	// waits (service.Config's MaxHeldEvents). A fixed 100,000 held 29 MB,
 	// 8% of the heap, in a catch-up under 512 MiB.
 	heldShare = 3
+	// liveShares are those of what only the live service holds: its HTTP
+	// view, its recent score records, and its input, output and likes in
+	// flight.
+	liveShares = viewShare + recentShare + inputShare + outputShare + heldShare
 )
 
 func addMemoryBudgetFlag(fs *flag.FlagSet, b *memoryBudget) {
@@ -184,6 +189,7 @@ type memoryPlan struct {
 	videos      int
 	packed      int64 // bytes of videos kept packed
 	creators    int64 // bytes of creators' state kept in memory beyond what must be
+	decoded     int64 // of those, the bytes of creators kept decoded
 	accounts    int
 	viewVideos  int
 	filterBits  int
@@ -194,7 +200,20 @@ type memoryPlan struct {
 	held        int64 // likes the account stages may hold for weighing before the input waits (run)
 }
 
-func (b memoryBudget) plan() memoryPlan {
+// plan shares the budget; live says whether the command is the live
+// service, with what only it holds (liveShares).
+//
+// A backfill or a replay gives liveShares to the creators' state instead,
+// held encoded: those kept decoded stay within the live service's half of
+// creatorShare. The creator merger was B1's largest reader of state after
+// the videos: with 15.7 MiB, it read its 100,000 creators back from the
+// store again and again (17 of 351 CPU s). With 39 MiB, B1's creator
+// merger took 29 CPU s instead of 49, and B1 used less CPU in six of
+// seven alternating pairs (-4% to -10%; +7.5% in one), with 5-9 MiB more
+// peak RSS. Held decoded up to half of it, B4's file over 1M videos
+// (100,000 creators of 10 likes each) used about 3% more CPU; held as
+// now, the same (bench/RESULTS.md).
+func (b memoryBudget) plan(live bool) memoryPlan {
 	var p memoryPlan
 	// Memtables of 1/16 each, the block cache 1/32: a catch-up writes
 	// most keys again within seconds (held likes set then deleted, videos,
@@ -214,6 +233,10 @@ func (b memoryBudget) plan() memoryPlan {
 	p.videos = share(videoShare, videoBytes)
 	p.packed = p.heapLimit * packedShare / 100
 	p.creators = p.heapLimit * creatorShare / 100
+	p.decoded = p.creators / 2
+	if !live {
+		p.creators = p.heapLimit * (creatorShare + liveShares) / 100
+	}
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -245,7 +268,7 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	if b.bytes == 0 {
 		return
 	}
-	p := b.plan()
+	p := b.plan(s.inputBytes != nil) // only the live service holds input read ahead
 	for _, f := range []struct {
 		name string
 		ptr  *int
@@ -268,7 +291,7 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 		s.engine.PackedVideoBytes = p.packed
 	}
 	if !set["creator-state-mb"] {
-		s.engine.CreatorBytes = p.creators
+		s.engine.CreatorBytes, s.engine.CreatorDecodedBytes = p.creators, p.decoded
 	}
 	if s.inputBytes != nil {
 		*s.inputBytes = p.inputBytes
@@ -291,7 +314,7 @@ func (b memoryBudget) limitHeap() (restore func()) {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || b.bytes == 0 {
 		return func() {}
 	}
-	prev := debug.SetMemoryLimit(b.plan().heapLimit)
+	prev := debug.SetMemoryLimit(b.plan(true).heapLimit)
 	return func() { debug.SetMemoryLimit(prev) }
 }
 

@@ -27,11 +27,22 @@ func TestParseBytes(t *testing.T) {
 func TestMemoryPlan(t *testing.T) {
 	var prev memoryPlan
 	for _, b := range []int64{128 << 20, 512 << 20, 4 << 30} {
-		p := memoryBudget{b}.plan()
+		p := memoryBudget{b}.plan(true)
 		caches := int64(p.pairs)*pairBytes + int64(p.videos)*videoBytes + int64(p.accounts)*accountBytes +
-			int64(p.viewVideos)*viewBytes + int64(p.filterBits)/8
+			int64(p.viewVideos)*viewBytes + int64(p.filterBits)/8 + p.packed + p.creators +
+			int64(p.recent)*recentBytes + p.inputBytes + p.outputBytes + p.held*heldBytes
 		if caches >= p.heapLimit*2/3 {
 			t.Errorf("budget %d: caches take %d of a heap limit of %d, leaving too little for the rest", b, caches, p.heapLimit)
+		}
+		// A backfill or a replay gives the creators what only the live
+		// service holds, and holds no more in all.
+		bp := memoryBudget{b}.plan(false)
+		if bp.creators <= p.creators || bp.heapLimit != p.heapLimit {
+			t.Errorf("budget %d: a batch command's creators %d, heap limit %d; live %d, %d", b, bp.creators, bp.heapLimit, p.creators, p.heapLimit)
+		}
+		batch := caches - int64(p.viewVideos)*viewBytes - int64(p.recent)*recentBytes - p.inputBytes - p.outputBytes - p.held*heldBytes - p.creators + bp.creators
+		if batch > caches+p.heapLimit/100 {
+			t.Errorf("budget %d: a batch command's caches take %d, the live service's %d", b, batch, caches)
 		}
 		if total := p.heapLimit + p.cacheBytes + 2*p.memTable + runtimeBytes; total != b {
 			t.Errorf("budget %d: the parts add up to %d", b, total)
@@ -54,7 +65,7 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := memoryBudget{1 << 30}.plan()
+	p := memoryBudget{1 << 30}.plan(true)
 	if f.svc.Engine.CachePairs != 12345 {
 		t.Errorf("--cache-pairs 12345 gave %d", f.svc.Engine.CachePairs)
 	}
@@ -63,6 +74,23 @@ func TestMemoryBudgetFlags(t *testing.T) {
 		f.svc.InputMaxBytes != p.inputBytes || f.svc.OutputMaxBytes != p.outputBytes || f.svc.MaxHeldEvents != p.held {
 		t.Errorf("sizes %+v, cache %d MiB, memtable %d MiB, view %d: want the plan %+v",
 			f.svc.Engine, f.cacheMB, f.memTableMB, f.viewVideos, p)
+	}
+
+	// A backfill gives the creators what only the live service holds;
+	// --creator-state-mb wins over it.
+	bf, err := parseBackfill([]string{"--memory-budget", "1GiB", "in.jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bp := (memoryBudget{1 << 30}).plan(false); bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
+		t.Errorf("creators' state: backfill %d, run %d; want %d and %d", bf.cfg.CreatorBytes, f.svc.Engine.CreatorBytes, bp.creators, p.creators)
+	}
+	// Held decoded: the live service's half of its share, in both.
+	if bf.cfg.CreatorDecodedBytes != p.creators/2 || f.svc.Engine.CreatorDecodedBytes != p.creators/2 {
+		t.Errorf("creators held decoded: backfill %d, run %d; want %d", bf.cfg.CreatorDecodedBytes, f.svc.Engine.CreatorDecodedBytes, p.creators/2)
+	}
+	if bf, err = parseBackfill([]string{"--memory-budget", "1GiB", "--creator-state-mb", "7", "in.jsonl"}); err != nil || bf.cfg.CreatorBytes != 7<<20 {
+		t.Errorf("--creator-state-mb 7 gave %d bytes (%v)", bf.cfg.CreatorBytes, err)
 	}
 
 	f, err = parseRun([]string{"--memory-budget", "0"})
