@@ -207,10 +207,11 @@ type memoryPlan struct {
 // held encoded: those kept decoded stay within the live service's half of
 // creatorShare. The creator merger was B1's largest reader of state after
 // the videos: with 15.7 MiB, it read its 100,000 creators back from the
-// store again and again (17 of 351 CPU s). With 39 MiB, B1's creator
-// merger took 29 CPU s instead of 49, and B1 used less CPU in six of
-// seven alternating pairs (-4% to -10%; +7.5% in one), with 5-9 MiB more
-// peak RSS. Held decoded up to half of it, B4's file over 1M videos
+// store again and again (17 of 351 CPU s). With 39-40 MiB
+// (--creator-state-mb) or 70 MiB (18%, this plan), B1's creator merger
+// took 29 CPU s instead of 49, and B1 used less CPU in six of seven
+// alternating pairs (-4% to -10%; +7.5% in one), with 5-9 MiB more peak
+// RSS. Held decoded up to half of 39 MiB, B4's file over 1M videos
 // (100,000 creators of 10 likes each) used about 3% more CPU; held as
 // now, the same (bench/RESULTS.md).
 func (b memoryBudget) plan(live bool) memoryPlan {
