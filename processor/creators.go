@@ -1177,9 +1177,9 @@ func (cm *creatorMerger) mayRise(c *creator, t int64) bool {
 // coolDown encodes the creators not changed in the last creatorCoolMS of
 // tick time that cannot be listed as rising before they change again, the
 // longest unchanged first, while the creators in memory take more than
-// decodedBytes. Below it encoding buys nothing, and it
-// costs: a creator encoded is decoded again at its next like (5% of a
-// backfill of 13,000 creators under the 15.7 MiB of a 512 MiB budget).
+// decodedBytes. Below it encoding buys nothing, and it costs: a creator
+// encoded is decoded again at its next like (5% of a backfill of 13,000
+// creators under the 15.7 MiB of a 512 MiB budget).
 func (cm *creatorMerger) coolDown(t int64) {
 	held := cm.cold.bytes() + int64(len(cm.creators))*cm.decodedSize
 	for n := len(cm.cooling); cm.coolHead < n && held > cm.decodedBytes; {
