@@ -41,6 +41,7 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
@@ -151,6 +152,9 @@ type DB struct {
 	// with the buffers they grew to (a commit of a catch-up forks one for
 	// each of its partitions): each keeps up to forkRetain of it.
 	forks chan *pebble.Batch
+	// onDisk: the state is in the operating system's file system, whose
+	// free space a commit checks (see commit).
+	onDisk bool
 }
 
 // maxForks is how many joined forks' batches are kept; forkRetain is the
@@ -198,9 +202,25 @@ func (d *DB) newBatch() *pebble.Batch {
 
 // commit applies a batch, turning Pebble's panic on a failed log write
 // into an error that names the disk's trouble.
+//
+// First it checks that the file system has room for the batch twice (in
+// the log, then in the table its flush writes) and a MiB: where Pebble
+// fails to write its log while it switches to a new one (for a batch
+// larger than half a memtable, or a full memtable), it panics with a lock
+// released that its unwinding releases again, a runtime fatal error no
+// recover catches. A backfill under the default budget, whose memtables
+// are 1/64 of it, commits such batches (TestDiskFull).
 func (d *DB) commit(b *pebble.Batch) (err error) {
 	if d.broken != nil {
 		return d.broken
+	}
+	if d.onDisk {
+		need := 2*uint64(len(b.Repr())) + 1<<20
+		if free, ferr := FreeBytes(d.dir); ferr == nil && free < need {
+			err := &DiskError{Dir: d.dir, Cause: "no space left on device",
+				Err: fmt.Errorf("%d KiB free, a commit of %d KiB needs %d KiB: %w", free>>10, len(b.Repr())>>10, need>>10, syscall.ENOSPC)}
+			return errors.Join(err, b.Close())
+		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -289,7 +309,7 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.Sync {
 		wo = pebble.Sync
 	}
-	d := &DB{db: db, wo: wo, dir: dir, retain: int(opts.MemTableSize / 2), forks: make(chan *pebble.Batch, maxForks)}
+	d := &DB{db: db, wo: wo, dir: dir, retain: int(opts.MemTableSize / 2), forks: make(chan *pebble.Batch, maxForks), onDisk: o.FS == nil}
 	if err := d.checkFormat(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}

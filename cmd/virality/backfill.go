@@ -307,7 +307,7 @@ func backfill(ctx context.Context, f *backfillFlags) (err error) {
 			}
 		}()
 	}
-	defer f.budget.limitHeap()()
+	defer f.budget.limitHeap(false)()
 	opts := storeOptions(f.cacheMB, f.memTableMB)
 	opts.Sync = f.sync
 	// A backfill writes far more than it reads back: fewer, larger

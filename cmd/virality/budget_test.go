@@ -35,10 +35,19 @@ func TestMemoryPlan(t *testing.T) {
 			t.Errorf("budget %d: caches take %d of a heap limit of %d, leaving too little for the rest", b, caches, p.heapLimit)
 		}
 		// A backfill or a replay gives the creators what only the live
-		// service holds, and holds no more in all.
+		// service holds, and holds no more in all; it gives what smaller
+		// memtables free to the block cache and the heap's room, not to
+		// the caches.
 		bp := memoryBudget{b}.plan(false)
-		if bp.creators <= p.creators || bp.heapLimit != p.heapLimit {
-			t.Errorf("budget %d: a batch command's creators %d, heap limit %d; live %d, %d", b, bp.creators, bp.heapLimit, p.creators, p.heapLimit)
+		if bp.creators <= p.creators || bp.heapLimit <= p.heapLimit || bp.cacheBytes <= p.cacheBytes || bp.memTable >= p.memTable {
+			t.Errorf("budget %d: a batch command's creators %d, heap limit %d, cache %d, memtable %d; live %d, %d, %d, %d",
+				b, bp.creators, bp.heapLimit, bp.cacheBytes, bp.memTable, p.creators, p.heapLimit, p.cacheBytes, p.memTable)
+		}
+		if bp.pairs != p.pairs || bp.videos != p.videos || bp.packed != p.packed || bp.accounts != p.accounts || bp.filterBits != p.filterBits {
+			t.Errorf("budget %d: a batch command's caches %+v differ from the live service's %+v", b, bp, p)
+		}
+		if total := bp.heapLimit + bp.cacheBytes + 2*bp.memTable + runtimeBytes; total != b {
+			t.Errorf("budget %d: a batch command's parts add up to %d", b, total)
 		}
 		batch := caches - int64(p.viewVideos)*viewBytes - int64(p.recent)*recentBytes - p.inputBytes - p.outputBytes - p.held*heldBytes - p.creators + bp.creators
 		if batch > caches+p.heapLimit/100 {
@@ -84,6 +93,10 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	}
 	if bp := (memoryBudget{1 << 30}).plan(false); bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
 		t.Errorf("creators' state: backfill %d, run %d; want %d and %d", bf.cfg.CreatorBytes, f.svc.Engine.CreatorBytes, bp.creators, p.creators)
+	}
+	// Smaller memtables, a larger block cache.
+	if bp := (memoryBudget{1 << 30}).plan(false); bf.memTableMB != int(bp.memTable>>20) || bf.cacheMB != int(bp.cacheBytes>>20) || bf.memTableMB >= f.memTableMB {
+		t.Errorf("backfill: memtables %d MiB, cache %d MiB; want %d and %d (run: %d, %d)", bf.memTableMB, bf.cacheMB, bp.memTable>>20, bp.cacheBytes>>20, f.memTableMB, f.cacheMB)
 	}
 	// Held decoded: the live service's half of its share, in both.
 	if bf.cfg.CreatorDecodedBytes != p.creators/2 || f.svc.Engine.CreatorDecodedBytes != p.creators/2 {

@@ -135,7 +135,7 @@ func runReplay(ctx context.Context, args []string) (err error) {
 	} else if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
 		return usagef("--state-dir %s is not empty: a replay starts from fresh state", stateDir)
 	}
-	defer f.budget.limitHeap()()
+	defer f.budget.limitHeap(false)()
 	db, err := store.Open(stateDir, storeOptions(f.cacheMB, f.memTableMB))
 	if err != nil {
 		return err

@@ -119,7 +119,7 @@ func runRun(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(f.logLevel)
-	defer f.budget.limitHeap()()
+	defer f.budget.limitHeap(true)()
 	return serveWith(ctx, serveOptions{cfg: f.svc, stateDir: f.stateDir, cacheMB: f.cacheMB, memTableMB: f.memTableMB,
 		httpAddr: f.httpAddr, viewVideos: f.viewVideos, log: log})
 }
