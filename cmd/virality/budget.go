@@ -235,9 +235,6 @@ func (b memoryBudget) plan(live bool) memoryPlan {
 	p.packed = p.heapLimit * packedShare / 100
 	p.creators = p.heapLimit * creatorShare / 100
 	p.decoded = p.creators / 2
-	if !live {
-		p.creators = p.heapLimit * (creatorShare + liveShares) / 100
-	}
 	p.accounts = share(accountShare, accountBytes)
 	p.viewVideos = share(viewShare, viewBytes)
 	p.recent = share(recentShare, recentBytes)
@@ -248,6 +245,7 @@ func (b memoryBudget) plan(live bool) memoryPlan {
 	// The filter's size is a power of two of bits.
 	p.filterBits = 1 << (bits.Len64(uint64(p.heapLimit*filterShare/100*8)) - 1)
 	if !live {
+		p.creators = p.heapLimit * (creatorShare + liveShares) / 100
 		// A backfill's or a replay's commits are larger than half a
 		// memtable, and Pebble keeps such a batch as it is, on the Go
 		// heap, until it is flushed, rather than copy it into a memtable:

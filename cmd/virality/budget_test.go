@@ -91,11 +91,12 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bp := (memoryBudget{1 << 30}).plan(false); bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
+	bp := memoryBudget{1 << 30}.plan(false)
+	if bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
 		t.Errorf("creators' state: backfill %d, run %d; want %d and %d", bf.cfg.CreatorBytes, f.svc.Engine.CreatorBytes, bp.creators, p.creators)
 	}
 	// Smaller memtables, a larger block cache.
-	if bp := (memoryBudget{1 << 30}).plan(false); bf.memTableMB != int(bp.memTable>>20) || bf.cacheMB != int(bp.cacheBytes>>20) || bf.memTableMB >= f.memTableMB {
+	if bf.memTableMB != int(bp.memTable>>20) || bf.cacheMB != int(bp.cacheBytes>>20) || bf.memTableMB >= f.memTableMB {
 		t.Errorf("backfill: memtables %d MiB, cache %d MiB; want %d and %d (run: %d, %d)", bf.memTableMB, bf.cacheMB, bp.memTable>>20, bp.cacheBytes>>20, f.memTableMB, f.cacheMB)
 	}
 	// Held decoded: the live service's half of its share, in both.
