@@ -149,39 +149,51 @@ type DB struct {
 	spare  atomic.Pointer[pebble.Batch]
 	retain int
 	// forks are the batches of joined forks, reset, for the next Fork
-	// with the buffers they grew to (a commit of a catch-up forks one for
-	// each of its partitions): each keeps up to forkRetain of it.
-	forks chan *pebble.Batch
+	// with the buffers they grew to (a commit forks one for each of its
+	// partitions); forkBytes is what their buffers hold in all (see
+	// releaseFork).
+	forks     chan *pebble.Batch
+	forkBytes atomic.Int64
 	// onDisk: the state is in the operating system's file system, whose
 	// free space a commit checks (see commit).
 	onDisk bool
 }
 
-// maxForks is how many joined forks' batches are kept; forkRetain is the
-// share of retain each keeps.
-const (
-	maxForks   = 16
-	forkRetain = 8
-)
+// maxForks is how many joined forks' batches are kept.
+const maxForks = 16
 
 // forkBatch returns a kept fork's batch, or a new one.
 func (d *DB) forkBatch() *pebble.Batch {
 	select {
 	case b := <-d.forks:
+		d.forkBytes.Add(-int64(cap(b.Repr())))
 		return b
 	default:
-		return d.db.NewBatch(pebble.WithMaxRetainedSizeBytes(max(d.retain/forkRetain, 1<<20)))
+		return d.db.NewBatch(pebble.WithMaxRetainedSizeBytes(max(d.retain, 1<<20)))
 	}
 }
 
 // releaseFork keeps a fork's batch, reset, for the next, or closes it.
+//
+// Each keeps a buffer of up to retain, and all of them together up to
+// twice a commit as large as the last (the forks of a commit are its
+// partitions' shares of it, in buffers that doubled as they grew) or twice
+// retain, whichever is more. Kept to an eighth of
+// retain each, the forks of a backfill's commits (1.5 MB a partition in
+// B1, against 1 MiB) were let go at every commit and grown again from
+// nothing, doubling: 5.4 of the 27 GB B1 allocated (bench/RESULTS.md).
 func (d *DB) releaseFork(b *pebble.Batch) {
 	b.Reset()
-	select {
-	case d.forks <- b:
-	default:
-		_ = b.Close()
+	n := int64(cap(b.Repr()))
+	if d.forkBytes.Add(n) <= 2*max(int64(d.retain), d.lastCommit.Load()) {
+		select {
+		case d.forks <- b:
+			return
+		default:
+		}
 	}
+	d.forkBytes.Add(-n)
+	_ = b.Close()
 }
 
 // batchRoom is what a new commit's batch starts with.

@@ -581,6 +581,74 @@ func TestForkChanges(t *testing.T) {
 	}
 }
 
+// TestForksKeepTheirBuffers: the forks of a commit whose partitions
+// write more than an eighth of half a memtable each keep their buffers for
+// the next commit's, so that they are not grown again from nothing at
+// every commit; all kept buffers together stay within twice a commit as
+// large as the last, or a memtable.
+func TestForksKeepTheirBuffers(t *testing.T) {
+	o := DefaultOptions()
+	o.FS, o.MemTableBytes = vfs.NewMem(), 8<<20 // forks keep up to 4 MiB each
+	db, err := Open("state", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const parts, share = 8, 1536 << 10 // B1's: 1.5 MB a partition
+	value := bytes.Repeat([]byte{'v'}, 1000)
+	var kept []int
+	for round := range 4 {
+		w := db.Partition(0).NewWriter()
+		forks := make([]*Writer, parts)
+		for i := range forks {
+			forks[i] = w.Fork(db.Partition(int32(i)), false)
+			if round > 1 { // the first commit's forks are kept within twice retain: there was no commit before
+				if c := cap(forks[i].b.Repr()); c < share {
+					t.Errorf("round %d: fork %d starts with %d bytes, want the %d it grew to", round, i, c, share)
+				}
+			}
+			for k := 0; forks[i].Len() < share; k++ {
+				if err := forks[i].set([]byte(fmt.Sprintf("P%d-k%d-%d", i, round, k)), value, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, f := range forks {
+			if err := w.Join(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, len(db.forks))
+	}
+	bound := 2 * max(int64(db.retain), db.lastCommit.Load())
+	if n := db.forkBytes.Load(); n > bound || kept[3] != parts {
+		t.Errorf("forks kept after each commit %v, %d bytes in all; want %d, within %d", kept, n, parts, bound)
+	}
+	// A commit four times as large: its forks' buffers are not all kept.
+	w := db.Partition(0).NewWriter()
+	for i := range parts {
+		f := w.Fork(db.Partition(int32(i)), false)
+		for k := 0; f.Len() < 4*share; k++ {
+			if err := f.set([]byte(fmt.Sprintf("P%d-big-%d", i, k)), value, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Join(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.lastCommit.Store(0) // as though the last commit had been small
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.forkBytes.Load(); n > 2*int64(db.retain) {
+		t.Errorf("after a large commit, the forks keep %d bytes, more than %d", n, 2*db.retain)
+	}
+}
+
 // TestEntrySize: a like time takes 16 bytes in memory (a popular video
 // holds hundreds of thousands).
 func TestEntrySize(t *testing.T) {
