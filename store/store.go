@@ -178,10 +178,10 @@ func (d *DB) forkBatch() *pebble.Batch {
 // Each keeps a buffer of up to retain, and all of them together up to
 // twice a commit as large as the last (the forks of a commit are its
 // partitions' shares of it, in buffers that doubled as they grew) or twice
-// retain, whichever is more. Kept to an eighth of
-// retain each, the forks of a backfill's commits (1.5 MB a partition in
-// B1, against 1 MiB) were let go at every commit and grown again from
-// nothing, doubling: 5.4 of the 27 GB B1 allocated (bench/RESULTS.md).
+// retain, whichever is more. Kept to an eighth of retain each, the forks
+// of a backfill's commits (1.5 MB a partition in B1, against 1 MiB) were
+// let go at every commit and grown again from nothing, doubling: 5.4 of
+// the 27 GB B1 allocated (bench/RESULTS.md).
 func (d *DB) releaseFork(b *pebble.Batch) {
 	b.Reset()
 	n := int64(cap(b.Repr()))

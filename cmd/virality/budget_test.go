@@ -96,7 +96,7 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
 		t.Errorf("creators' state: backfill %d, run %d; want %d and %d", bf.cfg.CreatorBytes, f.svc.Engine.CreatorBytes, bp.creators, p.creators)
 	}
-	// Smaller memtables, a larger block cache.
+	// Smaller memtables and block cache, as the batch plan has them.
 	if bf.memTableMB != int(bp.memTable>>20) || bf.cacheMB != int(bp.cacheBytes>>20) || bf.memTableMB >= f.memTableMB {
 		t.Errorf("backfill: memtables %d MiB, cache %d MiB; want %d and %d (run: %d, %d)", bf.memTableMB, bf.cacheMB, bp.memTable>>20, bp.cacheBytes>>20, f.memTableMB, f.cacheMB)
 	}
