@@ -1078,7 +1078,7 @@ func (e *Engine) evictVideos(maxVideos int) {
 			e.videoBytes -= v.sized
 			delete(e.videos, id)
 			e.pbuf = v.AppendPacked(e.pbuf[:0])
-			e.packed.put(id, e.pbuf)
+			e.packed.put(id, e.pbuf, len(v.Entries)+v.SealedLen())
 			e.letGo(v, spares)
 		}
 	}
