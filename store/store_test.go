@@ -694,3 +694,54 @@ func TestBlockCacheHoldsBlocks(t *testing.T) {
 		t.Errorf("block cache: %d hits, %d misses, %d blocks held: reads did not find their blocks again", m.BlockCache.Hits, m.BlockCache.Misses, m.BlockCache.Count)
 	}
 }
+
+// TestPackedForms: a video written with its like times inline packs as its
+// record alone, one byte more than the record, and one with keys of like
+// times packs with what it tracks of them; both unpack to the video
+// packed, into another video's arrays.
+func TestPackedForms(t *testing.T) {
+	db := openMem(t)
+	p := db.Partition(0)
+	const minute = 60_000
+	for _, likes := range []int{3, 3 * inlineEntries} {
+		v := NewVideo(fmt.Sprint("v", likes))
+		v.Clock, v.FirstLike, v.Likes, v.Unique = 1000*minute, 900*minute, int64(likes), int64(likes)
+		v.Regions = []RegionCount{{Region: "US", Likes: int64(likes)}}
+		v.Decay[0] = []scoring.DecaySum{{Epoch: 7, Sum: 99}}
+		for i := range likes {
+			v.Entries = append(v.Entries, Entry{TS: 900*minute + int64(i)*minute, Weight: 1000})
+		}
+		v.TimesChanged(minTime)
+		w := p.NewWriter()
+		if err := w.SetVideo(v); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b := v.AppendPacked(nil)
+		record := v.marshal(nil)
+		switch bucketed := likes > inlineEntries; {
+		case !bucketed && (b[0] != packedPlain || len(b) != 1+len(record)):
+			t.Errorf("%d likes inline: packed in %d bytes, form %d; want the record's %d and one", likes, len(b), b[0], len(record))
+		case bucketed && b[0] != packedTracked:
+			t.Errorf("%d likes bucketed: packed in form %d", likes, b[0])
+		}
+		got := NewVideo("other")
+		got.Entries = []Entry{{TS: 1, Weight: 2}}
+		got.Lockstep = []byte{5}
+		if err := got.Unpack(v.ID, b); err != nil {
+			t.Fatalf("%d likes: %v", likes, err)
+		}
+		if !bytes.Equal(got.AppendPacked(nil), b) || !slices.Equal(got.AllEntries(nil), v.AllEntries(nil)) ||
+			got.dirtyFrom != v.dirtyFrom || got.bucketsLo != v.bucketsLo || got.bucketsHi != v.bucketsHi ||
+			got.stored != v.stored || got.bucketed != v.bucketed || got.ID != v.ID {
+			t.Errorf("%d likes: the video unpacked differs from the one packed", likes)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0}, {3, 1, 2}, {packedTracked, 1}} {
+		if err := NewVideo("x").Unpack("x", bad); err == nil {
+			t.Errorf("unpacking %v: no error", bad)
+		}
+	}
+}
