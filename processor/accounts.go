@@ -389,38 +389,55 @@ func (a *accounts) evict(current int64) {
 	}
 	if n := a.load() - a.max*3/4; a.load() > a.max && n > 0 {
 		// Which go does not matter for correctness, only for speed: those
-		// whose last like is oldest.
-		var ages [accountKeep + 2]int
-		age := func(e *acctEntry) int { return int(min(max(current-e.newest, 0), accountKeep+1)) }
+		// least worth keeping (keepValue) first.
 		units := func(e *acctEntry) int {
 			if e.full > 0 {
 				return fullUnits
 			}
 			return 1
 		}
+		var values [maxKeepValue + 1]int
 		for i := range a.t.Len() {
 			e := a.t.Val(i)
-			ages[age(e)] += units(e)
+			values[keepValue(e, current)] += units(e)
 		}
-		cut, below := accountKeep+1, 0 // delete ages > cut, and some of cut
-		for cut > 0 && below+ages[cut] <= n {
-			below += ages[cut]
-			cut--
+		cut, below := 0, 0 // delete values below cut, and some of cut
+		for cut < maxKeepValue && below+values[cut] <= n {
+			below += values[cut]
+			cut++
 		}
 		some := n - below
 		for i := a.t.Len() - 1; i >= 0; i-- {
 			e := a.t.Val(i)
-			switch g := age(e); {
+			switch v := keepValue(e, current); {
 			case e.dirty:
-			case g > cut:
+			case v < cut:
 				a.drop(i)
-			case g == cut && some > 0:
+			case v == cut && some > 0:
 				some -= units(e)
 				a.drop(i)
 			}
 		}
 	}
 }
+
+// keepValue is what keeping an account in memory is worth, a unit of the
+// bound's: the buckets it liked in over the last keyKeep (how likely it is
+// to like again) times those left before its last like is too old for any
+// like to read its record (how long a like would need it), over the units
+// it takes. Going by age alone (the oldest last like first, a day's
+// active accounts being more than the bound holds), B1 read 1.24M
+// accounts back from the store; by this, 1.03M (bench/RESULTS.md).
+func keepValue(e *acctEntry, current int64) int {
+	left := keyKeep + 1 - int(min(max(current-e.newest, 0), keyKeep+1))
+	if e.full > 0 {
+		return (entrySlots + 1) * left // more buckets than an entry holds, fullUnits units
+	}
+	return int(e.n) * left * fullUnits
+}
+
+// maxKeepValue bounds keepValue.
+const maxKeepValue = entrySlots * (keyKeep + 1) * fullUnits
 
 // reindexDirty lists the dirty accounts again after deletions, which move
 // entries to other indexes.

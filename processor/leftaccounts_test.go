@@ -135,3 +135,50 @@ func TestAccountsReadOnlyWhatMatters(t *testing.T) {
 		t.Errorf("a partition opened on its state read %d accounts for a like 2 buckets after the last: want 1", b.reads)
 	}
 }
+
+// TestAccountsKeepTheBusiest: beyond the bound, the accounts that liked
+// in more of their recent buckets stay, and those that liked once go
+// first: the busy ones like again soonest, and each let go would be read
+// back from the store.
+func TestAccountsKeepTheBusiest(t *testing.T) {
+	db := openMemStore(t)
+	part := db.Partition(0)
+	const busy, once, bound = 50, 500, 100
+	a := newAccounts(part, accountBucketMS, bound)
+	like := func(user string, b int64) {
+		t.Helper()
+		var keys lockKeys
+		ts := b * accountBucketMS
+		if _, _, _, _, err := a.like(user, lockKey("v", ts), ts, 3, &keys, func(int64, uint32) uint8 { return 0 }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b0 := int64(6_000_000)
+	// Those who like once come first into the table, and are as recent.
+	for i := range once {
+		like(fmt.Sprint("once", i), b0+5)
+	}
+	for i := range busy {
+		for k := range int64(6) {
+			like(fmt.Sprint("busy", i), b0+k)
+		}
+	}
+	w := part.NewWriter()
+	if err := a.save(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a.evict(b0 + 5)
+	if a.load() > bound {
+		t.Fatalf("%d accounts held after eviction, bound %d", a.load(), bound)
+	}
+	reads := a.reads
+	for i := range busy {
+		like(fmt.Sprint("busy", i), b0+6)
+	}
+	if n := a.reads - reads; n > 0 {
+		t.Errorf("%d of the %d busy accounts were read back from the store: want none", n, busy)
+	}
+}
