@@ -95,8 +95,8 @@ type Config struct {
 	// CreatorMinLikes is the likes in the last hour a creator needs to be
 	// listed as rising (creators.go).
 	CreatorMinLikes int
-	// PairFilterBits sizes the in-memory Bloom filter that spares a store
-	// read for pairs never seen (a power of two is used).
+	// PairFilterBits sizes the in-memory Bloom filters that spare a store
+	// read for pairs never seen (split among the partitions expected).
 	PairFilterBits int
 }
 

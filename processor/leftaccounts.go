@@ -79,7 +79,10 @@ func (l *leftAccounts) add(key []byte, newest int64, maxAccounts int) {
 // advance makes s the newest span held, letting go the oldest ones (from
 // then moves past them); the new filters take at most maxBits.
 func (l *leftAccounts) advance(s int64, maxBits int) {
-	nbits := min(max(leftMinBits, l.left*leftBitsPerKey), maxBits)
+	// Rounded up to a power of two (maxBits is one): the room above
+	// leftBitsPerKey takes a span in which more accounts leave than in
+	// the one before (sized exactly, B1 read 17% more accounts).
+	nbits := min(1<<bits.Len(uint(max(leftMinBits, l.left*leftBitsPerKey)-1)), maxBits)
 	for sp := max(s-leftSpans+1, l.hi+1); sp <= s; sp++ {
 		l.filters[slot(sp)] = newFilter(nbits)
 	}

@@ -242,8 +242,7 @@ func (b memoryBudget) plan(live bool) memoryPlan {
 	p.fetchBytes = int(min(max(b.bytes/1024, 256<<10), 16<<20))
 	p.inputBytes = max(p.heapLimit*inputShare/100, 4<<20)
 	p.outputBytes = max(p.heapLimit*outputShare/100, 4<<20)
-	// The filter's size is a power of two of bits.
-	p.filterBits = 1 << (bits.Len64(uint64(p.heapLimit*filterShare/100*8)) - 1)
+	p.filterBits = int(p.heapLimit * filterShare / 100 * 8)
 	if !live {
 		p.creators = p.heapLimit * (creatorShare + liveShares) / 100
 		// A backfill's or a replay's commits are larger than half a

@@ -37,7 +37,7 @@ func addEngineFlags(fs *flag.FlagSet, c *processor.Config) {
 	fs.DurationVar(&c.TrendingMinAge, "trending-min-age", def.TrendingMinAge, "event time since a video's first like before it is listed in trending lists, so that the\nlockstep signal sees the crews that deliver a campaign (0 to 30m; 0: listed from its first like)")
 	fs.IntVar(&c.CreatorMinLikes, "creator-min-likes", def.CreatorMinLikes, "likes in the last hour a creator needs to be listed in the rising-creators lists")
 	mibFlag(fs, &c.CreatorBytes, "creator-state-mb", fmt.Sprintf("`MiB` of creators' state kept in memory beside the creators changed since the last commit and\nthose that may be rising; the others are read back from the store when liked (default %d; with\n--memory-budget: its share of it)", def.CreatorBytes>>20))
-	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (rounded to a power of two; with\n--memory-budget: its share of it)")
+	fs.IntVar(&c.PairFilterBits, "pair-filter-bits", def.PairFilterBits, "size in bits of the in-memory filter of known pairs (with --memory-budget: its share of\nit)")
 }
 
 // mibFlag defines a flag of whole MiB (0 to 1 TiB) that sets bytes in *dst.
