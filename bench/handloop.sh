@@ -12,12 +12,16 @@
 #   BEFORE=HEAD~1 bench/handloop.sh          # and that revision's backfill in the same
 #                                            # runs, its outputs compared byte for byte
 #   PROFILE=1 bench/handloop.sh              # then one profiled backfill: pprof -top -cum
+#   CREATORS=0 bench/handloop.sh             # backfill without creator outputs (scores,
+#                                            # trending lists and dead letters only, as B1):
+#                                            # creator momentum is then not computed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-1300000}
 VIDEOS=${VIDEOS:-$((EVENTS / 10))}
 USERS=${USERS:-$((EVENTS / 2))}
 RUNS=${RUNS:-3}
+CREATORS=${CREATORS:-1}
 out=bench/out
 mkdir -p "$out"
 go build -o "$out/virality" ./cmd/virality
@@ -43,9 +47,10 @@ backfill() {
   shift 2
   rm -rf "$out/ref-state-$name"
   cmd=("$bin" backfill --in "$input" --out "$out/ref-scores-$name.jsonl"
-    --trending-out "$out/ref-trending-$name.jsonl" --dead-letter-out "$out/ref-dlq-$name.jsonl"
-    --creators-out "$out/ref-creators-$name.jsonl" --rising-creators-out "$out/ref-rising-$name.jsonl"
-    --state-dir "$out/ref-state-$name" --now 2026-11-26T00:00:00Z --progress 0 "$@")
+    --trending-out "$out/ref-trending-$name.jsonl" --dead-letter-out "$out/ref-dlq-$name.jsonl")
+  [ "$CREATORS" = 0 ] || cmd+=(--creators-out "$out/ref-creators-$name.jsonl"
+    --rising-creators-out "$out/ref-rising-$name.jsonl")
+  cmd+=(--state-dir "$out/ref-state-$name" --now 2026-11-26T00:00:00Z --progress 0 "$@")
 }
 
 # timed NAME CMD...: runs CMD under /usr/bin/time; prints "events/s rss_mib cpu_s".
@@ -87,7 +92,9 @@ for name in "${names[@]}"; do
   echo "$line (medians)"
 done
 if [ -n "${BEFORE:-}" ]; then
-  for f in scores trending dlq creators rising; do
+  outs=(scores trending dlq)
+  [ "$CREATORS" = 0 ] || outs+=(creators rising)
+  for f in "${outs[@]}"; do
     cmp "$out/ref-$f-before.jsonl" "$out/ref-$f-now.jsonl"
   done
   echo "outputs of $BEFORE and of this tree: byte-identical"

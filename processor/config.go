@@ -3,6 +3,7 @@ package processor
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/viralityhq/virality/scoring"
@@ -98,6 +99,13 @@ type Config struct {
 	// PairFilterBits sizes the in-memory Bloom filters that spare a store
 	// read for pairs never seen (split among the partitions expected).
 	PairFilterBits int
+	// NoCreators: creator momentum is not computed, as no output takes it
+	// (a backfill without creator outputs). The partitions tally no
+	// creator likes, so the creator merger has nothing to merge, store or
+	// emit; video scores and trending lists are the same either way. A
+	// state built without creators is not resumed with them, nor the
+	// other way round (fingerprint).
+	NoCreators bool
 }
 
 // DefaultConfig returns the documented defaults.
@@ -194,11 +202,50 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// settingsDiff says how fingerprint now differs from was, the state's:
+// each setting the state has with another value or not at all now, and
+// each it lacks. A state built by a backfill without creator outputs,
+// resumed with one, says "creator-momentum=off then, not now".
+func settingsDiff(was, now string) string {
+	set := func(f string) map[string]string {
+		m := map[string]string{}
+		for _, kv := range strings.Fields(f) {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+		return m
+	}
+	a, b := set(was), set(now)
+	var diff []string
+	for _, kv := range strings.Fields(was) {
+		k, v, _ := strings.Cut(kv, "=")
+		if w, ok := b[k]; !ok {
+			diff = append(diff, kv+" then, not now")
+		} else if w != v {
+			diff = append(diff, fmt.Sprintf("%s=%s then, %s now", k, v, w))
+		}
+	}
+	for _, kv := range strings.Fields(now) {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := a[k]; !ok {
+			diff = append(diff, kv+" now, not then")
+		}
+	}
+	if len(diff) == 0 {
+		return was + " against " + now
+	}
+	return strings.Join(diff, "; ")
+}
+
 // fingerprint names the settings that shape state and output: a state
 // directory built with one must not be resumed with another.
 func (c *Config) fingerprint() string {
-	return fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d minlikers=%d minage=%d",
+	f := fmt.Sprintf("model=%s lateness=%d reorder=%d tick=%d topk=%d horizon=%d emit=%g/%d/%t accounts=%d every=%d creators=%d minlikers=%d minage=%d",
 		c.Model, c.Lateness.Milliseconds(), c.Reorder.Milliseconds(), c.Tick.Milliseconds(), c.TopK,
 		c.TrendingHorizon.Milliseconds(), c.EmitThreshold, c.EmitInterval.Milliseconds(), c.EmitEveryChange,
 		c.AccountThreshold, c.TrendingEvery, c.CreatorMinLikes, c.TrendingMinLikers, c.TrendingMinAge.Milliseconds())
+	if c.NoCreators {
+		f += " creator-momentum=off" // only then: states built before it resume
+	}
+	return f
 }

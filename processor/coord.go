@@ -227,6 +227,8 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		return nil, fmt.Errorf("processor: %d sources for %d partitions: give one per partition", len(topo.Sources), topo.Partitions)
 	case (out.ByUser == nil) != (out.Repartition == nil):
 		return nil, errors.New("processor: the by-user and repartition outputs go together: set both or neither")
+	case cfg.NoCreators && (out.Creators != nil || out.RisingCreators != nil || out.Partials != nil):
+		return nil, errors.New("processor: creator outputs (or partials) given with Config.NoCreators: creator momentum would never be computed for them")
 	}
 	if topo.Stream {
 		for p := range topo.Partitions {
@@ -263,7 +265,7 @@ func NewCoordinator(cfg Config, db *store.DB, out Outputs, topo Topology) (*Coor
 		return nil, err
 	}
 	if ok && meta.Fingerprint != c.fingerprint() {
-		return nil, fmt.Errorf("processor: the state was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", meta.Fingerprint, c.fingerprint())
+		return nil, fmt.Errorf("processor: the state was built with other settings than these (%s): use the same settings or a fresh state directory", settingsDiff(meta.Fingerprint, c.fingerprint()))
 	}
 	c.meta = meta
 	c.meta.Fingerprint = c.fingerprint()

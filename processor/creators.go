@@ -240,7 +240,7 @@ type creatorVideo struct {
 // creatorLike records a change of standing like l (sign +1 or -1) of the
 // event's video v for its creator.
 func (e *Engine) creatorLike(v *video, ev *event.Event, l *store.Like, sign int64) {
-	if ev.CreatorID == "" {
+	if ev.CreatorID == "" || e.cfg.NoCreators {
 		return
 	}
 	t := &e.ctally

@@ -705,3 +705,69 @@ func TestCreatorStateFormats(t *testing.T) {
 	}
 	t.Logf("creators with likes in 4 hours or more: %d bytes in format 1, %d in format 2; %d decoded into spares", long1, long2, reused)
 }
+
+// TestNoCreators: with Config.NoCreators (a backfill without creator
+// outputs) the partitions tally no creator likes and the store holds no
+// creator, and the video scores and trending lists are byte for byte
+// those of a run that computes creator momentum. A creator output given
+// with NoCreators is refused.
+func TestNoCreators(t *testing.T) {
+	recs := generated(t, nil)
+	topo := oneSource(4, 2)
+	with := runCreators(t, DefaultConfig(), recs, topo)
+	if len(with.creators.msgs) == 0 {
+		t.Fatal("no creator records: the workload should have creators")
+	}
+
+	cfg := DefaultConfig()
+	cfg.NoCreators = true
+	db := openMemStore(t)
+	out := newTestOutputs()
+	c, err := NewCoordinator(cfg, db, out.outputs(), topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range topo.Partitions {
+		if _, err := c.Open(int32(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Run(context.Background(), c, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
+		t.Fatal(err)
+	}
+	sameMessages(t, "scores", with.scores.msgs, out.scores.msgs)
+	sameMessages(t, "trending lists", with.trending.msgs, out.trending.msgs)
+	stored := 0
+	for p := int32(groupPartition); p < int32(topo.Partitions); p++ {
+		part := db.Partition(p)
+		if err := part.ScanCreators(func(string, []byte) error { stored++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := part.ScanCreatorTally(func([]byte) error { stored++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stored != 0 {
+		t.Fatalf("%d creator records or tallies stored without creators", stored)
+	}
+
+	o := out.outputs()
+	o.Creators = &memSink{}
+	if _, err := NewCoordinator(cfg, openMemStore(t), o, topo); err == nil {
+		t.Fatal("a creators output with NoCreators was accepted")
+	}
+}
+
+// TestSettingsDiff: a state of other settings says which differ.
+func TestSettingsDiff(t *testing.T) {
+	for _, c := range []struct{ was, now, want string }{
+		{"model=a tick=10", "model=a tick=10 creator-momentum=off", "creator-momentum=off now, not then"},
+		{"model=a tick=10 creator-momentum=off", "model=a tick=10", "creator-momentum=off then, not now"},
+		{"model=a tick=10", "model=b tick=20", "model=a then, b now; tick=10 then, 20 now"},
+		{"model=a", "model=a", "model=a against model=a"},
+	} {
+		if got := settingsDiff(c.was, c.now); got != c.want {
+			t.Errorf("settingsDiff(%q, %q) = %q, want %q", c.was, c.now, got, c.want)
+		}
+	}
+}

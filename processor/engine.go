@@ -225,7 +225,7 @@ func newEngine(cfg Config, fingerprint string, id int32, part *store.Partition, 
 		return nil, fmt.Errorf("read state of partition %d: %w", id, err)
 	}
 	if ok && meta.Fingerprint != fingerprint {
-		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings (%s) than these (%s): use the same settings or a fresh state directory", id, meta.Fingerprint, fingerprint)
+		return nil, fmt.Errorf("processor: the state of partition %d was built with other settings than these (%s): use the same settings or a fresh state directory", id, settingsDiff(meta.Fingerprint, fingerprint))
 	}
 	e.meta = meta
 	e.meta.Fingerprint = fingerprint

@@ -112,8 +112,8 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	fs.Var(&f.in, "in", "input JSON-lines `FILE` (repeatable; gzip detected by content; - for standard input); input files may also be given as arguments")
 	fs.StringVar(&f.out, "out", "-", "score records `FILE` (- for standard output)")
 	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE` (- for standard output; empty: not written)")
-	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written)")
-	fs.StringVar(&f.risingOut, "rising-creators-out", "", "rising-creators lists `FILE`, one per region each minute (empty: not written)")
+	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written, and with no\n--rising-creators-out not computed: a state directory built without creators is not resumed\nwith them)")
+	fs.StringVar(&f.risingOut, "rising-creators-out", "", "rising-creators lists `FILE`, one per region each minute (empty: not written; see\n--creators-out)")
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE`: rejected input lines as JSON objects with the reason, the source\nfile and offset, and the original bytes (- for standard output; empty: standard error,\nso that bad input is never silently lost)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state `DIR`; kept, so that a killed backfill resumes from its last commit (empty: a\ntemporary directory removed at the end)")
 	addEngineFlags(fs, &f.cfg)
@@ -135,6 +135,10 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 		return nil, err
 	}
 	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
+	// Creator momentum is computed only for an output that takes it: it
+	// took a quarter of B1's CPU, which writes video scores and trending
+	// lists only (bench/RESULTS.md).
+	f.cfg.NoCreators = f.creatorsOut == "" && f.risingOut == ""
 	if err := f.validate(); err != nil {
 		return nil, err
 	}

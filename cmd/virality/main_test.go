@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -121,18 +123,29 @@ func TestBackfillKilledAndResumed(t *testing.T) {
 
 // TestBackfillTwiceIdentical: the same input and settings give
 // byte-identical outputs, whatever the number of decoders and of workers
-// (--workers 1 and 2).
+// (--workers 1 and 2), and whether creator momentum is computed or not
+// (with --creators-out, or without: then it is not).
 func TestBackfillTwiceIdentical(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "likes.jsonl")
 	runCommand(t, "gen", "--events", "300000", "--videos", "20000", "--users", "100000", "--duration", "6h", "--farm-accounts", "300",
 		"--late-share", "0.001", "--bad-share", "0.001", "--out", in)
 	outs := [][]byte{}
-	for i, run := range []struct{ decoders, workers string }{{"0", "1"}, {"2", "2"}} {
+	for i, run := range []struct {
+		decoders, workers string
+		creators          bool
+	}{{"0", "1", false}, {"2", "2", false}, {"1", "2", true}} {
 		out := filepath.Join(dir, run.decoders)
-		runCommand(t, "backfill", "--in", in, "--now", "2026-11-26T00:00:00Z", "--progress", "0", "--decoders", run.decoders,
+		args := []string{"backfill", "--in", in, "--now", "2026-11-26T00:00:00Z", "--progress", "0", "--decoders", run.decoders,
 			"--workers", run.workers,
-			"--out", out+"-scores.jsonl", "--trending-out", out+"-trending.jsonl", "--dead-letter-out", out+"-dlq.jsonl")
+			"--out", out + "-scores.jsonl", "--trending-out", out + "-trending.jsonl", "--dead-letter-out", out + "-dlq.jsonl"}
+		if run.creators {
+			args = append(args, "--creators-out", out+"-creators.jsonl")
+		}
+		runCommand(t, args...)
+		if run.creators && len(readLines(t, out+"-creators.jsonl")) == 0 {
+			t.Fatal("no creator records")
+		}
 		var all []byte
 		for _, name := range []string{"-scores.jsonl", "-trending.jsonl", "-dlq.jsonl"} {
 			b, err := os.ReadFile(out + name)
@@ -146,7 +159,41 @@ func TestBackfillTwiceIdentical(t *testing.T) {
 		}
 		outs = append(outs, all)
 	}
-	if !bytes.Equal(outs[0], outs[1]) {
-		t.Fatal("two backfills of the same input differ")
+	for i := 1; i < len(outs); i++ {
+		if !bytes.Equal(outs[0], outs[i]) {
+			t.Fatalf("backfill %d of the same input differs from the first", i+1)
+		}
+	}
+}
+
+// TestBackfillCreatorsResumed: a state built by a backfill without
+// creator outputs, which computes no creator momentum, is not resumed by
+// one with them (its creators would be missing): the backfill stops and
+// says which setting differs. The other way round, too.
+func TestBackfillCreatorsResumed(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "likes.jsonl")
+	runCommand(t, "gen", "--events", "30000", "--videos", "3000", "--users", "100000", "--duration", "3h",
+		"--bursts", "1", "--campaigns", "1", "--farm-accounts", "300", "--out", in)
+	for _, first := range []bool{false, true} {
+		state := filepath.Join(dir, fmt.Sprintf("state-%t", first))
+		args := func(creators bool) []string {
+			a := []string{"backfill", "--in", in, "--now", "2026-11-26T00:00:00Z", "--progress", "0",
+				"--out", filepath.Join(dir, "scores.jsonl"), "--state-dir", state}
+			if creators {
+				a = append(a, "--creators-out", filepath.Join(dir, "creators.jsonl"))
+			}
+			return a
+		}
+		runCommand(t, args(first)...)
+		var stderr bytes.Buffer
+		cmd := child(context.Background(), args(!first)...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("a state built with creators %t was resumed with creators %t", first, !first)
+		}
+		if !strings.Contains(stderr.String(), "creator-momentum=off") || !strings.Contains(stderr.String(), "other settings") {
+			t.Fatalf("creators %t, then %t: the error does not say which setting differs:\n%s", first, !first, stderr.String())
+		}
 	}
 }
