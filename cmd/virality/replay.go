@@ -63,7 +63,7 @@ func parseReplay(args []string) (*replayFlags, error) {
 	fs.StringVar(&f.to, "to", "", "end `TIME` (RFC 3339), exclusive")
 	fs.StringVar(&f.out, "out", "", "score records `FILE` (- for standard output)")
 	fs.StringVar(&f.trendingOut, "trending-out", "", "trending snapshots `FILE`")
-	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written)")
+	fs.StringVar(&f.creatorsOut, "creators-out", "", "creator score records `FILE` (creator momentum; empty: not written, and with no\n--rising-creators-out not computed)")
 	fs.StringVar(&f.risingOut, "rising-creators-out", "", "rising-creators lists `FILE`, one per region each minute (empty: not written)")
 	fs.StringVar(&f.deadOut, "dead-letter-out", "", "dead-letter `FILE` (empty, with no --dead-letter-topic: standard error)")
 	fs.StringVar(&f.scoresTopic, "scores-topic", "", "score records `TOPIC` instead of --out (created compacted if missing)")
@@ -79,6 +79,8 @@ func parseReplay(args []string) (*replayFlags, error) {
 		return nil, err
 	}
 	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
+	// As in backfill: creator momentum only for an output that takes it.
+	f.cfg.NoCreators = f.creatorsOut == "" && f.risingOut == ""
 	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
 		return nil, err
 	}

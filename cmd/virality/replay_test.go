@@ -18,7 +18,7 @@ import (
 )
 
 // TestReplay: replaying a topic's time range twice gives byte-identical
-// outputs, and a replay of the whole topic ends with the same record for
+// outputs, with creator momentum computed or not, and a replay of the whole topic ends with the same record for
 // every video as a backfill of the same partitions; a sub-range takes
 // exactly the records whose timestamps lie in it.
 func TestReplay(t *testing.T) {
@@ -34,10 +34,10 @@ func TestReplay(t *testing.T) {
 	}
 	runCommand(t, "produce", "--brokers", brokers, "--topic", topic, "--in", in)
 
-	replay := func(name, from, to string) string {
+	replay := func(name, from, to string, more ...string) string {
 		out := filepath.Join(dir, name)
-		stderr := runCommand(t, "replay", "--brokers", brokers, "--input-topic", topic, "--from", from, "--to", to,
-			"--out", out+"-scores.jsonl", "--trending-out", out+"-trending.jsonl", "--dead-letter-out", out+"-dlq.jsonl")
+		stderr := runCommand(t, append([]string{"replay", "--brokers", brokers, "--input-topic", topic, "--from", from, "--to", to,
+			"--out", out + "-scores.jsonl", "--trending-out", out + "-trending.jsonl", "--dead-letter-out", out + "-dlq.jsonl"}, more...)...)
 		return stderr
 	}
 	all := func(name string) []byte {
@@ -51,10 +51,15 @@ func TestReplay(t *testing.T) {
 		}
 		return b
 	}
+	// The second computes creator momentum too (the first has no creator
+	// output, so does not): the other outputs are the same.
 	replay("a", "2026-10-31T00:00:00Z", "2100-01-01T00:00:00Z")
-	replay("b", "2026-10-31T00:00:00Z", "2100-01-01T00:00:00Z")
+	replay("b", "2026-10-31T00:00:00Z", "2100-01-01T00:00:00Z", "--creators-out", filepath.Join(dir, "b-creators.jsonl"))
 	if a, b := all("a"), all("b"); len(a) == 0 || !bytes.Equal(a, b) {
 		t.Fatalf("two replays of the same range differ (%d and %d bytes)", len(a), len(b))
+	}
+	if len(readLines(t, filepath.Join(dir, "b-creators.jsonl"))) == 0 {
+		t.Fatal("a replay with --creators-out wrote no creator record")
 	}
 
 	back := filepath.Join(dir, "backfill-scores.jsonl")
