@@ -214,6 +214,11 @@ type memoryPlan struct {
 // RSS. Held decoded up to half of 39 MiB, B4's file over 1M videos
 // (100,000 creators of 10 likes each) used about 3% more CPU; held as
 // now, the same (bench/RESULTS.md).
+//
+// Without creator outputs a backfill or a replay computes no creators
+// (Config.NoCreators), and their share is left to the heap's room: B1's
+// heap had been at its limit, and its collector took a quarter of the
+// CPU it did. Given to the packed videos instead, B1 used 18% more CPU.
 func (b memoryBudget) plan(live bool) memoryPlan {
 	var p memoryPlan
 	// Memtables of 1/16 each, the block cache 1/32: a catch-up writes
