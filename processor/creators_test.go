@@ -723,15 +723,7 @@ func TestNoCreators(t *testing.T) {
 	cfg.NoCreators = true
 	db := openMemStore(t)
 	out := newTestOutputs()
-	c, err := NewCoordinator(cfg, db, out.outputs(), topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p := range topo.Partitions {
-		if _, err := c.Open(int32(p)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := openCoordinator(t, cfg, db, out, topo)
 	if err := Run(context.Background(), c, &sliceSource{recs: recs, step: 500}, RunOptions{Decoders: 1}); err != nil {
 		t.Fatal(err)
 	}
