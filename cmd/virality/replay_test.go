@@ -18,9 +18,10 @@ import (
 )
 
 // TestReplay: replaying a topic's time range twice gives byte-identical
-// outputs, with creator momentum computed or not, and a replay of the whole topic ends with the same record for
-// every video as a backfill of the same partitions; a sub-range takes
-// exactly the records whose timestamps lie in it.
+// outputs, with creator momentum computed or not, and a replay of the
+// whole topic ends with the same record for every video as a backfill of
+// the same partitions; a sub-range takes exactly the records whose
+// timestamps lie in it.
 func TestReplay(t *testing.T) {
 	kc := testKafka(t)
 	brokers := strings.Join(kc.Brokers, ",")
