@@ -134,11 +134,12 @@ func parseBackfill(args []string) (*backfillFlags, error) {
 	if err := parseWithInputs(fs, args); err != nil {
 		return nil, err
 	}
-	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	// Creator momentum is computed only for an output that takes it: it
 	// took a quarter of B1's CPU, which writes video scores and trending
-	// lists only (bench/RESULTS.md).
+	// lists only (bench/RESULTS.md). Its share of the budget then goes to
+	// the accounts.
 	f.cfg.NoCreators = f.creatorsOut == "" && f.risingOut == ""
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	if err := f.validate(); err != nil {
 		return nil, err
 	}

@@ -216,10 +216,18 @@ type memoryPlan struct {
 // now, the same (bench/RESULTS.md).
 //
 // Without creator outputs a backfill or a replay computes no creators
-// (Config.NoCreators), and their share is left to the heap's room: B1's
-// heap had been at its limit, and its collector took a quarter of the
-// CPU it did. Given to the packed videos instead, B1 used 18% more CPU.
-func (b memoryBudget) plan(live bool) memoryPlan {
+// (noCreators, Config.NoCreators), and their share goes to the accounts.
+// An account whose record a like needs is one that liked in the last 2
+// hours and 20 minutes (accounts.go), and B1's 5M accounts, a like
+// every 12 hours on average, have about 800,000 of those at a time; with
+// the accounts' share alone the stages held at most 477,000 and read 1.05M
+// accounts back from the store (14 us a read, 7% of B1's CPU). With the
+// creators' share too, bound at 1.01M, they read 112,000 back, and B1
+// used 6% less CPU at the same peak RSS (the accounts held are those
+// active, not the bound). Given to the packed videos instead, the share
+// cost B1 18% more CPU; left to the heap's room, it gained nothing
+// (bench/RESULTS.md).
+func (b memoryBudget) plan(live, noCreators bool) memoryPlan {
 	var p memoryPlan
 	// Memtables of 1/16 each, the block cache 1/32: a catch-up writes
 	// most keys again within seconds (held likes set then deleted, videos,
@@ -249,7 +257,12 @@ func (b memoryBudget) plan(live bool) memoryPlan {
 	p.outputBytes = max(p.heapLimit*outputShare/100, 4<<20)
 	p.filterBits = int(p.heapLimit * filterShare / 100 * 8)
 	if !live {
-		p.creators = p.heapLimit * (creatorShare + liveShares) / 100
+		if noCreators {
+			p.creators, p.decoded = 0, 0
+			p.accounts = share(accountShare+creatorShare+liveShares, accountBytes)
+		} else {
+			p.creators = p.heapLimit * (creatorShare + liveShares) / 100
+		}
 		// A backfill's or a replay's commits are larger than half a
 		// memtable, and Pebble keeps such a batch as it is, on the Go
 		// heap, until it is flushed, rather than copy it into a memtable:
@@ -298,7 +311,7 @@ func (b memoryBudget) apply(set map[string]bool, s sizes) {
 	if b.bytes == 0 {
 		return
 	}
-	p := b.plan(s.inputBytes != nil) // only the live service holds input read ahead
+	p := b.plan(s.inputBytes != nil, s.engine.NoCreators) // only the live service holds input read ahead
 	for _, f := range []struct {
 		name string
 		ptr  *int
@@ -344,7 +357,7 @@ func (b memoryBudget) limitHeap(live bool) (restore func()) {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || b.bytes == 0 {
 		return func() {}
 	}
-	prev := debug.SetMemoryLimit(b.plan(live).heapLimit)
+	prev := debug.SetMemoryLimit(b.plan(live, false).heapLimit) // the same with or without creators
 	return func() { debug.SetMemoryLimit(prev) }
 }
 

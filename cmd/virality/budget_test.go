@@ -27,7 +27,7 @@ func TestParseBytes(t *testing.T) {
 func TestMemoryPlan(t *testing.T) {
 	var prev memoryPlan
 	for _, b := range []int64{128 << 20, 512 << 20, 4 << 30} {
-		p := memoryBudget{b}.plan(true)
+		p := memoryBudget{b}.plan(true, false)
 		caches := int64(p.pairs)*pairBytes + int64(p.videos)*videoBytes + int64(p.accounts)*accountBytes +
 			int64(p.viewVideos)*viewBytes + int64(p.filterBits)/8 + p.packed + p.creators +
 			int64(p.recent)*recentBytes + p.inputBytes + p.outputBytes + p.held*heldBytes
@@ -38,13 +38,21 @@ func TestMemoryPlan(t *testing.T) {
 		// service holds; it gives what smaller memtables and a smaller
 		// block cache free to the heap, some of it to the videos kept
 		// packed, and leaves the heap at least the live service's room.
-		bp := memoryBudget{b}.plan(false)
+		bp := memoryBudget{b}.plan(false, false)
 		if bp.creators <= p.creators || bp.heapLimit <= p.heapLimit || bp.cacheBytes > p.cacheBytes || bp.memTable >= p.memTable || bp.packed <= p.packed {
 			t.Errorf("budget %d: a batch command's creators %d, heap limit %d, cache %d, memtable %d, packed %d; live %d, %d, %d, %d, %d",
 				b, bp.creators, bp.heapLimit, bp.cacheBytes, bp.memTable, bp.packed, p.creators, p.heapLimit, p.cacheBytes, p.memTable, p.packed)
 		}
 		if bp.pairs != p.pairs || bp.videos != p.videos || bp.accounts != p.accounts || bp.filterBits != p.filterBits {
 			t.Errorf("budget %d: a batch command's caches %+v differ from the live service's %+v", b, bp, p)
+		}
+		// Without creators, their share goes to the accounts: the caches
+		// take no more of the heap.
+		np := memoryBudget{b}.plan(false, true)
+		if np.creators != 0 || np.heapLimit != bp.heapLimit || np.packed != bp.packed ||
+			int64(np.accounts-bp.accounts-1)*accountBytes > bp.creators || np.accounts <= bp.accounts {
+			t.Errorf("budget %d: without creators, accounts %d, creators %d, heap limit %d; with them %d, %d, %d",
+				b, np.accounts, np.creators, np.heapLimit, bp.accounts, bp.creators, bp.heapLimit)
 		}
 		if total := bp.heapLimit + bp.cacheBytes + 2*bp.memTable + runtimeBytes; total != b {
 			t.Errorf("budget %d: a batch command's parts add up to %d", b, total)
@@ -73,7 +81,7 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := memoryBudget{1 << 30}.plan(true)
+	p := memoryBudget{1 << 30}.plan(true, false)
 	if f.svc.Engine.CachePairs != 12345 {
 		t.Errorf("--cache-pairs 12345 gave %d", f.svc.Engine.CachePairs)
 	}
@@ -86,11 +94,11 @@ func TestMemoryBudgetFlags(t *testing.T) {
 
 	// A backfill gives the creators what only the live service holds;
 	// --creator-state-mb wins over it.
-	bf, err := parseBackfill([]string{"--memory-budget", "1GiB", "in.jsonl"})
+	bf, err := parseBackfill([]string{"--memory-budget", "1GiB", "--creators-out", "c.jsonl", "in.jsonl"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bp := memoryBudget{1 << 30}.plan(false)
+	bp := memoryBudget{1 << 30}.plan(false, false)
 	if bf.cfg.CreatorBytes != bp.creators || f.svc.Engine.CreatorBytes != p.creators || bp.creators <= p.creators {
 		t.Errorf("creators' state: backfill %d, run %d; want %d and %d", bf.cfg.CreatorBytes, f.svc.Engine.CreatorBytes, bp.creators, p.creators)
 	}
@@ -102,8 +110,25 @@ func TestMemoryBudgetFlags(t *testing.T) {
 	if bf.cfg.CreatorDecodedBytes != p.creators/2 || f.svc.Engine.CreatorDecodedBytes != p.creators/2 {
 		t.Errorf("creators held decoded: backfill %d, run %d; want %d", bf.cfg.CreatorDecodedBytes, f.svc.Engine.CreatorDecodedBytes, p.creators/2)
 	}
-	if bf, err = parseBackfill([]string{"--memory-budget", "1GiB", "--creator-state-mb", "7", "in.jsonl"}); err != nil || bf.cfg.CreatorBytes != 7<<20 {
+	if bf, err = parseBackfill([]string{"--memory-budget", "1GiB", "--creator-state-mb", "7", "--creators-out", "c.jsonl", "in.jsonl"}); err != nil || bf.cfg.CreatorBytes != 7<<20 {
 		t.Errorf("--creator-state-mb 7 gave %d bytes (%v)", bf.cfg.CreatorBytes, err)
+	}
+	// Without creator outputs, no creators: their share goes to the
+	// accounts, in a backfill and in a replay alike; --max-accounts wins.
+	np := memoryBudget{1 << 30}.plan(false, true)
+	bf, err = parseBackfill([]string{"--memory-budget", "1GiB", "in.jsonl"})
+	if err != nil || !bf.cfg.NoCreators || bf.cfg.CreatorBytes != 0 || bf.cfg.MaxAccounts != np.accounts || np.accounts <= bp.accounts {
+		t.Errorf("backfill without creators: %v, creators' state %d, accounts %d; want none and %d (with creators %d)", err, bf.cfg.CreatorBytes, bf.cfg.MaxAccounts, np.accounts, bp.accounts)
+	}
+	rp, err := parseReplay([]string{"--memory-budget", "1GiB", "--out", "s.jsonl", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T01:00:00Z", "--brokers", "x:1", "--input-topic", "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rp.cfg.NoCreators || rp.cfg.MaxAccounts != np.accounts {
+		t.Errorf("replay without creators: accounts %d; want %d", rp.cfg.MaxAccounts, np.accounts)
+	}
+	if bf, err = parseBackfill([]string{"--memory-budget", "1GiB", "--max-accounts", "1234", "in.jsonl"}); err != nil || bf.cfg.MaxAccounts != 1234 {
+		t.Errorf("--max-accounts 1234 without creators gave %d (%v)", bf.cfg.MaxAccounts, err)
 	}
 
 	f, err = parseRun([]string{"--memory-budget", "0"})

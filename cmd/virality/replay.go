@@ -78,9 +78,10 @@ func parseReplay(args []string) (*replayFlags, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
-	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
-	// As in backfill: creator momentum only for an output that takes it.
+	// As in backfill: creator momentum only for an output that takes it,
+	// and its share of the budget then goes to the accounts.
 	f.cfg.NoCreators = f.creatorsOut == "" && f.risingOut == ""
+	f.budget.apply(setFlags(fs), sizes{engine: &f.cfg, cacheMB: &f.cacheMB, memTableMB: &f.memTableMB})
 	if err := validateStore(f.cacheMB, f.memTableMB); err != nil {
 		return nil, err
 	}
