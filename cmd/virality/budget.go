@@ -223,9 +223,9 @@ type memoryPlan struct {
 // the accounts' share alone the stages held at most 477,000 and read 1.05M
 // accounts back from the store (14 us a read, 7% of B1's CPU). With the
 // creators' share too, bound at 1.01M, they read 112,000 back, and B1
-// used 6% less CPU at the same peak RSS (the accounts held are those
-// active, not the bound). Given to the packed videos instead, the share
-// cost B1 18% more CPU; left to the heap's room, it gained nothing
+// used 10-14% less CPU in two alternating pairs, at a peak RSS lower by
+// 14-16 MiB (the accounts held are those active, not the bound). Given to
+// the packed videos instead, the share cost B1 18% more CPU
 // (bench/RESULTS.md).
 func (b memoryBudget) plan(live, noCreators bool) memoryPlan {
 	var p memoryPlan
