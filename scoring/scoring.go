@@ -389,6 +389,9 @@ func DecayContribution(t, h int64) (epoch int64, c uint64) {
 	return epoch, uint64(math.Round(math.Exp2(decayScaleBits + x)))
 }
 
+// DecayEpoch is the epoch of half-life h that time t is in.
+func DecayEpoch(t, h int64) int64 { return floorDiv(t, h*epochHalfLives) }
+
 // DecayAdd adds (or with neg, removes) a like at t to sums kept sorted by
 // epoch, and returns the updated slice.
 func DecayAdd(sums []DecaySum, t, h int64, neg bool) []DecaySum {

@@ -26,7 +26,7 @@ func (v *Video) AppendPacked(b []byte) []byte {
 	b = v.marshal(b)
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	if v.bucketed {
-		b = appendEntryList(b, v.Entries)
+		b = appendEntryList(b, v.Entries, v.Clock)
 		b = v.appendSealed(b)
 	}
 	b = binary.AppendVarint(b, v.dirtyFrom)
@@ -88,7 +88,7 @@ func (v *Video) Unpack(id string, b []byte) error {
 	r := reader{b: b[4+n:]}
 	if v.bucketed {
 		var err error
-		if v.Entries, err = r.entryList(v.Entries); err != nil {
+		if v.Entries, err = r.entryList(v.Entries, v.Clock); err != nil {
 			return err
 		}
 		r.sealed(v)

@@ -79,7 +79,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 10: the live service's trending merger stores none of the partitions'
 // reports it reads from the partials topic: its state says from which
 // offset to read them again (the first not yet merged).
-const FormatVersion = 10
+// 11: a video's record holds its times as distances from its clock, and
+// its decay epochs as distances from its clock's and from each other.
+const FormatVersion = 11
 
 var formatKey = []byte("\x00format")
 
