@@ -90,7 +90,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 
 // TestVideoRecordRoundTrip: a video's record reads back as written, its
 // times and decay epochs near its clock or not (before it, after it, zero,
-// negative); and the same video a few years later takes no more bytes
+// negative); and the same video decades later takes no more bytes
 // than its clock's own need, its other times being written from it.
 func TestVideoRecordRoundTrip(t *testing.T) {
 	const days12 = 12 * 86_400_000 // the longest decay epoch
