@@ -1004,11 +1004,11 @@ func (e *Engine) write(w *store.Writer) error {
 	}
 	// The held events taken since the last commit; those applied since
 	// are gone from the buffer, and no longer kept in memory for this.
-	for _, r := range e.buf.h {
+	e.buf.each(func(r *routed) {
 		if r.seq > e.savedSeq {
 			e.unsaved = append(e.unsaved, r)
 		}
-	}
+	})
 	slices.SortFunc(e.unsaved, func(a, b *routed) int { return cmp.Compare(a.seq, b.seq) })
 	for _, r := range e.unsaved {
 		e.buf2 = appendRouted(e.buf2[:0], r)

@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"container/heap"
 	"encoding/binary"
 	"errors"
 
@@ -112,30 +111,83 @@ func routedLess(a, b *routed) bool {
 // reorder holds a partition's events until its watermark passes them,
 // then gives them back sorted (routedLess). Events from several sources
 // thus apply in one order whatever their interleaving.
-type reorder struct{ h routedHeap }
+//
+// It is a binary heap, sifted as container/heap sifts (so the order of
+// exact duplicates is as it was), of the events with their times beside
+// them: a comparison reads the time from the heap's own array, and an
+// event only when two times tie. Behind container/heap's interface each
+// comparison read both events, and taking the first event from B1's
+// buffers was 1.3% of its CPU, all but a tenth of it in comparisons and
+// the misses of reading events.
+type reorder struct{ h []held }
 
-type routedHeap []*routed
-
-func (h routedHeap) Len() int           { return len(h) }
-func (h routedHeap) Less(i, j int) bool { return routedLess(h[i], h[j]) }
-func (h routedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *routedHeap) Push(x any)        { *h = append(*h, x.(*routed)) }
-func (h *routedHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return x
+// held is an event in a reorder buffer, and its event time.
+type held struct {
+	ts int64
+	r  *routed
 }
 
-func (r *reorder) push(ev *routed) { heap.Push(&r.h, ev) }
+func heldLess(a, b *held) bool {
+	if a.ts != b.ts {
+		return a.ts < b.ts
+	}
+	return routedLess(a.r, b.r)
+}
+
+func (r *reorder) push(ev *routed) {
+	r.h = append(r.h, held{ev.ev.TS, ev})
+	h := r.h
+	for j := len(h) - 1; ; {
+		i := (j - 1) / 2 // parent
+		if i == j || !heldLess(&h[j], &h[i]) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		j = i
+	}
+}
 
 // popBefore returns the first held event if its time is before t.
 func (r *reorder) popBefore(t int64) (*routed, bool) {
-	if len(r.h) == 0 || r.h[0].ev.TS >= t {
+	if len(r.h) == 0 || r.h[0].ts >= t {
 		return nil, false
 	}
-	return heap.Pop(&r.h).(*routed), true
+	h := r.h
+	n := len(h) - 1
+	h[0], h[n] = h[n], h[0]
+	for i := 0; ; {
+		j := 2*i + 1 // left child
+		if j >= n {
+			break
+		}
+		if j2 := j + 1; j2 < n && heldLess(&h[j2], &h[j]) {
+			j = j2
+		}
+		if !heldLess(&h[j], &h[i]) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
+	ev := h[n].r
+	h[n] = held{}
+	r.h = h[:n]
+	return ev, true
+}
+
+// first returns the event that would be taken first.
+func (r *reorder) first() (*routed, bool) {
+	if len(r.h) == 0 {
+		return nil, false
+	}
+	return r.h[0].r, true
+}
+
+// each calls fn with every held event, in no order.
+func (r *reorder) each(fn func(*routed)) {
+	for i := range r.h {
+		fn(r.h[i].r)
+	}
 }
 
 func (r *reorder) len() int { return len(r.h) }

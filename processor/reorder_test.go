@@ -1,6 +1,9 @@
 package processor
 
 import (
+	"container/heap"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/viralityhq/virality/event"
@@ -36,5 +39,66 @@ func TestSpares(t *testing.T) {
 	}
 	if len(s) != maxSpares {
 		t.Fatalf("%d spares kept, want at most %d", len(s), maxSpares)
+	}
+}
+
+// refHeap is the reorder buffer as container/heap kept it, the order
+// reorder must keep: the same events taken in the same order, exact
+// duplicates too.
+type refHeap []*routed
+
+func (h refHeap) Len() int           { return len(h) }
+func (h refHeap) Less(i, j int) bool { return routedLess(h[i], h[j]) }
+func (h refHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *refHeap) Push(x any)        { *h = append(*h, x.(*routed)) }
+func (h *refHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// TestReorderOrder pushes events out of order (times drawn from a narrow
+// range, so that many tie, and some exact duplicates) and takes them
+// before a rising time, and checks that reorder gives back the very
+// events container/heap did, in the same order.
+func TestReorderOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var r reorder
+	var ref refHeap
+	now, taken := int64(0), 0
+	for round := range 20000 {
+		for range rng.IntN(4) {
+			ev := &routed{ev: event.Event{
+				TS:      now + int64(rng.IntN(50)),
+				Action:  event.Action(rng.IntN(2)),
+				EventID: fmt.Sprint("e", rng.IntN(20)),
+				VideoID: fmt.Sprint("v", rng.IntN(3)),
+				UserID:  fmt.Sprint("u", rng.IntN(3)),
+			}, seq: int64(round)}
+			r.push(ev)
+			heap.Push(&ref, ev)
+		}
+		now += int64(rng.IntN(3))
+		for {
+			got, ok := r.popBefore(now)
+			var want *routed
+			if len(ref) > 0 && ref[0].ev.TS < now {
+				want = heap.Pop(&ref).(*routed)
+			}
+			if got != want || ok != (want != nil) {
+				t.Fatalf("round %d: took %+v, container/heap took %+v", round, got, want)
+			}
+			if !ok {
+				break
+			}
+			taken++
+		}
+		if f, ok := r.first(); ok != (len(ref) > 0) || ok && f != ref[0] {
+			t.Fatalf("round %d: first %+v, container/heap's %+v", round, f, ref[0])
+		}
+	}
+	if taken < 10000 || r.len() == 0 {
+		t.Fatalf("took %d, holds %d: the test checks too little", taken, r.len())
 	}
 }

@@ -80,7 +80,8 @@ func TestHeldEventsInStore(t *testing.T) {
 		g = openGroup(t, cfg, db, out)
 		for _, id := range g.Partitions() {
 			e, _ := g.Engine(id)
-			for _, r := range e.buf.h {
+			for _, h := range e.buf.h {
+				r := h.r
 				if r.ev.TS < e.released {
 					t.Fatalf("crash at %d: partition %d holds an event at %d, before its release point %d", at, id, r.ev.TS, e.released)
 				}

@@ -239,8 +239,8 @@ func (s *stage) advance() error {
 func (s *stage) settle() error {
 	for {
 		done := s.st.Closed
-		if len(s.held.h) > 0 {
-			done = min(done, floorDiv(s.held.h[0].ev.TS, s.bucket)-1)
+		if r, ok := s.held.first(); ok {
+			done = min(done, floorDiv(r.ev.TS, s.bucket)-1)
 		}
 		s.rates.report(done)
 		g := s.rates.closed()
@@ -258,7 +258,8 @@ func (s *stage) settle() error {
 // idle and it holds no like up to their largest event time (one ahead of
 // it, such as a record time far ahead, waits as it would in an engine).
 func (s *stage) quiet() bool {
-	return s.idle && (len(s.held.h) == 0 || s.held.h[0].ev.TS > s.low)
+	r, ok := s.held.first()
+	return s.idle && (!ok || r.ev.TS > s.low)
 }
 
 // promise is the event time the stage promises its engines: no event it
@@ -271,8 +272,8 @@ func (s *stage) promise() int64 {
 		return 0
 	}
 	p := min(s.low, (g+accountLag+1)*s.bucket)
-	if len(s.held.h) > 0 {
-		p = min(p, s.held.h[0].ev.TS)
+	if r, ok := s.held.first(); ok {
+		p = min(p, r.ev.TS)
 	}
 	return p
 }
@@ -348,11 +349,11 @@ func (s *stage) write(w *store.Writer) error {
 		}
 	}
 	s.gone = s.gone[:0]
-	for _, r := range s.held.h {
+	s.held.each(func(r *routed) {
 		if r.seq > s.savedSeq {
 			s.unsaved = append(s.unsaved, r)
 		}
-	}
+	})
 	slices.SortFunc(s.unsaved, func(a, b *routed) int { return cmp.Compare(a.seq, b.seq) })
 	var buf []byte
 	for _, r := range s.unsaved {
