@@ -2,6 +2,7 @@ package processor
 
 import (
 	"math"
+	"slices"
 
 	"github.com/viralityhq/virality/scoring"
 	"github.com/viralityhq/virality/store"
@@ -27,7 +28,19 @@ const (
 	// must be quiet to be dropped.
 	lockBuckets = 24
 	keyKeep     = lockBuckets + accountLag + 2
+	// accountEpoch is the span, in buckets, of an epoch of the accounts'
+	// records in the store: a record is kept under the epoch of its
+	// newest bucket, and a like reads only records whose newest bucket is
+	// at most keyKeep before its own, so from at most two epochs (or
+	// more, for an account that liked later than the like), and an epoch
+	// is deleted whole once no like can read it (accounts.save). An
+	// account that never likes again so leaves the store within three
+	// epochs, about seven hours of event time; until format 12 its record
+	// was kept for ever, a record for every account ever seen.
+	accountEpoch = keyKeep + 1
 )
+
+func epochOf(bucket int64) int64 { return floorDiv(bucket, accountEpoch) }
 
 type acctBucket = store.AccountBucket
 
@@ -119,8 +132,9 @@ func (e *acctEntry) unpack(r *acctRec) {
 // a like's lockstep keys.
 // Each account's counts are stored in one record (store.Account), written
 // at each commit the account liked something, so that an account evicted
-// from memory, or not loaded after a restart, costs one lookup. In memory
-// they are a table without pointers, which the garbage collector skips.
+// from memory, or not loaded after a restart, costs a lookup or two (one
+// an epoch: see accountEpoch). In memory they are a table without
+// pointers, which the garbage collector skips.
 type accounts struct {
 	part   *store.Partition
 	bucket int64
@@ -135,11 +149,17 @@ type accounts struct {
 	// left tells which accounts not in memory the store may hold a
 	// record of that a like still needs (leftaccounts.go): a miss reads
 	// the store only for those.
-	left    *leftAccounts
-	reads   int64 // accounts read from the store
-	swept   int64 // bucket of the last sweep for accounts gone quiet
-	scratch []acctBucket
-	key     []byte
+	left  *leftAccounts
+	reads int64 // accounts read from the store
+	// epochs are those the store holds records of, in order: a read
+	// looks from the latest back. dropBelow is the first epoch a like may
+	// still read (readableFrom), dropped the epoch the store's records are
+	// deleted before, as of the last commit.
+	epochs             []int64
+	dropBelow, dropped int64
+	swept              int64 // bucket of the last sweep for accounts gone quiet
+	scratch            []acctBucket
+	key                []byte
 	// filter: the partition's filter of keys (shared with its engine,
 	// which never runs at the same time as its stage), which holds every
 	// account the store may hold, so that a new account is not read.
@@ -199,7 +219,8 @@ func (a *accounts) drop(i int) {
 func (a *accounts) load() int { return a.t.Len() + (fullUnits-1)*(len(a.full)-len(a.free)) }
 
 func newAccounts(part *store.Partition, bucket int64, maxAccounts int) *accounts {
-	a := &accounts{part: part, bucket: bucket, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64)}
+	a := &accounts{part: part, bucket: bucket, t: newTable[acctEntry](), left: newLeftAccounts(math.MinInt64),
+		dropBelow: math.MinInt64, dropped: math.MinInt64}
 	a.setMax(maxAccounts)
 	return a
 }
@@ -241,7 +262,7 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 		if read && a.left.may(a.key, b) {
 			a.reads++
 			var err error
-			if a.scratch, err = a.part.Account(user, a.scratch[:0]); err != nil {
+			if a.scratch, err = a.part.Account(user, a.epochs, epochOf(b-keyKeep), a.scratch[:0]); err != nil {
 				a.t.Delete(i) // the last entry, just added: no other moves
 				return 0, 0, 0, false, err
 			}
@@ -351,19 +372,40 @@ func (r *acctRec) buckets(dst []acctBucket) []acctBucket {
 // they first liked since (the order of the events, so the same in every
 // run; sorting them by id took half of this, while the partitions waited
 // for a live commit). Buckets too old to matter are dropped as accounts
-// like again; an account that never does keeps its last record, which no
-// weight reads any more (like the pairs, the records grow with the
-// accounts ever seen, not with the likes).
+// like again. Then it deletes the epochs of records no like can read any
+// more, once dropBelow has moved: after the records it writes, so that an
+// account written into such an epoch goes too. So an account that never
+// likes again leaves the store with its epoch (see accountEpoch).
 func (a *accounts) save(w *store.Writer) error {
 	for _, i := range a.dirty {
-		a.scratch = a.rec(int(i)).buckets(a.scratch[:0])
-		if err := w.SetAccount(string(a.t.Key(int(i))), a.scratch); err != nil {
+		r := a.rec(int(i))
+		ep := epochOf(r.newest)
+		if at, found := slices.BinarySearch(a.epochs, ep); !found {
+			a.epochs = slices.Insert(a.epochs, at, ep)
+		}
+		a.scratch = r.buckets(a.scratch[:0])
+		if err := w.SetAccount(ep, string(a.t.Key(int(i))), a.scratch); err != nil {
 			return err
 		}
 		a.t.Val(int(i)).dirty = false
 	}
 	a.dirty = a.dirty[:0]
+	if a.dropBelow > a.dropped {
+		if err := w.DeleteAccountEpochs(a.dropBelow); err != nil {
+			return err
+		}
+		a.dropped = a.dropBelow
+		at, _ := slices.BinarySearch(a.epochs, a.dropped)
+		a.epochs = a.epochs[at:]
+	}
 	return nil
+}
+
+// readableFrom sets the first bucket a like may still be weighed in: the
+// records of epochs wholly more than keyKeep before it are deleted at the
+// next commit.
+func (a *accounts) readableFrom(bucket int64) {
+	a.dropBelow = max(a.dropBelow, epochOf(bucket-keyKeep))
 }
 
 // evict drops saved accounts that cannot change a weight any more and,
@@ -456,10 +498,17 @@ func (a *accounts) reindexDirty() {
 // matter. A like is weighed at most accountLag buckets after the buckets
 // closed (a held one waits until its b-accountLag is), so no stored
 // account has a like after closed+accountLag.
-func (a *accounts) open(closed int64) {
+//
+// The epochs the store holds records of are read from it; the first
+// commit deletes those before dropBelow again.
+func (a *accounts) open(closed int64) error {
 	from := int64(math.MinInt64)
 	if closed > math.MinInt64 {
 		from = closed + accountLag + 1
 	}
 	a.left = newLeftAccounts(from)
+	a.dropped = math.MinInt64
+	var err error
+	a.epochs, err = a.part.AccountEpochs()
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -180,5 +181,64 @@ func TestAccountsKeepTheBusiest(t *testing.T) {
 	}
 	if n := a.reads - reads; n > 0 {
 		t.Errorf("%d of the %d busy accounts were read back from the store: want none", n, busy)
+	}
+}
+
+// TestAccountsEpochsDropped: over twelve hours of likes, some as late as
+// the lateness, from accounts that like again minutes to hours apart (so
+// that some read records of the epoch before theirs, kept until no like
+// can read them: it fails when an epoch goes four buckets early),
+// weights stay those of the definition while the bound lets accounts go
+// (read back from the store) and each commit deletes the epochs of
+// records no like can read: those more than keyKeep buckets before the
+// earliest like still to come.
+func TestAccountsEpochsDropped(t *testing.T) {
+	db := openMemStore(t)
+	part := db.Partition(0)
+	a := newAccounts(part, accountBucketMS, 20)
+	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const lateness = 2 * 60_000
+	t0 := int64(6_000_000) * accountBucketMS
+	maxTS := t0
+	for i := range 20_000 {
+		maxTS += int64(rng.IntN(4_500)) // twelve hours, in all
+		ts := maxTS - int64(rng.IntN(lateness))
+		user := fmt.Sprintf("u%d", rng.IntN(3000)) // a like every two hours or so
+		video := fmt.Sprintf("v%d", rng.IntN(100))
+		var keys lockKeys
+		got, _, _, _, err := a.like(user, lockKey(video, ts), ts, 3, &keys, func(int64, uint32) uint8 { return 0 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantKeys := ref.like(user, video, ts, accountBucketMS, a.counted(3))
+		if got != want || !slices.Equal(keys.slice(), wantKeys) {
+			t.Fatalf("like %d: weight of %s at %d: %d, lockstep keys %x; want %d, %x", i, user, ts, got, keys.slice(), want, wantKeys)
+		}
+		if i%50 == 49 {
+			low := floorDiv(maxTS-lateness, accountBucketMS)
+			a.readableFrom(low)
+			w := part.NewWriter()
+			if err := a.save(w); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			a.evict(low)
+		}
+	}
+	eps, err := part.AccountEpochs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := epochOf(floorDiv(t0, accountBucketMS)); len(eps) == 0 || eps[0] <= first+2 || len(eps) > 3 {
+		t.Errorf("the store holds accounts of epochs %v; the likes began in epoch %d, and at most the last three may be left", eps, first)
+	}
+	if !slices.Equal(eps, a.epochs) {
+		t.Errorf("the store holds epochs %v, the accounts know of %v", eps, a.epochs)
+	}
+	if a.reads < 1000 {
+		t.Errorf("%d accounts read back from the store: the test checks too little", a.reads)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/viralityhq/virality/gen"
 	"github.com/viralityhq/virality/store"
@@ -325,5 +326,34 @@ func TestSealedLikeTimes(t *testing.T) {
 				t.Error("no like time is held sealed")
 			}
 		})
+	}
+}
+
+// TestAccountEpochsDropped: over ten hours of likes, the store drops the
+// accounts' records of the epochs no like can read any more, and small
+// caches, which read accounts back from the store, and a crash halfway
+// still give the outputs of large caches.
+func TestAccountEpochsDropped(t *testing.T) {
+	recs := generated(t, func(c *gen.Config) {
+		c.Duration = 10 * time.Hour
+		c.LateShare = 0.001
+	})
+	cfg := DefaultConfig()
+	cfg.CommitEvery = 2_000
+	want := runRecords(t, cfg, recs)
+	cfg.CacheVideos, cfg.CachePairs, cfg.MaxAccounts = 40, 500, 300
+	out, g := runCrashedHalfway(t, cfg, recs)
+	sameOutputs(t, "with large caches", "with small ones", want, out)
+	e, _ := g.Engine(0)
+	eps, err := e.part.AccountEpochs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := epochOf(floorDiv(gen.DefaultConfig().Start.UnixMilli(), e.stage.bucket))
+	if len(eps) == 0 || eps[0] < first+2 || len(eps) > 4 {
+		t.Errorf("the store holds accounts of epochs %v; the likes began in %d, and only the last three or four may be left", eps, first)
+	}
+	if e.stage.acc.reads == 0 {
+		t.Error("no account was read back from the store: the test checks nothing")
 	}
 }

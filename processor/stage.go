@@ -100,7 +100,9 @@ func newStage(cfg Config, id int32, part *store.Partition, sources []int32, part
 
 // open loads the stage's held likes from committed state.
 func (s *stage) open() error {
-	s.acc.open(s.st.Closed)
+	if err := s.acc.open(s.st.Closed); err != nil {
+		return err
+	}
 	if err := s.part.ScanKeySketches(s.rates.loadSketch); err != nil {
 		return err
 	}
@@ -337,6 +339,9 @@ func (s *stage) finish() error {
 // write adds the stage's changes since the last commit to w; the engine's
 // meta record, written after, holds its positions.
 func (s *stage) write(w *store.Writer) error {
+	if b, ok := s.lowestBucket(); ok {
+		s.acc.readableFrom(b)
+	}
 	if err := s.acc.save(w); err != nil {
 		return err
 	}
@@ -371,6 +376,30 @@ func (s *stage) write(w *store.Writer) error {
 		s.st.Inputs = append(s.st.Inputs, *s.inputs[src])
 	}
 	return nil
+}
+
+// lowestBucket returns the earliest bucket of any like the stage may
+// still weigh: those it holds, and those still to come. Every source,
+// idle or not, routes no record more than the lateness before its
+// largest event time (router.route), which its markers and events carry
+// (srcMax), so none after those the stage has taken. ok is false while a
+// source has said nothing.
+func (s *stage) lowestBucket() (b int64, ok bool) {
+	low := int64(math.MaxInt64)
+	for _, src := range s.sources {
+		in := s.inputs[src]
+		if in.MaxTS == 0 {
+			return 0, false
+		}
+		low = min(low, in.MaxTS-s.lateness)
+	}
+	if r, ok := s.held.first(); ok {
+		low = min(low, r.ev.TS)
+	}
+	if low == math.MaxInt64 {
+		return 0, false
+	}
+	return floorDiv(low, s.bucket), true
 }
 
 // evict trims the account cache once a commit is durable.

@@ -8,7 +8,7 @@
 //	P<part> 'p' <len(video)> video user  one (user, video) pair
 //	P<part> 'v' video                    a video's header
 //	P<part> 't' <len(video)> video bucket part  a part of a video's standing like times of one 5-minute bucket
-//	P<part> 'a' user                     an account's recent like counts (the account stage)
+//	P<part> 'a' epoch user               an account's recent like counts (the account stage), under the epoch of its newest like
 //	P<part> 'e' video                    marker: the video has state newer than its last record
 //	P<part> 'k' video                    a trending candidate
 //	P<part> 'r' tick part                a partition's trending lists of a tick, not yet merged
@@ -81,7 +81,11 @@ var ErrFormat = errors.New("store: unsupported state format")
 // offset to read them again (the first not yet merged).
 // 11: a video's record holds its times as distances from its clock, and
 // its decay epochs as distances from its clock's and from each other.
-const FormatVersion = 11
+// 12: an account's record is keyed by the epoch of its newest like first
+// (AccountEpoch), so that the records no like can read any more are
+// dropped an epoch at a time (DeleteAccountEpochs); they were kept for
+// ever, a record for every account ever seen.
+const FormatVersion = 12
 
 var formatKey = []byte("\x00format")
 
@@ -526,9 +530,18 @@ func (p *Partition) ScanVideoKeys(fn func(key []byte)) error {
 	return p.scanIDs(kindVideo, VideoKey, fn)
 }
 
-// ScanAccountKeys calls fn with the [AccountKey] of every stored account.
+// ScanAccountKeys calls fn with the [AccountKey] of every stored account
+// (once for each epoch it has a record in).
 func (p *Partition) ScanAccountKeys(fn func(key []byte)) error {
-	return p.scanIDs(kindAccounts, AccountKey, fn)
+	var key []byte
+	return p.scan(kindAccounts, func(k, _ []byte) error {
+		if len(k) < 8 {
+			return fmt.Errorf("read account key %q: %w", k, errCorrupt)
+		}
+		key = AccountKey(key[:0], string(k[8:]))
+		fn(key)
+		return nil
+	})
 }
 
 // scanIDs calls fn with the key that as makes of each stored id of kind.
@@ -643,12 +656,65 @@ type AccountBucket struct {
 	Sec       uint16
 }
 
+// An account's record is kept under an epoch, a number its writer
+// gives (the account stage: the span of event time its newest like is
+// in), first in its key: the records of an epoch are one range of keys,
+// which DeleteAccountEpochs drops whole once no like can read them.
+
+// accountKey returns the key of user's record in epoch, in p.key or
+// w.key's array.
+func accountKey(dst []byte, prefix [5]byte, epoch int64, user string) []byte {
+	dst = append(append(dst[:0], prefix[:]...), kindAccounts)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(epoch)^1<<63) // in order, negative ones too
+	return append(dst, user...)
+}
+
+// AccountEpochs returns the epochs the stored accounts' records are in,
+// in order.
+func (p *Partition) AccountEpochs() ([]int64, error) {
+	if p.db.db == nil {
+		return nil, ErrClosed
+	}
+	lo := append(append([]byte{}, p.prefix[:]...), kindAccounts)
+	hi := append(append([]byte{}, p.prefix[:]...), kindAccounts+1)
+	it, err := p.db.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var eps []int64
+	for ok := it.First(); ok; {
+		k := it.Key()[len(lo):]
+		if len(k) < 8 {
+			return nil, errors.Join(fmt.Errorf("read account key %q: %w", k, errCorrupt), it.Close())
+		}
+		ep := int64(binary.BigEndian.Uint64(k) ^ 1<<63)
+		eps = append(eps, ep)
+		if ep == math.MaxInt64 {
+			break
+		}
+		ok = it.SeekGE(accountKey(nil, p.prefix, ep+1, ""))
+	}
+	return eps, errors.Join(it.Error(), it.Close())
+}
+
 // Account appends an account's stored like counts to dst, oldest bucket
-// first.
-func (p *Partition) Account(user string, dst []AccountBucket) ([]AccountBucket, error) {
-	v, ok, err := p.get(p.keyOf(kindAccounts, user), nil)
-	if !ok || err != nil {
-		return dst, err
+// first: those of its record in the latest of epochs (in order) at or
+// after lo that has one.
+func (p *Partition) Account(user string, epochs []int64, lo int64, dst []AccountBucket) ([]AccountBucket, error) {
+	var v []byte
+	for i := len(epochs) - 1; i >= 0 && epochs[i] >= lo; i-- {
+		p.key = accountKey(p.key, p.prefix, epochs[i], user)
+		var ok bool
+		var err error
+		if v, ok, err = p.get(p.key, nil); err != nil {
+			return dst, err
+		} else if ok {
+			break
+		}
+		v = nil
+	}
+	if v == nil {
+		return dst, nil
 	}
 	n, k := binary.Uvarint(v)
 	if k <= 0 || n > uint64(len(v)) {
@@ -1040,10 +1106,11 @@ func (w *Writer) SetPairEncoded(key, enc []byte) error {
 	return w.set(w.key, enc, nil)
 }
 
-// SetAccount writes an account's recent like counts, oldest bucket first;
-// with none it deletes the account's record.
-func (w *Writer) SetAccount(user string, bs []AccountBucket) error {
-	k := w.keyOf(kindAccounts, user)
+// SetAccount writes an account's recent like counts, oldest bucket first,
+// as its record in epoch; with none it deletes that record.
+func (w *Writer) SetAccount(epoch int64, user string, bs []AccountBucket) error {
+	w.key = accountKey(w.key, w.p.prefix, epoch, user)
+	k := w.key
 	if len(bs) == 0 {
 		return w.delete(k, nil)
 	}
@@ -1057,6 +1124,14 @@ func (w *Writer) SetAccount(user string, bs []AccountBucket) error {
 		prev = b.Bucket
 	}
 	return w.set(k, w.buf, nil)
+}
+
+// DeleteAccountEpochs deletes the accounts' records of every epoch before
+// below.
+func (w *Writer) DeleteAccountEpochs(below int64) error {
+	lo := accountKey(nil, w.p.prefix, math.MinInt64, "")
+	hi := accountKey(nil, w.p.prefix, below, "")
+	return w.deleteRange(lo, hi, nil)
 }
 
 // SetReport stores a partition's trending lists of a tick until merged.

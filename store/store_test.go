@@ -53,7 +53,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	cand := Candidate{Video: "v1", Score: 2.5, LastLike: 77, Region: "BR"}
 	commit(t, p, func(w *Writer) error {
 		return errorsJoin(w.SetMeta(&meta), w.SetPairEncoded(PairKey(nil, "v1", "u1"), pair.Append(nil)), w.SetCandidate(&cand),
-			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount("u1", []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}))
+			w.SetPending("v1", true), w.SetPending("v2", true), w.SetAccount(3, "u1", []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}))
 	})
 	if got, ok, err := p.Meta(); err != nil || !ok || !reflect.DeepEqual(got, meta) {
 		t.Errorf("meta %+v %v %v", got, ok, err)
@@ -75,11 +75,11 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(pending, []string{"v2"}) {
 		t.Errorf("pending %v", pending)
 	}
-	if bs, err := p.Account("u1", nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}) {
+	if bs, err := p.Account("u1", []int64{3}, 3, nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}) {
 		t.Errorf("account %v %v", bs, err)
 	}
-	commit(t, p, func(w *Writer) error { return w.SetAccount("u1", nil) })
-	if bs, err := p.Account("u1", nil); err != nil || len(bs) != 0 {
+	commit(t, p, func(w *Writer) error { return w.SetAccount(3, "u1", nil) })
+	if bs, err := p.Account("u1", []int64{3}, 3, nil); err != nil || len(bs) != 0 {
 		t.Errorf("account %v %v after deleting it", bs, err)
 	}
 	// Other partitions do not see it.
@@ -730,7 +730,7 @@ func TestBlockCacheHoldsBlocks(t *testing.T) {
 	p := d.Partition(0)
 	w := p.NewWriter()
 	for i := range 20_000 {
-		if err := w.SetAccount(fmt.Sprintf("u%d", i), []AccountBucket{{Bucket: int64(i), N: 1}}); err != nil {
+		if err := w.SetAccount(0, fmt.Sprintf("u%d", i), []AccountBucket{{Bucket: int64(i), N: 1}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -743,7 +743,7 @@ func TestBlockCacheHoldsBlocks(t *testing.T) {
 	var bs []AccountBucket
 	for range 2 {
 		for i := 0; i < 20_000; i += 100 {
-			if bs, err = p.Account(fmt.Sprintf("u%d", i), bs[:0]); err != nil || len(bs) != 1 {
+			if bs, err = p.Account(fmt.Sprintf("u%d", i), []int64{0}, 0, bs[:0]); err != nil || len(bs) != 1 {
 				t.Fatalf("account u%d: %v, %v", i, bs, err)
 			}
 		}
@@ -802,5 +802,54 @@ func TestPackedForms(t *testing.T) {
 		if err := NewVideo("x").Unpack("x", bad); err == nil {
 			t.Errorf("unpacking %v: no error", bad)
 		}
+	}
+}
+
+// TestAccountEpochs: an account's record is read from the latest of the
+// epochs given that has one, at or after the lowest asked for; the
+// epochs held are listed in order, negative ones too; and deleting the
+// epochs before one drops their records, from every account, and no
+// other partition's.
+func TestAccountEpochs(t *testing.T) {
+	db := openMem(t)
+	p, q := db.Partition(0), db.Partition(1)
+	one := func(b int64) []AccountBucket { return []AccountBucket{{Bucket: b, N: 1}} }
+	commit(t, p, func(w *Writer) error {
+		return errorsJoin(w.SetAccount(-2, "u1", one(-50)), w.SetAccount(4, "u1", one(130)), w.SetAccount(5, "u1", one(150)),
+			w.SetAccount(4, "u2", one(120)), w.For(q).SetAccount(-2, "u1", one(-60)))
+	})
+	eps, err := p.AccountEpochs()
+	if err != nil || !reflect.DeepEqual(eps, []int64{-2, 4, 5}) {
+		t.Fatalf("epochs %v, %v; want [-2 4 5]", eps, err)
+	}
+	for _, c := range []struct {
+		user string
+		lo   int64
+		want int64 // bucket read; 0: none
+	}{
+		{"u1", -10, 150}, {"u1", 5, 150}, {"u1", 6, 0}, {"u2", -10, 120}, {"u2", 5, 0}, {"u3", -10, 0},
+	} {
+		bs, err := p.Account(c.user, eps, c.lo, nil)
+		got := int64(0)
+		if len(bs) == 1 {
+			got = bs[0].Bucket
+		}
+		if err != nil || len(bs) > 1 || got != c.want {
+			t.Errorf("%s from epoch %d: read %v, %v; want bucket %d", c.user, c.lo, bs, err, c.want)
+		}
+	}
+	commit(t, p, func(w *Writer) error { return w.DeleteAccountEpochs(5) })
+	if eps, err := p.AccountEpochs(); err != nil || !reflect.DeepEqual(eps, []int64{5}) {
+		t.Errorf("epochs after deleting those before 5: %v, %v", eps, err)
+	}
+	if bs, _ := p.Account("u2", []int64{-2, 4, 5}, -10, nil); len(bs) != 0 {
+		t.Errorf("u2 still has %v", bs)
+	}
+	if eps, err := q.AccountEpochs(); err != nil || !reflect.DeepEqual(eps, []int64{-2}) {
+		t.Errorf("another partition's epochs: %v, %v", eps, err)
+	}
+	var keys []string
+	if err := p.ScanAccountKeys(func(k []byte) { keys = append(keys, string(k)) }); err != nil || !reflect.DeepEqual(keys, []string{string(AccountKey(nil, "u1"))}) {
+		t.Errorf("account keys %q, %v", keys, err)
 	}
 }
