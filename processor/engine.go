@@ -100,7 +100,7 @@ const VideoBytes = 800
 
 // bytes estimates the memory v holds.
 func (v *video) bytes() int64 {
-	b := int64(400+len(v.ID)+16*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes() + v.SealedBytes()
+	b := int64(400+len(v.ID)+16*cap(v.Entries)+32*cap(v.Regions)+cap(v.Lockstep)) + v.lock.bytes() + v.TrackedBytes() + v.SealedBytes() + v.WrittenBytes()
 	for _, d := range v.Decay {
 		b += 16 * int64(cap(d))
 	}

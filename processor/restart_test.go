@@ -146,6 +146,18 @@ func TestSmallCaches(t *testing.T) {
 			if packed > 0 && (e.packed.Len() == 0 || e.packed.taken == 0) {
 				t.Errorf("%d videos kept packed within %d bytes, %d taken back", e.packed.Len(), e.packed.max, e.packed.taken)
 			}
+			// A clean video packs as what the store holds of it (the
+			// record it was last written with, not encoded again).
+			for _, v := range e.videos {
+				b := v.AppendPacked(nil)
+				if v.dirty || len(v.AllEntries(nil)) > 16 {
+					continue // packed with what it tracks of its buckets of like times
+				}
+				sv, ok, err := e.part.Video(v.ID)
+				if err != nil || !ok || !bytes.Equal(b, sv.AppendPacked(nil)) {
+					t.Errorf("video %s packs as other than the store holds (%v, %v)", v.ID, ok, err)
+				}
+			}
 			if e.stage.acc.t.Len() > cfg.MaxAccounts {
 				t.Errorf("account cache holds %d accounts, above its bound of %d", e.stage.acc.t.Len(), cfg.MaxAccounts)
 			}

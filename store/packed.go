@@ -18,6 +18,9 @@ import "encoding/binary"
 // (packedTracked), which is then as for a video never bucketed.
 func (v *Video) AppendPacked(b []byte) []byte {
 	if v.plain() {
+		if v.writtenOK {
+			return append(append(b, packedPlain), v.written...)
+		}
 		return v.marshal(append(b, packedPlain))
 	}
 	b = append(b, packedTracked)

@@ -383,7 +383,18 @@ type Video struct {
 	// sealed are the like times before Entries, held as the store holds
 	// them (times.go); nil: none.
 	sealed *sealedTimes
+	// written is v's record as SetVideo last wrote it, when writtenOK
+	// (its like times inline): AppendPacked, which packs only a video
+	// written since its last change, copies it rather than encode v
+	// again. Most videos the cache lets go were written at the last
+	// commit they changed in, and encoding each again, from memory not
+	// touched since, took half of what letting them go cost B1.
+	written   []byte
+	writtenOK bool
 }
+
+// WrittenBytes is the memory v's copy of its written record takes.
+func (v *Video) WrittenBytes() int64 { return int64(cap(v.written)) }
 
 // bucketParts is a bucket of like times stored in more than one part.
 type bucketParts struct {
@@ -445,7 +456,7 @@ func NewVideo(id string) *Video { return &Video{ID: id, dirtyFrom: minTime, buck
 // caller must hold no other reference to v's slices.
 func (v *Video) Reset(id string) {
 	*v = Video{ID: id, Regions: v.Regions[:0], Entries: v.Entries[:0], Decay: v.Decay,
-		Lockstep: v.Lockstep[:0], dirtyFrom: minTime, bucketsHi: -1}
+		Lockstep: v.Lockstep[:0], dirtyFrom: minTime, bucketsHi: -1, written: v.written[:0]}
 	for h := range v.Decay {
 		v.Decay[h] = v.Decay[h][:0]
 	}

@@ -1225,8 +1225,10 @@ func (w *Writer) SetVideo(v *Video) error {
 	}
 	if !v.bucketed && !wasBucketed {
 		v.dirtyFrom = noneDirty
+		v.written, v.writtenOK = append(v.written[:0], w.buf...), true
 		return nil
 	}
+	v.writtenOK = false
 	w.times = append(w.times[:0], w.keyOf(kindTimes, v.ID, "")...)
 	partKey := func(h int64, j int) []byte {
 		k := append(w.bucket[:0], w.times...)

@@ -853,3 +853,29 @@ func TestAccountEpochs(t *testing.T) {
 		t.Errorf("account keys %q, %v", keys, err)
 	}
 }
+
+// TestPackedWritten: a video written with its like times inline packs as
+// the record it was last written with, without encoding it again.
+func TestPackedWritten(t *testing.T) {
+	p := openMem(t).Partition(0)
+	v := NewVideo("v1")
+	v.Clock, v.FirstLike, v.Likes, v.Unique = 60_000, 30_000, 2, 2
+	v.Regions = []RegionCount{{Region: "US", Likes: 2}}
+	v.Entries = []Entry{{TS: 30_000, Weight: 1000}, {TS: 60_000, Weight: 1000}}
+	for range 2 {
+		commit(t, p, func(w *Writer) error { return w.SetVideo(v) })
+		if !v.writtenOK || !bytes.Equal(v.AppendPacked(nil), v.marshal([]byte{packedPlain})) {
+			t.Fatal("a video just written does not pack as its record")
+		}
+		v.Likes++
+	}
+	v.Likes-- // as written, but packed from what was
+	v.LastScore = 1
+	if bytes.Equal(v.AppendPacked(nil), v.marshal([]byte{packedPlain})) {
+		t.Fatal("the video was encoded again, not packed as written")
+	}
+	v.Reset("v2")
+	if v.writtenOK {
+		t.Error("a video reset keeps the record of the one before")
+	}
+}
