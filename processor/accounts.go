@@ -259,10 +259,17 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 			a.fkey = store.AccountKey(a.fkey[:0], user)
 			read = a.filter.seen(a.fkey)
 		}
-		if read && a.left.may(a.key, b) {
+		if upTo, may := a.left.may(a.key, b); read && may {
+			// The record is of the last like's epoch; that like is in
+			// the latest span of the filters that knows the account (a
+			// false positive only costs a lookup).
 			a.reads++
+			hi := epochOf(upTo)
+			if upTo == math.MaxInt64 {
+				hi = math.MaxInt64
+			}
 			var err error
-			if a.scratch, err = a.part.Account(user, a.epochs, epochOf(b-keyKeep), a.scratch[:0]); err != nil {
+			if a.scratch, err = a.part.Account(user, a.epochs, epochOf(b-keyKeep), hi, a.scratch[:0]); err != nil {
 				a.t.Delete(i) // the last entry, just added: no other moves
 				return 0, 0, 0, false, err
 			}

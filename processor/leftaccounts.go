@@ -91,20 +91,22 @@ func (l *leftAccounts) advance(s int64, maxBits int) {
 }
 
 // may reports whether the store may hold a record of the account that a
-// like in bucket b needs: one newer than b-keyKeep-1.
-func (l *leftAccounts) may(key []byte, b int64) bool {
+// like in bucket b needs: one newer than b-keyKeep-1; and the latest
+// bucket its newest like may be in (the end of the latest span whose
+// filter holds it, or math.MaxInt64 when the filters do not tell).
+func (l *leftAccounts) may(key []byte, b int64) (upTo int64, ok bool) {
 	lo := b - keyKeep
 	if lo < l.from {
-		return true
+		return math.MaxInt64, true
 	}
 	if l.hi == math.MinInt64 || spanOf(lo) > l.hi {
-		return false
+		return 0, false
 	}
 	h := maphash.Bytes(l.seed, key)
-	for s := spanOf(lo); s <= l.hi; s++ {
+	for s := l.hi; s >= spanOf(lo); s-- {
 		if l.filters[slot(s)].hasHash(h) {
-			return true
+			return (s+1)*leftSpan - 1, true
 		}
 	}
-	return false
+	return 0, false
 }

@@ -42,7 +42,7 @@ func TestLeftAccounts(t *testing.T) {
 		if rng.IntN(50) == 0 {
 			b = now - rng.Int64N(300)
 		}
-		got := l.may([]byte(user), b)
+		upTo, got := l.may([]byte(user), b)
 		newest, ok := stored[user]
 		switch {
 		case ok && newest >= b-keyKeep:
@@ -50,6 +50,9 @@ func TestLeftAccounts(t *testing.T) {
 			if !got {
 				t.Fatalf("step %d: %s stored with newest bucket %d is not reported for a like in %d (from %d, spans to %d)",
 					step, user, newest, b, l.from, l.hi)
+			}
+			if upTo < newest {
+				t.Fatalf("step %d: %s stored with newest bucket %d is reported with a last like up to %d", step, user, newest, upTo)
 			}
 		case b-keyKeep >= l.from && (!ok || newest < b-keyKeep-leftSpan):
 			// Stale by more than a span, and within what the filters cover.

@@ -698,11 +698,14 @@ func (p *Partition) AccountEpochs() ([]int64, error) {
 }
 
 // Account appends an account's stored like counts to dst, oldest bucket
-// first: those of its record in the latest of epochs (in order) at or
-// after lo that has one.
-func (p *Partition) Account(user string, epochs []int64, lo int64, dst []AccountBucket) ([]AccountBucket, error) {
+// first: those of its record in the latest of epochs (in order) from hi
+// down to lo that has one.
+func (p *Partition) Account(user string, epochs []int64, lo, hi int64, dst []AccountBucket) ([]AccountBucket, error) {
 	var v []byte
 	for i := len(epochs) - 1; i >= 0 && epochs[i] >= lo; i-- {
+		if epochs[i] > hi {
+			continue
+		}
 		p.key = accountKey(p.key, p.prefix, epochs[i], user)
 		var ok bool
 		var err error

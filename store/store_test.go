@@ -75,11 +75,11 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(pending, []string{"v2"}) {
 		t.Errorf("pending %v", pending)
 	}
-	if bs, err := p.Account("u1", []int64{3}, 3, nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}) {
+	if bs, err := p.Account("u1", []int64{3}, 3, 3, nil); err != nil || !reflect.DeepEqual(bs, []AccountBucket{{-3, 1, 7, 0}, {100, 7, 1 << 31, 299}, {102, 300, 0, 1}}) {
 		t.Errorf("account %v %v", bs, err)
 	}
 	commit(t, p, func(w *Writer) error { return w.SetAccount(3, "u1", nil) })
-	if bs, err := p.Account("u1", []int64{3}, 3, nil); err != nil || len(bs) != 0 {
+	if bs, err := p.Account("u1", []int64{3}, 3, 3, nil); err != nil || len(bs) != 0 {
 		t.Errorf("account %v %v after deleting it", bs, err)
 	}
 	// Other partitions do not see it.
@@ -743,7 +743,7 @@ func TestBlockCacheHoldsBlocks(t *testing.T) {
 	var bs []AccountBucket
 	for range 2 {
 		for i := 0; i < 20_000; i += 100 {
-			if bs, err = p.Account(fmt.Sprintf("u%d", i), []int64{0}, 0, bs[:0]); err != nil || len(bs) != 1 {
+			if bs, err = p.Account(fmt.Sprintf("u%d", i), []int64{0}, 0, 0, bs[:0]); err != nil || len(bs) != 1 {
 				t.Fatalf("account u%d: %v, %v", i, bs, err)
 			}
 		}
@@ -823,26 +823,27 @@ func TestAccountEpochs(t *testing.T) {
 		t.Fatalf("epochs %v, %v; want [-2 4 5]", eps, err)
 	}
 	for _, c := range []struct {
-		user string
-		lo   int64
-		want int64 // bucket read; 0: none
+		user   string
+		lo, hi int64
+		want   int64 // bucket read; 0: none
 	}{
-		{"u1", -10, 150}, {"u1", 5, 150}, {"u1", 6, 0}, {"u2", -10, 120}, {"u2", 5, 0}, {"u3", -10, 0},
+		{"u1", -10, 9, 150}, {"u1", 5, 9, 150}, {"u1", 6, 9, 0}, {"u1", -10, 4, 130}, {"u1", -10, 3, -50},
+		{"u2", -10, 9, 120}, {"u2", 5, 9, 0}, {"u3", -10, 9, 0},
 	} {
-		bs, err := p.Account(c.user, eps, c.lo, nil)
+		bs, err := p.Account(c.user, eps, c.lo, c.hi, nil)
 		got := int64(0)
 		if len(bs) == 1 {
 			got = bs[0].Bucket
 		}
 		if err != nil || len(bs) > 1 || got != c.want {
-			t.Errorf("%s from epoch %d: read %v, %v; want bucket %d", c.user, c.lo, bs, err, c.want)
+			t.Errorf("%s from epoch %d to %d: read %v, %v; want bucket %d", c.user, c.hi, c.lo, bs, err, c.want)
 		}
 	}
 	commit(t, p, func(w *Writer) error { return w.DeleteAccountEpochs(5) })
 	if eps, err := p.AccountEpochs(); err != nil || !reflect.DeepEqual(eps, []int64{5}) {
 		t.Errorf("epochs after deleting those before 5: %v, %v", eps, err)
 	}
-	if bs, _ := p.Account("u2", []int64{-2, 4, 5}, -10, nil); len(bs) != 0 {
+	if bs, _ := p.Account("u2", []int64{-2, 4, 5}, -10, 9, nil); len(bs) != 0 {
 		t.Errorf("u2 still has %v", bs)
 	}
 	if eps, err := q.AccountEpochs(); err != nil || !reflect.DeepEqual(eps, []int64{-2}) {
