@@ -80,7 +80,7 @@ func TestAccountsReadOnlyWhatMatters(t *testing.T) {
 	part := db.Partition(0)
 	const users = 2000
 	a := newAccounts(part, accountBucketMS, 100)
-	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+	ref := newRefAccounts()
 	like := func(a *accounts, user string, b int64) {
 		t.Helper()
 		ts := b * accountBucketMS
@@ -199,7 +199,7 @@ func TestAccountsEpochsDropped(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(0)
 	a := newAccounts(part, accountBucketMS, 20)
-	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+	ref := newRefAccounts()
 	rng := rand.New(rand.NewPCG(5, 6))
 	const lateness = 2 * 60_000
 	t0 := int64(6_000_000) * accountBucketMS

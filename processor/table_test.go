@@ -112,6 +112,10 @@ type refAccounts struct {
 	newest map[string]map[int64][2]int64 // (ts, key) of the bucket's newest like
 }
 
+func newRefAccounts() *refAccounts {
+	return &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+}
+
 func (r *refAccounts) like(user, video string, ts, bucket, c0 int64) (int64, []uint32) {
 	b := floorDiv(ts, bucket)
 	bs := r.m[user]
@@ -164,7 +168,7 @@ func TestAccountsMatchDefinition(t *testing.T) {
 	db := openMemStore(t)
 	part := db.Partition(0)
 	a := newAccounts(part, accountBucketMS, 300)
-	ref := &refAccounts{m: map[string]map[int64]int64{}, newest: map[string]map[int64][2]int64{}}
+	ref := newRefAccounts()
 	rng := rand.New(rand.NewPCG(3, 4))
 	now := int64(1_000 * accountBucketMS)
 	wasWhole := map[string]bool{}
