@@ -379,11 +379,12 @@ func (s *stage) write(w *store.Writer) error {
 }
 
 // lowestBucket returns the earliest bucket of any like the stage may
-// still weigh: those it holds, and those still to come. Every source,
+// still weigh: of those it holds, and of those still to come. A source,
 // idle or not, routes no record more than the lateness before its
 // largest event time (router.route), which its markers and events carry
-// (srcMax), so none after those the stage has taken. ok is false while a
-// source has said nothing.
+// (srcMax): a record still to come from it lies at or after the largest
+// the stage has taken less the lateness. ok is false while a source has
+// said nothing (it may yet send any event time).
 func (s *stage) lowestBucket() (b int64, ok bool) {
 	low := int64(math.MaxInt64)
 	for _, src := range s.sources {

@@ -82,9 +82,9 @@ var ErrFormat = errors.New("store: unsupported state format")
 // 11: a video's record holds its times as distances from its clock, and
 // its decay epochs as distances from its clock's and from each other.
 // 12: an account's record is keyed by the epoch of its newest like first
-// (AccountEpoch), so that the records no like can read any more are
-// dropped an epoch at a time (DeleteAccountEpochs); they were kept for
-// ever, a record for every account ever seen.
+// (Writer.SetAccount), so that the records no like can read any more are
+// dropped an epoch at a time (Writer.DeleteAccountEpochs); they were kept
+// for ever, a record for every account ever seen.
 const FormatVersion = 12
 
 var formatKey = []byte("\x00format")
