@@ -853,6 +853,24 @@ func TestAccountEpochs(t *testing.T) {
 	if err := p.ScanAccountKeys(func(k []byte) { keys = append(keys, string(k)) }); err != nil || !reflect.DeepEqual(keys, []string{string(AccountKey(nil, "u1"))}) {
 		t.Errorf("account keys %q, %v", keys, err)
 	}
+
+	// A logged fork's commit deletes them from the store, not in the
+	// changes it logs.
+	w := q.NewWriter()
+	f := w.Fork(q, true)
+	if err := errorsJoin(f.SetAccount(7, "u9", one(210)), f.DeleteAccountEpochs(0)); err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	if err := f.Changes(func(c Change) error { logged = append(logged, fmt.Sprintf("%q %v", c.Key, c.Delete)); return nil }); err != nil || len(logged) != 1 {
+		t.Errorf("a logged fork lists %v, %v; want the account set alone", logged, err)
+	}
+	if err := errorsJoin(w.Join(f), w.Commit()); err != nil {
+		t.Fatal(err)
+	}
+	if eps, err := q.AccountEpochs(); err != nil || !reflect.DeepEqual(eps, []int64{7}) {
+		t.Errorf("epochs after a logged fork deleted those before 0: %v, %v", eps, err)
+	}
 }
 
 // TestPackedWritten: a video written with its like times inline packs as
