@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/viralityhq/virality/store"
 )
 
 // TestLeftAccounts checks the filters of accounts let go against the
@@ -93,17 +95,7 @@ func TestAccountsReadOnlyWhatMatters(t *testing.T) {
 			t.Fatalf("weight of %s at bucket %d: %d, want %d", user, b, got, want)
 		}
 	}
-	commit := func(a *accounts, current int64) {
-		t.Helper()
-		w := part.NewWriter()
-		if err := a.save(w); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
-		a.evict(current)
-	}
+	commit := func(a *accounts, current int64) { t.Helper(); commitAccounts(t, part, a, current) }
 	b0 := int64(6_000_000)
 	// Three likes each in an hour, let go by the bound as they come.
 	for k := range int64(3) {
@@ -221,14 +213,7 @@ func TestAccountsEpochsDropped(t *testing.T) {
 		if i%50 == 49 {
 			low := floorDiv(maxTS-lateness, accountBucketMS)
 			a.readableFrom(low)
-			w := part.NewWriter()
-			if err := a.save(w); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			a.evict(low)
+			commitAccounts(t, part, a, low)
 		}
 	}
 	eps, err := part.AccountEpochs()
@@ -244,4 +229,18 @@ func TestAccountsEpochsDropped(t *testing.T) {
 	if a.reads < 1000 {
 		t.Errorf("%d accounts read back from the store: the test checks too little", a.reads)
 	}
+}
+
+// commitAccounts commits the accounts' changes to part, then lets go what
+// they hold beyond their bound, as a stage does once a commit is durable.
+func commitAccounts(t *testing.T, part *store.Partition, a *accounts, current int64) {
+	t.Helper()
+	w := part.NewWriter()
+	if err := a.save(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a.evict(current)
 }

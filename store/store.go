@@ -702,21 +702,18 @@ func (p *Partition) AccountEpochs() ([]int64, error) {
 // down to lo that has one.
 func (p *Partition) Account(user string, epochs []int64, lo, hi int64, dst []AccountBucket) ([]AccountBucket, error) {
 	var v []byte
-	for i := len(epochs) - 1; i >= 0 && epochs[i] >= lo; i-- {
+	found := false
+	for i := len(epochs) - 1; !found && i >= 0 && epochs[i] >= lo; i-- {
 		if epochs[i] > hi {
 			continue
 		}
 		p.key = accountKey(p.key, p.prefix, epochs[i], user)
-		var ok bool
 		var err error
-		if v, ok, err = p.get(p.key, nil); err != nil {
+		if v, found, err = p.get(p.key, nil); err != nil {
 			return dst, err
-		} else if ok {
-			break
 		}
-		v = nil
 	}
-	if v == nil {
+	if !found {
 		return dst, nil
 	}
 	n, k := binary.Uvarint(v)
