@@ -259,7 +259,11 @@ func (a *accounts) like(user string, key uint32, ts, perHour int64, keys *lockKe
 			a.fkey = store.AccountKey(a.fkey[:0], user)
 			read = a.filter.seen(a.fkey)
 		}
-		if upTo, may := a.left.may(a.key, b); read && may {
+		upTo := int64(0)
+		if read {
+			upTo, read = a.left.may(a.key, b)
+		}
+		if read {
 			// The record is of the last like's epoch; that like is in
 			// the latest span of the filters that knows the account (a
 			// false positive only costs a lookup).
