@@ -535,10 +535,11 @@ func (p *Partition) ScanVideoKeys(fn func(key []byte)) error {
 func (p *Partition) ScanAccountKeys(fn func(key []byte)) error {
 	var key []byte
 	return p.scan(kindAccounts, func(k, _ []byte) error {
-		if len(k) < 8 {
-			return fmt.Errorf("read account key %q: %w", k, errCorrupt)
+		_, user, err := splitAccountKey(k)
+		if err != nil {
+			return err
 		}
-		key = AccountKey(key[:0], string(k[8:]))
+		key = AccountKey(key[:0], string(user))
 		fn(key)
 		return nil
 	})
@@ -669,6 +670,15 @@ func accountKey(dst []byte, prefix [5]byte, epoch int64, user string) []byte {
 	return append(dst, user...)
 }
 
+// splitAccountKey returns the epoch and the user of an account's key
+// without its partition and kind (as accountKey writes them).
+func splitAccountKey(k []byte) (epoch int64, user []byte, err error) {
+	if len(k) < 8 {
+		return 0, nil, fmt.Errorf("read account key %q: %w", k, errCorrupt)
+	}
+	return int64(binary.BigEndian.Uint64(k) ^ 1<<63), k[8:], nil
+}
+
 // AccountEpochs returns the epochs the stored accounts' records are in,
 // in order.
 func (p *Partition) AccountEpochs() ([]int64, error) {
@@ -683,11 +693,10 @@ func (p *Partition) AccountEpochs() ([]int64, error) {
 	}
 	var eps []int64
 	for ok := it.First(); ok; {
-		k := it.Key()[len(lo):]
-		if len(k) < 8 {
-			return nil, errors.Join(fmt.Errorf("read account key %q: %w", k, errCorrupt), it.Close())
+		ep, _, err := splitAccountKey(it.Key()[len(lo):])
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
 		}
-		ep := int64(binary.BigEndian.Uint64(k) ^ 1<<63)
 		eps = append(eps, ep)
 		if ep == math.MaxInt64 {
 			break
