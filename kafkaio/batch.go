@@ -42,6 +42,7 @@ type batchSet struct {
 	chunk []rec
 	idx   []int32
 	now   int64
+	seq   sequence // the batch's place in its producer's sequence, if any
 
 	read []byte // Read's encoding, made at its first call
 	done bool   // written or read once
@@ -147,9 +148,13 @@ func (s *batchSet) appendSet(p []byte, first, maxTime int64) []byte {
 	binary.BigEndian.PutUint32(b[23:], uint32(len(s.idx)-1)) // last offset delta
 	binary.BigEndian.PutUint64(b[27:], uint64(first))
 	binary.BigEndian.PutUint64(b[35:], uint64(maxTime))
-	binary.BigEndian.PutUint64(b[43:], ^uint64(0)) // producer ID: -1
-	binary.BigEndian.PutUint16(b[51:], ^uint16(0)) // producer epoch: -1
-	binary.BigEndian.PutUint32(b[53:], ^uint32(0)) // base sequence: -1
+	id, epoch, seq := int64(-1), int16(-1), int32(-1) // no producer
+	if s.seq.ok {
+		id, epoch, seq = s.seq.id, s.seq.epoch, s.seq.first
+	}
+	binary.BigEndian.PutUint64(b[43:], uint64(id)) // producer ID
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[53:], uint32(seq)) // base sequence
 	binary.BigEndian.PutUint32(b[57:], uint32(len(s.idx)))
 	binary.BigEndian.PutUint32(b[batchCRCAt:], crc32.Checksum(b[batchAttrsAt:], castagnoli))
 	return p

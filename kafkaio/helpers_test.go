@@ -2,9 +2,13 @@ package kafkaio
 
 import (
 	"context"
-	"github.com/viralityhq/virality/processor"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/viralityhq/virality/processor"
 )
 
 // broker starts an embedded broker for one test and returns a Config for
@@ -17,6 +21,20 @@ func broker(t testing.TB) Config {
 	}
 	t.Cleanup(e.Close)
 	return e.Config()
+}
+
+// onBrokers runs test on an embedded broker, and on the Kafka broker at
+// KAFKA_BROKERS when it is set, with a topic name of its own on each
+// (one a real broker has not seen).
+func onBrokers(t *testing.T, test func(t *testing.T, c Config, topic string)) {
+	t.Run("embedded", func(t *testing.T) { test(t, broker(t), "test") })
+	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
+		t.Run("kafka", func(t *testing.T) {
+			c := DefaultConfig()
+			c.Brokers = strings.Split(b, ",")
+			test(t, c, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()))
+		})
+	}
 }
 
 // testCtx is a context that ends with the test, at the latest after d.

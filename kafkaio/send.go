@@ -178,7 +178,8 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	room := b.room()
 	now := time.Now().UnixMilli() // the time of the records without one
 	var queues []*partQueue
-	topic := rawproduce.RequestTopic{Topic: b.topic}
+	var ids []int32
+	var counts []int
 	for i := range o.parts {
 		q := &o.parts[i]
 		if q.leader != leader || q.acked == len(q.idx) {
@@ -194,9 +195,17 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 		q.taken = n
 		queues = append(queues, q)
+		ids, counts = append(ids, q.id), append(counts, n)
+	}
+	seqs, err := b.sequences(ctx, ids, counts)
+	if err != nil {
+		return err
+	}
+	topic := rawproduce.RequestTopic{Topic: b.topic}
+	for i, q := range queues {
 		topic.Partitions = append(topic.Partitions, rawproduce.RequestPartition{
 			Partition: q.id,
-			RecordSet: protocol.RawRecordSet{Reader: &batchSet{r: &o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+n], now: now}},
+			RecordSet: protocol.RawRecordSet{Reader: &batchSet{r: &o.records, chunk: o.chunk, idx: q.idx[q.acked : q.acked+q.taken], now: now, seq: seqs[i]}},
 		})
 	}
 	timeout := writeAttemptTimeout
@@ -205,9 +214,10 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	}
 	// kafka-go's transport hands a request to an idle connection whatever
 	// its context, and the connection sends it: a context already done
-	// returns at once, and the request, sent behind the caller's back, may
-	// land after those that follow it (a send retried, the next flush),
-	// out of order for its keys.
+	// returns at once, and the request, sent behind the caller's back,
+	// could reach the broker after those that follow it (a send retried,
+	// the next flush). Its batches' sequence numbers have the broker
+	// refuse it then (idempotence.go); none is sent that way here.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -236,15 +246,21 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 	}
 	var errs []error
-	for _, q := range queues {
+	for i, q := range queues {
 		err, ok := acked[q.id]
 		switch {
 		case !ok:
 			errs = append(errs, fmt.Errorf("partition %d: no answer from the broker", q.id))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("partition %d: %w", q.id, err))
-		default:
+		case errors.Is(err, kafka.DuplicateSequenceNumber):
+			// The broker has the batch already, from an earlier attempt.
+			fallthrough
+		case err == nil:
+			b.acknowledged(q.id, seqs[i], q.taken)
 			q.acked += q.taken
+		case b.refused(seqs[i], err):
+			errs = append(errs, fmt.Errorf("partition %d: %w: %w", q.id, errProducerReset, err))
+		default:
+			errs = append(errs, fmt.Errorf("partition %d: %w", q.id, err))
 		}
 		q.taken = 0
 	}

@@ -3,6 +3,7 @@ package kafkaio
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+	produceapi "github.com/segmentio/kafka-go/protocol/produce"
 	"github.com/segmentio/kafka-go/protocol/rawproduce"
 
 	"github.com/viralityhq/virality/processor"
@@ -23,15 +25,170 @@ import (
 // reads the held request's records later, as that goroutine would.
 type lateRT struct {
 	kafka.RoundTripper
-	held *rawproduce.Request
+	held    *rawproduce.Request
+	request *produceRequest // the held request, to send late
 }
 
 func (r *lateRT) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
 	if p, ok := req.(*produceRequest); ok && r.held == nil {
-		r.held = &p.Request
+		r.held, r.request = &p.Request, p
 		return nil, context.DeadlineExceeded
 	}
 	return r.RoundTripper.RoundTrip(ctx, addr, req)
+}
+
+// writeNumbered writes records k<i> with value {"i":<i>}, i in [from,
+// from+n), to s.
+func writeNumbered(t *testing.T, s *Sink, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		m := processor.Message{Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d}`, i), Time: 1}
+		if err := s.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkOnceInOrder checks that every partition of topic holds the records
+// i in [0, n) written to it once each, in the order written.
+func checkOnceInOrder(t *testing.T, ctx context.Context, c Config, topic string, parts, n int) {
+	t.Helper()
+	seen := make([]int, n)
+	for p := range parts {
+		last := -1
+		readNumbered(t, ctx, c, topic, p, func(i int, r processor.Record) {
+			if i <= last {
+				t.Errorf("partition %d: record %d at offset %d, after record %d", p, i, r.Offset, last)
+			}
+			last = i
+			seen[i]++
+		})
+	}
+	for i, k := range seen {
+		if k != 1 {
+			t.Errorf("record %d is in the topic %d times, want once", i, k)
+		}
+	}
+}
+
+// TestSendLateRequestIsNotAppended: a request of an attempt given up (past
+// its deadline, or its context cancelled) that the connection writes only
+// after the retry has sent its records and more, as kafka-go's transport
+// may, is not appended: the batches' sequence numbers tell the broker it
+// has them, or that they come out of order. Each record is in its
+// partition once, in order. Without them, the late request's records
+// landed again after newer ones: in a compacted changelog, a late copy
+// of a commit's first batch after the commit's meta record made a
+// restore leave the whole commit out (TestRestoreFromChangelog, a run in
+// a few hundred under load).
+func TestSendLateRequestIsNotAppended(t *testing.T) { onBrokers(t, sendLateRequest) }
+
+func sendLateRequest(t *testing.T, c Config, topic string) {
+	ctx := testCtx(t, 60*time.Second)
+	const parts = 2
+	mustTopics(t, c, TopicSpec{Name: topic, Partitions: parts})
+	s, err := NewSink(c, topic, SinkOptions{MaxMessageBytes: 2000}) // about 40 records a batch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rt := &lateRT{RoundTripper: s.b.meta.RoundTripper}
+	s.b.meta.RoundTripper = rt
+	writeNumbered(t, s, 0, 150)
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rt.request == nil {
+		t.Fatal("no Produce request was held")
+	}
+	writeNumbered(t, s, 150, 600) // more batches than the broker remembers of a producer (5)
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The connection writes the held request now.
+	res, err := rt.RoundTripper.RoundTrip(ctx, kafka.TCP(c.Brokers...), rt.request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range res.(*produceapi.Response).Topics {
+		for _, p := range tp.Partitions {
+			// Kafka answers a batch it has among a producer's last five
+			// as a duplicate (an error, or none from kfake, with the
+			// batch's first offset), and one before them as out of order.
+			switch err := kafka.Error(p.ErrorCode); {
+			case p.ErrorCode == 0, errors.Is(err, kafka.DuplicateSequenceNumber), errors.Is(err, kafka.OutOfOrderSequenceNumber):
+				t.Logf("the late batch of partition %d: code %d, offset %d", p.Partition, p.ErrorCode, p.BaseOffset)
+			default:
+				t.Errorf("the late batch of partition %d: %v", p.Partition, err)
+			}
+		}
+	}
+	checkOnceInOrder(t, ctx, c, topic, parts, 750)
+}
+
+// cancelAfter passes on Produce requests, and after the first n answered
+// cancels the send's context and says so, as when a stop comes while a
+// send is in the air: the broker has the last request's records.
+type cancelAfter struct {
+	kafka.RoundTripper
+	n, seen int
+	cancel  context.CancelFunc
+	records int // in the requests passed on after the cancel
+}
+
+func (r *cancelAfter) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	p, ok := req.(*produceRequest)
+	if !ok {
+		return r.RoundTripper.RoundTrip(ctx, addr, req)
+	}
+	if r.seen >= r.n {
+		for _, tp := range p.Topics {
+			for _, part := range tp.Partitions {
+				r.records += len(part.RecordSet.Reader.(*batchSet).idx)
+			}
+		}
+	}
+	res, err := r.RoundTripper.RoundTrip(ctx, addr, req)
+	if r.seen++; r.seen == r.n {
+		r.cancel()
+		return nil, context.Canceled
+	}
+	return res, err
+}
+
+// TestSendAgainSendsOnlyTheRest: a send cut short after some batches were
+// acknowledged, and the last one written but not acknowledged, is sent
+// again from where it stopped: the batches acknowledged are not sent
+// again, and the one the broker has is acknowledged as a duplicate, not
+// appended twice. (The retry sent the whole chunk again, appended a
+// second time.)
+func TestSendAgainSendsOnlyTheRest(t *testing.T) { onBrokers(t, sendAgain) }
+
+func sendAgain(t *testing.T, c Config, topic string) {
+	ctx := testCtx(t, 60*time.Second)
+	const parts, n = 2, 300
+	mustTopics(t, c, TopicSpec{Name: topic, Partitions: parts})
+	s, err := NewSink(c, topic, SinkOptions{MaxMessageBytes: 2000}) // about 40 records a batch
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cctx, cancel := context.WithCancel(ctx)
+	rt := &cancelAfter{RoundTripper: s.b.meta.RoundTripper, n: 2, cancel: cancel}
+	s.b.meta.RoundTripper = rt
+	writeNumbered(t, s, 0, n)
+	if err := s.Flush(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("flush: %v, want it cancelled", err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The first request's batches were acknowledged: the rest, with the
+	// second's (written, not acknowledged), went again.
+	if sent := rt.records; sent <= 0 || sent >= n-parts {
+		t.Errorf("%d records sent after the cancel, want fewer than the %d of the first request's", sent, n)
+	}
+	checkOnceInOrder(t, ctx, c, topic, parts, n)
 }
 
 // TestSendTimedOutRequestKeepsItsRecords: a request whose attempt timed

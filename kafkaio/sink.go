@@ -279,6 +279,13 @@ type batcher struct {
 	meta    *writerTransport // the shared transport, with the topic's metadata kept a second
 	opts    batcherOptions
 	limit   atomic.Int64 // max.message.bytes in use; set by sends
+	prod    producer     // the idempotent producer it writes as (idempotence.go)
+	// sendMu keeps sends one at a time, as the producer's sequence
+	// numbers need: a second send at once would number its batches as the
+	// first does, and the broker would take one for the other's duplicate
+	// and drop it. (Flush and Detach's sends are called one at a time;
+	// this makes sure of it.)
+	sendMu sync.Mutex
 
 	buffer // what Write adds to
 	closed bool
@@ -296,6 +303,10 @@ type batcher struct {
 type buffer struct {
 	records // recs[sent:] are not acknowledged
 	sent    int
+	// out is the chunk at recs[sent:] as it is being sent: what the
+	// broker acknowledged of it, kept when a send fails, so that the next
+	// sends only the rest, under the same sequence numbers.
+	out     *outgoing
 	size    int  // bytes of recs[sent:], as counted by bytes
 	fitted  int  // the largest limit its records were fitted to
 	tainted bool // a write failed since the buffers were last reset
@@ -701,6 +712,12 @@ func (b *batcher) refit(f *buffer) error {
 		b.truncated.Add(1)
 	}
 	f.fitted = int(b.limit.Load())
+	if o := f.out; o != nil {
+		// The chunk in the air reads the records changed: what the
+		// broker acknowledged of it stays so, and the rest goes in
+		// batches of the new size.
+		o.records, o.chunk = f.records, f.recs[f.sent:f.sent+len(o.chunk)]
+	}
 	return nil
 }
 
@@ -735,6 +752,8 @@ func (b *batcher) flush(ctx context.Context) error {
 // send writes the records of f not yet acknowledged in chunks, in order.
 // Sends run one at a time.
 func (b *batcher) send(ctx context.Context, f *buffer) error {
+	b.sendMu.Lock()
+	defer b.sendMu.Unlock()
 	if f.fitted > int(b.limit.Load()) { // a send of another buffer lowered it
 		if err := b.refit(f); err != nil {
 			return err
@@ -742,7 +761,6 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 	}
 	var unknownSince, failingSince time.Time
 	relooked := false
-	var o *outgoing // the chunk in the air, with what is acknowledged
 	for f.sent < len(f.recs) {
 		chunk := f.recs[f.sent:min(len(f.recs), f.sent+chunkRecords)]
 		// A request can wait without end for metadata it never gets (a
@@ -751,11 +769,11 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 		// retried like a refused connection.
 		wctx, cancel := context.WithTimeout(ctx, writeAttemptTimeout)
 		var err error
-		if o == nil {
-			o, err = b.plan(wctx, f.records, chunk)
+		if f.out == nil {
+			f.out, err = b.plan(wctx, f.records, chunk)
 		}
 		if err == nil {
-			err = b.produce(wctx, o)
+			err = b.produce(wctx, f.out)
 		}
 		cancel()
 		if err != nil {
@@ -784,14 +802,13 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 					if err := b.refit(f); err != nil {
 						return err
 					}
-					o = nil // the records changed: placed again, and all sent again
 					continue
 				}
 			}
 			// A broker that restarts refuses connections for a while,
 			// and the transport keeps what it knew of the old one:
 			// forget it and try again, for as long as a source would.
-			if (retriable(err) || misrouted(err)) && !errors.Is(err, protocol.ErrNoTopic) {
+			if (retriable(err) || misrouted(err) || errors.Is(err, errProducerReset)) && !errors.Is(err, protocol.ErrNoTopic) {
 				if failingSince.IsZero() {
 					failingSince = time.Now()
 				}
@@ -826,7 +843,7 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 			}
 			return writeError(b.topic, len(chunk), err)
 		}
-		o = nil
+		f.out = nil
 		n := 0
 		for i := range chunk {
 			n += f.recordBytes(&chunk[i])
@@ -842,7 +859,7 @@ func (b *batcher) send(ctx context.Context, f *buffer) error {
 // reset empties a buffer after a fully acknowledged send: its chunks go
 // back to the free list.
 func (b *batcher) reset(f *buffer) {
-	f.sent, f.size, f.fitted = 0, 0, 0
+	f.sent, f.size, f.fitted, f.out = 0, 0, 0, nil
 	if f.tainted || cap(f.recs) > 1<<20 {
 		// A request of an attempt that failed or was cancelled may still
 		// be encoded on the transport's goroutine, from the records
