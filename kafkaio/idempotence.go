@@ -54,18 +54,18 @@ type producer struct {
 // sent again.
 var errProducerReset = errors.New("the broker lost this producer's sequence; sending again under a new producer id")
 
-// sequences returns the sequences of the next batches of partitions,
-// each of the given number of records, after asking the broker for an id
-// if there is none (or a partition's sequence would pass the largest).
-// With idempotence off, every sequence is the zero value.
-func (b *batcher) sequences(ctx context.Context, parts []int32, counts []int) ([]sequence, error) {
+// sequences returns the sequences of the next batches of queues, each of
+// its taken records, after asking the broker for an id if there is none
+// (or a partition's sequence would pass the largest). With idempotence
+// off, every sequence is the zero value.
+func (b *batcher) sequences(ctx context.Context, queues []*partQueue) ([]sequence, error) {
 	p := &b.prod
-	seqs := make([]sequence, len(parts))
+	seqs := make([]sequence, len(queues))
 	if p.off {
 		return seqs, nil
 	}
-	for i, part := range parts {
-		if int64(p.next[part])+int64(counts[i]) > math.MaxInt32 {
+	for _, q := range queues {
+		if int64(p.next[q.id])+int64(q.taken) > math.MaxInt32 {
 			p.valid = false // a new id numbers every partition from 0 again
 		}
 	}
@@ -81,8 +81,8 @@ func (b *batcher) sequences(ctx context.Context, parts []int32, counts []int) ([
 		p.id, p.epoch, p.valid = id, epoch, true
 		p.next = map[int32]int32{}
 	}
-	for i, part := range parts {
-		seqs[i] = sequence{id: p.id, epoch: p.epoch, first: p.next[part], ok: true}
+	for i, q := range queues {
+		seqs[i] = sequence{id: p.id, epoch: p.epoch, first: p.next[q.id], ok: true}
 	}
 	return seqs, nil
 }
@@ -91,7 +91,7 @@ func (b *batcher) sequences(ctx context.Context, parts []int32, counts []int) ([
 // took in a batch of sequence s.
 func (b *batcher) acknowledged(part int32, s sequence, n int) {
 	p := &b.prod
-	if s.ok && p.valid && s.id == p.id && s.epoch == p.epoch && p.next[part] == s.first {
+	if s.ok && s.id == p.id && s.epoch == p.epoch { // a new id starts from 0
 		p.next[part] = s.first + int32(n)
 	}
 }

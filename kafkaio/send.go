@@ -178,8 +178,6 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 	room := b.room()
 	now := time.Now().UnixMilli() // the time of the records without one
 	var queues []*partQueue
-	var ids []int32
-	var counts []int
 	for i := range o.parts {
 		q := &o.parts[i]
 		if q.leader != leader || q.acked == len(q.idx) {
@@ -195,9 +193,8 @@ func (b *batcher) produceTo(ctx context.Context, o *outgoing, leader int32) erro
 		}
 		q.taken = n
 		queues = append(queues, q)
-		ids, counts = append(ids, q.id), append(counts, n)
 	}
-	seqs, err := b.sequences(ctx, ids, counts)
+	seqs, err := b.sequences(ctx, queues)
 	if err != nil {
 		return err
 	}
