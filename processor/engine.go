@@ -51,6 +51,9 @@ type video struct {
 	sized   int64 // bytes() when last counted in Engine.videoBytes
 	used    bool  // taken from the cache since eviction last passed it
 	tally   tallyHint
+	// from is, per window, where the last clock change found the first
+	// like time inside it (see entryAfter): a hint, checked before use.
+	from [scoring.NumWindows]int32
 }
 
 // window is a video's standing likes in one window: how many, their
@@ -179,6 +182,9 @@ type Engine struct {
 	pkey        []byte     // its key
 	filter      *filter
 	stage       *stage // the account stage of the partition's users
+	// regions interns the names of the regions the videos count likes
+	// in (regionName).
+	regions     map[string]string
 	rank        *ranking
 	writtenOnly bool // lists only at written ticks (Topology.WrittenListsOnly)
 	// partials: the lists go to the partials topic, encoded at once into
@@ -595,14 +601,21 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 			win := &v.win[i]
 			v.EachSealed(i, old-w, ts-w, func(en store.Entry) { win.add(int64(en.Weight), en.Damp, -1) })
 		}
-		lo := searchEntries(v.Entries, old-w)
-		hi := searchEntries(v.Entries, ts-w)
-		for _, en := range v.Entries[lo:hi] {
+		// The like times that leave the window are those from the first
+		// inside it at the old clock on; they are removed one by one
+		// anyway, so walking to the first inside it now costs no more.
+		hi := v.entryAfter(i, old-w)
+		for ; hi < len(v.Entries) && v.Entries[hi].TS <= ts-w; hi++ {
+			en := &v.Entries[hi]
 			v.win[i].add(int64(en.Weight), en.Damp, -1)
 		}
+		v.from[i] = int32(hi)
 	}
-	if cut := searchEntries(v.Entries, ts-scoring.WindowMS[scoring.W24h]); cut > 0 {
+	if cut := v.from[scoring.W24h]; cut > 0 {
 		v.Entries = v.Entries[cut:]
+		for i := range v.from {
+			v.from[i] -= cut // the shorter windows start after the day's
+		}
 	}
 	v.DropSealed(ts - scoring.WindowMS[scoring.W24h])
 	for h, hl := range scoring.HalfLifeMS {
@@ -610,6 +623,20 @@ func (e *Engine) setClock(v *video, ts int64) bool {
 	}
 	e.markVideo(v)
 	return true
+}
+
+// entryAfter returns the index of the first like time after t, as
+// searchEntries does, found at v.from[i] when that is where it is: a clock
+// change walks each window's start forward from where the last one left
+// it, and a like time added or removed since then only makes the hint
+// miss. Nine binary searches a clock change, over a popular video's
+// thousands of like times, were half of what changing it cost.
+func (v *video) entryAfter(i int, t int64) int {
+	h, es := int(v.from[i]), v.Entries
+	if h >= 0 && h <= len(es) && (h == 0 || es[h-1].TS <= t) && (h == len(es) || es[h].TS > t) {
+		return h
+	}
+	return searchEntries(es, t)
 }
 
 // searchEntries returns the index of the first entry with time after t.
@@ -644,7 +671,11 @@ func (e *Engine) standing(v *video, like *store.Like, sign int64) {
 			if l.TS < v.SealedEnd() {
 				v.Unseal(l.TS) // a like later than the lateness allows for
 			}
-			i := searchEntries(v.Entries, l.TS-1)
+			// Most likes are the video's latest: no search for those.
+			i := len(v.Entries)
+			if i > 0 && v.Entries[i-1].TS >= l.TS {
+				i = searchEntries(v.Entries, l.TS-1)
+			}
 			// Entries with this time sit at [i, j); keep them sorted by
 			// weight, then damping.
 			for i < len(v.Entries) && compareEntries(v.Entries[i], en) < 0 {
