@@ -182,9 +182,6 @@ type Engine struct {
 	pkey        []byte     // its key
 	filter      *filter
 	stage       *stage // the account stage of the partition's users
-	// regions interns the names of the regions the videos count likes
-	// in (regionName).
-	regions     map[string]string
 	rank        *ranking
 	writtenOnly bool // lists only at written ticks (Topology.WrittenListsOnly)
 	// partials: the lists go to the partials topic, encoded at once into
