@@ -832,20 +832,26 @@ func (e *Engine) markVideo(v *video) {
 // store or, for a pair the filter has never seen, new, and e.pkey to its
 // key. It returns the pair's index in the cache (-1: not held), for
 // e.pairs.set.
+//
+// The filter is asked first: every pair the cache holds was put there
+// after this found it (the filter then added it), so a pair the filter
+// has never seen is in neither, and most likes (their user's first of the
+// video) cost no lookup in the cache.
 func (e *Engine) pair(videoID, user string) (int, error) {
 	e.pkey = store.PairKey(e.pkey[:0], videoID, user)
 	e.pr = store.Pair{}
+	if !e.filter.seen(e.pkey) {
+		return -1, nil
+	}
 	if i := e.pairs.find(e.pkey); i >= 0 {
 		return i, e.pairs.get(i, &e.pr)
 	}
-	if e.filter.seen(e.pkey) {
-		sp, ok, err := e.part.Pair(videoID, user)
-		if err != nil {
-			return -1, err
-		}
-		if ok {
-			e.pr = sp
-		}
+	sp, ok, err := e.part.Pair(videoID, user)
+	if err != nil {
+		return -1, err
+	}
+	if ok {
+		e.pr = sp
 	}
 	return -1, nil
 }

@@ -231,3 +231,33 @@ func TestAccountsMatchDefinition(t *testing.T) {
 		t.Errorf("accounts held whole %d times, back in their entries %d times: want both", whole, back)
 	}
 }
+
+// BenchmarkTableLookup looks up keys at random in a table of 1M entries
+// of 96 bytes (the size of an account's), far larger than the CPU's
+// caches: hits, and misses (keys it does not hold) as often.
+func BenchmarkTableLookup(b *testing.B) {
+	const n = 1 << 20
+	tb := newTable[[96]byte]()
+	keys := make([][]byte, 2*n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "u%d", i)
+	}
+	for _, k := range keys[:n] {
+		tb.Put(k)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	order := make([]int32, 1<<16)
+	for i := range order {
+		order[i] = int32(rng.IntN(2 * n))
+	}
+	b.ResetTimer()
+	found := 0
+	for i := range b.N {
+		if tb.Find(keys[order[i&(len(order)-1)]]) >= 0 {
+			found++
+		}
+	}
+	if b.N >= len(order) && (found < b.N/3 || found > 2*b.N/3) {
+		b.Fatalf("%d of %d found, want about half", found, b.N)
+	}
+}
