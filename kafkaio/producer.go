@@ -3,6 +3,7 @@ package kafkaio
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -108,16 +109,32 @@ func PartitionOf(key []byte, partitions int) int {
 }
 
 var (
-	partitionsMu  sync.Mutex
-	partitionsAll []int // 0, 1, 2, ...: the ids a balancer chooses among
+	partitionsMu sync.Mutex // held to grow partitionIDs
+	// partitionIDs is 0, 1, 2, ...: the ids a balancer chooses among. A
+	// slice is never changed once stored (a longer one replaces it), so
+	// readers take no lock: a routing goroutine calls PartitionOf twice a
+	// like, and a mutex shared by two of them took 1% of a backfill's CPU.
+	partitionIDs atomic.Pointer[[]int]
 )
 
 // partitionList returns [0, n) without allocating once grown.
 func partitionList(n int) []int {
+	if ids := partitionIDs.Load(); ids != nil && len(*ids) >= n {
+		return (*ids)[:n:n]
+	}
 	partitionsMu.Lock()
 	defer partitionsMu.Unlock()
-	for len(partitionsAll) < n {
-		partitionsAll = append(partitionsAll, len(partitionsAll))
+	var ids []int
+	if p := partitionIDs.Load(); p != nil {
+		ids = *p
 	}
-	return partitionsAll[:n:n]
+	if len(ids) < n {
+		grown := make([]int, max(n, 2*len(ids)))
+		for i := range grown {
+			grown[i] = i
+		}
+		partitionIDs.Store(&grown)
+		ids = grown
+	}
+	return ids[:n:n]
 }

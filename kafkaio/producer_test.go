@@ -209,3 +209,33 @@ func TestSourceTopicCreatedLater(t *testing.T) {
 	}
 	t.Logf("found the new topic after %v", time.Since(start))
 }
+
+// TestPartitionList: the ids a balancer chooses among are 0 to n-1 for any
+// n, asked in any order and from many goroutines at once, and a caller
+// cannot append to the shared list.
+func TestPartitionList(t *testing.T) {
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			for _, n := range []int{3, 40 + g, 1, 7, 300 + 5*g, 2} {
+				l := partitionList(n)
+				if len(l) != n || cap(l) != n {
+					done <- fmt.Errorf("partitionList(%d): len %d, cap %d", n, len(l), cap(l))
+					return
+				}
+				for i, id := range l {
+					if id != i {
+						done <- fmt.Errorf("partitionList(%d)[%d] = %d", n, i, id)
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
