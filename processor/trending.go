@@ -46,6 +46,7 @@ type candidate struct {
 	// moves once.
 	treeScore  float64
 	treeRegion string
+	board      *board // treeRegion's, while listed; nil for none
 	encoded    []byte // the list entry at treeScore, as JSON; nil until it enters a tree
 	listed     bool   // counted in the global board and treeRegion's
 	inGlobal   bool   // in the global board's tree
@@ -308,12 +309,12 @@ func (r *ranking) unplace(c *candidate) {
 		return
 	}
 	r.global.remove(c, &c.inGlobal)
-	if c.treeRegion != "" {
-		b := r.regions[c.treeRegion]
+	if b := c.board; b != nil {
 		b.remove(c, &c.inRegion)
 		if b.n == 0 {
 			delete(r.regions, c.treeRegion)
 		}
+		c.board = nil
 	}
 	c.listed = false
 }
@@ -342,6 +343,7 @@ func (r *ranking) place(c *candidate) {
 		b = newBoard()
 		r.regions[c.region] = b
 	}
+	c.board = b
 	b.add(c, &c.inRegion)
 }
 
@@ -403,10 +405,10 @@ func (r *ranking) fit(k int) {
 		if refillGlobal && !c.inGlobal {
 			global = append(global, c)
 		}
-		if c.treeRegion == "" || c.inRegion {
+		if c.board == nil || c.inRegion {
 			continue
 		}
-		b := r.regions[c.treeRegion]
+		b := c.board
 		if out, ok := r.scratch[b]; ok {
 			r.scratch[b] = append(out, c)
 		}
@@ -471,7 +473,7 @@ func (r *ranking) load(c store.Candidate) {
 func (r *ranking) save(w *store.Writer) error {
 	for _, c := range r.dirty {
 		c.dirty = false
-		if r.cands[c.video] == c {
+		if !c.gone { // r.cands[c.video] == c: only drop takes it out
 			sc := store.Candidate{Video: c.video, Score: c.score, LastLike: c.last, Region: c.region}
 			if err := w.SetCandidate(&sc); err != nil {
 				return err
