@@ -155,7 +155,7 @@ func appendFixed10(b []byte, f float64) ([]byte, bool) {
 		e++
 	}
 	e -= 4
-	d := a * exact10[9-e] // [1e9, 1e10), rounded once
+	d := float64(a * exact10[9-e]) // [1e9, 1e10), rounded once (the conversion keeps it from a fused multiply-add below)
 	n := math.Floor(d)
 	frac := d - n
 	if math.Abs(frac-0.5) < 1e-5 {

@@ -116,14 +116,14 @@ func popProb(b uint8) float64 { return math.Exp2(-float64(b) / 8) }
 // pop is too many for chance: P(X >= count) < lockAlpha for X Poisson
 // of mean likers·p.
 func unlikely(likers, count int64, pop uint8) bool {
-	mu := float64(likers) * popProb(pop)
+	mu := float64(float64(likers) * popProb(pop))
 	k := float64(count)
 	if mu >= k {
 		return false
 	}
 	// The tail's terms fall by mu/(i+1) < 1 from the first on.
 	lg, _ := math.Lgamma(k + 1)
-	term := math.Exp(-mu + k*math.Log(mu) - lg)
+	term := math.Exp(-mu + float64(k*math.Log(mu)) - lg)
 	tail := 0.0
 	for i := k; term > tail*1e-12 && i < k+1000; i++ {
 		tail += term

@@ -45,8 +45,8 @@ func CreatorMomentum(in *CreatorInput) (momentum, baseline float64) {
 	}
 	shape := m.Alpha + b
 	baseline = shape / (m.Beta + exposure)
-	mu := recentMin * baseline
-	z := (n - mu) / math.Sqrt(mu+mu*mu/shape+1)
+	mu := float64(recentMin * baseline)
+	z := (n - mu) / math.Sqrt(mu+float64(mu*mu)/shape+1)
 	if z < 0 || math.IsNaN(z) {
 		z = 0
 	}

@@ -69,6 +69,27 @@
 // "hn" is Hacker News' gravity, (likes-1)/(age_h+2)^1.8 with age from the
 // first like; "reddit-hot" is Reddit's hot rank, log10(max(likes,1)) +
 // (first like in s - 1134028003)/45000. Neither knows about accounts.
+//
+// # Bits across machines
+//
+// Go lets a compiler fuse x*y + z into one multiply-add that rounds once
+// instead of twice, and the compilers for arm64 (and for amd64 from
+// GOAMD64=v3) do. The bits then depend on the build: a backfill built for
+// GOAMD64=v3 wrote 5 of 1.1M score records with another last digit of
+// acceleration, the difference of two close rates. So every product here
+// and in the processor that feeds an addition is converted explicitly,
+// float64(x*y), which rounds it and prevents the fusion;
+// TestNoFusedMultiplyAdd compiles both packages for arm64 and fails on any
+// fused instruction. Built for amd64 at v1 and at v3, a backfill of 1.3M
+// generated likes (bench/handloop.sh's file) now writes the same bytes.
+//
+// What this package cannot hold to the bit is Go's math package:
+// math.Exp2, Log2, Log10, Pow, Exp, Log and Lgamma are assembly on some
+// architectures and Go, fused as above, on others (and math.Exp on amd64
+// uses the CPU's multiply-add when it has one), so builds for other
+// architectures or GOAMD64 levels may still differ in a last bit of a
+// rate, and so in a digit of a record. Outputs are byte-identical for one
+// build on one kind of CPU.
 package scoring
 
 import (
@@ -187,8 +208,12 @@ func (Trending) Name() string { return "trending" }
 // Score implements Model.
 func (m Trending) Score(in *Input) float64 {
 	const recentMin = 5.0
-	n := float64(in.Weighted[W5m]) / WeightOne
-	b := float64(in.Weighted[W24h]-in.Weighted[W5m]) / WeightOne
+	// Each product is converted explicitly, here and in the rest of the
+	// package: a conversion rounds, so that no compiler fuses it into a
+	// multiply-add, which rounds once and gives other bits (see "Bits
+	// across machines" in the package comment).
+	n := float64(float64(in.Weighted[W5m]) / WeightOne)
+	b := float64(float64(in.Weighted[W24h]-in.Weighted[W5m]) / WeightOne)
 	// Exposure: minutes of (ts-24h, ts-5m] after the first like.
 	exposure := 0.0
 	if in.FirstLike > 0 {
@@ -199,8 +224,8 @@ func (m Trending) Score(in *Input) float64 {
 		}
 	}
 	shape := m.Alpha + b
-	mu := recentMin * shape / (m.Beta + exposure)
-	z := (n - mu) / math.Sqrt(mu+mu*mu/shape+1)
+	mu := float64(recentMin*shape) / (m.Beta + exposure)
+	z := (n - mu) / math.Sqrt(mu+float64(mu*mu)/shape+1)
 	if z < 0 || math.IsNaN(z) {
 		return 0
 	}
@@ -233,7 +258,7 @@ func (RedditHot) Score(in *Input) float64 {
 	if in.Likes < 1 || in.FirstLike == 0 {
 		return 0
 	}
-	order := math.Log10(float64(in.Likes))
+	order := float64(math.Log10(float64(in.Likes)))
 	seconds := float64(in.FirstLike)/1000 - 1134028003
 	return order + seconds/45000
 }
@@ -436,7 +461,7 @@ func DecayRate(sums []DecaySum, ts, h int64) float64 {
 	var total float64
 	for _, s := range sums {
 		age := float64(ts-s.Epoch*e) / float64(h)
-		total += float64(s.Sum) * math.Exp2(-decayScaleBits-age)
+		total += float64(float64(s.Sum) * math.Exp2(-decayScaleBits-age))
 	}
 	return total * math.Ln2 * 60_000 / float64(h)
 }
