@@ -19,7 +19,9 @@ import (
 // 2^(32-log2 slots) of the others), and the index grows and shifts slots
 // back on Delete without reading an entry. In a table far larger than
 // the CPU's caches each entry read is a cache miss, and a probe run at
-// three quarters full passes a few slots.
+// three quarters full passes a few slots. Entries keep no hash of their
+// own (the slots' second four bytes cost what that saves): Delete hashes
+// a key again to find its slot.
 //
 // Entry indexes (0 .. Len()-1) are stable until Delete, which moves the
 // last entry into the deleted one's place.
@@ -41,7 +43,6 @@ type table[V any] struct {
 }
 
 type tableEntry[V any] struct {
-	hash uint64
 	off  uint32
 	klen uint32
 	val  V
@@ -85,7 +86,7 @@ func (t *table[V]) lookup(h uint64, key []byte) (slot, idx int) {
 			continue
 		}
 		i := int(uint32(x)) - 1
-		if e := &t.ents[i]; e.hash == h && bytes.Equal(t.keys[e.off:e.off+e.klen], key) {
+		if e := &t.ents[i]; bytes.Equal(t.keys[e.off:e.off+e.klen], key) {
 			return s, i
 		}
 	}
@@ -114,7 +115,7 @@ func (t *table[V]) Put(key []byte) (idx int, added bool) {
 		t.ents = doubled(t.ents, 1, t.hint)
 		t.keys = doubled(t.keys, len(key), 0)
 	}
-	t.ents = append(t.ents, tableEntry[V]{hash: h, off: uint32(len(t.keys)), klen: uint32(len(key))})
+	t.ents = append(t.ents, tableEntry[V]{off: uint32(len(t.keys)), klen: uint32(len(key))})
 	t.keys = append(t.keys, key...)
 	t.slots[s] = slotVal(h, len(t.ents)-1)
 	return len(t.ents) - 1, true
@@ -155,7 +156,7 @@ func (t *table[V]) grow() {
 // slotOf returns the slot that holds entry i.
 func (t *table[V]) slotOf(i int) int {
 	mask := len(t.slots) - 1
-	for s := int(t.ents[i].hash) & mask; ; s = (s + 1) & mask {
+	for s := int(maphash.Bytes(t.seed, t.Key(i))) & mask; ; s = (s + 1) & mask {
 		if int(uint32(t.slots[s])) == i+1 {
 			return s
 		}
@@ -180,7 +181,8 @@ func (t *table[V]) Delete(i int) {
 	t.dead += int(t.ents[i].klen)
 	last := len(t.ents) - 1
 	if i != last {
-		t.slots[t.slotOf(last)] = slotVal(t.ents[last].hash, i)
+		s := t.slotOf(last)
+		t.slots[s] = t.slots[s]&^0xffffffff | uint64(i+1)
 		t.ents[i] = t.ents[last]
 	}
 	t.ents = t.ents[:last]
