@@ -8,10 +8,10 @@ import (
 
 // table maps string keys to values of a type without pointers, and holds
 // no pointers itself: keys are packed in one byte arena, entries in one
-// slice, the index is open addressing over 64-bit slots. The garbage collector
-// never scans it, and an entry costs its value, its key's bytes and about
-// 24 bytes more, against the 50 to 100 bytes and two or three objects of a
-// Go map from string to a slice or a pointer. Caches of millions of
+// slice, the index is open addressing over 64-bit slots. The garbage
+// collector never scans it, and an entry costs its value, its key's bytes
+// and about 24 bytes more, against the 50 to 100 bytes and two or three
+// objects of a Go map from string to a slice or a pointer. Caches of millions of
 // entries (the accounts' counts) are what it is for.
 //
 // A slot holds, beside its entry's index, the low 32 bits of its key's
