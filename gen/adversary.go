@@ -145,7 +145,7 @@ func (g *Generator) setupCrews(seed uint64, b budget) {
 	// campaigns (Validate keeps that below crewRateMin of the ceiling).
 	w := make([]float64, n)
 	for i, j := range r.Perm(n) {
-		w[j] = (crewRateMin+(crewRateMax-crewRateMin)*(float64(i)+0.5)/float64(n))*b.humanCap - b.crewCampRate
+		w[j] = float64((crewRateMin+(crewRateMax-crewRateMin)*(float64(i)+0.5)/float64(n))*b.humanCap) - b.crewCampRate
 	}
 	g.crewUsers = newAlias(w)
 	g.crewRegion = make([]uint8, n)

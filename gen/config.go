@@ -200,7 +200,7 @@ func (c Config) budget() budget {
 		}
 		perCampaign /= crewsPerCampaignMax - crewsPerCampaignMin + 1
 		b.crewCampRate = float64(campaigns) * perCampaign / float64(b.crews) * crewTurnout / b.minutes
-		b.crewLikes = int64(float64(c.CrewAccounts) * max(0, crewRateMean*b.humanCap-b.crewCampRate) * b.minutes)
+		b.crewLikes = int64(float64(c.CrewAccounts) * max(0, float64(crewRateMean*b.humanCap)-b.crewCampRate) * b.minutes)
 	}
 	return b
 }

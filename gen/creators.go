@@ -3,6 +3,8 @@ package gen
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 // Rising creators. With Config.RisingCreators > 0, the generator plants
@@ -51,11 +53,11 @@ func (g *Generator) plantRising(add func(planted)) []risingCreator {
 			plateau:  uniform(r, 30, 45),
 			halfLife: uniform(r, 15, 25),
 		}
-		b.ramp = b.doubling * math.Log2(b.peak/b.r0)
-		b.decay = b.halfLife * math.Log2(b.peak/b.r0)
-		lo := 0.1 * float64(span)
-		hi := max(lo, 0.85*float64(span)-(b.ramp+b.plateau)*60e3)
-		begin := int64(lo + r.Float64()*(hi-lo))
+		b.ramp = float64(b.doubling * detmath.Log2(b.peak/b.r0))
+		b.decay = float64(b.halfLife * detmath.Log2(b.peak/b.r0))
+		lo := float64(0.1 * float64(span))
+		hi := max(lo, float64(0.85*float64(span))-float64((b.ramp+b.plateau)*60e3))
+		begin := int64(lo + float64(r.Float64()*(hi-lo)))
 		dom, domShare := -1, 0.0
 		if r.Float64() < 0.7 {
 			dom, domShare = int(g.regionOf.draw(r.Uint64())), uniform(r, 0.5, 0.8)

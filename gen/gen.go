@@ -46,6 +46,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 var regions = []struct {
@@ -196,7 +198,7 @@ func New(cfg Config) (*Generator, error) {
 	uw := make([]float64, cfg.Users)
 	g.userRegion = make([]uint8, cfg.Users)
 	for i := range uw {
-		uw[i] = math.Exp(1.3 * r.NormFloat64())
+		uw[i] = detmath.Exp(1.3 * r.NormFloat64())
 		g.userRegion[i] = uint8(g.regionOf.draw(r.Uint64()))
 	}
 	capShare := b.humanCap * b.minutes / float64(b.humanLikes)
@@ -244,7 +246,7 @@ func New(cfg Config) (*Generator, error) {
 	if g.cRepeat > 1 {
 		return nil, errors.New("gen: unlike, repeat, stray unlike and bad shares exceed the background traffic; lower them or plant fewer bursts/campaigns")
 	}
-	likes := m*(1-g.cUnlike) + float64(g.farmLikes) + float64(g.crewLikes)
+	likes := float64(m*(1-g.cUnlike)) + float64(g.farmLikes) + float64(g.crewLikes)
 	g.pLate = min(1, cfg.LateShare*n/likes)
 
 	g.bg = newClock(seed, streamBackgroundClock, bg, g.startMs, cfg.Duration, diurnal(cfg.Start, cfg.Duration))

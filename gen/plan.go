@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 // Truth is one planted burst or campaign, as it appears in the output.
@@ -50,11 +52,11 @@ type burst struct {
 func (b burst) rate(m float64) float64 {
 	switch {
 	case m < b.ramp:
-		return b.r0 * math.Exp2(m/b.doubling)
+		return b.r0 * detmath.Exp2(m/b.doubling)
 	case m < b.ramp+b.plateau:
 		return b.peak
 	default:
-		return b.peak * math.Exp2(-(m-b.ramp-b.plateau)/b.halfLife)
+		return b.peak * detmath.Exp2(-(m-b.ramp-b.plateau)/b.halfLife)
 	}
 }
 
@@ -81,8 +83,8 @@ func drawBurst(r *rand.Rand, rate float64) burst {
 		b.r0 = rate
 		b.peak = max(b.peak, rate)
 	}
-	b.ramp = b.doubling * math.Log2(b.peak/b.r0)
-	b.decay = b.halfLife * math.Log2(b.peak/b.r0)
+	b.ramp = float64(b.doubling * detmath.Log2(b.peak/b.r0))
+	b.decay = float64(b.halfLife * detmath.Log2(b.peak/b.r0))
 	return b
 }
 
@@ -149,7 +151,7 @@ func (g *Generator) plan(r *rand.Rand) {
 
 	for i := range g.cfg.Bursts {
 		b := drawBurst(r, 0)
-		latest := max(0, 0.85*float64(span)-(b.ramp+b.plateau)*60e3)
+		latest := max(0, float64(0.85*float64(span))-float64((b.ramp+b.plateau)*60e3))
 		begin := int64(r.Float64() * latest)
 		todo = append(todo, g.plantBurst(r, b, begin, "vb"+itoa(i), add))
 	}
@@ -249,4 +251,4 @@ func (g *Generator) burstLiker(r *rand.Rand, seen map[int32]struct{}, dom int, d
 	return 0, false
 }
 
-func uniform(r *rand.Rand, lo, hi float64) float64 { return lo + r.Float64()*(hi-lo) }
+func uniform(r *rand.Rand, lo, hi float64) float64 { return lo + float64(r.Float64()*(hi-lo)) }

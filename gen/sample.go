@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 // alias draws an index with fixed weights in O(1) (Walker/Vose alias
@@ -123,9 +125,9 @@ func diurnal(start time.Time, span time.Duration) *warp {
 	day := float64(24 * time.Hour / time.Millisecond)
 	startMs := float64(start.UnixMilli())
 	for i := range cells {
-		mid := startMs + (float64(i)+0.5)*w.cellMs
+		mid := startMs + float64((float64(i)+0.5)*w.cellMs)
 		phase := math.Mod(mid, day)/day - 14.0/24 + 0.25
-		w.cum[i+1] = w.cum[i] + 1 + 0.25*math.Sin(2*math.Pi*phase)
+		w.cum[i+1] = w.cum[i] + 1 + float64(0.25*detmath.Sin(2*math.Pi*phase))
 	}
 	total := w.cum[cells]
 	for i := range w.cum {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 // Popular keys. A lockstep key (video and 10 minutes) shared by five of a
@@ -106,11 +108,11 @@ func popByte(p float64) uint8 {
 	if p <= 0 {
 		return math.MaxUint8
 	}
-	return uint8(min(math.Floor(-8*math.Log2(p)), math.MaxUint8))
+	return uint8(min(math.Floor(-8*detmath.Log2(p)), math.MaxUint8))
 }
 
 // popProb is the popularity a byte stands for.
-func popProb(b uint8) float64 { return math.Exp2(-float64(b) / 8) }
+func popProb(b uint8) float64 { return detmath.Exp2(-float64(b) / 8) }
 
 // unlikely reports whether count of likers carrying a key of popularity
 // pop is too many for chance: P(X >= count) < lockAlpha for X Poisson
@@ -122,8 +124,8 @@ func unlikely(likers, count int64, pop uint8) bool {
 		return false
 	}
 	// The tail's terms fall by mu/(i+1) < 1 from the first on.
-	lg, _ := math.Lgamma(k + 1)
-	term := math.Exp(-mu + float64(k*math.Log(mu)) - lg)
+	lg, _ := detmath.Lgamma(k + 1)
+	term := detmath.Exp(-mu + float64(k*detmath.Log(mu)) - lg)
 	tail := 0.0
 	for i := k; term > tail*1e-12 && i < k+1000; i++ {
 		tail += term

@@ -34,7 +34,7 @@ func TestNoFusedMultiplyAdd(t *testing.T) {
 		t.Skipf("no go command in GOROOT (%v): the listing needs the compiler", err)
 	}
 	const module = "github.com/viralityhq/virality"
-	cmd := exec.Command(goTool, "build", "-o", os.DevNull, "-gcflags="+module+"/...=-S", module+"/scoring", module+"/processor")
+	cmd := exec.Command(goTool, "build", "-o", os.DevNull, "-gcflags="+module+"/...=-S", module+"/scoring", module+"/processor", module+"/detmath", module+"/gen")
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -83,13 +83,15 @@
 // fused instruction. Built for amd64 at v1 and at v3, a backfill of 1.3M
 // generated likes (bench/handloop.sh's file) now writes the same bytes.
 //
-// What this package cannot hold to the bit is Go's math package:
-// math.Exp2, Log2, Log10, Pow, Exp, Log and Lgamma are assembly on some
-// architectures and Go, fused as above, on others (and math.Exp on amd64
-// uses the CPU's multiply-add when it has one), so builds for other
-// architectures or GOAMD64 levels may still differ in a last bit of a
-// rate, and so in a digit of a record. Outputs are byte-identical for one
-// build on one kind of CPU.
+// Go's math package cannot be held to the bit either: Exp and Log are
+// assembly on amd64, Exp and Exp2 on arm64, and the rest is Go fused as
+// above on arm64; each of Exp, Exp2, Log, Log2, Log10, Pow, Lgamma and Sin
+// gave other bits on arm64 than on amd64 for some of 500,000 arguments.
+// So this package, the processor and the generator use detmath, math's Go
+// code with its products rounded and no assembly. TestSameBitsOnArm64
+// (detmath) runs it compiled for arm64 under QEMU and compares its bits
+// with amd64's; TestBackfillSameBytesOnArm64 (cmd/virality) does the same
+// for the outputs of a whole backfill.
 package scoring
 
 import (
@@ -98,6 +100,8 @@ import (
 	"math/bits"
 	"sort"
 	"strings"
+
+	"github.com/viralityhq/virality/detmath"
 )
 
 // Windows, in the order of [Input.Windows].
@@ -244,7 +248,7 @@ func (HN) Score(in *Input) float64 {
 		return 0
 	}
 	ageH := float64(max(in.TS-in.FirstLike, 0)) / 3_600_000
-	return float64(in.Likes-1) / math.Pow(ageH+2, 1.8)
+	return float64(in.Likes-1) / detmath.Pow(ageH+2, 1.8)
 }
 
 // RedditHot is Reddit's hot ranking on likes, dated by the first like.
@@ -258,7 +262,7 @@ func (RedditHot) Score(in *Input) float64 {
 	if in.Likes < 1 || in.FirstLike == 0 {
 		return 0
 	}
-	order := float64(math.Log10(float64(in.Likes)))
+	order := float64(detmath.Log10(float64(in.Likes)))
 	seconds := float64(in.FirstLike)/1000 - 1134028003
 	return order + seconds/45000
 }
@@ -341,7 +345,7 @@ func AccountWeight(recent, c0 int64) int64 {
 		return WeightOne
 	}
 	x := float64(recent)/float64(c0) - 1
-	w := int64(math.Round(WeightOne * math.Exp2(-20*x)))
+	w := int64(math.Round(WeightOne * detmath.Exp2(-20*x)))
 	return max(w, 1)
 }
 
@@ -411,7 +415,7 @@ func DecayContribution(t, h int64) (epoch int64, c uint64) {
 	e := h * epochHalfLives
 	epoch = floorDiv(t, e)
 	x := float64(t-epoch*e) / float64(h)
-	return epoch, uint64(math.Round(math.Exp2(decayScaleBits + x)))
+	return epoch, uint64(math.Round(detmath.Exp2(decayScaleBits + x)))
 }
 
 // DecayEpoch is the epoch of half-life h that time t is in.
@@ -461,7 +465,7 @@ func DecayRate(sums []DecaySum, ts, h int64) float64 {
 	var total float64
 	for _, s := range sums {
 		age := float64(ts-s.Epoch*e) / float64(h)
-		total += float64(float64(s.Sum) * math.Exp2(-decayScaleBits-age))
+		total += float64(float64(s.Sum) * detmath.Exp2(-decayScaleBits-age))
 	}
 	return total * math.Ln2 * 60_000 / float64(h)
 }
