@@ -18,7 +18,9 @@ import (
 
 // function is one function of the package beside math's, with the range
 // of arguments the tests draw from and how many ulps apart the two may
-// be: math's amd64 assembly Exp (and so Pow) is a different algorithm.
+// be: math's amd64 assembly Exp (and so Pow) is a different algorithm,
+// and math's Go code fuses multiply-adds on arm64 or from GOAMD64=v3
+// (which Lgamma's subtraction near its poles magnifies).
 // The ranges leave out what math's amd64 assembly gets wrong, which
 // TestWhereMathIsWrong covers.
 type function struct {
@@ -33,17 +35,17 @@ func mathLgamma(x float64) float64 { l, _ := math.Lgamma(x); return l }
 
 var functions = []function{
 	{"Exp", Exp, math.Exp, -745, 709, 2},
-	{"Exp2", Exp2, math.Exp2, -1075, 1024, 1},
-	{"Log", Log, math.Log, 0x1p-1022, 1e300, 1},
-	{"Log2", Log2, math.Log2, 0x1p-1022, 1e9, 1},
-	{"Log10", Log10, math.Log10, 0x1p-1022, 1e9, 1},
+	{"Exp2", Exp2, math.Exp2, -1075, 1024, 2},
+	{"Log", Log, math.Log, 0x1p-1022, 1e300, 2},
+	{"Log2", Log2, math.Log2, 0x1p-1022, 1e9, 2},
+	{"Log10", Log10, math.Log10, 0x1p-1022, 1e9, 2},
 	{"Pow(x,1.8)", func(x float64) float64 { return Pow(x, 1.8) }, func(x float64) float64 { return math.Pow(x, 1.8) }, 0, 1e6, 8},
 	{"Pow(x,-2.5)", func(x float64) float64 { return Pow(x, -2.5) }, func(x float64) float64 { return math.Pow(x, -2.5) }, 0, 100, 8},
 	{"Pow(2.5,y)", func(y float64) float64 { return Pow(2.5, y) }, func(y float64) float64 { return math.Pow(2.5, y) }, -700, 700, 8},
-	{"Lgamma", lgamma, mathLgamma, -100, 1e6, 1},
-	{"Sin", Sin, math.Sin, -10, 10, 1},
-	{"Sin(large)", Sin, math.Sin, 1 << 29, 1 << 60, 1},
-	{"Cos", Cos, math.Cos, -10, 10, 1},
+	{"Lgamma", lgamma, mathLgamma, -100, 1e6, 4},
+	{"Sin", Sin, math.Sin, -10, 10, 2},
+	{"Sin(large)", Sin, math.Sin, 1 << 29, 1 << 60, 2},
+	{"Cos", Cos, math.Cos, -10, 10, 2},
 }
 
 // arguments returns n arguments of fn drawn the same way on every
