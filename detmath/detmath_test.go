@@ -255,3 +255,23 @@ func TestSameBitsOnArm64(t *testing.T) {
 		t.Logf("math's functions: %d of %d give other bits on arm64; this package's: none", differ, len(ours))
 	}
 }
+
+var sink float64
+
+// BenchmarkFunctions times each function against math's on the same
+// arguments.
+func BenchmarkFunctions(b *testing.B) {
+	for _, fn := range functions {
+		xs := fn.arguments(1 << 12)
+		for _, impl := range []struct {
+			name string
+			f    func(float64) float64
+		}{{"detmath", fn.f}, {"math", fn.math}} {
+			b.Run(fn.name+"/"+impl.name, func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					sink += impl.f(xs[i&(1<<12-1)])
+				}
+			})
+		}
+	}
+}
