@@ -13,10 +13,11 @@ import (
 // listing (FMADDD, FNMSUBS, ...), with the source line it gives for it.
 var fusedAt = regexp.MustCompile(`\((\S+\.go:\d+)\)\t(FN?M(?:ADD|SUB)[DS])\t`)
 
-// TestNoFusedMultiplyAdd compiles the packages that compute what the
-// engine writes (the scores, rates and decisions of scoring and
-// processor) for arm64, whose compiler fuses x*y + z into one instruction
-// that rounds once, and fails on any it fuses. amd64 does the same from
+// TestNoFusedMultiplyAdd compiles for arm64 the packages that compute
+// what the engine writes (the scores, rates and decisions of scoring and
+// processor, and the detmath functions they call) and the generator whose
+// files the tests and benchmarks read. arm64's compiler fuses x*y + z
+// into one instruction that rounds once; the test fails on any it fuses. amd64 does the same from
 // GOAMD64=v3. A fused product gives other bits than the same expression
 // rounded twice, so a replay built for another machine would write other
 // scores: an explicit float64 conversion of the product prevents it (see

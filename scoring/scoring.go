@@ -79,9 +79,10 @@
 // acceleration, the difference of two close rates. So every product here
 // and in the processor that feeds an addition is converted explicitly,
 // float64(x*y), which rounds it and prevents the fusion;
-// TestNoFusedMultiplyAdd compiles both packages for arm64 and fails on any
-// fused instruction. Built for amd64 at v1 and at v3, a backfill of 1.3M
-// generated likes (bench/handloop.sh's file) now writes the same bytes.
+// TestNoFusedMultiplyAdd compiles both packages, detmath and the generator
+// for arm64 and fails on any fused instruction. Built for amd64 at v1 and
+// at v3, a backfill of 1.3M generated likes (bench/handloop.sh's file)
+// now writes the same bytes.
 //
 // Go's math package cannot be held to the bit either: Exp and Log are
 // assembly on amd64, Exp and Exp2 on arm64, and the rest is Go fused as
