@@ -182,7 +182,7 @@ func (t *table[V]) Delete(i int) {
 	last := len(t.ents) - 1
 	if i != last {
 		s := t.slotOf(last)
-		t.slots[s] = t.slots[s]&^0xffffffff | uint64(i+1)
+		t.slots[s] = slotVal(t.slots[s]>>32, i) // its hash, entry i
 		t.ents[i] = t.ents[last]
 	}
 	t.ents = t.ents[:last]

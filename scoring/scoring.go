@@ -214,7 +214,8 @@ func (Trending) Name() string { return "trending" }
 func (m Trending) Score(in *Input) float64 {
 	const recentMin = 5.0
 	// Each product is converted explicitly, here and in the rest of the
-	// package: a conversion rounds, so that no compiler fuses it into a
+	// package (a division by WeightOne, a power of two, is compiled as
+	// one): a conversion rounds, so that no compiler fuses it into a
 	// multiply-add, which rounds once and gives other bits (see "Bits
 	// across machines" in the package comment).
 	n := float64(float64(in.Weighted[W5m]) / WeightOne)
